@@ -1,0 +1,103 @@
+#pragma once
+
+// pantry's configuration: YAML in, a typed and validated `config` out.
+//
+// The defaults are deploy/pantry.example.yaml, compiled into the binary (embedded_defaults()).
+// A user's file is laid over them: a key it sets replaces the default, a list replaces the whole
+// default list. Every error names the file, line and column, the key and the bad value.
+
+#include "pantry/error.h"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pantry::config {
+
+struct listen_address {
+  std::string host;  // "0.0.0.0", "127.0.0.1", "::", "localhost"
+  std::uint16_t port = 0;
+
+  // "host:port", or "[v6]:port" for an IPv6 literal.
+  std::string str() const;
+  friend bool operator==(const listen_address&, const listen_address&) = default;
+};
+
+struct pypi_upstream {
+  std::string name;  // appears in file URLs (/files/<name>/…): [a-z0-9._-]+
+  std::string url;   // simple index root, http:// or https://, ends with '/'
+  std::optional<std::string> ca_file;  // PEM bundle to verify the upstream's TLS certificate
+  friend bool operator==(const pypi_upstream&, const pypi_upstream&) = default;
+};
+
+struct pypi_config {
+  std::vector<pypi_upstream> upstreams;  // priority order
+  std::chrono::seconds index_ttl{0};
+  bool offline = false;
+  friend bool operator==(const pypi_config&, const pypi_config&) = default;
+};
+
+struct oci_upstream {
+  std::string name;  // the registry's name as clients know it: docker.io, ghcr.io, …
+  std::string url;   // base URL, http:// or https://, no trailing path
+  std::optional<std::string> ca_file;
+  friend bool operator==(const oci_upstream&, const oci_upstream&) = default;
+};
+
+struct oci_config {
+  std::string default_upstream;  // must name one of `upstreams`
+  std::vector<oci_upstream> upstreams;
+  std::chrono::seconds tag_ttl{0};
+  friend bool operator==(const oci_config&, const oci_config&) = default;
+};
+
+struct cache_config {
+  std::uint64_t max_size = 0;  // bytes of cached blobs kept; LRU eviction above it
+  friend bool operator==(const cache_config&, const cache_config&) = default;
+};
+
+struct config {
+  listen_address listen;
+  std::string data_dir;
+  cache_config cache;
+  pypi_config pypi;
+  oci_config oci;
+  friend bool operator==(const config&, const config&) = default;
+};
+
+// The YAML text of the compiled-in defaults (deploy/pantry.example.yaml, comments included).
+std::string_view embedded_defaults();
+
+// The compiled-in defaults, parsed.
+config defaults();
+
+// Parses `yaml` laid over the defaults. `source` names the text in errors (a file path, or
+// "<embedded defaults>"). Errors are errc::config_error with a message of the form
+//   "pantry.yaml:4:14: cache.max_size: \"50 GB\" is not a size; use a number with B, KiB, MiB,
+//    GiB or TiB, e.g. 50GiB".
+result<config> parse(std::string_view yaml, std::string_view source);
+
+// Reads and parses a file. A missing or unreadable file is errc::config_error naming the path
+// and the OS error.
+result<config> load_file(const std::string& path);
+
+// The effective config as YAML that parse() reads back to an equal config.
+std::string to_yaml(const config& c);
+
+// "512MiB", "50GiB", "1TiB", "4096", "4096B", "1.5GiB" (binary units; KB/MB/GB are taken as
+// their binary counterparts too, as most tools do for cache sizes). Rejects negatives, overflow,
+// and unknown units with a message that quotes the value and shows an example.
+result<std::uint64_t> parse_size(std::string_view text);
+// "90s", "10m", "2h", "7d", "1h30m", "0s". A bare number is rejected (say which unit).
+result<std::chrono::seconds> parse_duration(std::string_view text);
+// "50GiB", "512MiB", "1536KiB", "123B": the largest binary unit that represents `bytes` exactly.
+std::string format_size(std::uint64_t bytes);
+// "10m", "1h30m", "7d", "0s".
+std::string format_duration(std::chrono::seconds d);
+// "host:port" or "[v6]:port" with a port in 1..65535 (0 allowed: any free port).
+result<listen_address> parse_listen(std::string_view text);
+
+}  // namespace pantry::config

@@ -27,29 +27,29 @@ struct listen_address {
 };
 
 struct pypi_upstream {
-  std::string name;  // appears in file URLs (/files/<name>/…): [a-z0-9._-]+
+  std::string name;  // appears in file URLs (/files/<name>/…): [a-z0-9._-]+, not only dots
   std::string url;   // simple index root, http:// or https://, ends with '/'
   std::optional<std::string> ca_file;  // PEM bundle to verify the upstream's TLS certificate
   friend bool operator==(const pypi_upstream&, const pypi_upstream&) = default;
 };
 
 struct pypi_config {
-  std::vector<pypi_upstream> upstreams;  // priority order
+  std::vector<pypi_upstream> upstreams;  // priority order; names unique
   std::chrono::seconds index_ttl{0};
   bool offline = false;
   friend bool operator==(const pypi_config&, const pypi_config&) = default;
 };
 
 struct oci_upstream {
-  std::string name;  // the registry's name as clients know it: docker.io, ghcr.io, …
-  std::string url;   // base URL, http:// or https://, no trailing path
+  std::string name;  // the registry's name as clients know it: docker.io, ghcr.io, …; [a-z0-9._-]+
+  std::string url;   // base URL, http:// or https://, no path (not even a trailing '/')
   std::optional<std::string> ca_file;
   friend bool operator==(const oci_upstream&, const oci_upstream&) = default;
 };
 
 struct oci_config {
-  std::string default_upstream;  // must name one of `upstreams`
-  std::vector<oci_upstream> upstreams;
+  std::string default_upstream;         // must name one of `upstreams`
+  std::vector<oci_upstream> upstreams;  // names unique
   std::chrono::seconds tag_ttl{0};
   friend bool operator==(const oci_config&, const oci_config&) = default;
 };
@@ -75,23 +75,32 @@ std::string_view embedded_defaults();
 config defaults();
 
 // Parses `yaml` laid over the defaults. `source` names the text in errors (a file path, or
-// "<embedded defaults>"). Errors are errc::config_error with a message of the form
+// "<embedded defaults>"). Errors are errc::config_error with one line per problem (up to 20), in
+// document order, each of the form
 //   "pantry.yaml:4:14: cache.max_size: \"50 GB\" is not a size; use a number with B, KiB, MiB,
 //    GiB or TiB, e.g. 50GiB".
+// Rules beyond the field comments above: an empty file or an empty section (`cache:` with nothing
+// under it) keeps the defaults; an empty scalar (`max_size:`) is an error; booleans are YAML 1.2's
+// true/false (YAML 1.1's yes/no/on/off are errors, not guesses); an upstream list must not be
+// empty; a repeated key is an error; the text must be UTF-8, at most 1MiB, one YAML document.
+// An OCI url's single trailing '/' is dropped. Never throws.
 result<config> parse(std::string_view yaml, std::string_view source);
 
 // Reads and parses a file. A missing or unreadable file is errc::config_error naming the path
 // and the OS error.
 result<config> load_file(const std::string& path);
 
-// The effective config as YAML that parse() reads back to an equal config.
+// The effective config as YAML that parse() reads back to an equal config (for any config that
+// parse() can return).
 std::string to_yaml(const config& c);
 
 // "512MiB", "50GiB", "1TiB", "4096", "4096B", "1.5GiB" (binary units; KB/MB/GB are taken as
-// their binary counterparts too, as most tools do for cache sizes). Rejects negatives, overflow,
-// and unknown units with a message that quotes the value and shows an example.
+// their binary counterparts too, as most tools do for cache sizes; units are case-insensitive, and
+// a fraction of a unit rounds down to whole bytes). Rejects negatives, overflow, and unknown units
+// with a message that quotes the value and shows an example.
 result<std::uint64_t> parse_size(std::string_view text);
-// "90s", "10m", "2h", "7d", "1h30m", "0s". A bare number is rejected (say which unit).
+// "90s", "10m", "2h", "7d", "1h30m", "0s": whole numbers of s, m, h, d, each unit at most once,
+// largest first, at most 36500d. A bare number is rejected (say which unit).
 result<std::chrono::seconds> parse_duration(std::string_view text);
 // "50GiB", "512MiB", "1536KiB", "123B": the largest binary unit that represents `bytes` exactly.
 std::string format_size(std::uint64_t bytes);

@@ -1,0 +1,622 @@
+#include "pantry/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+
+namespace pantry::config {
+namespace {
+
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+constexpr std::uint64_t kGiB = 1ULL << 30;
+
+config parse_ok(std::string_view yaml) {
+  auto r = parse(yaml, "test.yaml");
+  EXPECT_TRUE(r.has_value()) << r.error().message;
+  return r ? *r : config{};
+}
+
+// The error message for YAML that must not parse.
+std::string error_of(std::string_view yaml) {
+  auto r = parse(yaml, "test.yaml");
+  if (r) return "<parsed without error>\n" + to_yaml(*r);
+  EXPECT_TRUE(r.error().is(errc::config_error)) << r.error().message;
+  return r.error().message;
+}
+
+// A config with every field away from its default.
+config unusual_config() {
+  config c;
+  c.listen = {"::1", 9000};
+  c.data_dir = "/var/lib/pantry data/#1: 'quoted' \"too\" ~ é";
+  c.cache.max_size = 1536ULL << 10;
+  c.pypi.upstreams = {{"internal", "http://pypi.internal:8080/root/pypi/+simple/", "/etc/ca.pem"},
+                      {"pypi", "https://pypi.org/simple/", std::nullopt}};
+  c.pypi.index_ttl = seconds(5400);
+  c.pypi.offline = true;
+  c.oci.default_upstream = "ghcr.io";
+  c.oci.upstreams = {{"ghcr.io", "https://ghcr.io", std::nullopt},
+                     {"registry.local", "http://[::1]:5000", "ca bundle.pem"}};
+  c.oci.tag_ttl = seconds(0);
+  return c;
+}
+
+class temp_dir {
+ public:
+  temp_dir() {
+    path_ = std::filesystem::temp_directory_path() /
+            ("pantry-config-test-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(path_);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  std::string write(const std::string& name, std::string_view text) const {
+    const std::string p = (path_ / name).string();
+    std::ofstream(p, std::ios::binary) << text;
+    return p;
+  }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(ConfigTest, DefaultsAreWhatTheExampleFileSays) {
+  const config c = defaults();
+  EXPECT_EQ(c.listen.host, "0.0.0.0");
+  EXPECT_EQ(c.listen.port, 8585);
+  EXPECT_EQ(c.data_dir, "./pantry-data");
+  EXPECT_EQ(c.cache.max_size, 50 * kGiB);
+  ASSERT_EQ(c.pypi.upstreams.size(), 1u);
+  EXPECT_EQ(c.pypi.upstreams[0], (pypi_upstream{"pypi", "https://pypi.org/simple/", {}}));
+  EXPECT_EQ(c.pypi.index_ttl, seconds(600));
+  EXPECT_FALSE(c.pypi.offline);
+  EXPECT_EQ(c.oci.default_upstream, "docker.io");
+  ASSERT_EQ(c.oci.upstreams.size(), 1u);
+  EXPECT_EQ(c.oci.upstreams[0], (oci_upstream{"docker.io", "https://registry-1.docker.io", {}}));
+  EXPECT_EQ(c.oci.tag_ttl, seconds(300));
+}
+
+TEST(ConfigTest, EmbeddedDefaultsAreTheExampleFile) {
+  std::ifstream in(PANTRY_SOURCE_DIR "/deploy/pantry.example.yaml", std::ios::binary);
+  ASSERT_TRUE(in) << "cannot open deploy/pantry.example.yaml";
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(embedded_defaults(), file);
+  EXPECT_EQ(parse_ok(file), defaults());
+}
+
+TEST(ConfigTest, EmptyFileKeepsDefaults) {
+  EXPECT_EQ(parse_ok(""), defaults());
+  EXPECT_EQ(parse_ok("# nothing set\n\n"), defaults());
+  EXPECT_EQ(parse_ok("---\n"), defaults());
+}
+
+TEST(ConfigTest, EmptySectionKeepsDefaults) {
+  EXPECT_EQ(parse_ok("cache:\n  # max_size: 1GiB\npypi:\noci:\n"), defaults());
+}
+
+TEST(ConfigTest, OverlayReplacesOnlyTheKeysGiven) {
+  const config c = parse_ok("cache:\n  max_size: 512MiB\npypi:\n  offline: true\n");
+  config want = defaults();
+  want.cache.max_size = 512ULL << 20;
+  want.pypi.offline = true;
+  EXPECT_EQ(c, want);
+}
+
+TEST(ConfigTest, OverlayListReplacesTheWholeList) {
+  const config c = parse_ok(
+      "pypi:\n"
+      "  upstreams:\n"
+      "    - name: internal\n"
+      "      url: https://pypi.internal/simple/\n"
+      "      ca_file: /etc/pantry/internal.pem\n");
+  ASSERT_EQ(c.pypi.upstreams.size(), 1u);
+  EXPECT_EQ(c.pypi.upstreams[0].name, "internal");
+  EXPECT_EQ(c.pypi.upstreams[0].url, "https://pypi.internal/simple/");
+  EXPECT_EQ(c.pypi.upstreams[0].ca_file, "/etc/pantry/internal.pem");
+  EXPECT_EQ(c.pypi.index_ttl, defaults().pypi.index_ttl);
+  EXPECT_EQ(c.oci, defaults().oci);
+}
+
+TEST(ConfigTest, ReadsEveryKey) {
+  const config c = parse_ok(
+      "listen: \"[::1]:9000\"\n"
+      "data_dir: /srv/pantry\n"
+      "cache: {max_size: 1TiB}\n"
+      "pypi:\n"
+      "  upstreams: [{name: a, url: 'http://a:81/simple/'}, {name: b, url: 'https://b/'}]\n"
+      "  index_ttl: 1h30m\n"
+      "  offline: True\n"
+      "oci:\n"
+      "  default_upstream: ghcr.io\n"
+      "  upstreams:\n"
+      "    - {name: ghcr.io, url: 'https://ghcr.io/'}\n"
+      "  tag_ttl: 0s\n");
+  EXPECT_EQ(c.listen.str(), "[::1]:9000");
+  EXPECT_EQ(c.data_dir, "/srv/pantry");
+  EXPECT_EQ(c.cache.max_size, 1ULL << 40);
+  ASSERT_EQ(c.pypi.upstreams.size(), 2u);
+  EXPECT_EQ(c.pypi.upstreams[1].url, "https://b/");
+  EXPECT_EQ(c.pypi.index_ttl, seconds(5400));
+  EXPECT_TRUE(c.pypi.offline);
+  EXPECT_EQ(c.oci.default_upstream, "ghcr.io");
+  ASSERT_EQ(c.oci.upstreams.size(), 1u);
+  EXPECT_EQ(c.oci.upstreams[0].url, "https://ghcr.io") << "the trailing '/' is dropped";
+  EXPECT_EQ(c.oci.tag_ttl, seconds(0));
+}
+
+TEST(ConfigTest, RoundTripOfDefaults) {
+  EXPECT_EQ(parse_ok(to_yaml(defaults())), defaults()) << to_yaml(defaults());
+}
+
+TEST(ConfigTest, RoundTripOfNonDefaultValues) {
+  const config c = unusual_config();
+  const std::string yaml = to_yaml(c);
+  EXPECT_EQ(parse_ok(yaml), c) << yaml;
+}
+
+TEST(ConfigTest, RoundTripOfAwkwardStrings) {
+  for (const std::string dir : {"~",
+                                "null",
+                                "true",
+                                "123",
+                                "- x",
+                                "[a]",
+                                "{b}",
+                                "a: b",
+                                "#c",
+                                " leading space",
+                                "trailing space ",
+                                "'",
+                                "\"",
+                                "@at",
+                                "`tick",
+                                "%pct",
+                                "*star",
+                                "&amp",
+                                "!bang",
+                                "|pipe",
+                                ">gt",
+                                "? q",
+                                "données/東京",
+                                "\xEF\xBB\xBF"
+                                "bom"}) {
+    config c = defaults();
+    c.data_dir = dir;
+    c.pypi.upstreams[0].ca_file = dir;
+    const std::string yaml = to_yaml(c);
+    EXPECT_EQ(parse_ok(yaml), c) << "data_dir " << dir << "\n" << yaml;
+  }
+}
+
+TEST(ConfigTest, ToYamlWritesSizesAndDurationsWithUnits) {
+  const std::string yaml = to_yaml(defaults());
+  EXPECT_THAT(yaml, HasSubstr("max_size: 50GiB"));
+  EXPECT_THAT(yaml, HasSubstr("index_ttl: 10m"));
+  EXPECT_THAT(yaml, HasSubstr("tag_ttl: 5m"));
+  EXPECT_THAT(yaml, HasSubstr("listen: 0.0.0.0:8585"));
+  EXPECT_THAT(yaml, HasSubstr("offline: false"));
+}
+
+TEST(ConfigTest, ErrorMessageHasTheDocumentedForm) {
+  EXPECT_EQ(error_of("cache:\n  max_size: 50 GB\n"),
+            "test.yaml:2:13: cache.max_size: \"50 GB\" is not a size; use a number with B, KiB, "
+            "MiB, GiB or TiB, e.g. 50GiB");
+}
+
+TEST(ConfigTest, UnknownKeySuggestsNearest) {
+  const std::string msg = error_of("cache:\n  max_sise: 1GiB\n");
+  EXPECT_THAT(msg, StartsWith("test.yaml:2:3: cache.max_sise: \"max_sise\" is not a known key"));
+  EXPECT_THAT(msg, HasSubstr("did you mean max_size?"));
+}
+
+TEST(ConfigTest, UnknownTopLevelKeySuggestsNearest) {
+  const std::string msg = error_of("data-dir: /x\n");
+  EXPECT_THAT(msg, StartsWith("test.yaml:1:1: data-dir: \"data-dir\" is not a known key"));
+  EXPECT_THAT(msg, HasSubstr("did you mean data_dir?"));
+}
+
+TEST(ConfigTest, UnknownKeyInTheWrongSectionNamesTheRightOne) {
+  const std::string msg = error_of("listen: 0.0.0.0:1\nmax_size: 1GiB\n");
+  EXPECT_THAT(msg, StartsWith("test.yaml:2:1: max_size: \"max_size\" is not a known key"));
+  EXPECT_THAT(msg, HasSubstr("did you mean cache.max_size? (it belongs under cache:)"));
+}
+
+TEST(ConfigTest, UnknownKeyFarFromAnyListsTheKnownKeys) {
+  const std::string msg = error_of("pypi:\n  frobnicate: 3\n");
+  EXPECT_THAT(msg, StartsWith("test.yaml:2:3: pypi.frobnicate: \"frobnicate\" is not a known key"));
+  EXPECT_THAT(msg, HasSubstr("known keys here: upstreams, index_ttl, offline"));
+}
+
+TEST(ConfigTest, UnknownUpstreamKeySuggestsNearest) {
+  const std::string msg =
+      error_of("pypi:\n  upstreams:\n    - name: a\n      urll: https://a/simple/\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:4:7: pypi.upstreams[0].urll: \"urll\" is not a known key; "
+                             "did you mean url?"));
+}
+
+TEST(ConfigTest, RepeatedKeyIsAnError) {
+  const std::string msg = error_of("cache:\n  max_size: 1GiB\n  max_size: 2GiB\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:3:3: cache.max_size: \"max_size\" is set twice (first on "
+                             "line 2); remove one of them"));
+}
+
+TEST(ConfigTest, MapWhereScalarExpectedIsAnError) {
+  const std::string msg = error_of("cache:\n  max_size: {a: 1}\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:2:13: cache.max_size: \"{a: 1}\" is a map, expected a "
+                             "size, e.g. 50GiB; write the value on the same line as the key"));
+}
+
+TEST(ConfigTest, ListWhereScalarExpectedIsAnError) {
+  const std::string msg = error_of("listen: [0.0.0.0, 8585]\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:1:9: listen: \"[0.0.0.0, 8585]\" is a list, expected "
+                             "HOST:PORT"));
+}
+
+TEST(ConfigTest, ListWhereMapExpectedIsAnError) {
+  const std::string msg = error_of("cache:\n  - max_size: 1GiB\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:2:3: cache: \"[{max_size: 1GiB}]\" is a list, expected a "
+                             "map"));
+}
+
+TEST(ConfigTest, ScalarWhereListExpectedIsAnError) {
+  const std::string msg = error_of("pypi:\n  upstreams: https://pypi.org/simple/\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:2:14: pypi.upstreams: \"https://pypi.org/simple/\" is a "
+                             "single value, expected a list of upstreams"));
+}
+
+TEST(ConfigTest, ScalarWhereUpstreamMapExpectedIsAnError) {
+  const std::string msg = error_of("oci:\n  upstreams:\n    - https://ghcr.io\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:3:7: oci.upstreams[0]: \"https://ghcr.io\" is a single "
+                             "value, expected a map with name and url"));
+}
+
+TEST(ConfigTest, TopLevelMustBeAMap) {
+  const std::string msg = error_of("just some text\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:1:1: (top level): \"just some text\" is a single value, "
+                             "expected a map of settings"));
+}
+
+TEST(ConfigTest, EmptyValueIsAnErrorAtItsKey) {
+  const std::string msg = error_of("listen: 0.0.0.0:1\ndata_dir:\ncache: {}\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:2:1: data_dir: \"\" has no value; set a directory, e.g. "
+                             "./pantry-data, or remove the key to keep the default"));
+}
+
+TEST(ConfigTest, YesAndNoAreNotBooleans) {
+  for (const std::string word : {"yes", "no", "on", "off", "y", "1"}) {
+    const std::string msg = error_of("pypi:\n  offline: " + word + "\n");
+    EXPECT_THAT(msg, HasSubstr("test.yaml:2:12: pypi.offline: \"" + word +
+                               "\" is not a boolean; use true or false"));
+  }
+}
+
+TEST(ConfigTest, TrueAndFalseAreBooleans) {
+  EXPECT_TRUE(parse_ok("pypi: {offline: true}").pypi.offline);
+  EXPECT_TRUE(parse_ok("pypi: {offline: TRUE}").pypi.offline);
+  EXPECT_FALSE(parse_ok("pypi: {offline: False}").pypi.offline);
+}
+
+TEST(ConfigTest, DuplicateUpstreamNamesAreAnError) {
+  const std::string msg = error_of(
+      "pypi:\n"
+      "  upstreams:\n"
+      "    - name: pypi\n"
+      "      url: https://pypi.org/simple/\n"
+      "    - name: pypi\n"
+      "      url: https://mirror.example/simple/\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:5:13: pypi.upstreams[1].name: \"pypi\" is already the name "
+                             "of pypi.upstreams[0] (line 3); give each upstream its own name"));
+}
+
+TEST(ConfigTest, DefaultUpstreamMustNameAnUpstream) {
+  const std::string msg = error_of("oci:\n  default_upstream: quay.io\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:2:21: oci.default_upstream: \"quay.io\" names no upstream "
+                             "in oci.upstreams; set it to one of: docker.io"));
+}
+
+TEST(ConfigTest, ReplacedUpstreamsMustStillHoldTheDefaultUpstream) {
+  const std::string msg =
+      error_of("oci:\n  upstreams:\n    - {name: ghcr.io, url: 'https://ghcr.io'}\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:2:3: oci.default_upstream: \"docker.io\" (the default) "
+                             "names no upstream in oci.upstreams; add an upstream named docker.io "
+                             "or set oci.default_upstream to one of: ghcr.io"));
+}
+
+TEST(ConfigTest, UrlMustBeHttpOrHttps) {
+  const std::string msg =
+      error_of("pypi:\n  upstreams:\n    - name: a\n      url: ftp://pypi.org/simple/\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:4:12: pypi.upstreams[0].url: \"ftp://pypi.org/simple/\" is "
+                             "not an http:// or https:// URL; write the full URL, e.g. "
+                             "https://pypi.org/simple/"));
+  EXPECT_THAT(error_of("oci:\n  upstreams: [{name: x, url: ghcr.io}]\n"),
+              HasSubstr("test.yaml:2:30: oci.upstreams[0].url: \"ghcr.io\" is not an http://"));
+}
+
+TEST(ConfigTest, PypiUrlMustEndInSlash) {
+  const std::string msg =
+      error_of("pypi:\n  upstreams:\n    - name: a\n      url: https://pypi.org/simple\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:4:12: pypi.upstreams[0].url: \"https://pypi.org/simple\" "
+                             "does not end in '/'; add the trailing slash"));
+}
+
+TEST(ConfigTest, BadUrlsAreErrors) {
+  const auto url_error = [](const std::string& url) {
+    return error_of("pypi:\n  upstreams:\n    - name: a\n      url: '" + url + "'\n");
+  };
+  EXPECT_THAT(url_error("https:///simple/"), HasSubstr("has no host"));
+  EXPECT_THAT(url_error("https://pypi org/simple/"), HasSubstr("contains a space"));
+  EXPECT_THAT(url_error("https://u:p@pypi.org/simple/"), HasSubstr("has credentials"));
+  EXPECT_THAT(url_error("https://pypi.org:99999/simple/"),
+              HasSubstr("port that is not 1 to 65535"));
+  EXPECT_THAT(url_error("https://pypi.org:/simple/"), HasSubstr("empty port"));
+  EXPECT_THAT(url_error("https://pypi.org/simple/?x=1"), HasSubstr("query or fragment"));
+  EXPECT_THAT(url_error("https://[::1/simple/"), HasSubstr("unclosed '['"));
+  EXPECT_THAT(url_error("https://p_y!/simple/"), HasSubstr("invalid host name"));
+  EXPECT_EQ(parse_ok("pypi: {upstreams: [{name: a, url: 'https://[::1]:3141/root/+simple/'}]}")
+                .pypi.upstreams[0]
+                .url,
+            "https://[::1]:3141/root/+simple/");
+}
+
+TEST(ConfigTest, OciUrlMustHaveNoPath) {
+  const std::string msg = error_of(
+      "oci:\n  upstreams:\n    - name: docker.io\n"
+      "      url: https://registry-1.docker.io/v2/\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:4:12: oci.upstreams[0].url: "
+                             "\"https://registry-1.docker.io/v2/\" has a path"));
+}
+
+TEST(ConfigTest, UpstreamNameMustBeLowercaseWordCharacters) {
+  for (const std::string name : {"PyPI", "my index", "a/b", "..", "ü"}) {
+    const std::string msg = error_of("pypi:\n  upstreams:\n    - name: '" + name +
+                                     "'\n      url: https://pypi.org/simple/\n");
+    EXPECT_THAT(msg, HasSubstr("test.yaml:3:13: pypi.upstreams[0].name: \"" + name + "\""));
+    EXPECT_THAT(msg, HasSubstr("use lowercase letters, digits, '.', '_' and '-'"));
+  }
+  EXPECT_THAT(error_of("oci:\n  upstreams: [{name: 'Quay.io', url: 'https://quay.io'}]\n"),
+              HasSubstr("test.yaml:2:22: oci.upstreams[0].name: \"Quay.io\" is not a valid "
+                        "upstream name"));
+}
+
+TEST(ConfigTest, UpstreamNeedsNameAndUrl) {
+  const std::string msg = error_of(
+      "pypi:\n  upstreams:\n    - url: https://pypi.org/simple/\n"
+      "    - name: b\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:3:7: pypi.upstreams[0].name: \"{url: "
+                             "https://pypi.org/simple/}\" has no name; add name:"));
+  EXPECT_THAT(msg, HasSubstr("test.yaml:4:7: pypi.upstreams[1].url: \"{name: b}\" has no url; add "
+                             "url:"));
+}
+
+TEST(ConfigTest, UpstreamListMustNotBeEmpty) {
+  EXPECT_THAT(error_of("pypi:\n  upstreams: []\n"),
+              HasSubstr("test.yaml:2:14: pypi.upstreams: \"[]\" is an empty list; list at least "
+                        "one upstream"));
+  EXPECT_THAT(error_of("pypi:\n  upstreams:\n"),
+              HasSubstr("test.yaml:2:3: pypi.upstreams: \"\" has no value, expected a list"));
+  EXPECT_THAT(error_of("pypi:\n  upstreams:\n    -\n"),
+              HasSubstr("pypi.upstreams[0]: \"\" is empty, expected a map with name and url"));
+}
+
+TEST(ConfigTest, ListenMustBeHostPort) {
+  EXPECT_THAT(error_of("listen: 8585\n"),
+              HasSubstr("test.yaml:1:9: listen: \"8585\" has no host; write 0.0.0.0:8585"));
+  EXPECT_THAT(error_of("listen: 'localhost'\n"),
+              HasSubstr("test.yaml:1:9: listen: \"localhost\" has no port"));
+}
+
+TEST(ConfigTest, ListenPortOutOfRangeIsAnError) {
+  EXPECT_THAT(error_of("listen: 0.0.0.0:70000\n"),
+              HasSubstr("test.yaml:1:9: listen: \"0.0.0.0:70000\" has port 70000, which is out of "
+                        "range; use a port from 1 to 65535"));
+}
+
+TEST(ConfigTest, EmptyDataDirIsAnError) {
+  EXPECT_THAT(error_of("data_dir: ''\n"),
+              HasSubstr("test.yaml:1:11: data_dir: \"\" is empty; set a directory, e.g. "
+                        "./pantry-data"));
+}
+
+TEST(ConfigTest, ControlCharacterInPathIsAnError) {
+  EXPECT_THAT(error_of("data_dir: \"/srv/\\x01x\"\n"),
+              HasSubstr("test.yaml:1:11: data_dir: \"/srv/\\x01x\" contains a control character"));
+}
+
+TEST(ConfigTest, MaxSizeZeroIsAnError) {
+  EXPECT_THAT(error_of("cache:\n  max_size: 0\n"),
+              HasSubstr("test.yaml:2:13: cache.max_size: \"0\" is zero, which would cache "
+                        "nothing; set a positive size, e.g. 50GiB"));
+}
+
+TEST(ConfigTest, BadSizeIsAnError) {
+  EXPECT_THAT(error_of("cache:\n  max_size: -1GiB\n"),
+              HasSubstr("test.yaml:2:13: cache.max_size: \"-1GiB\" is negative"));
+  EXPECT_THAT(error_of("cache:\n  max_size: 99999999999999TiB\n"),
+              HasSubstr("test.yaml:2:13: cache.max_size: \"99999999999999TiB\" is too large"));
+  EXPECT_THAT(error_of("cache:\n  max_size: 5XB\n"),
+              HasSubstr("test.yaml:2:13: cache.max_size: \"5XB\" has an unknown unit \"XB\""));
+  EXPECT_THAT(error_of("cache:\n  max_size: ''\n"),
+              HasSubstr("test.yaml:2:13: cache.max_size: \"\" is empty"));
+}
+
+TEST(ConfigTest, BadDurationIsAnError) {
+  EXPECT_THAT(error_of("pypi:\n  index_ttl: 600\n"),
+              HasSubstr("test.yaml:2:14: pypi.index_ttl: \"600\" has no unit; add one: 600s"));
+  EXPECT_THAT(error_of("oci:\n  tag_ttl: 5 minutes\n"),
+              HasSubstr("test.yaml:2:12: oci.tag_ttl: \"5 minutes\" is not a duration"));
+  EXPECT_THAT(error_of("oci:\n  tag_ttl: -5m\n"),
+              HasSubstr("test.yaml:2:12: oci.tag_ttl: \"-5m\" is negative"));
+  EXPECT_THAT(error_of("oci:\n  tag_ttl: 5y\n"),
+              HasSubstr("test.yaml:2:12: oci.tag_ttl: \"5y\" has an unknown unit \"y\""));
+  EXPECT_THAT(error_of("oci:\n  tag_ttl: 99999999d\n"),
+              HasSubstr("test.yaml:2:12: oci.tag_ttl: \"99999999d\" is too long"));
+}
+
+TEST(ConfigTest, SyntaxErrorNamesLineAndColumn) {
+  const std::string msg = error_of("listen: 0.0.0.0:1\ncache: b: c\n");
+  EXPECT_THAT(msg, StartsWith("test.yaml:2:9: (syntax): \"cache: b: c\" is not valid YAML: illegal "
+                              "map value; check the indentation"));
+  EXPECT_THAT(error_of("pypi:\n  upstreams: [x\nfoo: 1\n"),
+              HasSubstr("test.yaml:3:4: (syntax): \"foo: 1\" is not valid YAML: end of sequence "
+                        "flow not found"));
+}
+
+TEST(ConfigTest, SecondDocumentIsAnError) {
+  EXPECT_THAT(error_of("listen: 0.0.0.0:1\n---\ncache: {max_size: 1GiB}\n"),
+              HasSubstr("test.yaml:2:1: (file): \"---\" starts a second YAML document"));
+}
+
+// yaml-cpp 0.7's LoadAll loops forever on these; YAML::Load ignores everything from the ','.
+TEST(ConfigTest, StrayTopLevelCommaIsAnErrorNotAHang) {
+  EXPECT_THAT(error_of(","), HasSubstr("test.yaml:1:1: (syntax): \",\" is not valid YAML"));
+  EXPECT_THAT(error_of(",istmasi_xze2]:sc/vcrapa"), HasSubstr("test.yaml:1:1: (syntax):"));
+  EXPECT_THAT(error_of("{listen: 0.0.0.0:1}\n, data_dir: x\n"),
+              HasSubstr("test.yaml:2:1: (syntax): \", data_dir: x\" is not valid YAML: unexpected "
+                        "text after the end of the document"));
+}
+
+TEST(ConfigTest, TextThatIsNotUtf8IsAnError) {
+  EXPECT_THAT(error_of("listen: 0.0.0.0:1\ndata_dir: /caf\xE9\n"),
+              HasSubstr("test.yaml:2:15: (file): \"data_dir: /caf\\xe9\" has a byte that is not "
+                        "UTF-8 text; save the file as UTF-8"));
+  EXPECT_THAT(error_of(std::string_view("a: 1\nb\0c: 2\n", 12)),
+              HasSubstr("test.yaml:2:2: (file): \"b\\x00c: 2\" has a byte that is not UTF-8"));
+}
+
+TEST(ConfigTest, ByteOrderMarkAndCrlfLineEndsAreAccepted) {
+  EXPECT_EQ(parse_ok("\xEF\xBB\xBF"
+                     "cache:\r\n  max_size: 1GiB\r\n")
+                .cache.max_size,
+            kGiB);
+  EXPECT_THAT(error_of("cache:\r\n  max_size: 0\r\n"),
+              HasSubstr("test.yaml:2:13: cache.max_size: \"0\" is zero"));
+}
+
+TEST(ConfigTest, HugeInputIsAnError) {
+  const std::string big((1 << 20) + 1, '#');
+  EXPECT_THAT(error_of(big),
+              HasSubstr("test.yaml:1:1: (file): \"1048577 bytes\" is too large for a "
+                        "config file"));
+}
+
+TEST(ConfigTest, EveryProblemIsReportedOnItsOwnLine) {
+  const std::string msg = error_of(
+      "listen: nope\n"
+      "cache:\n"
+      "  max_size: 0\n"
+      "pypi:\n"
+      "  offline: yes\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:1:9: listen: \"nope\""));
+  EXPECT_THAT(msg, HasSubstr("\ntest.yaml:3:13: cache.max_size: \"0\""));
+  EXPECT_THAT(msg, HasSubstr("\ntest.yaml:5:12: pypi.offline: \"yes\""));
+}
+
+TEST(ConfigTest, ManyProblemsAreCapped) {
+  std::string yaml = "pypi:\n  upstreams:\n";
+  for (int i = 0; i < 100; ++i)
+    yaml += "    - {name: 'BAD', url: 'x'}\n";
+  const std::string msg = error_of(yaml);
+  EXPECT_THAT(msg, HasSubstr("test.yaml: 180 more errors not shown"));
+}
+
+TEST(ConfigTest, SelfReferencingAnchorIsAnErrorNotAHang) {
+  EXPECT_THAT(error_of("pypi: &a {upstreams: *a}\n"),
+              HasSubstr("test.yaml:1:7: pypi.upstreams: \"{upstreams: {upstreams: "));
+  EXPECT_THAT(error_of("cache: &a [*a]\n"), HasSubstr("test.yaml:1:8: cache: \"[[[["));
+}
+
+TEST(ConfigTest, LongValuesAreCutInMessages) {
+  const std::string msg = error_of("listen: " + std::string(5000, 'x') + "\n");
+  EXPECT_THAT(msg, HasSubstr("listen: \"xxxx"));
+  EXPECT_THAT(msg, HasSubstr("...\" has no port"));
+  EXPECT_LT(msg.size(), 300u);
+}
+
+TEST(ConfigTest, ErrorsNameTheSource) {
+  auto r = parse("bogus: 1\n", "/etc/pantry/pantry.yaml");
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, StartsWith("/etc/pantry/pantry.yaml:1:1: bogus: "));
+}
+
+TEST(ConfigTest, LoadFileReadsTheFile) {
+  const temp_dir dir;
+  const std::string path = dir.write("pantry.yaml", "cache:\n  max_size: 3GiB\n");
+  auto r = load_file(path);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->cache.max_size, 3 * kGiB);
+}
+
+TEST(ConfigTest, LoadFileErrorsNameTheFile) {
+  const temp_dir dir;
+  const std::string path = dir.write("pantry.yaml", "cache:\n  max_sise: 3GiB\n");
+  auto r = load_file(path);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, StartsWith(path + ":2:3: cache.max_sise: \"max_sise\""));
+}
+
+TEST(ConfigTest, LoadFileOfMissingFileNamesPathAndOsError) {
+  const temp_dir dir;
+  const std::string path = dir.path() + "/absent.yaml";
+  auto r = load_file(path);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::config_error));
+  EXPECT_THAT(r.error().message, HasSubstr(path));
+  EXPECT_THAT(r.error().message, HasSubstr(std::strerror(ENOENT)));
+}
+
+TEST(ConfigTest, LoadFileOfDirectoryNamesPathAndOsError) {
+  const temp_dir dir;
+  auto r = load_file(dir.path());
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr(dir.path()));
+  EXPECT_THAT(r.error().message, HasSubstr(std::strerror(EISDIR)));
+}
+
+TEST(ConfigTest, LoadFileOfUnreadableFileNamesPathAndOsError) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
+  const temp_dir dir;
+  const std::string path = dir.write("secret.yaml", "listen: 0.0.0.0:1\n");
+  std::filesystem::permissions(path, std::filesystem::perms::none);
+  auto r = load_file(path);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr(path));
+  EXPECT_THAT(r.error().message, HasSubstr(std::strerror(EACCES)));
+}
+
+TEST(ConfigTest, LoadFileOfHugeFileStopsReading) {
+  auto r = load_file("/dev/zero");
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("/dev/zero:1:1: (file):"));
+  EXPECT_THAT(r.error().message, HasSubstr("is too large for a config file"));
+}
+
+TEST(ConfigTest, ParsedConfigDoesNotDependOnTheDefaultsObject) {
+  const config a = parse_ok("cache: {max_size: 1GiB}");
+  EXPECT_EQ(defaults().cache.max_size, 50 * kGiB);
+  EXPECT_EQ(a.cache.max_size, kGiB);
+  EXPECT_THAT(to_yaml(a), Not(HasSubstr("50GiB")));
+}
+
+}  // namespace
+}  // namespace pantry::config

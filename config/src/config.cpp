@@ -44,6 +44,11 @@ constexpr std::string_view kDurationUnitsHint =
     "use a whole number with s, m, h or d, e.g. 90s, 10m, 7d or 1h30m";
 constexpr std::string_view kListenHint = "use HOST:PORT, e.g. 0.0.0.0:8585 or [::1]:8585";
 constexpr std::string_view kNameHint = "use lowercase letters, digits, '.', '_' and '-', e.g. pypi";
+constexpr std::string_view kPatternExample = "e.g. \"mycorp-*\"";
+
+// Ranges of the whole-number settings.
+constexpr unsigned kMaxServerThreads = 256;
+constexpr unsigned kMaxIdleConnections = 1024;
 
 using error_list = std::vector<std::string>;
 
@@ -273,17 +278,26 @@ std::string join(std::span<const std::string_view> items) {
   return out;
 }
 
-constexpr std::array<std::string_view, 5> kTopKeys = {"listen", "data_dir", "cache", "pypi", "oci"};
+constexpr std::array<std::string_view, 7> kTopKeys = {"listen", "data_dir", "server", "upstream",
+                                                      "cache",  "pypi",     "oci"};
+constexpr std::array<std::string_view, 5> kServerKeys = {
+    "threads", "header_timeout", "idle_timeout", "shutdown_grace", "access_log"};
+constexpr std::array<std::string_view, 4> kClientKeys = {"connect_timeout", "header_timeout",
+                                                         "idle_timeout", "max_idle_connections"};
 constexpr std::array<std::string_view, 1> kCacheKeys = {"max_size"};
-constexpr std::array<std::string_view, 3> kPypiKeys = {"upstreams", "index_ttl", "offline"};
+constexpr std::array<std::string_view, 5> kPypiKeys = {"upstreams", "index_ttl", "negative_ttl",
+                                                       "offline", "routes"};
 constexpr std::array<std::string_view, 3> kOciKeys = {"default_upstream", "upstreams", "tag_ttl"};
 constexpr std::array<std::string_view, 3> kUpstreamKeys = {"name", "url", "ca_file"};
+constexpr std::array<std::string_view, 2> kRouteKeys = {"pattern", "upstream"};
 
 // Every settable key by section, for "did you mean cache.max_size?" when a key is in the wrong
 // section.
-constexpr std::array<std::pair<std::string_view, std::span<const std::string_view>>, 4> kSections =
+constexpr std::array<std::pair<std::string_view, std::span<const std::string_view>>, 6> kSections =
     {{
         {"", kTopKeys},
+        {"server", kServerKeys},
+        {"upstream", kClientKeys},
         {"cache", kCacheKeys},
         {"pypi", kPypiKeys},
         {"oci", kOciKeys},
@@ -380,6 +394,100 @@ std::optional<std::string> upstream_name_problem(std::string_view name) {
   return std::nullopt;
 }
 
+// One character (a whole UTF-8 sequence, or one byte) for a message: 'x', or its escape in
+// double quotes ("\x01") when it is a control character or not UTF-8.
+std::string describe_char(std::string_view ch) {
+  const bool plain = ch.size() > 1 || (!is_control(static_cast<unsigned char>(ch[0])) &&
+                                       static_cast<unsigned char>(ch[0]) < 0x80);
+  return plain ? "'" + std::string(ch) + "'" : quote(ch);
+}
+
+// `s` normalized the way PEP 503 normalizes project names: lowercase, and each run of '-', '_'
+// and '.' made one '-'.
+std::string pep503_normalized(std::string_view s) {
+  const auto separator = [](char c) { return c == '-' || c == '_' || c == '.'; };
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (!separator(c)) {
+      out += c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
+    } else if (i == 0 || !separator(s[i - 1])) {
+      out += '-';
+    }
+  }
+  return out;
+}
+
+// Why `pattern` cannot be a pypi.routes pattern, or nullopt. A pattern is matched against
+// PEP 503-normalized names, so it must look like one: a text that could never match is refused
+// here rather than silently routing nothing.
+std::optional<std::string> route_pattern_problem(std::string_view pattern) {
+  if (pattern.empty()) {
+    return "is empty; write a glob over normalized project names, " + std::string(kPatternExample);
+  }
+  const auto glob_or_name_char = [](char c) {
+    return is_alpha(c) || is_digit(c) || c == '-' || c == '_' || c == '.' || c == '*' || c == '?' ||
+           c == '[' || c == ']' || c == '!';
+  };
+  if (const auto bad = std::find_if_not(pattern.begin(), pattern.end(), glob_or_name_char);
+      bad != pattern.end()) {
+    const auto i = static_cast<std::size_t>(bad - pattern.begin());
+    const std::size_t n = std::max<std::size_t>(1, utf8_sequence_length(pattern, i));
+    return "has " + describe_char(pattern.substr(i, n)) +
+           ", which is in no project name and means nothing in a glob; use a-z, 0-9, '-', '*', "
+           "'?' and [...], " +
+           std::string(kPatternExample);
+  }
+  if (const std::string normal = pep503_normalized(pattern); normal != pattern) {
+    return "is not written in PEP 503 normalized form, which is what routes match (lowercase; "
+           "each run of '-', '_' and '.' is one '-'); write " +
+           quote(normal);
+  }
+  for (std::size_t i = 0; i < pattern.size();) {
+    const char c = pattern[i];
+    if (c == ']') return "has a ']' with no '[' before it; remove it or add the '['";
+    if (c == '!') return "has a '!' outside [...]; '!' only negates a set, as in [!0-9]";
+    if (c != '[') {
+      ++i;
+      continue;
+    }
+    const std::size_t body = i + 1 + (i + 1 < pattern.size() && pattern[i + 1] == '!' ? 1 : 0);
+    const std::size_t close = pattern.find(']', body);
+    if (close == std::string_view::npos) {
+      return "has a '[' with no ']' after it; close the set, e.g. \"mycorp-[a-z]*\"";
+    }
+    const std::string_view set = pattern.substr(body, close - body);
+    if (set.empty()) {
+      return "has the empty set " + quote(pattern.substr(i, close + 1 - i)) +
+             "; list characters in it, e.g. [a-z0-9]";
+    }
+    if (const std::size_t bad = set.find_first_of("[!*?"); bad != std::string_view::npos) {
+      return "has " + describe_char(set.substr(bad, 1)) +
+             " inside [...], where only a-z, 0-9 and '-' mean something; e.g. [a-z0-9-]";
+    }
+    for (std::size_t k = 0; k < set.size();) {
+      if (k + 2 >= set.size() || set[k + 1] != '-') {
+        ++k;
+        continue;
+      }
+      if (set[k] > set[k + 2]) {
+        return "has the backwards range " + quote(set.substr(k, 3)) +
+               ", which matches nothing; write it low to high, e.g. [a-z]";
+      }
+      k += 3;
+    }
+    i = close + 1;
+  }
+  if (pattern.front() == '-') {
+    return "starts with '-', which no normalized project name does; remove it";
+  }
+  if (pattern.back() == '-') {
+    return "ends with '-', which no normalized project name does; remove it, or end with '*' as "
+           "in \"mycorp-*\"";
+  }
+  return std::nullopt;
+}
+
 // Reads one YAML document onto a config: keys it sets replace the config's values. Problems are
 // collected (as complete messages) rather than returned, so one run reports all of them.
 class overlay {
@@ -401,6 +509,10 @@ class overlay {
                      read_listen(k, v, path);
                    } else if (key == "data_dir") {
                      read_data_dir(k, v, path);
+                   } else if (key == "server") {
+                     read_server(k, v, path);
+                   } else if (key == "upstream") {
+                     read_client(k, v, path);
                    } else if (key == "cache") {
                      if (!as_map(k, v, path)) return;
                      for_each_key(v, path, kCacheKeys, [&](auto, auto& k2, auto& v2) {
@@ -417,6 +529,15 @@ class overlay {
   // Checks that span sections; call after apply().
   void check_cross_references() {
     if (!errors_.empty()) return;
+    check_default_upstream();
+    check_routes();
+  }
+
+  const error_list& errors() const { return errors_; }
+  std::size_t dropped_errors() const { return dropped_errors_; }
+
+ private:
+  void check_default_upstream() {
     if (!default_upstream_mark_ && !oci_upstreams_mark_) return;
     const auto& ups = c_.oci.upstreams;
     const bool found = std::any_of(ups.begin(), ups.end(), [&](const oci_upstream& u) {
@@ -439,10 +560,31 @@ class overlay {
     }
   }
 
-  const error_list& errors() const { return errors_; }
-  std::size_t dropped_errors() const { return dropped_errors_; }
+  // Every route must name one of pypi.upstreams, whether this document set the routes, the
+  // upstreams or both.
+  void check_routes() {
+    if (!route_upstream_marks_ && !pypi_upstreams_mark_) return;
+    const auto& ups = c_.pypi.upstreams;
+    std::vector<std::string_view> names;
+    for (const auto& u : ups)
+      names.push_back(u.name);
+    for (std::size_t i = 0; i < c_.pypi.routes.size(); ++i) {
+      const pypi_route& r = c_.pypi.routes[i];
+      if (std::find(names.begin(), names.end(), r.upstream) != names.end()) continue;
+      const std::string path = "pypi.routes[" + std::to_string(i) + "].upstream";
+      if (route_upstream_marks_) {
+        fail((*route_upstream_marks_)[i], path,
+             quote(r.upstream) +
+                 " names no upstream in pypi.upstreams; set it to one of: " + join(names));
+      } else {
+        fail(*pypi_upstreams_mark_, path,
+             quote(r.upstream) +
+                 " (a default route) names no upstream in pypi.upstreams; add an upstream named " +
+                 printable(r.upstream) + " or set pypi.routes to routes for: " + join(names));
+      }
+    }
+  }
 
- private:
   std::string location(const YAML::Mark& m) const {
     return std::string(source_) + ":" + std::to_string(std::max(m.line, 0) + 1) + ":" +
            std::to_string(std::max(m.column, 0) + 1);
@@ -534,9 +676,18 @@ class overlay {
     }
   }
 
+  // In a section, a key that is exactly a key of other sections is most likely misplaced
+  // (`header_timeout` under upstream: and server:, `upstreams` at the top level); in a list entry
+  // it is more likely a typo of the entry's own keys (`upstreams` in a route).
   static std::string suggest(std::string_view key, const std::string& path,
                              std::span<const std::string_view> known) {
+    const bool in_section = std::any_of(kSections.begin(), kSections.end(),
+                                        [&](const auto& s) { return s.first == path; });
+    if (in_section) {
+      if (auto elsewhere = exactly_elsewhere(key, path)) return *elsewhere;
+    }
     if (auto near = nearest(key, known)) return "did you mean " + std::string(*near) + "?";
+    if (auto elsewhere = exactly_elsewhere(key, path)) return *elsewhere;
     for (const auto& [section, keys] : kSections) {
       if (section == path) continue;
       if (auto near = nearest(key, keys)) {
@@ -548,6 +699,26 @@ class overlay {
       }
     }
     return "known keys here: " + join(known);
+  }
+
+  // "did you mean server.idle_timeout or upstream.idle_timeout? (it belongs under server: or
+  // upstream:)" for a key that sections other than `path` have, or nullopt.
+  static std::optional<std::string> exactly_elsewhere(std::string_view key,
+                                                      const std::string& path) {
+    std::string keys;
+    std::string places;
+    for (const auto& [section, section_keys] : kSections) {
+      if (section == path) continue;
+      if (std::find(section_keys.begin(), section_keys.end(), key) == section_keys.end()) continue;
+      const bool first = keys.empty();
+      keys += (first ? "" : " or ") + (section.empty() ? "" : std::string(section) + ".") +
+              std::string(key);
+      places += (first ? "" : " or ") +
+                (section.empty() ? std::string("at the top level")
+                                 : (first ? "under " : "") + std::string(section) + ":");
+    }
+    if (keys.empty()) return std::nullopt;
+    return "did you mean " + keys + "? (it belongs " + places + ")";
   }
 
   // True iff `v` is a map to descend into. An empty value (`cache:` with its keys commented out)
@@ -648,6 +819,119 @@ class overlay {
     return std::nullopt;
   }
 
+  // A duration that must not be zero; `zero_means` says what zero would do.
+  std::optional<std::chrono::seconds> read_positive_duration(const YAML::Node& k,
+                                                             const YAML::Node& v,
+                                                             const std::string& path,
+                                                             std::string_view zero_means,
+                                                             std::string_view example) {
+    auto d = read_duration(k, v, path);
+    if (!d) return std::nullopt;
+    if (d->count() == 0) {
+      fail(mark_of(k, v), path,
+           quote(v.Scalar()) + " is zero, which " + std::string(zero_means) +
+               "; set a positive duration, e.g. " + std::string(example));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  // A whole number in [low, high]; `range` says which numbers to use, e.g. "use 1 to 1024".
+  std::optional<unsigned> read_count(const YAML::Node& k, const YAML::Node& v,
+                                     const std::string& path, unsigned low, unsigned high,
+                                     std::string_view range) {
+    auto s = as_scalar(k, v, path, "a whole number");
+    if (!s) return std::nullopt;
+    if (s->starts_with('-') && all_digits(std::string_view(*s).substr(1))) {
+      fail(mark_of(k, v), path, quote(*s) + " is negative; " + std::string(range));
+      return std::nullopt;
+    }
+    if (!all_digits(*s)) {
+      fail(mark_of(k, v), path, quote(*s) + " is not a whole number; " + std::string(range));
+      return std::nullopt;
+    }
+    std::uint64_t n = 0;
+    for (char c : *s) {
+      n = n * 10 + static_cast<unsigned>(c - '0');
+      if (n > high) break;
+    }
+    if (n < low || n > high) {
+      fail(mark_of(k, v), path, quote(*s) + " is out of range; " + std::string(range));
+      return std::nullopt;
+    }
+    return static_cast<unsigned>(n);
+  }
+
+  void read_server(const YAML::Node& k, const YAML::Node& v, const std::string& path) {
+    if (!as_map(k, v, path)) return;
+    server_config& sc = c_.server;
+    for_each_key(
+        v, path, kServerKeys,
+        [&](std::string_view key, const YAML::Node& k2, const YAML::Node& v2) {
+          const std::string sub = path + "." + std::string(key);
+          if (key == "threads") {
+            const std::string range = "use 0 for one thread per CPU core, or a number from 1 to " +
+                                      std::to_string(kMaxServerThreads);
+            if (auto n = read_count(k2, v2, sub, 0, kMaxServerThreads, range)) sc.threads = *n;
+          } else if (key == "header_timeout") {
+            if (auto d = read_positive_duration(k2, v2, sub,
+                                                "would close every connection before its request "
+                                                "arrives",
+                                                "30s")) {
+              sc.header_timeout = *d;
+            }
+          } else if (key == "idle_timeout") {
+            if (auto d = read_positive_duration(k2, v2, sub,
+                                                "would close every keep-alive connection between "
+                                                "requests",
+                                                "60s")) {
+              sc.idle_timeout = *d;
+            }
+          } else if (key == "shutdown_grace") {
+            if (auto d = read_positive_duration(k2, v2, sub,
+                                                "would cut off every response in flight when "
+                                                "pantry stops",
+                                                "10s")) {
+              sc.shutdown_grace = *d;
+            }
+          } else if (key == "access_log") {
+            if (auto b = read_bool(k2, v2, sub)) sc.access_log = *b;
+          }
+        });
+  }
+
+  // The `upstream:` section: the client every upstream is fetched with.
+  void read_client(const YAML::Node& k, const YAML::Node& v, const std::string& path) {
+    if (!as_map(k, v, path)) return;
+    upstream_config& uc = c_.upstream;
+    for_each_key(
+        v, path, kClientKeys,
+        [&](std::string_view key, const YAML::Node& k2, const YAML::Node& v2) {
+          const std::string sub = path + "." + std::string(key);
+          if (key == "connect_timeout") {
+            if (auto d =
+                    read_positive_duration(k2, v2, sub, "would fail every connection", "10s")) {
+              uc.connect_timeout = *d;
+            }
+          } else if (key == "header_timeout") {
+            if (auto d = read_positive_duration(k2, v2, sub, "would fail every upstream request",
+                                                "30s")) {
+              uc.header_timeout = *d;
+            }
+          } else if (key == "idle_timeout") {
+            if (auto d = read_positive_duration(k2, v2, sub, "would fail every download", "30s")) {
+              uc.idle_timeout = *d;
+            }
+          } else if (key == "max_idle_connections") {
+            const std::string range =
+                "use a number from 1 to " + std::to_string(kMaxIdleConnections) + ", e.g. 16";
+            if (auto n = read_count(k2, v2, sub, 1, kMaxIdleConnections, range)) {
+              uc.max_idle_connections = *n;
+            }
+          }
+        });
+  }
+
   void read_pypi(const YAML::Node& k, const YAML::Node& v, const std::string& path) {
     if (!as_map(k, v, path)) return;
     for_each_key(v, path, kPypiKeys,
@@ -655,11 +939,18 @@ class overlay {
                    const std::string sub = path + "." + std::string(key);
                    if (key == "upstreams") {
                      auto ups = read_upstreams<pypi_upstream>(k2, v2, sub, url_kind::pypi_index);
-                     if (ups) c_.pypi.upstreams = std::move(*ups);
+                     if (ups) {
+                       c_.pypi.upstreams = std::move(*ups);
+                       pypi_upstreams_mark_ = k2.Mark();
+                     }
                    } else if (key == "index_ttl") {
                      if (auto d = read_duration(k2, v2, sub)) c_.pypi.index_ttl = *d;
+                   } else if (key == "negative_ttl") {
+                     if (auto d = read_duration(k2, v2, sub)) c_.pypi.negative_ttl = *d;
                    } else if (key == "offline") {
                      if (auto b = read_bool(k2, v2, sub)) c_.pypi.offline = *b;
+                   } else if (key == "routes") {
+                     read_routes(k2, v2, sub);
                    }
                  });
   }
@@ -685,6 +976,92 @@ class overlay {
             if (auto d = read_duration(k2, v2, sub)) c_.oci.tag_ttl = *d;
           }
         });
+  }
+
+  // pypi.routes, replacing the current routes if nothing in the list is wrong. Whether each
+  // route's upstream exists is checked in check_routes(), once the upstreams are known.
+  void read_routes(const YAML::Node& k, const YAML::Node& v, const std::string& path) {
+    constexpr std::string_view example = "[{pattern: \"mycorp-*\", upstream: internal}]";
+    if (!v.IsSequence()) {
+      const std::string what = v.IsNull() ? "\"\" has no value" : describe(v) + " is " + kind_of(v);
+      fail(mark_of(k, v), path,
+           what +
+               ", expected a list of routes; write [] for none, or one \"- pattern: ...\" entry "
+               "per route, e.g. " +
+               std::string(example));
+      return;
+    }
+    const std::size_t errors_before = errors_.size() + dropped_errors_;
+    std::vector<pypi_route> out;
+    std::vector<YAML::Mark> upstream_marks;
+    std::map<std::string, std::pair<std::size_t, int>, std::less<>> first_use;
+    std::size_t index = 0;
+    for (auto it = v.begin(); it != v.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string item_path = path + "[" + std::to_string(index) + "]";
+      if (!item.IsMap()) {
+        fail(item.IsNull() ? k.Mark() : item.Mark(), item_path,
+             (item.IsNull() ? std::string("\"\"") : describe(item)) + " is " + kind_of(item) +
+                 ", expected a map with pattern and upstream; write it as \"- pattern: ...\" " +
+                 "with \"upstream: ...\" on the next line, indented");
+        continue;
+      }
+      pypi_route route;
+      bool has_pattern = false;
+      bool has_upstream = false;
+      YAML::Mark pattern_mark = item.Mark();
+      YAML::Mark upstream_mark = item.Mark();
+      for_each_key(item, item_path, kRouteKeys,
+                   [&](std::string_view key, const YAML::Node& k2, const YAML::Node& v2) {
+                     const std::string sub = item_path + "." + std::string(key);
+                     if (key == "pattern") {
+                       has_pattern = true;
+                       auto s = as_text(
+                           k2, v2, sub,
+                           "a glob over normalized project names, " + std::string(kPatternExample));
+                       if (!s) return;
+                       if (auto why = route_pattern_problem(*s)) {
+                         fail(mark_of(k2, v2), sub, quote(*s) + " " + *why);
+                         return;
+                       }
+                       route.pattern = std::move(*s);
+                       pattern_mark = mark_of(k2, v2);
+                     } else if (key == "upstream") {
+                       has_upstream = true;
+                       auto s =
+                           as_text(k2, v2, sub, "the name of one of pypi.upstreams, e.g. pypi");
+                       if (!s) return;
+                       route.upstream = std::move(*s);
+                       upstream_mark = mark_of(k2, v2);
+                     }
+                   });
+      if (!has_pattern) {
+        fail(item.Mark(), item_path + ".pattern",
+             describe(item) + " has no pattern; add pattern: followed by a glob over normalized " +
+                 "project names, " + std::string(kPatternExample));
+      }
+      if (!has_upstream) {
+        fail(item.Mark(), item_path + ".upstream",
+             describe(item) +
+                 " has no upstream; add upstream: followed by the name of one of pypi.upstreams");
+      }
+      if (!route.pattern.empty()) {
+        auto [pos, inserted] =
+            first_use.emplace(route.pattern, std::pair{index, pattern_mark.line + 1});
+        if (!inserted) {
+          fail(pattern_mark, item_path + ".pattern",
+               quote(route.pattern) + " is already the pattern of " + path + "[" +
+                   std::to_string(pos->second.first) + "] (line " +
+                   std::to_string(pos->second.second) +
+                   "), which wins as the first match; remove one of them");
+        }
+      }
+      out.push_back(std::move(route));
+      upstream_marks.push_back(upstream_mark);
+    }
+    if (errors_.size() + dropped_errors_ != errors_before) return;
+    c_.pypi.routes = std::move(out);
+    route_upstream_marks_ = std::move(upstream_marks);
   }
 
   // A whole upstream list, or nullopt if anything in it is wrong.
@@ -785,6 +1162,9 @@ class overlay {
   std::size_t dropped_errors_ = 0;
   std::optional<YAML::Mark> default_upstream_mark_;
   std::optional<YAML::Mark> oci_upstreams_mark_;
+  std::optional<YAML::Mark> pypi_upstreams_mark_;
+  // Where each of pypi.routes names its upstream, when this document set the routes.
+  std::optional<std::vector<YAML::Mark>> route_upstream_marks_;
 };
 
 // Notes where a document starts and ignores its content.
@@ -953,8 +1333,13 @@ config defaults() {
       std::abort();
     }
     const config& d = *c;
+    const bool timeouts_set =
+        d.server.header_timeout.count() > 0 && d.server.idle_timeout.count() > 0 &&
+        d.server.shutdown_grace.count() > 0 && d.upstream.connect_timeout.count() > 0 &&
+        d.upstream.header_timeout.count() > 0 && d.upstream.idle_timeout.count() > 0;
     if (d.listen.host.empty() || d.data_dir.empty() || d.cache.max_size == 0 ||
-        d.pypi.upstreams.empty() || d.oci.upstreams.empty() || d.oci.default_upstream.empty()) {
+        d.pypi.upstreams.empty() || d.oci.upstreams.empty() || d.oci.default_upstream.empty() ||
+        !timeouts_set || d.upstream.max_idle_connections == 0) {
       std::fprintf(stderr, "pantry: the embedded default config leaves a required key unset\n");
       std::abort();
     }
@@ -1002,13 +1387,41 @@ std::string to_yaml(const config& c) {
   out << YAML::BeginMap;
   out << YAML::Key << "listen" << YAML::Value << c.listen.str();
   out << YAML::Key << "data_dir" << YAML::Value << c.data_dir;
+  out << YAML::Key << "server" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "threads" << YAML::Value << c.server.threads;
+  out << YAML::Key << "header_timeout" << YAML::Value << format_duration(c.server.header_timeout);
+  out << YAML::Key << "idle_timeout" << YAML::Value << format_duration(c.server.idle_timeout);
+  out << YAML::Key << "shutdown_grace" << YAML::Value << format_duration(c.server.shutdown_grace);
+  out << YAML::Key << "access_log" << YAML::Value << c.server.access_log;
+  out << YAML::EndMap;
+  out << YAML::Key << "upstream" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "connect_timeout" << YAML::Value
+      << format_duration(c.upstream.connect_timeout);
+  out << YAML::Key << "header_timeout" << YAML::Value << format_duration(c.upstream.header_timeout);
+  out << YAML::Key << "idle_timeout" << YAML::Value << format_duration(c.upstream.idle_timeout);
+  out << YAML::Key << "max_idle_connections" << YAML::Value << c.upstream.max_idle_connections;
+  out << YAML::EndMap;
   out << YAML::Key << "cache" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_size" << YAML::Value << format_size(c.cache.max_size);
   out << YAML::EndMap;
   out << YAML::Key << "pypi" << YAML::Value << YAML::BeginMap;
   emit_upstreams(out, c.pypi.upstreams);
   out << YAML::Key << "index_ttl" << YAML::Value << format_duration(c.pypi.index_ttl);
+  out << YAML::Key << "negative_ttl" << YAML::Value << format_duration(c.pypi.negative_ttl);
   out << YAML::Key << "offline" << YAML::Value << c.pypi.offline;
+  out << YAML::Key << "routes" << YAML::Value;
+  if (c.pypi.routes.empty()) {
+    out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+  } else {
+    out << YAML::BeginSeq;
+    for (const pypi_route& r : c.pypi.routes) {
+      out << YAML::BeginMap;
+      out << YAML::Key << "pattern" << YAML::Value << r.pattern;
+      out << YAML::Key << "upstream" << YAML::Value << r.upstream;
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
   out << YAML::EndMap;
   out << YAML::Key << "oci" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "default_upstream" << YAML::Value << c.oci.default_upstream;
@@ -1168,6 +1581,82 @@ std::string format_duration(std::chrono::seconds d) {
     }
   }
   return out;
+}
+
+namespace {
+
+// The length of the "[...]" set that starts at pattern[i] == '[', or 0 if no ']' closes it.
+// `last_close` is pattern.rfind(']'), so an unclosed '[' costs no scan.
+std::size_t set_length(std::string_view pattern, std::size_t i, std::size_t last_close) {
+  std::size_t body = i + 1;
+  if (body < pattern.size() && pattern[body] == '!') ++body;
+  // A ']' first in the set is a member, not its end.
+  const std::size_t search_from = body + 1;
+  if (last_close == std::string_view::npos || last_close < search_from) return 0;
+  return pattern.find(']', search_from) - i + 1;
+}
+
+// Whether `c` is in `set`, a whole "[...]" or "[!...]" as set_length() measured it.
+bool set_contains(std::string_view set, char c) {
+  set = set.substr(1, set.size() - 2);
+  const bool negated = set.starts_with('!');
+  if (negated) set.remove_prefix(1);
+  const auto u = [](char x) { return static_cast<unsigned char>(x); };
+  bool found = false;
+  for (std::size_t k = 0; k < set.size() && !found;) {
+    if (k + 2 < set.size() && set[k + 1] == '-') {
+      found = u(set[k]) <= u(c) && u(c) <= u(set[k + 2]);
+      k += 3;
+    } else {
+      found = set[k] == c;
+      ++k;
+    }
+  }
+  return found != negated;
+}
+
+}  // namespace
+
+bool glob_match(std::string_view pattern, std::string_view name) {
+  const std::size_t last_close = pattern.rfind(']');
+  std::size_t p = 0;
+  std::size_t n = 0;
+  // Where to resume after the last '*' seen: the pattern after it, and the name position it
+  // has consumed up to. Each '?' or set consumes exactly one byte, so retrying only from the last
+  // '*' finds a match if there is one.
+  std::size_t star_p = std::string_view::npos;
+  std::size_t star_n = 0;
+  while (n < name.size()) {
+    if (p < pattern.size()) {
+      const char pc = pattern[p];
+      if (pc == '*') {
+        star_p = ++p;
+        star_n = n;
+        continue;
+      }
+      std::size_t step = 1;
+      bool matched = false;
+      if (pc == '?') {
+        matched = true;
+      } else if (pc == '[' && (step = set_length(pattern, p, last_close)) != 0) {
+        matched = set_contains(pattern.substr(p, step), name[n]);
+      } else {
+        step = 1;
+        matched = pc == name[n];
+      }
+      if (matched) {
+        p += step;
+        ++n;
+        continue;
+      }
+    }
+    if (star_p == std::string_view::npos) return false;
+    p = star_p;
+    n = ++star_n;
+  }
+  while (p < pattern.size() && pattern[p] == '*')
+    ++p;
+  return p == pattern.size();
 }
 
 result<listen_address> parse_listen(std::string_view text) {

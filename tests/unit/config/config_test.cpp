@@ -47,7 +47,11 @@ config unusual_config() {
   c.pypi.upstreams = {{"internal", "http://pypi.internal:8080/root/pypi/+simple/", "/etc/ca.pem"},
                       {"pypi", "https://pypi.org/simple/", std::nullopt}};
   c.pypi.index_ttl = seconds(5400);
+  c.pypi.negative_ttl = seconds(0);
   c.pypi.offline = true;
+  c.pypi.routes = {{"mycorp-*", "internal"}, {"[a-z]?x", "internal"}, {"*", "pypi"}};
+  c.server = {8, seconds(5), seconds(5400), seconds(1), false};
+  c.upstream = {seconds(3), seconds(120), seconds(86400 + 1), 1024};
   c.oci.default_upstream = "ghcr.io";
   c.oci.upstreams = {{"ghcr.io", "https://ghcr.io", std::nullopt},
                      {"registry.local", "http://[::1]:5000", "ca bundle.pem"}};
@@ -86,11 +90,22 @@ TEST(ConfigTest, DefaultsAreWhatTheExampleFileSays) {
   EXPECT_EQ(c.listen.host, "0.0.0.0");
   EXPECT_EQ(c.listen.port, 8585);
   EXPECT_EQ(c.data_dir, "./pantry-data");
+  EXPECT_EQ(c.server.threads, 0u);
+  EXPECT_EQ(c.server.header_timeout, seconds(30));
+  EXPECT_EQ(c.server.idle_timeout, seconds(60));
+  EXPECT_EQ(c.server.shutdown_grace, seconds(10));
+  EXPECT_TRUE(c.server.access_log);
+  EXPECT_EQ(c.upstream.connect_timeout, seconds(10));
+  EXPECT_EQ(c.upstream.header_timeout, seconds(30));
+  EXPECT_EQ(c.upstream.idle_timeout, seconds(30));
+  EXPECT_EQ(c.upstream.max_idle_connections, 16u);
   EXPECT_EQ(c.cache.max_size, 50 * kGiB);
   ASSERT_EQ(c.pypi.upstreams.size(), 1u);
   EXPECT_EQ(c.pypi.upstreams[0], (pypi_upstream{"pypi", "https://pypi.org/simple/", {}}));
   EXPECT_EQ(c.pypi.index_ttl, seconds(600));
+  EXPECT_EQ(c.pypi.negative_ttl, seconds(600));
   EXPECT_FALSE(c.pypi.offline);
+  EXPECT_TRUE(c.pypi.routes.empty());
   EXPECT_EQ(c.oci.default_upstream, "docker.io");
   ASSERT_EQ(c.oci.upstreams.size(), 1u);
   EXPECT_EQ(c.oci.upstreams[0], (oci_upstream{"docker.io", "https://registry-1.docker.io", {}}));
@@ -216,6 +231,15 @@ TEST(ConfigTest, ToYamlWritesSizesAndDurationsWithUnits) {
   EXPECT_THAT(yaml, HasSubstr("tag_ttl: 5m"));
   EXPECT_THAT(yaml, HasSubstr("listen: 0.0.0.0:8585"));
   EXPECT_THAT(yaml, HasSubstr("offline: false"));
+  EXPECT_THAT(yaml, HasSubstr("negative_ttl: 10m"));
+  EXPECT_THAT(yaml, HasSubstr("routes: []"));
+  EXPECT_THAT(yaml, HasSubstr("threads: 0"));
+  EXPECT_THAT(yaml, HasSubstr("header_timeout: 30s"));
+  EXPECT_THAT(yaml, HasSubstr("idle_timeout: 1m"));
+  EXPECT_THAT(yaml, HasSubstr("shutdown_grace: 10s"));
+  EXPECT_THAT(yaml, HasSubstr("access_log: true"));
+  EXPECT_THAT(yaml, HasSubstr("connect_timeout: 10s"));
+  EXPECT_THAT(yaml, HasSubstr("max_idle_connections: 16"));
 }
 
 TEST(ConfigTest, ErrorMessageHasTheDocumentedForm) {
@@ -245,7 +269,8 @@ TEST(ConfigTest, UnknownKeyInTheWrongSectionNamesTheRightOne) {
 TEST(ConfigTest, UnknownKeyFarFromAnyListsTheKnownKeys) {
   const std::string msg = error_of("pypi:\n  frobnicate: 3\n");
   EXPECT_THAT(msg, StartsWith("test.yaml:2:3: pypi.frobnicate: \"frobnicate\" is not a known key"));
-  EXPECT_THAT(msg, HasSubstr("known keys here: upstreams, index_ttl, offline"));
+  EXPECT_THAT(msg,
+              HasSubstr("known keys here: upstreams, index_ttl, negative_ttl, offline, routes"));
 }
 
 TEST(ConfigTest, UnknownUpstreamKeySuggestsNearest) {
@@ -616,6 +641,365 @@ TEST(ConfigTest, ParsedConfigDoesNotDependOnTheDefaultsObject) {
   EXPECT_EQ(defaults().cache.max_size, 50 * kGiB);
   EXPECT_EQ(a.cache.max_size, kGiB);
   EXPECT_THAT(to_yaml(a), Not(HasSubstr("50GiB")));
+}
+
+// --- server: and upstream: ---
+
+TEST(ConfigTest, ReadsServerAndUpstreamSections) {
+  const config c = parse_ok(
+      "server:\n"
+      "  threads: 4\n"
+      "  header_timeout: 5s\n"
+      "  idle_timeout: 2m\n"
+      "  shutdown_grace: 1m30s\n"
+      "  access_log: false\n"
+      "upstream:\n"
+      "  connect_timeout: 2s\n"
+      "  header_timeout: 1h\n"
+      "  idle_timeout: 90s\n"
+      "  max_idle_connections: 1\n");
+  EXPECT_EQ(c.server, (server_config{4, seconds(5), seconds(120), seconds(90), false}));
+  EXPECT_EQ(c.upstream, (upstream_config{seconds(2), seconds(3600), seconds(90), 1}));
+  config want = defaults();
+  want.server = c.server;
+  want.upstream = c.upstream;
+  EXPECT_EQ(c, want) << "nothing else changes";
+}
+
+TEST(ConfigTest, ServerAndUpstreamOverlayKeyByKey) {
+  const config c = parse_ok("server: {threads: 2}\nupstream: {idle_timeout: 5m}\n");
+  config want = defaults();
+  want.server.threads = 2;
+  want.upstream.idle_timeout = seconds(300);
+  EXPECT_EQ(c, want);
+  EXPECT_EQ(parse_ok("server:\nupstream:\n"), defaults()) << "empty sections keep the defaults";
+}
+
+TEST(ConfigTest, ServerThreadsRange) {
+  EXPECT_EQ(parse_ok("server: {threads: 0}").server.threads, 0u);
+  EXPECT_EQ(parse_ok("server: {threads: 1}").server.threads, 1u);
+  EXPECT_EQ(parse_ok("server: {threads: 256}").server.threads, 256u);
+  EXPECT_EQ(error_of("server:\n  threads: 257\n"),
+            "test.yaml:2:12: server.threads: \"257\" is out of range; use 0 for one thread per CPU "
+            "core, or a number from 1 to 256");
+  EXPECT_THAT(error_of("server:\n  threads: 99999999999999999999999\n"),
+              HasSubstr("test.yaml:2:12: server.threads: \"99999999999999999999999\" is out of "
+                        "range"));
+  EXPECT_THAT(error_of("server:\n  threads: -1\n"),
+              HasSubstr("test.yaml:2:12: server.threads: \"-1\" is negative; use 0 for one thread "
+                        "per CPU core"));
+  for (const std::string bad : {"four", "1.5", "0x10", "+4", "1e2", "''"}) {
+    EXPECT_THAT(error_of("server:\n  threads: " + bad + "\n"),
+                HasSubstr("test.yaml:2:12: server.threads: "))
+        << bad;
+  }
+  EXPECT_THAT(error_of("server:\n  threads: four\n"),
+              HasSubstr("\"four\" is not a whole number; use 0 for one thread per CPU core, or a "
+                        "number from 1 to 256"));
+  EXPECT_THAT(error_of("server:\n  threads:\n"),
+              HasSubstr("test.yaml:2:3: server.threads: \"\" has no value; set a whole number, or "
+                        "remove the key to keep the default"));
+  EXPECT_THAT(error_of("server:\n  threads: [1]\n"),
+              HasSubstr("test.yaml:2:12: server.threads: \"[1]\" is a list, expected a whole "
+                        "number; write the value on the same line as the key"));
+}
+
+TEST(ConfigTest, MaxIdleConnectionsRange) {
+  EXPECT_EQ(parse_ok("upstream: {max_idle_connections: 1024}").upstream.max_idle_connections,
+            1024u);
+  EXPECT_EQ(error_of("upstream:\n  max_idle_connections: 0\n"),
+            "test.yaml:2:25: upstream.max_idle_connections: \"0\" is out of range; use a number "
+            "from 1 to 1024, e.g. 16");
+  EXPECT_THAT(error_of("upstream:\n  max_idle_connections: 1025\n"),
+              HasSubstr("test.yaml:2:25: upstream.max_idle_connections: \"1025\" is out of range"));
+  EXPECT_THAT(error_of("upstream:\n  max_idle_connections: many\n"),
+              HasSubstr("\"many\" is not a whole number; use a number from 1 to 1024"));
+}
+
+TEST(ConfigTest, ServerAndUpstreamTimeoutsMustNotBeZero) {
+  EXPECT_EQ(error_of("server:\n  header_timeout: 0s\n"),
+            "test.yaml:2:19: server.header_timeout: \"0s\" is zero, which would close every "
+            "connection before its request arrives; set a positive duration, e.g. 30s");
+  const std::pair<std::string, std::string> cases[] = {
+      {"server", "idle_timeout"},     {"server", "shutdown_grace"}, {"upstream", "connect_timeout"},
+      {"upstream", "header_timeout"}, {"upstream", "idle_timeout"},
+  };
+  for (const auto& [section, key] : cases) {
+    const std::string msg = error_of(section + ":\n  " + key + ": 0m\n");
+    EXPECT_THAT(msg, StartsWith("test.yaml:2:" + std::to_string(key.size() + 5) + ": " + section +
+                                "." + key + ": \"0m\" is zero, which would "));
+    EXPECT_THAT(msg, HasSubstr("; set a positive duration, e.g. "));
+  }
+}
+
+TEST(ConfigTest, ServerAndUpstreamBadDurations) {
+  EXPECT_THAT(error_of("server:\n  idle_timeout: 60\n"),
+              HasSubstr("test.yaml:2:17: server.idle_timeout: \"60\" has no unit; add one: 60s"));
+  EXPECT_THAT(error_of("server:\n  shutdown_grace: 1.5s\n"),
+              HasSubstr("test.yaml:2:19: server.shutdown_grace: \"1.5s\" is not a whole number"));
+  EXPECT_THAT(error_of("upstream:\n  connect_timeout: 10ms\n"),
+              HasSubstr("test.yaml:2:20: upstream.connect_timeout: \"10ms\" has an unknown unit "
+                        "\"ms\""));
+  EXPECT_THAT(error_of("upstream:\n  header_timeout: -30s\n"),
+              HasSubstr("test.yaml:2:19: upstream.header_timeout: \"-30s\" is negative"));
+  EXPECT_THAT(error_of("upstream:\n  idle_timeout: {s: 30}\n"),
+              HasSubstr("test.yaml:2:17: upstream.idle_timeout: \"{s: 30}\" is a map, expected a "
+                        "duration, e.g. 10m"));
+}
+
+TEST(ConfigTest, AccessLogIsABoolean) {
+  EXPECT_FALSE(parse_ok("server: {access_log: false}").server.access_log);
+  EXPECT_THAT(error_of("server:\n  access_log: off\n"),
+              HasSubstr("test.yaml:2:15: server.access_log: \"off\" is not a boolean; use true or "
+                        "false"));
+}
+
+TEST(ConfigTest, ServerAndUpstreamMustBeMaps) {
+  EXPECT_THAT(error_of("server: 8\n"),
+              HasSubstr("test.yaml:1:9: server: \"8\" is a single value, expected a map; put its "
+                        "keys on the lines below, indented"));
+  EXPECT_THAT(error_of("upstream:\n  - connect_timeout: 1s\n"),
+              HasSubstr("test.yaml:2:3: upstream: \"[{connect_timeout: 1s}]\" is a list, expected "
+                        "a map"));
+}
+
+TEST(ConfigTest, UnknownServerAndUpstreamKeysSuggest) {
+  EXPECT_THAT(error_of("server:\n  thread: 4\n"),
+              HasSubstr("test.yaml:2:3: server.thread: \"thread\" is not a known key; did you mean "
+                        "threads?"));
+  EXPECT_THAT(error_of("upstream:\n  connect_timout: 4s\n"),
+              HasSubstr("upstream.connect_timout: \"connect_timout\" is not a known key; did you "
+                        "mean connect_timeout?"));
+  EXPECT_THAT(
+      error_of("server:\n  connect_timeout: 4s\n"),
+      HasSubstr("test.yaml:2:3: server.connect_timeout: \"connect_timeout\" is not a known "
+                "key; did you mean upstream.connect_timeout? (it belongs under upstream:)"));
+  EXPECT_THAT(error_of("upstream:\n  access_log: true\n"),
+              HasSubstr("did you mean server.access_log? (it belongs under server:)"));
+  EXPECT_THAT(error_of("header_timeout: 4s\n"),
+              HasSubstr("test.yaml:1:1: header_timeout: \"header_timeout\" is not a known key; did "
+                        "you mean server.header_timeout or upstream.header_timeout? (it belongs "
+                        "under server: or upstream:)"));
+  EXPECT_THAT(error_of("servers:\n  threads: 4\n"),
+              HasSubstr("test.yaml:1:1: servers: \"servers\" is not a known key; did you mean "
+                        "server?"));
+  EXPECT_THAT(error_of("server:\n  max_idle_conections: 4\n"),
+              HasSubstr("did you mean upstream.max_idle_connections? (it belongs under "
+                        "upstream:)"));
+  EXPECT_THAT(error_of("server:\n  frobnicate: 4\n"),
+              HasSubstr("known keys here: threads, header_timeout, idle_timeout, shutdown_grace, "
+                        "access_log"));
+}
+
+TEST(ConfigTest, KeyOfTwoOtherSectionsAtTheTopLevelNamesBoth) {
+  // A list that lost its indentation under pypi: or oci: is not a typo of `upstream`.
+  EXPECT_THAT(error_of("upstreams: []\n"),
+              HasSubstr("test.yaml:1:1: upstreams: \"upstreams\" is not a known key; did you mean "
+                        "pypi.upstreams or oci.upstreams? (it belongs under pypi: or oci:)"));
+  EXPECT_THAT(error_of("negative_ttl: 1m\n"),
+              HasSubstr("did you mean pypi.negative_ttl? (it belongs under pypi:)"));
+  EXPECT_THAT(error_of("pypi:\n  listen: 0.0.0.0:1\n"),
+              HasSubstr("did you mean listen? (it belongs at the top level)"));
+}
+
+// --- pypi.negative_ttl ---
+
+TEST(ConfigTest, ZeroTtlsAreAllowed) {
+  const config c = parse_ok("pypi:\n  index_ttl: 0s\n  negative_ttl: 0s\n");
+  EXPECT_EQ(c.pypi.index_ttl, seconds(0));
+  EXPECT_EQ(c.pypi.negative_ttl, seconds(0));
+  EXPECT_EQ(parse_ok("pypi: {negative_ttl: 1h5s}").pypi.negative_ttl, seconds(3605));
+}
+
+TEST(ConfigTest, BadNegativeTtlIsAnError) {
+  EXPECT_THAT(error_of("pypi:\n  negative_ttl: 10\n"),
+              HasSubstr("test.yaml:2:17: pypi.negative_ttl: \"10\" has no unit; add one: 10s"));
+  EXPECT_THAT(error_of("pypi:\n  negative_ttl: [10m]\n"),
+              HasSubstr("test.yaml:2:17: pypi.negative_ttl: \"[10m]\" is a list, expected a "
+                        "duration"));
+  EXPECT_THAT(error_of("pypi:\n  negative_tll: 10m\n"),
+              HasSubstr("pypi.negative_tll: \"negative_tll\" is not a known key; did you mean "
+                        "negative_ttl?"));
+}
+
+// --- pypi.routes ---
+
+constexpr std::string_view kTwoIndexes =
+    "pypi:\n"
+    "  upstreams:\n"
+    "    - {name: internal, url: 'https://pypi.internal/simple/'}\n"
+    "    - {name: pypi, url: 'https://pypi.org/simple/'}\n";
+
+TEST(ConfigTest, ReadsRoutes) {
+  const config c = parse_ok(std::string(kTwoIndexes) +
+                            "  routes:\n"
+                            "    - pattern: \"mycorp-*\"\n"
+                            "      upstream: internal\n"
+                            "    - {pattern: 'team-[a-z]?-tools', upstream: internal}\n"
+                            "    - {pattern: requests, upstream: pypi}\n");
+  EXPECT_EQ(c.pypi.routes, (std::vector<pypi_route>{{"mycorp-*", "internal"},
+                                                    {"team-[a-z]?-tools", "internal"},
+                                                    {"requests", "pypi"}}));
+}
+
+TEST(ConfigTest, RoutesReplaceTheWholeListAndMayBeEmpty) {
+  const std::string with_route =
+      std::string(kTwoIndexes) + "  routes: [{pattern: a, upstream: pypi}]\n";
+  EXPECT_EQ(parse_ok(with_route).pypi.routes.size(), 1u);
+  EXPECT_TRUE(parse_ok(std::string(kTwoIndexes) + "  routes: []\n").pypi.routes.empty());
+  EXPECT_EQ(parse_ok("pypi: {routes: [{pattern: x, upstream: pypi}]}").pypi.routes.size(), 1u)
+      << "routes to the default upstream";
+}
+
+TEST(ConfigTest, RouteMustNameAPypiUpstream) {
+  EXPECT_EQ(error_of(std::string(kTwoIndexes) + "  routes:\n"
+                                                "    - pattern: mycorp-*\n"
+                                                "      upstream: internl\n"),
+            "test.yaml:7:17: pypi.routes[0].upstream: \"internl\" names no upstream in "
+            "pypi.upstreams; set it to one of: internal, pypi");
+  // Against the default upstreams when the file does not replace them.
+  EXPECT_THAT(error_of("pypi:\n  routes: [{pattern: x, upstream: internal}]\n"),
+              HasSubstr("test.yaml:2:35: pypi.routes[0].upstream: \"internal\" names no upstream "
+                        "in pypi.upstreams; set it to one of: pypi"));
+  // An OCI registry's name is not a PyPI upstream.
+  EXPECT_THAT(error_of("pypi:\n  routes: [{pattern: x, upstream: docker.io}]\n"),
+              HasSubstr("\"docker.io\" names no upstream in pypi.upstreams"));
+  // Every bad route is reported.
+  const std::string msg = error_of(std::string(kTwoIndexes) +
+                                   "  routes:\n"
+                                   "    - {pattern: a, upstream: pypi}\n"
+                                   "    - {pattern: b, upstream: nope}\n"
+                                   "    - {pattern: c, upstream: gone}\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:7:30: pypi.routes[1].upstream: \"nope\""));
+  EXPECT_THAT(msg, HasSubstr("\ntest.yaml:8:30: pypi.routes[2].upstream: \"gone\""));
+}
+
+TEST(ConfigTest, RouteUpstreamIsCheckedAfterTheUpstreamsWhereverTheyAre) {
+  // routes before upstreams in the file: the check uses the final upstream list.
+  EXPECT_EQ(parse_ok("pypi:\n"
+                     "  routes: [{pattern: x, upstream: internal}]\n"
+                     "  upstreams: [{name: internal, url: 'https://i/simple/'}]\n")
+                .pypi.routes[0]
+                .upstream,
+            "internal");
+}
+
+TEST(ConfigTest, RoutesMustBeAListOfMaps) {
+  EXPECT_THAT(error_of("pypi:\n  routes:\n"),
+              HasSubstr("test.yaml:2:3: pypi.routes: \"\" has no value, expected a list of routes; "
+                        "write [] for none, or one \"- pattern: ...\" entry per route"));
+  EXPECT_THAT(error_of("pypi:\n  routes: mycorp-*\n"),
+              HasSubstr("test.yaml:2:11: pypi.routes: \"mycorp-*\" is a single value, expected a "
+                        "list of routes"));
+  EXPECT_THAT(error_of("pypi:\n  routes: {pattern: x, upstream: pypi}\n"),
+              HasSubstr("test.yaml:2:11: pypi.routes: \"{pattern: x, upstream: pypi}\" is a map, "
+                        "expected a list of routes"));
+  EXPECT_THAT(error_of("pypi:\n  routes:\n    - mycorp-*\n"),
+              HasSubstr("test.yaml:3:7: pypi.routes[0]: \"mycorp-*\" is a single value, expected a "
+                        "map with pattern and upstream"));
+  EXPECT_THAT(error_of("pypi:\n  routes:\n    -\n"),
+              HasSubstr("pypi.routes[0]: \"\" is empty, expected a map with pattern and upstream"));
+}
+
+TEST(ConfigTest, RouteNeedsPatternAndUpstream) {
+  const std::string msg = error_of("pypi:\n  routes:\n    - upstream: pypi\n    - pattern: x\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml:3:7: pypi.routes[0].pattern: \"{upstream: pypi}\" has no "
+                             "pattern; add pattern: followed by a glob"));
+  EXPECT_THAT(msg, HasSubstr("test.yaml:4:7: pypi.routes[1].upstream: \"{pattern: x}\" has no "
+                             "upstream; add upstream: followed by the name of one of "
+                             "pypi.upstreams"));
+  EXPECT_THAT(error_of("pypi:\n  routes: [{pattern: '', upstream: pypi}]\n"),
+              HasSubstr("test.yaml:2:22: pypi.routes[0].pattern: \"\" is empty; set a glob"));
+  EXPECT_THAT(error_of("pypi:\n  routes: [{pattern: x, upstream: }]\n"),
+              HasSubstr("pypi.routes[0].upstream: \"\" has no value; set the name of one of "
+                        "pypi.upstreams"));
+}
+
+TEST(ConfigTest, RoutePatternsAreUnique) {
+  EXPECT_THAT(error_of("pypi:\n"
+                       "  routes:\n"
+                       "    - {pattern: 'a-*', upstream: pypi}\n"
+                       "    - {pattern: 'a-*', upstream: pypi}\n"),
+              HasSubstr("test.yaml:4:17: pypi.routes[1].pattern: \"a-*\" is already the pattern of "
+                        "pypi.routes[0] (line 3), which wins as the first match; remove one of "
+                        "them"));
+}
+
+TEST(ConfigTest, UnknownRouteKeySuggestsTheRouteKey) {
+  // `upstreams` is a key of pypi: and oci:, but in a route it is a typo of `upstream`.
+  EXPECT_THAT(error_of("pypi:\n  routes: [{pattern: x, upstreams: pypi}]\n"),
+              HasSubstr("test.yaml:2:25: pypi.routes[0].upstreams: \"upstreams\" is not a known "
+                        "key; did you mean upstream?"));
+  EXPECT_THAT(error_of("pypi:\n  routes: [{patern: x, upstream: pypi}]\n"),
+              HasSubstr("pypi.routes[0].patern: \"patern\" is not a known key; did you mean "
+                        "pattern?"));
+  EXPECT_THAT(error_of("pypi:\n  route: []\n"),
+              HasSubstr("pypi.route: \"route\" is not a known key; did you mean routes?"));
+}
+
+TEST(ConfigTest, RoutePatternsMustLookNormalized) {
+  const auto pattern_error = [](const std::string& pattern) {
+    return error_of("pypi:\n  routes: [{pattern: '" + pattern + "', upstream: pypi}]\n");
+  };
+  const std::string where = "test.yaml:2:22: pypi.routes[0].pattern: ";
+  EXPECT_EQ(pattern_error("MyCorp_*"),
+            where +
+                "\"MyCorp_*\" is not written in PEP 503 normalized form, which is what routes "
+                "match (lowercase; each run of '-', '_' and '.' is one '-'); write "
+                "\"mycorp-*\"");
+  EXPECT_THAT(pattern_error("my.corp*"), HasSubstr("write \"my-corp*\""));
+  EXPECT_THAT(pattern_error("my--corp*"), HasSubstr("write \"my-corp*\""));
+  EXPECT_THAT(pattern_error("[A-Z]*"), HasSubstr("write \"[a-z]*\""));
+  EXPECT_EQ(pattern_error("my corp"),
+            where +
+                "\"my corp\" has ' ', which is in no project name and means nothing in a "
+                "glob; use a-z, 0-9, '-', '*', '?' and [...], e.g. \"mycorp-*\"");
+  EXPECT_THAT(pattern_error("mycorp/*"), HasSubstr("\"mycorp/*\" has '/'"));
+  EXPECT_THAT(pattern_error("\\x"), HasSubstr("\"\\\\x\" has '\\'"));
+  EXPECT_THAT(pattern_error("caf\xC3\xA9"), HasSubstr("\"caf\xC3\xA9\" has '\xC3\xA9'"));
+  EXPECT_THAT(pattern_error("mycorp-[a-z"),
+              HasSubstr("\"mycorp-[a-z\" has a '[' with no ']' after it; close the set"));
+  EXPECT_THAT(pattern_error("mycorp-[]"),
+              HasSubstr("\"mycorp-[]\" has the empty set \"[]\"; list characters in it"));
+  EXPECT_THAT(pattern_error("x[!]"), HasSubstr("has the empty set \"[!]\""));
+  EXPECT_THAT(pattern_error("x[z-a]"),
+              HasSubstr("\"x[z-a]\" has the backwards range \"z-a\", which matches nothing; write "
+                        "it low to high"));
+  EXPECT_THAT(pattern_error("x[a*]"), HasSubstr("has '*' inside [...]"));
+  EXPECT_THAT(pattern_error("x[[a]"), HasSubstr("has '[' inside [...]"));
+  EXPECT_THAT(pattern_error("x]"), HasSubstr("\"x]\" has a ']' with no '[' before it"));
+  EXPECT_THAT(pattern_error("!x"), HasSubstr("\"!x\" has a '!' outside [...]"));
+  EXPECT_THAT(pattern_error("-x*"), HasSubstr("\"-x*\" starts with '-', which no normalized"));
+  EXPECT_THAT(pattern_error("mycorp-"),
+              HasSubstr("\"mycorp-\" ends with '-', which no normalized project name does; remove "
+                        "it, or end with '*'"));
+  EXPECT_THAT(pattern_error("x\\ty"), HasSubstr("\"x\\\\ty\""));  // a backslash, not a tab
+  EXPECT_THAT(error_of("pypi:\n  routes: [{pattern: \"a\\tb\", upstream: pypi}]\n"),
+              HasSubstr("\"a\\tb\" contains a control character"));
+}
+
+TEST(ConfigTest, RoutePatternsThatLookNormalizedAreAccepted) {
+  for (const std::string pattern : {"*", "mycorp-*", "mycorp", "?", "a?c", "team-[a-z0-9]*",
+                                    "[!0-9]*", "*-internal", "[-a]x", "x[a-]", "a*b*c", "0[0-9]"}) {
+    const config c = parse_ok("pypi:\n  routes: [{pattern: '" + pattern + "', upstream: pypi}]\n");
+    ASSERT_EQ(c.pypi.routes.size(), 1u) << pattern;
+    EXPECT_EQ(c.pypi.routes[0].pattern, pattern);
+  }
+}
+
+TEST(ConfigTest, RouteErrorsComeBeforeCrossReferences) {
+  // A broken route list is not replaced, so its upstreams are not checked as well.
+  const std::string msg = error_of("pypi:\n  routes: [{pattern: 'X', upstream: nope}]\n");
+  EXPECT_THAT(msg, HasSubstr("pypi.routes[0].pattern: \"X\""));
+  EXPECT_THAT(msg, Not(HasSubstr("nope")));
+}
+
+TEST(ConfigTest, RoundTripOfRoutesWithGlobCharacters) {
+  config c = defaults();
+  c.pypi.routes = {
+      {"*", "pypi"}, {"?", "pypi"}, {"[a-z]*", "pypi"}, {"[!0-9]?x", "pypi"}, {"a*", "pypi"}};
+  const std::string yaml = to_yaml(c);
+  EXPECT_EQ(parse_ok(yaml), c) << yaml;
 }
 
 }  // namespace

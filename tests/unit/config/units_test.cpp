@@ -3,11 +3,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fnmatch.h>
+
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace pantry::config {
 namespace {
@@ -271,6 +275,133 @@ TEST(ConfigListenTest, RejectsUnbracketedIPv6) {
   EXPECT_THAT(listen_error("::1:8585"),
               HasSubstr("\"::1:8585\" has an IPv6 address without brackets; write it as "
                         "[::1]:8585"));
+}
+
+TEST(ConfigGlobTest, LiteralsMatchWholeNames) {
+  EXPECT_TRUE(glob_match("requests", "requests"));
+  EXPECT_FALSE(glob_match("requests", "requests2"));
+  EXPECT_FALSE(glob_match("requests", "request"));
+  EXPECT_FALSE(glob_match("requests", ""));
+  EXPECT_TRUE(glob_match("", ""));
+  EXPECT_FALSE(glob_match("", "a"));
+}
+
+TEST(ConfigGlobTest, StarMatchesAnyRunIncludingNone) {
+  EXPECT_TRUE(glob_match("mycorp-*", "mycorp-tools"));
+  EXPECT_TRUE(glob_match("mycorp-*", "mycorp-"));
+  EXPECT_FALSE(glob_match("mycorp-*", "mycorp"));
+  EXPECT_FALSE(glob_match("mycorp-*", "not-mycorp-tools"));
+  EXPECT_TRUE(glob_match("*", ""));
+  EXPECT_TRUE(glob_match("*", "anything-at-all"));
+  EXPECT_TRUE(glob_match("**", "x"));
+  EXPECT_TRUE(glob_match("*-internal", "billing-internal"));
+  EXPECT_FALSE(glob_match("*-internal", "billing-internal-x"));
+  EXPECT_TRUE(glob_match("a*b*c", "abc"));
+  EXPECT_TRUE(glob_match("a*b*c", "a-b-b-c-c"));
+  EXPECT_FALSE(glob_match("a*b*c", "a-b-b-c-d"));
+  // Needs a retry from the star: the first "ab" is not the one that matches.
+  EXPECT_TRUE(glob_match("*abc", "ababc"));
+}
+
+TEST(ConfigGlobTest, QuestionMarkMatchesExactlyOneCharacter) {
+  EXPECT_TRUE(glob_match("a?c", "abc"));
+  EXPECT_FALSE(glob_match("a?c", "ac"));
+  EXPECT_FALSE(glob_match("a?c", "abbc"));
+  EXPECT_TRUE(glob_match("??", "xy"));
+  EXPECT_FALSE(glob_match("?", ""));
+}
+
+TEST(ConfigGlobTest, SetsMatchOneCharacterOfTheSet) {
+  EXPECT_TRUE(glob_match("team-[abc]", "team-b"));
+  EXPECT_FALSE(glob_match("team-[abc]", "team-d"));
+  EXPECT_FALSE(glob_match("team-[abc]", "team-ab"));
+  EXPECT_TRUE(glob_match("v[0-9]", "v7"));
+  EXPECT_FALSE(glob_match("v[0-9]", "vx"));
+  EXPECT_TRUE(glob_match("[a-z0-9]x", "5x"));
+  EXPECT_TRUE(glob_match("[!0-9]*", "abc"));
+  EXPECT_FALSE(glob_match("[!0-9]*", "1abc"));
+  EXPECT_TRUE(glob_match("x[a-]", "x-")) << "a '-' at the end of a set is itself";
+  EXPECT_TRUE(glob_match("x[-a]", "x-")) << "a '-' at the start of a set is itself";
+  EXPECT_TRUE(glob_match("x[]a]", "x]")) << "a ']' first in a set is a member";
+  EXPECT_TRUE(glob_match("x[!]a]", "xb"));
+  EXPECT_FALSE(glob_match("x[!]a]", "x]"));
+  EXPECT_FALSE(glob_match("x[z-a]", "xm")) << "a backwards range matches nothing";
+  EXPECT_TRUE(glob_match("x[!z-a]", "xm"));
+}
+
+TEST(ConfigGlobTest, UnclosedBracketIsLiteral) {
+  EXPECT_TRUE(glob_match("a[b", "a[b"));
+  EXPECT_FALSE(glob_match("a[b", "ab"));
+  EXPECT_TRUE(glob_match("[", "["));
+  EXPECT_TRUE(glob_match("[!", "[!"));
+  EXPECT_TRUE(glob_match("[]", "[]"));
+}
+
+TEST(ConfigGlobTest, MatchesBytesCaseSensitively) {
+  // Route patterns are written for normalized names; the caller normalizes the name first.
+  EXPECT_FALSE(glob_match("mycorp-*", "MyCorp_Tools"));
+  EXPECT_TRUE(glob_match("mycorp-*", "mycorp-tools"));
+  EXPECT_TRUE(glob_match("caf?", "caf\xC3"));
+  EXPECT_TRUE(glob_match("[\x01-\xFF]", "\xE9")) << "ranges compare bytes as unsigned";
+}
+
+// Whether some '[' in `pattern` starts no set. glibc's fnmatch() then sometimes matches nothing
+// ("[a-" does not match "[a-"); POSIX, Python's fnmatch and glob_match take the '[' literally.
+bool has_unclosed_set(std::string_view pattern) {
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '[') continue;
+    std::size_t body = i + 1;
+    if (body < pattern.size() && pattern[body] == '!') ++body;
+    if (body + 1 > pattern.size() || pattern.find(']', body + 1) == std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST(ConfigGlobTest, AgreesWithFnmatch) {
+  // Every pattern over a small alphabet that can form sets, ranges and negations, against every
+  // short name; glibc's fnmatch(3) with no flags is the reference (apart from unclosed sets,
+  // above).
+  constexpr std::string_view kPatternChars = "ab-*?[]!";
+  constexpr std::string_view kNameChars = "ab-[]!";
+  const auto all_strings = [](std::string_view alphabet, std::size_t max_len) {
+    std::vector<std::string> out = {""};
+    for (std::size_t begin = 0, len = 1; len <= max_len; ++len) {
+      const std::size_t end = out.size();
+      for (std::size_t i = begin; i < end; ++i) {
+        for (char c : alphabet)
+          out.push_back(out[i] + c);
+      }
+      begin = end;
+    }
+    return out;
+  };
+  const std::vector<std::string> patterns = all_strings(kPatternChars, 5);
+  const std::vector<std::string> names = all_strings(kNameChars, 3);
+  std::size_t mismatches = 0;
+  std::size_t compared = 0;
+  for (const std::string& p : patterns) {
+    if (has_unclosed_set(p)) continue;
+    ++compared;
+    for (const std::string& n : names) {
+      const bool want = ::fnmatch(p.c_str(), n.c_str(), 0) == 0;
+      if (glob_match(p, n) != want && ++mismatches <= 10) {
+        ADD_FAILURE() << "pattern \"" << p << "\" name \"" << n << "\": fnmatch says " << want;
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_GT(compared, 20000u);
+}
+
+TEST(ConfigGlobTest, ManyStarsOnALongNameStayFast) {
+  const std::string name(20000, 'a');
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(glob_match("*a*a*a*a*a*a*a*a*a*a*b", name));
+  EXPECT_TRUE(glob_match("*a*a*a*a*a*a*a*a*a*a", name));
+  EXPECT_FALSE(glob_match("[a][a]*[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[b", name));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 }  // namespace

@@ -33,10 +33,25 @@ struct pypi_upstream {
   friend bool operator==(const pypi_upstream&, const pypi_upstream&) = default;
 };
 
+// Pins the projects whose names match `pattern` to one upstream: they are looked up there only,
+// never in the other upstreams, so a private name cannot be answered by a public index.
+struct pypi_route {
+  // A glob (see glob_match) over PEP 503-normalized project names: a-z, 0-9 and '-' (not first or
+  // last, never "--"), with '*', '?' and '[...]'; patterns are unique within pypi.routes.
+  std::string pattern;
+  std::string upstream;  // the name of one of pypi.upstreams
+  friend bool operator==(const pypi_route&, const pypi_route&) = default;
+};
+
 struct pypi_config {
   std::vector<pypi_upstream> upstreams;  // priority order; names unique
-  std::chrono::seconds index_ttl{0};
+  std::chrono::seconds index_ttl{0};     // 0: revalidate an index page on every request
+  // How long a 404 or 410 from an index is remembered before asking it again; 0: not remembered.
+  std::chrono::seconds negative_ttl{0};
   bool offline = false;
+  // The first route whose pattern matches a project's normalized name decides its one upstream;
+  // a project no route matches is looked up in `upstreams` in priority order. May be empty.
+  std::vector<pypi_route> routes;
   friend bool operator==(const pypi_config&, const pypi_config&) = default;
 };
 
@@ -54,6 +69,25 @@ struct oci_config {
   friend bool operator==(const oci_config&, const oci_config&) = default;
 };
 
+// The HTTP server on `listen`.
+struct server_config {
+  unsigned threads = 0;                    // 0: one per CPU core; else 1..256
+  std::chrono::seconds header_timeout{0};  // > 0: time a client has to send a request's header
+  std::chrono::seconds idle_timeout{0};    // > 0: a keep-alive connection idle this long closes
+  std::chrono::seconds shutdown_grace{0};  // > 0: on SIGTERM, time in-flight responses have left
+  bool access_log = false;                 // one log line per request
+  friend bool operator==(const server_config&, const server_config&) = default;
+};
+
+// The HTTP client pantry reaches every upstream (PyPI indexes and registries) with.
+struct upstream_config {
+  std::chrono::seconds connect_timeout{0};  // > 0: TCP connect and TLS handshake
+  std::chrono::seconds header_timeout{0};   // > 0: from request sent to response header
+  std::chrono::seconds idle_timeout{0};     // > 0: no body byte for this long fails the fetch
+  unsigned max_idle_connections = 0;        // pooled keep-alive connections per host, 1..1024
+  friend bool operator==(const upstream_config&, const upstream_config&) = default;
+};
+
 struct cache_config {
   std::uint64_t max_size = 0;  // bytes of cached blobs kept; LRU eviction above it
   friend bool operator==(const cache_config&, const cache_config&) = default;
@@ -62,6 +96,8 @@ struct cache_config {
 struct config {
   listen_address listen;
   std::string data_dir;
+  server_config server;
+  upstream_config upstream;
   cache_config cache;
   pypi_config pypi;
   oci_config oci;
@@ -82,7 +118,8 @@ config defaults();
 // Rules beyond the field comments above: an empty file or an empty section (`cache:` with nothing
 // under it) keeps the defaults; an empty scalar (`max_size:`) is an error; booleans are YAML 1.2's
 // true/false (YAML 1.1's yes/no/on/off are errors, not guesses); an upstream list must not be
-// empty; a repeated key is an error; the text must be UTF-8, at most 1MiB, one YAML document.
+// empty (pypi.routes may be); a repeated key is an error; the text must be UTF-8, at most 1MiB,
+// one YAML document.
 // An OCI url's single trailing '/' is dropped. Never throws.
 result<config> parse(std::string_view yaml, std::string_view source);
 
@@ -108,5 +145,14 @@ std::string format_size(std::uint64_t bytes);
 std::string format_duration(std::chrono::seconds d);
 // "host:port" or "[v6]:port" with a port in 1..65535 (0 allowed: any free port).
 result<listen_address> parse_listen(std::string_view text);
+
+// Whether `name` matches the fnmatch-style glob `pattern`, as pypi.routes are applied: '*' matches
+// any run of characters (also none), '?' any one character, "[...]" one character of the set
+// ("[a-z0-9]"; "[!...]" negates it; a ']' right after "[" or "[!" is a member; a backwards range
+// matches nothing), and any other character itself. A '[' with no ']' after it is a literal '['.
+// Byte-wise and case-sensitive: pass the PEP 503-normalized name ("mycorp-tools", not
+// "MyCorp_Tools"), as route patterns are written for it. Whole-string match; time at most
+// O(pattern size × name size), for any input.
+bool glob_match(std::string_view pattern, std::string_view name);
 
 }  // namespace pantry::config

@@ -36,5 +36,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto l = cfg::parse_listen(text)) {
     check(cfg::parse_listen(l->str()).value() == *l, "listen round trip", text);
   }
+  // glob_match must stay bounded (no backtracking blow-up) for any pattern and name.
+  if (auto nl = text.find('\n'); nl != std::string_view::npos) {
+    (void)cfg::glob_match(text.substr(0, nl), text.substr(nl + 1));
+  }
   return 0;
 }

@@ -1,1 +1,290 @@
-int main() { return 0; }
+// The `pantry` command: argument parsing and the wiring of the libraries.
+
+#include "pantry/cache/store.h"
+#include "pantry/config/config.h"
+
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+namespace cache = pantry::cache;
+namespace config = pantry::config;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+constexpr std::string_view kUsage = R"(usage: pantry COMMAND [OPTIONS]
+
+commands:
+  serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
+        Run pantry with the config FILE (default: the built-in config), flags overriding it.
+  config check FILE     Validate FILE; exit 0 if it is valid, 1 with the error if not.
+  config show [FILE]    Print the effective config (FILE over the built-in defaults) as YAML.
+  cache stats  [--config FILE | --data-dir DIR]   Objects, bytes, entries, counters.
+  cache verify [--config FILE | --data-dir DIR]   Re-hash every blob; exit 1 if any is corrupt.
+  cache gc     [--config FILE | --data-dir DIR]   Remove orphan chunks, enforce the quota now.
+  version               Print the version.
+
+stats and verify are read-only and safe beside a running `pantry serve`.
+)";
+
+struct usage_error {
+  std::string message;
+};
+
+// Options of the form --name VALUE or --name=VALUE; positional arguments in order.
+struct parsed_args {
+  std::map<std::string, std::string> options;
+  std::vector<std::string> positional;
+};
+
+parsed_args parse_args(const std::vector<std::string>& args,
+                       const std::vector<std::string_view>& allowed) {
+  parsed_args out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (!a.starts_with("--")) {
+      out.positional.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    bool known = false;
+    for (auto k : allowed)
+      known = known || k == name;
+    if (!known) throw usage_error{"unknown option --" + name};
+    if (!value) {
+      if (i + 1 >= args.size()) throw usage_error{"option --" + name + " needs a value"};
+      value = args[++i];
+    }
+    out.options[name] = *value;
+  }
+  return out;
+}
+
+std::optional<std::string> option(const parsed_args& p, const std::string& name) {
+  auto it = p.options.find(name);
+  if (it == p.options.end()) return std::nullopt;
+  return it->second;
+}
+
+// Loads --config FILE (or the built-in defaults) and applies --listen / --data-dir.
+pantry::result<config::config> effective_config(const parsed_args& p) {
+  config::config c = config::defaults();
+  if (auto file = option(p, "config")) {
+    auto loaded = config::load_file(*file);
+    if (!loaded) return loaded.error();
+    c = *loaded;
+  }
+  if (auto listen = option(p, "listen")) {
+    auto addr = config::parse_listen(*listen);
+    if (!addr) {
+      return pantry::error(pantry::errc::config_error, "--listen: " + addr.error().message);
+    }
+    c.listen = *addr;
+  }
+  if (auto dir = option(p, "data-dir")) {
+    if (dir->empty()) {
+      return pantry::error(pantry::errc::config_error,
+                           "--data-dir: the value is empty; give a directory path");
+    }
+    c.data_dir = *dir;
+  }
+  return c;
+}
+
+int fail(const pantry::error& e) {
+  std::cerr << "pantry: " << e.message << '\n';
+  return kExitFailure;
+}
+
+std::string human_bytes(std::uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+int cmd_serve(const std::vector<std::string>& args) {
+  auto p = parse_args(args, {"config", "listen", "data-dir"});
+  if (!p.positional.empty()) throw usage_error{"serve takes no argument " + p.positional[0]};
+  auto c = effective_config(p);
+  if (!c) return fail(c.error());
+
+  // Block the signals before any thread starts, so that every thread inherits the mask and
+  // sigwait below is the one place they arrive.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  cache::options opt;
+  opt.data_dir = c->data_dir;
+  opt.mode = cache::open_mode::owner;
+  opt.max_size = c->cache.max_size;
+  auto store = cache::store::open(opt);
+  if (!store) return fail(store.error());
+
+  auto st = (*store)->get_stats();
+  if (!st) return fail(st.error());
+  spdlog::info("pantry {}: cache at {} holds {} blobs, {} of {} quota; {} entries", PANTRY_VERSION,
+               std::filesystem::absolute(c->data_dir).lexically_normal().string(), st->objects,
+               human_bytes(st->bytes), human_bytes(c->cache.max_size), st->entries);
+  spdlog::info(
+      "pantry serve: configured to listen on {}; this build has no HTTP server yet, so it holds "
+      "the cache open and waits for SIGINT or SIGTERM",
+      c->listen.str());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("pantry serve: {} received, closing the cache",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (auto r = (*store)->flush(); !r) return fail(r.error());
+  return kExitOk;
+}
+
+int cmd_config(const std::vector<std::string>& args) {
+  if (args.empty()) throw usage_error{"config needs a subcommand: check FILE or show [FILE]"};
+  const std::string& sub = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (sub == "check") {
+    if (rest.size() != 1) throw usage_error{"config check takes exactly one FILE"};
+    auto c = config::load_file(rest[0]);
+    if (!c) return fail(c.error());
+    std::cout << rest[0] << ": ok\n";
+    return kExitOk;
+  }
+  if (sub == "show") {
+    if (rest.size() > 1) throw usage_error{"config show takes at most one FILE"};
+    auto c = rest.empty() ? pantry::result<config::config>(config::defaults())
+                          : config::load_file(rest[0]);
+    if (!c) return fail(c.error());
+    std::cout << config::to_yaml(*c);
+    return kExitOk;
+  }
+  throw usage_error{"unknown config subcommand \"" + sub + "\"; use check or show"};
+}
+
+int cmd_cache(const std::vector<std::string>& args) {
+  if (args.empty()) throw usage_error{"cache needs a subcommand: stats, verify or gc"};
+  const std::string& sub = args[0];
+  auto p = parse_args({args.begin() + 1, args.end()}, {"config", "data-dir"});
+  if (!p.positional.empty()) {
+    throw usage_error{"cache " + sub + " takes no argument " + p.positional[0]};
+  }
+  auto c = effective_config(p);
+  if (!c) return fail(c.error());
+
+  cache::options opt;
+  opt.data_dir = c->data_dir;
+  opt.max_size = c->cache.max_size;
+
+  if (sub == "stats") {
+    opt.mode = cache::open_mode::read_only;
+    auto store = cache::store::open(opt);
+    if (!store) return fail(store.error());
+    auto st = (*store)->get_stats();
+    if (!st) return fail(st.error());
+    std::cout << "data dir:      "
+              << std::filesystem::absolute(c->data_dir).lexically_normal().string() << '\n'
+              << "blobs:         " << st->objects << " (" << human_bytes(st->bytes) << ")\n"
+              << "  pinned:      " << st->pinned_objects << " (" << human_bytes(st->pinned_bytes)
+              << ")\n"
+              << "quota:         " << human_bytes(c->cache.max_size) << '\n'
+              << "entries:       " << st->entries << '\n'
+              << "records:       " << st->records << '\n'
+              << "disk used:     " << human_bytes(st->used_bytes) << " of "
+              << human_bytes(st->map_size) << " map\n"
+              << "readers:       " << st->readers_in_use << " of " << st->max_readers << " slots\n"
+              << "hits/misses:   " << st->hits << " / " << st->misses << '\n'
+              << "evicted:       " << st->evictions << " (" << human_bytes(st->evicted_bytes)
+              << ")\n";
+    return kExitOk;
+  }
+  if (sub == "verify") {
+    opt.mode = cache::open_mode::read_only;
+    auto store = cache::store::open(opt);
+    if (!store) return fail(store.error());
+    bool tty = isatty(STDERR_FILENO) != 0;
+    auto report = (*store)->verify([tty](std::uint64_t done, std::uint64_t total) {
+      if (tty) std::cerr << "\rverifying " << done << '/' << total << std::flush;
+    });
+    if (tty) std::cerr << '\n';
+    if (!report) return fail(report.error());
+    for (const auto& problem : report->problems) {
+      std::cout << "CORRUPT " << problem.id.str() << ": " << problem.what << '\n';
+    }
+    std::cout << "verified " << report->checked << " blobs (" << human_bytes(report->bytes)
+              << "): " << report->problems.size() << " corrupt\n";
+    return report->problems.empty() ? kExitOk : kExitFailure;
+  }
+  if (sub == "gc") {
+    opt.mode = cache::open_mode::owner;
+    auto store = cache::store::open(opt);
+    if (!store) {
+      if (store.error().is(pantry::errc::locked)) {
+        std::cerr << "pantry: gc refused: " << store.error().message
+                  << "\npantry serve removes orphan chunks when it starts and keeps the cache "
+                     "under its quota as it runs; stop it to collect by hand\n";
+        return kExitFailure;
+      }
+      return fail(store.error());
+    }
+    // Opening as owner already removed orphans; gc() enforces the quota and reports.
+    auto report = (*store)->gc();
+    if (!report) return fail(report.error());
+    std::cout << "removed " << report->orphan_chunks << " orphan chunks of " << report->orphan_blobs
+              << " unfinished blobs; evicted " << report->evicted_blobs << " blobs ("
+              << human_bytes(report->evicted_bytes) << ")\n";
+    return kExitOk;
+  }
+  throw usage_error{"unknown cache subcommand \"" + sub + "\"; use stats, verify or gc"};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  std::string command = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    if (command == "serve") return cmd_serve(rest);
+    if (command == "config") return cmd_config(rest);
+    if (command == "cache") return cmd_cache(rest);
+    if (command == "version" || command == "--version") {
+      std::cout << "pantry " << PANTRY_VERSION << '\n';
+      return kExitOk;
+    }
+    throw usage_error{"unknown command \"" + command + "\""};
+  } catch (const usage_error& e) {
+    std::cerr << "pantry: " << e.message << "\n\n" << kUsage;
+    return kExitUsage;
+  }
+}

@@ -30,7 +30,8 @@ std::string quoted(std::string_view s) {
 
 result<digest> digest::parse_hex(std::string_view hex) {
   if (hex.size() != 2 * kSize) {
-    return error(errc::invalid_argument, "digest " + quoted(hex) + ": expected 64 hex digits, got " +
+    return error(errc::invalid_argument, "digest " + quoted(hex) +
+                                             ": expected 64 hex digits, got " +
                                              std::to_string(hex.size()) + " characters");
   }
   std::array<std::byte, kSize> bytes;
@@ -38,9 +39,9 @@ result<digest> digest::parse_hex(std::string_view hex) {
     int hi = hex_value(hex[2 * i]);
     int lo = hex_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      return error(errc::invalid_argument,
-                   "digest " + quoted(hex) + ": character " + std::to_string(2 * i + (hi < 0 ? 0 : 1)) +
-                       " is not a hex digit");
+      return error(errc::invalid_argument, "digest " + quoted(hex) + ": character " +
+                                               std::to_string(2 * i + (hi < 0 ? 0 : 1)) +
+                                               " is not a hex digit");
     }
     bytes[i] = static_cast<std::byte>(hi * 16 + lo);
   }
@@ -73,7 +74,9 @@ digest digest::of(std::span<const std::byte> bytes) {
   return h.finish();
 }
 
-digest digest::of(std::string_view bytes) { return of(std::as_bytes(std::span(bytes))); }
+digest digest::of(std::string_view bytes) {
+  return of(std::as_bytes(std::span(bytes)));
+}
 
 std::string digest::hex() const {
   std::string out(2 * kSize, '0');
@@ -85,9 +88,13 @@ std::string digest::hex() const {
   return out;
 }
 
-std::string digest::str() const { return "sha256:" + hex(); }
+std::string digest::str() const {
+  return "sha256:" + hex();
+}
 
-std::string digest::short_str() const { return "sha256:" + hex().substr(0, 12) + "…"; }
+std::string digest::short_str() const {
+  return "sha256:" + hex().substr(0, 12) + "…";
+}
 
 std::size_t digest_hash::operator()(const digest& d) const noexcept {
   std::size_t h;
@@ -115,7 +122,9 @@ void hasher::update(std::span<const std::byte> bytes) {
   EVP_DigestUpdate(state_->ctx, bytes.data(), bytes.size());
 }
 
-void hasher::update(std::string_view bytes) { update(std::as_bytes(std::span(bytes))); }
+void hasher::update(std::string_view bytes) {
+  update(std::as_bytes(std::span(bytes)));
+}
 
 digest hasher::finish() {
   std::array<std::byte, digest::kSize> out;

@@ -10,21 +10,36 @@ class category_impl final : public boost::system::error_category {
   const char* name() const noexcept override { return "pantry"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::ok: return "ok";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::not_found: return "not found";
-      case errc::already_exists: return "already exists";
-      case errc::corrupt: return "corrupt";
-      case errc::digest_mismatch: return "digest mismatch";
-      case errc::size_mismatch: return "size mismatch";
-      case errc::map_full: return "LMDB map full";
-      case errc::no_space: return "no space left on device";
-      case errc::quota_exceeded: return "cache quota exceeded";
-      case errc::io_error: return "I/O error";
-      case errc::locked: return "data dir locked by another process";
-      case errc::storage_error: return "storage error";
-      case errc::config_error: return "configuration error";
-      case errc::cancelled: return "cancelled";
+      case errc::ok:
+        return "ok";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::not_found:
+        return "not found";
+      case errc::already_exists:
+        return "already exists";
+      case errc::corrupt:
+        return "corrupt";
+      case errc::digest_mismatch:
+        return "digest mismatch";
+      case errc::size_mismatch:
+        return "size mismatch";
+      case errc::map_full:
+        return "LMDB map full";
+      case errc::no_space:
+        return "no space left on device";
+      case errc::quota_exceeded:
+        return "cache quota exceeded";
+      case errc::io_error:
+        return "I/O error";
+      case errc::locked:
+        return "data dir locked by another process";
+      case errc::storage_error:
+        return "storage error";
+      case errc::config_error:
+        return "configuration error";
+      case errc::cancelled:
+        return "cancelled";
     }
     return "unknown pantry error " + std::to_string(ev);
   }

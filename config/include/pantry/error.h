@@ -20,15 +20,15 @@ enum class errc {
   invalid_argument = 1,  // a value given by a user or a peer is malformed
   not_found,             // the object does not exist (or is not visible yet)
   already_exists,
-  corrupt,               // stored bytes do not match their digest or record
-  digest_mismatch,       // received bytes do not match the digest they were promised under
+  corrupt,          // stored bytes do not match their digest or record
+  digest_mismatch,  // received bytes do not match the digest they were promised under
   size_mismatch,
-  map_full,              // the LMDB map is full (MDB_MAP_FULL)
-  no_space,              // the disk is full (ENOSPC)
-  quota_exceeded,        // the cache quota cannot make room (too small, or all blobs in use)
+  map_full,        // the LMDB map is full (MDB_MAP_FULL)
+  no_space,        // the disk is full (ENOSPC)
+  quota_exceeded,  // the cache quota cannot make room (too small, or all blobs in use)
   io_error,
-  locked,                // another process holds the data dir's lock
-  storage_error,         // any other storage engine failure
+  locked,         // another process holds the data dir's lock
+  storage_error,  // any other storage engine failure
   config_error,
   cancelled,
 };

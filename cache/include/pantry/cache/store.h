@@ -97,9 +97,9 @@ struct stats {
   std::uint64_t pinned_bytes = 0;
   std::uint64_t entries = 0;
   std::uint64_t records = 0;
-  std::uint64_t quota = 0;           // max_size of the opening process (0: none)
+  std::uint64_t quota = 0;  // max_size of the opening process (0: none)
   std::uint64_t map_size = 0;
-  std::uint64_t used_bytes = 0;      // LMDB's last used page × page size: the real footprint
+  std::uint64_t used_bytes = 0;  // LMDB's last used page × page size: the real footprint
   std::uint64_t page_size = 0;
   std::uint64_t readers_in_use = 0;  // reader slots in use, all processes
   std::uint64_t max_readers = 0;
@@ -175,6 +175,7 @@ class store {
   // Entries. put/remove block until committed.
   virtual result<entry> get_entry(std::string_view key) = 0;
   virtual result<void> put_entry(std::string_view key, const entry& e) = 0;
+  // errc::not_found if there is no entry under `key`.
   virtual result<void> remove_entry(std::string_view key) = 0;
   // Calls `fn` for each entry whose key starts with `prefix`, in key order, until it returns
   // false. Holds one read transaction for the whole walk: keep `fn` short and never wait in it.
@@ -222,9 +223,11 @@ class blob_reader {
   std::uint64_t size() const noexcept;
 
   // Offers bytes [offset, offset + length) to `sink` piece by piece straight from the memory
-  // map inside one short read transaction, ending when the range is done or the sink consumes
-  // less than offered. Returns the number of bytes consumed. errc::invalid_argument if the range
-  // is outside the blob; errc::corrupt if a chunk is missing or has the wrong size.
+  // map, one short read transaction per chunk, ending when the range is done or the sink
+  // consumes less than offered. Returns the number of bytes consumed. errc::invalid_argument if
+  // the range is outside the blob; errc::corrupt if a chunk is missing or has the wrong size;
+  // errc::not_found if the blob was removed meanwhile (only a read-only process can see that:
+  // the owner never evicts a blob while a reader of its own has it open).
   result<std::uint64_t> visit(std::uint64_t offset, std::uint64_t length, const sink_fn& sink);
 
   // Copies up to out.size() bytes starting at `offset` into `out`. Returns bytes copied
@@ -243,10 +246,13 @@ class blob_writer {
   blob_writer() = default;
   explicit blob_writer(std::shared_ptr<impl> p);
   blob_writer(blob_writer&&) noexcept = default;
-  blob_writer& operator=(blob_writer&&) noexcept = default;
+  // Aborts the blob this writer held, as the destructor does, then takes `other`'s.
+  blob_writer& operator=(blob_writer&& other) noexcept;
   ~blob_writer();
 
   // Appends bytes. Never blocks on disk: each full chunk is queued to the store's writer thread.
+  // Only while 8 chunks (~8 MiB) of this writer are still queued does it wait for the oldest to
+  // commit: that bounds a writer's memory when the disk is slower than its source.
   // Returns the first error of any earlier chunk write (e.g. errc::map_full, errc::quota_exceeded),
   // or errc::size_mismatch as soon as more bytes than the expected size arrive.
   result<void> write(std::span<const std::byte> bytes);
@@ -259,7 +265,8 @@ class blob_writer {
   std::uint64_t committed() const noexcept;
 
   // Called on the writer thread with the new committed() after each chunk commit. Lets the
-  // proxy drop the in-memory tail it keeps for clients that join late.
+  // proxy drop the in-memory tail it keeps for clients that join late. It must return quickly;
+  // store calls that wait for the writer thread fail there with errc::invalid_argument.
   void on_progress(std::function<void(std::uint64_t committed)> fn);
 
   // Like blob_reader::visit, for the committed part [0, committed()) of this unfinished blob.
@@ -272,7 +279,8 @@ class blob_writer {
   // returns the first result.
   result<object_info> commit();
 
-  // Commits asynchronously; `done` is called on the writer thread.
+  // Commits asynchronously; `done` is called on the writer thread (on the calling thread if the
+  // outcome is known already or the store is closed), under the same rules as on_progress.
   void commit_async(std::function<void(result<object_info>)> done);
 
   // Abandons the blob: queued and committed chunks are removed. Idempotent.

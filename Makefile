@@ -1,0 +1,78 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Both install the missing Debian packages (scripts/debian-packages.txt) first.
+
+JOBS ?= $(shell nproc)
+CONFIG ?=
+SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
+
+.PHONY: all deps run build release test asan unit integration clang fuzz bench format format-check clean
+
+all: release
+
+deps:
+	@scripts/install-deps
+
+build/release/build.ninja: CMakePresets.json CMakeLists.txt | deps
+	cmake --preset release
+
+build/asan/build.ninja: CMakePresets.json CMakeLists.txt | deps
+	cmake --preset asan
+
+build/clang/build.ninja: CMakePresets.json CMakeLists.txt | deps
+	cmake --preset clang
+
+release: deps build/release/build.ninja
+	cmake --build --preset release -j $(JOBS)
+
+build: release
+
+# Build the release binary and start it on the built-in config (or CONFIG=FILE).
+run: release
+	build/release/cli/pantry serve $(SERVE_ARGS)
+
+asan: deps build/asan/build.ninja
+	cmake --build --preset asan -j $(JOBS)
+
+# Build with ASan+UBSan and run every test: unit tests first, then integration tests.
+# JUnit XML lands in build/asan/junit/.
+test:
+	@scripts/install-deps
+	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory asan
+	ctest --preset asan -L unit -j $(JOBS)
+	ctest --preset asan -L integration
+
+unit: asan
+	ctest --preset asan -L unit -j $(JOBS)
+
+integration: asan
+	ctest --preset asan -L integration
+
+# clang 14 build with ASan+UBSan, its tests, and the libFuzzer targets built.
+clang: deps build/clang/build.ninja
+	cmake --build --preset clang -j $(JOBS)
+	ctest --preset clang -j $(JOBS)
+
+# Run each fuzz target for FUZZ_SECONDS (default 60) on its seed corpus.
+FUZZ_SECONDS ?= 60
+fuzz: clang
+	@for f in build/clang/tests/fuzz/*_fuzz; do \
+	  name=$$(basename $$f _fuzz); \
+	  mkdir -p build/clang/fuzz-corpus/$$name; \
+	  echo "== $$f for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) build/clang/fuzz-corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
+
+bench: release
+	build/release/bench/cache_bench
+
+FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files formatted"
+
+clean:
+	rm -rf build

@@ -1,0 +1,128 @@
+#include "pantry/registry/pypi/names.h"
+
+#include <array>
+
+namespace pantry::registry::pypi {
+namespace {
+
+bool is_separator(char c) noexcept {
+  return c == '-' || c == '_' || c == '.';
+}
+
+bool is_alnum(char c) noexcept {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+  if (s.size() < suffix.size()) return false;
+  for (std::size_t i = 0; i < suffix.size(); ++i) {
+    char c = s[s.size() - suffix.size() + i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != suffix[i]) return false;
+  }
+  return true;
+}
+
+// File name extensions of sdists and legacy distributions, longest first where one ends another.
+constexpr std::array<std::string_view, 10> kSdistExtensions = {
+    ".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tbz", ".txz", ".tar", ".zip", ".tar.z"};
+constexpr std::array<std::string_view, 4> kLegacyExtensions = {".egg", ".exe", ".msi", ".rpm"};
+
+}  // namespace
+
+std::string normalize_name(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  bool in_run = false;
+  for (char c : name) {
+    if (is_separator(c)) {
+      if (!in_run) out.push_back('-');
+      in_run = true;
+      continue;
+    }
+    in_run = false;
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
+}
+
+bool is_normalized(std::string_view name) noexcept {
+  bool prev_separator = false;
+  for (char c : name) {
+    if (c >= 'A' && c <= 'Z') return false;
+    if (c == '_' || c == '.') return false;
+    if (c == '-' && prev_separator) return false;
+    prev_separator = c == '-';
+  }
+  return true;
+}
+
+bool is_valid_name(std::string_view name) noexcept {
+  if (name.empty() || !is_alnum(name.front()) || !is_alnum(name.back())) return false;
+  for (char c : name) {
+    if (!is_alnum(c) && !is_separator(c)) return false;
+  }
+  return true;
+}
+
+std::optional<dist_filename> parse_dist_filename(std::string_view filename,
+                                                 std::string_view project) {
+  const std::string want = normalize_name(project);
+  if (ends_with(filename, ".whl")) {
+    const std::string_view stem = filename.substr(0, filename.size() - 4);
+    std::array<std::string_view, 7> parts{};
+    std::size_t n = 0;
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t dash = stem.find('-', start);
+      if (n == parts.size()) return std::nullopt;
+      parts[n++] = stem.substr(start, dash == std::string_view::npos ? dash : dash - start);
+      if (dash == std::string_view::npos) break;
+      start = dash + 1;
+    }
+    if (n != 5 && n != 6) return std::nullopt;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (parts[i].empty()) return std::nullopt;
+    }
+    if (!want.empty() && normalize_name(parts[0]) != want) return std::nullopt;
+    return dist_filename{std::string(parts[0]), std::string(parts[1]), true};
+  }
+  std::string_view stem;
+  bool legacy = false;
+  for (auto ext : kSdistExtensions) {
+    if (ends_with(filename, ext)) {
+      stem = filename.substr(0, filename.size() - ext.size());
+      break;
+    }
+  }
+  if (stem.empty()) {
+    for (auto ext : kLegacyExtensions) {
+      if (ends_with(filename, ext)) {
+        stem = filename.substr(0, filename.size() - ext.size());
+        legacy = true;
+        break;
+      }
+    }
+  }
+  if (stem.empty()) return std::nullopt;
+  std::size_t sep = std::string_view::npos;
+  if (want.empty()) {
+    sep = legacy ? stem.find('-') : stem.rfind('-');
+  } else {
+    // The name is the prefix, up to a '-', that normalizes to the project's name.
+    for (std::size_t i = stem.find('-'); i != std::string_view::npos; i = stem.find('-', i + 1)) {
+      if (normalize_name(stem.substr(0, i)) == want) {
+        sep = i;
+        break;
+      }
+    }
+  }
+  if (sep == std::string_view::npos || sep == 0) return std::nullopt;
+  std::string_view version = stem.substr(sep + 1);
+  // Eggs and installers: "{name}-{version}-py3.8(-{platform})".
+  if (legacy) version = version.substr(0, version.find('-'));
+  if (version.empty()) return std::nullopt;
+  return dist_filename{std::string(stem.substr(0, sep)), std::string(version), false};
+}
+
+}  // namespace pantry::registry::pypi

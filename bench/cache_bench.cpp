@@ -373,7 +373,7 @@ int main(int argc, char** argv) {
   int cycles = 20;
   if (a.quick) {
     workloads = {{4 * kKiB, 1000}, {1 * kMiB, 40}, {64 * kMiB, 1}};
-    quota = 64 * kMiB;
+    quota = 128 * kMiB;
     cycles = 5;
   }
   if (a.cycles > 0) cycles = a.cycles;

@@ -1002,11 +1002,24 @@ write_op core::set_pinned_op(const digest& id, bool pinned,
 
 write_op core::put_op(MDB_dbi dbi, std::string what, std::string key, std::string value,
                       std::function<void(const result<void>&)> done) {
+  std::vector<std::pair<std::string, std::string>> items;
+  items.emplace_back(std::move(key), std::move(value));
+  return put_many_op(dbi, std::move(what), std::move(items), std::move(done));
+}
+
+write_op core::put_many_op(MDB_dbi dbi, std::string what,
+                           std::vector<std::pair<std::string, std::string>> items,
+                           std::function<void(const result<void>&)> done) {
   write_op op;
   op.what = std::move(what);
-  op.bytes = key.size() + value.size() + 64;
-  op.apply = [this, dbi, key = std::move(key), value = std::move(value),
-              what = op.what](txn_ctx& ctx) { return put(ctx, dbi, key, value, what); };
+  for (const auto& [k, v] : items)
+    op.bytes += k.size() + v.size() + 64;
+  op.apply = [this, dbi, items = std::move(items), what = op.what](txn_ctx& ctx) -> result<void> {
+    for (const auto& [k, v] : items) {
+      if (auto r = put(ctx, dbi, k, v, what); !r) return r;
+    }
+    return {};
+  };
   op.done = std::move(done);
   return op;
 }

@@ -136,6 +136,10 @@ class core : public std::enable_shared_from_this<core> {
                          std::function<void(const result<void>&)> done);
   write_op put_op(MDB_dbi dbi, std::string what, std::string key, std::string value,
                   std::function<void(const result<void>&)> done);
+  // Puts every pair in one transaction: all of them become visible together, or none.
+  write_op put_many_op(MDB_dbi dbi, std::string what,
+                       std::vector<std::pair<std::string, std::string>> items,
+                       std::function<void(const result<void>&)> done);
   write_op del_op(MDB_dbi dbi, std::string what, std::string key, std::string missing_message,
                   std::function<void(const result<void>&)> done);
 

@@ -247,6 +247,23 @@ class store_impl final : public store {
         core_->put_op(core_->dbs().entries, what, std::string(key), detail::encode_entry(e), {}));
   }
 
+  result<void> put_entries(std::span<const std::pair<std::string, entry>> items) override {
+    std::string what = "cache: put " + std::to_string(items.size()) + " entries";
+    if (!core_->owner()) return core_->read_only_error(what);
+    std::vector<std::pair<std::string, std::string>> encoded;
+    encoded.reserve(items.size());
+    for (const auto& [key, e] : items) {
+      if (auto r = check_key(*core_, key,
+                             [&] { return what + " (" + quoted(std::string_view(key)) + ")"; });
+          !r) {
+        return r;
+      }
+      encoded.emplace_back(key, detail::encode_entry(e));
+    }
+    return core_->submit_and_wait(
+        core_->put_many_op(core_->dbs().entries, what, std::move(encoded), {}));
+  }
+
   result<void> remove_entry(std::string_view key) override {
     std::string what = "cache: remove entry " + quoted(key);
     if (!core_->owner()) return core_->read_only_error(what);

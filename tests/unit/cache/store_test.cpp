@@ -769,6 +769,29 @@ TEST_F(CacheTest, EntriesRoundTripWithTtl) {
   EXPECT_TRUE(fails_with(s->put_entry(std::string(600, 'k'), e), errc::invalid_argument));
 }
 
+TEST_F(CacheTest, PutEntriesStoresAllOfThemTogether) {
+  auto s = open(opts());
+  ASSERT_TRUE(s);
+  std::vector<std::pair<std::string, entry>> items;
+  for (int i = 0; i < 50; ++i) {
+    entry e;
+    e.etag = "e" + std::to_string(i);
+    items.emplace_back("pypi/file/main/host/p" + std::to_string(i), e);
+  }
+  ASSERT_TRUE(ok(s->put_entries(items)));
+  for (const auto& [key, e] : items) {
+    auto got = s->get_entry(key);
+    ASSERT_TRUE(ok(got)) << key;
+    EXPECT_EQ(got->etag, e.etag) << key;
+  }
+  // One bad key refuses the whole batch before anything is written.
+  std::vector<std::pair<std::string, entry>> bad = {{"pypi/ok", entry{}}, {"", entry{}}};
+  auto r = s->put_entries(bad);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::invalid_argument)) << r.error().message;
+  EXPECT_FALSE(s->get_entry("pypi/ok"));
+}
+
 TEST_F(CacheTest, ForEachEntryWalksAPrefixInOrder) {
   auto s = open(opts());
   ASSERT_TRUE(s);

@@ -175,6 +175,9 @@ class store {
   // Entries. put/remove block until committed.
   virtual result<entry> get_entry(std::string_view key) = 0;
   virtual result<void> put_entry(std::string_view key, const entry& e) = 0;
+  // Puts every entry in one transaction: a reader sees all of them or none. Blocks until
+  // committed.
+  virtual result<void> put_entries(std::span<const std::pair<std::string, entry>> items) = 0;
   // errc::not_found if there is no entry under `key`.
   virtual result<void> remove_entry(std::string_view key) = 0;
   // Calls `fn` for each entry whose key starts with `prefix`, in key order, until it returns

@@ -34,13 +34,13 @@ asan: deps build/asan/build.ninja
 	cmake --build --preset asan -j $(JOBS)
 
 # Build with ASan+UBSan and run every test: unit tests first, then integration tests.
-# JUnit XML lands in build/asan/junit/.
+# JUnit XML lands in build/asan/junit/ (unit.xml, integration.xml).
 test:
 	@scripts/install-deps
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory asan
-	ctest --preset asan -L unit -j $(JOBS)
-	ctest --preset asan -L integration
+	ctest --preset asan -L unit -j $(JOBS) --output-junit junit/unit.xml
+	ctest --preset asan -L integration --output-junit junit/integration.xml
 
 unit: asan
 	ctest --preset asan -L unit -j $(JOBS)

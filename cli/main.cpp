@@ -2,10 +2,18 @@
 
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
+#include "pantry/proxy/client.h"
+#include "pantry/proxy/flight.h"
+#include "pantry/proxy/metrics.h"
+#include "pantry/proxy/server.h"
+#include "pantry/registry/pypi/service.h"
+
+#include <boost/asio/thread_pool.hpp>
 
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -14,12 +22,15 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
 
 namespace cache = pantry::cache;
 namespace config = pantry::config;
+namespace proxy = pantry::proxy;
+namespace registry = pantry::registry;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
@@ -133,8 +144,8 @@ int cmd_serve(const std::vector<std::string>& args) {
   auto c = effective_config(p);
   if (!c) return fail(c.error());
 
-  // Block the signals before any thread starts, so that every thread inherits the mask and
-  // sigwait below is the one place they arrive.
+  // Block the signals before any thread starts, so that every thread inherits the mask and the
+  // signal thread below is the one place they arrive.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -145,24 +156,68 @@ int cmd_serve(const std::vector<std::string>& args) {
   opt.data_dir = c->data_dir;
   opt.mode = cache::open_mode::owner;
   opt.max_size = c->cache.max_size;
-  auto store = cache::store::open(opt);
-  if (!store) return fail(store.error());
+  auto opened = cache::store::open(opt);
+  if (!opened) return fail(opened.error());
+  std::shared_ptr<cache::store> store = std::move(*opened);
 
-  auto st = (*store)->get_stats();
+  auto metrics = std::make_shared<proxy::metrics_registry>();
+  proxy::server_options so;
+  so.host = c->listen.host;
+  so.port = c->listen.port;
+  so.threads = c->server.threads;
+  so.header_timeout = c->server.header_timeout;
+  so.idle_timeout = c->server.idle_timeout;
+  so.shutdown_grace = c->server.shutdown_grace;
+  so.access_log = c->server.access_log;
+  auto srv = proxy::server::create(so, metrics);
+  if (!srv) return fail(srv.error());
+
+  proxy::client_options co;
+  co.connect_timeout = c->upstream.connect_timeout;
+  co.header_timeout = c->upstream.header_timeout;
+  co.idle_timeout = c->upstream.idle_timeout;
+  co.max_idle_per_host = c->upstream.max_idle_connections;
+  auto upstream = proxy::client::create((*srv)->executor(), co);
+  auto flights = std::make_shared<proxy::flight_table>(store, upstream);
+  // Cache writes and other blocking work run here, off the I/O threads.
+  boost::asio::thread_pool blocking(2);
+  auto pypi = registry::pypi::service::create(c->pypi, store, upstream, flights, metrics,
+                                              blocking.get_executor());
+  pypi->install(**srv);
+  metrics->gauge_fn("pantry_cache_bytes", "Bytes of cached blobs", [store] {
+    auto st = store->get_stats();
+    return st ? static_cast<double>(st->bytes) : 0.0;
+  });
+  metrics->gauge_fn("pantry_upstream_flights", "Upstream fetches running now",
+                    [flights] { return static_cast<double>(flights->size()); });
+
+  auto st = store->get_stats();
   if (!st) return fail(st.error());
   spdlog::info("pantry {}: cache at {} holds {} blobs, {} of {} quota; {} entries", PANTRY_VERSION,
                std::filesystem::absolute(c->data_dir).lexically_normal().string(), st->objects,
                human_bytes(st->bytes), human_bytes(c->cache.max_size), st->entries);
-  spdlog::info(
-      "pantry serve: configured to listen on {}; this build has no HTTP server yet, so it holds "
-      "the cache open and waits for SIGINT or SIGTERM",
-      c->listen.str());
+  spdlog::info("pantry serve: listening on {}:{}; PIP_INDEX_URL=http://{}:{}/simple/",
+               c->listen.host, (*srv)->port(), c->listen.host, (*srv)->port());
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  spdlog::info("pantry serve: {} received, closing the cache",
-               sig == SIGINT ? "SIGINT" : "SIGTERM");
-  if (auto r = (*store)->flush(); !r) return fail(r.error());
+  std::atomic<bool> running{true};
+  std::thread signal_thread([&] {
+    timespec tick{0, 200'000'000};
+    while (running.load()) {
+      int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        spdlog::info("pantry serve: {} received, finishing in-flight requests",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        (*srv)->stop();
+        return;
+      }
+    }
+  });
+  (*srv)->run();
+  running.store(false);
+  signal_thread.join();
+  blocking.join();
+  if (auto r = store->flush(); !r) return fail(r.error());
+  spdlog::info("pantry serve: stopped");
   return kExitOk;
 }
 

@@ -90,10 +90,20 @@ result<file_location> parse_file_path(std::string_view target) {
   if (slash == std::string_view::npos) return fail("it names no file");
   const std::string_view upstream = rest.substr(0, slash);
   if (!is_upstream_name(upstream)) return fail("bad upstream name");
-  const std::string_view location = rest.substr(slash + 1);
-  const std::size_t authority_end = location.find_first_of("/?");
+  std::string location(rest.substr(slash + 1));
+  std::size_t authority_end = location.find_first_of("/?");
   if (authority_end == 0) return fail("an empty host (\"//\")");
-  const std::string_view authority = location.substr(0, authority_end);
+  // pip percent-encodes the ':' before a port ("127.0.0.1%3A8080/…"); RFC 3986 makes that the
+  // same path segment, so it is read as the port separator it was written as.
+  for (std::size_t i = location.find('%');
+       i != std::string::npos && i + 2 < std::min(authority_end, location.size());
+       i = location.find('%', i + 1)) {
+    if (location.compare(i, 3, "%3A") == 0 || location.compare(i, 3, "%3a") == 0) {
+      location.replace(i, 3, ":");
+      authority_end -= 2;
+    }
+  }
+  const std::string_view authority = std::string_view(location).substr(0, authority_end);
   if (authority.find('@') != std::string_view::npos) return fail("userinfo in the host");
   if (authority.find('%') != std::string_view::npos) return fail("a percent-encoded host");
 

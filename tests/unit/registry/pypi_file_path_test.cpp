@@ -79,6 +79,20 @@ TEST(PypiFilePathTest, ParseIsTheInverse) {
   }
 }
 
+TEST(PypiFilePathTest, ParseReadsAPercentEncodedPortSeparator) {
+  // pip sends "127.0.0.1%3A8080" for the "127.0.0.1:8080" it was given.
+  for (std::string_view target : {"/files/up/127.0.0.1%3A8080/packages/a-1.0.tar.gz",
+                                  "/files/up/127.0.0.1%3a8080/packages/a-1.0.tar.gz"}) {
+    auto parsed = parse_file_path(target);
+    ASSERT_TRUE(ok(parsed)) << target;
+    EXPECT_EQ(parsed->location, "127.0.0.1:8080/packages/a-1.0.tar.gz") << target;
+  }
+  // Only in the host: a "%3A" in the path stays as it is.
+  auto in_path = parse_file_path("/files/up/h/p%3Aq/a-1.0.tar.gz");
+  ASSERT_TRUE(ok(in_path));
+  EXPECT_EQ(in_path->location, "h/p%3Aq/a-1.0.tar.gz");
+}
+
 TEST(PypiFilePathTest, ParseRejectsHostilePaths) {
   const std::vector<std::string_view> targets = {
       "/simple/pip/",

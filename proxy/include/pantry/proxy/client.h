@@ -1,0 +1,111 @@
+#pragma once
+
+// The upstream HTTP client: keep-alive connection pools per (scheme, host, port, proxy), TLS with
+// certificate and host-name verification (system CA store, or a configured CA file) and SNI,
+// timeouts on connect, response header and idle body, redirects followed across hosts (without
+// forwarding Authorization), HTTP_PROXY / HTTPS_PROXY / NO_PROXY, and one retry of an idempotent
+// request that failed to connect or found a pooled connection closed before any byte came back.
+//
+// NO_PROXY is a comma- or space-separated list of "*", host names (with or without a leading dot;
+// each also covers the names under it), "host:port" and IP literals; no CIDR ranges. Loopback is
+// not special: "localhost" and "127.0.0.1" go through the proxy unless NO_PROXY lists them.
+
+#include "pantry/error.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace pantry::proxy {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+struct client_options {
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds header_timeout{30'000};  // from request sent to response header
+  std::chrono::milliseconds idle_timeout{30'000};    // no body byte for this long
+  std::size_t max_idle_per_host = 16;                // pooled keep-alive connections
+  std::chrono::milliseconds pool_idle{60'000};       // pooled connections older are closed
+  int max_redirects = 5;
+  // Read HTTP_PROXY / HTTPS_PROXY / NO_PROXY (and lowercase forms) from the environment.
+  bool use_env_proxy = true;
+  std::string user_agent = "pantry";
+};
+
+// Per-request TLS settings: a PEM CA bundle to trust instead of the system store.
+struct tls_options {
+  std::optional<std::string> ca_file;
+  bool verify = true;  // off only when a config explicitly says so
+};
+
+struct request {
+  http::verb method = http::verb::get;
+  // Absolute http:// or https:// URL. User info ("https://user:token@host/") is sent as Basic
+  // Authorization unless `headers` has an Authorization line, and is never part of url().
+  std::string url;
+  http::fields headers;
+  // Applies to the URL's host. After a redirect to another host, verification is always on and the
+  // system store is trusted in addition to `tls.ca_file`.
+  tls_options tls;
+  bool follow_redirects = true;
+};
+
+// An upstream response whose body is read piece by piece. Dropping it before the body is read to
+// the end closes the connection instead of returning it to the pool.
+class response {
+ public:
+  class impl;
+  explicit response(std::unique_ptr<impl> p);
+  response(response&&) noexcept;
+  response& operator=(response&&) noexcept;
+  ~response();
+
+  unsigned status() const noexcept;
+  const http::fields& headers() const noexcept;
+  // The URL that answered, after redirects: normalized (lowercase host, no default port, no user
+  // info or fragment).
+  const std::string& url() const noexcept;
+  // Content-Length, when the response has one.
+  std::optional<std::uint64_t> content_length() const noexcept;
+
+  // Reads the next part of the body into `out`; 0 at its end. An idle body past idle_timeout,
+  // a reset, or a body shorter than its Content-Length is an error (errc::io_error) that names
+  // the URL and how many bytes came. `out` must not be empty. One coroutine at a time.
+  asio::awaitable<result<std::size_t>> read_some(std::span<std::byte> out);
+
+  // Reads the whole body, failing with errc::size_mismatch past `limit` bytes.
+  asio::awaitable<result<std::string>> read_all(std::size_t limit);
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+// Thread-safe: one client serves coroutines on any executor and thread (each coroutine on a strand
+// or a single-threaded context, as Beast's timeouts require).
+class client {
+ public:
+  // Connections are made on `ex`'s execution context; destroy the client, and every response,
+  // before that context. The proxy environment is read here, once.
+  static std::shared_ptr<client> create(asio::any_io_executor ex, const client_options& opt);
+  virtual ~client() = default;
+
+  // Sends `req` and returns once the response header has arrived (after redirects). Errors name
+  // the URL and the cause: "GET https://host/x: TLS certificate verify failed (self-signed
+  // certificate in certificate chain)", "connect 127.0.0.1:9: connection refused", timeouts with
+  // the phase and the limit.
+  virtual asio::awaitable<result<response>> send(request req) = 0;
+};
+
+}  // namespace pantry::proxy

@@ -1,0 +1,84 @@
+#pragma once
+
+// Single flight: the first miss for a blob starts one upstream fetch that belongs to the flight,
+// not to the request that started it, so a client that disconnects never stops it. Every client
+// that asks while it runs streams the body from its first byte as it arrives: the part already
+// committed comes from the cache, the not-yet-committed tail from memory. The fetch never waits
+// for a client. The last byte is held back until size and sha256 check out; on a mismatch or a
+// broken upstream every reader gets an error (the server then resets its connection) and nothing
+// is cached. See DESIGN.md, "The proxy".
+
+#include "pantry/cache/store.h"
+#include "pantry/error.h"
+#include "pantry/proxy/client.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace pantry::proxy {
+
+// What a flight fetches.
+struct fetch_spec {
+  request req;                        // the upstream request (GET)
+  cache::digest id;                   // the sha256 the body must have
+  std::optional<std::uint64_t> size;  // the size it must have, when known beforehand
+  std::string media_type;             // stored with the blob
+  // Upstream statuses other than 200 fail the flight with errc::not_found (404, 410) or
+  // errc::io_error (anything else); the message names the URL and the status.
+};
+
+// The upstream's answer, as far as readers need it.
+struct flight_head {
+  std::optional<std::uint64_t> length;  // Content-Length, or the expected size
+  std::string content_type;
+};
+
+// A reader's handle on one flight. Cheap to copy.
+class flight {
+ public:
+  class impl;
+  flight() = default;
+  explicit flight(std::shared_ptr<impl> p) : impl_(std::move(p)) {}
+
+  // Waits for the upstream's response header. An error means the fetch failed before any body
+  // byte could be served (connect, status, size, quota): the request can still get a status.
+  asio::awaitable<result<flight_head>> wait_head();
+
+  // Copies body bytes from `offset` into `out`, waiting until some are available. Returns 0 at
+  // the end of a verified body. Until the whole body is verified its last byte is withheld, so a
+  // client never holds a complete-looking body that may be wrong. An error after bytes were
+  // sent means the client's connection must be reset.
+  asio::awaitable<result<std::size_t>> read(std::uint64_t offset, std::span<std::byte> out);
+
+ private:
+  std::shared_ptr<impl> impl_;
+};
+
+class flight_table {
+ public:
+  flight_table(std::shared_ptr<cache::store> store, std::shared_ptr<client> upstream);
+  ~flight_table();
+
+  // Returns the running flight for spec.id, or starts one on `ex`; `joined` tells which (a
+  // joined request is COALESCED in the access log). The flight leaves the table when its fetch
+  // ends, committed or failed.
+  flight join(const fetch_spec& spec, asio::any_io_executor ex, bool& joined);
+
+  // Flights running now.
+  std::size_t size() const;
+
+  struct state;  // shared with the flights; defined in flight.cpp
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace pantry::proxy

@@ -1,0 +1,131 @@
+#pragma once
+
+// The HTTP/1.1 server: one port for every route (/v2/, /simple/, /files/, /pypi/, /api/v1/,
+// /metrics, /healthz, /). Beast on Asio with C++20 coroutines, one thread per core, keep-alive,
+// streamed bodies with no size limit, 64 KiB header limit, idle timeouts, graceful shutdown.
+//
+// A handler is a coroutine that gets one `exchange` (a request and the means to answer it) and
+// runs on the connection's strand. Handlers never throw; an exception escaping one is a bug, is
+// logged, and the connection is reset.
+
+#include "pantry/cache/store.h"
+#include "pantry/error.h"
+#include "pantry/proxy/metrics.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pantry::proxy {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using error_code = boost::system::error_code;
+
+// How a response was served, for the access log and metrics.
+enum class cache_outcome { none, hit, miss, stale, revalidated, coalesced };
+std::string_view to_string(cache_outcome o) noexcept;
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: any free port; see server::port()
+  unsigned threads = 0;    // 0: one per core
+  std::size_t header_limit = 64 * 1024;
+  std::chrono::milliseconds header_timeout{30'000};  // to read a request's header
+  std::chrono::milliseconds idle_timeout{60'000};    // no request, or no request body byte
+  std::chrono::milliseconds write_timeout{60'000};   // a client that takes no bytes for this long
+  std::chrono::milliseconds shutdown_grace{10'000};  // in-flight responses finish within this
+  bool access_log = true;
+};
+
+// One request on a connection and its response. Exactly one response per exchange: either
+// respond(), or begin() + write()/write_blob()… + end(), or reset().
+class exchange {
+ public:
+  virtual ~exchange() = default;
+
+  virtual const http::request_header<>& request() const noexcept = 0;
+  // The values of every header line named `name`, in order (several `Accept` lines from podman
+  // and skopeo are several values; a comma-joined line is one value).
+  virtual std::vector<std::string_view> header_values(http::field name) const = 0;
+  // "ip:port" of the client.
+  virtual const std::string& peer() const noexcept = 0;
+
+  // Reads the next part of the request body into `out` (not empty). Returns 0 at the end of the
+  // body. Answers `Expect: 100-continue` on the first call. No size limit; a client that sends
+  // nothing for idle_timeout fails it. A body the handler leaves unread is dropped after the
+  // response (up to 1 MiB; past that the connection closes).
+  virtual asio::awaitable<result<std::size_t>> read_body(std::span<std::byte> out) = 0;
+
+  // Sends a whole response (Content-Length set from the body).
+  virtual asio::awaitable<error_code> respond(http::response<http::string_body> res) = 0;
+
+  // Sends a response header. With `length`, Content-Length is set and exactly that many body
+  // bytes must follow; without, the body is sent chunked (to an HTTP/1.0 client: ended by closing
+  // the connection). For HEAD, 204 and 304, no body bytes follow and writes are ignored. The
+  // header is held back and goes out with the first body bytes (one write instead of two).
+  virtual asio::awaitable<error_code> begin(http::response_header<> header,
+                                            std::optional<std::uint64_t> length) = 0;
+  // Sends body bytes. With no bytes, sends a held-back header at once (before a long wait).
+  // Bytes beyond the Content-Length are refused with errc::size_mismatch.
+  virtual asio::awaitable<error_code> write(std::span<const std::byte> bytes) = 0;
+  // Sends [offset, offset + length) of a cached blob: straight from the memory map while the
+  // socket takes bytes without blocking, copying out only what it does not take, and never
+  // holding a read transaction across a wait.
+  virtual asio::awaitable<error_code> write_blob(cache::blob_reader& blob, std::uint64_t offset,
+                                                 std::uint64_t length) = 0;
+  // Finishes a begun response (the last chunk when chunked). A body shorter than its
+  // Content-Length cannot be finished: the connection is reset and errc::size_mismatch returned.
+  virtual asio::awaitable<error_code> end() = 0;
+
+  // Aborts the response: the connection is reset (RST), so a client that got part of a body can
+  // never take it for a whole one.
+  virtual void reset() noexcept = 0;
+
+  // For the access log and metrics.
+  virtual void set_outcome(cache_outcome o) noexcept = 0;
+  // A route label for metrics ("pypi_simple", "oci_blob", …); defaults to the matched prefix.
+  virtual void set_route(std::string_view route) = 0;
+};
+
+using handler = std::function<asio::awaitable<void>(exchange&)>;
+
+class server {
+ public:
+  // Binds the listening socket (so port() is known at once); serving starts with run().
+  static result<std::unique_ptr<server>> create(const server_options& opt,
+                                                std::shared_ptr<metrics_registry> metrics);
+  virtual ~server() = default;
+
+  // Routes requests whose target path starts with `prefix` to `h`; the longest prefix wins.
+  // Call before run(). /healthz and /metrics are built in.
+  virtual void route(std::string prefix, handler h) = 0;
+
+  // The bound port.
+  virtual std::uint16_t port() const noexcept = 0;
+
+  // An executor of the server's pool, for work that outlives a request (upstream fetches).
+  virtual asio::any_io_executor executor() noexcept = 0;
+
+  // Serves on the server's threads until stop(); returns when every thread has finished.
+  virtual void run() = 0;
+
+  // Graceful shutdown: stop accepting, let in-flight responses finish within shutdown_grace,
+  // then close what is left. Safe from any thread and from a signal-waiting thread.
+  virtual void stop() noexcept = 0;
+};
+
+}  // namespace pantry::proxy

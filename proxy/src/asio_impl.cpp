@@ -1,0 +1,6 @@
+// Asio, Asio's SSL and Beast compiled once for the whole program (DESIGN.md, "Build and CI"):
+// with BOOST_ASIO_SEPARATE_COMPILATION and BOOST_BEAST_SEPARATE_COMPILATION every other file only
+// declares what these headers define.
+#include <boost/asio/impl/src.hpp>
+#include <boost/asio/ssl/impl/src.hpp>
+#include <boost/beast/src.hpp>

@@ -1,0 +1,176 @@
+#include "client_proxy_env.h"
+
+#include <openssl/evp.h>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace pantry::proxy::detail {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// The value of the first of `names` that is set and not empty; `used` gets its name.
+std::optional<std::string> getenv_first(std::initializer_list<const char*> names,
+                                        std::string& used) {
+  for (const char* name : names) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') {
+      used = name;
+      return std::string(v);
+    }
+  }
+  return std::nullopt;
+}
+
+proxy_setting read_setting(std::initializer_list<const char*> names) {
+  proxy_setting s;
+  std::string used;
+  auto value = getenv_first(names, used);
+  if (!value) return s;
+  auto ep = parse_proxy_url(*value);
+  if (ep) {
+    s.endpoint = std::move(*ep);
+  } else {
+    s.error = used + "=\"" + *value + "\": " + ep.error().message;
+  }
+  return s;
+}
+
+// `host` without the brackets of an IPv6 literal.
+std::string_view strip_brackets(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    return host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
+bool entry_matches(std::string_view entry, std::string_view host, std::uint16_t port) {
+  if (entry == "*") return true;
+  // An optional ":port" suffix; a bare IPv6 literal has several colons and no port.
+  std::string_view name = entry;
+  if (!name.empty() && name.front() == '[') {
+    const auto close = name.find(']');
+    if (close == std::string_view::npos) return false;
+    const auto rest = name.substr(close + 1);
+    name = name.substr(1, close - 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      unsigned p = 0;
+      const auto digits = rest.substr(1);
+      const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
+      if (ec != std::errc{} || end != digits.data() + digits.size() || p != port) return false;
+    }
+  } else if (std::count(name.begin(), name.end(), ':') == 1) {
+    const auto colon = name.find(':');
+    unsigned p = 0;
+    const auto digits = name.substr(colon + 1);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || p != port) return false;
+    name = name.substr(0, colon);
+  }
+  if (!name.empty() && name.front() == '.') name.remove_prefix(1);
+  if (name.empty()) return false;
+  if (host == name) return true;
+  return host.size() > name.size() && host.ends_with(name) &&
+         host[host.size() - name.size() - 1] == '.';
+}
+
+}  // namespace
+
+std::optional<std::uint16_t> parse_port(std::string_view digits) {
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc{} || end != digits.data() + digits.size() || port == 0 || port > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(port);
+}
+
+std::string proxy_endpoint::str() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+result<proxy_endpoint> parse_proxy_url(std::string_view text) {
+  std::string full(text);
+  if (full.find("://") == std::string::npos) full = "http://" + full;
+  auto parsed = boost::urls::parse_absolute_uri(full);
+  if (!parsed) {
+    return error(errc::config_error, "not a URL (" + parsed.error().message() + ")");
+  }
+  const boost::urls::url_view& u = *parsed;
+  if (lower(std::string_view(u.scheme())) != "http") {
+    return error(errc::config_error, "proxy scheme \"" + std::string(u.scheme()) +
+                                         "\" is not supported; use http://host:port");
+  }
+  proxy_endpoint ep;
+  if (u.host_type() == boost::urls::host_type::ipv6) {
+    ep.host = u.host_ipv6_address().to_string();
+  } else {
+    ep.host = lower(std::string_view(u.host()));
+  }
+  if (ep.host.empty()) return error(errc::config_error, "the proxy URL names no host");
+  ep.port = 80;
+  if (u.has_port() && !u.port().empty()) {
+    auto port = parse_port(u.port());
+    if (!port) {
+      return error(errc::config_error, "port \"" + std::string(u.port()) + "\" is not 1..65535");
+    }
+    ep.port = *port;
+  }
+  const std::string path(u.encoded_path());
+  if (!path.empty() && path != "/") {
+    return error(errc::config_error, "a proxy URL has no path (\"" + path + "\")");
+  }
+  if (u.has_userinfo()) {
+    ep.authorization = "Basic " + base64(std::string(u.user()) + ":" + std::string(u.password()));
+  }
+  return ep;
+}
+
+proxy_env read_proxy_env() {
+  proxy_env env;
+  env.http = read_setting({"http_proxy", "HTTP_PROXY"});
+  env.https = read_setting({"https_proxy", "HTTPS_PROXY"});
+  std::string used;
+  env.no_proxy = getenv_first({"no_proxy", "NO_PROXY"}, used).value_or("");
+  return env;
+}
+
+bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
+  const std::string h = lower(strip_brackets(host));
+  const std::string list = lower(no_proxy);
+  std::size_t pos = 0;
+  while (pos < list.size()) {
+    const auto end = list.find_first_of(", \t", pos);
+    const std::string_view entry =
+        std::string_view(list).substr(pos, end == std::string::npos ? end : end - pos);
+    if (!entry.empty() && entry_matches(entry, h, port)) return true;
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return false;
+}
+
+}  // namespace pantry::proxy::detail

@@ -1,0 +1,333 @@
+#include "pantry/proxy/flight.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <unordered_map>
+#include <vector>
+
+namespace pantry::proxy {
+namespace {
+
+using wake_channel = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+
+// Upstream reads go into buffers of this size; each becomes one tail segment.
+constexpr std::size_t kReadBuffer = 256 * 1024;
+
+}  // namespace
+
+struct flight_table::state {
+  std::shared_ptr<cache::store> store;
+  std::shared_ptr<client> upstream;
+  mutable std::mutex mutex;
+  std::unordered_map<cache::digest, std::weak_ptr<flight::impl>, cache::digest_hash>
+      flights;  // guarded by mutex
+};
+
+class flight::impl : public std::enable_shared_from_this<flight::impl> {
+ public:
+  impl(std::shared_ptr<flight_table::state> table, fetch_spec spec)
+      : table_(std::move(table)), spec_(std::move(spec)) {}
+
+  asio::awaitable<void> run();
+  asio::awaitable<result<flight_head>> wait_head();
+  asio::awaitable<result<std::size_t>> read(std::uint64_t offset, std::span<std::byte> out);
+
+ private:
+  enum class phase { connecting, streaming, verified, failed };
+
+  void fail(error e);
+  void leave_table();
+  // Wakes every waiting reader. Requires mutex_.
+  void notify_locked();
+  // Waits for the next notify; `lk` is released while waiting.
+  asio::awaitable<void> wait(std::unique_lock<std::mutex>& lk);
+  // Drops tail segments that lie wholly below `committed`. Requires mutex_.
+  void trim_locked();
+
+  const std::shared_ptr<flight_table::state> table_;
+  const fetch_spec spec_;
+
+  std::mutex mutex_;
+  phase phase_ = phase::connecting;                      // guarded by mutex_
+  std::optional<error> error_;                           // guarded by mutex_
+  flight_head head_;                                     // guarded by mutex_
+  std::uint64_t received_ = 0;                           // guarded by mutex_
+  std::uint64_t committed_ = 0;                          // guarded by mutex_
+  std::uint64_t tail_start_ = 0;                         // guarded by mutex_
+  std::deque<std::vector<std::byte>> tail_;              // guarded by mutex_
+  std::vector<std::shared_ptr<wake_channel>> waiters_;   // guarded by mutex_
+  std::shared_ptr<cache::blob_reader> verified_reader_;  // guarded by mutex_; set once verified
+
+  // The fetch coroutine's own; readers use it only through visit_committed, which is safe.
+  cache::blob_writer writer_;
+};
+
+void flight::impl::notify_locked() {
+  for (auto& w : waiters_)
+    w->try_send(boost::system::error_code{});
+  waiters_.clear();
+}
+
+asio::awaitable<void> flight::impl::wait(std::unique_lock<std::mutex>& lk) {
+  // A channel with room for one wake-up: a notify that comes before the reader starts waiting is
+  // kept, not lost.
+  auto ch = std::make_shared<wake_channel>(co_await asio::this_coro::executor, 1);
+  waiters_.push_back(ch);
+  lk.unlock();
+  co_await ch->async_receive(asio::as_tuple(asio::use_awaitable));
+  lk.lock();
+}
+
+void flight::impl::trim_locked() {
+  while (!tail_.empty() && tail_start_ + tail_.front().size() <= committed_) {
+    tail_start_ += tail_.front().size();
+    tail_.pop_front();
+  }
+}
+
+void flight::impl::fail(error e) {
+  std::lock_guard g(mutex_);
+  if (phase_ == phase::verified || phase_ == phase::failed) return;
+  spdlog::warn("fetch {} for {} failed: {}", spec_.req.url, spec_.id.short_str(), e.message);
+  phase_ = phase::failed;
+  error_ = std::move(e);
+  tail_.clear();
+  notify_locked();
+}
+
+void flight::impl::leave_table() {
+  std::lock_guard g(table_->mutex);
+  auto it = table_->flights.find(spec_.id);
+  if (it != table_->flights.end() && it->second.lock().get() == this) table_->flights.erase(it);
+}
+
+asio::awaitable<void> flight::impl::run() {
+  auto self = shared_from_this();
+  const std::string& url = spec_.req.url;
+
+  auto sent = co_await table_->upstream->send(spec_.req);
+  if (!sent) {
+    fail(sent.error());
+    leave_table();
+    co_return;
+  }
+  response res = std::move(*sent);
+  if (res.status() != 200) {
+    bool gone = res.status() == 404 || res.status() == 410;
+    fail(error(gone ? errc::not_found : errc::io_error,
+               "upstream answered " + std::to_string(res.status()) + " for GET " + url));
+    leave_table();
+    co_return;
+  }
+  auto length = res.content_length();
+  if (spec_.size && length && *spec_.size != *length) {
+    fail(error(errc::size_mismatch, "upstream GET " + url + " announced " +
+                                        std::to_string(*length) + " bytes, but the index said " +
+                                        std::to_string(*spec_.size)));
+    leave_table();
+    co_return;
+  }
+  std::string content_type(res.headers()[http::field::content_type]);
+
+  auto w = table_->store->begin_blob(spec_.id, spec_.media_type, spec_.size ? spec_.size : length);
+  if (!w && w.error().is(errc::already_exists)) {
+    // Committed by an earlier flight between the caller's cache lookup and this one.
+    auto reader = table_->store->open_blob(spec_.id);
+    std::lock_guard g(mutex_);
+    if (reader) {
+      phase_ = phase::verified;
+      head_ = {reader->size(), content_type};
+      received_ = committed_ = reader->size();
+      verified_reader_ = std::make_shared<cache::blob_reader>(std::move(*reader));
+    } else {
+      phase_ = phase::failed;
+      error_ = reader.error();
+    }
+    notify_locked();
+  }
+  if (!w) {
+    if (!w.error().is(errc::already_exists)) fail(w.error());
+    leave_table();
+    co_return;
+  }
+  writer_ = std::move(*w);
+  writer_.on_progress([weak = weak_from_this()](std::uint64_t committed) {
+    if (auto f = weak.lock()) {
+      std::lock_guard g(f->mutex_);
+      f->committed_ = committed;
+      f->trim_locked();
+    }
+  });
+  {
+    std::lock_guard g(mutex_);
+    head_ = {spec_.size ? spec_.size : length, content_type};
+    phase_ = phase::streaming;
+    notify_locked();
+  }
+
+  for (;;) {
+    std::vector<std::byte> buf(kReadBuffer);
+    auto n = co_await res.read_some(buf);
+    if (!n) {
+      writer_.abort();
+      fail(n.error());
+      leave_table();
+      co_return;
+    }
+    if (*n == 0) break;
+    buf.resize(*n);
+    if (auto wr = writer_.write(buf); !wr) {
+      writer_.abort();
+      fail(wr.error());
+      leave_table();
+      co_return;
+    }
+    std::lock_guard g(mutex_);
+    received_ += *n;
+    tail_.push_back(std::move(buf));
+    trim_locked();
+    notify_locked();
+  }
+
+  // The commit checks size and digest and runs on the cache's writer thread; readers learn the
+  // outcome from there.
+  writer_.commit_async([self](result<cache::object_info> r) {
+    if (!r) {
+      self->fail(r.error());
+      self->leave_table();
+      return;
+    }
+    auto reader = self->table_->store->open_blob(self->spec_.id);
+    {
+      std::lock_guard g(self->mutex_);
+      if (reader) {
+        self->phase_ = phase::verified;
+        self->committed_ = self->received_;
+        self->verified_reader_ = std::make_shared<cache::blob_reader>(std::move(*reader));
+        self->tail_.clear();
+        self->tail_start_ = self->received_;
+      } else {
+        self->phase_ = phase::failed;
+        self->error_ = reader.error();
+      }
+      self->notify_locked();
+    }
+    self->leave_table();
+  });
+}
+
+asio::awaitable<result<flight_head>> flight::impl::wait_head() {
+  std::unique_lock lk(mutex_);
+  while (phase_ == phase::connecting)
+    co_await wait(lk);
+  if (phase_ == phase::failed) co_return *error_;
+  co_return head_;
+}
+
+asio::awaitable<result<std::size_t>> flight::impl::read(std::uint64_t offset,
+                                                        std::span<std::byte> out) {
+  std::unique_lock lk(mutex_);
+  for (;;) {
+    if (phase_ == phase::failed) co_return *error_;
+    bool verified = phase_ == phase::verified;
+    std::uint64_t limit = verified ? received_ : (received_ > 0 ? received_ - 1 : 0);
+    if (verified && offset >= limit) co_return std::size_t{0};
+    if (offset < limit && !out.empty()) {
+      std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), limit - offset));
+      if (verified) {
+        auto reader = verified_reader_;
+        lk.unlock();
+        auto n = reader->read(offset, out.first(want));
+        if (!n) co_return n.error();
+        co_return *n;
+      }
+      if (offset >= tail_start_) {
+        // From memory: walk the segments to `offset`.
+        std::uint64_t seg_start = tail_start_;
+        std::size_t copied = 0;
+        for (const auto& seg : tail_) {
+          if (copied == want) break;
+          std::uint64_t seg_end = seg_start + seg.size();
+          std::uint64_t pos = offset + copied;
+          if (pos < seg_end) {
+            std::size_t from = static_cast<std::size_t>(pos - seg_start);
+            std::size_t n = std::min<std::size_t>(want - copied, seg.size() - from);
+            std::memcpy(out.data() + copied, seg.data() + from, n);
+            copied += n;
+          }
+          seg_start = seg_end;
+        }
+        co_return copied;
+      }
+      // Below the tail: the bytes are committed to the cache.
+      std::uint64_t committed = committed_;
+      lk.unlock();
+      std::size_t copied = 0;
+      auto v =
+          writer_.visit_committed(offset, std::min<std::uint64_t>(want, committed - offset),
+                                  [&](std::span<const std::byte> piece) {
+                                    std::memcpy(out.data() + copied, piece.data(), piece.size());
+                                    copied += piece.size();
+                                    return piece.size();
+                                  });
+      if (!v) co_return v.error();
+      co_return copied;
+    }
+    co_await wait(lk);
+  }
+}
+
+asio::awaitable<result<flight_head>> flight::wait_head() {
+  return impl_->wait_head();
+}
+
+asio::awaitable<result<std::size_t>> flight::read(std::uint64_t offset, std::span<std::byte> out) {
+  return impl_->read(offset, out);
+}
+
+flight_table::flight_table(std::shared_ptr<cache::store> store, std::shared_ptr<client> upstream)
+    : state_(std::make_shared<state>()) {
+  state_->store = std::move(store);
+  state_->upstream = std::move(upstream);
+}
+
+flight_table::~flight_table() = default;
+
+flight flight_table::join(const fetch_spec& spec, asio::any_io_executor ex, bool& joined) {
+  std::lock_guard g(state_->mutex);
+  auto& slot = state_->flights[spec.id];
+  if (auto running = slot.lock()) {
+    joined = true;
+    return flight(std::move(running));
+  }
+  joined = false;
+  auto f = std::make_shared<flight::impl>(state_, spec);
+  slot = f;
+  // The fetch belongs to the flight: it runs on its own and keeps the flight alive until it
+  // ends, whoever is still reading.
+  asio::co_spawn(
+      ex, [f]() -> asio::awaitable<void> { co_await f->run(); }, asio::detached);
+  return flight(std::move(f));
+}
+
+std::size_t flight_table::size() const {
+  std::lock_guard g(state_->mutex);
+  std::size_t n = 0;
+  for (const auto& [id, f] : state_->flights)
+    n += f.expired() ? 0 : 1;
+  return n;
+}
+
+}  // namespace pantry::proxy

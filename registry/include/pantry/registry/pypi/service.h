@@ -1,0 +1,35 @@
+#pragma once
+
+// The PyPI proxy: /simple/ (PEP 503 HTML and PEP 691 JSON) and /files/ (wheels, sdists and PEP
+// 658 .metadata files, verified against the hash the index gave), served from the cache and
+// fetched from the configured upstream indexes once.
+
+#include "pantry/cache/store.h"
+#include "pantry/config/config.h"
+#include "pantry/proxy/client.h"
+#include "pantry/proxy/flight.h"
+#include "pantry/proxy/metrics.h"
+#include "pantry/proxy/server.h"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <memory>
+
+namespace pantry::registry::pypi {
+
+class service {
+ public:
+  // `blocking` runs cache writes off the I/O threads.
+  static std::shared_ptr<service> create(const config::pypi_config& cfg,
+                                         std::shared_ptr<cache::store> store,
+                                         std::shared_ptr<proxy::client> upstream,
+                                         std::shared_ptr<proxy::flight_table> flights,
+                                         std::shared_ptr<proxy::metrics_registry> metrics,
+                                         boost::asio::any_io_executor blocking);
+  virtual ~service() = default;
+
+  // Routes /simple/ and /files/ of `srv` to this service.
+  virtual void install(proxy::server& srv) = 0;
+};
+
+}  // namespace pantry::registry::pypi

@@ -1,0 +1,845 @@
+#include "pantry/registry/pypi/service.h"
+
+#include "pantry/registry/pypi/file_path.h"
+#include "pantry/registry/pypi/names.h"
+#include "pantry/registry/pypi/negotiate.h"
+#include "pantry/registry/pypi/simple.h"
+#include "pantry/registry/pypi/wheel.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/empty_body.hpp>
+
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+namespace pantry::registry::pypi {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using proxy::cache_outcome;
+using proxy::exchange;
+using clock = cache::clock;
+
+// Index pages and JSON API answers larger than this are refused (pypi.org's largest project
+// pages are a few MiB).
+constexpr std::size_t kMaxPageBytes = 64 << 20;
+// Body copies for cache misses go through buffers of this size.
+constexpr std::size_t kCopyBuffer = 256 * 1024;
+// What pantry asks upstream for: JSON first (it carries size and upload time), HTML otherwise.
+constexpr std::string_view kUpstreamAccept =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01";
+
+constexpr std::string_view kAttrHtml = "html";
+constexpr std::string_view kAttrJson = "json";
+constexpr std::string_view kAttrUrl = "url";
+constexpr std::string_view kAttrSize = "size";
+constexpr std::string_view kAttrGenerate = "generate";  // METADATA made from the cached wheel
+
+std::string_view attribute(const cache::entry& e, std::string_view name) {
+  for (const auto& [k, v] : e.attributes) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+std::string gzip(std::string_view in) {
+  z_stream zs{};
+  // 15 + 16: a gzip wrapper instead of zlib's.
+  if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return {};
+  }
+  std::string out(deflateBound(&zs, in.size()) + 32, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return rc == Z_STREAM_END ? out : std::string();
+}
+
+bool accepts_gzip(const exchange& ex) {
+  for (auto v : ex.header_values(http::field::accept_encoding)) {
+    // A plain token test: "gzip;q=0" is rare enough to answer with identity, which is always
+    // acceptable.
+    if (v.find("gzip") != std::string_view::npos && v.find("gzip;q=0") == std::string_view::npos &&
+        v.find("gzip; q=0") == std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string media_type_of(std::string_view filename) {
+  if (filename.ends_with(".whl") || filename.ends_with(".zip")) return "application/zip";
+  if (filename.ends_with(".tar.gz") || filename.ends_with(".tgz")) return "application/x-tar";
+  if (filename.ends_with(".metadata")) return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
+std::string path_of(std::string_view target) {
+  return std::string(target.substr(0, target.find('?')));
+}
+
+// A range request "bytes=a-b" / "bytes=a-" / "bytes=-n" against a body of `size` bytes.
+struct byte_range {
+  std::uint64_t first = 0;
+  std::uint64_t length = 0;
+};
+enum class range_answer { whole, partial, unsatisfiable };
+
+range_answer parse_range(std::string_view header, std::uint64_t size, byte_range& out) {
+  if (header.empty() || !header.starts_with("bytes=")) return range_answer::whole;
+  std::string_view spec = header.substr(6);
+  if (spec.find(',') != std::string_view::npos) return range_answer::whole;  // multipart: whole
+  auto dash = spec.find('-');
+  if (dash == std::string_view::npos) return range_answer::whole;
+  auto num = [](std::string_view s, std::uint64_t& v) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+  };
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  std::string_view left = spec.substr(0, dash);
+  std::string_view right = spec.substr(dash + 1);
+  if (left.empty()) {
+    if (!num(right, b) || b == 0) return range_answer::unsatisfiable;
+    b = std::min(b, size);
+    out = {size - b, b};
+    return size == 0 ? range_answer::unsatisfiable : range_answer::partial;
+  }
+  if (!num(left, a)) return range_answer::whole;
+  if (a >= size) return range_answer::unsatisfiable;
+  std::uint64_t last = size - 1;
+  if (!right.empty()) {
+    if (!num(right, b) || b < a) return range_answer::whole;
+    last = std::min(b, last);
+  }
+  out = {a, last - a + 1};
+  return range_answer::partial;
+}
+
+bool etag_matches(const exchange& ex, std::string_view etag) {
+  for (auto v : ex.header_values(http::field::if_none_match)) {
+    if (v.find(etag) != std::string_view::npos || v == "*") return true;
+  }
+  return false;
+}
+
+// Runs one computation per key while callers with the same key wait for its result. The
+// computation runs on its own (co_spawn), so a caller that goes away does not stop it.
+template <class T>
+class coalescer {
+ public:
+  asio::awaitable<T> run(const std::string& key, std::function<asio::awaitable<T>()> fn,
+                         bool& joined) {
+    using channel = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+    auto ex = co_await asio::this_coro::executor;
+    auto ch = std::make_shared<channel>(ex, 1);
+    std::shared_ptr<call> c;
+    {
+      std::lock_guard g(mutex_);
+      auto& slot = calls_[key];
+      joined = slot != nullptr;
+      if (!slot) slot = std::make_shared<call>();
+      c = slot;
+      c->waiters.push_back(ch);
+    }
+    if (!joined) {
+      asio::co_spawn(
+          ex,
+          [this, c, key, fn = std::move(fn)]() -> asio::awaitable<void> {
+            T value = co_await fn();
+            std::lock_guard g(mutex_);
+            c->value = std::move(value);
+            for (auto& w : c->waiters)
+              w->try_send(boost::system::error_code{});
+            c->waiters.clear();
+            calls_.erase(key);
+          },
+          asio::detached);
+    }
+    co_await ch->async_receive(asio::as_tuple(asio::use_awaitable));
+    std::lock_guard g(mutex_);
+    co_return *c->value;
+  }
+
+ private:
+  struct call {
+    std::optional<T> value;
+    std::vector<
+        std::shared_ptr<asio::experimental::concurrent_channel<void(boost::system::error_code)>>>
+        waiters;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<call>> calls_;  // guarded by mutex_
+};
+
+struct page_result {
+  result<cache::entry> entry;
+  cache_outcome outcome = cache_outcome::none;
+  std::string warning;  // set when a stale copy is served because upstream failed
+};
+
+class service_impl final : public service, public std::enable_shared_from_this<service_impl> {
+ public:
+  service_impl(const config::pypi_config& cfg, std::shared_ptr<cache::store> store,
+               std::shared_ptr<proxy::client> upstream,
+               std::shared_ptr<proxy::flight_table> flights,
+               std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking)
+      : cfg_(cfg),
+        store_(std::move(store)),
+        upstream_(std::move(upstream)),
+        flights_(std::move(flights)),
+        metrics_(std::move(metrics)),
+        blocking_(std::move(blocking)) {}
+
+  void install(proxy::server& srv) override {
+    auto self = shared_from_this();
+    srv.route("/simple/", [self](exchange& ex) { return self->handle_simple(ex); });
+    srv.route("/simple", [self](exchange& ex) { return self->handle_simple(ex); });
+    srv.route("/files/", [self](exchange& ex) { return self->handle_files(ex); });
+  }
+
+ private:
+  // Runs blocking `f` (cache writes, hashing) on the blocking pool and comes back.
+  template <class F>
+  asio::awaitable<std::invoke_result_t<F>> off_thread(F f) {
+    auto io = co_await asio::this_coro::executor;
+    co_await asio::post(blocking_, asio::use_awaitable);
+    auto r = f();
+    co_await asio::post(io, asio::use_awaitable);
+    co_return r;
+  }
+
+  static asio::awaitable<void> plain(exchange& ex, http::status status, std::string body,
+                                     http::fields extra = {}) {
+    http::response<http::string_body> res{status, 11};
+    for (const auto& f : extra)
+      res.set(f.name_string(), f.value());
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = std::move(body);
+    if (!res.body().ends_with('\n')) res.body() += '\n';
+    res.prepare_payload();
+    co_await ex.respond(std::move(res));
+  }
+
+  const config::pypi_upstream* find_upstream(std::string_view name) const {
+    for (const auto& u : cfg_.upstreams) {
+      if (u.name == name) return &u;
+    }
+    return nullptr;
+  }
+
+  // The upstreams to ask for `project`, in order: the routed one alone, or all by priority.
+  std::vector<const config::pypi_upstream*> upstreams_for(std::string_view project) const {
+    for (const auto& r : cfg_.routes) {
+      if (config::glob_match(r.pattern, project)) {
+        if (auto* u = find_upstream(r.upstream)) return {u};
+      }
+    }
+    std::vector<const config::pypi_upstream*> out;
+    for (const auto& u : cfg_.upstreams)
+      out.push_back(&u);
+    return out;
+  }
+
+  static std::string page_key(std::string_view upstream, std::string_view project) {
+    return "pypi/page/" + std::string(upstream) + "/" + std::string(project);
+  }
+  static std::string file_key(std::string_view upstream, std::string_view location) {
+    return "pypi/file/" + std::string(upstream) + "/" + std::string(location);
+  }
+
+  // ---- /simple/ ----
+
+  asio::awaitable<void> handle_simple(exchange& ex) {
+    ex.set_route("pypi_simple");
+    const auto& req = ex.request();
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      co_await plain(ex, http::status::method_not_allowed,
+                     "the simple index answers GET and HEAD only", {});
+      co_return;
+    }
+    std::string path = path_of(req.target());
+    if (path == "/simple") {
+      co_await redirect(ex, "/simple/");
+      co_return;
+    }
+    std::string_view rest = std::string_view(path).substr(std::string_view("/simple/").size());
+    if (rest.empty()) {
+      co_await serve_root(ex);
+      co_return;
+    }
+    std::string_view name = rest;
+    if (name.ends_with('/')) name.remove_suffix(1);
+    if (name.empty() || name.find('/') != std::string_view::npos || !is_valid_name(name)) {
+      co_await plain(ex, http::status::not_found,
+                     "\"" + std::string(rest) +
+                         "\" is not a project name; request /simple/<project>/, e.g. "
+                         "/simple/requests/");
+      co_return;
+    }
+    std::string normal = normalize_name(name);
+    if (normal != name || !rest.ends_with('/')) {
+      co_await redirect(ex, "/simple/" + normal + "/");
+      co_return;
+    }
+    auto chosen = negotiate(ex.header_values(http::field::accept));
+    if (!chosen) {
+      co_await plain(ex, http::status::not_acceptable,
+                     "none of the Accept header's types is served here; accept "
+                     "application/vnd.pypi.simple.v1+json, "
+                     "application/vnd.pypi.simple.v1+html or text/html");
+      co_return;
+    }
+
+    std::vector<std::string> asked;
+    for (const auto* u : upstreams_for(normal)) {
+      auto page = co_await resolve_page(*u, normal);
+      asked.push_back(u->name);
+      if (!page.entry) {
+        // Never fall through on an error: a private name must not be answered by a later index.
+        bool gone = page.entry.error().is(errc::not_found);
+        co_await plain(ex, gone ? http::status::not_found : http::status::bad_gateway,
+                       page.entry.error().message);
+        co_return;
+      }
+      if (page.entry->status != 200) continue;  // a definitive 404/410: ask the next index
+      co_await serve_page(ex, *page.entry, *chosen, page.outcome, page.warning);
+      co_return;
+    }
+    std::string list;
+    for (const auto& a : asked)
+      list += (list.empty() ? "" : ", ") + a;
+    co_await plain(ex, http::status::not_found,
+                   "project \"" + normal + "\" is not on any index pantry asked (" + list + ")");
+  }
+
+  static asio::awaitable<void> redirect(exchange& ex, std::string location) {
+    http::response<http::string_body> res{http::status::moved_permanently, 11};
+    res.set(http::field::location, location);
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "moved to " + location + "\n";
+    res.prepare_payload();
+    co_await ex.respond(std::move(res));
+  }
+
+  asio::awaitable<void> serve_root(exchange& ex) {
+    // The projects pantry has index pages for. Clients resolve names through /simple/<name>/ and
+    // never need the full upstream list (pypi.org's is tens of MiB).
+    std::vector<std::string> names;
+    auto walked =
+        store_->for_each_entry("pypi/page/", [&](std::string_view key, const cache::entry& e) {
+          if (e.status == 200) names.emplace_back(key.substr(key.rfind('/') + 1));
+          return true;
+        });
+    if (!walked) {
+      co_await plain(ex, http::status::internal_server_error, walked.error().message);
+      co_return;
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    auto chosen = negotiate(ex.header_values(http::field::accept));
+    if (!chosen) chosen = negotiated{representation::html, kContentTypeTextHtml};
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, chosen->content_type);
+    res.set(http::field::vary, "Accept");
+    res.body() =
+        chosen->rep == representation::json ? render_root_json(names) : render_root_html(names);
+    res.prepare_payload();
+    co_await ex.respond(std::move(res));
+  }
+
+  // The cached page of `project` on `u`: fresh from cache, revalidated, fetched, or stale when
+  // upstream fails. An error only when there is nothing to serve.
+  asio::awaitable<page_result> resolve_page(const config::pypi_upstream& u, std::string project) {
+    const std::string key = page_key(u.name, project);
+    std::optional<cache::entry> existing;
+    if (auto e = store_->get_entry(key); e && usable(*e)) existing = std::move(*e);
+    if (existing && (!existing->expired() || cfg_.offline)) {
+      page_result r{*existing, cache_outcome::hit, {}};
+      if (existing->expired()) r.warning = "110 pantry \"Response is Stale\" (offline)";
+      co_return r;
+    }
+    if (cfg_.offline) {
+      co_return page_result{error(errc::not_found, "project \"" + project +
+                                                       "\" is not cached and pypi.offline is "
+                                                       "true, so pantry does not ask " +
+                                                       u.name),
+                            cache_outcome::none,
+                            {}};
+    }
+    bool joined = false;
+    auto self = shared_from_this();
+    const config::pypi_upstream* up = &u;
+    // Named, not a temporary of the co_await expression: gcc 12 destroys such temporaries twice.
+    std::function<asio::awaitable<page_result>()> fetch =
+        [self, up, project, existing]() -> asio::awaitable<page_result> {
+      co_return co_await self->fetch_page(*up, project, existing);
+    };
+    auto r = co_await pages_.run(key, std::move(fetch), joined);
+    if (joined && r.outcome == cache_outcome::miss) r.outcome = cache_outcome::coalesced;
+    co_return r;
+  }
+
+  // True iff every representation blob of a page entry is still in the cache.
+  bool usable(const cache::entry& e) {
+    if (e.status != 200) return true;
+    for (auto name : {kAttrHtml, kAttrJson}) {
+      auto d = cache::digest::parse(attribute(e, name));
+      if (!d || !store_->stat_blob(*d)) return false;
+    }
+    return true;
+  }
+
+  asio::awaitable<page_result> fetch_page(const config::pypi_upstream& u, std::string project,
+                                          std::optional<cache::entry> existing) {
+    proxy::request req;
+    req.url = u.url + project + "/";
+    req.headers.set(http::field::accept, kUpstreamAccept);
+    req.tls.ca_file = u.ca_file;
+    if (existing && existing->status == 200 && !existing->etag.empty()) {
+      req.headers.set(http::field::if_none_match, existing->etag);
+    }
+    auto stale = [&](const error& why) -> page_result {
+      if (existing) {
+        spdlog::warn("pypi: serving the stale page of {} from {}: {}", project, u.name,
+                     why.message);
+        metrics_->add("pantry_upstream_failures_total", {{"upstream", u.name}}, 1,
+                      "Upstream requests that failed");
+        return {*existing, cache_outcome::stale, "111 pantry \"Revalidation Failed\""};
+      }
+      return {why, cache_outcome::none, {}};
+    };
+    metrics_->add("pantry_upstream_requests_total", {{"upstream", u.name}}, 1,
+                  "Requests pantry sent upstream");
+    auto sent = co_await upstream_->send(req);
+    if (!sent) co_return stale(sent.error());
+    proxy::response& res = *sent;
+    const auto now = clock::now();
+
+    if (res.status() == 304 && existing) {
+      cache::entry e = *existing;
+      e.fetched_at = now;
+      e.expires_at = now + cfg_.index_ttl;
+      auto put =
+          co_await off_thread([&] { return store_->put_entry(page_key(u.name, project), e); });
+      if (!put) spdlog::warn("pypi: {}", put.error().message);
+      co_return page_result{e, cache_outcome::revalidated, {}};
+    }
+    if (res.status() == 404 || res.status() == 410) {
+      cache::entry e;
+      e.status = static_cast<int>(res.status());
+      e.fetched_at = now;
+      e.expires_at = now + cfg_.negative_ttl;
+      if (cfg_.negative_ttl.count() > 0) {
+        auto put =
+            co_await off_thread([&] { return store_->put_entry(page_key(u.name, project), e); });
+        if (!put) spdlog::warn("pypi: {}", put.error().message);
+      }
+      co_return page_result{e, cache_outcome::miss, {}};
+    }
+    if (res.status() != 200) {
+      co_return stale(error(
+          errc::io_error,
+          "index " + u.name + " answered " + std::to_string(res.status()) + " for GET " + req.url));
+    }
+    auto body = co_await res.read_all(kMaxPageBytes);
+    if (!body) co_return stale(body.error());
+
+    std::string content_type(res.headers()[http::field::content_type]);
+    bool is_json = content_type.find("json") != std::string::npos;
+    auto page =
+        is_json ? parse_project_json(*body, res.url()) : parse_project_html(*body, res.url());
+    if (!page) {
+      co_return stale(
+          error(errc::io_error, "index " + u.name + " sent a page for \"" + project +
+                                    "\" that pantry cannot read: " + page.error().message));
+    }
+
+    // The files this page lists become fetchable, each under the hash the page gives.
+    std::vector<std::pair<std::string, cache::entry>> file_entries;
+    std::unordered_map<std::string, std::string> rewritten;  // upstream url -> pantry url
+    for (auto& f : page->files) {
+      auto sha = f.sha256();
+      std::string path = file_path_for(u.name, f.url);
+      if (!sha || path.empty()) continue;  // unverifiable: left pointing at upstream
+      std::string location = path.substr(std::string_view("/files/").size() + u.name.size() + 1);
+      cache::entry fe;
+      fe.target = *sha;
+      fe.content_type = media_type_of(f.filename);
+      fe.fetched_at = now;
+      fe.expires_at = clock::time_point::max();
+      fe.attributes.emplace_back(std::string(kAttrUrl), f.url);
+      if (f.size) fe.attributes.emplace_back(std::string(kAttrSize), std::to_string(*f.size));
+      file_entries.emplace_back(file_key(u.name, location), fe);
+      rewritten.emplace(f.url, path);
+
+      cache::entry me;
+      me.content_type = media_type_of(".metadata");
+      me.fetched_at = now;
+      me.expires_at = clock::time_point::max();
+      me.attributes.emplace_back(std::string(kAttrUrl), f.url + ".metadata");
+      bool is_wheel = f.filename.ends_with(".whl");
+      std::optional<cache::digest> meta_sha;
+      if (f.core_metadata) {
+        auto it = f.core_metadata->find("sha256");
+        if (it != f.core_metadata->end()) {
+          if (auto d = cache::digest::parse_hex(it->second)) meta_sha = *d;
+        }
+      }
+      if (meta_sha) {
+        me.target = *meta_sha;
+        file_entries.emplace_back(file_key(u.name, location + ".metadata"), me);
+      } else if (is_wheel) {
+        // Upstream offers no verifiable metadata file: pantry makes one from the wheel.
+        me.attributes.emplace_back(std::string(kAttrGenerate), "1");
+        file_entries.emplace_back(file_key(u.name, location + ".metadata"), me);
+        f.core_metadata = std::map<std::string, std::string>{};
+      } else {
+        f.core_metadata.reset();
+      }
+    }
+    auto rewrite = [&rewritten](std::string_view url) -> std::string {
+      auto it = rewritten.find(std::string(url));
+      return it == rewritten.end() ? std::string(url) : it->second;
+    };
+    std::string html = render_project_html(*page, rewrite);
+    std::string json = render_project_json(*page, rewrite);
+
+    cache::entry e;
+    e.status = 200;
+    e.etag = std::string(res.headers()[http::field::etag]);
+    e.last_modified = std::string(res.headers()[http::field::last_modified]);
+    e.fetched_at = now;
+    e.expires_at = now + cfg_.index_ttl;
+    auto stored = co_await off_thread([&]() -> result<void> {
+      auto put_rep = [&](std::string_view name, const std::string& body,
+                         std::string_view type) -> result<void> {
+        auto d = store_->put_blob(std::as_bytes(std::span(body)), std::string(type));
+        if (!d) return d.error();
+        e.attributes.emplace_back(std::string(name), d->str());
+        std::string gz = gzip(body);
+        if (!gz.empty()) {
+          auto dz = store_->put_blob(std::as_bytes(std::span(gz)), std::string(type));
+          if (!dz) return dz.error();
+          e.attributes.emplace_back(std::string(name) + ".gz", dz->str());
+        }
+        return {};
+      };
+      if (auto r = put_rep(kAttrHtml, html, kContentTypeHtml); !r) return r;
+      if (auto r = put_rep(kAttrJson, json, kContentTypeJson); !r) return r;
+      file_entries.emplace_back(page_key(u.name, project), e);
+      return store_->put_entries(file_entries);
+    });
+    if (!stored) {
+      spdlog::error("pypi: cannot cache the page of {} from {}: {}", project, u.name,
+                    stored.error().message);
+      co_return page_result{
+          error(errc::storage_error, stored.error().message), cache_outcome::none, {}};
+    }
+    co_return page_result{e, cache_outcome::miss, {}};
+  }
+
+  asio::awaitable<void> serve_page(exchange& ex, const cache::entry& e, const negotiated& chosen,
+                                   cache_outcome outcome, const std::string& warning) {
+    std::string_view name = chosen.rep == representation::json ? kAttrJson : kAttrHtml;
+    bool gz = false;
+    std::string gz_name = std::string(name) + ".gz";
+    std::string_view digest_text = attribute(e, name);
+    if (accepts_gzip(ex) && !attribute(e, gz_name).empty()) {
+      digest_text = attribute(e, gz_name);
+      gz = true;
+    }
+    auto d = cache::digest::parse(digest_text);
+    auto reader = d ? store_->open_blob(*d) : result<cache::blob_reader>(d.error());
+    if (!reader) {
+      co_await plain(ex, http::status::service_unavailable,
+                     "the cached page is gone (" + reader.error().message + "); retry");
+      co_return;
+    }
+    ex.set_outcome(outcome);
+    std::string etag = "\"" + d->hex().substr(0, 40) + "\"";
+    http::response_header<> h;
+    h.version(11);
+    h.set(http::field::content_type, chosen.content_type);
+    h.set(http::field::vary, "Accept, Accept-Encoding");
+    h.set(http::field::etag, etag);
+    h.set(http::field::cache_control, "max-age=" + std::to_string(cfg_.index_ttl.count()));
+    if (gz) h.set(http::field::content_encoding, "gzip");
+    if (!warning.empty()) h.set(http::field::warning, warning);
+    if (etag_matches(ex, etag)) {
+      h.result(http::status::not_modified);
+      co_await ex.begin(std::move(h), 0);
+      co_await ex.end();
+      co_return;
+    }
+    h.result(http::status::ok);
+    auto size = reader->size();
+    if (co_await ex.begin(std::move(h), size)) co_return;
+    if (ex.request().method() == http::verb::head) {
+      co_await ex.end();
+      co_return;
+    }
+    if (co_await ex.write_blob(*reader, 0, size)) co_return;
+    co_await ex.end();
+  }
+
+  // ---- /files/ ----
+
+  asio::awaitable<void> handle_files(exchange& ex) {
+    ex.set_route("pypi_files");
+    const auto& req = ex.request();
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      co_await plain(ex, http::status::method_not_allowed, "files answer GET and HEAD only");
+      co_return;
+    }
+    auto loc = parse_file_path(req.target());
+    if (!loc) {
+      co_await plain(ex, http::status::bad_request, loc.error().message);
+      co_return;
+    }
+    const auto* u = find_upstream(loc->upstream);
+    if (!u) {
+      co_await plain(ex, http::status::not_found,
+                     "\"" + loc->upstream + "\" is not a configured PyPI upstream");
+      co_return;
+    }
+    const std::string key = file_key(u->name, loc->location);
+    auto e = store_->get_entry(key);
+    if (!e) {
+      co_await plain(ex, http::status::not_found,
+                     std::string(req.target()) +
+                         " is not a file that an index page served by pantry listed; pantry "
+                         "fetches only listed files: ask for the project's /simple/ page first");
+      co_return;
+    }
+    if (!attribute(*e, kAttrGenerate).empty() && !e->target) {
+      co_await serve_generated_metadata(ex, *u, key, *e);
+      co_return;
+    }
+    if (!e->target) {
+      co_await plain(ex, http::status::not_found,
+                     "no verifiable file at " + std::string(req.target()));
+      co_return;
+    }
+    co_await serve_file(ex, *u, *e);
+  }
+
+  asio::awaitable<void> serve_file(exchange& ex, const config::pypi_upstream& u,
+                                   const cache::entry& e) {
+    const cache::digest id = *e.target;
+    if (auto reader = store_->open_blob(id)) {
+      ex.set_outcome(cache_outcome::hit);
+      co_await serve_blob(ex, *reader, e.content_type);
+      co_return;
+    }
+    if (cfg_.offline) {
+      co_await plain(ex, http::status::not_found,
+                     "the file " + id.str() + " is not cached and pypi.offline is true");
+      co_return;
+    }
+    proxy::fetch_spec spec;
+    spec.req.url = std::string(attribute(e, kAttrUrl));
+    spec.req.headers.set(http::field::accept_encoding, "identity");
+    spec.req.tls.ca_file = u.ca_file;
+    spec.id = id;
+    spec.media_type = e.content_type;
+    if (auto s = attribute(e, kAttrSize); !s.empty()) {
+      std::uint64_t n = 0;
+      if (std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) spec.size = n;
+    }
+    bool joined = false;
+    auto fl = flights_->join(spec, co_await asio::this_coro::executor, joined);
+    if (!joined) {
+      metrics_->add("pantry_upstream_requests_total", {{"upstream", u.name}}, 1,
+                    "Requests pantry sent upstream");
+    }
+    ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::miss);
+    co_await stream_flight(ex, fl, e.content_type);
+  }
+
+  asio::awaitable<void> stream_flight(exchange& ex, proxy::flight& fl,
+                                      const std::string& content_type) {
+    auto head = co_await fl.wait_head();
+    if (!head) {
+      bool gone = head.error().is(errc::not_found);
+      co_await plain(ex, gone ? http::status::not_found : http::status::bad_gateway,
+                     head.error().message);
+      co_return;
+    }
+    http::response_header<> h;
+    h.version(11);
+    h.result(http::status::ok);
+    h.set(http::field::content_type, content_type);
+    if (co_await ex.begin(std::move(h), head->length)) co_return;
+    if (ex.request().method() == http::verb::head) {
+      co_await ex.end();
+      co_return;
+    }
+    std::vector<std::byte> buf(kCopyBuffer);
+    std::uint64_t offset = 0;
+    for (;;) {
+      auto n = co_await fl.read(offset, buf);
+      if (!n) {
+        ex.reset();
+        co_return;
+      }
+      if (*n == 0) break;
+      if (co_await ex.write(std::span(buf).first(*n))) co_return;
+      offset += *n;
+    }
+    co_await ex.end();
+  }
+
+  asio::awaitable<void> serve_blob(exchange& ex, cache::blob_reader& reader,
+                                   const std::string& content_type) {
+    const auto size = reader.size();
+    const std::string etag = "\"" + reader.info().id.hex() + "\"";
+    http::response_header<> h;
+    h.version(11);
+    h.set(http::field::content_type, content_type);
+    h.set(http::field::etag, etag);
+    h.set(http::field::accept_ranges, "bytes");
+    h.set(http::field::cache_control, "max-age=31536000, immutable");
+    if (etag_matches(ex, etag)) {
+      h.result(http::status::not_modified);
+      co_await ex.begin(std::move(h), 0);
+      co_await ex.end();
+      co_return;
+    }
+    byte_range range;
+    std::string_view range_header;
+    if (auto it = ex.request().find(http::field::range); it != ex.request().end()) {
+      range_header = it->value();
+    }
+    switch (parse_range(range_header, size, range)) {
+      case range_answer::unsatisfiable:
+        h.result(http::status::range_not_satisfiable);
+        h.set(http::field::content_range, "bytes */" + std::to_string(size));
+        co_await ex.begin(std::move(h), 0);
+        co_await ex.end();
+        co_return;
+      case range_answer::partial:
+        h.result(http::status::partial_content);
+        h.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-" +
+                                              std::to_string(range.first + range.length - 1) + "/" +
+                                              std::to_string(size));
+        break;
+      case range_answer::whole:
+        h.result(http::status::ok);
+        range = {0, size};
+        break;
+    }
+    if (co_await ex.begin(std::move(h), range.length)) co_return;
+    if (ex.request().method() != http::verb::head) {
+      if (co_await ex.write_blob(reader, range.first, range.length)) co_return;
+    }
+    co_await ex.end();
+  }
+
+  // A wheel's METADATA that upstream does not offer: made from the cached wheel (fetched first
+  // if needed) and cached itself.
+  asio::awaitable<void> serve_generated_metadata(exchange& ex, const config::pypi_upstream& u,
+                                                 const std::string& key, cache::entry e) {
+    const std::string wheel_key = key.substr(0, key.size() - std::string_view(".metadata").size());
+    auto we = store_->get_entry(wheel_key);
+    if (!we || !we->target) {
+      co_await plain(ex, http::status::not_found, "the wheel of " + key + " is not listed");
+      co_return;
+    }
+    auto wheel = store_->open_blob(*we->target);
+    if (!wheel && !cfg_.offline) {
+      proxy::fetch_spec spec;
+      spec.req.url = std::string(attribute(*we, kAttrUrl));
+      spec.req.headers.set(http::field::accept_encoding, "identity");
+      spec.req.tls.ca_file = u.ca_file;
+      spec.id = *we->target;
+      spec.media_type = we->content_type;
+      bool joined = false;
+      auto fl = flights_->join(spec, co_await asio::this_coro::executor, joined);
+      std::vector<std::byte> buf(kCopyBuffer);
+      std::uint64_t offset = 0;
+      for (;;) {
+        auto n = co_await fl.read(offset, buf);
+        if (!n) {
+          co_await plain(ex, http::status::bad_gateway, n.error().message);
+          co_return;
+        }
+        if (*n == 0) break;
+        offset += *n;
+      }
+      wheel = store_->open_blob(*we->target);
+    }
+    if (!wheel) {
+      co_await plain(ex, http::status::not_found, wheel.error().message);
+      co_return;
+    }
+    std::string url(attribute(*we, kAttrUrl));
+    std::string filename = url.substr(url.rfind('/') + 1);
+    auto made = co_await off_thread([&]() -> result<cache::digest> {
+      byte_source src;
+      src.size = wheel->size();
+      src.read_at = [&](std::uint64_t offset, std::span<std::byte> out) {
+        return wheel->read(offset, out);
+      };
+      auto text = extract_wheel_metadata(src, filename);
+      if (!text) return text.error();
+      auto d = store_->put_blob(std::as_bytes(std::span(*text)), e.content_type);
+      if (!d) return d.error();
+      e.target = *d;
+      if (auto put = store_->put_entry(key, e); !put) return put.error();
+      return *d;
+    });
+    if (!made) {
+      co_await plain(ex, http::status::bad_gateway, made.error().message);
+      co_return;
+    }
+    auto reader = store_->open_blob(*made);
+    if (!reader) {
+      co_await plain(ex, http::status::service_unavailable, reader.error().message);
+      co_return;
+    }
+    ex.set_outcome(cache_outcome::miss);
+    co_await serve_blob(ex, *reader, e.content_type);
+  }
+
+  const config::pypi_config cfg_;
+  const std::shared_ptr<cache::store> store_;
+  const std::shared_ptr<proxy::client> upstream_;
+  const std::shared_ptr<proxy::flight_table> flights_;
+  const std::shared_ptr<proxy::metrics_registry> metrics_;
+  const asio::any_io_executor blocking_;
+  coalescer<page_result> pages_;
+};
+
+}  // namespace
+
+std::shared_ptr<service> service::create(const config::pypi_config& cfg,
+                                         std::shared_ptr<cache::store> store,
+                                         std::shared_ptr<proxy::client> upstream,
+                                         std::shared_ptr<proxy::flight_table> flights,
+                                         std::shared_ptr<proxy::metrics_registry> metrics,
+                                         asio::any_io_executor blocking) {
+  return std::make_shared<service_impl>(cfg, std::move(store), std::move(upstream),
+                                        std::move(flights), std::move(metrics),
+                                        std::move(blocking));
+}
+
+}  // namespace pantry::registry::pypi

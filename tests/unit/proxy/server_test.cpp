@@ -1,0 +1,854 @@
+// The HTTP server, started on 127.0.0.1 port 0 and spoken to with blocking sockets.
+
+#include "pantry/proxy/server.h"
+#include "pantry/cache/store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace pantry::proxy {
+namespace {
+
+namespace beast = boost::beast;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::span<const std::byte> bytes_of(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+std::string pattern(std::size_t n, std::uint64_t seed) {
+  std::string out(n, '\0');
+  std::mt19937_64 gen(seed);
+  for (auto& c : out)
+    c = static_cast<char>(gen());
+  return out;
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> reply_text(exchange& ex, std::string body,
+                                 http::status status = http::status::ok) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, "text/plain");
+  res.body() = std::move(body);
+  co_await ex.respond(std::move(res));
+}
+
+// A server running on two threads until the object goes.
+class running_server {
+ public:
+  explicit running_server(std::function<void(server&)> setup, server_options opt = {}) {
+    opt.host = "127.0.0.1";
+    opt.port = 0;
+    opt.threads = 2;
+    auto r = server::create(opt, metrics);
+    if (!r) throw std::runtime_error(r.error().message);
+    srv = std::move(*r);
+    setup(*srv);
+    thread_ = std::thread([this] { srv->run(); });
+  }
+  ~running_server() { stop(); }
+  // Stops the server and waits until run() has returned.
+  void stop() {
+    if (!thread_.joinable()) return;
+    srv->stop();
+    thread_.join();
+  }
+  std::uint16_t port() const { return srv->port(); }
+
+  std::shared_ptr<metrics_registry> metrics = std::make_shared<metrics_registry>();
+  std::unique_ptr<server> srv;
+
+ private:
+  std::thread thread_;
+};
+
+// A blocking client socket, usable as a Beast sync stream. Every receive gives up after 30 s so
+// that a broken server fails a test instead of hanging it.
+class test_client {
+ public:
+  explicit test_client(std::uint16_t port, int rcvbuf = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    timeval tv{30, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connect_errno_ =
+        ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ? 0 : errno;
+  }
+  ~test_client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  test_client(const test_client&) = delete;
+  test_client& operator=(const test_client&) = delete;
+
+  int connect_errno() const { return connect_errno_; }
+
+  template <class Buffers>
+  std::size_t read_some(const Buffers& buffers, error_code& ec) {
+    ec = {};
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+      asio::mutable_buffer b = *it;
+      if (b.size() == 0) continue;
+      return recv(b.data(), b.size(), ec);
+    }
+    return 0;
+  }
+  template <class Buffers>
+  std::size_t read_some(const Buffers& buffers) {
+    error_code ec;
+    std::size_t n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+  template <class Buffers>
+  std::size_t write_some(const Buffers& buffers, error_code& ec) {
+    ec = {};
+    std::size_t total = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+      asio::const_buffer b = *it;
+      send(std::string_view(static_cast<const char*>(b.data()), b.size()));
+      total += b.size();
+    }
+    return total;
+  }
+  template <class Buffers>
+  std::size_t write_some(const Buffers& buffers) {
+    error_code ec;
+    return write_some(buffers, ec);
+  }
+
+  // One recv(): bytes read, 0 at EOF; on failure `ec` holds errno.
+  std::size_t recv(void* data, std::size_t size, error_code& ec) {
+    ssize_t n = ::recv(fd_, data, size, 0);
+    if (n > 0) return static_cast<std::size_t>(n);
+    if (n == 0) {
+      ec = asio::error::eof;
+    } else {
+      ec = error_code(errno, boost::system::system_category());
+    }
+    return 0;
+  }
+
+  void send(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n < 0) throw std::runtime_error("send: " + std::string(std::strerror(errno)));
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  // Reads one response; for a HEAD request the parser expects no body.
+  http::response<http::string_body> read_response(bool head = false) {
+    error_code ec;
+    http::response_parser<http::string_body> p;
+    p.body_limit(boost::none);
+    p.skip(head);
+    http::read(*this, buffer, p, ec);
+    if (ec) throw std::runtime_error("reading a response failed: " + ec.message());
+    return p.release();
+  }
+
+  http::response<http::string_body> get(std::string_view target, std::string_view extra = {}) {
+    send(std::string("GET ") + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" +
+         std::string(extra) + "\r\n");
+    return read_response();
+  }
+
+  // Reads until the peer closes; returns the error that ended it (eof for a clean close) and
+  // appends what came before to `out`.
+  error_code read_to_end(std::string* out = nullptr) {
+    if (out) out->append(beast::buffers_to_string(buffer.data()));
+    buffer.clear();
+    char buf[16384];
+    for (;;) {
+      error_code ec;
+      std::size_t n = recv(buf, sizeof buf, ec);
+      if (ec) return ec;
+      if (out) out->append(buf, n);
+    }
+  }
+
+  beast::flat_buffer buffer;
+
+ private:
+  int fd_ = -1;
+  int connect_errno_ = 0;
+};
+
+std::string make_request(std::string_view method, std::string_view target,
+                         std::string_view extra = {}) {
+  return std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n" +
+         std::string(extra) + "\r\n";
+}
+
+TEST(ServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
+  running_server s([](server& srv) {
+    srv.route("/echo/", [](exchange& ex) -> asio::awaitable<void> {
+      co_await reply_text(ex, std::string(ex.request().target()));
+    });
+  });
+  test_client c(s.port());
+  auto r1 = c.get("/echo/one");
+  EXPECT_EQ(r1.result_int(), 200u);
+  EXPECT_EQ(r1.body(), "/echo/one");
+  EXPECT_TRUE(r1.keep_alive());
+  auto r2 = c.get("/echo/two?x=1");
+  EXPECT_EQ(r2.result_int(), 200u);
+  EXPECT_EQ(r2.body(), "/echo/two?x=1");
+}
+
+TEST(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  running_server s([](server& srv) {
+    srv.route("/echo/", [](exchange& ex) -> asio::awaitable<void> {
+      co_await reply_text(ex, std::string(ex.request().target()));
+    });
+  });
+  test_client c(s.port());
+  c.send(make_request("GET", "/echo/1") + make_request("GET", "/echo/2") +
+         make_request("GET", "/echo/3"));
+  EXPECT_EQ(c.read_response().body(), "/echo/1");
+  EXPECT_EQ(c.read_response().body(), "/echo/2");
+  EXPECT_EQ(c.read_response().body(), "/echo/3");
+}
+
+TEST(ServerTest, LongestPrefixWins) {
+  running_server s([](server& srv) {
+    srv.route("/", [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "root"); });
+    srv.route("/a/b/",
+              [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "ab"); });
+    srv.route("/a/", [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "a"); });
+  });
+  test_client c(s.port());
+  EXPECT_EQ(c.get("/x").body(), "root");
+  EXPECT_EQ(c.get("/a/x").body(), "a");
+  EXPECT_EQ(c.get("/a/b/c").body(), "ab");
+  EXPECT_EQ(c.get("/a/bc").body(), "a");
+  EXPECT_EQ(c.get("/a?q=/a/b/").body(), "root");
+  EXPECT_EQ(c.get("/healthz").body(), "ok");
+}
+
+TEST(ServerTest, UnknownPathIs404NamingThePath) {
+  running_server s([](server& srv) {
+    srv.route("/known/",
+              [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "k"); });
+  });
+  test_client c(s.port());
+  auto r = c.get("/nope/x?y=1");
+  EXPECT_EQ(r.result_int(), 404u);
+  EXPECT_THAT(r.body(), HasSubstr("/nope/x"));
+  EXPECT_THAT(std::string(r[http::field::content_type]), StartsWith("text/plain"));
+  EXPECT_EQ(c.get("/known/1").body(), "k") << "the connection stays usable after a 404";
+}
+
+TEST(ServerTest, HealthzSaysOk) {
+  running_server s([](server&) {});
+  test_client c(s.port());
+  auto r = c.get("/healthz");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(r.body(), "ok");
+}
+
+TEST(ServerTest, HeadSendsTheHeaderOnly) {
+  running_server s([](server& srv) {
+    srv.route("/whole", [](exchange& ex) -> asio::awaitable<void> {
+      co_await reply_text(ex, "hello world");
+    });
+    srv.route("/length", [](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, 5);
+      co_await ex.write(bytes_of("hello"));
+      co_await ex.end();
+    });
+    srv.route("/chunked", [](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, std::nullopt);
+      co_await ex.write(bytes_of("hello"));
+      co_await ex.end();
+    });
+  });
+  test_client c(s.port());
+  c.send(make_request("HEAD", "/whole"));
+  auto r1 = c.read_response(true);
+  EXPECT_EQ(r1[http::field::content_length], "11");
+  c.send(make_request("HEAD", "/length"));
+  auto r2 = c.read_response(true);
+  EXPECT_EQ(r2[http::field::content_length], "5");
+  c.send(make_request("HEAD", "/chunked"));
+  auto r3 = c.read_response(true);
+  EXPECT_EQ(r3[http::field::transfer_encoding], "chunked");
+  // Had any body byte followed a HEAD response, this response would not parse as itself.
+  auto r4 = c.get("/whole");
+  EXPECT_EQ(r4.body(), "hello world");
+  EXPECT_EQ(c.buffer.size(), 0u) << beast::buffers_to_string(c.buffer.data());
+}
+
+TEST(ServerTest, StreamsABodyWithContentLength) {
+  const std::string body = pattern(300'000, 1);
+  running_server s([&](server& srv) {
+    srv.route("/s", [&](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      h.set(http::field::content_type, "application/octet-stream");
+      co_await ex.begin(h, body.size());
+      for (std::size_t i = 0; i < body.size(); i += 100'000) {
+        co_await ex.write(bytes_of(std::string_view(body).substr(i, 100'000)));
+      }
+      co_await ex.end();
+    });
+  });
+  test_client c(s.port());
+  auto r = c.get("/s");
+  EXPECT_EQ(r[http::field::content_length], std::to_string(body.size()));
+  EXPECT_FALSE(r.chunked());
+  EXPECT_EQ(r.body().size(), body.size());
+  EXPECT_TRUE(r.body() == body) << "body differs";
+  EXPECT_EQ(c.get("/s").body().size(), body.size()) << "keep-alive after a streamed body";
+}
+
+TEST(ServerTest, StreamsAChunkedBody) {
+  const std::string body = pattern(250'000, 2);
+  running_server s([&](server& srv) {
+    srv.route("/c", [&](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, std::nullopt);
+      co_await ex.write({});  // sends the header at once; never a last chunk
+      for (std::size_t i = 0; i < body.size(); i += 70'000) {
+        co_await ex.write(bytes_of(std::string_view(body).substr(i, 70'000)));
+      }
+      co_await ex.end();
+    });
+  });
+  test_client c(s.port());
+  auto r = c.get("/c");
+  EXPECT_TRUE(r.chunked());
+  EXPECT_FALSE(r.has_content_length());
+  EXPECT_EQ(r.body().size(), body.size());
+  EXPECT_TRUE(r.body() == body) << "body differs";
+  EXPECT_EQ(c.get("/c").body().size(), body.size()) << "keep-alive after a chunked body";
+}
+
+TEST(ServerTest, Http10ClientGetsABodyEndedByClose) {
+  running_server s([](server& srv) {
+    srv.route("/c", [](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, std::nullopt);
+      co_await ex.write(bytes_of("abc"));
+      co_await ex.write(bytes_of("def"));
+      co_await ex.end();
+    });
+  });
+  test_client c(s.port());
+  c.send("GET /c HTTP/1.0\r\n\r\n");
+  std::string raw;
+  EXPECT_EQ(c.read_to_end(&raw), asio::error::eof);
+  EXPECT_THAT(raw, StartsWith("HTTP/1.0 200 OK\r\n"));
+  EXPECT_THAT(raw, ::testing::EndsWith("\r\n\r\nabcdef"));
+  EXPECT_THAT(raw, ::testing::Not(HasSubstr("chunked")));
+}
+
+TEST(ServerTest, RepeatedHeaderLinesAreSeparateValues) {
+  running_server s([](server& srv) {
+    srv.route("/h", [](exchange& ex) -> asio::awaitable<void> {
+      std::string joined;
+      for (auto v : ex.header_values(http::field::accept)) {
+        if (!joined.empty()) joined += '|';
+        joined += v;
+      }
+      // Built before co_await: gcc 12 mishandles temporaries of a conditional inside co_await.
+      std::string from = ex.peer().starts_with("127.0.0.1:") ? "ok" : ex.peer();
+      co_await reply_text(ex, joined + " from " + from);
+    });
+  });
+  test_client c(s.port());
+  auto r = c.get("/h",
+                 "Accept: application/vnd.oci.image.index.v1+json\r\n"
+                 "Accept: application/vnd.docker.distribution.manifest.v2+json\r\n"
+                 "Accept: a/b, c/d\r\n");
+  EXPECT_EQ(r.body(),
+            "application/vnd.oci.image.index.v1+json|"
+            "application/vnd.docker.distribution.manifest.v2+json|a/b, c/d from ok");
+}
+
+// Reads the whole request body in pieces and answers "<size> <sha256>".
+asio::awaitable<void> digest_body(exchange& ex) {
+  std::vector<std::byte> buf(64 * 1024);
+  cache::hasher h;
+  std::uint64_t total = 0;
+  for (;;) {
+    auto n = co_await ex.read_body(buf);
+    if (!n) {
+      co_await reply_text(ex, n.error().message, http::status::bad_request);
+      co_return;
+    }
+    if (*n == 0) break;
+    h.update(std::span(buf.data(), *n));
+    total += *n;
+  }
+  co_await reply_text(ex, std::to_string(total) + " " + h.finish().str());
+}
+
+TEST(ServerTest, StreamsA20MBRequestBodyWithNoLimit) {
+  const std::string body = pattern(20 << 20, 3);
+  running_server s([](server& srv) { srv.route("/upload", digest_body); });
+  test_client c(s.port());
+  c.send(make_request("PUT", "/upload", "Content-Length: " + std::to_string(body.size()) + "\r\n"));
+  for (std::size_t i = 0; i < body.size(); i += 1 << 20) {
+    c.send(std::string_view(body).substr(i, 1 << 20));
+  }
+  auto r = c.read_response();
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(r.body(), std::to_string(body.size()) + " " + cache::digest::of(body).str());
+}
+
+TEST(ServerTest, StreamsAChunkedRequestBody) {
+  const std::string body = pattern(3 << 20, 4);
+  running_server s([](server& srv) { srv.route("/upload", digest_body); });
+  test_client c(s.port());
+  c.send(make_request("POST", "/upload", "Transfer-Encoding: chunked\r\n"));
+  for (std::size_t i = 0; i < body.size(); i += 300'000) {
+    auto piece = std::string_view(body).substr(i, 300'000);
+    char line[32];
+    std::snprintf(line, sizeof line, "%zx\r\n", piece.size());
+    c.send(line);
+    c.send(piece);
+    c.send("\r\n");
+  }
+  c.send("0\r\n\r\n");
+  auto r = c.read_response();
+  EXPECT_EQ(r.body(), std::to_string(body.size()) + " " + cache::digest::of(body).str());
+}
+
+TEST(ServerTest, ExpectContinueGetsA100BeforeTheBody) {
+  running_server s([](server& srv) { srv.route("/upload", digest_body); });
+  test_client c(s.port());
+  c.send(make_request("PUT", "/upload", "Content-Length: 5\r\nExpect: 100-continue\r\n"));
+  char buf[64];
+  error_code ec;
+  std::string interim;
+  while (interim.find("\r\n\r\n") == std::string::npos && !ec) {
+    std::size_t n = c.recv(buf, sizeof buf, ec);
+    interim.append(buf, n);
+  }
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  c.send("hello");
+  EXPECT_EQ(c.read_response().body(), "5 " + cache::digest::of(std::string("hello")).str());
+}
+
+TEST(ServerTest, UnreadRequestBodyIsDroppedAndTheConnectionKept) {
+  running_server s([](server& srv) {
+    srv.route("/ignore",
+              [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "ignored"); });
+  });
+  test_client c(s.port());
+  const std::string body = pattern(100'000, 5);
+  c.send(make_request("POST", "/ignore", "Content-Length: 100000\r\n") + body);
+  auto r1 = c.read_response();
+  EXPECT_TRUE(r1.keep_alive());
+  EXPECT_EQ(c.get("/ignore").body(), "ignored");
+}
+
+TEST(ServerTest, AcceptsA60KiBHeader) {
+  running_server s([](server& srv) {
+    srv.route("/big", [](exchange& ex) -> asio::awaitable<void> {
+      co_await reply_text(ex, std::to_string(ex.request()["X-Big"].size()));
+    });
+  });
+  test_client c(s.port());
+  auto r = c.get("/big", "X-Big: " + std::string(60 * 1024, 'a') + "\r\n");
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(r.body(), std::to_string(60 * 1024));
+}
+
+TEST(ServerTest, RejectsA70KiBHeaderWith431) {
+  running_server s([](server& srv) {
+    srv.route("/big", [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "no"); });
+  });
+  test_client c(s.port());
+  c.send(make_request("GET", "/big", "X-Big: " + std::string(70 * 1024, 'a') + "\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.result_int(), 431u) << r.body();
+  EXPECT_THAT(r.body(), HasSubstr("header too large"));
+  EXPECT_FALSE(r.keep_alive());
+  EXPECT_EQ(c.read_to_end(), asio::error::eof);
+}
+
+TEST(ServerTest, MalformedRequestGets400ThenClose) {
+  running_server s([](server&) {});
+  {
+    test_client c(s.port());
+    c.send("GET /x HTTP/1.1\r\nHost: test\r\nBad Header Line\r\n\r\n");
+    auto r = c.read_response();
+    EXPECT_EQ(r.result_int(), 400u) << r.body();
+    EXPECT_THAT(r.body(), StartsWith("malformed request: "));
+    EXPECT_EQ(c.read_to_end(), asio::error::eof);
+  }
+  {
+    test_client c(s.port());
+    c.send("\x01\x02garbage\r\n\r\n");
+    auto r = c.read_response();
+    EXPECT_EQ(r.result_int(), 400u) << r.body();
+    EXPECT_EQ(c.read_to_end(), asio::error::eof);
+  }
+  EXPECT_EQ(
+      s.metrics->counter("pantry_http_requests_total", {{"route", "malformed"}, {"status", "400"}}),
+      2u);
+}
+
+TEST(ServerTest, IdleTimeoutClosesTheConnection) {
+  server_options opt;
+  opt.idle_timeout = 100ms;
+  running_server s([](server&) {}, opt);
+  test_client c(s.port());
+  EXPECT_EQ(c.get("/healthz").body(), "ok");
+  EXPECT_EQ(c.read_to_end(), asio::error::eof) << "the server closes an idle connection";
+}
+
+TEST(ServerTest, HeaderTimeoutClosesAHalfSentRequest) {
+  server_options opt;
+  opt.header_timeout = 100ms;
+  running_server s([](server&) {}, opt);
+  test_client c(s.port());
+  c.send("GET /healthz HTTP/1.1\r\nHost: te");
+  EXPECT_EQ(c.read_to_end(), asio::error::eof);
+}
+
+TEST(ServerTest, HandlerWithoutResponseGets500) {
+  running_server s([](server& srv) {
+    srv.route("/lazy", [](exchange&) -> asio::awaitable<void> { co_return; });
+  });
+  test_client c(s.port());
+  auto r = c.get("/lazy");
+  EXPECT_EQ(r.result_int(), 500u);
+  EXPECT_THAT(r.body(), HasSubstr("/lazy"));
+}
+
+TEST(ServerTest, ResetGivesTheClientAConnectionReset) {
+  running_server s([](server& srv) {
+    srv.route("/reset", [](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, 1000);
+      co_await ex.write(bytes_of("0123456789"));
+      ex.reset();
+    });
+  });
+  test_client c(s.port());
+  c.send(make_request("GET", "/reset"));
+  std::string got;
+  EXPECT_EQ(c.read_to_end(&got), boost::system::errc::connection_reset) << "after: " << got;
+}
+
+TEST(ServerTest, HandlerExceptionResetsTheConnection) {
+  running_server s([](server& srv) {
+    srv.route("/throw", [](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, 100);
+      co_await ex.write(bytes_of("partial"));
+      throw std::runtime_error("handler bug");
+    });
+  });
+  test_client c(s.port());
+  c.send(make_request("GET", "/throw"));
+  std::string got;
+  EXPECT_EQ(c.read_to_end(&got), boost::system::errc::connection_reset) << "after: " << got;
+}
+
+TEST(ServerTest, ShortBodyAtEndResetsTheConnection) {
+  running_server s([](server& srv) {
+    srv.route("/short", [](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, 100);
+      co_await ex.write(bytes_of("only this"));
+      co_await ex.end();
+    });
+  });
+  test_client c(s.port());
+  c.send(make_request("GET", "/short"));
+  EXPECT_EQ(c.read_to_end(), boost::system::errc::connection_reset);
+}
+
+TEST(ServerTest, MetricsShowRequestCounters) {
+  running_server s([](server& srv) {
+    srv.route("/a/", [](exchange& ex) -> asio::awaitable<void> {
+      ex.set_outcome(cache_outcome::hit);
+      co_await reply_text(ex, "12345");
+    });
+    srv.route("/b/", [](exchange& ex) -> asio::awaitable<void> {
+      ex.set_route("pypi_simple");
+      ex.set_outcome(cache_outcome::miss);
+      co_await reply_text(ex, "xy");
+    });
+  });
+  // One connection: each exchange is counted before the next request is read.
+  test_client c(s.port());
+  c.get("/a/1");
+  c.get("/a/2");
+  c.get("/b/1");
+  c.get("/nothing");
+  auto r = c.get("/metrics");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(r[http::field::content_type], "text/plain; version=0.0.4");
+  const std::string& m = r.body();
+  EXPECT_THAT(m, HasSubstr("# TYPE pantry_http_requests_total counter\n"));
+  EXPECT_THAT(m, HasSubstr("# HELP pantry_http_requests_total "));
+  EXPECT_THAT(m, HasSubstr("pantry_http_requests_total{route=\"/a/\",status=\"200\"} 2\n"));
+  EXPECT_THAT(m, HasSubstr("pantry_http_requests_total{route=\"pypi_simple\",status=\"200\"} 1\n"));
+  EXPECT_THAT(m, HasSubstr("pantry_http_requests_total{route=\"unmatched\",status=\"404\"} 1\n"));
+  EXPECT_THAT(m, HasSubstr("pantry_http_response_bytes_total{route=\"/a/\",outcome=\"hit\"} 10\n"));
+  EXPECT_THAT(
+      m, HasSubstr("pantry_http_response_bytes_total{route=\"pypi_simple\",outcome=\"miss\"} 2\n"));
+  EXPECT_THAT(m, HasSubstr("# TYPE pantry_http_requests_in_flight gauge\n"
+                           "pantry_http_requests_in_flight 1\n"));
+  EXPECT_EQ(s.metrics->counter("pantry_http_requests_total", {{"route", "/a/"}, {"status", "200"}}),
+            2u);
+}
+
+// A blob store in a fresh temp dir, removed at the end.
+class temp_store {
+ public:
+  temp_store() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("pantry-server-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    std::filesystem::remove_all(dir_);
+    cache::options opt;
+    opt.data_dir = dir_;
+    opt.durable = false;
+    auto s = cache::store::open(opt);
+    if (!s) throw std::runtime_error(s.error().message);
+    store = *s;
+  }
+  ~temp_store() {
+    store.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  cache::digest put(const std::string& bytes) {
+    auto id = cache::digest::of(bytes);
+    auto w = store->begin_blob(id, "application/octet-stream", bytes.size());
+    if (!w) throw std::runtime_error(w.error().message);
+    for (std::size_t i = 0; i < bytes.size(); i += 1 << 20) {
+      auto r = w->write(bytes_of(std::string_view(bytes).substr(i, 1 << 20)));
+      if (!r) throw std::runtime_error(r.error().message);
+    }
+    auto c = w->commit();
+    if (!c) throw std::runtime_error(c.error().message);
+    return id;
+  }
+
+  std::shared_ptr<cache::store> store;
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+};
+
+// Serves /blob?<offset>,<length>[,chunked] of `id` with write_blob.
+void route_blob(server& srv, temp_store& ts, cache::digest id) {
+  srv.route("/blob", [&ts, id](exchange& ex) -> asio::awaitable<void> {
+    auto blob = ts.store->open_blob(id);
+    if (!blob) {
+      co_await reply_text(ex, blob.error().message, http::status::not_found);
+      co_return;
+    }
+    std::string_view target = ex.request().target();
+    std::uint64_t offset = 0, length = blob->size();
+    bool chunked = false;
+    if (auto q = target.find('?'); q != std::string_view::npos) {
+      std::string args(target.substr(q + 1));
+      unsigned long long o = 0, l = 0;
+      char mode[16] = {};
+      if (std::sscanf(args.c_str(), "%llu,%llu,%15s", &o, &l, mode) >= 2) {
+        offset = o;
+        length = l;
+      }
+      chunked = std::string_view(mode) == "chunked";
+    }
+    http::response_header<> h;
+    h.result(http::status::ok);
+    h.set(http::field::content_type, "application/octet-stream");
+    std::optional<std::uint64_t> framing;
+    if (!chunked) framing = length;
+    co_await ex.begin(h, framing);
+    if (error_code ec = co_await ex.write_blob(*blob, offset, length)) {
+      ex.reset();
+      co_return;
+    }
+    co_await ex.end();
+  });
+}
+
+// Reads a response's header and body with small reads and pauses, like a slow client on a
+// small receive buffer.
+std::string read_slowly(test_client& c, std::size_t body_size) {
+  std::string raw;
+  char buf[4096];
+  std::size_t header_end = std::string::npos;
+  for (int i = 0;; ++i) {
+    if (header_end == std::string::npos) header_end = raw.find("\r\n\r\n");
+    if (header_end != std::string::npos && raw.size() >= header_end + 4 + body_size) break;
+    error_code ec;
+    std::size_t n = c.recv(buf, sizeof buf, ec);
+    if (ec)
+      throw std::runtime_error("slow read failed after " + std::to_string(raw.size()) +
+                               " bytes: " + ec.message());
+    raw.append(buf, n);
+    if (i % 8 == 0) std::this_thread::sleep_for(1ms);
+  }
+  return raw;
+}
+
+TEST(ServerTest, WriteBlobServesAMultiChunkBlobToASlowReader) {
+  temp_store ts;
+  const std::string bytes = pattern(3 * cache::kChunkSize + 12345, 6);
+  auto id = ts.put(bytes);
+  running_server s([&](server& srv) { route_blob(srv, ts, id); });
+  test_client c(s.port(), 4096);
+  c.send(make_request("GET", "/blob"));
+  std::string raw = read_slowly(c, bytes.size());
+  auto header_end = raw.find("\r\n\r\n");
+  ASSERT_NE(header_end, std::string::npos);
+  EXPECT_THAT(raw.substr(0, header_end),
+              HasSubstr("Content-Length: " + std::to_string(bytes.size())));
+  std::string body = raw.substr(header_end + 4);
+  EXPECT_EQ(body.size(), bytes.size());
+  EXPECT_TRUE(body == bytes) << "body differs from the blob";
+  // The connection is still in step: a second request on it works.
+  c.buffer.clear();
+  c.send(make_request("HEAD", "/blob"));
+  auto head = c.read_response(true);
+  EXPECT_EQ(head[http::field::content_length], std::to_string(bytes.size()));
+}
+
+TEST(ServerTest, WriteBlobServesARangeAcrossChunksChunked) {
+  temp_store ts;
+  const std::string bytes = pattern(2 * cache::kChunkSize + 500, 7);
+  auto id = ts.put(bytes);
+  running_server s([&](server& srv) { route_blob(srv, ts, id); });
+  test_client c(s.port(), 4096);
+  const std::uint64_t offset = cache::kChunkSize - 100, length = cache::kChunkSize + 300;
+  auto r = c.get("/blob?" + std::to_string(offset) + "," + std::to_string(length) + ",chunked");
+  EXPECT_TRUE(r.chunked());
+  EXPECT_EQ(r.body().size(), length);
+  EXPECT_TRUE(r.body() == bytes.substr(offset, length)) << "range differs";
+  auto r2 = c.get("/blob?10,20");
+  EXPECT_EQ(r2.body(), bytes.substr(10, 20));
+}
+
+TEST(ServerTest, StopLetsAnInFlightResponseFinish) {
+  std::atomic<bool> stop_called{false};
+  const std::string body = pattern(10 * 1000, 8);
+  running_server s([&](server& srv) {
+    srv.route("/slow", [&](exchange& ex) -> asio::awaitable<void> {
+      http::response_header<> h;
+      h.result(http::status::ok);
+      co_await ex.begin(h, body.size());
+      co_await ex.write(bytes_of(std::string_view(body).substr(0, 1000)));
+      while (!stop_called)
+        co_await sleep_for(5ms);
+      for (std::size_t i = 1000; i < body.size(); i += 1000) {
+        co_await sleep_for(5ms);
+        co_await ex.write(bytes_of(std::string_view(body).substr(i, 1000)));
+      }
+      co_await ex.end();
+    });
+  });
+  test_client idle(s.port());
+  EXPECT_EQ(idle.get("/healthz").body(), "ok");
+  test_client c(s.port());
+  c.send(make_request("GET", "/slow"));
+  // Wait for the first piece so that the response is in flight when stop() comes.
+  std::string got;
+  char buf[4096];
+  while (got.find("\r\n\r\n") == std::string::npos ||
+         got.size() < got.find("\r\n\r\n") + 4 + 1000) {
+    error_code ec;
+    std::size_t n = c.recv(buf, sizeof buf, ec);
+    ASSERT_FALSE(ec) << ec.message() << " after " << got;
+    got.append(buf, n);
+  }
+  s.srv->stop();
+  stop_called = true;
+  EXPECT_EQ(c.read_to_end(&got), asio::error::eof);
+  auto header_end = got.find("\r\n\r\n");
+  EXPECT_TRUE(got.substr(header_end + 4) == body)
+      << "got " << got.size() - header_end - 4 << " body bytes of " << body.size();
+  EXPECT_EQ(idle.read_to_end(), asio::error::eof) << "an idle connection is closed at stop";
+  s.stop();  // run() returns
+  test_client late(s.port());
+  EXPECT_EQ(late.connect_errno(), ECONNREFUSED);
+}
+
+TEST(ServerTest, StopResetsWhatOutlastsTheGrace) {
+  std::atomic<bool> handler_done{false};
+  server_options opt;
+  opt.shutdown_grace = 50ms;
+  running_server s(
+      [&](server& srv) {
+        srv.route("/forever", [&](exchange& ex) -> asio::awaitable<void> {
+          http::response_header<> h;
+          h.result(http::status::ok);
+          co_await ex.begin(h, 1 << 30);
+          while (!co_await ex.write(bytes_of("x")))
+            co_await sleep_for(2ms);
+          handler_done = true;
+        });
+      },
+      opt);
+  test_client c(s.port());
+  c.send(make_request("GET", "/forever"));
+  char buf[256];
+  error_code ec;
+  c.recv(buf, sizeof buf, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  s.stop();
+  EXPECT_EQ(c.read_to_end(), boost::system::errc::connection_reset);
+  EXPECT_TRUE(handler_done) << "the handler saw its write fail and returned";
+}
+
+}  // namespace
+}  // namespace pantry::proxy

@@ -39,34 +39,14 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import nginx_pypi  # noqa: E402
+from pantry_serve import CLIENT_TIMEOUT, Pantry as _Pantry, free_port, get  # noqa: E402
 
 PANTRY = None
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-CLIENT_TIMEOUT = 60
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def get(url, headers=None, timeout=CLIENT_TIMEOUT):
-    """(status, headers, body) of a GET, following no redirects; transport errors raise."""
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-    opener = urllib.request.build_opener(NoRedirect)
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
 
 
 def get_outcome(url, headers=None):
@@ -98,89 +78,8 @@ def get_outcome(url, headers=None):
     return ("ok", r.status, r.headers, b"".join(chunks))
 
 
-class Pantry:
-    """`pantry serve` on a free loopback port with its own YAML config and data dir."""
-
-    def __init__(self, workdir, upstream_index_url, index_ttl="10m",
-                 upstream_timeouts="connect_timeout: 2s, header_timeout: 2s, idle_timeout: 2s"):
-        os.makedirs(workdir, exist_ok=True)
-        self.port = free_port()
-        self.data_dir = os.path.join(workdir, "pantry-data")
-        self.config = os.path.join(workdir, "pantry.yaml")
-        self.log_path = os.path.join(workdir, "pantry.log")
-        with open(self.config, "w") as f:
-            f.write(f"""listen: 127.0.0.1:{self.port}
-data_dir: {self.data_dir}
-cache: {{ max_size: 2GiB }}
-server: {{ threads: 2 }}
-upstream: {{ {upstream_timeouts} }}
-pypi:
-  upstreams:
-    - name: up
-      url: "{upstream_index_url}"
-  index_ttl: {index_ttl}
-  negative_ttl: 1s
-  offline: false
-""")
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen([PANTRY, "serve", "--config", self.config],
-                                        stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL,
-                                        preexec_fn=nginx_pypi.die_with_parent)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.close()
-                raise RuntimeError(f"pantry exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if get(self.url("/healthz"), timeout=5)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("pantry did not answer /healthz within 30 s:\n" + self.tail())
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def fetch(self, path, headers=None):
-        """get() of a pantry path; a transport error fails with pantry's state and log."""
-        try:
-            return get(self.url(path), headers)
-        except (OSError, http.client.HTTPException) as e:
-            raise AssertionError(f"GET {self.url(path)} {headers or {}}: {e!r}; pantry "
-                                 f"{'running' if self.process.poll() is None else 'exited with ' + str(self.process.returncode)}"
-                                 f"\n--- pantry log tail ({self.log_path}):\n{self.tail()}") from None
-
-    def tail(self, lines=40):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-
-    def blobs(self):
-        """(blobs, raw `pantry cache stats` output) -- read-only, safe beside serve."""
-        r = subprocess.run([PANTRY, "cache", "stats", "--data-dir", self.data_dir],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise AssertionError(f"pantry cache stats failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        m = re.search(r"^blobs:\s+(\d+)", r.stdout, re.M)
-        if not m:
-            raise AssertionError(f"no 'blobs:' line in pantry cache stats:\n{r.stdout}")
-        return int(m.group(1)), r.stdout
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not self.log.closed:
-            self.log.close()
-        return self.process.returncode
+def Pantry(*args, **kwargs):
+    return _Pantry(PANTRY, *args, **kwargs)
 
 
 # ------------------------------------------------------------------ misbehaving upstream

@@ -24,15 +24,10 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import nginx_pypi  # noqa: E402
+from pantry_serve import Pantry, get  # noqa: E402
 
 PANTRY = None
 PYTHON = "/usr/bin/python3"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env():
@@ -43,77 +38,6 @@ def clean_env():
     return env
 
 
-def get(url, headers=None):
-    """(status, headers, body) of a GET, following no redirects."""
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-    opener = urllib.request.build_opener(NoRedirect)
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with opener.open(req, timeout=60) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
-
-
-class Pantry:
-    def __init__(self, workdir, upstream_index_url):
-        self.port = free_port()
-        self.data_dir = os.path.join(workdir, "pantry-data")
-        self.config = os.path.join(workdir, "pantry.yaml")
-        self.log_path = os.path.join(workdir, "pantry.log")
-        with open(self.config, "w") as f:
-            f.write(f"""listen: 127.0.0.1:{self.port}
-data_dir: {self.data_dir}
-cache: {{ max_size: 2GiB }}
-server: {{ threads: 2 }}
-upstream: {{ connect_timeout: 5s, header_timeout: 10s, idle_timeout: 10s }}
-pypi:
-  upstreams:
-    - name: up
-      url: "{upstream_index_url}"
-  index_ttl: 10m
-""")
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen([PANTRY, "serve", "--config", self.config],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pantry exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if get(self.url("/healthz"))[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("pantry did not answer /healthz within 30 s:\n" + self.tail())
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    @property
-    def index_url(self):
-        return self.url("/simple/")
-
-    def tail(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return "".join(f.readlines()[-40:])
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        return self.process.returncode
-
-
 class PipThroughPantryTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -122,7 +46,7 @@ class PipThroughPantryTest(unittest.TestCase):
         cls.nginx = nginx_pypi.start(cls.tree, build=True)
         with open(os.path.join(cls.tree, "manifest.json")) as f:
             cls.manifest = json.load(f)
-        cls.pantry = Pantry(cls.work, cls.nginx.index_url)
+        cls.pantry = Pantry(PANTRY, cls.work, cls.nginx.index_url, upstream_timeouts="connect_timeout: 5s, header_timeout: 10s, idle_timeout: 10s")
 
     @classmethod
     def tearDownClass(cls):

@@ -252,13 +252,14 @@ class store_impl final : public store {
     if (!core_->owner()) return core_->read_only_error(what);
     std::vector<std::pair<std::string, std::string>> encoded;
     encoded.reserve(items.size());
-    for (const auto& [key, e] : items) {
+    for (const auto& item : items) {
+      const std::string& key = item.first;
       if (auto r = check_key(*core_, key,
                              [&] { return what + " (" + quoted(std::string_view(key)) + ")"; });
           !r) {
         return r;
       }
-      encoded.emplace_back(key, detail::encode_entry(e));
+      encoded.emplace_back(key, detail::encode_entry(item.second));
     }
     return core_->submit_and_wait(
         core_->put_many_op(core_->dbs().entries, what, std::move(encoded), {}));

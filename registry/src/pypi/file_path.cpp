@@ -20,36 +20,10 @@ bool is_upstream_name(std::string_view name) noexcept {
   return true;
 }
 
-// Bytes a request target may hold raw: RFC 3986 pchar, '/', '?' and '%'.
+// Bytes a request target may hold raw: RFC 3986's URI characters, '%', and the brackets of an
+// IPv6 host.
 bool is_target_char(char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case ':':
-    case '@':
-    case '/':
-    case '?':
-    case '%':
-    case '[':
-    case ']':
-      return true;
-    default:
-      return false;
-  }
+  return detail::is_uri_char(c) || c == '%' || c == '[' || c == ']';
 }
 
 }  // namespace

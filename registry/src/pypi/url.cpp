@@ -22,36 +22,6 @@ int hex_value(char c) noexcept {
   return c - 'A' + 10;
 }
 
-// Characters RFC 3986 allows raw in a URI reference (besides '%', '#', '[' and ']', which
-// clean_href treats by position).
-bool is_uri_char(char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case ':':
-    case '/':
-    case '?':
-    case '@':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-      return true;
-    default:
-      return false;
-  }
-}
-
 void append_escaped(std::string& out, char c) {
   const auto u = static_cast<unsigned char>(c);
   out.push_back('%');
@@ -114,6 +84,36 @@ std::string remove_dot_segments(std::string_view path) {
 }
 
 }  // namespace
+
+// Characters RFC 3986 allows raw in a URI reference (besides '%', '#', '[' and ']', which
+// clean_href treats by position).
+bool is_uri_char(char c) noexcept {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case ':':
+    case '/':
+    case '?':
+    case '@':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::optional<boost::urls::url> resolve_reference(const boost::urls::url_view_base& base,
                                                   const boost::urls::url_view_base& ref) {

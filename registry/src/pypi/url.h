@@ -19,6 +19,10 @@ namespace pantry::registry::pypi::detail {
 // second '#', and a '%' not starting an escape).
 std::string clean_href(std::string_view href);
 
+// True iff RFC 3986 allows `c` raw in a URI reference, '%', '#', '[' and ']' aside (their
+// meaning depends on where they stand).
+bool is_uri_char(char c) noexcept;
+
 // `s` parsed as an absolute URI (with a scheme), or nullopt.
 std::optional<boost::urls::url> parse_absolute_url(std::string_view s);
 

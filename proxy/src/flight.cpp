@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -21,8 +22,16 @@ namespace {
 
 using wake_channel = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
 
-// Upstream reads go into buffers of this size; each becomes one tail segment.
-constexpr std::size_t kReadBuffer = 256 * 1024;
+// The not-yet-committed tail lives in segments of this size. The fetch reads from upstream
+// straight into the free end of the last one, so every segment but the last is full and the
+// segment holding any offset is found by division, not by a walk.
+constexpr std::size_t kSegment = 256 * 1024;
+
+// Waking a hundred readers for every few kilobytes the upstream socket yields costs more than
+// the bytes are worth: readers are woken once this much has arrived since the last wake-up, or
+// once kWakeDelay has passed since bytes arrived that no reader was told of.
+constexpr std::uint64_t kWakeStep = 64 * 1024;
+constexpr auto kWakeDelay = std::chrono::milliseconds(5);
 
 }  // namespace
 
@@ -50,6 +59,9 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   void leave_table();
   // Wakes every waiting reader. Requires mutex_.
   void notify_locked();
+  // After the fetch received bytes: wakes readers now, or arms the timer that does it shortly.
+  // Requires mutex_.
+  void announce_locked();
   // Waits for the next notify; `lk` is released while waiting.
   asio::awaitable<void> wait(std::unique_lock<std::mutex>& lk);
   // Drops tail segments that lie wholly below `committed`. Requires mutex_.
@@ -59,14 +71,19 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   const fetch_spec spec_;
 
   std::mutex mutex_;
-  phase phase_ = phase::connecting;                      // guarded by mutex_
-  std::optional<error> error_;                           // guarded by mutex_
-  flight_head head_;                                     // guarded by mutex_
-  std::uint64_t received_ = 0;                           // guarded by mutex_
-  std::uint64_t committed_ = 0;                          // guarded by mutex_
-  std::uint64_t tail_start_ = 0;                         // guarded by mutex_
-  std::deque<std::vector<std::byte>> tail_;              // guarded by mutex_
-  std::vector<std::shared_ptr<wake_channel>> waiters_;   // guarded by mutex_
+  phase phase_ = phase::connecting;  // guarded by mutex_
+  std::optional<error> error_;       // guarded by mutex_
+  flight_head head_;                 // guarded by mutex_
+  std::uint64_t received_ = 0;       // guarded by mutex_
+  std::uint64_t committed_ = 0;      // guarded by mutex_
+  std::uint64_t tail_start_ = 0;     // guarded by mutex_
+  // Segments of kSegment bytes; tail_start_ is a multiple of kSegment. The fetch writes bytes
+  // at and past received_ without the mutex; readers copy only bytes below received_.
+  std::deque<std::unique_ptr<std::byte[]>> tail_;       // guarded by mutex_
+  std::vector<std::shared_ptr<wake_channel>> waiters_;  // guarded by mutex_
+  std::uint64_t announced_ = 0;  // received_ at the last wake-up; guarded by mutex_
+  std::optional<asio::steady_timer> wake_timer_;         // guarded by mutex_; made by run()
+  bool wake_armed_ = false;                              // guarded by mutex_
   std::shared_ptr<cache::blob_reader> verified_reader_;  // guarded by mutex_; set once verified
 
   // The fetch coroutine's own; readers use it only through visit_committed, which is safe.
@@ -74,9 +91,27 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
 };
 
 void flight::impl::notify_locked() {
+  announced_ = received_;
   for (auto& w : waiters_)
     w->try_send(boost::system::error_code{});
   waiters_.clear();
+}
+
+void flight::impl::announce_locked() {
+  if (received_ - announced_ >= kWakeStep) {
+    notify_locked();
+    return;
+  }
+  if (wake_armed_ || !wake_timer_) return;
+  wake_armed_ = true;
+  wake_timer_->expires_after(kWakeDelay);
+  wake_timer_->async_wait([weak = weak_from_this()](boost::system::error_code) {
+    if (auto f = weak.lock()) {
+      std::lock_guard g(f->mutex_);
+      f->wake_armed_ = false;
+      if (f->announced_ != f->received_) f->notify_locked();
+    }
+  });
 }
 
 asio::awaitable<void> flight::impl::wait(std::unique_lock<std::mutex>& lk) {
@@ -90,8 +125,9 @@ asio::awaitable<void> flight::impl::wait(std::unique_lock<std::mutex>& lk) {
 }
 
 void flight::impl::trim_locked() {
-  while (!tail_.empty() && tail_start_ + tail_.front().size() <= committed_) {
-    tail_start_ += tail_.front().size();
+  // The segment the fetch is reading into ends past received_ >= committed_, so it stays.
+  while (!tail_.empty() && tail_start_ + kSegment <= committed_) {
+    tail_start_ += kSegment;
     tail_.pop_front();
   }
 }
@@ -162,6 +198,11 @@ asio::awaitable<void> flight::impl::run() {
     co_return;
   }
   writer_ = std::move(*w);
+  {
+    auto exec = co_await asio::this_coro::executor;
+    std::lock_guard g(mutex_);
+    wake_timer_.emplace(exec);
+  }
   writer_.on_progress([weak = weak_from_this()](std::uint64_t committed) {
     if (auto f = weak.lock()) {
       std::lock_guard g(f->mutex_);
@@ -177,8 +218,18 @@ asio::awaitable<void> flight::impl::run() {
   }
 
   for (;;) {
-    std::vector<std::byte> buf(kReadBuffer);
-    auto n = co_await res.read_some(buf);
+    std::span<std::byte> space;
+    {
+      std::lock_guard g(mutex_);
+      std::uint64_t end = tail_start_ + tail_.size() * kSegment;
+      if (received_ == end) {
+        tail_.push_back(std::make_unique_for_overwrite<std::byte[]>(kSegment));
+        end += kSegment;
+      }
+      auto room = static_cast<std::size_t>(end - received_);
+      space = std::span(tail_.back().get() + (kSegment - room), room);
+    }
+    auto n = co_await res.read_some(space);
     if (!n) {
       writer_.abort();
       fail(n.error());
@@ -186,8 +237,7 @@ asio::awaitable<void> flight::impl::run() {
       co_return;
     }
     if (*n == 0) break;
-    buf.resize(*n);
-    if (auto wr = writer_.write(buf); !wr) {
+    if (auto wr = writer_.write(space.first(*n)); !wr) {
       writer_.abort();
       fail(wr.error());
       leave_table();
@@ -195,9 +245,8 @@ asio::awaitable<void> flight::impl::run() {
     }
     std::lock_guard g(mutex_);
     received_ += *n;
-    tail_.push_back(std::move(buf));
     trim_locked();
-    notify_locked();
+    announce_locked();
   }
 
   // The commit checks size and digest and runs on the cache's writer thread; readers learn the
@@ -254,20 +303,15 @@ asio::awaitable<result<std::size_t>> flight::impl::read(std::uint64_t offset,
         co_return *n;
       }
       if (offset >= tail_start_) {
-        // From memory: walk the segments to `offset`.
-        std::uint64_t seg_start = tail_start_;
+        // From memory: segment by segment, found by division.
         std::size_t copied = 0;
-        for (const auto& seg : tail_) {
-          if (copied == want) break;
-          std::uint64_t seg_end = seg_start + seg.size();
-          std::uint64_t pos = offset + copied;
-          if (pos < seg_end) {
-            std::size_t from = static_cast<std::size_t>(pos - seg_start);
-            std::size_t n = std::min<std::size_t>(want - copied, seg.size() - from);
-            std::memcpy(out.data() + copied, seg.data() + from, n);
-            copied += n;
-          }
-          seg_start = seg_end;
+        while (copied < want) {
+          std::uint64_t rel = offset + copied - tail_start_;
+          auto index = static_cast<std::size_t>(rel / kSegment);
+          auto from = static_cast<std::size_t>(rel % kSegment);
+          std::size_t n = std::min(want - copied, kSegment - from);
+          std::memcpy(out.data() + copied, tail_[index].get() + from, n);
+          copied += n;
         }
         co_return copied;
       }

@@ -430,10 +430,6 @@ def add_big_project(tree, files_base):
     return digest
 
 
-@unittest.skipUnless(os.environ.get("PANTRY_HERD_TESTS") == "1",
-                     "known bug, issue 3: 100 concurrent clients of one uncached 50 MB file stall "
-                     "at ~16 MiB (the flight stops reading upstream); run with "
-                     "PANTRY_HERD_TESTS=1 to reproduce")
 class HerdTest(unittest.TestCase):
     def setUp(self):
         self.work = tempfile.mkdtemp(prefix="pantry-herd-test-")

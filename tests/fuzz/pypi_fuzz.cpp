@@ -106,8 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto again = pypi::parse_root_json(pypi::render_root_json(*names));
     check(again.has_value() && *again == *names, "root JSON round trip", text);
   }
-  if (auto out = pypi::rewrite_json_api(text, "https://pypi.example/pypi/proj/json", identity)) {
-    auto again = pypi::rewrite_json_api(*out, "https://pypi.example/pypi/proj/json", identity);
+  auto same = [](const pypi::json_api_file& f) { return f.url; };
+  if (auto out = pypi::rewrite_json_api(text, "https://pypi.example/pypi/proj/json", same)) {
+    auto again = pypi::rewrite_json_api(*out, "https://pypi.example/pypi/proj/json", same);
     check(again.has_value() && *again == *out, "JSON API rewrite is stable", text);
   }
   if (auto loc = pypi::parse_file_path(text)) {

@@ -7,6 +7,7 @@ Every pip runs in a fresh venv with nothing from the machine's pip configuration
 """
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -198,12 +199,74 @@ class PipThroughPantryTest(unittest.TestCase):
         self.pip(py, "install", *scenario["pip_args"])
         self.assert_installs(py, scenario["installs"])
 
+    def test_i_json_api(self):
+        status, headers, body = self.pantry.fetch("/pypi/pantry-demo-lib/json")
+        self.assertEqual(status, 200, body[:300])
+        self.assertEqual(headers["Content-Type"], "application/json")
+        api = json.loads(body)
+        mine = {f["filename"]: f for f in self.manifest["files"] if f["project"] == "pantry-demo-lib"}
+        got = {f["filename"]: f for files in api["releases"].values() for f in files}
+        self.assertEqual(sorted(got), sorted(mine))
+        files_base = self.pantry.url("/files/up/127.0.0.1:")
+        for name, f in got.items():
+            self.assertTrue(f["url"].startswith(files_base), f"{name}: {f['url']}")
+            self.assertEqual(f["digests"]["sha256"], mine[name]["sha256"], name)
+        # A client of the JSON API downloads `url` as it stands.
+        first = api["releases"]["1.0"][0]
+        status, _, data = get(first["url"])
+        self.assertEqual(status, 200, data[:300])
+        self.assertEqual(hashlib.sha256(data).hexdigest(), first["digests"]["sha256"])
+
+        status, _, body = self.pantry.fetch("/pypi/pantry-demo-lib/1.0/json")
+        self.assertEqual(status, 200, body[:300])
+        one = json.loads(body)
+        self.assertEqual(one["info"]["version"], "1.0")
+        self.assertEqual(sorted(f["filename"] for f in one["urls"]),
+                         sorted(n for n, f in mine.items() if f["version"] == "1.0"))
+
+        # Served from the cache within index_ttl; conditional and gzip like the simple pages.
+        status, headers, _ = self.pantry.fetch("/pypi/pantry-demo-lib/json")
+        self.assertEqual(len(self.upstream_gets("/pypi/pantry-demo-lib/json")), 1,
+                         self.upstream_gets("/pypi/pantry-demo-lib/json"))
+        status, _, _ = self.pantry.fetch("/pypi/pantry-demo-lib/json", {"If-None-Match": headers["ETag"]})
+        self.assertEqual(status, 304)
+        status, headers, body = self.pantry.fetch("/pypi/pantry-demo-lib/json", {"Accept-Encoding": "gzip"})
+        self.assertEqual(headers.get("Content-Encoding"), "gzip")
+        self.assertEqual(json.loads(gzip.decompress(body)), api)
+
+        status, headers, _ = self.pantry.fetch("/pypi/Pantry_Demo.Lib/1.0/json")
+        self.assertEqual((status, headers.get("Location")), (301, "/pypi/pantry-demo-lib/1.0/json"))
+        for path, want in (("/pypi/no-such-project/json", "not on any index"),
+                           ("/pypi/pantry-demo-lib/9.9/json", "not on any index"),
+                           ("/pypi/pantry-demo-lib/simple", "not a JSON API URL"),
+                           ("/pypi/pantry-demo-lib/1.0/../json", "not a JSON API URL")):
+            status, _, body = self.pantry.fetch(path)
+            self.assertEqual(status, 404, f"{path}: {body[:300]}")
+            self.assertIn(want, body.decode(), path)
+
+    def test_j_root_lists_every_upstream_project(self):
+        status, headers, body = self.pantry.fetch("/simple/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual(status, 200, body[:300])
+        names = {p["name"] for p in json.loads(body)["projects"]}
+        want = {p["display_name"] for p in self.manifest["projects"].values()}
+        self.assertEqual(names, want)
+        status, _, body = self.pantry.fetch("/simple/")
+        self.assertEqual(status, 200)
+        for normalized in self.manifest["projects"]:
+            self.assertIn(f'href="{normalized}/"'.encode(), body)
+
     def test_z_installs_from_pantry_alone_when_upstream_is_down(self):
         self.nginx.stop()
         scenario = self.manifest["expect"]["scenarios"][0]
         py = self.venv("offline")
         self.pip(py, "install", *scenario["pip_args"])
         self.assert_installs(py, scenario["installs"])
+        status, _, body = self.pantry.fetch("/pypi/pantry-demo-lib/json")
+        self.assertEqual(status, 200, body[:300])
+        status, _, body = self.pantry.fetch("/simple/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual(status, 200, body[:300])
+        self.assertEqual({p["name"] for p in json.loads(body)["projects"]},
+                         {p["display_name"] for p in self.manifest["projects"].values()})
 
 
 if __name__ == "__main__":

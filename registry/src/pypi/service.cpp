@@ -1,6 +1,7 @@
 #include "pantry/registry/pypi/service.h"
 
 #include "pantry/registry/pypi/file_path.h"
+#include "pantry/registry/pypi/json_api.h"
 #include "pantry/registry/pypi/names.h"
 #include "pantry/registry/pypi/negotiate.h"
 #include "pantry/registry/pypi/simple.h"
@@ -47,6 +48,7 @@ constexpr std::string_view kAttrHtml = "html";
 constexpr std::string_view kAttrJson = "json";
 constexpr std::string_view kAttrUrl = "url";
 constexpr std::string_view kAttrSize = "size";
+constexpr std::string_view kAttrNames = "names";        // a project list, one name per line
 constexpr std::string_view kAttrGenerate = "generate";  // METADATA made from the cached wheel
 
 std::string_view attribute(const cache::entry& e, std::string_view name) {
@@ -56,10 +58,12 @@ std::string_view attribute(const cache::entry& e, std::string_view name) {
   return {};
 }
 
-std::string gzip(std::string_view in) {
+// Cached representations are compressed once, so at the best level; answers made per request
+// at zlib's default.
+std::string gzip(std::string_view in, int level = Z_BEST_COMPRESSION) {
   z_stream zs{};
   // 15 + 16: a gzip wrapper instead of zlib's.
-  if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+  if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
     return {};
   }
   std::string out(deflateBound(&zs, in.size()) + 32, '\0');
@@ -214,6 +218,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     srv.route("/simple/", [self](exchange& ex) { return self->handle_simple(ex); });
     srv.route("/simple", [self](exchange& ex) { return self->handle_simple(ex); });
     srv.route("/files/", [self](exchange& ex) { return self->handle_files(ex); });
+    srv.route("/pypi/", [self](exchange& ex) { return self->handle_json_api(ex); });
   }
 
  private:
@@ -261,6 +266,15 @@ class service_impl final : public service, public std::enable_shared_from_this<s
 
   static std::string page_key(std::string_view upstream, std::string_view project) {
     return "pypi/page/" + std::string(upstream) + "/" + std::string(project);
+  }
+  static std::string json_key(std::string_view upstream, std::string_view project,
+                              std::string_view version) {
+    std::string k = "pypi/json/" + std::string(upstream) + "/" + std::string(project);
+    if (!version.empty()) k += "/" + std::string(version);
+    return k;
+  }
+  static std::string root_key(std::string_view upstream) {
+    return "pypi/root/" + std::string(upstream);
   }
   static std::string file_key(std::string_view upstream, std::string_view location) {
     return "pypi/file/" + std::string(upstream) + "/" + std::string(location);
@@ -340,36 +354,89 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     co_await ex.respond(std::move(res));
   }
 
+  // The project list: the union of every upstream's root page (cached with index_ttl, stale when
+  // upstream fails) and the projects pantry has pages for, so that it still lists what pantry can
+  // serve when the upstreams are down or pypi.offline is true.
   asio::awaitable<void> serve_root(exchange& ex) {
-    // The projects pantry has index pages for. Clients resolve names through /simple/<name>/ and
-    // never need the full upstream list (pypi.org's is tens of MiB).
-    std::vector<std::string> names;
+    std::map<std::string, std::string> names;  // normalized -> name as an index spells it
+    std::string warning;
+    for (const auto& u : cfg_.upstreams) {
+      const config::pypi_upstream* up = &u;
+      auto self = shared_from_this();
+      fetch_fn fetch = [self, up](const std::optional<cache::entry>& existing) {
+        return self->fetch_root(*up, existing);
+      };
+      // Named locals, not temporaries of the co_await expression (see CONTRIBUTING.md).
+      std::string key = root_key(u.name);
+      std::string what = "the project list of " + u.name;
+      auto got = co_await resolve(u, std::move(key), std::move(what), std::move(fetch));
+      if (!got.entry || got.entry->status != 200) {
+        if (!got.entry && !cfg_.offline) {
+          spdlog::warn("pypi: /simple/ lists only cached projects of {}: {}", u.name,
+                       got.entry.error().message);
+          warning = "111 pantry \"Revalidation Failed\"";
+        }
+        continue;
+      }
+      if (!got.warning.empty()) warning = got.warning;
+      auto text = read_blob_text(attribute(*got.entry, kAttrNames));
+      if (!text) continue;
+      for (std::string_view rest = *text; !rest.empty();) {
+        auto nl = rest.find('\n');
+        std::string_view line = rest.substr(0, nl);
+        rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+        if (!line.empty()) names.try_emplace(normalize_name(line), line);
+      }
+    }
     auto walked =
         store_->for_each_entry("pypi/page/", [&](std::string_view key, const cache::entry& e) {
-          if (e.status == 200) names.emplace_back(key.substr(key.rfind('/') + 1));
+          if (e.status == 200) {
+            std::string name(key.substr(key.rfind('/') + 1));
+            names.try_emplace(name, name);
+          }
           return true;
         });
     if (!walked) {
       co_await plain(ex, http::status::internal_server_error, walked.error().message);
       co_return;
     }
-    std::sort(names.begin(), names.end());
-    names.erase(std::unique(names.begin(), names.end()), names.end());
+    std::vector<std::string> list;
+    list.reserve(names.size());
+    for (auto& [normal, name] : names)
+      list.push_back(std::move(name));
     auto chosen = negotiate(ex.header_values(http::field::accept));
     if (!chosen) chosen = negotiated{representation::html, kContentTypeTextHtml};
     http::response<http::string_body> res{http::status::ok, 11};
     res.set(http::field::content_type, chosen->content_type);
     res.set(http::field::vary, "Accept");
+    if (!warning.empty()) res.set(http::field::warning, warning);
     res.body() =
-        chosen->rep == representation::json ? render_root_json(names) : render_root_html(names);
+        chosen->rep == representation::json ? render_root_json(list) : render_root_html(list);
     res.prepare_payload();
     co_await ex.respond(std::move(res));
   }
 
-  // The cached page of `project` on `u`: fresh from cache, revalidated, fetched, or stale when
-  // upstream fails. An error only when there is nothing to serve.
-  asio::awaitable<page_result> resolve_page(const config::pypi_upstream& u, std::string project) {
-    const std::string key = page_key(u.name, project);
+  // The whole of a small cached blob (a page or a name list), by its digest's text.
+  result<std::string> read_blob_text(std::string_view digest_text) {
+    auto d = cache::digest::parse(digest_text);
+    if (!d) return d.error();
+    auto reader = store_->open_blob(*d);
+    if (!reader) return reader.error();
+    std::string text(static_cast<std::size_t>(reader->size()), '\0');
+    auto n = reader->read(0, std::as_writable_bytes(std::span(text)));
+    if (!n) return n.error();
+    text.resize(*n);
+    return text;
+  }
+
+  using fetch_fn =
+      std::function<asio::awaitable<page_result>(const std::optional<cache::entry>& existing)>;
+
+  // What `key` (an index page, JSON API answer or project list of `u`) holds: fresh from cache,
+  // revalidated, fetched by `fetch` (given the expired entry, if any), or stale when upstream
+  // fails. An error only when there is nothing to serve. Concurrent callers share one fetch.
+  asio::awaitable<page_result> resolve(const config::pypi_upstream& u, std::string key,
+                                       std::string what, fetch_fn fetch) {
     std::optional<cache::entry> existing;
     if (auto e = store_->get_entry(key); e && usable(*e)) existing = std::move(*e);
     if (existing && (!existing->expired() || cfg_.offline)) {
@@ -378,97 +445,184 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_return r;
     }
     if (cfg_.offline) {
-      co_return page_result{error(errc::not_found, "project \"" + project +
-                                                       "\" is not cached and pypi.offline is "
-                                                       "true, so pantry does not ask " +
-                                                       u.name),
-                            cache_outcome::none,
-                            {}};
+      co_return page_result{
+          error(errc::not_found, what +
+                                     " is not cached and pypi.offline is true, so pantry does "
+                                     "not ask " +
+                                     u.name),
+          cache_outcome::none,
+          {}};
     }
     bool joined = false;
-    auto self = shared_from_this();
-    const config::pypi_upstream* up = &u;
     // Named, not a temporary of the co_await expression: gcc 12 destroys such temporaries twice.
-    std::function<asio::awaitable<page_result>()> fetch =
-        [self, up, project, existing]() -> asio::awaitable<page_result> {
-      co_return co_await self->fetch_page(*up, project, existing);
+    std::function<asio::awaitable<page_result>()> run =
+        [fetch = std::move(fetch), existing]() -> asio::awaitable<page_result> {
+      co_return co_await fetch(existing);
     };
-    auto r = co_await pages_.run(key, std::move(fetch), joined);
+    auto r = co_await pages_.run(key, std::move(run), joined);
     if (joined && r.outcome == cache_outcome::miss) r.outcome = cache_outcome::coalesced;
     co_return r;
   }
 
-  // True iff every representation blob of a page entry is still in the cache.
-  bool usable(const cache::entry& e) {
-    if (e.status != 200) return true;
-    for (auto name : {kAttrHtml, kAttrJson}) {
-      auto d = cache::digest::parse(attribute(e, name));
-      if (!d || !store_->stat_blob(*d)) return false;
-    }
-    return true;
+  asio::awaitable<page_result> resolve_page(const config::pypi_upstream& u, std::string project) {
+    const config::pypi_upstream* up = &u;
+    auto self = shared_from_this();
+    fetch_fn fetch = [self, up, project](const std::optional<cache::entry>& existing) {
+      return self->fetch_page(*up, project, existing);
+    };
+    std::string key = page_key(u.name, project);
+    std::string what = "project \"" + project + "\"";
+    co_return co_await resolve(u, std::move(key), std::move(what), std::move(fetch));
   }
 
-  asio::awaitable<page_result> fetch_page(const config::pypi_upstream& u, std::string project,
-                                          std::optional<cache::entry> existing) {
-    proxy::request req;
-    req.url = u.url + project + "/";
-    req.headers.set(http::field::accept, kUpstreamAccept);
+  // True iff every blob an entry names (its representations or name list) is still cached.
+  bool usable(const cache::entry& e) {
+    if (e.status != 200) return true;
+    bool any = false;
+    for (auto name : {kAttrHtml, kAttrJson, kAttrNames}) {
+      auto text = attribute(e, name);
+      if (text.empty()) continue;
+      auto d = cache::digest::parse(text);
+      if (!d || !store_->stat_blob(*d)) return false;
+      any = true;
+    }
+    return any;
+  }
+
+  // The stale copy when there is one (counted and logged), else the error.
+  page_result stale_or(const config::pypi_upstream& u, const std::optional<cache::entry>& existing,
+                       const error& why) {
+    metrics_->add("pantry_upstream_failures_total", {{"upstream", u.name}}, 1,
+                  "Upstream requests that failed");
+    if (existing) {
+      spdlog::warn("pypi: serving a stale copy from {}: {}", u.name, why.message);
+      return {*existing, cache_outcome::stale, "111 pantry \"Revalidation Failed\""};
+    }
+    return {why, cache_outcome::none, {}};
+  }
+
+  // Sends `req` for `key` and handles what every cached index answer shares: a failure (stale
+  // copy), 304 (the entry renewed), 404/410 (remembered for negative_ttl) and other statuses.
+  // Returns the response only for a 200 the caller must read; `done` holds the answer otherwise.
+  asio::awaitable<std::optional<proxy::response>> send_for(
+      const config::pypi_upstream& u, const std::string& key, proxy::request& req,
+      const std::optional<cache::entry>& existing, page_result& done) {
     req.tls.ca_file = u.ca_file;
     if (existing && existing->status == 200 && !existing->etag.empty()) {
       req.headers.set(http::field::if_none_match, existing->etag);
     }
-    auto stale = [&](const error& why) -> page_result {
-      if (existing) {
-        spdlog::warn("pypi: serving the stale page of {} from {}: {}", project, u.name,
-                     why.message);
-        metrics_->add("pantry_upstream_failures_total", {{"upstream", u.name}}, 1,
-                      "Upstream requests that failed");
-        return {*existing, cache_outcome::stale, "111 pantry \"Revalidation Failed\""};
-      }
-      return {why, cache_outcome::none, {}};
-    };
     metrics_->add("pantry_upstream_requests_total", {{"upstream", u.name}}, 1,
                   "Requests pantry sent upstream");
     auto sent = co_await upstream_->send(req);
-    if (!sent) co_return stale(sent.error());
-    proxy::response& res = *sent;
+    if (!sent) {
+      done = stale_or(u, existing, sent.error());
+      co_return std::nullopt;
+    }
     const auto now = clock::now();
-
-    if (res.status() == 304 && existing) {
+    const unsigned status = sent->status();
+    if (status == 304 && existing) {
       cache::entry e = *existing;
       e.fetched_at = now;
       e.expires_at = now + cfg_.index_ttl;
-      auto put =
-          co_await off_thread([&] { return store_->put_entry(page_key(u.name, project), e); });
+      auto put = co_await off_thread([&] { return store_->put_entry(key, e); });
       if (!put) spdlog::warn("pypi: {}", put.error().message);
-      co_return page_result{e, cache_outcome::revalidated, {}};
+      done = page_result{e, cache_outcome::revalidated, {}};
+      co_return std::nullopt;
     }
-    if (res.status() == 404 || res.status() == 410) {
+    if (status == 404 || status == 410) {
       cache::entry e;
-      e.status = static_cast<int>(res.status());
+      e.status = static_cast<int>(status);
       e.fetched_at = now;
       e.expires_at = now + cfg_.negative_ttl;
       if (cfg_.negative_ttl.count() > 0) {
-        auto put =
-            co_await off_thread([&] { return store_->put_entry(page_key(u.name, project), e); });
+        auto put = co_await off_thread([&] { return store_->put_entry(key, e); });
         if (!put) spdlog::warn("pypi: {}", put.error().message);
       }
-      co_return page_result{e, cache_outcome::miss, {}};
+      done = page_result{e, cache_outcome::miss, {}};
+      co_return std::nullopt;
     }
-    if (res.status() != 200) {
-      co_return stale(error(
-          errc::io_error,
-          "index " + u.name + " answered " + std::to_string(res.status()) + " for GET " + req.url));
+    if (status != 200) {
+      done = stale_or(u, existing,
+                      error(errc::io_error, "index " + u.name + " answered " +
+                                                std::to_string(status) + " for GET " + req.url));
+      co_return std::nullopt;
     }
+    co_return std::move(*sent);
+  }
+
+  // Makes the file at `url` fetchable through pantry under the hash `sha` (adding its entry to
+  // `out`) and returns pantry's path for it, or "" when it cannot be: no hash, or a URL that
+  // pantry does not proxy (it is then left pointing at upstream).
+  static std::string register_file(const config::pypi_upstream& u, const std::string& url,
+                                   std::string_view filename,
+                                   const std::optional<cache::digest>& sha,
+                                   std::optional<std::uint64_t> size, clock::time_point now,
+                                   std::vector<std::pair<std::string, cache::entry>>& out) {
+    std::string path = file_path_for(u.name, url);
+    if (!sha || path.empty()) return {};
+    cache::entry fe;
+    fe.target = *sha;
+    fe.content_type = media_type_of(filename);
+    fe.fetched_at = now;
+    fe.expires_at = clock::time_point::max();
+    fe.attributes.emplace_back(std::string(kAttrUrl), url);
+    if (size) fe.attributes.emplace_back(std::string(kAttrSize), std::to_string(*size));
+    out.emplace_back(file_key(u.name, location_of(u, path)), std::move(fe));
+    return path;
+  }
+
+  // "/files/<upstream>/<location>" -> "<location>".
+  static std::string location_of(const config::pypi_upstream& u, const std::string& path) {
+    return path.substr(std::string_view("/files/").size() + u.name.size() + 1);
+  }
+
+  // Stores `body` (and its gzip) as blobs named `name` and `name`.gz in `e`'s attributes.
+  result<void> put_representation(cache::entry& e, std::string_view name, const std::string& body,
+                                  std::string_view type) {
+    auto d = store_->put_blob(std::as_bytes(std::span(body)), std::string(type));
+    if (!d) return d.error();
+    e.attributes.emplace_back(std::string(name), d->str());
+    std::string gz = gzip(body);
+    if (!gz.empty()) {
+      auto dz = store_->put_blob(std::as_bytes(std::span(gz)), std::string(type));
+      if (!dz) return dz.error();
+      e.attributes.emplace_back(std::string(name) + ".gz", dz->str());
+    }
+    return {};
+  }
+
+  // A fresh 200 entry for an index answer `res`.
+  cache::entry fresh_entry(const proxy::response& res, clock::time_point now) const {
+    cache::entry e;
+    e.status = 200;
+    e.etag = std::string(res.headers()[http::field::etag]);
+    e.last_modified = std::string(res.headers()[http::field::last_modified]);
+    e.fetched_at = now;
+    e.expires_at = now + cfg_.index_ttl;
+    return e;
+  }
+
+  asio::awaitable<page_result> fetch_page(const config::pypi_upstream& u, std::string project,
+                                          std::optional<cache::entry> existing) {
+    const std::string key = page_key(u.name, project);
+    proxy::request req;
+    req.url = u.url + project + "/";
+    req.headers.set(http::field::accept, kUpstreamAccept);
+    page_result done;
+    auto sent = co_await send_for(u, key, req, existing, done);
+    if (!sent) co_return done;
+    proxy::response& res = *sent;
+    const auto now = clock::now();
     auto body = co_await res.read_all(kMaxPageBytes);
-    if (!body) co_return stale(body.error());
+    if (!body) co_return stale_or(u, existing, body.error());
 
     std::string content_type(res.headers()[http::field::content_type]);
     bool is_json = content_type.find("json") != std::string::npos;
     auto page =
         is_json ? parse_project_json(*body, res.url()) : parse_project_html(*body, res.url());
     if (!page) {
-      co_return stale(
+      co_return stale_or(
+          u, existing,
           error(errc::io_error, "index " + u.name + " sent a page for \"" + project +
                                     "\" that pantry cannot read: " + page.error().message));
     }
@@ -477,18 +631,8 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     std::vector<std::pair<std::string, cache::entry>> file_entries;
     std::unordered_map<std::string, std::string> rewritten;  // upstream url -> pantry url
     for (auto& f : page->files) {
-      auto sha = f.sha256();
-      std::string path = file_path_for(u.name, f.url);
-      if (!sha || path.empty()) continue;  // unverifiable: left pointing at upstream
-      std::string location = path.substr(std::string_view("/files/").size() + u.name.size() + 1);
-      cache::entry fe;
-      fe.target = *sha;
-      fe.content_type = media_type_of(f.filename);
-      fe.fetched_at = now;
-      fe.expires_at = clock::time_point::max();
-      fe.attributes.emplace_back(std::string(kAttrUrl), f.url);
-      if (f.size) fe.attributes.emplace_back(std::string(kAttrSize), std::to_string(*f.size));
-      file_entries.emplace_back(file_key(u.name, location), fe);
+      std::string path = register_file(u, f.url, f.filename, f.sha256(), f.size, now, file_entries);
+      if (path.empty()) continue;
       rewritten.emplace(f.url, path);
 
       cache::entry me;
@@ -504,13 +648,14 @@ class service_impl final : public service, public std::enable_shared_from_this<s
           if (auto d = cache::digest::parse_hex(it->second)) meta_sha = *d;
         }
       }
+      const std::string meta_key = file_key(u.name, location_of(u, path) + ".metadata");
       if (meta_sha) {
         me.target = *meta_sha;
-        file_entries.emplace_back(file_key(u.name, location + ".metadata"), me);
+        file_entries.emplace_back(meta_key, me);
       } else if (is_wheel) {
         // Upstream offers no verifiable metadata file: pantry makes one from the wheel.
         me.attributes.emplace_back(std::string(kAttrGenerate), "1");
-        file_entries.emplace_back(file_key(u.name, location + ".metadata"), me);
+        file_entries.emplace_back(meta_key, me);
         f.core_metadata = std::map<std::string, std::string>{};
       } else {
         f.core_metadata.reset();
@@ -523,37 +668,57 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     std::string html = render_project_html(*page, rewrite);
     std::string json = render_project_json(*page, rewrite);
 
-    cache::entry e;
-    e.status = 200;
-    e.etag = std::string(res.headers()[http::field::etag]);
-    e.last_modified = std::string(res.headers()[http::field::last_modified]);
-    e.fetched_at = now;
-    e.expires_at = now + cfg_.index_ttl;
+    cache::entry e = fresh_entry(res, now);
     auto stored = co_await off_thread([&]() -> result<void> {
-      auto put_rep = [&](std::string_view name, const std::string& body,
-                         std::string_view type) -> result<void> {
-        auto d = store_->put_blob(std::as_bytes(std::span(body)), std::string(type));
-        if (!d) return d.error();
-        e.attributes.emplace_back(std::string(name), d->str());
-        std::string gz = gzip(body);
-        if (!gz.empty()) {
-          auto dz = store_->put_blob(std::as_bytes(std::span(gz)), std::string(type));
-          if (!dz) return dz.error();
-          e.attributes.emplace_back(std::string(name) + ".gz", dz->str());
-        }
-        return {};
-      };
-      if (auto r = put_rep(kAttrHtml, html, kContentTypeHtml); !r) return r;
-      if (auto r = put_rep(kAttrJson, json, kContentTypeJson); !r) return r;
-      file_entries.emplace_back(page_key(u.name, project), e);
+      if (auto r = put_representation(e, kAttrHtml, html, kContentTypeHtml); !r) return r;
+      if (auto r = put_representation(e, kAttrJson, json, kContentTypeJson); !r) return r;
+      file_entries.emplace_back(key, e);
       return store_->put_entries(file_entries);
     });
-    if (!stored) {
-      spdlog::error("pypi: cannot cache the page of {} from {}: {}", project, u.name,
-                    stored.error().message);
-      co_return page_result{
-          error(errc::storage_error, stored.error().message), cache_outcome::none, {}};
+    if (!stored) co_return storage_failure(key, stored.error());
+    co_return page_result{e, cache_outcome::miss, {}};
+  }
+
+  static page_result storage_failure(const std::string& key, const error& why) {
+    spdlog::error("pypi: cannot cache {}: {}", key, why.message);
+    return page_result{error(errc::storage_error, why.message), cache_outcome::none, {}};
+  }
+
+  // An upstream's root page, kept as a list of names, one per line.
+  asio::awaitable<page_result> fetch_root(const config::pypi_upstream& u,
+                                          std::optional<cache::entry> existing) {
+    const std::string key = root_key(u.name);
+    proxy::request req;
+    req.url = u.url;
+    req.headers.set(http::field::accept, kUpstreamAccept);
+    page_result done;
+    auto sent = co_await send_for(u, key, req, existing, done);
+    if (!sent) co_return done;
+    proxy::response& res = *sent;
+    const auto now = clock::now();
+    auto body = co_await res.read_all(kMaxPageBytes);
+    if (!body) co_return stale_or(u, existing, body.error());
+    std::string content_type(res.headers()[http::field::content_type]);
+    auto names = content_type.find("json") != std::string::npos ? parse_root_json(*body)
+                                                                : parse_root_html(*body);
+    if (!names) {
+      co_return stale_or(
+          u, existing,
+          error(errc::io_error, "index " + u.name + " sent a project list (" + req.url +
+                                    ") that pantry cannot read: " + names.error().message));
     }
+    std::string text;
+    for (const auto& n : *names) {
+      if (is_valid_name(n)) text += n + "\n";
+    }
+    cache::entry e = fresh_entry(res, now);
+    auto stored = co_await off_thread([&]() -> result<void> {
+      auto d = store_->put_blob(std::as_bytes(std::span(text)), "text/plain; charset=utf-8");
+      if (!d) return d.error();
+      e.attributes.emplace_back(std::string(kAttrNames), d->str());
+      return store_->put_entry(key, e);
+    });
+    if (!stored) co_return storage_failure(key, stored.error());
     co_return page_result{e, cache_outcome::miss, {}};
   }
 
@@ -599,6 +764,213 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     }
     if (co_await ex.write_blob(*reader, 0, size)) co_return;
     co_await ex.end();
+  }
+
+  // ---- /pypi/<project>/json, /pypi/<project>/<version>/json ----
+
+  // Where `u` serves warehouse's JSON API: its simple URL with the final "simple/" replaced by
+  // "pypi/" (https://pypi.org/simple/ -> https://pypi.org/pypi/); none for other URLs.
+  static std::optional<std::string> json_api_base(const config::pypi_upstream& u) {
+    constexpr std::string_view tail = "/simple/";
+    if (!u.url.ends_with(tail)) return std::nullopt;
+    return u.url.substr(0, u.url.size() - tail.size()) + "/pypi/";
+  }
+
+  // PEP 440 versions and the legacy spellings warehouse still serves.
+  static bool is_version_text(std::string_view v) {
+    if (v.empty() || v.size() > 128 || v == "." || v == "..") return false;
+    return std::all_of(v.begin(), v.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             c == '.' || c == '-' || c == '_' || c == '+' || c == '!';
+    });
+  }
+
+  asio::awaitable<void> handle_json_api(exchange& ex) {
+    ex.set_route("pypi_json");
+    const auto& req = ex.request();
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      co_await plain(ex, http::status::method_not_allowed,
+                     "the JSON API answers GET and HEAD only");
+      co_return;
+    }
+    const std::string path = path_of(req.target());
+    std::string_view rest = std::string_view(path).substr(std::string_view("/pypi/").size());
+    if (rest.ends_with('/')) rest.remove_suffix(1);
+    std::vector<std::string_view> parts;
+    for (std::size_t start = 0;;) {
+      auto slash = rest.find('/', start);
+      parts.push_back(rest.substr(start, slash - start));
+      if (slash == std::string_view::npos) break;
+      start = slash + 1;
+    }
+    std::string_view name;
+    std::string_view version;
+    if ((parts.size() == 2 || parts.size() == 3) && parts.back() == "json") {
+      name = parts[0];
+      if (parts.size() == 3) version = parts[1];
+    }
+    if (name.empty() || !is_valid_name(name) || (parts.size() == 3 && !is_version_text(version))) {
+      co_await plain(ex, http::status::not_found,
+                     "\"" + path +
+                         "\" is not a JSON API URL; request /pypi/<project>/json or "
+                         "/pypi/<project>/<version>/json");
+      co_return;
+    }
+    const std::string normal = normalize_name(name);
+    const std::string suffix = version.empty() ? "json" : std::string(version) + "/json";
+    if (normal != name) {
+      co_await redirect(ex, "/pypi/" + normal + "/" + suffix);
+      co_return;
+    }
+    std::vector<std::string> asked;
+    for (const auto* u : upstreams_for(normal)) {
+      auto base = json_api_base(*u);
+      if (!base) continue;
+      asked.push_back(u->name);
+      const config::pypi_upstream* up = u;
+      auto self = shared_from_this();
+      std::string key = json_key(u->name, normal, version);
+      std::string what = "the JSON API answer for \"" + normal + "\"" +
+                         (version.empty() ? std::string() : " " + std::string(version));
+      fetch_fn fetch = [self, up, key, url = *base + normal + "/" + suffix](
+                           const std::optional<cache::entry>& existing) {
+        return self->fetch_json(*up, url, key, existing);
+      };
+      auto page = co_await resolve(*u, std::move(key), std::move(what), std::move(fetch));
+      if (!page.entry) {
+        bool gone = page.entry.error().is(errc::not_found);
+        co_await plain(ex, gone ? http::status::not_found : http::status::bad_gateway,
+                       page.entry.error().message);
+        co_return;
+      }
+      if (page.entry->status != 200) continue;  // a definitive 404/410: ask the next index
+      co_await serve_json_api(ex, *page.entry, page.outcome, page.warning);
+      co_return;
+    }
+    std::string list;
+    for (const auto& a : asked)
+      list += (list.empty() ? "" : ", ") + a;
+    // Built in a named local: a conditional of strings inside a co_await expression is the gcc
+    // 12 double-destruction trap (CONTRIBUTING.md).
+    std::string why;
+    if (asked.empty()) {
+      why = "no index pantry may ask for \"" + normal +
+            "\" serves the JSON API (pantry derives it from an index URL ending in /simple/)";
+    } else {
+      why = "\"" + normal + "\"" + (version.empty() ? "" : " " + std::string(version)) +
+            " is not on any index pantry asked (" + list + ")";
+    }
+    co_await plain(ex, http::status::not_found, std::move(why));
+  }
+
+  asio::awaitable<page_result> fetch_json(const config::pypi_upstream& u, std::string url,
+                                          std::string key, std::optional<cache::entry> existing) {
+    proxy::request req;
+    req.url = std::move(url);
+    req.headers.set(http::field::accept, "application/json");
+    page_result done;
+    auto sent = co_await send_for(u, key, req, existing, done);
+    if (!sent) co_return done;
+    proxy::response& res = *sent;
+    const auto now = clock::now();
+    auto body = co_await res.read_all(kMaxPageBytes);
+    if (!body) co_return stale_or(u, existing, body.error());
+
+    // Files become fetchable under the sha256 the answer gives, as from an index page. URLs are
+    // stored root-relative and made absolute for each client (see serve_json_api).
+    std::vector<std::pair<std::string, cache::entry>> file_entries;
+    auto json = rewrite_json_api(*body, res.url(), [&](const json_api_file& f) -> std::string {
+      std::optional<cache::digest> sha;
+      if (f.sha256) {
+        if (auto d = cache::digest::parse_hex(*f.sha256)) sha = *d;
+      }
+      std::string path = register_file(u, f.url, f.filename, sha, f.size, now, file_entries);
+      return path.empty() ? f.url : path;
+    });
+    if (!json) {
+      co_return stale_or(
+          u, existing,
+          error(errc::io_error, "index " + u.name + " sent a JSON API answer (" + req.url +
+                                    ") that pantry cannot read: " + json.error().message));
+    }
+    cache::entry e = fresh_entry(res, now);
+    auto stored = co_await off_thread([&]() -> result<void> {
+      auto d = store_->put_blob(std::as_bytes(std::span(*json)), "application/json");
+      if (!d) return d.error();
+      e.attributes.emplace_back(std::string(kAttrJson), d->str());
+      file_entries.emplace_back(key, e);
+      return store_->put_entries(file_entries);
+    });
+    if (!stored) co_return storage_failure(key, stored.error());
+    co_return page_result{e, cache_outcome::miss, {}};
+  }
+
+  // "http://<Host>" (https when a fronting proxy says X-Forwarded-Proto: https), or "" when the
+  // request has no Host a URL may carry.
+  static std::string origin_of(const exchange& ex) {
+    std::string_view host;
+    for (auto v : ex.header_values(http::field::host))
+      host = v;
+    bool ok = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
+    });
+    if (!ok) return {};
+    auto proto = ex.request().find("X-Forwarded-Proto");
+    bool https = proto != ex.request().end() && proto->value() == "https";
+    return std::string(https ? "https://" : "http://") + std::string(host);
+  }
+
+  asio::awaitable<void> serve_json_api(exchange& ex, const cache::entry& e, cache_outcome outcome,
+                                       const std::string& warning) {
+    auto d = cache::digest::parse(attribute(e, kAttrJson));
+    auto stored = d ? read_blob_text(attribute(e, kAttrJson)) : result<std::string>(d.error());
+    if (!stored) {
+      co_await plain(ex, http::status::service_unavailable,
+                     "the cached JSON API answer is gone (" + stored.error().message + "); retry");
+      co_return;
+    }
+    ex.set_outcome(outcome);
+    // Clients of the JSON API download `url`s as they stand, so they must be absolute.
+    const std::string origin = origin_of(ex);
+    std::string body;
+    if (origin.empty()) {
+      body = std::move(*stored);
+    } else {
+      constexpr std::string_view from = "\"url\":\"/files/";
+      const std::string to = "\"url\":\"" + origin + "/files/";
+      body.reserve(stored->size() + stored->size() / 8);
+      std::size_t pos = 0;
+      for (auto hit = stored->find(from); hit != std::string::npos; hit = stored->find(from, pos)) {
+        body.append(*stored, pos, hit - pos).append(to);
+        pos = hit + from.size();
+      }
+      body.append(*stored, pos);
+    }
+    char host_hash[17];
+    std::snprintf(host_hash, sizeof host_hash, "%016zx", std::hash<std::string>{}(origin));
+    const std::string etag = "\"" + d->hex().substr(0, 40) + "-" + host_hash + "\"";
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::vary, "Accept-Encoding");
+    res.set(http::field::etag, etag);
+    res.set(http::field::cache_control, "max-age=" + std::to_string(cfg_.index_ttl.count()));
+    if (!warning.empty()) res.set(http::field::warning, warning);
+    if (etag_matches(ex, etag)) {
+      res.result(http::status::not_modified);
+      res.content_length(0);
+      co_await ex.respond(std::move(res));
+      co_return;
+    }
+    if (accepts_gzip(ex) && body.size() > 1024) {
+      if (std::string gz = gzip(body, Z_DEFAULT_COMPRESSION); !gz.empty()) {
+        body = std::move(gz);
+        res.set(http::field::content_encoding, "gzip");
+      }
+    }
+    res.body() = std::move(body);
+    res.prepare_payload();
+    co_await ex.respond(std::move(res));
   }
 
   // ---- /files/ ----

@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <string>
+#include <vector>
 
 namespace pantry::registry::pypi {
 namespace {
@@ -26,8 +27,8 @@ json::value json_of(std::string_view s) {
   return v;
 }
 
-std::string rewrite(std::string_view url) {
-  return file_path_for("pypi", url);
+std::string rewrite(const json_api_file& f) {
+  return file_path_for("pypi", f.url);
 }
 
 // Shaped like https://pypi.org/pypi/sampleproject/json (warehouse's documentation).
@@ -113,6 +114,35 @@ TEST(PypiJsonApiTest, RewritesAVersionPage) {
   EXPECT_EQ(json_of(*out), json_of(R"({"info":{"version":"1.0"},"urls":[
       {"url":"/files/pypi/files.example/a/x-1.0.tar.gz#sha256=abcd","filename":"x-1.0.tar.gz"}]})"))
       << *out;
+}
+
+TEST(PypiJsonApiTest, TellsTheRewriterEachFilesHashSizeAndName) {
+  constexpr std::string_view body = R"({"urls":[
+      {"url":"../../x-1.0.tar.gz#sha256=ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+       "filename":"x-1.0.tar.gz","size":12},
+      {"url":"https://f.example/x-1.0-py3-none-any.whl",
+       "digests":{"md5":"00","sha256":"1111111111111111111111111111111111111111111111111111111111111111"}},
+      {"url":"https://f.example/x-1.0.zip","digests":{"sha256":"not hex"},"size":-1}]})";
+  std::vector<json_api_file> seen;
+  auto out =
+      rewrite_json_api(body, "https://pypi.example/pypi/x/json", [&](const json_api_file& f) {
+        seen.push_back(f);
+        return std::string("/r/") + f.filename;
+      });
+  ASSERT_TRUE(ok(out));
+  ASSERT_EQ(seen.size(), 3u) << *out;
+  EXPECT_EQ(seen[0].url, "https://pypi.example/x-1.0.tar.gz");
+  EXPECT_EQ(seen[0].filename, "x-1.0.tar.gz");
+  EXPECT_EQ(seen[0].sha256.value_or("none"),
+            "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+  EXPECT_EQ(seen[0].size.value_or(0), 12u);
+  EXPECT_EQ(seen[1].filename, "x-1.0-py3-none-any.whl");
+  EXPECT_EQ(seen[1].sha256.value_or("none"), std::string(64, '1'));
+  EXPECT_FALSE(seen[1].size);
+  EXPECT_FALSE(seen[2].sha256) << *seen[2].sha256;
+  EXPECT_FALSE(seen[2].size);
+  // The fragment stays on the rewritten URL.
+  EXPECT_NE(out->find("\"/r/x-1.0.tar.gz#sha256=ABCDEF"), std::string::npos) << *out;
 }
 
 TEST(PypiJsonApiTest, Errors) {

@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: all deps run build release test asan unit integration clang fuzz bench format format-check clean
+.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi format format-check clean
 
 all: release
 
@@ -65,6 +65,11 @@ fuzz: clang
 
 bench: release
 	build/release/bench/cache_bench
+
+# pantry's PyPI proxy against nginx proxy_cache on one loopback workload (bench/README.md).
+BENCH_PYPI_ARGS ?=
+bench-pypi: release
+	/usr/bin/python3 bench/pypi/run.py build/release/cli/pantry $(BENCH_PYPI_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
 

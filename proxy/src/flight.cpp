@@ -51,6 +51,10 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   asio::awaitable<void> run();
   asio::awaitable<result<flight_head>> wait_head();
   asio::awaitable<result<std::size_t>> read(std::uint64_t offset, std::span<std::byte> out);
+  bool verified() {
+    std::lock_guard g(mutex_);
+    return phase_ == phase::verified;
+  }
 
  private:
   enum class phase { connecting, streaming, verified, failed };
@@ -82,9 +86,11 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   std::deque<std::unique_ptr<std::byte[]>> tail_;       // guarded by mutex_
   std::vector<std::shared_ptr<wake_channel>> waiters_;  // guarded by mutex_
   std::uint64_t announced_ = 0;  // received_ at the last wake-up; guarded by mutex_
-  std::optional<asio::steady_timer> wake_timer_;         // guarded by mutex_; made by run()
-  bool wake_armed_ = false;                              // guarded by mutex_
-  std::shared_ptr<cache::blob_reader> verified_reader_;  // guarded by mutex_; set once verified
+  std::optional<asio::steady_timer> wake_timer_;  // guarded by mutex_; made by run()
+  bool wake_armed_ = false;                       // guarded by mutex_
+  // Set once verified; shared by readers, which is safe: a blob_reader holds no transaction or
+  // position between calls.
+  std::shared_ptr<cache::blob_reader> verified_reader_;  // guarded by mutex_
 
   // The fetch coroutine's own; readers use it only through visit_committed, which is safe.
   cache::blob_writer writer_;
@@ -331,6 +337,10 @@ asio::awaitable<result<std::size_t>> flight::impl::read(std::uint64_t offset,
     }
     co_await wait(lk);
   }
+}
+
+bool flight::verified() const {
+  return impl_->verified();
 }
 
 asio::awaitable<result<flight_head>> flight::wait_head() {

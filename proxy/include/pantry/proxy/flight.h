@@ -58,6 +58,10 @@ class flight {
   // sent means the client's connection must be reset.
   asio::awaitable<result<std::size_t>> read(std::uint64_t offset, std::span<std::byte> out);
 
+  // True once the body is verified and committed: from then on a reader can serve the rest
+  // from the cache like any hit (straight from the map) instead of through read().
+  bool verified() const;
+
  private:
   std::shared_ptr<impl> impl_;
 };

@@ -7,6 +7,7 @@
 #include "pantry/proxy/metrics.h"
 #include "pantry/proxy/server.h"
 #include "pantry/registry/pypi/service.h"
+#include "warm.h"
 
 #include <boost/asio/thread_pool.hpp>
 
@@ -46,6 +47,9 @@ commands:
   cache stats  [--config FILE | --data-dir DIR]   Objects, bytes, entries, counters.
   cache verify [--config FILE | --data-dir DIR]   Re-hash every blob; exit 1 if any is corrupt.
   cache gc     [--config FILE | --data-dir DIR]   Remove orphan chunks, enforce the quota now.
+  cache warm -r FILE... [--url URL | --config FILE] [--platform TAG]... [--python-version X.Y]
+             [--jobs N]  Fetch every file the pinned (==) requirements files name through a
+                         running pantry (default URL: the config's listen address).
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -244,8 +248,13 @@ int cmd_config(const std::vector<std::string>& args) {
 }
 
 int cmd_cache(const std::vector<std::string>& args) {
-  if (args.empty()) throw usage_error{"cache needs a subcommand: stats, verify or gc"};
+  if (args.empty()) throw usage_error{"cache needs a subcommand: stats, verify, gc or warm"};
   const std::string& sub = args[0];
+  if (sub == "warm") {
+    auto opt = pantry::cli::parse_warm_args({args.begin() + 1, args.end()});
+    if (!opt) throw usage_error{opt.error().message};
+    return pantry::cli::run_warm(*opt);
+  }
   auto p = parse_args({args.begin() + 1, args.end()}, {"config", "data-dir"});
   if (!p.positional.empty()) {
     throw usage_error{"cache " + sub + " takes no argument " + p.positional[0]};
@@ -316,7 +325,7 @@ int cmd_cache(const std::vector<std::string>& args) {
               << human_bytes(report->evicted_bytes) << ")\n";
     return kExitOk;
   }
-  throw usage_error{"unknown cache subcommand \"" + sub + "\"; use stats, verify or gc"};
+  throw usage_error{"unknown cache subcommand \"" + sub + "\"; use stats, verify, gc or warm"};
 }
 
 }  // namespace

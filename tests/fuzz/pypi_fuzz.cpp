@@ -1,11 +1,13 @@
 // libFuzzer target for pantry's PyPI protocol code: the simple API parsers (HTML and JSON, project
-// and root pages), the JSON API rewriter, file paths, Accept negotiation and names. None may
-// crash, hang or throw; whatever parses must survive the round trips the headers promise.
+// and root pages), the JSON API rewriter, file paths, Accept negotiation, names, requirements
+// files, PEP 440 versions and the choice of a pin's files. None may crash, hang or throw;
+// whatever parses must survive the round trips the headers promise.
 
 #include "pantry/registry/pypi/file_path.h"
 #include "pantry/registry/pypi/json_api.h"
 #include "pantry/registry/pypi/names.h"
 #include "pantry/registry/pypi/negotiate.h"
+#include "pantry/registry/pypi/requirements.h"
 #include "pantry/registry/pypi/simple.h"
 #include "pantry/registry/pypi/wheel.h"
 
@@ -80,6 +82,52 @@ void check_json_round_trip(const pypi::project_page& page, std::string_view inpu
   check(p3.has_value() && *p3 == *p2, "JSON rendering is stable", input);
 }
 
+// Requirements files: what parses is pinned and matches its own version. Includes are answered
+// with the input itself, a few times only (each include of a new path reads it again).
+void check_requirements(std::string_view text) {
+  int reads = 0;
+  const pypi::file_reader read = [&](const std::string&) -> pantry::result<std::string> {
+    if (++reads > 4) return pantry::error(pantry::errc::not_found, "enough");
+    return std::string(text);
+  };
+  const auto reqs = pypi::parse_requirements(text, "fuzz/requirements.txt", read);
+  for (const auto& p : reqs.pins) {
+    check(pypi::is_normalized(p.name) && pypi::is_valid_name(p.name), "pin names are valid", text);
+    check(pypi::version_matches(p, p.version), "a pin matches its own version", text);
+  }
+  if (auto v = pypi::normalize_version(text)) {
+    check(pypi::normalize_version(*v) == v, "normalize_version is idempotent", text);
+    pypi::pin p;
+    p.name = "proj";
+    p.version = std::string(text);
+    check(pypi::version_matches(p, *v), "a version matches its normalized form", text);
+  }
+  pypi::file_filter filter;
+  filter.platforms = {"manylinux_2_28_x86_64", "win_amd64"};
+  filter.python = std::pair(3u, 11u);
+  (void)pypi::wheel_matches(text, filter);
+}
+
+// The files a pin chooses are files of the page, of the pinned version.
+void check_choice(const pypi::project_page& page, std::string_view input) {
+  pypi::pin p;
+  p.name = "proj";
+  p.version = "1.0";
+  pypi::file_filter filter;
+  filter.platforms = {"manylinux2014_x86_64"};
+  for (const auto& f : {pypi::file_filter{}, filter}) {
+    const auto choice = pypi::choose_files(page, p, f);
+    check((choice.result == pypi::file_choice::outcome::ok) != choice.files.empty(),
+          "choose_files: ok iff files were chosen", input);
+    for (auto i : choice.files) {
+      check(i < page.files.size(), "choose_files: index in range", input);
+      const auto dist = pypi::parse_dist_filename(page.files[i].filename, p.name);
+      check(dist.has_value() && pypi::version_matches(p, dist->version),
+            "choose_files: a file of the pinned version", input);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -93,6 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if (auto page = pypi::parse_project_json(text, kPageUrl)) {
     check_file_paths(*page, text);
+    check_choice(*page, text);
     check_html_round_trip(*page, text);
     check_json_round_trip(*page, text);
   }
@@ -147,5 +196,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           "wheel metadata from memory == from a byte source", text);
   }
   (void)pypi::parse_dist_filename(text, "proj");
+  check_requirements(text);
   return 0;
 }

@@ -1,0 +1,927 @@
+#include "pantry/registry/pypi/requirements.h"
+
+#include "pantry/registry/pypi/names.h"
+#include "text.h"
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <utility>
+
+namespace pantry::registry::pypi {
+namespace {
+
+using detail::ascii_lower;
+using detail::iequals;
+using detail::is_ascii_space;
+using detail::trim_ascii_space;
+
+// Deep enough for any real tree of includes; a loop through symbolic links (every spelling of
+// the path new) ends here instead of running out of memory.
+constexpr int kMaxIncludeDepth = 32;
+
+bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+
+bool is_alnum(char c) noexcept {
+  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool ends_with_icase(std::string_view s, std::string_view suffix) noexcept {
+  return s.size() >= suffix.size() && iequals(s.substr(s.size() - suffix.size()), suffix);
+}
+
+// ---- PEP 440 ----------------------------------------------------------------------------------
+
+// A parsed PEP 440 version. Numbers are kept as digit strings without leading zeros, so that no
+// version, however long its numbers, overflows.
+struct pep440 {
+  std::string epoch = "0";
+  std::vector<std::string> release;
+  std::string pre_label;  // "", "a", "b" or "rc"
+  std::string pre_number;
+  bool has_post = false;
+  std::string post_number;
+  bool has_dev = false;
+  std::string dev_number;
+  std::vector<std::string> local;  // lowercase segments, numeric ones without leading zeros
+};
+
+std::string strip_zeros(std::string_view digits) {
+  while (digits.size() > 1 && digits.front() == '0')
+    digits.remove_prefix(1);
+  return std::string(digits);
+}
+
+class version_parser {
+ public:
+  explicit version_parser(std::string_view s) : s_(s) {}
+
+  std::optional<pep440> parse() {
+    pep440 v;
+    if (peek() == 'v' || peek() == 'V') ++pos_;
+    auto first = digits();
+    if (first.empty()) return std::nullopt;
+    if (peek() == '!') {
+      ++pos_;
+      v.epoch = strip_zeros(first);
+      first = digits();
+      if (first.empty()) return std::nullopt;
+    }
+    v.release.push_back(strip_zeros(first));
+    while (peek() == '.' && is_digit(peek(1))) {
+      ++pos_;
+      v.release.push_back(strip_zeros(digits()));
+    }
+    // Labels are tried longest first where one begins another ("preview" before "pre").
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 8> kPre = {{
+        {"alpha", "a"},
+        {"a", "a"},
+        {"beta", "b"},
+        {"b", "b"},
+        {"preview", "rc"},
+        {"pre", "rc"},
+        {"rc", "rc"},
+        {"c", "rc"},
+    }};
+    if (auto label = labelled(kPre)) {
+      v.pre_label = std::string(*label);
+      v.pre_number = number_after_label();
+    }
+    if (peek() == '-' && is_digit(peek(1))) {
+      ++pos_;
+      v.has_post = true;
+      v.post_number = strip_zeros(digits());
+    } else {
+      static constexpr std::array<std::pair<std::string_view, std::string_view>, 3> kPost = {{
+          {"post", "post"},
+          {"rev", "post"},
+          {"r", "post"},
+      }};
+      if (labelled(kPost)) {
+        v.has_post = true;
+        v.post_number = number_after_label();
+      }
+    }
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 1> kDev = {{
+        {"dev", "dev"},
+    }};
+    if (labelled(kDev)) {
+      v.has_dev = true;
+      v.dev_number = number_after_label();
+    }
+    if (peek() == '+') {
+      ++pos_;
+      for (;;) {
+        const std::size_t start = pos_;
+        while (is_alnum(peek()))
+          ++pos_;
+        if (pos_ == start) return std::nullopt;
+        std::string segment = ascii_lower(s_.substr(start, pos_ - start));
+        const bool numeric = std::all_of(segment.begin(), segment.end(), is_digit);
+        v.local.push_back(numeric ? strip_zeros(segment) : segment);
+        if (!is_separator(peek())) break;
+        ++pos_;
+      }
+    }
+    if (pos_ != s_.size()) return std::nullopt;
+    return v;
+  }
+
+ private:
+  static bool is_separator(char c) noexcept { return c == '-' || c == '_' || c == '.'; }
+
+  char peek(std::size_t ahead = 0) const noexcept {
+    return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0';
+  }
+
+  std::string_view digits() {
+    const std::size_t start = pos_;
+    while (is_digit(peek()))
+      ++pos_;
+    return s_.substr(start, pos_ - start);
+  }
+
+  // An optional separator and one of `labels` (case-insensitive); returns the normalized label
+  // and leaves the position after it, or leaves the position where it was.
+  template <std::size_t N>
+  std::optional<std::string_view> labelled(
+      const std::array<std::pair<std::string_view, std::string_view>, N>& labels) {
+    const std::size_t save = pos_;
+    if (is_separator(peek())) ++pos_;
+    for (const auto& [spelling, normal] : labels) {
+      if (s_.size() - pos_ >= spelling.size() &&
+          iequals(s_.substr(pos_, spelling.size()), spelling)) {
+        pos_ += spelling.size();
+        return normal;
+      }
+    }
+    pos_ = save;
+    return std::nullopt;
+  }
+
+  // The number after a label, with an optional separator before it; "0" when there is none.
+  std::string number_after_label() {
+    if (is_separator(peek()) && is_digit(peek(1))) ++pos_;
+    auto n = digits();
+    return n.empty() ? std::string("0") : strip_zeros(n);
+  }
+
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
+std::optional<pep440> parse_pep440(std::string_view text) {
+  return version_parser(trim_ascii_space(text)).parse();
+}
+
+std::string to_string(const pep440& v) {
+  std::string out;
+  if (v.epoch != "0") out += v.epoch + "!";
+  for (std::size_t i = 0; i < v.release.size(); ++i) {
+    if (i > 0) out += '.';
+    out += v.release[i];
+  }
+  if (!v.pre_label.empty()) out += v.pre_label + v.pre_number;
+  if (v.has_post) out += ".post" + v.post_number;
+  if (v.has_dev) out += ".dev" + v.dev_number;
+  for (std::size_t i = 0; i < v.local.size(); ++i) {
+    out += i == 0 ? '+' : '.';
+    out += v.local[i];
+  }
+  return out;
+}
+
+// PEP 440 equality of the public parts: the release compares as if padded with zeros.
+bool same_public_version(const pep440& a, const pep440& b) {
+  const std::size_t n = std::max(a.release.size(), b.release.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string_view x = i < a.release.size() ? std::string_view(a.release[i]) : "0";
+    const std::string_view y = i < b.release.size() ? std::string_view(b.release[i]) : "0";
+    if (x != y) return false;
+  }
+  return a.epoch == b.epoch && a.pre_label == b.pre_label && a.pre_number == b.pre_number &&
+         a.has_post == b.has_post && a.post_number == b.post_number && a.has_dev == b.has_dev &&
+         a.dev_number == b.dev_number;
+}
+
+// ---- wheel tags -------------------------------------------------------------------------------
+
+struct wheel_tags {
+  std::vector<std::string> python;
+  std::vector<std::string> abi;
+  std::vector<std::string> platform;
+};
+
+std::vector<std::string> split_tag(std::string_view tag) {
+  std::vector<std::string> out;
+  for (std::size_t start = 0;;) {
+    const std::size_t dot = tag.find('.', start);
+    out.push_back(
+        ascii_lower(tag.substr(start, dot == std::string_view::npos ? dot : dot - start)));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return out;
+}
+
+// The tags of `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`.
+std::optional<wheel_tags> parse_wheel_tags(std::string_view filename) {
+  if (!ends_with_icase(filename, ".whl")) return std::nullopt;
+  if (!parse_dist_filename(filename, "")) return std::nullopt;
+  const std::string_view stem = filename.substr(0, filename.size() - 4);
+  const std::size_t p3 = stem.rfind('-');
+  const std::size_t p2 = stem.rfind('-', p3 - 1);
+  const std::size_t p1 = stem.rfind('-', p2 - 1);
+  wheel_tags t;
+  t.python = split_tag(stem.substr(p1 + 1, p2 - p1 - 1));
+  t.abi = split_tag(stem.substr(p2 + 1, p3 - p2 - 1));
+  t.platform = split_tag(stem.substr(p3 + 1));
+  return t;
+}
+
+// Parses unsigned decimal digits (at most 9, so no overflow); nullopt for anything else.
+std::optional<unsigned> small_number(std::string_view s) {
+  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), is_digit)) return std::nullopt;
+  unsigned n = 0;
+  for (char c : s)
+    n = n * 10 + static_cast<unsigned>(c - '0');
+  return n;
+}
+
+// A libc-versioned Linux platform tag: family ("manylinux", "musllinux"), libc version and
+// architecture. The legacy manylinux names are the glibc versions PEP 600 gives them.
+struct linux_tag {
+  std::string family;
+  unsigned major = 0;
+  unsigned minor = 0;
+  std::string arch;
+};
+
+std::optional<linux_tag> parse_linux_tag(std::string_view tag) {
+  static constexpr std::array<std::pair<std::string_view, unsigned>, 3> kLegacy = {{
+      {"manylinux1_", 5},
+      {"manylinux2010_", 12},
+      {"manylinux2014_", 17},
+  }};
+  for (const auto& [prefix, minor] : kLegacy) {
+    if (tag.starts_with(prefix) && tag.size() > prefix.size()) {
+      return linux_tag{"manylinux", 2, minor, std::string(tag.substr(prefix.size()))};
+    }
+  }
+  for (std::string_view family : {std::string_view("manylinux_"), std::string_view("musllinux_")}) {
+    if (!tag.starts_with(family)) continue;
+    std::string_view rest = tag.substr(family.size());
+    const std::size_t a = rest.find('_');
+    if (a == std::string_view::npos) return std::nullopt;
+    const std::size_t b = rest.find('_', a + 1);
+    if (b == std::string_view::npos || b + 1 >= rest.size()) return std::nullopt;
+    auto major = small_number(rest.substr(0, a));
+    auto minor = small_number(rest.substr(a + 1, b - a - 1));
+    if (!major || !minor) return std::nullopt;
+    return linux_tag{std::string(family.substr(0, family.size() - 1)), *major, *minor,
+                     std::string(rest.substr(b + 1))};
+  }
+  return std::nullopt;
+}
+
+bool platform_matches(const wheel_tags& t, const std::vector<std::string>& wanted) {
+  for (const auto& tag : t.platform) {
+    if (tag == "any") return true;
+    const auto have = parse_linux_tag(tag);
+    for (const auto& w : wanted) {
+      if (tag == w) return true;
+      if (!have) continue;
+      const auto want = parse_linux_tag(w);
+      if (want && want->family == have->family && want->arch == have->arch &&
+          want->major == have->major && have->minor <= want->minor) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool python_matches(const wheel_tags& t, std::pair<unsigned, unsigned> version) {
+  const std::string major = std::to_string(version.first);
+  const std::string cp_exact = "cp" + major + std::to_string(version.second);
+  for (const auto& py : t.python) {
+    for (const auto& abi : t.abi) {
+      if (py.starts_with("py" + major) && abi == "none") {
+        const std::string_view minor = std::string_view(py).substr(2 + major.size());
+        if (minor.empty()) return true;
+        if (auto m = small_number(minor); m && *m <= version.second) return true;
+      }
+      if (py == cp_exact && (abi == "none" || abi == "abi3" || abi.starts_with(cp_exact))) {
+        return true;
+      }
+      if (py.starts_with("cp" + major) && abi == "abi3") {
+        const std::string_view minor = std::string_view(py).substr(2 + major.size());
+        if (auto m = small_number(minor); m && *m <= version.second) return true;
+      }
+    }
+  }
+  return false;
+}
+
+// ---- requirements files -----------------------------------------------------------------------
+
+struct logical_line {
+  std::size_t number = 0;  // of its first physical line
+  std::string text;
+};
+
+// The position of a comment as pip finds it ("#" at the start or after whitespace), or npos.
+std::size_t comment_start(std::string_view line) {
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '#' && (i == 0 || is_ascii_space(line[i - 1]))) return i;
+  }
+  return std::string_view::npos;
+}
+
+// Physical lines joined where one ends in a backslash, as pip joins them: a line with a comment
+// ends the run even if it ends in a backslash.
+std::vector<logical_line> join_lines(std::string_view text) {
+  std::vector<logical_line> out;
+  std::optional<logical_line> pending;
+  std::size_t number = 0;
+  for (std::size_t start = 0; start < text.size();) {
+    std::size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view line = text.substr(start, nl - start);
+    start = nl + 1;
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const bool continues =
+        !line.empty() && line.back() == '\\' && comment_start(line) == std::string_view::npos;
+    if (continues) {
+      while (!line.empty() && line.back() == '\\')
+        line.remove_suffix(1);
+      if (!pending) pending = logical_line{number, {}};
+      pending->text += line;
+      continue;
+    }
+    if (pending) {
+      pending->text += line;
+      out.push_back(std::move(*pending));
+      pending.reset();
+    } else {
+      out.push_back(logical_line{number, std::string(line)});
+    }
+  }
+  if (pending) out.push_back(std::move(*pending));
+  return out;
+}
+
+// Splits on whitespace, honouring single and double quotes as a POSIX shell does (pip reads the
+// options of a line with shlex).
+std::vector<std::string> shell_words(std::string_view s) {
+  std::vector<std::string> out;
+  std::string word;
+  bool in_word = false;
+  char quote = 0;
+  for (char c : s) {
+    if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
+      } else {
+        word += c;
+      }
+      continue;
+    }
+    if (is_ascii_space(c)) {
+      if (in_word) out.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (c == '"' || c == '\'') {
+      quote = c;
+    } else {
+      word += c;
+    }
+  }
+  if (in_word) out.push_back(std::move(word));
+  return out;
+}
+
+enum class option_kind {
+  requirement,      // -r FILE
+  constraint,       // -c FILE
+  editable,         // -e
+  hash,             // --hash ALGO:HEX (on a requirement's line)
+  per_requirement,  // ignored, takes a value (on a requirement's line)
+  ignored_value,    // ignored line option that takes a value
+  ignored_flag,     // ignored line option without a value
+};
+
+struct option_spec {
+  std::string_view name;  // "--long" or "-x"
+  option_kind kind;
+};
+
+constexpr std::array<option_spec, 24> kOptions = {{
+    {"-r", option_kind::requirement},
+    {"--requirement", option_kind::requirement},
+    {"-c", option_kind::constraint},
+    {"--constraint", option_kind::constraint},
+    {"-e", option_kind::editable},
+    {"--editable", option_kind::editable},
+    {"--hash", option_kind::hash},
+    {"--global-option", option_kind::per_requirement},
+    {"--install-option", option_kind::per_requirement},
+    {"--config-settings", option_kind::per_requirement},
+    {"-C", option_kind::per_requirement},
+    {"-i", option_kind::ignored_value},
+    {"--index-url", option_kind::ignored_value},
+    {"--extra-index-url", option_kind::ignored_value},
+    {"-f", option_kind::ignored_value},
+    {"--find-links", option_kind::ignored_value},
+    {"--trusted-host", option_kind::ignored_value},
+    {"--no-binary", option_kind::ignored_value},
+    {"--only-binary", option_kind::ignored_value},
+    {"--use-feature", option_kind::ignored_value},
+    {"--no-index", option_kind::ignored_flag},
+    {"--pre", option_kind::ignored_flag},
+    {"--prefer-binary", option_kind::ignored_flag},
+    {"--require-hashes", option_kind::ignored_flag},
+}};
+
+struct option {
+  option_kind kind;
+  std::string name;
+  std::string value;
+};
+
+// Reads the options in `words`; on failure returns the message.
+result<std::vector<option>> parse_options(const std::vector<std::string>& words) {
+  std::vector<option> out;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i];
+    const option_spec* spec = nullptr;
+    std::optional<std::string> value;
+    for (const auto& s : kOptions) {
+      if (w == s.name) {
+        spec = &s;
+      } else if (s.name.starts_with("--") && w.starts_with(s.name) && w.size() > s.name.size() &&
+                 w[s.name.size()] == '=') {
+        spec = &s;
+        value = w.substr(s.name.size() + 1);
+      } else if (!s.name.starts_with("--") && w.starts_with(s.name) && w.size() > 2) {
+        spec = &s;  // "-rfile.txt"
+        value = w.substr(2);
+      }
+      if (spec != nullptr) break;
+    }
+    if (spec == nullptr) {
+      return error(errc::invalid_argument, w.starts_with("-")
+                                               ? "unknown option " + w
+                                               : "unexpected \"" + w + "\" among the options");
+    }
+    const bool takes_value = spec->kind != option_kind::ignored_flag;
+    if (!takes_value && value) {
+      return error(errc::invalid_argument, std::string(spec->name) + " takes no value");
+    }
+    if (takes_value && !value) {
+      if (i + 1 >= words.size()) {
+        return error(errc::invalid_argument, std::string(spec->name) + " needs a value");
+      }
+      value = words[++i];
+    }
+    out.push_back(option{spec->kind, std::string(spec->name), value.value_or("")});
+  }
+  return out;
+}
+
+bool is_hex(std::string_view s) noexcept {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  });
+}
+
+// "sha256:<hex>" -> {algorithm, lowercase hex}, or the reason it is not one.
+result<std::pair<std::string, std::string>> parse_hash(std::string_view value) {
+  static constexpr std::array<std::pair<std::string_view, std::size_t>, 3> kAlgorithms = {{
+      {"sha256", 64},
+      {"sha384", 96},
+      {"sha512", 128},
+  }};
+  const std::size_t colon = value.find(':');
+  if (colon != std::string_view::npos) {
+    const std::string algorithm = ascii_lower(value.substr(0, colon));
+    const std::string_view hex = value.substr(colon + 1);
+    for (const auto& [name, length] : kAlgorithms) {
+      if (algorithm == name && hex.size() == length && is_hex(hex)) {
+        return std::pair(algorithm, ascii_lower(hex));
+      }
+    }
+  }
+  return error(errc::invalid_argument,
+               "--hash=" + std::string(value) +
+                   ": expected sha256:<64 hex digits> (or sha384:<96>, sha512:<128>)");
+}
+
+constexpr std::string_view kPinsNeeded =
+    "cache warm needs every requirement pinned with == (name==version), as pip-compile writes "
+    "them";
+
+// Parses the requirement part of a line (PEP 508, names only).
+result<pin> parse_requirement(std::string_view text) {
+  const auto quoted = "\"" + std::string(text) + "\"";
+  auto not_pinned = [&](std::string_view why) {
+    return error(errc::invalid_argument,
+                 quoted + ": " + std::string(why) + "; " + std::string(kPinsNeeded));
+  };
+  if (text.find("://") != std::string_view::npos || text.starts_with(".") ||
+      text.starts_with("/") || text.starts_with("~") || text.find('\\') != std::string_view::npos) {
+    return not_pinned("a URL or path names no version on an index");
+  }
+  std::size_t pos = 0;
+  while (pos < text.size() &&
+         (is_alnum(text[pos]) || text[pos] == '-' || text[pos] == '_' || text[pos] == '.')) {
+    ++pos;
+  }
+  const std::string_view name = text.substr(0, pos);
+  if (!is_valid_name(name)) {
+    if (pos < text.size() && text[pos] == '/') {
+      return not_pinned("a URL or path names no version on an index");
+    }
+    return error(errc::invalid_argument, quoted + ": not a requirement (no project name)");
+  }
+  pin p;
+  p.name = normalize_name(name);
+  p.text = std::string(text);
+  auto skip_space = [&] {
+    while (pos < text.size() && is_ascii_space(text[pos]))
+      ++pos;
+  };
+  skip_space();
+  if (pos < text.size() && text[pos] == '[') {
+    const std::size_t close = text.find(']', pos);
+    if (close == std::string_view::npos) {
+      return error(errc::invalid_argument, quoted + ": '[' of the extras is not closed");
+    }
+    std::string_view list = text.substr(pos + 1, close - pos - 1);
+    for (std::size_t start = 0; start <= list.size();) {
+      std::size_t comma = list.find(',', start);
+      if (comma == std::string_view::npos) comma = list.size();
+      const std::string_view extra = trim_ascii_space(list.substr(start, comma - start));
+      if (!extra.empty()) {
+        if (!is_valid_name(extra)) {
+          return error(errc::invalid_argument,
+                       quoted + ": \"" + std::string(extra) + "\" is not an extra's name");
+        }
+        p.extras.emplace_back(extra);
+      }
+      start = comma + 1;
+    }
+    pos = close + 1;
+    skip_space();
+  }
+  if (pos < text.size() && text[pos] == '@') {
+    return not_pinned("a URL requirement names no version on an index");
+  }
+  std::string_view rest = text.substr(pos);
+  std::string_view spec = rest;
+  if (const std::size_t semi = rest.find(';'); semi != std::string_view::npos) {
+    spec = rest.substr(0, semi);
+    p.marker = std::string(trim_ascii_space(rest.substr(semi + 1)));
+    if (p.marker.empty()) {
+      return error(errc::invalid_argument, quoted + ": nothing after ';' (no marker)");
+    }
+  }
+  spec = trim_ascii_space(spec);
+  if (spec.starts_with("(")) {
+    if (!spec.ends_with(")")) {
+      return error(errc::invalid_argument, quoted + ": '(' of the version is not closed");
+    }
+    spec = trim_ascii_space(spec.substr(1, spec.size() - 2));
+  }
+  if (spec.empty()) return not_pinned("no version");
+  if (spec.find(',') != std::string_view::npos) return not_pinned("a version range, not a pin");
+  static constexpr std::array<std::string_view, 8> kOperators = {
+      "===", "==", "!=", "<=", ">=", "~=", "<", ">"};
+  std::string_view op;
+  for (auto o : kOperators) {
+    if (spec.starts_with(o)) {
+      op = o;
+      break;
+    }
+  }
+  if (op.empty()) {
+    return error(errc::invalid_argument,
+                 quoted + ": \"" + std::string(spec) + "\" is not a version specifier");
+  }
+  if (op != "==" && op != "===") return not_pinned("a version range, not a pin");
+  const std::string_view version = trim_ascii_space(spec.substr(op.size()));
+  if (version.empty()) return not_pinned("no version after " + std::string(op));
+  // What a PEP 440 version (or a legacy one) is made of; === takes anything but whitespace.
+  for (char c : version) {
+    const bool ok = op == "===" ? !is_ascii_space(c)
+                                : is_alnum(c) || c == '.' || c == '-' || c == '_' || c == '+' ||
+                                      c == '!' || c == '*';
+    if (!ok) {
+      return error(errc::invalid_argument,
+                   quoted + ": \"" + std::string(version) + "\" is not a version");
+    }
+  }
+  if (op == "==" && version.find('*') != std::string_view::npos) {
+    return not_pinned("a wildcard (==X.*) is a range, not a pin");
+  }
+  p.arbitrary = op == "===";
+  p.version = std::string(version);
+  return p;
+}
+
+class parser {
+ public:
+  explicit parser(const file_reader& read) : read_(read) {}
+
+  // Reads and parses the file at `path`, named by `where` ("" for a top-level file).
+  void load(const std::string& path, const std::string& where, int depth) {
+    const std::string key = std::filesystem::path(path).lexically_normal().string();
+    if (!seen_.insert(key).second) return;
+    auto text =
+        read_ ? read_(path) : result<std::string>(error(errc::not_found, path + ": no reader"));
+    if (!text) {
+      out_.errors.push_back(where.empty() ? text.error().message
+                                          : where + ": " + text.error().message);
+      return;
+    }
+    parse(*text, path, depth);
+  }
+
+  void parse(std::string_view text, const std::string& file, int depth) {
+    seen_.insert(std::filesystem::path(file).lexically_normal().string());
+    for (auto& line : join_lines(text)) {
+      std::string_view s = line.text;
+      if (const std::size_t c = comment_start(s); c != std::string_view::npos) s = s.substr(0, c);
+      s = trim_ascii_space(s);
+      if (s.empty()) continue;
+      parse_line(s, file, file + ":" + std::to_string(line.number), depth);
+    }
+  }
+
+  requirements take() { return std::move(out_); }
+
+ private:
+  void parse_line(std::string_view s, const std::string& file, const std::string& where,
+                  int depth) {
+    // As pip: the requirement is every word before the first that starts with '-'.
+    std::size_t options_at = s.size();
+    for (std::size_t i = 0; i < s.size();) {
+      while (i < s.size() && is_ascii_space(s[i]))
+        ++i;
+      if (i < s.size() && s[i] == '-') {
+        options_at = i;
+        break;
+      }
+      while (i < s.size() && !is_ascii_space(s[i]))
+        ++i;
+    }
+    const std::string_view requirement = trim_ascii_space(s.substr(0, options_at));
+    auto options = parse_options(shell_words(s.substr(options_at)));
+    if (!options) {
+      fail(where, options.error().message);
+      return;
+    }
+    if (requirement.empty()) {
+      option_line(*options, s, file, where, depth);
+      return;
+    }
+    auto p = parse_requirement(requirement);
+    if (!p) {
+      fail(where, p.error().message);
+      return;
+    }
+    for (const auto& o : *options) {
+      if (o.kind == option_kind::hash) {
+        auto h = parse_hash(o.value);
+        if (!h) {
+          fail(where, "\"" + std::string(requirement) + "\": " + h.error().message);
+          return;
+        }
+        p->hashes[h->first].insert(h->second);
+      } else if (o.kind == option_kind::requirement || o.kind == option_kind::constraint ||
+                 o.kind == option_kind::editable) {
+        fail(where, o.name + " must be on a line of its own");
+        return;
+      }
+    }
+    p->where = where;
+    add(std::move(*p));
+  }
+
+  void option_line(const std::vector<option>& options, std::string_view line,
+                   const std::string& file, const std::string& where, int depth) {
+    for (const auto& o : options) {
+      switch (o.kind) {
+        case option_kind::editable:
+          fail(where, "\"" + std::string(line) +
+                          "\": an editable requirement names no version on an index; " +
+                          std::string(kPinsNeeded));
+          return;
+        case option_kind::hash:
+        case option_kind::per_requirement:
+          fail(where, o.name + " needs a requirement on the same line");
+          return;
+        case option_kind::requirement:
+        case option_kind::constraint:
+          include(o, file, where, depth);
+          break;
+        case option_kind::ignored_value:
+        case option_kind::ignored_flag:
+          break;
+      }
+    }
+  }
+
+  void include(const option& o, const std::string& file, const std::string& where, int depth) {
+    if (o.value.find("://") != std::string::npos) {
+      fail(where, o.name + " " + o.value + ": files named by URL are not read; name a local file");
+      return;
+    }
+    if (depth + 1 > kMaxIncludeDepth) {
+      fail(where, o.name + " " + o.value + ": includes nest deeper than " +
+                      std::to_string(kMaxIncludeDepth) + " files (a loop?)");
+      return;
+    }
+    std::filesystem::path target(o.value);
+    if (target.is_relative()) target = std::filesystem::path(file).parent_path() / target;
+    load(target.lexically_normal().string(), where + ": " + o.name + " " + o.value, depth + 1);
+  }
+
+  void add(pin p) {
+    const std::string key =
+        p.name + (p.arbitrary ? "===" : "==") + (p.arbitrary ? p.version : ascii_lower(p.version));
+    auto [it, inserted] = index_.emplace(key, out_.pins.size());
+    if (inserted) {
+      out_.pins.push_back(std::move(p));
+      return;
+    }
+    auto& first = out_.pins[it->second];
+    for (auto& [algorithm, digests] : p.hashes)
+      first.hashes[algorithm].insert(digests.begin(), digests.end());
+  }
+
+  void fail(const std::string& where, const std::string& message) {
+    out_.errors.push_back(where + ": " + message);
+  }
+
+  const file_reader& read_;
+  std::set<std::string> seen_;
+  std::map<std::string, std::size_t> index_;
+  requirements out_;
+};
+
+enum class dist_kind { wheel, sdist, other };
+
+dist_kind kind_of(std::string_view filename) {
+  if (ends_with_icase(filename, ".whl")) return dist_kind::wheel;
+  for (std::string_view ext : {".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz", ".tar"}) {
+    if (ends_with_icase(filename, ext)) return dist_kind::sdist;
+  }
+  return dist_kind::other;
+}
+
+bool hash_allowed(const file_entry& f, const pin& p) {
+  for (const auto& [algorithm, digests] : p.hashes) {
+    auto it = f.hashes.find(algorithm);
+    if (it != f.hashes.end() && digests.contains(it->second)) return true;
+  }
+  return false;
+}
+
+std::string describe(const file_filter& filter) {
+  std::string out;
+  for (const auto& p : filter.platforms)
+    out += (out.empty() ? "--platform " : ", --platform ") + p;
+  if (filter.python) {
+    out += (out.empty() ? "" : ", ") + std::string("--python-version ") +
+           std::to_string(filter.python->first) + "." + std::to_string(filter.python->second);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string pin::str() const {
+  return name + (arbitrary ? "===" : "==") + version;
+}
+
+requirements parse_requirements(std::string_view text, const std::string& file,
+                                const file_reader& read) {
+  parser p(read);
+  p.parse(text, file, 0);
+  return p.take();
+}
+
+requirements load_requirements(const std::vector<std::string>& paths, const file_reader& read) {
+  parser p(read);
+  for (const auto& path : paths)
+    p.load(path, "", 0);
+  return p.take();
+}
+
+std::optional<std::string> normalize_version(std::string_view version) {
+  auto v = parse_pep440(version);
+  if (!v) return std::nullopt;
+  return to_string(*v);
+}
+
+bool version_matches(const pin& p, std::string_view candidate) {
+  if (p.arbitrary) return iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
+  const auto want = parse_pep440(p.version);
+  const auto have = parse_pep440(candidate);
+  if (!want || !have) return iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
+  if (!same_public_version(*want, *have)) return false;
+  return want->local.empty() || want->local == have->local;
+}
+
+bool wheel_matches(std::string_view filename, const file_filter& filter) {
+  const auto tags = parse_wheel_tags(filename);
+  if (!tags) return false;
+  if (!filter.platforms.empty() && !platform_matches(*tags, filter.platforms)) return false;
+  if (filter.python && !python_matches(*tags, *filter.python)) return false;
+  return true;
+}
+
+file_choice choose_files(const project_page& page, const pin& p, const file_filter& filter) {
+  file_choice out;
+  std::vector<std::size_t> candidates;
+  std::vector<std::string> versions;  // what the page has, for the message
+  for (std::size_t i = 0; i < page.files.size(); ++i) {
+    const auto& f = page.files[i];
+    const dist_kind kind = kind_of(f.filename);
+    if (kind == dist_kind::other) continue;
+    const auto dist = parse_dist_filename(f.filename, p.name);
+    if (!dist) continue;
+    if (std::find(versions.begin(), versions.end(), dist->version) == versions.end()) {
+      versions.push_back(dist->version);
+    }
+    if (version_matches(p, dist->version)) candidates.push_back(i);
+  }
+  if (candidates.empty()) {
+    out.result = file_choice::outcome::no_such_version;
+    out.message = p.str() + ": the index has no wheel or sdist of version " + p.version;
+    if (versions.empty()) {
+      out.message += " (it lists no files of " + p.name + ")";
+    } else {
+      // The newest come last on an index page; the last few are what a reader needs.
+      constexpr std::size_t kShown = 12;
+      out.message += " (versions: ";
+      const std::size_t from = versions.size() > kShown ? versions.size() - kShown : 0;
+      if (from > 0) out.message += "..., ";
+      for (std::size_t i = from; i < versions.size(); ++i)
+        out.message += (i == from ? "" : ", ") + versions[i];
+      out.message += ")";
+    }
+    return out;
+  }
+  std::vector<std::size_t> kept;
+  for (auto i : candidates) {
+    if (!page.files[i].yanked) kept.push_back(i);
+  }
+  if (kept.empty()) {
+    kept = candidates;
+    out.yanked = true;
+  }
+  if (!p.hashes.empty()) {
+    std::vector<std::size_t> allowed;
+    for (auto i : kept) {
+      if (hash_allowed(page.files[i], p)) allowed.push_back(i);
+    }
+    out.hash_skipped = kept.size() - allowed.size();
+    if (allowed.empty()) {
+      out.result = file_choice::outcome::no_allowed_hash;
+      out.message = p.str() + ": none of the " + std::to_string(kept.size()) +
+                    " files of the version has a hash its --hash options allow";
+      return out;
+    }
+    kept = std::move(allowed);
+  }
+  if (filter.active()) {
+    std::vector<std::size_t> wheels;
+    std::vector<std::size_t> sdists;
+    for (auto i : kept) {
+      const auto& name = page.files[i].filename;
+      if (kind_of(name) == dist_kind::sdist) {
+        sdists.push_back(i);
+      } else if (wheel_matches(name, filter)) {
+        wheels.push_back(i);
+      }
+    }
+    kept = wheels.empty() ? std::move(sdists) : std::move(wheels);
+    if (kept.empty()) {
+      out.result = file_choice::outcome::no_matching_file;
+      out.message = p.str() + ": no wheel matches " + describe(filter) + " and there is no sdist";
+      return out;
+    }
+  }
+  out.files = std::move(kept);
+  return out;
+}
+
+}  // namespace pantry::registry::pypi

@@ -9,6 +9,7 @@
 #include "pantry/registry/pypi/service.h"
 #include "warm.h"
 
+#include <boost/asio/ip/host_name.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <spdlog/spdlog.h>
@@ -200,8 +201,15 @@ int cmd_serve(const std::vector<std::string>& args) {
   spdlog::info("pantry {}: cache at {} holds {} blobs, {} of {} quota; {} entries", PANTRY_VERSION,
                std::filesystem::absolute(c->data_dir).lexically_normal().string(), st->objects,
                human_bytes(st->bytes), human_bytes(c->cache.max_size), st->entries);
+  // Listening on every address: clients reach pantry by this machine's name.
+  std::string reach = c->listen.host;
+  if (reach.empty() || reach == "0.0.0.0" || reach == "::" || reach == "[::]") {
+    boost::system::error_code ec;
+    reach = boost::asio::ip::host_name(ec);
+    if (ec || reach.empty()) reach = "127.0.0.1";
+  }
   spdlog::info("pantry serve: listening on {}:{}; PIP_INDEX_URL=http://{}:{}/simple/",
-               c->listen.host, (*srv)->port(), c->listen.host, (*srv)->port());
+               c->listen.host, (*srv)->port(), reach, (*srv)->port());
 
   std::atomic<bool> running{true};
   std::thread signal_thread([&] {

@@ -64,9 +64,10 @@ PANTRY_UPSTREAM_TIMEOUTS = "connect_timeout: 5s, header_timeout: 10s, idle_timeo
 WRK_LUA = """
 done = function(summary, latency, requests)
   io.write(string.format(
-    "BENCH-SUMMARY duration_us=%.0f requests=%.0f bytes=%.0f connect=%.0f read=%.0f write=%.0f status=%.0f timeout=%.0f\\n",
+    "BENCH-SUMMARY duration_us=%.0f requests=%.0f bytes=%.0f connect=%.0f read=%.0f write=%.0f status=%.0f timeout=%.0f p99_us=%.0f\\n",
     summary.duration, summary.requests, summary.bytes, summary.errors.connect,
-    summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout))
+    summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(99)))
 end
 """
 
@@ -518,16 +519,20 @@ def run(args, work, failures):
                f"responses, MiB/s counts every byte read), above 1: pantry faster; JSON page {targets['pantry']['page_size']} B "
                f"(pantry) / {targets['nginx']['page_size']} B (nginx)")
     out.append("")
-    out.append("| row | conns | pantry req/s | nginx req/s | ratio | pantry MiB/s | nginx MiB/s |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| row | conns | pantry req/s | nginx req/s | ratio | pantry MiB/s | nginx MiB/s "
+               "| pantry p99 ms | nginx p99 ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         med = {who: statistics.median(s["req_s"] for s in row["runs"][who]) for who in ("pantry", "nginx")}
         mib = {who: statistics.median(s["mib_s"] for s in row["runs"][who]) for who in ("pantry", "nginx")}
         files_row = row["kind"] != "page"
         ratio = (mib["pantry"] / mib["nginx"]) if files_row else (med["pantry"] / med["nginx"])
+        p99 = {who: statistics.median(s["p99_us"] for s in row["runs"][who]) / 1000
+               for who in ("pantry", "nginx")}
         out.append(f"| {row['label']} | {row['conns']} | {fmt(med['pantry'])} | {fmt(med['nginx'])} | "
                    f"{ratio:.2f} | "
-                   f"{fmt(mib['pantry']) if files_row else ''} | {fmt(mib['nginx']) if files_row else ''} |")
+                   f"{fmt(mib['pantry']) if files_row else ''} | {fmt(mib['nginx']) if files_row else ''} | "
+                   f"{p99['pantry']:.2f} | {p99['nginx']:.2f} |")
     up = {who: sum(r["upstream"][who] for r in rows) for who in ("pantry", "nginx")}
     out.append("")
     out.append(f"upstream requests during the warm runs: pantry {up['pantry']}, nginx {up['nginx']}")

@@ -1,5 +1,6 @@
 // The `pantry` command: argument parsing and the wiring of the libraries.
 
+#include "human.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
 #include "pantry/proxy/client.h"
@@ -130,18 +131,7 @@ int fail(const pantry::error& e) {
   return kExitFailure;
 }
 
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
+using pantry::cli::human_bytes;
 
 int cmd_serve(const std::vector<std::string>& args) {
   auto p = parse_args(args, {"config", "listen", "data-dir"});

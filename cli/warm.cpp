@@ -1,6 +1,7 @@
 // `pantry cache warm`: requirements files -> project pages -> files, through pantry over HTTP.
 
 #include "warm.h"
+#include "human.h"
 
 #include "pantry/cache/digest.h"
 #include "pantry/config/config.h"
@@ -47,19 +48,6 @@ constexpr std::size_t kMaxErrorBody = 64 * 1024;
 constexpr std::size_t kReadBuffer = 64 * 1024;
 // How often the progress line is redrawn at most while bytes arrive.
 constexpr std::chrono::milliseconds kRedrawEvery{100};
-
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 std::string plural(std::size_t n, std::string_view one, std::string_view many) {
   return std::to_string(n) + " " + std::string(n == 1 ? one : many);

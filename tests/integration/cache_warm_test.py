@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
-from pantry_serve import Pantry, get  # noqa: E402
+from pantry_serve import Pantry, get, clean_env  # noqa: E402
 
 PANTRY = None
 PYTHON = "/usr/bin/python3"
@@ -34,14 +34,6 @@ SUMMARY = re.compile(r"^warmed (\d+) files? \((.+?), with (\d+) \.metadata files
 NATIVE = "pantry-demo-native"
 NATIVE_LINUX = "pantry_demo_native-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 NATIVE_WIN = "pantry_demo_native-1.0-cp311-cp311-win_amd64.whl"
-
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PIP_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_INPUT="1", PIP_NO_CACHE_DIR="1", PIP_DEFAULT_TIMEOUT="30")
-    return env
 
 
 def add_native_project(tree, files_base):

@@ -19,7 +19,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import nginx_pypi  # noqa: E402
-from pantry_serve import Pantry  # noqa: E402
+from pantry_serve import Pantry, clean_env  # noqa: E402
 
 PANTRY = None
 PYTHON = "/usr/bin/python3"
@@ -41,14 +41,6 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
         raise RuntimeError(f"openssl failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return (os.path.join(directory, "ca.pem"), os.path.join(directory, "server.pem"),
             os.path.join(directory, "server.key"))
-
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PIP_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_INPUT="1", PIP_NO_CACHE_DIR="1", PIP_DEFAULT_TIMEOUT="30")
-    return env
 
 
 class HttpsUpstreamTest(unittest.TestCase):

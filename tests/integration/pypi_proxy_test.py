@@ -25,18 +25,10 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import nginx_pypi  # noqa: E402
-from pantry_serve import Pantry, get  # noqa: E402
+from pantry_serve import Pantry, get, clean_env  # noqa: E402
 
 PANTRY = None
 PYTHON = "/usr/bin/python3"
-
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PIP_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_INPUT="1", PIP_NO_CACHE_DIR="1", PIP_DEFAULT_TIMEOUT="30")
-    return env
 
 
 class PipThroughPantryTest(unittest.TestCase):

@@ -194,15 +194,17 @@ struct metric_cell {
 };
 
 // One client connection and, one at a time, the exchange it is serving. Runs on its own strand:
-// the session coroutine (read a request, call a handler, write, loop) and a watchdog coroutine
-// that closes the socket when a network wait passes its deadline.
+// the session coroutine (read a request, call a handler, write, loop) and a watchdog (a chain of
+// timer completions) that closes the socket when a network wait passes its deadline.
 class connection final : public exchange, public std::enable_shared_from_this<connection> {
  public:
   connection(server_impl& srv, socket_t socket, std::string peer);
   ~connection() override;
 
   static asio::awaitable<void> run(std::shared_ptr<connection> self);
-  static asio::awaitable<void> watchdog(std::shared_ptr<connection> self);
+  // On the strand: one round of the watchdog; it re-arms timer_ with a completion that calls it
+  // again, until the connection is closed or its wait timed out.
+  static void watchdog(std::shared_ptr<connection> self);
 
   asio::any_io_executor executor() { return socket_.get_executor(); }
   // On the strand: the server is stopping; an idle connection closes now.
@@ -383,29 +385,34 @@ void connection::start_wait(std::chrono::milliseconds timeout, bool idle) {
   if (deadline_ < armed_) timer_.cancel();
 }
 
-asio::awaitable<void> connection::watchdog(std::shared_ptr<connection> self) {
+// Not a coroutine on purpose: clang 14 (-O1, the `clang` preset) miscompiled the former
+// `while (!closed_) { ...; co_await timer_.async_wait(); }` coroutine: its resume function had
+// no back edge to the loop, so the watchdog ran to its end at its first wake-up and no deadline
+// after that was enforced (gcc 12 compiled it correctly). A completion handler that re-arms the
+// timer has no loop around a suspension point for the compiler to get wrong.
+void connection::watchdog(std::shared_ptr<connection> self) {
   connection& c = *self;
+  if (c.closed_) return;
+  auto now = steady::now();
+  if (c.waiting_ && c.deadline_ <= now) {
+    if (c.idle_wait_ && c.buffer_.size() > 0) {
+      // A request began to arrive while the connection was idle: it gets header_timeout.
+      c.idle_wait_ = false;
+      c.deadline_ = now + c.opt_.header_timeout;
+    } else {
+      c.timed_out_ = true;
+      c.close_socket();
+      return;
+    }
+  }
+  // Outside a network wait (a handler busy elsewhere) it only polls for the next one.
   auto poll =
       std::max(std::chrono::milliseconds(1),
                std::min({c.opt_.header_timeout, c.opt_.idle_timeout, c.opt_.write_timeout}));
-  while (!c.closed_) {
-    auto now = steady::now();
-    if (c.waiting_ && c.deadline_ <= now) {
-      if (c.idle_wait_ && c.buffer_.size() > 0) {
-        // A request began to arrive while the connection was idle: it gets header_timeout.
-        c.idle_wait_ = false;
-        c.deadline_ = now + c.opt_.header_timeout;
-      } else {
-        c.timed_out_ = true;
-        c.close_socket();
-        co_return;
-      }
-    }
-    // Outside a network wait (a handler busy elsewhere) it only polls for the next one.
-    c.armed_ = c.waiting_ ? c.deadline_ : now + poll;
-    c.timer_.expires_at(c.armed_);
-    co_await c.timer_.async_wait();
-  }
+  c.armed_ = c.waiting_ ? c.deadline_ : now + poll;
+  c.timer_.expires_at(c.armed_);
+  // Woken early (operation_aborted) by start_wait() or finish(): the next round looks again.
+  c.timer_.async_wait([self = std::move(self)](error_code) mutable { watchdog(std::move(self)); });
 }
 
 asio::awaitable<void> connection::run(std::shared_ptr<connection> self) {
@@ -1048,7 +1055,7 @@ void server_impl::start_connection(socket_t socket) {
     c->registration = conns_.insert(conns_.end(), c);
   }
   asio::co_spawn(c->executor(), connection::run(c), spawn_done{});
-  asio::co_spawn(c->executor(), connection::watchdog(c), spawn_done{});
+  asio::post(c->executor(), [c]() mutable { connection::watchdog(std::move(c)); });
 }
 
 void server_impl::forget(std::list<std::weak_ptr<connection>>::iterator it) {

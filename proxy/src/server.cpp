@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -340,6 +341,10 @@ class server_impl final : public server {
   void begin_shutdown();
   void force_close();
   void maybe_finish_locked();
+  // The context of the next connection.
+  asio::io_context& next_context();
+  // Stops every I/O context: run() returns.
+  void stop_contexts() noexcept;
   std::vector<std::shared_ptr<connection>> live_connections();
 
   server_options opt_;
@@ -356,8 +361,15 @@ class server_impl final : public server {
   bool destroying_ = false;                     // guarded by conns_mutex_
   std::atomic<bool> stopping_{false};
 
+  // One io_context per I/O thread, each run by its thread alone: a connection lives on one of
+  // them, so its handlers never hop between threads (a shared context with N threads hands a
+  // single connection's handlers from thread to thread, a context switch each). ioc_ is thread
+  // 0's and also runs the acceptor and what executor() hands out; more_ are the others.
   asio::io_context ioc_;
-  // Declared after ioc_: I/O objects must go before their context.
+  std::vector<std::unique_ptr<asio::io_context>> more_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running_;
+  unsigned next_context_ = 0;  // on accept_strand_: round robin over ioc_ and more_
+  // Declared after the contexts: I/O objects must go before their context.
   asio::strand<asio::io_context::executor_type> accept_strand_;
   acceptor_t acceptor_;
   asio::steady_timer grace_timer_;
@@ -941,11 +953,16 @@ server_impl::server_impl(const server_options& opt, std::shared_ptr<metrics_regi
     : opt_(opt),
       metrics_(metrics ? std::move(metrics) : std::make_shared<metrics_registry>()),
       in_flight_(std::make_shared<std::atomic<std::int64_t>>(0)),
-      ioc_(static_cast<int>(opt.threads ? opt.threads
-                                        : std::max(1u, std::thread::hardware_concurrency()))),
+      ioc_(1),
       accept_strand_(asio::make_strand(ioc_)),
       acceptor_(accept_strand_),
       grace_timer_(accept_strand_) {
+  const unsigned threads =
+      opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 1; i < threads; ++i) {
+    more_.push_back(std::make_unique<asio::io_context>(1));
+    keep_running_.push_back(asio::make_work_guard(*more_.back()));
+  }
   if (opt_.access_log) {
     access_log_ = spdlog::get("access");
     if (!access_log_) access_log_ = spdlog::default_logger();
@@ -1018,7 +1035,7 @@ void server_impl::route(std::string prefix, handler h) {
 
 asio::awaitable<void> server_impl::accept_loop() {
   for (;;) {
-    socket_t socket(asio::make_strand(ioc_));
+    socket_t socket(asio::make_strand(next_context()));
     auto [ec] = co_await acceptor_.async_accept(socket);
     if (stopping() || !acceptor_.is_open()) break;
     if (ec) {
@@ -1065,7 +1082,18 @@ void server_impl::forget(std::list<std::weak_ptr<connection>>::iterator it) {
 }
 
 void server_impl::maybe_finish_locked() {
-  if (stopping() && accept_done_ && conns_.empty() && !destroying_) ioc_.stop();
+  if (stopping() && accept_done_ && conns_.empty() && !destroying_) stop_contexts();
+}
+
+asio::io_context& server_impl::next_context() {
+  unsigned i = next_context_++ % static_cast<unsigned>(more_.size() + 1);
+  return i == 0 ? ioc_ : *more_[i - 1];
+}
+
+void server_impl::stop_contexts() noexcept {
+  ioc_.stop();
+  for (auto& c : more_)
+    c->stop();
 }
 
 std::vector<std::shared_ptr<connection>> server_impl::live_connections() {
@@ -1079,11 +1107,10 @@ std::vector<std::shared_ptr<connection>> server_impl::live_connections() {
 }
 
 void server_impl::run() {
-  unsigned n = opt_.threads ? opt_.threads : std::max(1u, std::thread::hardware_concurrency());
-  auto loop = [this] {
+  auto loop = [](asio::io_context& ctx) {
     for (;;) {
       try {
-        ioc_.run();
+        ctx.run();
         return;
       } catch (const std::exception& e) {
         spdlog::error("proxy: bug: an exception escaped to an I/O thread: {}", e.what());
@@ -1091,10 +1118,10 @@ void server_impl::run() {
     }
   };
   std::vector<std::thread> threads;
-  threads.reserve(n - 1);
-  for (unsigned i = 1; i < n; ++i)
-    threads.emplace_back(loop);
-  loop();
+  threads.reserve(more_.size());
+  for (auto& c : more_)
+    threads.emplace_back([&loop, ctx = c.get()] { loop(*ctx); });
+  loop(ioc_);
   for (auto& t : threads)
     t.join();
 }
@@ -1105,7 +1132,7 @@ void server_impl::stop() noexcept {
     asio::post(accept_strand_, [this] { begin_shutdown(); });
   } catch (const std::exception& e) {
     spdlog::error("proxy: stop failed: {}; stopping at once", e.what());
-    ioc_.stop();
+    stop_contexts();
   }
 }
 
@@ -1134,7 +1161,7 @@ void server_impl::force_close() {
   // reset connections a moment to unwind, then stop the loop regardless.
   grace_timer_.expires_after(std::chrono::milliseconds(500));
   grace_timer_.async_wait([this](error_code ec) {
-    if (!ec) ioc_.stop();
+    if (!ec) stop_contexts();
   });
 }
 

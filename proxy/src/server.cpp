@@ -81,6 +81,10 @@ const std::string kRequestsTotal = "pantry_http_requests_total";
 const std::string kRequestsHelp = "HTTP requests served, by route and status";
 const std::string kBytesTotal = "pantry_http_response_bytes_total";
 const std::string kBytesHelp = "HTTP response body bytes sent, by route and cache outcome";
+const std::string kOutcomesTotal = "pantry_cache_requests_total";
+const std::string kOutcomesHelp =
+    "Requests answered from the cache (hit, stale, revalidated) or from upstream (miss, "
+    "coalesced), by route";
 
 std::string_view outcome_label(cache_outcome o) {
   switch (o) {
@@ -303,6 +307,7 @@ class connection final : public exchange, public std::enable_shared_from_this<co
   std::vector<std::byte> copy_buf_;
   std::vector<metric_cell> request_cells_;
   std::vector<metric_cell> byte_cells_;
+  std::vector<metric_cell> outcome_cells_;
 };
 
 class server_impl final : public server {
@@ -586,6 +591,11 @@ void connection::end_exchange(std::string_view method, std::string_view target) 
     cell(byte_cells_, kBytesTotal, kBytesHelp, "outcome", static_cast<unsigned>(outcome_),
          outcome_label(outcome_))
         .fetch_add(bytes_sent_, std::memory_order_relaxed);
+  }
+  if (outcome_ != cache_outcome::none) {
+    cell(outcome_cells_, kOutcomesTotal, kOutcomesHelp, "outcome", static_cast<unsigned>(outcome_),
+         outcome_label(outcome_))
+        .fetch_add(1, std::memory_order_relaxed);
   }
   // Only a connection busy with large bodies for slow clients keeps its copy buffer.
   if (!copy_buf_.empty()) std::vector<std::byte>().swap(copy_buf_);

@@ -150,6 +150,22 @@ class PipThroughPantryTest(unittest.TestCase):
         self.assertEqual(headers["Content-Range"], f"bytes 10-19/{len(whole)}")
         status, _, _ = get(file_url, {"Range": f"bytes={len(whole)}-"})
         self.assertEqual(status, 416)
+        # Last-Modified / If-Modified-Since, for pages and files alike; the 304 carries the ETag.
+        for u in (url, file_url):
+            status, headers, _ = get(u)
+            modified, etag = headers["Last-Modified"], headers["ETag"]
+            status, headers, body = get(u, {"If-Modified-Since": modified})
+            self.assertEqual((status, headers.get("ETag")), (304, etag), f"{u}: {body[:200]}")
+            status, _, _ = get(u, {"If-Modified-Since": "Thu, 01 Jan 2015 00:00:00 GMT"})
+            self.assertEqual(status, 200, u)
+            # If-None-Match wins over If-Modified-Since when both are sent.
+            status, _, _ = get(u, {"If-Modified-Since": modified, "If-None-Match": '"other"'})
+            self.assertEqual(status, 200, u)
+        # /metrics counts requests by cache outcome.
+        _, _, metrics = get(self.pantry.url("/metrics"))
+        hits = [l for l in metrics.decode().splitlines()
+                if l.startswith("pantry_cache_requests_total{") and 'outcome="hit"' in l]
+        self.assertTrue(hits and all(float(l.rsplit(" ", 1)[1]) > 0 for l in hits), hits)
 
     def test_f_metadata_generated_when_upstream_has_none(self):
         page = json.loads(get(self.pantry.url("/simple/pantry-demo-util/"),

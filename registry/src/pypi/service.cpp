@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -143,6 +144,35 @@ bool etag_matches(const exchange& ex, std::string_view etag) {
     if (v.find(etag) != std::string_view::npos || v == "*") return true;
   }
   return false;
+}
+
+// RFC 9110's IMF-fixdate: "Thu, 26 Nov 2026 16:09:00 GMT".
+std::string http_date(clock::time_point t) {
+  std::time_t tt = clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
+std::optional<std::time_t> parse_http_date(std::string_view text) {
+  std::string s(text);
+  std::tm tm{};
+  const char* end = strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return timegm(&tm);
+}
+
+// Whether a cached representation with `etag`, stored at `modified`, is what the client has:
+// If-None-Match decides when present; otherwise If-Modified-Since not before `modified` (RFC
+// 9110 section 13.2.2). The 304 then carries the ETag.
+bool not_modified(const exchange& ex, std::string_view etag, clock::time_point modified) {
+  if (!ex.header_values(http::field::if_none_match).empty()) return etag_matches(ex, etag);
+  auto since = ex.header_values(http::field::if_modified_since);
+  if (since.empty()) return false;
+  auto t = parse_http_date(since.back());
+  return t && clock::to_time_t(modified) <= *t;
 }
 
 // Runs one computation per key while callers with the same key wait for its result. The
@@ -746,10 +776,11 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     h.set(http::field::content_type, chosen.content_type);
     h.set(http::field::vary, "Accept, Accept-Encoding");
     h.set(http::field::etag, etag);
+    h.set(http::field::last_modified, http_date(reader->info().created));
     h.set(http::field::cache_control, "max-age=" + std::to_string(cfg_.index_ttl.count()));
     if (gz) h.set(http::field::content_encoding, "gzip");
     if (!warning.empty()) h.set(http::field::warning, warning);
-    if (etag_matches(ex, etag)) {
+    if (not_modified(ex, etag, reader->info().created)) {
       h.result(http::status::not_modified);
       co_await ex.begin(std::move(h), 0);
       co_await ex.end();
@@ -954,9 +985,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     res.set(http::field::content_type, "application/json");
     res.set(http::field::vary, "Accept-Encoding");
     res.set(http::field::etag, etag);
+    auto stored_at = clock::now();
+    if (auto info = store_->stat_blob(*d)) stored_at = info->created;
+    res.set(http::field::last_modified, http_date(stored_at));
     res.set(http::field::cache_control, "max-age=" + std::to_string(cfg_.index_ttl.count()));
     if (!warning.empty()) res.set(http::field::warning, warning);
-    if (etag_matches(ex, etag)) {
+    if (not_modified(ex, etag, stored_at)) {
       res.result(http::status::not_modified);
       res.content_length(0);
       co_await ex.respond(std::move(res));
@@ -1095,9 +1129,10 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     h.version(11);
     h.set(http::field::content_type, content_type);
     h.set(http::field::etag, etag);
+    h.set(http::field::last_modified, http_date(reader.info().created));
     h.set(http::field::accept_ranges, "bytes");
     h.set(http::field::cache_control, "max-age=31536000, immutable");
-    if (etag_matches(ex, etag)) {
+    if (not_modified(ex, etag, reader.info().created)) {
       h.result(http::status::not_modified);
       co_await ex.begin(std::move(h), 0);
       co_await ex.end();

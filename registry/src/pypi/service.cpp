@@ -632,6 +632,34 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     return e;
   }
 
+  // An index answer (page, project list or JSON API) read whole.
+  struct index_answer {
+    std::string body;
+    std::string content_type;
+    std::string url;     // after redirects
+    cache::entry fresh;  // a 200 entry stamped now, with the answer's ETag and Last-Modified
+  };
+
+  // send_for, then the body read whole: empty when `done` holds the answer already (a failure,
+  // 304, 404/410) or the body broke off (then `done` is the stale copy or the error).
+  asio::awaitable<std::optional<index_answer>> fetch_index(
+      const config::pypi_upstream& u, const std::string& key, proxy::request& req,
+      const std::optional<cache::entry>& existing, page_result& done) {
+    auto sent = co_await send_for(u, key, req, existing, done);
+    if (!sent) co_return std::nullopt;
+    auto body = co_await sent->read_all(kMaxPageBytes);
+    if (!body) {
+      done = stale_or(u, existing, body.error());
+      co_return std::nullopt;
+    }
+    index_answer a;
+    a.body = std::move(*body);
+    a.content_type = std::string(sent->headers()[http::field::content_type]);
+    a.url = sent->url();
+    a.fresh = fresh_entry(*sent, clock::now());
+    co_return a;
+  }
+
   asio::awaitable<page_result> fetch_page(const config::pypi_upstream& u, std::string project,
                                           std::optional<cache::entry> existing) {
     const std::string key = page_key(u.name, project);
@@ -639,17 +667,13 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     req.url = u.url + project + "/";
     req.headers.set(http::field::accept, kUpstreamAccept);
     page_result done;
-    auto sent = co_await send_for(u, key, req, existing, done);
-    if (!sent) co_return done;
-    proxy::response& res = *sent;
-    const auto now = clock::now();
-    auto body = co_await res.read_all(kMaxPageBytes);
-    if (!body) co_return stale_or(u, existing, body.error());
+    auto got = co_await fetch_index(u, key, req, existing, done);
+    if (!got) co_return done;
+    const auto now = got->fresh.fetched_at;
 
-    std::string content_type(res.headers()[http::field::content_type]);
-    bool is_json = content_type.find("json") != std::string::npos;
+    bool is_json = got->content_type.find("json") != std::string::npos;
     auto page =
-        is_json ? parse_project_json(*body, res.url()) : parse_project_html(*body, res.url());
+        is_json ? parse_project_json(got->body, got->url) : parse_project_html(got->body, got->url);
     if (!page) {
       co_return stale_or(
           u, existing,
@@ -698,7 +722,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     std::string html = render_project_html(*page, rewrite);
     std::string json = render_project_json(*page, rewrite);
 
-    cache::entry e = fresh_entry(res, now);
+    cache::entry e = got->fresh;
     auto stored = co_await off_thread([&]() -> result<void> {
       if (auto r = put_representation(e, kAttrHtml, html, kContentTypeHtml); !r) return r;
       if (auto r = put_representation(e, kAttrJson, json, kContentTypeJson); !r) return r;
@@ -722,15 +746,10 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     req.url = u.url;
     req.headers.set(http::field::accept, kUpstreamAccept);
     page_result done;
-    auto sent = co_await send_for(u, key, req, existing, done);
-    if (!sent) co_return done;
-    proxy::response& res = *sent;
-    const auto now = clock::now();
-    auto body = co_await res.read_all(kMaxPageBytes);
-    if (!body) co_return stale_or(u, existing, body.error());
-    std::string content_type(res.headers()[http::field::content_type]);
-    auto names = content_type.find("json") != std::string::npos ? parse_root_json(*body)
-                                                                : parse_root_html(*body);
+    auto got = co_await fetch_index(u, key, req, existing, done);
+    if (!got) co_return done;
+    auto names = got->content_type.find("json") != std::string::npos ? parse_root_json(got->body)
+                                                                     : parse_root_html(got->body);
     if (!names) {
       co_return stale_or(
           u, existing,
@@ -741,7 +760,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     for (const auto& n : *names) {
       if (is_valid_name(n)) text += n + "\n";
     }
-    cache::entry e = fresh_entry(res, now);
+    cache::entry e = got->fresh;
     auto stored = co_await off_thread([&]() -> result<void> {
       auto d = store_->put_blob(std::as_bytes(std::span(text)), "text/plain; charset=utf-8");
       if (!d) return d.error();
@@ -900,17 +919,14 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     req.url = std::move(url);
     req.headers.set(http::field::accept, "application/json");
     page_result done;
-    auto sent = co_await send_for(u, key, req, existing, done);
-    if (!sent) co_return done;
-    proxy::response& res = *sent;
-    const auto now = clock::now();
-    auto body = co_await res.read_all(kMaxPageBytes);
-    if (!body) co_return stale_or(u, existing, body.error());
+    auto got = co_await fetch_index(u, key, req, existing, done);
+    if (!got) co_return done;
+    const auto now = got->fresh.fetched_at;
 
     // Files become fetchable under the sha256 the answer gives, as from an index page. URLs are
     // stored root-relative and made absolute for each client (see serve_json_api).
     std::vector<std::pair<std::string, cache::entry>> file_entries;
-    auto json = rewrite_json_api(*body, res.url(), [&](const json_api_file& f) -> std::string {
+    auto json = rewrite_json_api(got->body, got->url, [&](const json_api_file& f) -> std::string {
       std::optional<cache::digest> sha;
       if (f.sha256) {
         if (auto d = cache::digest::parse_hex(*f.sha256)) sha = *d;
@@ -924,7 +940,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
           error(errc::io_error, "index " + u.name + " sent a JSON API answer (" + req.url +
                                     ") that pantry cannot read: " + json.error().message));
     }
-    cache::entry e = fresh_entry(res, now);
+    cache::entry e = got->fresh;
     auto stored = co_await off_thread([&]() -> result<void> {
       auto d = store_->put_blob(std::as_bytes(std::span(*json)), "application/json");
       if (!d) return d.error();

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -90,22 +91,32 @@ class CliTest : public ::testing::Test {
   }
 
   void start_serve() {
+    const fs::path log = dir_ / "serve.log";
     serve_pid_ = fork();
     ASSERT_GE(serve_pid_, 0);
     if (serve_pid_ == 0) {
-      int null = ::open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      dup2(null, 2);
+      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(out, 1);
+      dup2(out, 2);
       execl(PANTRY_BINARY, "pantry", "serve", "--data-dir", data_.c_str(), "--listen",
             "127.0.0.1:0", nullptr);
       _exit(127);
     }
-    // serve holds the lock once it has opened the cache; wait for that (bounded).
-    for (int i = 0; i < 200; ++i) {
-      if (run("cache gc --data-dir " + quote(data_.string())).status == 1) return;
+    // serve says it is listening only after it opened the cache, so it holds the lock then.
+    // (Probing with `cache gc` would race: a probe that wins the lock makes serve exit.)
+    std::string text;
+    for (int i = 0; i < 600; ++i) {
+      std::ifstream in(log);
+      text.assign(std::istreambuf_iterator<char>(in), {});
+      if (text.find("listening on") != std::string::npos) return;
+      int status = 0;
+      if (waitpid(serve_pid_, &status, WNOHANG) == serve_pid_) {
+        serve_pid_ = -1;
+        FAIL() << "pantry serve exited (status " << status << "):\n" << text;
+      }
       std::this_thread::sleep_for(50ms);
     }
-    FAIL() << "pantry serve did not take the data dir lock within 10 s";
+    FAIL() << "pantry serve did not say it was listening within 30 s:\n" << text;
   }
 
   void stop_serve() {

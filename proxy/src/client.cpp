@@ -85,15 +85,6 @@ bool is_ip_literal(const std::string& host) {
   return !ec;
 }
 
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
 // An absolute http(s) URL taken apart for sending.
 struct target {
   std::string url;  // normalized: lowercase scheme and host, no default port, user info or fragment
@@ -146,7 +137,7 @@ result<target> to_target(const boost::urls::url_view& u) {
   if (u.has_query()) t.path += "?" + std::string(u.encoded_query());
   t.url = std::string(t.tls ? "https://" : "http://") + t.authority + t.path;
   if (u.has_userinfo()) {
-    t.basic_auth = "Basic " + base64(std::string(u.user()) + ":" + std::string(u.password()));
+    t.basic_auth = detail::basic_authorization(u.user(), u.password());
   }
   return t;
 }

@@ -98,6 +98,11 @@ bool entry_matches(std::string_view entry, std::string_view host, std::uint16_t 
 
 }  // namespace
 
+std::string basic_authorization(std::string_view user, std::string_view password) {
+  std::string pair = std::string(user) + ":" + std::string(password);
+  return "Basic " + base64(pair);
+}
+
 std::optional<std::uint16_t> parse_port(std::string_view digits) {
   unsigned port = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
@@ -144,7 +149,7 @@ result<proxy_endpoint> parse_proxy_url(std::string_view text) {
     return error(errc::config_error, "a proxy URL has no path (\"" + path + "\")");
   }
   if (u.has_userinfo()) {
-    ep.authorization = "Basic " + base64(std::string(u.user()) + ":" + std::string(u.password()));
+    ep.authorization = basic_authorization(u.user(), u.password());
   }
   return ep;
 }

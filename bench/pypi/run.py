@@ -48,6 +48,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.normpath(os.path.join(HERE, "..", "..", "tests", "fixtures"))
 sys.path.insert(0, FIXTURES)
+import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
 import pantry_serve  # noqa: E402
 
@@ -86,42 +87,6 @@ def loadavg():
 
 
 # ---------------------------------------------------------------- the upstream tree
-
-def add_project(tree, files_base, name, files):
-    """simple/<name>/ (PEP 691 JSON + PEP 503 HTML) listing `files` [(filename, size)] of random
-    bytes stored under packages/ like the fixture's own (the idea of add_big_project in
-    tests/integration/pypi_faults_test.py).  Returns {filename: {"path", "size", "sha256"}}."""
-    out = {}
-    entries = []
-    links = []
-    for filename, size in files:
-        data = os.urandom(size)
-        digest = hashlib.sha256(data).hexdigest()
-        rel = f"packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}/{filename}"
-        os.makedirs(os.path.join(tree, os.path.dirname(rel)), exist_ok=True)
-        with open(os.path.join(tree, rel), "wb") as f:
-            f.write(data)
-        del data
-        url = f"{files_base}/{rel}"
-        version = filename.split("-")[1]
-        entries.append({"filename": filename, "url": url, "hashes": {"sha256": digest},
-                        "requires-python": None, "yanked": False, "size": size,
-                        "upload-time": "2023-11-14T22:13:20.000000Z"})
-        links.append(f'    <a href="{url}#sha256={digest}">{filename}</a><br />\n')
-        out[filename] = {"path": "/" + rel, "size": size, "sha256": digest, "version": version}
-    page_dir = os.path.join(tree, "simple", name)
-    os.makedirs(page_dir, exist_ok=True)
-    with open(os.path.join(page_dir, "index.json"), "w") as f:
-        json.dump({"meta": {"api-version": "1.1"}, "name": name,
-                   "versions": sorted({v["version"] for v in out.values()}), "files": entries}, f)
-        f.write("\n")
-    with open(os.path.join(page_dir, "index.html"), "w") as f:
-        f.write("<!DOCTYPE html>\n<html>\n  <head>\n"
-                '    <meta name="pypi:repository-version" content="1.1">\n'
-                f"    <title>Links for {name}</title>\n  </head>\n  <body>\n"
-                f"    <h1>Links for {name}</h1>\n" + "".join(links) + "  </body>\n</html>\n")
-    return out
-
 
 # ---------------------------------------------------------------- nginx as a caching proxy
 
@@ -418,7 +383,7 @@ def run(args, work, failures):
     upstream = nginx_pypi.start(tree, build=True, workdir=os.path.join(work, "upstream-nginx"))
     servers = [upstream]
     try:
-        files = add_project(tree, upstream.files_base, PROJECT, [SMALL, BIG])
+        files = make_pypi_upstream.add_random_project(tree, upstream.files_base, PROJECT, [SMALL, BIG])
         pantry = pantry_serve.Pantry(args.pantry, os.path.join(work, "pantry"), upstream.index_url,
                                      upstream_timeouts=PANTRY_UPSTREAM_TIMEOUTS)
         servers.append(pantry)

@@ -38,6 +38,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
 from pantry_serve import CLIENT_TIMEOUT, Pantry as _Pantry, free_port, get  # noqa: E402
 
@@ -405,29 +406,9 @@ CLIENTS = 100
 
 
 def add_big_project(tree, files_base):
-    """simple/big/ (JSON + HTML) listing one 50 MB wheel under packages/, like the fixture's own."""
-    data = os.urandom(BIG_SIZE)
-    digest = sha256(data)
-    rel = f"packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}/{BIG_NAME}"
-    os.makedirs(os.path.join(tree, os.path.dirname(rel)), exist_ok=True)
-    with open(os.path.join(tree, rel), "wb") as f:
-        f.write(data)
-    url = f"{files_base}/{rel}"
-    os.makedirs(os.path.join(tree, "simple", "big"), exist_ok=True)
-    with open(os.path.join(tree, "simple", "big", "index.json"), "w") as f:
-        json.dump({"meta": {"api-version": "1.1"}, "name": "big", "versions": ["1.0"],
-                   "files": [{"filename": BIG_NAME, "url": url, "hashes": {"sha256": digest},
-                              "requires-python": None, "yanked": False, "size": BIG_SIZE,
-                              "upload-time": "2023-11-14T22:13:20.000000Z"}]}, f)
-        f.write("\n")
-    with open(os.path.join(tree, "simple", "big", "index.html"), "w") as f:
-        f.write("<!DOCTYPE html>\n<html>\n  <head>\n"
-                '    <meta name="pypi:repository-version" content="1.1">\n'
-                "    <title>Links for big</title>\n  </head>\n  <body>\n"
-                "    <h1>Links for big</h1>\n"
-                f'    <a href="{url}#sha256={digest}">{BIG_NAME}</a><br />\n'
-                "  </body>\n</html>\n")
-    return digest
+    """simple/big/ listing one 50 MB wheel of random bytes; returns its sha256."""
+    files = make_pypi_upstream.add_random_project(tree, files_base, "big", [(BIG_NAME, BIG_SIZE)])
+    return files[BIG_NAME]["sha256"]
 
 
 class HerdTest(unittest.TestCase):

@@ -287,13 +287,18 @@ constexpr std::array<std::string_view, 4> kClientKeys = {"connect_timeout", "hea
 constexpr std::array<std::string_view, 1> kCacheKeys = {"max_size"};
 constexpr std::array<std::string_view, 5> kPypiKeys = {"upstreams", "index_ttl", "negative_ttl",
                                                        "offline", "routes"};
-constexpr std::array<std::string_view, 3> kOciKeys = {"default_upstream", "upstreams", "tag_ttl"};
+constexpr std::array<std::string_view, 4> kOciKeys = {"default_upstream", "upstreams", "tag_ttl",
+                                                      "hosted"};
+constexpr std::array<std::string_view, 3> kHostedKeys = {"prefix", "users", "pull_auth"};
+constexpr std::array<std::string_view, 2> kUserKeys = {"name", "token"};
 constexpr std::array<std::string_view, 3> kUpstreamKeys = {"name", "url", "ca_file"};
+constexpr std::array<std::string_view, 5> kOciUpstreamKeys = {"name", "url", "ca_file", "username",
+                                                              "password"};
 constexpr std::array<std::string_view, 2> kRouteKeys = {"pattern", "upstream"};
 
 // Every settable key by section, for "did you mean cache.max_size?" when a key is in the wrong
 // section.
-constexpr std::array<std::pair<std::string_view, std::span<const std::string_view>>, 6> kSections =
+constexpr std::array<std::pair<std::string_view, std::span<const std::string_view>>, 7> kSections =
     {{
         {"", kTopKeys},
         {"server", kServerKeys},
@@ -301,6 +306,7 @@ constexpr std::array<std::pair<std::string_view, std::span<const std::string_vie
         {"cache", kCacheKeys},
         {"pypi", kPypiKeys},
         {"oci", kOciKeys},
+        {"oci.hosted", kHostedKeys},
     }};
 
 enum class url_kind { pypi_index, oci_registry };
@@ -377,6 +383,39 @@ std::optional<std::string> text_problem(std::string_view s) {
   }
   if (std::any_of(s.begin(), s.end(), [](char c) { return is_control(c); })) {
     return "contains a control character; remove it";
+  }
+  return std::nullopt;
+}
+
+// A hosted prefix is the start of a repository name: path components of [a-z0-9._-], each
+// beginning with a letter or digit, ending with '/'.
+std::optional<std::string> hosted_prefix_problem(std::string_view prefix) {
+  constexpr std::string_view hint = "use lowercase path components ending in '/', e.g. local/";
+  if (prefix.empty() || prefix.back() != '/') return "does not end with '/'; " + std::string(hint);
+  std::string_view rest = prefix.substr(0, prefix.size() - 1);
+  while (true) {
+    auto slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    if (part.empty() || !(is_lower_alpha(part[0]) || is_digit(part[0]))) {
+      return "has an empty component or one that starts with a symbol; " + std::string(hint);
+    }
+    if (!std::all_of(part.begin(), part.end(), [](char c) {
+          return is_lower_alpha(c) || is_digit(c) || c == '.' || c == '_' || c == '-';
+        })) {
+      return "is not lowercase letters, digits, '.', '_' and '-'; " + std::string(hint);
+    }
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> user_name_problem(std::string_view name) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+        return is_lower_alpha(c) || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' ||
+               c == '-';
+      })) {
+    return "is not a user name; use letters, digits, '.', '_' and '-', e.g. ci";
   }
   return std::nullopt;
 }
@@ -531,12 +570,27 @@ class overlay {
     if (!errors_.empty()) return;
     check_default_upstream();
     check_routes();
+    check_credentialed_upstreams();
   }
 
   const error_list& errors() const { return errors_; }
   std::size_t dropped_errors() const { return dropped_errors_; }
 
  private:
+  // Content pulled with an upstream's credentials is served only to pantry's own users, so such
+  // an upstream without users could never be pulled from.
+  void check_credentialed_upstreams() {
+    if (!c_.oci.hosted.users.empty() || !oci_upstreams_mark_) return;
+    for (const auto& u : c_.oci.upstreams) {
+      if (u.username.empty()) continue;
+      fail(*oci_upstreams_mark_, "oci.upstreams",
+           quote(u.name) +
+               " has credentials, and what is pulled with them is served only to clients that "
+               "log in to pantry; add a user to oci.hosted.users");
+      return;
+    }
+  }
+
   void check_default_upstream() {
     if (!default_upstream_mark_ && !oci_upstreams_mark_) return;
     const auto& ups = c_.oci.upstreams;
@@ -974,8 +1028,96 @@ class overlay {
             }
           } else if (key == "tag_ttl") {
             if (auto d = read_duration(k2, v2, sub)) c_.oci.tag_ttl = *d;
+          } else if (key == "hosted") {
+            read_hosted(k2, v2, sub);
           }
         });
+  }
+
+  void read_hosted(const YAML::Node& k, const YAML::Node& v, const std::string& path) {
+    if (!as_map(k, v, path)) return;
+    for_each_key(v, path, kHostedKeys,
+                 [&](std::string_view key, const YAML::Node& k2, const YAML::Node& v2) {
+                   const std::string sub = path + "." + std::string(key);
+                   if (key == "prefix") {
+                     auto s = as_scalar(k2, v2, sub,
+                                        "a repository name prefix ending in '/', e.g. local/");
+                     if (!s) return;
+                     if (auto why = hosted_prefix_problem(*s)) {
+                       fail(mark_of(k2, v2), sub, quote(*s) + " " + *why);
+                       return;
+                     }
+                     c_.oci.hosted.prefix = std::move(*s);
+                   } else if (key == "users") {
+                     read_users(k2, v2, sub);
+                   } else if (key == "pull_auth") {
+                     if (auto b = read_bool(k2, v2, sub)) c_.oci.hosted.pull_auth = *b;
+                   }
+                 });
+  }
+
+  // oci.hosted.users, replacing the current list if nothing in it is wrong.
+  void read_users(const YAML::Node& k, const YAML::Node& v, const std::string& path) {
+    constexpr std::string_view example = "[{name: ci, token: \"a-long-random-secret\"}]";
+    if (!v.IsSequence()) {
+      const std::string what = v.IsNull() ? "\"\" has no value" : describe(v) + " is " + kind_of(v);
+      fail(mark_of(k, v), path, what + ", expected a list of users, e.g. " + std::string(example));
+      return;
+    }
+    const std::size_t errors_before = errors_.size() + dropped_errors_;
+    std::vector<oci_user> out;
+    std::size_t index = 0;
+    for (auto it = v.begin(); it != v.end(); ++it, ++index) {
+      const YAML::Node item = *it;
+      const std::string item_path = path + "[" + std::to_string(index) + "]";
+      if (!item.IsMap()) {
+        fail(item.IsNull() ? k.Mark() : item.Mark(), item_path,
+             (item.IsNull() ? std::string("\"\"") : describe(item)) + " is " + kind_of(item) +
+                 ", expected a map with name and token, e.g. " + std::string(example));
+        continue;
+      }
+      oci_user u;
+      for_each_key(item, item_path, kUserKeys,
+                   [&](std::string_view key, const YAML::Node& k2, const YAML::Node& v2) {
+                     const std::string sub = item_path + "." + std::string(key);
+                     auto s = as_scalar(k2, v2, sub, key == "name" ? "a user name" : "a token");
+                     if (!s) return;
+                     if (key == "name") {
+                       if (auto why = user_name_problem(*s)) {
+                         fail(mark_of(k2, v2), sub, quote(*s) + " " + *why);
+                         return;
+                       }
+                       for (const auto& other : out) {
+                         if (other.name == *s) {
+                           fail(mark_of(k2, v2), sub,
+                                quote(*s) + " is listed twice; give each user its own name");
+                           return;
+                         }
+                       }
+                       u.name = std::move(*s);
+                     } else {
+                       if (s->size() < 16) {
+                         // The value is a secret: never echo it.
+                         fail(mark_of(k2, v2), sub,
+                              "the token has " + std::to_string(s->size()) +
+                                  " characters; use at least 16, e.g. the output of "
+                                  "`openssl rand -hex 24`");
+                         return;
+                       }
+                       u.token = std::move(*s);
+                     }
+                   });
+      if (u.name.empty() || u.token.empty()) {
+        if (errors_.size() + dropped_errors_ == errors_before) {
+          fail(item.Mark(), item_path,
+               "a user needs both name and token, e.g. " + std::string(example));
+        }
+        continue;
+      }
+      out.push_back(std::move(u));
+    }
+    if (errors_.size() + dropped_errors_ != errors_before) return;
+    c_.oci.hosted.users = std::move(out);
   }
 
   // pypi.routes, replacing the current routes if nothing in the list is wrong. Whether each
@@ -1103,7 +1245,10 @@ class overlay {
       bool has_name = false;
       bool has_url = false;
       YAML::Mark name_mark = item.Mark();
-      for_each_key(item, item_path, kUpstreamKeys,
+      const std::span<const std::string_view> keys =
+          kind == url_kind::oci_registry ? std::span<const std::string_view>(kOciUpstreamKeys)
+                                         : std::span<const std::string_view>(kUpstreamKeys);
+      for_each_key(item, item_path, keys,
                    [&](std::string_view key, const YAML::Node& k2, const YAML::Node& v2) {
                      const std::string sub = item_path + "." + std::string(key);
                      if (key == "name") {
@@ -1130,8 +1275,23 @@ class overlay {
                        if (auto s = as_text(k2, v2, sub, "the path of a PEM file")) {
                          up.ca_file = std::move(*s);
                        }
+                     } else if constexpr (std::is_same_v<Upstream, oci_upstream>) {
+                       auto s = as_scalar(
+                           k2, v2, sub, key == "username" ? "a user name" : "a password or token");
+                       if (!s) return;
+                       (key == "username" ? up.username : up.password) = std::move(*s);
                      }
                    });
+      if constexpr (std::is_same_v<Upstream, oci_upstream>) {
+        if (up.username.empty() != up.password.empty()) {
+          // Never render the item: it holds a secret.
+          fail(item.Mark(), item_path + (up.username.empty() ? ".username" : ".password"),
+               std::string("the upstream ") + quote(up.name) + " has " +
+                   (up.username.empty() ? "a password but no username"
+                                        : "a username but no password") +
+                   "; give both, or neither for anonymous pulls");
+        }
+      }
       if (!has_name) {
         fail(item.Mark(), item_path + ".name",
              describe(item) + " has no name; add name: followed by a name (" +
@@ -1307,6 +1467,12 @@ void emit_upstreams(YAML::Emitter& out, const std::vector<Upstream>& ups) {
     out << YAML::Key << "name" << YAML::Value << u.name;
     out << YAML::Key << "url" << YAML::Value << u.url;
     if (u.ca_file) out << YAML::Key << "ca_file" << YAML::Value << *u.ca_file;
+    if constexpr (std::is_same_v<Upstream, oci_upstream>) {
+      if (!u.username.empty()) {
+        out << YAML::Key << "username" << YAML::Value << u.username;
+        out << YAML::Key << "password" << YAML::Value << u.password;
+      }
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndSeq;
@@ -1339,7 +1505,7 @@ config defaults() {
         d.upstream.header_timeout.count() > 0 && d.upstream.idle_timeout.count() > 0;
     if (d.listen.host.empty() || d.data_dir.empty() || d.cache.max_size == 0 ||
         d.pypi.upstreams.empty() || d.oci.upstreams.empty() || d.oci.default_upstream.empty() ||
-        !timeouts_set || d.upstream.max_idle_connections == 0) {
+        d.oci.hosted.prefix.empty() || !timeouts_set || d.upstream.max_idle_connections == 0) {
       std::fprintf(stderr, "pantry: the embedded default config leaves a required key unset\n");
       std::abort();
     }
@@ -1427,6 +1593,21 @@ std::string to_yaml(const config& c) {
   out << YAML::Key << "default_upstream" << YAML::Value << c.oci.default_upstream;
   emit_upstreams(out, c.oci.upstreams);
   out << YAML::Key << "tag_ttl" << YAML::Value << format_duration(c.oci.tag_ttl);
+  out << YAML::Key << "hosted" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "prefix" << YAML::Value << c.oci.hosted.prefix;
+  out << YAML::Key << "users" << YAML::Value;
+  if (c.oci.hosted.users.empty()) {
+    out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+  } else {
+    out << YAML::BeginSeq;
+    for (const oci_user& u : c.oci.hosted.users) {
+      out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << u.name;
+      out << YAML::Key << "token" << YAML::Value << u.token << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
+  out << YAML::Key << "pull_auth" << YAML::Value << c.oci.hosted.pull_auth;
+  out << YAML::EndMap;
   out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

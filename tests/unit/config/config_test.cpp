@@ -53,9 +53,10 @@ config unusual_config() {
   c.server = {8, seconds(5), seconds(5400), seconds(1), false};
   c.upstream = {seconds(3), seconds(120), seconds(86400 + 1), 1024};
   c.oci.default_upstream = "ghcr.io";
-  c.oci.upstreams = {{"ghcr.io", "https://ghcr.io", std::nullopt},
-                     {"registry.local", "http://[::1]:5000", "ca bundle.pem"}};
+  c.oci.upstreams = {{"ghcr.io", "https://ghcr.io", std::nullopt, "", ""},
+                     {"registry.local", "http://[::1]:5000", "ca bundle.pem", "bot", "p@ss: word"}};
   c.oci.tag_ttl = seconds(0);
+  c.oci.hosted = {"team/images/", {{"ci", "0123456789abcdef-\"quoted\""}}, true};
   return c;
 }
 
@@ -108,7 +109,8 @@ TEST(ConfigTest, DefaultsAreWhatTheExampleFileSays) {
   EXPECT_TRUE(c.pypi.routes.empty());
   EXPECT_EQ(c.oci.default_upstream, "docker.io");
   ASSERT_EQ(c.oci.upstreams.size(), 1u);
-  EXPECT_EQ(c.oci.upstreams[0], (oci_upstream{"docker.io", "https://registry-1.docker.io", {}}));
+  EXPECT_EQ(c.oci.upstreams[0],
+            (oci_upstream{"docker.io", "https://registry-1.docker.io", {}, "", ""}));
   EXPECT_EQ(c.oci.tag_ttl, seconds(300));
 }
 
@@ -366,6 +368,59 @@ TEST(ConfigTest, ReplacedUpstreamsMustStillHoldTheDefaultUpstream) {
   EXPECT_THAT(msg, HasSubstr("test.yaml:2:3: oci.default_upstream: \"docker.io\" (the default) "
                              "names no upstream in oci.upstreams; add an upstream named docker.io "
                              "or set oci.default_upstream to one of: ghcr.io"));
+}
+
+TEST(ConfigTest, OciCredentialsAndHostedUsers) {
+  const config c = parse_ok(
+      "oci:\n"
+      "  upstreams:\n"
+      "    - {name: docker.io, url: 'https://registry-1.docker.io'}\n"
+      "    - {name: ghcr.io, url: 'https://ghcr.io', username: bot, password: s3cret}\n"
+      "  hosted:\n"
+      "    prefix: team/images/\n"
+      "    users: [{name: ci, token: 0123456789abcdef0123}]\n"
+      "    pull_auth: true\n");
+  ASSERT_EQ(c.oci.upstreams.size(), 2u);
+  EXPECT_EQ(c.oci.upstreams[1].username, "bot");
+  EXPECT_EQ(c.oci.upstreams[1].password, "s3cret");
+  EXPECT_EQ(c.oci.hosted.prefix, "team/images/");
+  ASSERT_EQ(c.oci.hosted.users.size(), 1u);
+  EXPECT_EQ(c.oci.hosted.users[0], (oci_user{"ci", "0123456789abcdef0123"}));
+  EXPECT_TRUE(c.oci.hosted.pull_auth);
+  EXPECT_EQ(parse_ok(to_yaml(c)), c) << to_yaml(c);
+  EXPECT_EQ(defaults().oci.hosted.prefix, "local/");
+  EXPECT_TRUE(defaults().oci.hosted.users.empty());
+}
+
+TEST(ConfigTest, OciCredentialsErrors) {
+  EXPECT_THAT(error_of("oci:\n  upstreams: [{name: docker.io, url: 'https://x', username: u}]\n"),
+              HasSubstr("oci.upstreams[0].password: the upstream \"docker.io\" has a username but "
+                        "no password"));
+  EXPECT_THAT(
+      error_of("oci:\n  upstreams: [{name: docker.io, url: 'https://x', username: u, password: "
+               "p}]\n"),
+      HasSubstr("\"docker.io\" has credentials, and what is pulled with them is served only to "
+                "clients that log in to pantry; add a user to oci.hosted.users"));
+  EXPECT_THAT(error_of("pypi:\n  upstreams: [{name: a, url: 'https://x/simple/', username: u}]\n"),
+              HasSubstr("pypi.upstreams[0].username: \"username\" is not a known key"));
+}
+
+TEST(ConfigTest, HostedErrorsNeverEchoTokens) {
+  EXPECT_THAT(error_of("oci:\n  hosted:\n    prefix: local\n"),
+              HasSubstr("test.yaml:3:13: oci.hosted.prefix: \"local\" does not end with '/'"));
+  EXPECT_THAT(error_of("oci:\n  hosted:\n    prefix: Local/\n"),
+              HasSubstr("oci.hosted.prefix: \"Local/\" has an empty component or one that starts"));
+  const std::string short_token =
+      error_of("oci:\n  hosted:\n    users: [{name: ci, token: hunter2}]\n");
+  EXPECT_THAT(short_token, HasSubstr("oci.hosted.users[0].token: the token has 7 characters; use "
+                                     "at least 16"));
+  EXPECT_THAT(short_token, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(
+      error_of("oci:\n  hosted:\n    users: [{name: ci, token: 0123456789abcdef}, {name: ci, "
+               "token: 0123456789abcdef}]\n"),
+      HasSubstr("oci.hosted.users[1].name: \"ci\" is listed twice"));
+  EXPECT_THAT(error_of("oci:\n  hosted:\n    users: [{name: ci}]\n"),
+              HasSubstr("oci.hosted.users[0]: a user needs both name and token"));
 }
 
 TEST(ConfigTest, UrlMustBeHttpOrHttps) {

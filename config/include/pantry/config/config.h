@@ -59,13 +59,35 @@ struct oci_upstream {
   std::string name;  // the registry's name as clients know it: docker.io, ghcr.io, …; [a-z0-9._-]+
   std::string url;   // base URL, http:// or https://, no path (not even a trailing '/')
   std::optional<std::string> ca_file;
+  // Credentials for the upstream (Basic, or for its Bearer token endpoint); both or neither.
+  // Content pulled with them is served only to clients that authenticate to pantry.
+  std::string username;
+  std::string password;
   friend bool operator==(const oci_upstream&, const oci_upstream&) = default;
+};
+
+// A user who may push to hosted repositories (and pull credentialed content): Basic
+// "name:token", or a Bearer token from pantry's token endpoint.
+struct oci_user {
+  std::string name;   // [A-Za-z0-9._-]+, unique
+  std::string token;  // at least 16 characters
+  friend bool operator==(const oci_user&, const oci_user&) = default;
+};
+
+struct oci_hosted {
+  // Repository names that start with it are hosted by pantry, not proxied: lowercase, ends with
+  // '/'.
+  std::string prefix;
+  std::vector<oci_user> users;
+  bool pull_auth = false;  // true: pulling hosted images needs a user too
+  friend bool operator==(const oci_hosted&, const oci_hosted&) = default;
 };
 
 struct oci_config {
   std::string default_upstream;         // must name one of `upstreams`
   std::vector<oci_upstream> upstreams;  // names unique
   std::chrono::seconds tag_ttl{0};
+  oci_hosted hosted;
   friend bool operator==(const oci_config&, const oci_config&) = default;
 };
 

@@ -137,7 +137,7 @@ result<target> to_target(const boost::urls::url_view& u) {
   if (u.has_query()) t.path += "?" + std::string(u.encoded_query());
   t.url = std::string(t.tls ? "https://" : "http://") + t.authority + t.path;
   if (u.has_userinfo()) {
-    t.basic_auth = detail::basic_authorization(u.user(), u.password());
+    t.basic_auth = basic_authorization(u.user(), u.password());
   }
   return t;
 }

@@ -1,4 +1,5 @@
 #include "client_proxy_env.h"
+#include "pantry/proxy/client.h"
 
 #include <openssl/evp.h>
 #include <boost/url/parse.hpp>
@@ -98,10 +99,47 @@ bool entry_matches(std::string_view entry, std::string_view host, std::uint16_t 
 
 }  // namespace
 
+}  // namespace pantry::proxy::detail
+
+namespace pantry::proxy {
+
 std::string basic_authorization(std::string_view user, std::string_view password) {
   std::string pair = std::string(user) + ":" + std::string(password);
-  return "Basic " + base64(pair);
+  return "Basic " + detail::base64(pair);
 }
+
+std::optional<std::pair<std::string, std::string>> parse_basic_authorization(
+    std::string_view value) {
+  if (value.size() < 6 || !(value.substr(0, 6) == "Basic " || value.substr(0, 6) == "basic ")) {
+    return std::nullopt;
+  }
+  std::string_view b64 = value.substr(6);
+  while (!b64.empty() && b64.front() == ' ')
+    b64.remove_prefix(1);
+  while (!b64.empty() && b64.back() == ' ')
+    b64.remove_suffix(1);
+  if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return std::nullopt;
+  std::string out(b64.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(b64.data()),
+                                static_cast<int>(b64.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the '=' padding as zero bytes.
+  std::size_t len = static_cast<std::size_t>(n);
+  if (b64.ends_with("==")) {
+    len -= 2;
+  } else if (b64.ends_with('=')) {
+    len -= 1;
+  }
+  out.resize(len);
+  auto colon = out.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  return std::pair{out.substr(0, colon), out.substr(colon + 1)};
+}
+
+}  // namespace pantry::proxy
+
+namespace pantry::proxy::detail {
 
 std::optional<std::uint16_t> parse_port(std::string_view digits) {
   unsigned port = 0;
@@ -149,7 +187,7 @@ result<proxy_endpoint> parse_proxy_url(std::string_view text) {
     return error(errc::config_error, "a proxy URL has no path (\"" + path + "\")");
   }
   if (u.has_userinfo()) {
-    ep.authorization = basic_authorization(u.user(), u.password());
+    ep.authorization = proxy::basic_authorization(u.user(), u.password());
   }
   return ep;
 }

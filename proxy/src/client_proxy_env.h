@@ -55,7 +55,4 @@ proxy_env read_proxy_env();
 // Loopback is not special: "localhost" and "127.0.0.1" go through the proxy unless listed.
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::uint16_t port);
 
-// "Basic <base64(user:password)>", for URL user info given to an upstream or a proxy.
-std::string basic_authorization(std::string_view user, std::string_view password);
-
 }  // namespace pantry::proxy::detail

@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace pantry::proxy {
 
@@ -91,6 +92,13 @@ class response {
  private:
   std::unique_ptr<impl> impl_;
 };
+
+// "Basic <base64(user:password)>", for credentials given to an upstream or a proxy.
+std::string basic_authorization(std::string_view user, std::string_view password);
+// The user and password of a "Basic <base64(user:password)>" Authorization value, or nullopt
+// when it is not one.
+std::optional<std::pair<std::string, std::string>> parse_basic_authorization(
+    std::string_view value);
 
 // Thread-safe: one client serves coroutines on any executor and thread (each coroutine on a strand
 // or a single-threaded context, as Beast's timeouts require).

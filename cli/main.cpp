@@ -7,6 +7,7 @@
 #include "pantry/proxy/flight.h"
 #include "pantry/proxy/metrics.h"
 #include "pantry/proxy/server.h"
+#include "pantry/registry/oci/service.h"
 #include "pantry/registry/pypi/service.h"
 #include "warm.h"
 
@@ -179,6 +180,9 @@ int cmd_serve(const std::vector<std::string>& args) {
   auto pypi = registry::pypi::service::create(c->pypi, store, upstream, flights, metrics,
                                               blocking.get_executor());
   pypi->install(**srv);
+  auto oci = registry::oci::service::create(c->oci, store, upstream, flights, metrics,
+                                            blocking.get_executor());
+  oci->install(**srv);
   metrics->gauge_fn("pantry_cache_bytes", "Bytes of cached blobs", [store] {
     auto st = store->get_stats();
     return st ? static_cast<double>(st->bytes) : 0.0;

@@ -1,0 +1,37 @@
+#pragma once
+
+// The container registry: OCI distribution v2 on /v2/. Names under oci.hosted.prefix are hosted
+// (pushed to pantry); every other name is pulled through from an upstream registry, chosen by
+// the name's first component (/v2/ghcr.io/org/app/…), containerd's ?ns=, or the default
+// upstream. Manifests are stored byte-exact and tags resolve with oci.tag_ttl; blobs are fetched
+// once by single flight, verified, and served from the cache.
+
+#include "pantry/cache/store.h"
+#include "pantry/config/config.h"
+#include "pantry/proxy/client.h"
+#include "pantry/proxy/flight.h"
+#include "pantry/proxy/metrics.h"
+#include "pantry/proxy/server.h"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <memory>
+
+namespace pantry::registry::oci {
+
+class service {
+ public:
+  // `blocking` runs cache writes off the I/O threads.
+  static std::shared_ptr<service> create(const config::oci_config& cfg,
+                                         std::shared_ptr<cache::store> store,
+                                         std::shared_ptr<proxy::client> upstream,
+                                         std::shared_ptr<proxy::flight_table> flights,
+                                         std::shared_ptr<proxy::metrics_registry> metrics,
+                                         boost::asio::any_io_executor blocking);
+  virtual ~service() = default;
+
+  // Routes /v2/ of `srv` to this service.
+  virtual void install(proxy::server& srv) = 0;
+};
+
+}  // namespace pantry::registry::oci

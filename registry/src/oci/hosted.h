@@ -1,0 +1,71 @@
+#pragma once
+
+// Hosted repositories: names under oci.hosted.prefix live in pantry. Blob uploads (POST then
+// PUT ?digest=, chunked PATCH, monolithic POST ?digest=, cross-repository mount) are written to a
+// file under <data_dir>/uploads, hashed as they arrive, and moved into the cache pinned once the
+// digest checks out. Manifest PUT (by tag or digest) is refused unless every blob and manifest it
+// references is in the repository. GET/HEAD, manifest DELETE and tags/list as the spec has them.
+
+#include "pantry/cache/store.h"
+#include "pantry/config/config.h"
+#include "pantry/proxy/server.h"
+#include "pantry/registry/oci/protocol.h"
+
+#include "pantry_auth.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace pantry::registry::oci {
+
+namespace http = boost::beast::http;
+
+class hosted_repos {
+ public:
+  hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
+               boost::asio::any_io_executor blocking, const pantry_auth& auth);
+  ~hosted_repos();
+
+  // Any request for a hosted name (auth is checked here).
+  boost::asio::awaitable<void> handle(proxy::exchange& ex, const api_path& api);
+
+ private:
+  struct upload;
+
+  boost::asio::awaitable<void> manifest_get(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> manifest_put(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> manifest_delete(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> blob_get(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> tags(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> upload_start(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> upload_patch(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> upload_put(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> upload_status(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> upload_delete(proxy::exchange& ex, const api_path& api);
+
+  // Appends the request body to the upload; false when an answer was already sent.
+  boost::asio::awaitable<bool> receive(proxy::exchange& ex, upload& u);
+  // Checks the digest and moves the upload into the cache; false when an answer was sent.
+  boost::asio::awaitable<bool> finish(proxy::exchange& ex, const std::string& name,
+                                      std::shared_ptr<upload> u, const std::string& digest);
+  boost::asio::awaitable<void> upload_accepted(proxy::exchange& ex, const std::string& name,
+                                               const upload& u, http::status status);
+  std::shared_ptr<upload> find_upload(const std::string& name, const std::string& id);
+  void drop_upload(const std::string& id);
+
+  const config::oci_hosted cfg_;
+  const std::shared_ptr<cache::store> store_;
+  const boost::asio::any_io_executor blocking_;
+  const pantry_auth& auth_;
+  const std::filesystem::path dir_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<upload>> uploads_;  // by id; guarded by mutex_
+};
+
+}  // namespace pantry::registry::oci

@@ -1,0 +1,45 @@
+#pragma once
+
+// Answers shared by the pull-through and hosted sides of the registry.
+
+#include "pantry/cache/store.h"
+#include "pantry/proxy/server.h"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace pantry::registry::oci {
+
+namespace http = boost::beast::http;
+
+inline constexpr std::string_view kBlobType = "application/octet-stream";
+// Immutable entries (by digest) never expire; this is "never" in the entry's clock.
+inline constexpr auto kForever = std::chrono::hours(24 * 365 * 100);
+// Manifests larger than this are refused (distribution refuses > 4 MiB too).
+inline constexpr std::size_t kMaxManifest = 4 << 20;
+
+// Cache keys. `repo_key` is "<upstream>/<repo>" for proxied names and "hosted/<name>" for hosted
+// ones.
+std::string tag_key(std::string_view repo_key, std::string_view tag);
+std::string manifest_key(std::string_view repo_key, std::string_view digest);
+std::string blob_key(std::string_view repo_key, std::string_view digest);
+
+// Docker-Distribution-API-Version.
+void api_headers(http::fields& h);
+
+// {"errors":[…]} with the spec's code.
+boost::asio::awaitable<void> oci_error(proxy::exchange& ex, http::status status, std::string code,
+                                       std::string message, http::fields extra = {});
+
+// A cached manifest with Docker-Content-Digest and its Content-Type; by tag it is not
+// cacheable by clients. `warning` (a stale copy) goes out as a Warning header.
+boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
+                                            const cache::entry& e, bool by_tag,
+                                            std::string warning = {});
+
+// The value of query parameter `name` in a request target, percent-decoded; "" when absent.
+std::string query_param(std::string_view target, std::string_view name);
+
+}  // namespace pantry::registry::oci

@@ -1,0 +1,223 @@
+#include "pantry/registry/oci/protocol.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace pantry::registry::oci {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+const std::string kDigest = "sha256:" + std::string(64, 'a');
+const std::string kDigest2 = "sha256:" + std::string(64, 'b');
+
+TEST(OciNames, AcceptsTheSpecGrammar) {
+  for (const char* ok : {"busybox", "library/busybox", "a/b/c", "my.app", "my_app", "my__app",
+                         "my---app", "ghcr.io/org/app", "0x/1"}) {
+    EXPECT_TRUE(valid_name(ok)) << ok;
+  }
+  for (const char* bad : {"", "Busybox", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "a_.b",
+                          "a/../b", "a b", "a%2fb"}) {
+    EXPECT_FALSE(valid_name(bad)) << bad;
+  }
+  EXPECT_FALSE(valid_name(std::string(256, 'a')));
+  EXPECT_TRUE(valid_name(std::string(255, 'a')));
+}
+
+TEST(OciNames, Tags) {
+  EXPECT_TRUE(valid_tag("latest"));
+  EXPECT_TRUE(valid_tag("1.36"));
+  EXPECT_TRUE(valid_tag("_x-Y.z"));
+  EXPECT_FALSE(valid_tag(".hidden"));
+  EXPECT_FALSE(valid_tag("-x"));
+  EXPECT_FALSE(valid_tag(""));
+  EXPECT_FALSE(valid_tag("a:b"));
+  EXPECT_TRUE(valid_tag(std::string(128, 'a')));
+  EXPECT_FALSE(valid_tag(std::string(129, 'a')));
+}
+
+TEST(OciApiPath, Endpoints) {
+  auto ping = parse_api_path("/v2/");
+  ASSERT_TRUE(ping);
+  EXPECT_EQ(ping->kind, api_kind::ping);
+
+  auto m = parse_api_path("/v2/library/busybox/manifests/1.36");
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->kind, api_kind::manifest);
+  EXPECT_EQ(m->name, "library/busybox");
+  EXPECT_EQ(m->reference, "1.36");
+
+  auto byd = parse_api_path("/v2/a/manifests/" + kDigest);
+  ASSERT_TRUE(byd);
+  EXPECT_EQ(byd->reference, kDigest);
+
+  auto b = parse_api_path("/v2/ghcr.io/org/app/blobs/" + kDigest);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->kind, api_kind::blob);
+  EXPECT_EQ(b->name, "ghcr.io/org/app");
+
+  auto t = parse_api_path("/v2/a/b/tags/list");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->kind, api_kind::tags);
+  EXPECT_EQ(t->name, "a/b");
+
+  auto u = parse_api_path("/v2/local/app/blobs/uploads/");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->kind, api_kind::upload);
+  EXPECT_EQ(u->reference, "");
+  auto u2 = parse_api_path("/v2/local/app/blobs/uploads/abc-123");
+  ASSERT_TRUE(u2);
+  EXPECT_EQ(u2->reference, "abc-123");
+
+  // A repository may itself be called "manifests" or "blobs": the last marker wins.
+  auto odd = parse_api_path("/v2/blobs/manifests/latest");
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->name, "blobs");
+}
+
+TEST(OciApiPath, ErrorsNameTheCodeAndTheValue) {
+  auto bad_name = parse_api_path("/v2/Bad/manifests/latest");
+  ASSERT_FALSE(bad_name);
+  EXPECT_THAT(bad_name.error().message, StartsWith("NAME_INVALID \"Bad\""));
+
+  auto bad_digest = parse_api_path("/v2/a/blobs/sha256:xyz");
+  ASSERT_FALSE(bad_digest);
+  EXPECT_THAT(bad_digest.error().message, StartsWith("DIGEST_INVALID \"sha256:xyz\""));
+
+  auto md5 = parse_api_path("/v2/a/manifests/md5:abc");
+  ASSERT_FALSE(md5);
+  EXPECT_THAT(md5.error().message, StartsWith("DIGEST_INVALID"));
+
+  auto bad_tag = parse_api_path("/v2/a/manifests/.x");
+  ASSERT_FALSE(bad_tag);
+  EXPECT_THAT(bad_tag.error().message, StartsWith("TAG_INVALID"));
+
+  auto traversal = parse_api_path("/v2/../etc/manifests/latest");
+  ASSERT_FALSE(traversal);
+  EXPECT_THAT(traversal.error().message, StartsWith("NAME_INVALID"));
+
+  auto nothing = parse_api_path("/v2/a/b");
+  ASSERT_FALSE(nothing);
+  EXPECT_THAT(nothing.error().message, StartsWith("NOT_FOUND"));
+}
+
+TEST(OciAccept, SeveralLinesAndCommaJoinedLinesMeanTheSame) {
+  auto split = accepted_types({kOciManifest, kDockerManifest});
+  auto joined =
+      accepted_types({"application/vnd.oci.image.manifest.v1+json, "
+                      "application/vnd.docker.distribution.manifest.v2+json;q=0.9"});
+  EXPECT_EQ(split, joined);
+  EXPECT_FALSE(split.any);
+  EXPECT_THAT(split.types, ElementsAre(std::string(kOciManifest), std::string(kDockerManifest)));
+  EXPECT_TRUE(accepted_types({}).any);
+  EXPECT_TRUE(accepted_types({""}).any) << "an empty Accept line is no Accept";
+}
+
+TEST(OciAccept, AllowsOnlyWhatTheClientNamed) {
+  auto docker_only = accepted_types({kDockerManifest});
+  EXPECT_TRUE(accepts(docker_only, kDockerManifest));
+  EXPECT_FALSE(accepts(docker_only, kOciIndex));
+  EXPECT_TRUE(accepts(accepted_types({}), kOciIndex)) << "no Accept at all allows anything";
+  EXPECT_TRUE(accepts(accepted_types({"*/*"}), kOciIndex));
+  EXPECT_TRUE(accepts(accepted_types({"application/*"}), kOciIndex));
+  EXPECT_FALSE(accepts(accepted_types({"application/json;q=0"}), "application/json"));
+  EXPECT_TRUE(accepts(docker_only, "application/vnd.docker.distribution.manifest.v2+json; x=y"));
+}
+
+TEST(OciManifest, ImageManifestListsConfigAndLayers) {
+  std::string m =
+      R"({"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
+      kDigest + R"(","size":12},"layers":[{"mediaType":"x","digest":")" + kDigest2 +
+      R"(","size":34}]})";
+  auto refs = parse_manifest(m, kOciManifest);
+  ASSERT_TRUE(refs) << refs.error().message;
+  EXPECT_FALSE(refs->is_index);
+  EXPECT_EQ(refs->media_type, "") << "an OCI manifest may omit mediaType";
+  ASSERT_EQ(refs->blobs.size(), 2u);
+  EXPECT_EQ(refs->blobs[0].digest.str(), kDigest);
+  EXPECT_EQ(refs->blobs[0].size, 12u);
+  EXPECT_EQ(refs->blobs[1].digest.str(), kDigest2);
+  EXPECT_EQ(refs->blobs[1].size, 34u);
+}
+
+TEST(OciManifest, IndexListsPlatforms) {
+  std::string m =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      kDigest + R"(","size":5,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]})";
+  auto refs = parse_manifest(m, "");
+  ASSERT_TRUE(refs) << refs.error().message;
+  EXPECT_TRUE(refs->is_index);
+  ASSERT_EQ(refs->manifests.size(), 1u);
+  EXPECT_EQ(refs->manifests[0].platform, "linux/arm64/v8");
+}
+
+TEST(OciManifest, RefusesWhatItCannotVerify) {
+  auto not_json = parse_manifest("{", kOciManifest);
+  ASSERT_FALSE(not_json);
+  EXPECT_THAT(not_json.error().message, StartsWith("MANIFEST_INVALID"));
+  auto schema1 = parse_manifest(R"({"schemaVersion":1,"fsLayers":[]})", "");
+  ASSERT_FALSE(schema1);
+  EXPECT_THAT(schema1.error().message, HasSubstr("schema 1"));
+  auto md5 =
+      parse_manifest(R"({"config":{"digest":"md5:00","size":1},"layers":[]})", kDockerManifest);
+  ASSERT_FALSE(md5);
+  EXPECT_THAT(md5.error().message, HasSubstr("\"md5:00\""));
+  auto negative = parse_manifest(
+      R"({"config":{"digest":")" + kDigest + R"(","size":-1},"layers":[]})", kDockerManifest);
+  ASSERT_FALSE(negative);
+  EXPECT_THAT(negative.error().message, HasSubstr("negative size"));
+}
+
+TEST(OciChallenge, DockerHubStyleBearer) {
+  auto cs = parse_challenges(
+      R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull")");
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].scheme, "bearer");
+  EXPECT_EQ(cs[0].params["realm"], "https://auth.docker.io/token");
+  EXPECT_EQ(cs[0].params["service"], "registry.docker.io");
+  EXPECT_EQ(cs[0].params["scope"], "repository:library/busybox:pull");
+}
+
+TEST(OciChallenge, SeveralChallengesQuotesAndEscapes) {
+  auto cs = parse_challenges(R"(Basic realm="a \"quoted\", realm", Bearer realm=x, service="s")");
+  ASSERT_EQ(cs.size(), 2u);
+  EXPECT_EQ(cs[0].scheme, "basic");
+  EXPECT_EQ(cs[0].params["realm"], "a \"quoted\", realm");
+  EXPECT_EQ(cs[1].scheme, "bearer");
+  EXPECT_EQ(cs[1].params["realm"], "x");
+  EXPECT_EQ(cs[1].params["service"], "s");
+  EXPECT_TRUE(parse_challenges("").empty());
+  auto unterminated = parse_challenges(R"(Bearer realm="oops)");
+  ASSERT_EQ(unterminated.size(), 1u);
+}
+
+TEST(OciToken, AnswerForms) {
+  auto a = parse_token_answer(R"({"token":"abc","expires_in":300})");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->token, "abc");
+  EXPECT_EQ(a->lifetime, std::chrono::seconds(300));
+  auto b = parse_token_answer(R"({"access_token":"xyz"})");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->token, "xyz");
+  EXPECT_EQ(b->lifetime, std::chrono::seconds(60)) << "no expires_in means 60 s";
+  auto c = parse_token_answer(R"({"expires_in":5})");
+  ASSERT_FALSE(c);
+  EXPECT_THAT(c.error().message, HasSubstr("neither"));
+}
+
+TEST(OciToken, Url) {
+  EXPECT_EQ(token_url("https://auth/token", "registry.docker.io", "repository:a/b:pull"),
+            "https://auth/token?service=registry.docker.io&scope=repository:a/b:pull");
+  EXPECT_EQ(token_url("https://auth/token?x=1", "s p", ""), "https://auth/token?x=1&service=s%20p");
+}
+
+TEST(OciError, BodyIsTheSpecShape) {
+  EXPECT_EQ(error_body("MANIFEST_UNKNOWN", "no \"x\""),
+            "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"no "
+            "\\\"x\\\"\",\"detail\":{}}]}\n");
+}
+
+}  // namespace
+}  // namespace pantry::registry::oci

@@ -49,7 +49,9 @@ commands:
   config show [FILE]    Print the effective config (FILE over the built-in defaults) as YAML.
   cache stats  [--config FILE | --data-dir DIR]   Objects, bytes, entries, counters.
   cache verify [--config FILE | --data-dir DIR]   Re-hash every blob; exit 1 if any is corrupt.
-  cache gc     [--config FILE | --data-dir DIR]   Remove orphan chunks, enforce the quota now.
+  cache gc     [--config FILE | --data-dir DIR] [--grace DURATION]
+             Remove orphan chunks and hosted image blobs that no manifest references (uploaded
+             over DURATION ago, default 1h), then enforce the quota. Stop `pantry serve` first.
   cache warm -r FILE... [--url URL | --config FILE] [--platform TAG]... [--python-version X.Y]
              [--jobs N]  Fetch every file the pinned (==) requirements files name through a
                          running pantry (default URL: the config's listen address).
@@ -257,9 +259,16 @@ int cmd_cache(const std::vector<std::string>& args) {
     if (!opt) throw usage_error{opt.error().message};
     return pantry::cli::run_warm(*opt);
   }
-  auto p = parse_args({args.begin() + 1, args.end()}, {"config", "data-dir"});
+  auto p = parse_args({args.begin() + 1, args.end()}, {"config", "data-dir", "grace"});
   if (!p.positional.empty()) {
     throw usage_error{"cache " + sub + " takes no argument " + p.positional[0]};
+  }
+  std::chrono::seconds grace = std::chrono::hours(1);
+  if (auto g = option(p, "grace")) {
+    if (sub != "gc") throw usage_error{"--grace is an option of cache gc only"};
+    auto d = config::parse_duration(*g);
+    if (!d) throw usage_error{"--grace: " + d.error().message};
+    grace = *d;
   }
   auto c = effective_config(p);
   if (!c) return fail(c.error());
@@ -319,6 +328,13 @@ int cmd_cache(const std::vector<std::string>& args) {
       }
       return fail(store.error());
     }
+    auto hosted = registry::oci::collect_hosted_garbage(**store, grace);
+    if (!hosted) return fail(hosted.error());
+    std::cout << "hosted: removed " << hosted->references_removed
+              << " blob references no manifest uses (uploaded over "
+              << config::format_duration(grace) << " ago); removed " << hosted->blobs_removed
+              << " blobs (" << human_bytes(hosted->bytes_removed) << "), unpinned "
+              << hosted->blobs_unpinned << "\n";
     // Opening as owner already removed orphans; gc() enforces the quota and reports.
     auto report = (*store)->gc();
     if (!report) return fail(report.error());

@@ -342,11 +342,23 @@ asio::awaitable<void> hosted_repos::manifest_delete(exchange& ex, const api_path
     }
     keys.push_back(tag_key(rk, api.reference));
   }
+  std::optional<cache::digest> unpin;
+  if (is_digest(api.reference)) unpin = cache::digest::parse(api.reference).value();
   auto removed = co_await detail::off_thread(blocking_, [&]() -> result<void> {
     for (const auto& k : keys) {
       auto r = store_->remove_entry(k);
       if (!r && !r.error().is(errc::not_found)) return r.error();
     }
+    if (!unpin) return {};
+    // A manifest no hosted repository holds any more is ordinary, evictable cache content.
+    bool used = false;
+    auto walked = store_->for_each_entry("oci/manifest/hosted/",
+                                         [&](std::string_view, const cache::entry& e) {
+                                           used = e.target == unpin;
+                                           return !used;
+                                         });
+    if (!walked) return walked.error();
+    if (!used) return store_->set_pinned(*unpin, false);
     return {};
   });
   if (!removed) {

@@ -8,6 +8,7 @@
 #include "respond.h"
 #include "upstream_auth.h"
 
+#include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
@@ -607,7 +608,39 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       next += "last=" + last + ">; rel=\"next\"";
       out.set(http::field::link, next);
     }
-    out.body() = std::move(*body);
+    // The spec wants lexical order; docker-registry sends its storage's order.
+    boost::system::error_code ec;
+    auto doc = boost::json::parse(*body, ec);
+    if (!ec && doc.is_object() && doc.as_object().contains("tags") &&
+        doc.as_object()["tags"].is_array()) {
+      auto& tags = doc.as_object()["tags"].as_array();
+      std::vector<std::string> names;
+      for (const auto& t : tags) {
+        if (t.is_string()) names.emplace_back(t.get_string());
+      }
+      std::sort(names.begin(), names.end());
+      // An upstream that ignores n and last (docker-registry 2.x) is paged here.
+      const std::string last = query_param(ex.request().target(), "last");
+      if (!last.empty()) {
+        names.erase(names.begin(), std::upper_bound(names.begin(), names.end(), last));
+      }
+      std::size_t n = names.size();
+      const std::string n_text = query_param(ex.request().target(), "n");
+      std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
+      if (names.size() > n && out.find(http::field::link) == out.end()) {
+        names.resize(n);
+        if (!names.empty()) {
+          out.set(http::field::link, "</v2/" + name + "/tags/list?n=" + std::to_string(n) +
+                                         "&last=" + names.back() + ">; rel=\"next\"");
+        }
+      }
+      tags.clear();
+      for (auto& t : names)
+        tags.emplace_back(t);
+      out.body() = boost::json::serialize(doc);
+    } else {
+      out.body() = std::move(*body);
+    }
     out.prepare_payload();
     co_await ex.respond(std::move(out));
   }

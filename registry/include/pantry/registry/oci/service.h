@@ -15,6 +15,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 
 namespace pantry::registry::oci {
@@ -33,5 +35,17 @@ class service {
   // Routes /v2/ of `srv` to this service.
   virtual void install(proxy::server& srv) = 0;
 };
+
+struct hosted_gc_report {
+  std::uint64_t references_removed = 0;  // blob entries of hosted repositories no manifest uses
+  std::uint64_t blobs_removed = 0;       // blobs nothing refers to any more
+  std::uint64_t bytes_removed = 0;
+  std::uint64_t blobs_unpinned = 0;  // still cached for a proxied name: now evictable by LRU
+};
+
+// Removes the blobs of hosted repositories that no manifest in that repository references and
+// that were uploaded more than `grace` ago (an image being pushed has its blobs before its
+// manifest). Owner mode only: run it with `pantry serve` stopped (`pantry cache gc`).
+result<hosted_gc_report> collect_hosted_garbage(cache::store& store, std::chrono::seconds grace);
 
 }  // namespace pantry::registry::oci

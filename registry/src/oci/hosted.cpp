@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -55,7 +56,8 @@ struct hosted_repos::upload {
   int fd = -1;
   std::uint64_t size = 0;
   cache::hasher hash;
-  bool busy = false;  // a request is adding to it now
+  std::atomic<bool> busy{false};  // a request is adding to it now
+  std::chrono::steady_clock::time_point touched = std::chrono::steady_clock::now();
 
   ~upload() {
     if (fd >= 0) ::close(fd);
@@ -379,6 +381,7 @@ std::shared_ptr<hosted_repos::upload> hosted_repos::find_upload(const std::strin
   std::lock_guard g(mutex_);
   auto it = uploads_.find(id);
   if (it == uploads_.end() || it->second->name != name) return nullptr;
+  it->second->touched = std::chrono::steady_clock::now();
   return it->second;
 }
 
@@ -524,6 +527,13 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
     }
     // Not mountable: an ordinary upload starts, as the spec says.
   }
+  {
+    // Uploads a client abandoned go after an idle hour.
+    std::lock_guard g(mutex_);
+    const auto cutoff = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    std::erase_if(uploads_,
+                  [&](const auto& kv) { return !kv.second->busy && kv.second->touched < cutoff; });
+  }
   auto u = std::make_shared<upload>();
   u->id = random_id();
   u->name = api.name;
@@ -559,11 +569,10 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
 
 asio::awaitable<void> hosted_repos::upload_patch(exchange& ex, const api_path& api) {
   auto u = find_upload(api.name, api.reference);
-  if (!u || u->busy) {
+  if (!u) {
     co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
-                       u ? "upload " + api.reference + " is busy with another request"
-                         : "no upload " + api.reference + " for " + api.name +
-                               "; start one with POST /v2/" + api.name + "/blobs/uploads/");
+                       "no upload " + api.reference + " for " + api.name +
+                           "; start one with POST /v2/" + api.name + "/blobs/uploads/");
     co_return;
   }
   // A Content-Range must continue where the upload is.
@@ -584,7 +593,11 @@ asio::awaitable<void> hosted_repos::upload_patch(exchange& ex, const api_path& a
       co_return;
     }
   }
-  u->busy = true;
+  if (u->busy.exchange(true)) {
+    co_await oci_error(ex, http::status::conflict, "BLOB_UPLOAD_INVALID",
+                       "upload " + api.reference + " is busy with another request");
+    co_return;
+  }
   const bool ok = co_await receive(ex, *u);
   u->busy = false;
   if (!ok) {
@@ -596,7 +609,7 @@ asio::awaitable<void> hosted_repos::upload_patch(exchange& ex, const api_path& a
 
 asio::awaitable<void> hosted_repos::upload_put(exchange& ex, const api_path& api) {
   auto u = find_upload(api.name, api.reference);
-  if (!u || u->busy) {
+  if (!u) {
     co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
                        "no upload " + api.reference + " for " + api.name);
     co_return;
@@ -607,7 +620,11 @@ asio::awaitable<void> hosted_repos::upload_put(exchange& ex, const api_path& api
                        "finish an upload with PUT …?digest=sha256:<hex>");
     co_return;
   }
-  u->busy = true;
+  if (u->busy.exchange(true)) {
+    co_await oci_error(ex, http::status::conflict, "BLOB_UPLOAD_INVALID",
+                       "upload " + api.reference + " is busy with another request");
+    co_return;
+  }
   const bool ok = co_await receive(ex, *u);
   u->busy = false;
   if (!ok) {

@@ -537,6 +537,23 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_await detail::serve_blob(ex, *reader, blob_type, extra);
       co_return;
     }
+    if (ex.request().method() == http::verb::head) {
+      // A HEAD needs no download: the size is known from the manifest or upstream's HEAD.
+      auto s = attribute(*known, kAttrSize);
+      std::uint64_t n = 0;
+      if (!s.empty() && std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) {
+        http::response_header<> h;
+        h.version(11);
+        h.result(http::status::ok);
+        for (const auto& f : extra)
+          h.set(f.name_string(), f.value());
+        h.set(http::field::content_type, kBlobType);
+        ex.set_outcome(cache_outcome::miss);
+        if (co_await ex.begin(std::move(h), n)) co_return;
+        co_await ex.end();
+        co_return;
+      }
+    }
     auto auth = co_await t.up->authorization(t.repo);
     if (!auth) {
       co_await oci_error(ex, http::status::bad_gateway, "UNAVAILABLE", auth.error().message);

@@ -189,8 +189,13 @@ int cmd_serve(const std::vector<std::string>& args) {
     auto st = store->get_stats();
     return st ? static_cast<double>(st->bytes) : 0.0;
   });
+  // Weak: the metrics outlive the server, and the flights hold the upstream client, whose
+  // pooled sockets must go before the server's io_contexts.
   metrics->gauge_fn("pantry_upstream_flights", "Upstream fetches running now",
-                    [flights] { return static_cast<double>(flights->size()); });
+                    [weak = std::weak_ptr<proxy::flight_table>(flights)] {
+                      auto f = weak.lock();
+                      return f ? static_cast<double>(f->size()) : 0.0;
+                    });
 
   auto st = store->get_stats();
   if (!st) return fail(st.error());

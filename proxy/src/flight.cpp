@@ -55,6 +55,10 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
     std::lock_guard g(mutex_);
     return phase_ == phase::verified;
   }
+  flight_refusal refusal() {
+    std::lock_guard g(mutex_);
+    return refusal_;
+  }
 
  private:
   enum class phase { connecting, streaming, verified, failed };
@@ -77,6 +81,7 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   std::mutex mutex_;
   phase phase_ = phase::connecting;  // guarded by mutex_
   std::optional<error> error_;       // guarded by mutex_
+  flight_refusal refusal_;           // guarded by mutex_
   flight_head head_;                 // guarded by mutex_
   std::uint64_t received_ = 0;       // guarded by mutex_
   std::uint64_t committed_ = 0;      // guarded by mutex_
@@ -166,6 +171,11 @@ asio::awaitable<void> flight::impl::run() {
   }
   response res = std::move(*sent);
   if (res.status() != 200) {
+    {
+      std::lock_guard g(mutex_);
+      refusal_.status = res.status();
+      refusal_.retry_after = std::string(res.headers()[http::field::retry_after]);
+    }
     bool gone = res.status() == 404 || res.status() == 410;
     fail(error(gone ? errc::not_found : errc::io_error,
                "upstream answered " + std::to_string(res.status()) + " for GET " + url));
@@ -341,6 +351,10 @@ asio::awaitable<result<std::size_t>> flight::impl::read(std::uint64_t offset,
 
 bool flight::verified() const {
   return impl_->verified();
+}
+
+flight_refusal flight::refusal() const {
+  return impl_->refusal();
 }
 
 asio::awaitable<result<flight_head>> flight::wait_head() {

@@ -994,8 +994,13 @@ server_impl::server_impl(const server_options& opt, std::shared_ptr<metrics_regi
 }
 
 server_impl::~server_impl() {
-  std::lock_guard lock(conns_mutex_);
-  destroying_ = true;
+  {
+    std::lock_guard lock(conns_mutex_);
+    destroying_ = true;
+  }
+  // The handlers hold the services, and they the upstream client with its pooled sockets on
+  // these contexts: let them go while the contexts still exist.
+  routes_.clear();
 }
 
 result<void> server_impl::listen() {

@@ -41,6 +41,13 @@ struct flight_head {
   std::string content_type;
 };
 
+// An upstream's answer that failed a flight before any body byte: its status (0 when the flight
+// did not fail that way) and its Retry-After.
+struct flight_refusal {
+  unsigned status = 0;
+  std::string retry_after;
+};
+
 // A reader's handle on one flight. Cheap to copy.
 class flight {
  public:
@@ -61,6 +68,10 @@ class flight {
   // True once the body is verified and committed: from then on a reader can serve the rest
   // from the cache like any hit (straight from the map) instead of through read().
   bool verified() const;
+
+  // Once wait_head() failed: the upstream status that failed it, if it was one (a protocol
+  // decides what 401 or 429 means to its client).
+  flight_refusal refusal() const;
 
  private:
   std::shared_ptr<impl> impl_;

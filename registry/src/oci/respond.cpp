@@ -49,7 +49,13 @@ asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
   api_headers(extra);
   extra.set("Docker-Content-Digest", e.target->str());
   if (by_tag) extra.set(http::field::cache_control, "no-cache");
-  if (!warning.empty()) extra.set(http::field::warning, "110 pantry \"" + warning + "\"");
+  if (!warning.empty()) {
+    // A quoted-string: no quotes, backslashes or control characters from error messages.
+    for (char& c : warning) {
+      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    }
+    extra.set(http::field::warning, "110 pantry \"" + warning + "\"");
+  }
   co_await detail::serve_blob(ex, *reader, e.content_type, extra);
 }
 

@@ -281,14 +281,11 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     if (usable) {
       // Past tag_ttl: a HEAD tells whether the tag still points at the cached digest (and
       // Docker Hub does not count HEADs against its pull limit).
-      auto check = co_await head_manifest(t, ref, accept_lines);
+      bool joined = false;
+      auto check = co_await revalidate(t, ref, accept_lines, *cached, joined);
       if (check.entry && check.entry->target == cached->target) {
-        cache::entry e = *cached;
-        e.fetched_at = clock::now();
-        e.expires_at = e.fetched_at + cfg_.tag_ttl;
-        co_await off_thread([&] { return store_->put_entry(key, e); });
-        ex.set_outcome(cache_outcome::revalidated);
-        co_await serve_manifest(ex, *store_, e, true);
+        ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::revalidated);
+        co_await serve_manifest(ex, *store_, *check.entry, true);
         co_return;
       }
       if (check.upstream_failed) {
@@ -364,12 +361,42 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     return a;
   }
 
+  // Asks upstream, once for every client that asks at the same time with the same Accept,
+  // whether an expired tag still points at the cached manifest; if it does, the tag's entry is
+  // renewed for another tag_ttl and returned.
+  asio::awaitable<manifest_answer> revalidate(const target& t, const std::string& ref,
+                                              const std::vector<std::string_view>& accept,
+                                              const cache::entry& cached, bool& joined) {
+    std::string key = "head " + t.key_prefix + " " + ref;
+    for (auto v : accept) {
+      key += '\n';
+      key += v;
+    }
+    auto self = shared_from_this();
+    http::fields headers = accept_fields(accept);
+    std::function<asio::awaitable<manifest_answer>()> fn =
+        [self, t, ref, headers, cached]() -> asio::awaitable<manifest_answer> {
+      auto check = co_await self->head_manifest(t, ref, headers);
+      if (check.entry && check.entry->target == cached.target) {
+        cache::entry e = cached;
+        e.fetched_at = clock::now();
+        e.expires_at = e.fetched_at + self->cfg_.tag_ttl;
+        const std::string k = tag_key(t.key_prefix, ref);
+        co_await self->off_thread([&] { return self->store_->put_entry(k, e); });
+        check.entry = e;
+      }
+      co_return check;
+    };
+    auto a = co_await revalidations_.run(key, std::move(fn), joined);
+    co_return a;
+  }
+
   // HEAD of a tag upstream: the entry it returns has only target and content_type.
   asio::awaitable<manifest_answer> head_manifest(const target& t, const std::string& ref,
-                                                 const std::vector<std::string_view>& accept) {
+                                                 http::fields headers) {
     count_upstream(t);
     auto res = co_await t.up->send(http::verb::head, "/v2/" + t.repo + "/manifests/" + ref, t.repo,
-                                   accept_fields(accept));
+                                   headers);
     if (!res) co_return unreachable(res.error());
     if (res->status() != 200) {
       co_return failure(t, "manifest " + t.repo + ":" + ref, *res, "MANIFEST_UNKNOWN");
@@ -554,26 +581,60 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         co_return;
       }
     }
-    auto auth = co_await t.up->authorization(t.repo);
-    if (!auth) {
-      co_await oci_error(ex, http::status::bad_gateway, "UNAVAILABLE", auth.error().message);
-      co_return;
-    }
-    proxy::fetch_spec spec;
-    spec.req.url = t.up->upstream().url + "/v2/" + t.repo + "/blobs/" + ref;
-    spec.req.headers.set(http::field::accept_encoding, "identity");
-    if (!auth->empty()) spec.req.headers.set(http::field::authorization, *auth);
-    spec.req.tls.ca_file = t.up->upstream().ca_file;
-    spec.id = id;
-    spec.media_type = std::string(kBlobType);
+    std::optional<std::uint64_t> size;
     if (auto s = attribute(*known, kAttrSize); !s.empty()) {
       std::uint64_t n = 0;
-      if (std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) spec.size = n;
+      if (std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) size = n;
     }
-    bool joined = false;
-    auto fl = flights_->join(spec, co_await asio::this_coro::executor, joined);
-    if (!joined) count_upstream(t);
-    ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::miss);
+    proxy::flight fl;
+    // Twice at most: a token the upstream refuses before it should expire (a revoked or
+    // rotated key) is renewed once.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto auth = co_await t.up->authorization(t.repo);
+      if (!auth) {
+        co_await oci_error(ex, http::status::bad_gateway, "UNAVAILABLE", auth.error().message);
+        co_return;
+      }
+      proxy::fetch_spec spec;
+      spec.req.url = t.up->upstream().url + "/v2/" + t.repo + "/blobs/" + ref;
+      spec.req.headers.set(http::field::accept_encoding, "identity");
+      if (!auth->empty()) spec.req.headers.set(http::field::authorization, *auth);
+      spec.req.tls.ca_file = t.up->upstream().ca_file;
+      spec.id = id;
+      spec.media_type = std::string(kBlobType);
+      spec.size = size;
+      bool joined = false;
+      fl = flights_->join(spec, co_await asio::this_coro::executor, joined);
+      if (!joined) count_upstream(t);
+      ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::miss);
+      auto head = co_await fl.wait_head();
+      if (head) break;
+      const auto refusal = fl.refusal();
+      if (refusal.status == 401 && attempt == 0 && !auth->empty()) {
+        t.up->forget_token(t.repo);
+        continue;
+      }
+      if (refusal.status == 0 || refusal.status == 404 || refusal.status == 410) break;
+      // What the upstream's refusal means for the client, as for manifests.
+      manifest_answer a;
+      const std::string who = t.up->upstream().name + " (" + t.up->upstream().url + ")";
+      if (refusal.status == 401 || refusal.status == 403) {
+        a.status = http::status::not_found;
+        a.code = "NAME_UNKNOWN";
+        a.message = who + " refused blob " + ref + " of " + t.repo + " (" +
+                    std::to_string(refusal.status) +
+                    "): the repository does not exist or needs credentials";
+      } else if (refusal.status == 429) {
+        a.status = http::status::too_many_requests;
+        a.code = "TOOMANYREQUESTS";
+        a.message = who + " is rate-limiting pantry (429) for blob " + ref;
+        a.retry_after = refusal.retry_after;
+      } else {
+        break;  // 5xx and the rest: 502 with the flight's message, below
+      }
+      co_await answer_failure(ex, a);
+      co_return;
+    }
     detail::error_responder on_error = [](exchange& x, http::status s,
                                           std::string message) -> asio::awaitable<void> {
       std::string code = s == http::status::not_found ? "BLOB_UNKNOWN" : "UNAVAILABLE";
@@ -671,6 +732,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   const pantry_auth auth_;
   hosted_repos hosted_;
   detail::coalescer<manifest_answer> manifests_;
+  detail::coalescer<manifest_answer> revalidations_;
 };
 
 }  // namespace

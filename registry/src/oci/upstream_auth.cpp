@@ -42,6 +42,11 @@ std::uint64_t upstream_auth::token_requests() const {
   return token_requests_;
 }
 
+void upstream_auth::forget_token(const std::string& repo) {
+  std::lock_guard g(mutex_);
+  tokens_.erase(pull_scope(repo));
+}
+
 std::string upstream_auth::basic_value() const {
   if (up_.username.empty()) return {};
   return proxy::basic_authorization(up_.username, up_.password);

@@ -41,6 +41,9 @@ class upstream_auth {
   // upstream is known to want one and none is cached. For a flight's request.
   boost::asio::awaitable<result<std::string>> authorization(std::string repo);
 
+  // Drops the cached token for `repo`, after the upstream refused it.
+  void forget_token(const std::string& repo);
+
   // Token requests sent so far (for tests and metrics).
   std::uint64_t token_requests() const;
 

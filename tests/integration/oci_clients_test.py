@@ -1,0 +1,778 @@
+#!/usr/bin/python3
+"""Real container clients pull through pantry's registry proxy (/v2/).
+
+A docker-registry started here (tests/fixtures/oci_registry.py) holds images built offline
+(tests/fixtures/make_oci_images.py); pantry proxies it twice: as `docker.io` (also the default
+upstream) and as `registry.example`, the second registry that clients reach as a mirror under
+`pantry/registry.example/...` (podman, skopeo), by containerd's `?ns=registry.example`, or as
+`PANTRY/registry.example/NAME` (docker, which mirrors only Docker Hub).
+
+  podman      [[registry.mirror]] in a registries.conf of the test's own; pull, inspect, run
+  dockerd     started here with "registry-mirrors" and "insecure-registries"; pull, run
+  containerd  started here; ctr images pull --hosts-dir (hosts.toml per registry); ctr run
+  skopeo      the podman registries.conf (--registries-conf); copy and inspect
+
+Then the upstream is stopped, every client's storage is wiped, and everything is pulled (and
+run) again: it must all come from pantry's cache (oci.tag_ttl is 1s, so tags are served stale).
+
+Run by ctest with the pantry binary as the first argument:
+    tests/integration/oci_clients_test.py build/asan/cli/pantry
+KEEP=1 keeps the temp dir (configs, logs of pantry, docker-registry, dockerd, containerd).
+Needs root and the Debian packages podman, docker.io, containerd, runc (listed in
+scripts/debian-packages.txt); a client whose binary is missing is skipped, saying so.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import make_oci_images as moi  # noqa: E402
+import oci_registry  # noqa: E402
+from nginx_pypi import die_with_parent  # noqa: E402
+from pantry_serve import Pantry  # noqa: E402
+
+PANTRY = None
+# Debian's binaries by path: a machine may have other builds earlier on PATH (e.g. a
+# /usr/local/bin/docker that is not Debian's).
+PODMAN = "/usr/bin/podman"
+DOCKER = "/usr/bin/docker"
+DOCKERD = "/usr/sbin/dockerd"
+CONTAINERD = "/usr/bin/containerd"
+CTR = "/usr/bin/ctr"
+SKOPEO = "/usr/bin/skopeo"
+RUNC = "/usr/sbin/runc"
+UMOUNT = "/bin/umount"
+CMD_TIMEOUT = 120
+
+# pantry's access log: "[time] [info] 127.0.0.1:43802 GET /v2/x/manifests/1.36 200 349 21.477 MISS"
+PANTRY_LINE = re.compile(r"\] \[info\] (?P<peer>\S+) (?P<method>\S+) (?P<target>\S+) "
+                         r"(?P<status>\d{3}) (?P<bytes>\d+) (?P<ms>[\d.]+) (?P<outcome>\S+)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# processes, mounts, files
+# ---------------------------------------------------------------------------------------------
+
+class CommandFailed(AssertionError):
+    pass
+
+
+def run(cmd, env=None, timeout=CMD_TIMEOUT, check=True, context=""):
+    """subprocess.run with text output; a failure (or timeout) raises CommandFailed with the
+    command, its output and CONTEXT (a callable or a string: pantry's log tail, say)."""
+    try:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise CommandFailed(f"{' '.join(cmd)}: no answer within {timeout} s\nstdout: "
+                            f"{e.stdout}\nstderr: {e.stderr}\n{_context(context)}") from None
+    if check and r.returncode != 0:
+        raise CommandFailed(f"{' '.join(cmd)} failed ({r.returncode}):\nstdout: {r.stdout}\n"
+                            f"stderr: {r.stderr}\n{_context(context)}")
+    return r
+
+
+def _context(context):
+    return context() if callable(context) else context
+
+
+def mounts_under(path):
+    """Mount points at or below PATH, deepest first (from /proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = line.split()[4].encode().decode("unicode_escape")
+            if mount_point == path or mount_point.startswith(path + "/"):
+                found.append(mount_point)
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def unmount_all(path):
+    """Unmount whatever a client left mounted under PATH; returns what was mounted."""
+    left = mounts_under(path)
+    for mount_point in left:
+        if subprocess.run([UMOUNT, mount_point], capture_output=True).returncode != 0:
+            subprocess.run([UMOUNT, "-l", mount_point], capture_output=True)
+    return left
+
+
+def pids_mentioning(path):
+    """Processes whose command line names PATH (a daemon's shims, say), not this one."""
+    pids = []
+    needle = os.path.realpath(path).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def kill_strays(path):
+    """SIGKILL every process still naming PATH (only processes this test started do: PATH is
+    its own temp dir); returns their pids."""
+    pids = pids_mentioning(path)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def wipe(path):
+    """Remove PATH after unmounting anything under it."""
+    unmount_all(path)
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(path):
+        raise AssertionError(f"cannot remove {path}: {mounts_under(path)} still mounted")
+
+
+def tail(path, lines=30):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError as e:
+        return f"({path}: {e})"
+
+
+def client_env(**extra):
+    """The environment for clients and daemons: no proxy settings from the machine (pantry is
+    on 127.0.0.1), plus EXTRA."""
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+           and not k.startswith(("DOCKER_", "CONTAINERS_", "CONTAINERD_", "REGISTRY_AUTH"))}
+    env.update(extra)
+    return env
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Daemon:
+    """A server the test starts (dockerd, containerd), its output in a log file; stop() sends
+    SIGTERM, then SIGKILL, and kills whatever it left running under its directory."""
+
+    def __init__(self, name, cmd, workdir, ready, timeout=60):
+        self.name, self.cmd, self.workdir = name, cmd, workdir
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=client_env(),
+                                            preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.process.returncode}:\n{self.tail()}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{name} not ready within {timeout} s:\n{self.tail()}")
+            time.sleep(0.1)
+
+    def tail(self, lines=30):
+        return tail(self.log_path, lines)
+
+    def stop(self, timeout=30):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return kill_strays(self.workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# the test
+# ---------------------------------------------------------------------------------------------
+
+class OciClientsTest(unittest.TestCase):
+    """Ordered: test_a..d pull with the upstream up (each client from empty storage), test_z
+    with it down. test_z pulls with the upstream up first for a client whose test did not run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cleanups = []  # run in reverse by tearDownClass, whatever failed
+        cls.work = tempfile.mkdtemp(prefix="pantry-oci-clients-test-")
+        try:
+            cls._set_up()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _set_up(cls):
+        started = time.monotonic()
+        images = moi.build(os.path.join(cls.work, "images"))["images"]
+        cls.registry = oci_registry.Registry("open", os.path.join(cls.work, "registry"))
+        cls.cleanups.append(cls.registry.close)
+        reg = cls.registry
+        # name as clients write it -> (upstream name, repository upstream, built image)
+        cls.images = {
+            # An OCI image manifest (umoci's, without mediaType) on Docker Hub's library/.
+            "busybox": ("docker.io", "library/busybox:1.36", images["busybox"]),
+            # A Docker manifest list of two schema 2 images, as most of Docker Hub is.
+            "app": ("docker.io", "team/app:2.0", images["multi_schema2"]),
+            # An OCI index on the second registry.
+            "multi": ("registry.example", "team/multi:1.0", images["multi"]),
+        }
+        for _, repo_tag, image in cls.images.values():
+            pushed = reg.push(image["layout"], image["tag"], repo_tag)
+            assert pushed == image["digest"], (repo_tag, pushed, image["digest"])
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), "http://127.0.0.1:9/simple/",
+                            upstream_timeouts="connect_timeout: 2s, header_timeout: 10s, "
+                                              "idle_timeout: 10s",
+                            oci=f"""  default_upstream: docker.io
+  upstreams:
+    - {{ name: docker.io, url: "{reg.url}" }}
+    - {{ name: registry.example, url: "{reg.url}" }}
+  tag_ttl: 1s
+""")
+        cls.cleanups.append(cls.stop_pantry)
+        cls.port = cls.pantry.port
+        cls.host = f"127.0.0.1:{cls.port}"
+        cls.pulled = set()  # clients that pulled everything with the upstream up
+        cls.timings = {"setup": time.monotonic() - started}
+
+    @classmethod
+    def stop_pantry(cls):
+        code = cls.pantry.stop()
+        if code not in (0, None):
+            # Reported by tearDownClass: a crash at shutdown (ASan, say) is a pantry bug.
+            with open(cls.pantry.log_path, errors="replace") as f:
+                lines = f.readlines()
+            start = next((i for i, line in enumerate(lines) if "ERROR: AddressSanitizer" in line
+                          or "runtime error:" in line), max(0, len(lines) - 40))
+            report = [line[:300] for line in lines[start:start + 40]]
+            report += [line for line in lines[start + 40:] if line.startswith("SUMMARY:")]
+            cls.pantry_exit = (code, "".join(report))
+
+    @classmethod
+    def tearDownClass(cls):
+        errors = []
+        for cleanup in reversed(cls.cleanups):
+            try:
+                cleanup()
+            except Exception as e:  # keep cleaning
+                errors.append(f"{cleanup}: {e!r}")
+        cls.cleanups = []
+        left = mounts_under(cls.work)
+        if left:
+            unmount_all(cls.work)
+        strays = kill_strays(cls.work)
+        if os.environ.get("KEEP"):
+            print(f"\nkept {cls.work}", file=sys.stderr)
+        else:
+            shutil.rmtree(cls.work, ignore_errors=True)
+        timings = {k: round(v, 1) for k, v in getattr(cls, "timings", {}).items()}
+        print(f"\ntimings (s): {json.dumps(timings)}", file=sys.stderr)
+        exit_info = getattr(cls, "pantry_exit", None)
+        if left:
+            errors.append(f"mounts left under {cls.work}: {left}")
+        if strays:
+            errors.append(f"processes left running (killed): {strays}")
+        if exit_info:
+            errors.append(f"pantry exited with {exit_info[0]}:\n{exit_info[1]}")
+        if errors:
+            raise AssertionError("after the tests: " + "\n".join(errors))
+
+    # -- helpers --
+
+    def path(self, *parts):
+        return os.path.join(self.work, *parts)
+
+    def context(self):
+        """What a failing assertion prints besides its values: pantry's log tail."""
+        return (f"--- pantry log tail ({self.pantry.log_path}):\n{self.pantry.tail(40)}"
+                f"--- docker-registry access log tail:\n{tail(self.registry.access_log, 10)}")
+
+    def cmd(self, cmd, env=None, timeout=CMD_TIMEOUT, extra=lambda: ""):
+        return run(cmd, env=env or client_env(), timeout=timeout,
+                   context=lambda: extra() + self.context())
+
+    def need(self, *binaries):
+        missing = [b for b in binaries if not os.access(b, os.X_OK)]
+        if missing:
+            self.skipTest(f"{', '.join(missing)} not installed (Debian packages in "
+                          "scripts/debian-packages.txt)")
+
+    def pantry_lines(self):
+        """pantry's log, once it has not grown for 50 ms (it logs a request after answering)."""
+        size = -1
+        while size != os.path.getsize(self.pantry.log_path):
+            size = os.path.getsize(self.pantry.log_path)
+            time.sleep(0.05)
+        with open(self.pantry.log_path, errors="replace") as f:
+            return f.readlines()
+
+    def pantry_requests(self, since=0):
+        """pantry's access log entries from line SINCE on: dicts method, target, path, query,
+        status, outcome."""
+        entries = []
+        lines = self.pantry_lines()
+        for line in lines[since:]:
+            m = PANTRY_LINE.search(line.rstrip("\n"))
+            if m:
+                e = m.groupdict()
+                e["status"] = int(e["status"])
+                e["path"], _, e["query"] = e["target"].partition("?")
+                entries.append(e)
+        return entries
+
+    def pantry_mark(self):
+        """The number of log lines so far: pass it as since= to see only what follows."""
+        return len(self.pantry_lines())
+
+    def expected(self, name):
+        """(top manifest digest, linux/amd64 config digest, {blob: size} of linux/amd64)."""
+        image = self.images[name][2]
+        amd64 = image["manifests"]["linux/amd64"] if "manifests" in image else image
+        blobs = {amd64["config"]["digest"]: amd64["config"]["size"]}
+        blobs.update({layer["digest"]: layer["size"] for layer in amd64["layers"]})
+        return image["digest"], amd64["config"]["digest"], blobs
+
+    def repo(self, name, ns=False):
+        """(repository, tag) of image NAME in the /v2/ paths a client sends pantry: a mirror of
+        the second registry is under its name, unless the client says it with ?ns= (containerd)."""
+        upstream, repo_tag, _ = self.images[name]
+        repo, tag = repo_tag.split(":")
+        return (repo if upstream == "docker.io" or ns else f"{upstream}/{repo}"), tag
+
+    def check_through_pantry(self, client, since, names, ns=False):
+        """Since pantry log line SINCE: every /v2/ answer was 2xx; each image of NAMES had its
+        tag asked for under its repository (see repo()), with ?ns=<registry> on every request
+        when NS; every blob of their linux/amd64 images was fetched (a client fetches a blob
+        it already has from another image once). Returns the /v2/ requests."""
+        requests = [e for e in self.pantry_requests(since) if e["path"].startswith("/v2/")]
+        shown = "\n".join(f"  {e['method']} {e['target']} {e['status']} {e['outcome']}"
+                          for e in requests)
+        self.assertTrue(requests, f"{client}: no /v2/ request reached pantry\n{self.context()}")
+        failed = [e for e in requests if e["status"] >= 300]
+        self.assertEqual(failed, [], f"{client}: pantry answered these with errors:\n{shown}\n"
+                                     f"{self.context()}")
+        asked = {e["path"] for e in requests}
+        for name in names:
+            repo, tag = self.repo(name, ns)
+            self.assertIn(f"/v2/{repo}/manifests/{tag}", asked, f"{client}: {name} not pulled "
+                                                               f"as {repo}:{tag}:\n{shown}")
+            if ns:
+                upstream = self.images[name][0]
+                wrong = [e["target"] for e in requests if e["path"].startswith(f"/v2/{repo}/")
+                         and e["query"] != f"ns={upstream}"]
+                self.assertEqual(wrong, [], f"{client}: requests for {name} without ?ns={upstream}")
+        fetched = {e["path"].rsplit("/", 1)[1] for e in requests
+                   if e["method"] == "GET" and "/blobs/" in e["path"]}
+        wanted = set()
+        for name in names:
+            wanted |= set(self.expected(name)[2])
+        self.assertEqual(wanted - fetched, set(),
+                         f"{client}: blobs never fetched from pantry:\n{shown}")
+        return requests
+
+    def check_upstream_blob_gets_once(self):
+        """However many clients pulled, pantry fetched each blob from the upstream once."""
+        counts = {}
+        for e in self.registry.entries():
+            if e["method"] == "GET" and "/blobs/" in e["path"] and e["status"] == 200:
+                digest = e["path"].rsplit("/", 1)[1]
+                counts[digest] = counts.get(digest, 0) + 1
+        twice = {d: n for d, n in counts.items() if n > 1}
+        log = [(e["method"], e["uri"]) for e in self.registry.entries()]
+        self.assertEqual(twice, {}, f"blobs pantry fetched more than once from the upstream: {log}")
+
+    def check_run(self, client, out, expected):
+        self.assertEqual(out.strip(), expected, f"{client}: the container printed {out!r}")
+
+    # ---- podman (and skopeo: same registries.conf) ----
+
+    def podman_env(self):
+        d = self.path("podman")
+        if not os.path.exists(os.path.join(d, "registries.conf")):
+            write(os.path.join(d, "registries.conf"), f"""\
+unqualified-search-registries = ["docker.io"]
+short-name-mode = "permissive"
+
+# Docker Hub through pantry: pantry proxies docker.io at its root.
+[[registry]]
+prefix = "docker.io"
+location = "docker.io"
+[[registry.mirror]]
+location = "{self.host}"
+insecure = true
+
+# Another registry through pantry: under its name.
+[[registry]]
+prefix = "registry.example"
+location = "registry.example"
+[[registry.mirror]]
+location = "{self.host}/registry.example"
+insecure = true
+""")
+            # Root lacks CAP_SYS_RESOURCE and nofile's hard limit is 20000: podman's default
+            # ulimits fail with EPERM. crun refuses cgroups v1 "hybrid" mode: runc. No systemd.
+            write(os.path.join(d, "containers.conf"), f"""\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+netns = "none"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "{d}/tmp"
+image_copy_tmp_dir = "{d}/tmp"
+[network]
+network_config_dir = "{d}/networks"
+""")
+            write(os.path.join(d, "storage.conf"), f"""\
+[storage]
+driver = "overlay"
+graphroot = "{d}/root"
+runroot = "{d}/run"
+""")
+            write(os.path.join(d, "auth.json"), "{}")
+        os.makedirs(f"{d}/xdg", mode=0o700, exist_ok=True)
+        os.makedirs(f"{d}/tmp", exist_ok=True)
+        return client_env(CONTAINERS_CONF=f"{d}/containers.conf",
+                          CONTAINERS_REGISTRIES_CONF=f"{d}/registries.conf",
+                          CONTAINERS_STORAGE_CONF=f"{d}/storage.conf", XDG_RUNTIME_DIR=f"{d}/xdg",
+                          REGISTRY_AUTH_FILE=f"{d}/auth.json", TMPDIR=f"{d}/tmp")
+
+    def podman(self, *args, timeout=CMD_TIMEOUT):
+        d = self.path("podman")
+        env = self.podman_env()
+        # runc's container state under the temp dir too (else /run/runc/<id>).
+        return self.cmd([PODMAN, "--root", f"{d}/root", "--runroot", f"{d}/run",
+                         "--storage-driver", "overlay", "--runtime-flag", f"root={d}/run/runc",
+                         *args], env=env, timeout=timeout).stdout
+
+    def podman_pull_all(self):
+        refs = {"busybox": "docker.io/library/busybox:1.36", "app": "docker.io/team/app:2.0",
+                "multi": "registry.example/team/multi:1.0"}
+        since = self.pantry_mark()
+        for name, ref in refs.items():
+            image_id = self.podman("pull", "--quiet", ref).strip().splitlines()[-1]
+            digest, config, _ = self.expected(name)
+            self.assertEqual("sha256:" + image_id, config, f"podman pull {ref}: image ID")
+            # app's and multi's linux/amd64 images are one image (same config): its
+            # RepoDigests name both; "Digest" is the first pull's.
+            got = json.loads(self.podman("image", "inspect", ref))[0]
+            self.assertIn(f"{ref.rsplit(':', 1)[0]}@{digest}", got["RepoDigests"],
+                          f"podman image inspect {ref}")
+        self.check_through_pantry("podman", since, list(refs))
+        self.check_run("podman", self.podman("run", "--rm", "--network", "none",
+                                             refs["busybox"], "echo", "hi"), "hi")
+        self.check_run("podman", self.podman("run", "--rm", "--network", "none", refs["multi"],
+                                             "cat", "/etc/platform"), "linux/amd64")
+
+    def test_a_podman(self):
+        self.need(PODMAN, RUNC)
+        started = time.monotonic()
+        self.podman_pull_all()
+        self.pulled.add("podman")
+        self.timings["podman"] = time.monotonic() - started
+
+    # ---- dockerd ----
+
+    def dockerd_start(self):
+        d = self.path("docker")
+        sock = f"{d}/docker.sock"
+        config = write(f"{d}/daemon.json", json.dumps({
+            "data-root": f"{d}/data", "exec-root": f"{d}/exec", "pidfile": f"{d}/docker.pid",
+            "hosts": [f"unix://{sock}"],
+            "iptables": False, "ip6tables": False, "ip-forward": False, "ip-masq": False,
+            "bridge": "none", "storage-driver": "overlay2",
+            # Docker Hub through pantry (dockerd falls back to Hub when a mirror fails: here
+            # that shows as a failed pull, Hub is unreachable); pantry answers plain HTTP.
+            "registry-mirrors": [f"http://{self.host}"],
+            "insecure-registries": [self.host],
+            # dockerd 20.10 writes its trust key to /etc/docker/key.json unless told.
+            "deprecated-key-path": f"{d}/key.json",
+        }, indent=2))
+        os.makedirs(f"{d}/cli", exist_ok=True)
+        self.docker_env = client_env(DOCKER_CONFIG=f"{d}/cli", DOCKER_HOST=f"unix://{sock}")
+
+        def ready():
+            return os.path.exists(sock) and run([DOCKER, "version"], env=self.docker_env,
+                                                check=False, timeout=10).returncode == 0
+        # dockerd starts and manages a containerd of its own (under exec-root and data-root).
+        daemon = Daemon("dockerd", [DOCKERD, "--config-file", config], d, ready)
+        type(self).dockerd = daemon
+        self.cleanups.append(self.dockerd_stop)
+        return daemon
+
+    @classmethod
+    def dockerd_stop(cls):
+        daemon = getattr(cls, "dockerd", None)
+        if daemon is None:
+            return
+        cls.dockerd = None
+        strays = daemon.stop()
+        # dockerd unmounts its layers when it stops; anything left is a leak to report.
+        left = unmount_all(daemon.workdir)
+        if strays or left:
+            raise AssertionError(f"dockerd left processes {strays} and mounts {left}")
+
+    def docker(self, *args, timeout=CMD_TIMEOUT):
+        return self.cmd([DOCKER, *args], env=self.docker_env, timeout=timeout,
+                        extra=lambda: f"--- dockerd log tail:\n{self.dockerd.tail(15)}").stdout
+
+    def docker_pull_all(self):
+        # Docker Hub names go to the mirror; other registries' images are pulled from pantry
+        # by its address (dockerd mirrors only Docker Hub).
+        refs = {"busybox": "busybox:1.36", "app": "team/app:2.0",
+                "multi": f"{self.host}/registry.example/team/multi:1.0"}
+        since = self.pantry_mark()
+        for name, ref in refs.items():
+            self.docker("pull", "--quiet", ref)
+            digest, config, _ = self.expected(name)
+            got = json.loads(self.docker("image", "inspect", ref))[0]
+            self.assertEqual(got["Id"], config, f"docker image inspect {ref}: {got}")
+            self.assertIn(f"{ref.rsplit(':', 1)[0]}@{digest}", got["RepoDigests"],
+                          f"docker image inspect {ref}")
+        self.check_through_pantry("docker", since, list(refs))
+        self.check_run("docker", self.docker("run", "--rm", "--network", "none", "busybox:1.36",
+                                             "echo", "hi"), "hi")
+        self.check_run("docker", self.docker("run", "--rm", "--network", "none", refs["multi"],
+                                             "cat", "/etc/platform"), "linux/amd64")
+
+    def test_b_dockerd(self):
+        self.need(DOCKERD, DOCKER, CONTAINERD, RUNC)
+        started = time.monotonic()
+        if not getattr(self, "dockerd", None):
+            self.dockerd_start()
+        self.timings["dockerd start"] = time.monotonic() - started
+        self.docker_pull_all()
+        self.pulled.add("docker")
+        self.timings["docker"] = time.monotonic() - started
+
+    # ---- containerd ----
+
+    def containerd_start(self):
+        d = self.path("containerd")
+        sock = f"{d}/containerd.sock"
+        config = write(f"{d}/config.toml", f"""\
+version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+""")
+        # One hosts.toml per registry: pull and resolve through pantry over plain HTTP.
+        # containerd adds ?ns=<registry> to mirror requests, which pantry routes on.
+        for registry, server in (("docker.io", "https://registry-1.docker.io"),
+                                 ("registry.example", "https://registry.example")):
+            write(f"{d}/certs.d/{registry}/hosts.toml", f"""\
+server = "{server}"
+
+[host."http://{self.host}"]
+  capabilities = ["pull", "resolve"]
+""")
+        self.ctr_base = [CTR, "--address", sock, "--namespace", "pantry-test"]
+
+        def ready():
+            return os.path.exists(sock) and run([*self.ctr_base, "version"], env=client_env(),
+                                                check=False, timeout=10).returncode == 0
+        daemon = Daemon("containerd", [CONTAINERD, "--config", config], d, ready)
+        type(self).containerd = daemon
+        self.cleanups.append(self.containerd_stop)
+        return daemon
+
+    @classmethod
+    def containerd_stop(cls):
+        daemon = getattr(cls, "containerd", None)
+        if daemon is None:
+            return
+        cls.containerd = None
+        strays = daemon.stop()
+        left = unmount_all(daemon.workdir)
+        if strays or left:
+            raise AssertionError(f"containerd left processes {strays} and mounts {left}")
+
+    def ctr(self, *args, timeout=CMD_TIMEOUT):
+        extra = lambda: f"--- containerd log tail:\n{self.containerd.tail(15)}"  # noqa: E731
+        return self.cmd([*self.ctr_base, *args], timeout=timeout, extra=extra).stdout
+
+    def ctr_images(self):
+        """{ref: digest} of `ctr images ls`."""
+        lines = self.ctr("images", "ls").splitlines()[1:]
+        return {line.split()[0]: line.split()[2] for line in lines if line.strip()}
+
+    def containerd_pull_all(self):
+        hosts_dir = self.path("containerd", "certs.d")
+        refs = {"busybox": "docker.io/library/busybox:1.36", "app": "docker.io/team/app:2.0",
+                "multi": "registry.example/team/multi:1.0"}
+        since = self.pantry_mark()
+        for ref in refs.values():
+            self.ctr("images", "pull", "--hosts-dir", hosts_dir, ref)
+        self.check_through_pantry("containerd", since, list(refs), ns=True)
+        got = self.ctr_images()
+        self.assertEqual(got, {ref: self.expected(name)[0] for name, ref in refs.items()},
+                         "ctr images ls")
+        # ctr run: its own network namespace with only loopback; fifos and runc's state in the
+        # temp dir (by default /run/containerd/fifo and /run/containerd/runc/<namespace>).
+        run_flags = ["--rm", "--fifo-dir", self.path("containerd", "state", "fifo"),
+                     "--runc-root", self.path("containerd", "state", "runc")]
+        self.check_run("containerd", self.ctr("run", *run_flags, refs["busybox"],
+                                              "pantry-test-echo", "echo", "hi"), "hi")
+        self.check_run("containerd", self.ctr("run", *run_flags, refs["multi"], "pantry-test-cat",
+                                              "cat", "/etc/platform"), "linux/amd64")
+
+    def test_c_containerd(self):
+        self.need(CONTAINERD, CTR, RUNC)
+        started = time.monotonic()
+        if not getattr(self, "containerd", None):
+            self.containerd_start()
+        self.containerd_pull_all()
+        self.pulled.add("containerd")
+        self.timings["containerd"] = time.monotonic() - started
+
+    # ---- skopeo ----
+
+    def skopeo_pull_all(self):
+        env = self.podman_env()
+        conf = env["CONTAINERS_REGISTRIES_CONF"]
+        out = self.path("skopeo")
+        wipe(out)
+        os.makedirs(out)
+        refs = {"busybox": "docker.io/library/busybox:1.36", "app": "docker.io/team/app:2.0",
+                "multi": "registry.example/team/multi:1.0"}
+        since = self.pantry_mark()
+        for name, ref in refs.items():
+            digest = self.expected(name)[0]
+            # dir: keeps the manifest bytes; --all: every platform.
+            self.cmd([SKOPEO, "--registries-conf", conf, "copy", "--quiet", "--all",
+                      "--digestfile", f"{out}-{name}.digest", f"docker://{ref}",
+                      f"dir:{out}/{name}"], env=env)
+            with open(f"{out}-{name}.digest") as f:
+                self.assertEqual(f.read().strip(), digest, f"skopeo copy {ref}")
+            # inspect goes through the mirror only with --no-tags (tag lists go to the
+            # registry itself); --raw lists none.
+            raw = self.cmd([SKOPEO, "--registries-conf", conf, "inspect", "--raw",
+                            f"docker://{ref}"], env=env).stdout
+            self.assertEqual(oci_registry.digest_of(raw.encode()), digest,
+                             f"skopeo inspect --raw {ref}")
+        # Without a registries.conf: pantry by its address, the registry as the first component.
+        direct = self.cmd([SKOPEO, "inspect", "--no-tags", "--tls-verify=false",
+                           f"docker://{self.host}/registry.example/team/multi:1.0"], env=env).stdout
+        self.assertEqual(json.loads(direct)["Digest"], self.expected("multi")[0], direct)
+        # skopeo keeps nothing between copies: every blob of each image, for every platform.
+        requests = self.check_through_pantry("skopeo", since, list(refs))
+        for name in refs:
+            repo, _ = self.repo(name)
+            fetched = {e["path"].rsplit("/", 1)[1] for e in requests
+                       if e["path"].startswith(f"/v2/{repo}/blobs/")}
+            self.assertEqual(set(self.images[name][2]["blobs"]) - fetched, set(),
+                             f"skopeo copy --all {name}: blobs not fetched under /v2/{repo}/")
+
+    def test_d_skopeo(self):
+        self.need(SKOPEO)
+        started = time.monotonic()
+        self.skopeo_pull_all()
+        self.pulled.add("skopeo")
+        self.timings["skopeo"] = time.monotonic() - started
+
+    # ---- the upstream down ----
+
+    def test_z_upstream_down_every_client_pulls_from_pantry_alone(self):
+        clients = {
+            "podman": ((PODMAN, RUNC), self.podman_pull_all),
+            "docker": ((DOCKERD, DOCKER, CONTAINERD, RUNC), self.docker_pull_all),
+            "containerd": ((CONTAINERD, CTR, RUNC), self.containerd_pull_all),
+            "skopeo": ((SKOPEO,), self.skopeo_pull_all),
+        }
+        usable = {name: c for name, c in clients.items()
+                  if all(os.access(b, os.X_OK) for b in c[0])}
+        if not usable:
+            self.skipTest("no container client installed")
+        # A client whose own test did not run pulls once with the upstream up.
+        for name, (_, pull_all) in usable.items():
+            if name not in self.pulled:
+                if name == "docker" and not getattr(self, "dockerd", None):
+                    self.dockerd_start()
+                if name == "containerd" and not getattr(self, "containerd", None):
+                    self.containerd_start()
+                pull_all()
+        self.check_upstream_blob_gets_once()
+
+        started = time.monotonic()
+        self.registry.stop()
+        try:
+            # Past oci.tag_ttl (1s): every tag is expired, pantry must serve it stale.
+            time.sleep(1.1)
+            since = self.pantry_mark()
+            for name, (_, pull_all) in usable.items():
+                with self.subTest(client=name):
+                    # Each client's storage wiped: everything must come over the network.
+                    if name == "podman":
+                        wipe(self.path("podman", "root"))
+                        wipe(self.path("podman", "run"))
+                    elif name == "docker":
+                        self.dockerd_stop()
+                        wipe(self.path("docker", "data"))
+                        wipe(self.path("docker", "exec"))
+                        self.dockerd_start()
+                    elif name == "containerd":
+                        self.containerd_stop()
+                        wipe(self.path("containerd", "root"))
+                        wipe(self.path("containerd", "state"))
+                        self.containerd_start()
+                    pull_all()
+            requests = [e for e in self.pantry_requests(since) if e["path"].startswith("/v2/")]
+            outcomes = {}
+            for e in requests:
+                outcomes.setdefault(e["outcome"], []).append(f"{e['method']} {e['target']}")
+            self.assertNotIn("MISS", outcomes, f"pantry went upstream: {outcomes.get('MISS')}")
+            self.assertIn("STALE", outcomes, "no tag served stale with the upstream down: "
+                                             f"{json.dumps(outcomes, indent=1)}\n{self.context()}")
+        finally:
+            self.registry.start()
+        self.timings["upstream down"] = time.monotonic() - started
+
+        # The upstream back: an expired tag is revalidated with a HEAD, nothing fetched again.
+        mark, since = self.registry.mark(), self.pantry_mark()
+        ref = "docker://" + self.host + "/library/busybox:1.36"
+        raw = self.cmd([SKOPEO, "inspect", "--raw", "--tls-verify=false", ref]).stdout
+        self.assertEqual(oci_registry.digest_of(raw.encode()), self.expected("busybox")[0], ref)
+        answers = [(e["method"], e["target"], e["status"], e["outcome"])
+                   for e in self.pantry_requests(since) if e["path"].startswith("/v2/library/")]
+        self.assertIn(("GET", "/v2/library/busybox/manifests/1.36", 200, "REVALIDATED"), answers)
+        upstream = [(e["method"], e["uri"]) for e in self.registry.entries(mark)]
+        self.assertEqual(upstream, [("HEAD", "/v2/library/busybox/manifests/1.36")],
+                         "what pantry asked the upstream")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
+        sys.exit(f"usage: {sys.argv[0]} PANTRY_BINARY [unittest args]")
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

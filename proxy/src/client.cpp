@@ -847,7 +847,7 @@ asio::awaitable<result<response>> client_impl::send(request req) {
     co_await res->drain(kRedirectDrainLimit);
     if (status == 303 && method != http::verb::head) method = http::verb::get;
     if ((status == 301 || status == 302) && method == http::verb::post) method = http::verb::get;
-    if (next->origin() != t.origin()) {
+    if (next->origin() != t.origin() || !req.authorization_on_redirect) {
       // Credentials were meant for the origin the caller named, not for wherever it points.
       headers.erase(http::field::authorization);
       headers.erase(http::field::cookie);

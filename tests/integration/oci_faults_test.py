@@ -189,6 +189,9 @@ class FaultyRegistry:
       "503"      503 UNAVAILABLE
       "401"      401 UNAUTHORIZED with a Bearer challenge (how Docker Hub says "no such
                  repository")
+      "redirect" GET of a blob: 307 to /cdn/<digest>?sig=… on this server, which serves the
+                 bytes without asking for a token and records the Authorization it got in
+                 cdn_authorization (a CDN must never see the registry's token)
     Repositories not in repos answer 404 NAME_UNKNOWN, or with unknown_401 the 401 above.
     GET /token is an anonymous token endpoint (any scope, any service) answering "tok-<N>";
     with require_token every /v2/<name>/... request needs "Bearer tok-<N>" of the current N
@@ -211,6 +214,7 @@ class FaultyRegistry:
         self.hits = collections.Counter()
         self.lock = threading.Lock()
         self.release = threading.Event()
+        self.cdn_authorization = []
         registry = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -324,6 +328,16 @@ class FaultyRegistry:
             return self.send(h, 200, json.dumps({"token": token, "expires_in": 300}).encode())
         if path in ("/v2", "/v2/"):
             return self.send(h, 200, b"{}")
+        if path.startswith("/cdn/"):
+            digest = path[len("/cdn/"):]
+            with self.lock:
+                self.cdn_authorization.append(h.headers.get("Authorization"))
+            for repo in self.repos.values():
+                blob = os.path.join(repo["layout"], "blobs", *digest.split(":", 1))
+                if os.path.isfile(blob):
+                    with open(blob, "rb") as f:
+                        return self.send(h, 200, f.read(), "application/octet-stream")
+            return self.send_error(h, 404, "BLOB_UNKNOWN", f"the CDN has no {digest}")
         m = re.fullmatch(r"/v2/(.+)/(manifests|blobs)/([^/]+)", path)
         if not m:
             return self.send_error(h, 404, "NOT_FOUND", f"{path} is no registry endpoint")
@@ -359,6 +373,9 @@ class FaultyRegistry:
         if h.command == "HEAD" and mode == "stall":
             self.release.wait(timeout=self.STALL_SECONDS)
             return self.abort(h)
+        if mode == "redirect" and kind == "blobs" and h.command == "GET":
+            return self.send(h, 307, b"", "text/plain",
+                             [("Location", f"{self.url}/cdn/{digest}?sig=signed-url")])
         if h.command == "HEAD" or mode == "good":
             return self.send(h, 200, data, content_type, [("Docker-Content-Digest", digest)])
         if mode.startswith("badhash"):
@@ -417,13 +434,15 @@ class FaultTest(unittest.TestCase):
                                 ("manifest-badhash", 4096), ("manifest-reset", 4096),
                                 ("rl", 4096), ("rl-cached", 4096), ("unavail", 4096),
                                 ("unavail-cached", 4096), ("stall-cached", 4096), ("dead", 4096),
-                                ("token", 4096), ("revalidate", 4096)):
+                                ("token", 4096), ("revalidate", 4096), ("redirect", 300_000)):
                 cls.images[fault] = random_image(os.path.join(cls.work, "images"), fault, size,
                                                  seed=f"oci-{fault}")
             cls.up = FaultyRegistry({f"fault/{n}": img["layout"] for n, img in cls.images.items()})
             cls.dead = FaultyRegistry({"img": cls.images["dead"]["layout"]})
             cls.hub = FaultyRegistry({}, unknown_401=True)
-            cls.tok = FaultyRegistry({"img": cls.images["token"]["layout"]}, require_token=True)
+            cls.tok = FaultyRegistry({"img": cls.images["token"]["layout"],
+                                      "cdn": cls.images["redirect"]["layout"]},
+                                     require_token=True)
             cls.pantry = Pantry(os.path.join(cls.work, "pantry"), f"""\
   default_upstream: up
   upstreams:
@@ -843,6 +862,23 @@ class FaultTest(unittest.TestCase):
                 self.assertEqual(digest_of(outcome[3]), blob)
         self.assertEqual(self.tok.count("/token"), 2, f"{dict(self.tok.hits)}{self.logs()}")
         self.check_pull("tok/img", image)
+
+    def test_blob_redirect_to_a_cdn_without_the_token(self):
+        """Registries answer a blob GET with 307 to a CDN: pantry follows it without sending
+        the registry's Authorization there, and caches what it got."""
+        image = self.images["redirect"]
+        self.get_ok("/v2/tok/cdn/manifests/latest", ACCEPT)
+        layer = image["layers"][0]["digest"]
+        self.tok.set_mode(f"/v2/cdn/blobs/{layer}", "redirect")
+        outcome = self.get(f"/v2/tok/cdn/blobs/{layer}")
+        self.assertEqual(outcome[:2], ("ok", 200), f"{show(outcome)}{self.logs()}")
+        self.assertEqual(digest_of(outcome[3]), layer)
+        self.assertEqual(self.tok.cdn_authorization, [None],
+                         f"what the CDN was sent as Authorization{self.logs()}")
+        self.assertEqual(self.tok.count(f"/v2/cdn/blobs/{layer}"), 1, dict(self.tok.hits))
+        again = self.get(f"/v2/tok/cdn/blobs/{layer}")
+        self.assertEqual((again[:2], digest_of(again[3])), (("ok", 200), layer))
+        self.assertEqual(len(self.tok.cdn_authorization), 1, "the second GET was a cache hit")
 
     # -- requests pantry must refuse --
 

@@ -600,6 +600,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       spec.req.headers.set(http::field::accept_encoding, "identity");
       if (!auth->empty()) spec.req.headers.set(http::field::authorization, *auth);
       spec.req.tls.ca_file = t.up->upstream().ca_file;
+      spec.req.authorization_on_redirect = false;
       spec.id = id;
       spec.media_type = std::string(kBlobType);
       spec.size = size;

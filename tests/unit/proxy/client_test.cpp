@@ -731,6 +731,27 @@ TEST_F(ClientTest, SameOriginRedirectKeepsCredentialsAndConnection) {
   EXPECT_EQ(server.connections(), 1);
 }
 
+TEST_F(ClientTest, RedirectWithoutAuthorizationEvenToTheSameOrigin) {
+  test_server server([](test_conn& c, std::string head) -> asio::awaitable<bool> {
+    if (head.starts_with("GET /v2/r/blobs/x ")) {
+      co_return co_await c.write(reply(307, "", "Location: /cdn/x?sig=1\r\n"));
+    }
+    co_return co_await c.write(reply(200, "blob"));
+  });
+  auto c = make_client();
+  request req = get(server.url("/v2/r/blobs/x"));
+  req.headers.set(http::field::authorization, "Bearer registry-token");
+  req.authorization_on_redirect = false;
+  auto r = fetch_sync(*c, req);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->body, "blob");
+  const auto heads = server.heads();
+  ASSERT_EQ(heads.size(), 2u);
+  EXPECT_THAT(heads[0], HasSubstr("Authorization: Bearer registry-token\r\n"));
+  EXPECT_EQ(first_line(heads[1]), "GET /cdn/x?sig=1 HTTP/1.1");
+  EXPECT_THAT(heads[1], Not(HasSubstr("Authorization"))) << heads[1];
+}
+
 TEST_F(ClientTest, SeeOtherTurnsPostIntoGet) {
   test_server server([](test_conn& c, std::string head) -> asio::awaitable<bool> {
     if (head.starts_with("POST ")) {

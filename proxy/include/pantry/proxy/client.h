@@ -61,6 +61,10 @@ struct request {
   // system store is trusted in addition to `tls.ca_file`.
   tls_options tls;
   bool follow_redirects = true;
+  // Authorization and Cookie go to a redirect's target only when it has the URL's origin, and
+  // with this false never: a registry's 307 points at a presigned URL (a CDN, object storage)
+  // that must not see the registry's token, whatever its host.
+  bool authorization_on_redirect = true;
 };
 
 // An upstream response whose body is read piece by piece. Dropping it before the body is read to

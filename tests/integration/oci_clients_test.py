@@ -12,6 +12,16 @@ upstream) and as `registry.example`, the second registry that clients reach as a
   containerd  started here; ctr images pull --hosts-dir (hosts.toml per registry); ctr run
   skopeo      the podman registries.conf (--registries-conf); copy and inspect
 
+pantry also hosts local/ with one user (oci.hosted.users: ci) and so challenges /v2/:
+
+  docker      login with a wrong token fails, with the right one succeeds (DOCKER_CONFIG in the
+              temp dir); push to local/app; removed, pulled back (same image ID) and run;
+              logged out, a push is refused
+  podman      the same with podman login --tls-verify=false (REGISTRY_AUTH_FILE in the temp dir)
+              and podman push --creds; without --tls-verify=false the push fails (HTTPS)
+  anonymous   skopeo pushes an OCI index (--dest-creds); podman and docker, with no
+              credentials, pull it and what the other two pushed, and run them
+
 Then the upstream is stopped, every client's storage is wiped, and everything is pulled (and
 run) again: it must all come from pantry's cache (oci.tag_ttl is 1s, so tags are served stale).
 
@@ -52,6 +62,10 @@ SKOPEO = "/usr/bin/skopeo"
 RUNC = "/usr/sbin/runc"
 UMOUNT = "/bin/umount"
 CMD_TIMEOUT = 120
+# The one user of oci.hosted.users: pushes to local/..., pulling stays anonymous.
+USER = "ci"
+TOKEN = "3f9c0c2e6d0b47d1a1c5e8b2"
+WRONG_TOKEN = "3f9c0c2e6d0b47d1a1c5e8b3"
 
 # pantry's access log: "[time] [info] 127.0.0.1:43802 GET /v2/x/manifests/1.36 200 349 21.477 MISS"
 PANTRY_LINE = re.compile(r"\] \[info\] (?P<peer>\S+) (?P<method>\S+) (?P<target>\S+) "
@@ -66,12 +80,14 @@ class CommandFailed(AssertionError):
     pass
 
 
-def run(cmd, env=None, timeout=CMD_TIMEOUT, check=True, context=""):
-    """subprocess.run with text output; a failure (or timeout) raises CommandFailed with the
-    command, its output and CONTEXT (a callable or a string: pantry's log tail, say)."""
+def run(cmd, env=None, timeout=CMD_TIMEOUT, check=True, context="", input=None):
+    """subprocess.run with text output (INPUT on its stdin, else none); a failure (or timeout)
+    raises CommandFailed with the command, its output and CONTEXT (a callable or a string:
+    pantry's log tail, say)."""
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     try:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+                           **stdin)
     except subprocess.TimeoutExpired as e:
         raise CommandFailed(f"{' '.join(cmd)}: no answer within {timeout} s\nstdout: "
                             f"{e.stdout}\nstderr: {e.stderr}\n{_context(context)}") from None
@@ -208,8 +224,9 @@ class Daemon:
 # ---------------------------------------------------------------------------------------------
 
 class OciClientsTest(unittest.TestCase):
-    """Ordered: test_a..d pull with the upstream up (each client from empty storage), test_z
-    with it down. test_z pulls with the upstream up first for a client whose test did not run."""
+    """Ordered: test_a..d pull with the upstream up (each client from empty storage), test_e..g
+    push to and pull from pantry's hosted repositories, test_z pulls with the upstream down.
+    test_z pulls with the upstream up first for a client whose test did not run."""
 
     @classmethod
     def setUpClass(cls):
@@ -248,11 +265,15 @@ class OciClientsTest(unittest.TestCase):
     - {{ name: docker.io, url: "{reg.url}" }}
     - {{ name: registry.example, url: "{reg.url}" }}
   tag_ttl: 1s
+  hosted:
+    prefix: local/
+    users: [ {{ name: {USER}, token: "{TOKEN}" }} ]
 """)
         cls.cleanups.append(cls.stop_pantry)
         cls.port = cls.pantry.port
         cls.host = f"127.0.0.1:{cls.port}"
         cls.pulled = set()  # clients that pulled everything with the upstream up
+        cls.pushed = {}  # client -> (reference, manifest digest, config digest) it pushed
         cls.timings = {"setup": time.monotonic() - started}
 
     @classmethod
@@ -307,8 +328,8 @@ class OciClientsTest(unittest.TestCase):
         return (f"--- pantry log tail ({self.pantry.log_path}):\n{self.pantry.tail(40)}"
                 f"--- docker-registry access log tail:\n{tail(self.registry.access_log, 10)}")
 
-    def cmd(self, cmd, env=None, timeout=CMD_TIMEOUT, extra=lambda: ""):
-        return run(cmd, env=env or client_env(), timeout=timeout,
+    def cmd(self, cmd, env=None, timeout=CMD_TIMEOUT, extra=lambda: "", check=True, input=None):
+        return run(cmd, env=env or client_env(), timeout=timeout, check=check, input=input,
                    context=lambda: extra() + self.context())
 
     def need(self, *binaries):
@@ -360,15 +381,19 @@ class OciClientsTest(unittest.TestCase):
         return (repo if upstream == "docker.io" or ns else f"{upstream}/{repo}"), tag
 
     def check_through_pantry(self, client, since, names, ns=False):
-        """Since pantry log line SINCE: every /v2/ answer was 2xx; each image of NAMES had its
-        tag asked for under its repository (see repo()), with ?ns=<registry> on every request
-        when NS; every blob of their linux/amd64 images was fetched (a client fetches a blob
-        it already has from another image once). Returns the /v2/ requests."""
+        """Since pantry log line SINCE: every /v2/ answer was 2xx (but the 401 challenge of
+        /v2/ itself); each image of NAMES had its tag asked for under its repository (see
+        repo()), with ?ns=<registry> on every request when NS; every blob of their linux/amd64
+        images was fetched (a client fetches a blob it already has from another image once).
+        Returns the /v2/ requests."""
         requests = [e for e in self.pantry_requests(since) if e["path"].startswith("/v2/")]
         shown = "\n".join(f"  {e['method']} {e['target']} {e['status']} {e['outcome']}"
                           for e in requests)
         self.assertTrue(requests, f"{client}: no /v2/ request reached pantry\n{self.context()}")
-        failed = [e for e in requests if e["status"] >= 300]
+        # oci.hosted.users is set: /v2/ challenges a client without a token, which then gets
+        # an anonymous one from /auth/token.
+        failed = [e for e in requests if e["status"] >= 300
+                  and not (e["path"] == "/v2/" and e["status"] == 401)]
         self.assertEqual(failed, [], f"{client}: pantry answered these with errors:\n{shown}\n"
                                      f"{self.context()}")
         asked = {e["path"] for e in requests}
@@ -458,13 +483,17 @@ runroot = "{d}/run"
                           CONTAINERS_STORAGE_CONF=f"{d}/storage.conf", XDG_RUNTIME_DIR=f"{d}/xdg",
                           REGISTRY_AUTH_FILE=f"{d}/auth.json", TMPDIR=f"{d}/tmp")
 
-    def podman(self, *args, timeout=CMD_TIMEOUT):
+    def podman(self, *args, timeout=CMD_TIMEOUT, input=None):
+        return self.podman_try(*args, timeout=timeout, input=input, check=True).stdout
+
+    def podman_try(self, *args, timeout=CMD_TIMEOUT, input=None, check=False, env=None):
+        """podman ARGS; the CompletedProcess, a failure not raised unless CHECK."""
         d = self.path("podman")
-        env = self.podman_env()
         # runc's container state under the temp dir too (else /run/runc/<id>).
         return self.cmd([PODMAN, "--root", f"{d}/root", "--runroot", f"{d}/run",
                          "--storage-driver", "overlay", "--runtime-flag", f"root={d}/run/runc",
-                         *args], env=env, timeout=timeout).stdout
+                         *args], env=env or self.podman_env(), timeout=timeout, check=check,
+                        input=input)
 
     def podman_pull_all(self):
         refs = {"busybox": "docker.io/library/busybox:1.36", "app": "docker.io/team/app:2.0",
@@ -510,7 +539,9 @@ runroot = "{d}/run"
             "deprecated-key-path": f"{d}/key.json",
         }, indent=2))
         os.makedirs(f"{d}/cli", exist_ok=True)
-        self.docker_env = client_env(DOCKER_CONFIG=f"{d}/cli", DOCKER_HOST=f"unix://{sock}")
+        # DOCKER_CONFIG: docker login's credentials in the temp dir, not ~/.docker.
+        type(self).docker_env = client_env(DOCKER_CONFIG=f"{d}/cli",
+                                           DOCKER_HOST=f"unix://{sock}")
 
         def ready():
             return os.path.exists(sock) and run([DOCKER, "version"], env=self.docker_env,
@@ -533,9 +564,14 @@ runroot = "{d}/run"
         if strays or left:
             raise AssertionError(f"dockerd left processes {strays} and mounts {left}")
 
-    def docker(self, *args, timeout=CMD_TIMEOUT):
-        return self.cmd([DOCKER, *args], env=self.docker_env, timeout=timeout,
-                        extra=lambda: f"--- dockerd log tail:\n{self.dockerd.tail(15)}").stdout
+    def docker(self, *args, timeout=CMD_TIMEOUT, input=None):
+        return self.docker_try(*args, timeout=timeout, input=input, check=True).stdout
+
+    def docker_try(self, *args, timeout=CMD_TIMEOUT, input=None, check=False):
+        """docker ARGS; the CompletedProcess, a failure not raised unless CHECK."""
+        return self.cmd([DOCKER, *args], env=self.docker_env, timeout=timeout, check=check,
+                        input=input,
+                        extra=lambda: f"--- dockerd log tail:\n{self.dockerd.tail(15)}")
 
     def docker_pull_all(self):
         # Docker Hub names go to the mirror; other registries' images are pulled from pantry
@@ -700,6 +736,282 @@ server = "{server}"
         self.skopeo_pull_all()
         self.pulled.add("skopeo")
         self.timings["skopeo"] = time.monotonic() - started
+
+    # ---- pushing to pantry's own repositories (oci.hosted) ----
+
+    def answers(self, since):
+        """(method, path, status) of pantry's access log since line SINCE."""
+        return [(e["method"], e["path"], e["status"]) for e in self.pantry_requests(since)]
+
+    def check_login_refused(self, client, r, since, saved):
+        """A login with WRONG_TOKEN: the client failed, pantry's token endpoint refused it (no
+        token issued), and the client saved nothing."""
+        answers = self.answers(since)
+        self.assertNotEqual(r.returncode, 0, f"{client} login with a wrong token succeeded:\n"
+                                             f"{r.stdout}{r.stderr}\n{answers}\n{self.context()}")
+        self.assertIn(("GET", "/auth/token", 401), answers, f"{client} login: {r.stderr}")
+        self.assertNotIn(("GET", "/auth/token", 200), answers, f"{client} login: {r.stderr}")
+        self.assertNotIn(self.host, saved(), f"{client} saved credentials pantry refused")
+
+    def check_login_accepted(self, client, out, since, saved):
+        """A login with TOKEN: pantry issued a token and /v2/ took it."""
+        answers = self.answers(since)
+        self.assertIn("Login Succeeded", out, f"{client} login")
+        self.assertIn(("GET", "/auth/token", 200), answers, f"{client} login:\n{self.context()}")
+        self.assertIn(("GET", "/v2/", 200), answers, f"{client} login:\n{self.context()}")
+        self.assertIn(self.host, saved(), f"{client} login saved no credentials")
+
+    def check_push(self, client, since, repo, tag):
+        """Since pantry log line SINCE: the manifest was put (201) and nothing failed but the
+        challenges a client answers by getting a token (and the HEADs of blobs not there yet).
+        Returns (digest, manifest) of what pantry keeps."""
+        # Not the clients' attempts at HTTPS first (logged as a 400 without a method).
+        requests = [e for e in self.pantry_requests(since)
+                    if e["path"].startswith(("/v2/", "/auth/"))]
+        shown = "\n".join(f"  {e['method']} {e['target']} {e['status']}" for e in requests)
+        self.assertIn(("PUT", f"/v2/{repo}/manifests/{tag}", 201), self.answers(since),
+                      f"{client} push:\n{shown}\n{self.context()}")
+        failed = [e for e in requests if e["status"] >= 400 and not (
+            e["status"] == 401 and e["method"] in ("GET", "HEAD", "POST"))
+            and not (e["status"] == 404 and e["method"] == "HEAD" and "/blobs/" in e["path"])]
+        self.assertEqual(failed, [], f"{client} push: pantry refused:\n{shown}")
+        return self.hosted_manifest(repo, tag)
+
+    def hosted_manifest(self, repo, tag):
+        """(digest, manifest) of REPO:TAG as pantry serves it to an anonymous client."""
+        status, headers, body = self.pantry.fetch(f"/v2/{repo}/manifests/{tag}", {
+            "Accept": f"{moi.OCI_MANIFEST}, {moi.OCI_INDEX}, {moi.DOCKER_MANIFEST}, "
+                      "application/vnd.docker.distribution.manifest.list.v2+json"})
+        self.assertEqual(status, 200, f"GET /v2/{repo}/manifests/{tag}: {body[:300]}")
+        self.assertEqual(headers["Docker-Content-Digest"], oci_registry.digest_of(body))
+        return headers["Docker-Content-Digest"], json.loads(body)
+
+    def check_pull(self, client, since, repo, manifest):
+        """Since pantry log line SINCE: every blob of MANIFEST (an image manifest) was fetched
+        from REPO, every /v2/REPO/ answer was 2xx."""
+        requests = [e for e in self.pantry_requests(since)
+                    if e["path"].startswith(f"/v2/{repo}/")]
+        shown = "\n".join(f"  {e['method']} {e['target']} {e['status']}" for e in requests)
+        self.assertEqual([e for e in requests if e["status"] >= 300], [],
+                         f"{client} pull of {repo}:\n{shown}")
+        fetched = {e["path"].rsplit("/", 1)[1] for e in requests
+                   if e["method"] == "GET" and "/blobs/" in e["path"]}
+        wanted = {manifest["config"]["digest"]} | {layer["digest"] for layer in manifest["layers"]}
+        self.assertEqual(wanted - fetched, set(), f"{client} pull: blobs not fetched:\n{shown}")
+
+    def test_e_docker_login_push_pull(self):
+        """README: docker login checks the token; docker push to local/; pull back; logged out,
+        a push is refused."""
+        self.need(DOCKERD, DOCKER, CONTAINERD, RUNC)
+        started = time.monotonic()
+        if not getattr(self, "dockerd", None):
+            self.dockerd_start()
+        config_json = os.path.join(self.docker_env["DOCKER_CONFIG"], "config.json")
+
+        def saved():
+            try:
+                with open(config_json) as f:
+                    return json.load(f).get("auths", {})
+            except FileNotFoundError:
+                return {}
+        login = ("login", self.host, "-u", USER, "--password-stdin")
+        since = self.pantry_mark()
+        r = self.docker_try(*login, input=WRONG_TOKEN + "\n")
+        self.check_login_refused("docker", r, since, saved)
+        since = self.pantry_mark()
+        self.check_login_accepted("docker", self.docker(*login, input=TOKEN + "\n"), since, saved)
+
+        source = "busybox:1.36"  # through the mirror
+        if self.docker_try("image", "inspect", source).returncode != 0:
+            self.docker("pull", "--quiet", source)
+        ref = f"{self.host}/local/app:1.0"
+        self.docker("tag", source, ref)
+        since = self.pantry_mark()
+        out = self.docker("push", ref)
+        digest, manifest = self.check_push("docker", since, "local/app", "1.0")
+        self.assertIn(f"1.0: digest: {digest} ", out, "docker push")
+        config = self.expected("busybox")[1]
+        self.assertEqual(manifest["config"]["digest"], config, "docker pushed another image")
+
+        # Gone from dockerd (both names), pulled back: the same image.
+        self.docker("rmi", ref, source)
+        since = self.pantry_mark()
+        self.docker("pull", "--quiet", ref)
+        got = json.loads(self.docker("image", "inspect", ref))[0]
+        self.assertEqual(got["Id"], config, f"docker image inspect {ref}: {got}")
+        self.assertIn(f"{self.host}/local/app@{digest}", got["RepoDigests"])
+        self.check_pull("docker", since, "local/app", manifest)
+        self.check_run("docker", self.docker("run", "--rm", "--network", "none", ref,
+                                             "echo", "hi"), "hi")
+        self.pushed["docker"] = (ref, digest, config)
+
+        # Logged out: a push is refused (a new tag: the blobs are there, the manifest is not).
+        self.docker("logout", self.host)
+        self.assertNotIn(self.host, saved(), "docker logout")
+        self.docker("tag", ref, f"{self.host}/local/app:1.1")
+        since = self.pantry_mark()
+        r = self.docker_try("push", f"{self.host}/local/app:1.1")
+        answers = self.answers(since)
+        self.assertNotEqual(r.returncode, 0, f"docker push, logged out: {r.stdout}\n{answers}")
+        self.assertIn("unauthorized", r.stderr + r.stdout, "docker push, logged out")
+        self.assertNotIn(("PUT", "/v2/local/app/manifests/1.1", 201), answers)
+        status = self.pantry.fetch("/v2/local/app/manifests/1.1")[0]
+        self.assertEqual(status, 404, "local/app:1.1 pushed without a login")
+        self.timings["docker push"] = time.monotonic() - started
+
+    def test_f_podman_login_push_pull(self):
+        """README: podman login checks the token; podman push --creds to local/; pull back;
+        without credentials a push is refused."""
+        self.need(PODMAN, RUNC)
+        started = time.monotonic()
+        auth_file = self.podman_env()["REGISTRY_AUTH_FILE"]
+
+        def saved():
+            with open(auth_file) as f:
+                return json.load(f).get("auths", {})
+        login = ("login", "--tls-verify=false", "-u", USER, "--password-stdin", self.host)
+        since = self.pantry_mark()
+        r = self.podman_try(*login, input=WRONG_TOKEN + "\n")
+        self.check_login_refused("podman", r, since, saved)
+        since = self.pantry_mark()
+        self.check_login_accepted("podman", self.podman(*login, input=TOKEN + "\n"), since, saved)
+
+        source = "docker.io/library/busybox:1.36"  # through the mirror
+        if self.podman_try("image", "exists", source).returncode != 0:
+            self.podman("pull", "--quiet", source)
+        ref = f"{self.host}/local/podman-app:1.0"
+        creds = f"--creds={USER}:{TOKEN}"
+        # pantry answers plain HTTP: without --tls-verify=false (or the registry `insecure`
+        # in registries.conf) podman tries HTTPS and stops there.
+        r = self.podman_try("push", creds, source, ref)
+        self.assertNotEqual(r.returncode, 0, f"podman push over HTTPS to pantry: {r.stdout}")
+        self.assertIn("server gave HTTP response to HTTPS client", r.stderr)
+        since = self.pantry_mark()
+        digest_file = self.path("podman", "push.digest")
+        self.podman("push", "--quiet", "--tls-verify=false", creds, "--digestfile", digest_file,
+                    source, ref)
+        digest, manifest = self.check_push("podman", since, "local/podman-app", "1.0")
+        with open(digest_file) as f:
+            self.assertEqual(f.read().strip(), digest, "podman push --digestfile")
+        config = self.expected("busybox")[1]
+        self.assertEqual(manifest["config"]["digest"], config, "podman pushed another image")
+
+        # Gone from podman's storage, pulled back (logged in): the same image.
+        self.podman("rmi", source)
+        self.assertNotEqual(self.podman_try("image", "exists", config).returncode, 0)
+        since = self.pantry_mark()
+        image_id = self.podman("pull", "--quiet", "--tls-verify=false", ref).split()[-1]
+        self.assertEqual("sha256:" + image_id, config, f"podman pull {ref}: image ID")
+        got = json.loads(self.podman("image", "inspect", ref))[0]
+        self.assertIn(f"{self.host}/local/podman-app@{digest}", got["RepoDigests"])
+        self.check_pull("podman", since, "local/podman-app", manifest)
+        self.check_run("podman", self.podman("run", "--rm", "--network", "none", ref,
+                                             "echo", "hi"), "hi")
+        self.pushed["podman"] = (ref, digest, config)
+
+        # Logged out, no --creds: a push is refused.
+        self.podman("logout", self.host)
+        self.assertNotIn(self.host, saved(), "podman logout")
+        since = self.pantry_mark()
+        r = self.podman_try("push", "--tls-verify=false", ref,
+                            f"{self.host}/local/podman-app:1.1")
+        answers = self.answers(since)
+        self.assertNotEqual(r.returncode, 0, f"podman push, logged out: {r.stdout}\n{answers}")
+        self.assertNotIn(("PUT", "/v2/local/podman-app/manifests/1.1", 201), answers)
+        status = self.pantry.fetch("/v2/local/podman-app/manifests/1.1")[0]
+        self.assertEqual(status, 404, "local/podman-app:1.1 pushed without a login")
+        self.timings["podman push"] = time.monotonic() - started
+
+    def test_g_anonymous_pull_of_hosted_images(self):
+        """pull_auth false: podman and docker pull hosted images without logging in, among them
+        an OCI index pushed by skopeo (the README's line) and what the other client pushed."""
+        self.need(SKOPEO)
+        started = time.monotonic()
+        image = self.images["multi"][2]
+        ref = f"{self.host}/local/multi:1.0"
+        digest_file = self.path("skopeo-push.digest")
+        since = self.pantry_mark()
+        self.cmd([SKOPEO, "copy", "--quiet", "--all", "--dest-tls-verify=false",
+                  f"--dest-creds={USER}:{TOKEN}", "--digestfile", digest_file,
+                  f"oci:{image['layout']}:{image['tag']}", f"docker://{ref}"])
+        digest, _ = self.check_push("skopeo", since, "local/multi", "1.0")
+        with open(digest_file) as f:
+            self.assertEqual(f.read().strip(), digest, "skopeo copy --digestfile")
+        self.assertEqual(digest, image["digest"], "skopeo copy changed the index")
+        amd64 = image["manifests"]["linux/amd64"]
+        refs = {"skopeo": (ref, digest, amd64["config"]["digest"])}
+        refs.update(self.pushed)
+        expected_out = {"skopeo": ("cat", "/etc/platform", "linux/amd64"),
+                        "docker": ("echo", "hi", "hi"), "podman": ("echo", "hi", "hi")}
+
+        def check(client, empty, pull, inspect, run_image):
+            for pusher, (ref, digest, config) in refs.items():
+                with self.subTest(client=client, pushed_by=pusher):
+                    repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
+                    # The images pushed by docker and podman are one image (busybox's config
+                    # and layer, compressed by each): emptied, the client fetches every blob.
+                    empty()
+                    since = self.pantry_mark()
+                    pulled_id = pull(ref)
+                    got = inspect(ref)
+                    self.assertEqual(got["Id"].removeprefix("sha256:"),
+                                     config.removeprefix("sha256:"), f"{client} pull {ref}")
+                    self.assertEqual(pulled_id.removeprefix("sha256:"),
+                                     config.removeprefix("sha256:"), f"{client} pull {ref}")
+                    self.assertIn(f"{ref.rsplit(':', 1)[0]}@{digest}", got["RepoDigests"])
+                    # No credentials sent: an anonymous token (no account=), given.
+                    tokens = [(e["query"], e["status"]) for e in self.pantry_requests(since)
+                              if e["path"] == "/auth/token"]
+                    self.assertTrue(tokens, f"{client} pull {ref}: no token asked for")
+                    self.assertEqual([t for t in tokens if "account=" in t[0] or t[1] != 200],
+                                     [], f"{client} pull {ref}: not anonymous")
+                    wanted = (amd64 if pusher == "skopeo" else self.hosted_manifest(repo, "1.0")[1])
+                    self.check_pull(client, since, repo, wanted)
+                    cmd, arg, out = expected_out[pusher]
+                    self.check_run(client, run_image(ref, cmd, arg), out)
+
+        if os.access(PODMAN, os.X_OK) and os.access(RUNC, os.X_OK):
+            # No credentials at all: an auth file of its own, empty.
+            env = self.podman_env()
+            env["REGISTRY_AUTH_FILE"] = write(self.path("podman", "anonymous.json"), "{}")
+
+            def podman_empty():
+                self.podman_try("rmi", "--all", "--force", env=env, check=True)
+
+            def podman_pull(ref):
+                return self.podman_try("pull", "--quiet", "--tls-verify=false", ref, env=env,
+                                       check=True).stdout.split()[-1]
+
+            def podman_inspect(ref):
+                return json.loads(self.podman_try("image", "inspect", ref, env=env,
+                                                  check=True).stdout)[0]
+
+            def podman_run(ref, *cmd):
+                return self.podman_try("run", "--rm", "--network", "none", ref, *cmd, env=env,
+                                       check=True).stdout
+            check("podman", podman_empty, podman_pull, podman_inspect, podman_run)
+            with open(env["REGISTRY_AUTH_FILE"]) as f:
+                self.assertEqual(json.load(f), {}, "podman saved credentials")
+
+        if all(os.access(b, os.X_OK) for b in (DOCKERD, DOCKER, CONTAINERD, RUNC)):
+            if not getattr(self, "dockerd", None):
+                self.dockerd_start()
+            self.docker("logout", self.host)  # logged out already if test_e ran
+
+            def docker_empty():
+                self.docker("image", "prune", "--all", "--force")
+
+            def docker_pull(ref):
+                self.docker("pull", "--quiet", ref)
+                return self.docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
+
+            def docker_inspect(ref):
+                return json.loads(self.docker("image", "inspect", ref))[0]
+
+            def docker_run(ref, *cmd):
+                return self.docker("run", "--rm", "--network", "none", ref, *cmd)
+            check("docker", docker_empty, docker_pull, docker_inspect, docker_run)
+        self.timings["anonymous pulls"] = time.monotonic() - started
 
     # ---- the upstream down ----
 

@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi format format-check clean
+.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci format format-check clean
 
 all: release
 
@@ -70,6 +70,12 @@ bench: release
 BENCH_PYPI_ARGS ?=
 bench-pypi: release
 	/usr/bin/python3 bench/pypi/run.py build/release/cli/pantry $(BENCH_PYPI_ARGS)
+
+# pantry's OCI pull-through cache against docker-registry's, nginx static files as the ceiling
+# (bench/README.md).
+BENCH_OCI_ARGS ?=
+bench-oci: release
+	/usr/bin/python3 bench/oci/run.py build/release/cli/pantry $(BENCH_OCI_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
 

@@ -10,6 +10,28 @@ namespace {
 constexpr std::size_t kCopyBuffer = 256 * 1024;
 }  // namespace
 
+std::string path_of(std::string_view target) {
+  return std::string(target.substr(0, target.find('?')));
+}
+
+std::optional<std::uint64_t> recorded_size(const cache::entry& e) {
+  std::string_view s = e.attribute(kSizeAttribute);
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return n;
+}
+
+result<std::string> read_small_blob(cache::store& store, const cache::digest& id) {
+  auto reader = store.open_blob(id);
+  if (!reader) return reader.error();
+  std::string text(static_cast<std::size_t>(reader->size()), '\0');
+  auto n = reader->read(0, std::as_writable_bytes(std::span(text)));
+  if (!n) return n.error();
+  text.resize(*n);
+  return text;
+}
+
 range_answer parse_range(std::string_view header, std::uint64_t size, byte_range& out) {
   if (header.empty() || !header.starts_with("bytes=")) return range_answer::whole;
   std::string_view spec = header.substr(6);

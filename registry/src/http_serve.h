@@ -37,6 +37,18 @@ namespace http = boost::beast::http;
 using proxy::exchange;
 using clock = cache::clock;
 
+// The path of a request target, without its query.
+std::string path_of(std::string_view target);
+
+// The entry attribute that records the size of the blob an entry points at, when it is known
+// before the blob is fetched (from an index page or a manifest).
+inline constexpr std::string_view kSizeAttribute = "size";
+// The blob size an entry's kSizeAttribute records, if it has a valid one.
+std::optional<std::uint64_t> recorded_size(const cache::entry& e);
+
+// The whole of a small cached blob (an index page, a manifest) as text.
+result<std::string> read_small_blob(cache::store& store, const cache::digest& id);
+
 // A range request "bytes=a-b" / "bytes=a-" / "bytes=-n" against a body of `size` bytes.
 struct byte_range {
   std::uint64_t first = 0;

@@ -29,7 +29,6 @@ using clock = cache::clock;
 namespace {
 
 constexpr std::size_t kBodyBuffer = 256 * 1024;
-constexpr std::string_view kAttrSize = "size";
 
 std::string random_id() {
   unsigned char b[16];
@@ -144,7 +143,10 @@ asio::awaitable<void> hosted_repos::handle(exchange& ex, const api_path& api) {
       }
       co_return;
     default:
-      co_await oci_error(ex, http::status::not_found, "UNSUPPORTED", "no such endpoint");
+      co_await oci_error(ex, http::status::not_found, "UNSUPPORTED",
+                         std::string(ex.request().target()) +
+                             " is no endpoint of a hosted "
+                             "repository");
       co_return;
   }
 }
@@ -397,6 +399,36 @@ void hosted_repos::drop_upload(const std::string& id) {
   // The file is closed and removed when the last holder lets go.
 }
 
+asio::awaitable<void> hosted_repos::upload_unknown(exchange& ex, const api_path& api) {
+  co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
+                     "no upload " + api.reference + " for " + api.name +
+                         " (uploads end when finished, cancelled, or idle for an hour); start "
+                         "one with POST /v2/" +
+                         api.name + "/blobs/uploads/");
+}
+
+asio::awaitable<void> hosted_repos::blob_created(exchange& ex, const std::string& name,
+                                                 const std::string& digest) {
+  http::response<http::string_body> res{http::status::created, 11};
+  api_headers(res);
+  res.set(http::field::location, "/v2/" + name + "/blobs/" + digest);
+  res.set("Docker-Content-Digest", digest);
+  res.prepare_payload();
+  co_await ex.respond(std::move(res));
+}
+
+asio::awaitable<bool> hosted_repos::append(exchange& ex, upload& u) {
+  if (u.busy.exchange(true)) {
+    co_await oci_error(ex, http::status::conflict, "BLOB_UPLOAD_INVALID",
+                       "upload " + u.id + " is busy with another request");
+    co_return false;
+  }
+  const bool ok = co_await receive(ex, u);
+  u.busy = false;
+  if (!ok) drop_upload(u.id);
+  co_return ok;
+}
+
 asio::awaitable<void> hosted_repos::upload_accepted(exchange& ex, const std::string& name,
                                                     const upload& u, http::status status) {
   http::response<http::string_body> res{status, 11};
@@ -492,7 +524,7 @@ asio::awaitable<bool> hosted_repos::finish(exchange& ex, const std::string& name
   e.content_type = std::string(kBlobType);
   e.fetched_at = clock::now();
   e.expires_at = e.fetched_at + kForever;
-  e.attributes.emplace_back(std::string(kAttrSize), std::to_string(u->size));
+  e.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(u->size));
   const std::string key = blob_key(repo_key(name), digest);
   auto put = co_await detail::off_thread(blocking_, [&] { return store_->put_entry(key, e); });
   drop_upload(u->id);
@@ -516,12 +548,7 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
       auto put =
           co_await detail::off_thread(blocking_, [&] { return store_->put_entry(key, mine); });
       if (put) {
-        http::response<http::string_body> res{http::status::created, 11};
-        api_headers(res);
-        res.set(http::field::location, "/v2/" + api.name + "/blobs/" + mount);
-        res.set("Docker-Content-Digest", mount);
-        res.prepare_payload();
-        co_await ex.respond(std::move(res));
+        co_await blob_created(ex, api.name, mount);
         co_return;
       }
     }
@@ -554,25 +581,15 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
     co_return;
   }
   // Monolithic: the whole blob is this request's body.
-  if (!co_await receive(ex, *u)) {
-    drop_upload(u->id);
-    co_return;
-  }
+  if (!co_await append(ex, *u)) co_return;
   if (!co_await finish(ex, api.name, u, digest)) co_return;
-  http::response<http::string_body> res{http::status::created, 11};
-  api_headers(res);
-  res.set(http::field::location, "/v2/" + api.name + "/blobs/" + digest);
-  res.set("Docker-Content-Digest", digest);
-  res.prepare_payload();
-  co_await ex.respond(std::move(res));
+  co_await blob_created(ex, api.name, digest);
 }
 
 asio::awaitable<void> hosted_repos::upload_patch(exchange& ex, const api_path& api) {
   auto u = find_upload(api.name, api.reference);
   if (!u) {
-    co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
-                       "no upload " + api.reference + " for " + api.name +
-                           "; start one with POST /v2/" + api.name + "/blobs/uploads/");
+    co_await upload_unknown(ex, api);
     co_return;
   }
   // A Content-Range must continue where the upload is.
@@ -593,25 +610,14 @@ asio::awaitable<void> hosted_repos::upload_patch(exchange& ex, const api_path& a
       co_return;
     }
   }
-  if (u->busy.exchange(true)) {
-    co_await oci_error(ex, http::status::conflict, "BLOB_UPLOAD_INVALID",
-                       "upload " + api.reference + " is busy with another request");
-    co_return;
-  }
-  const bool ok = co_await receive(ex, *u);
-  u->busy = false;
-  if (!ok) {
-    drop_upload(u->id);
-    co_return;
-  }
+  if (!co_await append(ex, *u)) co_return;
   co_await upload_accepted(ex, api.name, *u, http::status::accepted);
 }
 
 asio::awaitable<void> hosted_repos::upload_put(exchange& ex, const api_path& api) {
   auto u = find_upload(api.name, api.reference);
   if (!u) {
-    co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
-                       "no upload " + api.reference + " for " + api.name);
+    co_await upload_unknown(ex, api);
     co_return;
   }
   const std::string digest = query_param(ex.request().target(), "digest");
@@ -620,31 +626,15 @@ asio::awaitable<void> hosted_repos::upload_put(exchange& ex, const api_path& api
                        "finish an upload with PUT …?digest=sha256:<hex>");
     co_return;
   }
-  if (u->busy.exchange(true)) {
-    co_await oci_error(ex, http::status::conflict, "BLOB_UPLOAD_INVALID",
-                       "upload " + api.reference + " is busy with another request");
-    co_return;
-  }
-  const bool ok = co_await receive(ex, *u);
-  u->busy = false;
-  if (!ok) {
-    drop_upload(u->id);
-    co_return;
-  }
+  if (!co_await append(ex, *u)) co_return;
   if (!co_await finish(ex, api.name, u, digest)) co_return;
-  http::response<http::string_body> res{http::status::created, 11};
-  api_headers(res);
-  res.set(http::field::location, "/v2/" + api.name + "/blobs/" + digest);
-  res.set("Docker-Content-Digest", digest);
-  res.prepare_payload();
-  co_await ex.respond(std::move(res));
+  co_await blob_created(ex, api.name, digest);
 }
 
 asio::awaitable<void> hosted_repos::upload_status(exchange& ex, const api_path& api) {
   auto u = find_upload(api.name, api.reference);
   if (!u) {
-    co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
-                       "no upload " + api.reference + " for " + api.name);
+    co_await upload_unknown(ex, api);
     co_return;
   }
   co_await upload_accepted(ex, api.name, *u, http::status::no_content);
@@ -653,8 +643,7 @@ asio::awaitable<void> hosted_repos::upload_status(exchange& ex, const api_path& 
 asio::awaitable<void> hosted_repos::upload_delete(exchange& ex, const api_path& api) {
   auto u = find_upload(api.name, api.reference);
   if (!u) {
-    co_await oci_error(ex, http::status::not_found, "BLOB_UPLOAD_UNKNOWN",
-                       "no upload " + api.reference + " for " + api.name);
+    co_await upload_unknown(ex, api);
     co_return;
   }
   drop_upload(u->id);

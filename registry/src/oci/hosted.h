@@ -51,6 +51,11 @@ class hosted_repos {
 
   // Appends the request body to the upload; false when an answer was already sent.
   boost::asio::awaitable<bool> receive(proxy::exchange& ex, upload& u);
+  // receive() for one request at a time; a failed one ends the upload.
+  boost::asio::awaitable<bool> append(proxy::exchange& ex, upload& u);
+  boost::asio::awaitable<void> upload_unknown(proxy::exchange& ex, const api_path& api);
+  boost::asio::awaitable<void> blob_created(proxy::exchange& ex, const std::string& name,
+                                            const std::string& digest);
   // Checks the digest and moves the upload into the cache; false when an answer was sent.
   boost::asio::awaitable<bool> finish(proxy::exchange& ex, const std::string& name,
                                       std::shared_ptr<upload> u, const std::string& digest);

@@ -1,6 +1,7 @@
 #include "pantry/registry/oci/protocol.h"
 #include "pantry/registry/oci/service.h"
 
+#include "../http_serve.h"
 #include "respond.h"
 
 #include <set>
@@ -14,16 +15,6 @@ namespace {
 
 constexpr std::string_view kManifests = "oci/manifest/hosted/";
 constexpr std::string_view kBlobs = "oci/blob/hosted/";
-
-result<std::string> read_all(cache::store& store, const cache::digest& id) {
-  auto reader = store.open_blob(id);
-  if (!reader) return reader.error();
-  std::string out(reader->size(), '\0');
-  auto n = reader->read(0, std::as_writable_bytes(std::span(out)));
-  if (!n) return n.error();
-  out.resize(*n);
-  return out;
-}
 
 }  // namespace
 
@@ -43,7 +34,7 @@ result<hosted_gc_report> collect_hosted_garbage(cache::store& store, std::chrono
   if (!walked) return walked.error();
   std::set<std::string> live;
   for (const auto& [name, id] : manifests) {
-    auto body = read_all(store, id);
+    auto body = detail::read_small_blob(store, id);
     if (!body) {
       // An unreadable manifest keeps what it may reference: never remove on doubt.
       return error(body.error().code, "gc: cannot read manifest " + id.str() + " of " + name +

@@ -28,18 +28,6 @@ using proxy::exchange;
 using clock = cache::clock;
 
 constexpr std::size_t kMaxTagList = 16 << 20;
-constexpr std::string_view kAttrSize = "size";
-
-std::string_view attribute(const cache::entry& e, std::string_view name) {
-  for (const auto& [k, v] : e.attributes) {
-    if (k == name) return v;
-  }
-  return {};
-}
-
-std::string path_of(std::string_view target) {
-  return std::string(target.substr(0, target.find('?')));
-}
 
 // Where a request's repository name goes.
 struct target {
@@ -140,7 +128,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
 
   asio::awaitable<void> handle(exchange& ex) {
     const auto& req = ex.request();
-    const std::string path = path_of(req.target());
+    const std::string path = detail::path_of(req.target());
     auto api = parse_api_path(path);
     if (!api) {
       ex.set_route("oci");
@@ -249,13 +237,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
 
   asio::awaitable<void> handle_manifest(exchange& ex, const target& t, const std::string& ref) {
     auto accept_lines = ex.header_values(http::field::accept);
-    const auto accepted = accepted_types(accept_lines);
     if (is_digest(ref)) {
       // Immutable: any cached copy serves, whatever the Accept.
       if (auto e = store_->get_entry(manifest_key(t.key_prefix, ref)); e && e->target) {
-        if (store_->stat_blob(*e->target)) {
+        if (auto reader = store_->open_blob(*e->target)) {
           ex.set_outcome(cache_outcome::hit);
-          co_await serve_manifest(ex, *store_, *e, false);
+          co_await serve_manifest(ex, *reader, *e, false);
           co_return;
         }
       }
@@ -271,11 +258,16 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     }
     const std::string key = tag_key(t.key_prefix, ref);
     auto cached = store_->get_entry(key);
-    const bool usable = cached && cached->target && accepts(accepted, cached->content_type) &&
-                        store_->stat_blob(*cached->target).has_value();
+    // The cached manifest, if this client accepts its type; kept open (so never evicted) while
+    // upstream is asked about it.
+    std::optional<cache::blob_reader> reader;
+    if (cached && cached->target && accepts(accepted_types(accept_lines), cached->content_type)) {
+      if (auto r = store_->open_blob(*cached->target)) reader = std::move(*r);
+    }
+    const bool usable = reader.has_value();
     if (usable && !cached->expired()) {
       ex.set_outcome(cache_outcome::hit);
-      co_await serve_manifest(ex, *store_, *cached, true);
+      co_await serve_manifest(ex, *reader, *cached, true);
       co_return;
     }
     if (usable) {
@@ -285,12 +277,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       auto check = co_await revalidate(t, ref, accept_lines, *cached, joined);
       if (check.entry && check.entry->target == cached->target) {
         ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::revalidated);
-        co_await serve_manifest(ex, *store_, *check.entry, true);
+        co_await serve_manifest(ex, *reader, *check.entry, true);
         co_return;
       }
       if (check.upstream_failed) {
         ex.set_outcome(cache_outcome::stale);
-        co_await serve_manifest(ex, *store_, *cached, true, "stale: " + check.message);
+        co_await serve_manifest(ex, *reader, *cached, true, "stale: " + check.message);
         co_return;
       }
       if (!check.entry && check.status == http::status::not_found) {
@@ -303,7 +295,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     if (!a.entry) {
       if (usable && a.upstream_failed) {
         ex.set_outcome(cache_outcome::stale);
-        co_await serve_manifest(ex, *store_, *cached, true, "stale: " + a.message);
+        co_await serve_manifest(ex, *reader, *cached, true, "stale: " + a.message);
         co_return;
       }
       co_await answer_failure(ex, a);
@@ -324,8 +316,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   // What an upstream's failure status means for the client.
   manifest_answer failure(const target& t, const std::string& what, const proxy::response& res,
                           std::string_view unknown_code) {
+    return failure(t, what, res.status(), std::string(res.headers()[http::field::retry_after]),
+                   unknown_code);
+  }
+  manifest_answer failure(const target& t, const std::string& what, unsigned s,
+                          std::string retry_after, std::string_view unknown_code) {
     manifest_answer a;
-    const unsigned s = res.status();
     const std::string who = t.up->upstream().name + " (" + t.up->upstream().url + ")";
     if (s == 404) {
       a.status = http::status::not_found;
@@ -341,7 +337,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       a.status = http::status::too_many_requests;
       a.code = "TOOMANYREQUESTS";
       a.message = who + " is rate-limiting pantry (429) for " + what;
-      a.retry_after = std::string(res.headers()[http::field::retry_after]);
+      a.retry_after = std::move(retry_after);
       a.upstream_failed = true;
     } else {
       a.status = http::status::bad_gateway;
@@ -496,7 +492,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         b.content_type = std::string(kBlobType);
         b.fetched_at = now;
         b.expires_at = now + kForever;
-        b.attributes.emplace_back(std::string(kAttrSize), std::to_string(d.size));
+        b.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(d.size));
         entries.emplace_back(blob_key(t.key_prefix, d.digest.str()), std::move(b));
       }
     } else {
@@ -550,7 +546,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       b.fetched_at = clock::now();
       b.expires_at = b.fetched_at + kForever;
       if (auto n = res->content_length()) {
-        b.attributes.emplace_back(std::string(kAttrSize), std::to_string(*n));
+        b.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(*n));
       }
       co_await off_thread([&] { return store_->put_entry(key, b); });
       known = b;
@@ -564,27 +560,19 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_await detail::serve_blob(ex, *reader, blob_type, extra);
       co_return;
     }
-    if (ex.request().method() == http::verb::head) {
+    const std::optional<std::uint64_t> size = detail::recorded_size(*known);
+    if (ex.request().method() == http::verb::head && size) {
       // A HEAD needs no download: the size is known from the manifest or upstream's HEAD.
-      auto s = attribute(*known, kAttrSize);
-      std::uint64_t n = 0;
-      if (!s.empty() && std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) {
-        http::response_header<> h;
-        h.version(11);
-        h.result(http::status::ok);
-        for (const auto& f : extra)
-          h.set(f.name_string(), f.value());
-        h.set(http::field::content_type, kBlobType);
-        ex.set_outcome(cache_outcome::miss);
-        if (co_await ex.begin(std::move(h), n)) co_return;
-        co_await ex.end();
-        co_return;
-      }
-    }
-    std::optional<std::uint64_t> size;
-    if (auto s = attribute(*known, kAttrSize); !s.empty()) {
-      std::uint64_t n = 0;
-      if (std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) size = n;
+      http::response_header<> h;
+      h.version(11);
+      h.result(http::status::ok);
+      for (const auto& f : extra)
+        h.set(f.name_string(), f.value());
+      h.set(http::field::content_type, kBlobType);
+      ex.set_outcome(cache_outcome::miss);
+      if (co_await ex.begin(std::move(h), *size)) co_return;
+      co_await ex.end();
+      co_return;
     }
     proxy::flight fl;
     // Twice at most: a token the upstream refuses before it should expire (a revoked or
@@ -615,24 +603,11 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         t.up->forget_token(t.repo);
         continue;
       }
-      if (refusal.status == 0 || refusal.status == 404 || refusal.status == 410) break;
-      // What the upstream's refusal means for the client, as for manifests.
-      manifest_answer a;
-      const std::string who = t.up->upstream().name + " (" + t.up->upstream().url + ")";
-      if (refusal.status == 401 || refusal.status == 403) {
-        a.status = http::status::not_found;
-        a.code = "NAME_UNKNOWN";
-        a.message = who + " refused blob " + ref + " of " + t.repo + " (" +
-                    std::to_string(refusal.status) +
-                    "): the repository does not exist or needs credentials";
-      } else if (refusal.status == 429) {
-        a.status = http::status::too_many_requests;
-        a.code = "TOOMANYREQUESTS";
-        a.message = who + " is rate-limiting pantry (429) for blob " + ref;
-        a.retry_after = refusal.retry_after;
-      } else {
-        break;  // 5xx and the rest: 502 with the flight's message, below
-      }
+      // 404 and 5xx keep the flight's own message (502 or 404, below); 401 and 429 mean what
+      // they mean for manifests.
+      if (refusal.status != 401 && refusal.status != 403 && refusal.status != 429) break;
+      auto a = failure(t, "blob " + ref + " in " + t.repo, refusal.status, refusal.retry_after,
+                       "BLOB_UNKNOWN");
       co_await answer_failure(ex, a);
       co_return;
     }

@@ -36,6 +36,7 @@ namespace http = boost::beast::http;
 using detail::coalescer;
 using detail::http_date;
 using detail::not_modified;
+using detail::path_of;
 using detail::serve_blob;
 using proxy::cache_outcome;
 using proxy::exchange;
@@ -54,16 +55,8 @@ constexpr std::string_view kUpstreamAccept =
 constexpr std::string_view kAttrHtml = "html";
 constexpr std::string_view kAttrJson = "json";
 constexpr std::string_view kAttrUrl = "url";
-constexpr std::string_view kAttrSize = "size";
 constexpr std::string_view kAttrNames = "names";        // a project list, one name per line
 constexpr std::string_view kAttrGenerate = "generate";  // METADATA made from the cached wheel
-
-std::string_view attribute(const cache::entry& e, std::string_view name) {
-  for (const auto& [k, v] : e.attributes) {
-    if (k == name) return v;
-  }
-  return {};
-}
 
 // Cached representations are compressed once, so at the best level; answers made per request
 // at zlib's default.
@@ -101,10 +94,6 @@ std::string media_type_of(std::string_view filename) {
   if (filename.ends_with(".tar.gz") || filename.ends_with(".tgz")) return "application/x-tar";
   if (filename.ends_with(".metadata")) return "text/plain; charset=utf-8";
   return "application/octet-stream";
-}
-
-std::string path_of(std::string_view target) {
-  return std::string(target.substr(0, target.find('?')));
 }
 
 struct page_result {
@@ -288,7 +277,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         continue;
       }
       if (!got.warning.empty()) warning = got.warning;
-      auto text = read_blob_text(attribute(*got.entry, kAttrNames));
+      auto text = read_blob_text(got.entry->attribute(kAttrNames));
       if (!text) continue;
       for (std::string_view rest = *text; !rest.empty();) {
         auto nl = rest.find('\n');
@@ -329,13 +318,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   result<std::string> read_blob_text(std::string_view digest_text) {
     auto d = cache::digest::parse(digest_text);
     if (!d) return d.error();
-    auto reader = store_->open_blob(*d);
-    if (!reader) return reader.error();
-    std::string text(static_cast<std::size_t>(reader->size()), '\0');
-    auto n = reader->read(0, std::as_writable_bytes(std::span(text)));
-    if (!n) return n.error();
-    text.resize(*n);
-    return text;
+    return detail::read_small_blob(*store_, *d);
   }
 
   using fetch_fn =
@@ -389,7 +372,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     if (e.status != 200) return true;
     bool any = false;
     for (auto name : {kAttrHtml, kAttrJson, kAttrNames}) {
-      auto text = attribute(e, name);
+      auto text = e.attribute(name);
       if (text.empty()) continue;
       auto d = cache::digest::parse(text);
       if (!d || !store_->stat_blob(*d)) return false;
@@ -475,7 +458,8 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     fe.fetched_at = now;
     fe.expires_at = clock::time_point::max();
     fe.attributes.emplace_back(std::string(kAttrUrl), url);
-    if (size) fe.attributes.emplace_back(std::string(kAttrSize), std::to_string(*size));
+    if (size)
+      fe.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(*size));
     out.emplace_back(file_key(u.name, location_of(u, path)), std::move(fe));
     return path;
   }
@@ -655,9 +639,9 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     std::string_view name = chosen.rep == representation::json ? kAttrJson : kAttrHtml;
     bool gz = false;
     std::string gz_name = std::string(name) + ".gz";
-    std::string_view digest_text = attribute(e, name);
-    if (accepts_gzip(ex) && !attribute(e, gz_name).empty()) {
-      digest_text = attribute(e, gz_name);
+    std::string_view digest_text = e.attribute(name);
+    if (accepts_gzip(ex) && !e.attribute(gz_name).empty()) {
+      digest_text = e.attribute(gz_name);
       gz = true;
     }
     auto d = cache::digest::parse(digest_text);
@@ -849,8 +833,8 @@ class service_impl final : public service, public std::enable_shared_from_this<s
 
   asio::awaitable<void> serve_json_api(exchange& ex, const cache::entry& e, cache_outcome outcome,
                                        const std::string& warning) {
-    auto d = cache::digest::parse(attribute(e, kAttrJson));
-    auto stored = d ? read_blob_text(attribute(e, kAttrJson)) : result<std::string>(d.error());
+    auto d = cache::digest::parse(e.attribute(kAttrJson));
+    auto stored = d ? read_blob_text(e.attribute(kAttrJson)) : result<std::string>(d.error());
     if (!stored) {
       co_await plain(ex, http::status::service_unavailable,
                      "the cached JSON API answer is gone (" + stored.error().message + "); retry");
@@ -931,7 +915,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
                          "fetches only listed files: ask for the project's /simple/ page first");
       co_return;
     }
-    if (!attribute(*e, kAttrGenerate).empty() && !e->target) {
+    if (!e->attribute(kAttrGenerate).empty() && !e->target) {
       co_await serve_generated_metadata(ex, *u, key, *e);
       co_return;
     }
@@ -957,15 +941,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_return;
     }
     proxy::fetch_spec spec;
-    spec.req.url = std::string(attribute(e, kAttrUrl));
+    spec.req.url = std::string(e.attribute(kAttrUrl));
     spec.req.headers.set(http::field::accept_encoding, "identity");
     spec.req.tls.ca_file = u.ca_file;
     spec.id = id;
     spec.media_type = e.content_type;
-    if (auto s = attribute(e, kAttrSize); !s.empty()) {
-      std::uint64_t n = 0;
-      if (std::from_chars(s.data(), s.data() + s.size(), n).ec == std::errc()) spec.size = n;
-    }
+    spec.size = detail::recorded_size(e);
     bool joined = false;
     auto fl = flights_->join(spec, co_await asio::this_coro::executor, joined);
     if (!joined) {
@@ -994,7 +975,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     auto wheel = store_->open_blob(*we->target);
     if (!wheel && !cfg_.offline) {
       proxy::fetch_spec spec;
-      spec.req.url = std::string(attribute(*we, kAttrUrl));
+      spec.req.url = std::string(we->attribute(kAttrUrl));
       spec.req.headers.set(http::field::accept_encoding, "identity");
       spec.req.tls.ca_file = u.ca_file;
       spec.id = *we->target;
@@ -1018,7 +999,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_await plain(ex, http::status::not_found, wheel.error().message);
       co_return;
     }
-    std::string url(attribute(*we, kAttrUrl));
+    std::string url(we->attribute(kAttrUrl));
     std::string filename = url.substr(url.rfind('/') + 1);
     auto made = co_await off_thread([&]() -> result<cache::digest> {
       byte_source src;

@@ -86,6 +86,14 @@ struct entry {
   // Free-form key/value pairs a protocol needs (e.g. the media type a tag resolved to).
   std::vector<std::pair<std::string, std::string>> attributes;
 
+  // The value of attribute `name`, or "" when the entry has none.
+  std::string_view attribute(std::string_view name) const noexcept {
+    for (const auto& [k, v] : attributes) {
+      if (k == name) return v;
+    }
+    return {};
+  }
+
   // True iff the entry is past its TTL at `now`.
   bool expired(clock::time_point now = clock::now()) const noexcept { return now >= expires_at; }
 };

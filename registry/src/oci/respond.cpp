@@ -45,6 +45,11 @@ asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
         "the cached manifest " + e.target->str() + " cannot be read: " + reader.error().message);
     co_return;
   }
+  co_await serve_manifest(ex, *reader, e, by_tag, std::move(warning));
+}
+
+asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::blob_reader& reader,
+                                     const cache::entry& e, bool by_tag, std::string warning) {
   http::fields extra;
   api_headers(extra);
   extra.set("Docker-Content-Digest", e.target->str());
@@ -56,7 +61,7 @@ asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
     }
     extra.set(http::field::warning, "110 pantry \"" + warning + "\"");
   }
-  co_await detail::serve_blob(ex, *reader, e.content_type, extra);
+  co_await detail::serve_blob(ex, reader, e.content_type, extra);
 }
 
 std::string query_param(std::string_view target, std::string_view name) {

@@ -38,6 +38,10 @@ boost::asio::awaitable<void> oci_error(proxy::exchange& ex, http::status status,
 boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
                                             const cache::entry& e, bool by_tag,
                                             std::string warning = {});
+// The same with the manifest's blob open already.
+boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::blob_reader& reader,
+                                            const cache::entry& e, bool by_tag,
+                                            std::string warning = {});
 
 // The value of query parameter `name` in a request target, percent-decoded; "" when absent.
 std::string query_param(std::string_view target, std::string_view name);

@@ -113,9 +113,15 @@ asio::awaitable<void> pantry_auth::handle_token(proxy::exchange& ex) const {
   for (auto v : ex.header_values(http::field::authorization)) {
     auto u = check_basic(v);
     if (!u) {
+      // Name the user, never the token.
+      auto creds = proxy::parse_basic_authorization(v);
+      std::string who = creds ? "user \"" + creds->first.substr(0, 64) + "\"" : "credentials";
+      for (char& c : who) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+      }
       co_await challenge(ex, {},
-                         "wrong user name or token for pantry; use a name and token from "
-                         "oci.hosted.users");
+                         "wrong user name or token for pantry (" + who +
+                             "); use a name and token from oci.hosted.users");
       co_return;
     }
     user = *u;

@@ -45,12 +45,10 @@ import importlib.util
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import traceback
@@ -706,34 +704,8 @@ def main(argv=None):
     if args.quick:
         args.duration, args.rounds, args.herd_clients = 1, 1, 10
     args.conns = [int(c) for c in args.conns.split(",") if c]
-    args.pantry = os.path.abspath(args.pantry)
-    if not os.access(args.pantry, os.X_OK):
-        parser.error(f"{args.pantry} is not an executable")
-    for tool in (WRK, nginx_pypi.NGINX, oci_registry.REGISTRY, oci_registry.SKOPEO):
-        if not os.access(tool, os.X_OK):
-            parser.error(f"{tool} not found: apt-get install {os.path.basename(tool)}")
-
-    work = tempfile.mkdtemp(prefix="pantry-bench-oci-", dir=args.workdir)
-    failures = []
-    status = 0
-    try:
-        run(args, work, failures)
-        if failures:
-            log("bench/oci: FAILED:\n" + "\n".join(failures))
-            status = 1
-    except Failure as e:
-        log(f"bench/oci: FAILED: {e}")
-        status = 1
-    except Exception:  # noqa: BLE001 -- a server that did not start, a crash, a bug here
-        traceback.print_exc()
-        log("bench/oci: ERROR")
-        status = 2
-    if status or args.keep:
-        log(f"scratch dir kept (logs, configs, caches): {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return status
-
+    return pypi_bench.drive("oci", parser, args, (WRK, nginx_pypi.NGINX, oci_registry.REGISTRY,
+                                                  oci_registry.SKOPEO), run)
 
 if __name__ == "__main__":
     sys.exit(main())

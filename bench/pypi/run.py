@@ -537,34 +537,40 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (trees, logs, configs)")
     args = parser.parse_args(argv)
     args.conns = [int(c) for c in args.conns.split(",") if c]
+    return drive("pypi", parser, args, (WRK, nginx_pypi.NGINX), run)
+
+
+def drive(name, parser, args, tools, run_fn):
+    """What every bench/*/run.py main does once its arguments are parsed: check the binaries,
+    run `run_fn(args, work, failures)` in a scratch dir, report, and return the exit status
+    (0 all good, 1 a failed check, 2 an error)."""
     args.pantry = os.path.abspath(args.pantry)
     if not os.access(args.pantry, os.X_OK):
         parser.error(f"{args.pantry} is not an executable")
-    for tool in (WRK, nginx_pypi.NGINX):
+    for tool in tools:
         if not os.access(tool, os.X_OK):
             parser.error(f"{tool} not found: apt-get install {os.path.basename(tool)}")
 
-    work = tempfile.mkdtemp(prefix="pantry-bench-pypi-", dir=args.workdir)
+    work = tempfile.mkdtemp(prefix=f"pantry-bench-{name}-", dir=args.workdir)
     failures = []
     status = 0
     try:
-        run(args, work, failures)
+        run_fn(args, work, failures)
         if failures:
-            log("bench/pypi: FAILED:\n" + "\n".join(failures))
+            log(f"bench/{name}: FAILED:\n" + "\n".join(failures))
             status = 1
     except Failure as e:
-        log(f"bench/pypi: FAILED: {e}")
+        log(f"bench/{name}: FAILED: {e}")
         status = 1
     except Exception:  # noqa: BLE001 -- a server that did not start, a crash, a bug here
         traceback.print_exc()
-        log("bench/pypi: ERROR")
+        log(f"bench/{name}: ERROR")
         status = 2
     if status or args.keep:
         log(f"scratch dir kept (logs, configs, caches): {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
     return status
-
 
 if __name__ == "__main__":
     sys.exit(main())

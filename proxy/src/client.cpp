@@ -179,7 +179,11 @@ bool is_redirect(unsigned status) {
 
 // One connection to an origin, or to a proxy (plain, or a CONNECT tunnel under `tls`).
 struct connection {
-  explicit connection(tcp_stream_t s) : plain(std::move(s)) {}
+  // Beast reads at most the buffer's spare capacity (never less than 512 bytes) per call; an
+  // unreserved buffer stays at 512 bytes, costing about 200,000 reads per 100 MiB body.
+  explicit connection(tcp_stream_t s) : plain(std::move(s)) { buffer.reserve(kReadChunk); }
+
+  static constexpr std::size_t kReadChunk = 64 * 1024;
 
   tcp_stream_t& tcp() { return tls ? tls->next_layer() : *plain; }
 

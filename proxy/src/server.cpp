@@ -71,6 +71,7 @@ constexpr std::uint64_t kDrainLimit = 1 << 20;
 // send an RST that makes the client discard the response before reading it.
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr std::size_t kLingerBytes = 1 << 20;
+constexpr std::size_t kBodyReadChunk = 64 * 1024;
 // Per-connection cache of metric cells; past this many distinct series it starts over.
 constexpr std::size_t kMaxCachedCells = 32;
 
@@ -660,6 +661,9 @@ asio::awaitable<result<std::size_t>> connection::read_body(std::span<std::byte> 
       co_return error(ec, "proxy: sending 100 Continue to " + peer_ + " failed: " + ec.message());
     }
   }
+  // Beast reads no more than the buffer's spare capacity per call, and an idle connection's
+  // buffer holds 512 bytes; a body (an image layer upload) is read 64 KiB at a time instead.
+  if (buffer_.capacity() < kBodyReadChunk) buffer_.reserve(kBodyReadChunk);
   auto& body = parser_->get().body();
   for (;;) {
     body.data = out.data();

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -46,7 +47,9 @@ commands:
   serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
         Run pantry with the config FILE (default: the built-in config), flags overriding it.
   config check FILE     Validate FILE; exit 0 if it is valid, 1 with the error if not.
-  config show [FILE]    Print the effective config (FILE over the built-in defaults) as YAML.
+  config show [--secrets] [FILE]
+             Print the effective config (FILE over the built-in defaults) as YAML; passwords
+             and tokens print as <hidden> unless --secrets is given.
   cache stats  [--config FILE | --data-dir DIR]   Objects, bytes, entries, counters.
   cache verify [--config FILE | --data-dir DIR]   Re-hash every blob; exit 1 if any is corrupt.
   cache gc     [--config FILE | --data-dir DIR] [--grace DURATION]
@@ -246,11 +249,16 @@ int cmd_config(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (sub == "show") {
+    auto shown = config::secrets::hidden;
+    if (auto it = std::find(rest.begin(), rest.end(), "--secrets"); it != rest.end()) {
+      shown = config::secrets::shown;
+      rest.erase(it);
+    }
     if (rest.size() > 1) throw usage_error{"config show takes at most one FILE"};
     auto c = rest.empty() ? pantry::result<config::config>(config::defaults())
                           : config::load_file(rest[0]);
     if (!c) return fail(c.error());
-    std::cout << config::to_yaml(*c);
+    std::cout << config::to_yaml(*c, shown);
     return kExitOk;
   }
   throw usage_error{"unknown config subcommand \"" + sub + "\"; use check or show"};

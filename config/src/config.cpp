@@ -410,6 +410,14 @@ std::optional<std::string> hosted_prefix_problem(std::string_view prefix) {
   return std::nullopt;
 }
 
+// A secret whose value is the placeholder to_yaml() prints for hidden secrets.
+std::optional<std::string> placeholder_problem(std::string_view value, std::string_view what) {
+  if (value != kHiddenSecret) return std::nullopt;
+  return quote(value) + " is the placeholder `pantry config show` prints in place of a " +
+         std::string(what) + "; put the real " + std::string(what) +
+         " here (`pantry config show --secrets` prints the configured one)";
+}
+
 std::optional<std::string> user_name_problem(std::string_view name) {
   if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
         return is_lower_alpha(c) || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' ||
@@ -1096,6 +1104,10 @@ class overlay {
                        }
                        u.name = std::move(*s);
                      } else {
+                       if (auto why = placeholder_problem(*s, "token")) {
+                         fail(mark_of(k2, v2), sub, *why);
+                         return;
+                       }
                        if (s->size() < 16) {
                          // The value is a secret: never echo it.
                          fail(mark_of(k2, v2), sub,
@@ -1279,6 +1291,12 @@ class overlay {
                        auto s = as_scalar(
                            k2, v2, sub, key == "username" ? "a user name" : "a password or token");
                        if (!s) return;
+                       if (key == "password") {
+                         if (auto why = placeholder_problem(*s, "password")) {
+                           fail(mark_of(k2, v2), sub, *why);
+                           return;
+                         }
+                       }
                        (key == "username" ? up.username : up.password) = std::move(*s);
                      }
                    });
@@ -1454,8 +1472,12 @@ result<config> parse_over(std::string_view yaml, std::string_view source, const 
   }
 }
 
+std::string secret(const std::string& value, secrets shown) {
+  return shown == secrets::shown ? value : std::string(kHiddenSecret);
+}
+
 template <class Upstream>
-void emit_upstreams(YAML::Emitter& out, const std::vector<Upstream>& ups) {
+void emit_upstreams(YAML::Emitter& out, const std::vector<Upstream>& ups, secrets shown) {
   out << YAML::Key << "upstreams" << YAML::Value;
   if (ups.empty()) {
     out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
@@ -1470,7 +1492,7 @@ void emit_upstreams(YAML::Emitter& out, const std::vector<Upstream>& ups) {
     if constexpr (std::is_same_v<Upstream, oci_upstream>) {
       if (!u.username.empty()) {
         out << YAML::Key << "username" << YAML::Value << u.username;
-        out << YAML::Key << "password" << YAML::Value << u.password;
+        out << YAML::Key << "password" << YAML::Value << secret(u.password, shown);
       }
     }
     out << YAML::EndMap;
@@ -1548,7 +1570,7 @@ result<config> load_file(const std::string& path) {
   return parse(text, path);
 }
 
-std::string to_yaml(const config& c) {
+std::string to_yaml(const config& c, secrets shown) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   out << YAML::Key << "listen" << YAML::Value << c.listen.str();
@@ -1571,7 +1593,7 @@ std::string to_yaml(const config& c) {
   out << YAML::Key << "max_size" << YAML::Value << format_size(c.cache.max_size);
   out << YAML::EndMap;
   out << YAML::Key << "pypi" << YAML::Value << YAML::BeginMap;
-  emit_upstreams(out, c.pypi.upstreams);
+  emit_upstreams(out, c.pypi.upstreams, shown);
   out << YAML::Key << "index_ttl" << YAML::Value << format_duration(c.pypi.index_ttl);
   out << YAML::Key << "negative_ttl" << YAML::Value << format_duration(c.pypi.negative_ttl);
   out << YAML::Key << "offline" << YAML::Value << c.pypi.offline;
@@ -1591,7 +1613,7 @@ std::string to_yaml(const config& c) {
   out << YAML::EndMap;
   out << YAML::Key << "oci" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "default_upstream" << YAML::Value << c.oci.default_upstream;
-  emit_upstreams(out, c.oci.upstreams);
+  emit_upstreams(out, c.oci.upstreams, shown);
   out << YAML::Key << "tag_ttl" << YAML::Value << format_duration(c.oci.tag_ttl);
   out << YAML::Key << "hosted" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "prefix" << YAML::Value << c.oci.hosted.prefix;
@@ -1602,7 +1624,7 @@ std::string to_yaml(const config& c) {
     out << YAML::BeginSeq;
     for (const oci_user& u : c.oci.hosted.users) {
       out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << u.name;
-      out << YAML::Key << "token" << YAML::Value << u.token << YAML::EndMap;
+      out << YAML::Key << "token" << YAML::Value << secret(u.token, shown) << YAML::EndMap;
     }
     out << YAML::EndSeq;
   }

@@ -23,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data), size);
 
   if (auto c = cfg::parse(text, "fuzz.yaml")) {
-    const std::string yaml = cfg::to_yaml(*c);
+    const std::string yaml = cfg::to_yaml(*c, cfg::secrets::shown);
     auto again = cfg::parse(yaml, "to_yaml");
     check(again && *again == *c, "parse(to_yaml(c)) == c", text);
   }

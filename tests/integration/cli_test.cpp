@@ -26,6 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 struct run_result {
@@ -159,6 +160,26 @@ TEST_F(CliTest, ConfigShowPrintsTheEffectiveConfig) {
   EXPECT_EQ(r.status, 0) << r;
   EXPECT_THAT(r.output, HasSubstr("data_dir: /srv/pantry")) << r;
   EXPECT_THAT(r.output, HasSubstr("max_size: 50GiB")) << r;  // from the defaults
+}
+
+TEST_F(CliTest, ConfigShowHidesSecretsUnlessAsked) {
+  auto f =
+      write("secret.yaml",
+            "oci:\n"
+            "  upstreams:\n"
+            "    - {name: docker.io, url: 'https://registry-1.docker.io'}\n"
+            "    - {name: ghcr.io, url: 'https://ghcr.io', username: bot, password: s3cret-pw}\n"
+            "  hosted:\n"
+            "    users: [{name: ci, token: 0123456789abcdef0123}]\n");
+  auto hidden = run("config show " + quote(f));
+  EXPECT_EQ(hidden.status, 0) << hidden;
+  EXPECT_THAT(hidden.output, Not(HasSubstr("s3cret-pw"))) << hidden;
+  EXPECT_THAT(hidden.output, Not(HasSubstr("0123456789abcdef0123"))) << hidden;
+  EXPECT_THAT(hidden.output, HasSubstr("password: <hidden>")) << hidden;
+  auto shown = run("config show --secrets " + quote(f));
+  EXPECT_EQ(shown.status, 0) << shown;
+  EXPECT_THAT(shown.output, HasSubstr("password: s3cret-pw")) << shown;
+  EXPECT_THAT(shown.output, HasSubstr("token: 0123456789abcdef0123")) << shown;
 }
 
 TEST_F(CliTest, FlagsOverrideTheConfigFile) {

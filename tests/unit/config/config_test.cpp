@@ -183,12 +183,13 @@ TEST(ConfigTest, ReadsEveryKey) {
 }
 
 TEST(ConfigTest, RoundTripOfDefaults) {
-  EXPECT_EQ(parse_ok(to_yaml(defaults())), defaults()) << to_yaml(defaults());
+  EXPECT_EQ(parse_ok(to_yaml(defaults(), secrets::shown)), defaults())
+      << to_yaml(defaults(), secrets::shown);
 }
 
 TEST(ConfigTest, RoundTripOfNonDefaultValues) {
   const config c = unusual_config();
-  const std::string yaml = to_yaml(c);
+  const std::string yaml = to_yaml(c, secrets::shown);
   EXPECT_EQ(parse_ok(yaml), c) << yaml;
 }
 
@@ -221,13 +222,13 @@ TEST(ConfigTest, RoundTripOfAwkwardStrings) {
     config c = defaults();
     c.data_dir = dir;
     c.pypi.upstreams[0].ca_file = dir;
-    const std::string yaml = to_yaml(c);
+    const std::string yaml = to_yaml(c, secrets::shown);
     EXPECT_EQ(parse_ok(yaml), c) << "data_dir " << dir << "\n" << yaml;
   }
 }
 
 TEST(ConfigTest, ToYamlWritesSizesAndDurationsWithUnits) {
-  const std::string yaml = to_yaml(defaults());
+  const std::string yaml = to_yaml(defaults(), secrets::shown);
   EXPECT_THAT(yaml, HasSubstr("max_size: 50GiB"));
   EXPECT_THAT(yaml, HasSubstr("index_ttl: 10m"));
   EXPECT_THAT(yaml, HasSubstr("tag_ttl: 5m"));
@@ -387,7 +388,7 @@ TEST(ConfigTest, OciCredentialsAndHostedUsers) {
   ASSERT_EQ(c.oci.hosted.users.size(), 1u);
   EXPECT_EQ(c.oci.hosted.users[0], (oci_user{"ci", "0123456789abcdef0123"}));
   EXPECT_TRUE(c.oci.hosted.pull_auth);
-  EXPECT_EQ(parse_ok(to_yaml(c)), c) << to_yaml(c);
+  EXPECT_EQ(parse_ok(to_yaml(c, secrets::shown)), c) << to_yaml(c, secrets::shown);
   EXPECT_EQ(defaults().oci.hosted.prefix, "local/");
   EXPECT_TRUE(defaults().oci.hosted.users.empty());
 }
@@ -403,6 +404,22 @@ TEST(ConfigTest, OciCredentialsErrors) {
                 "clients that log in to pantry; add a user to oci.hosted.users"));
   EXPECT_THAT(error_of("pypi:\n  upstreams: [{name: a, url: 'https://x/simple/', username: u}]\n"),
               HasSubstr("pypi.upstreams[0].username: \"username\" is not a known key"));
+}
+
+TEST(ConfigTest, ShownConfigHidesSecretsAndItsPlaceholderIsRefused) {
+  const config c = unusual_config();
+  const std::string hidden = to_yaml(c);
+  EXPECT_THAT(hidden, Not(HasSubstr("p@ss: word"))) << hidden;
+  EXPECT_THAT(hidden, Not(HasSubstr("0123456789abcdef"))) << hidden;
+  EXPECT_THAT(hidden, HasSubstr("password: <hidden>")) << hidden;
+  EXPECT_THAT(hidden, HasSubstr("token: <hidden>")) << hidden;
+  EXPECT_THAT(to_yaml(c, secrets::shown), HasSubstr("p@ss: word"));
+  // Run as it is printed, the hidden config would log in with "<hidden>": it is refused.
+  const std::string msg = error_of(hidden);
+  EXPECT_THAT(msg, HasSubstr("oci.upstreams[1].password: \"<hidden>\" is the placeholder `pantry "
+                             "config show` prints in place of a password; put the real password "
+                             "here"));
+  EXPECT_THAT(msg, HasSubstr("oci.hosted.users[0].token: \"<hidden>\" is the placeholder"));
 }
 
 TEST(ConfigTest, HostedErrorsNeverEchoTokens) {
@@ -695,7 +712,7 @@ TEST(ConfigTest, ParsedConfigDoesNotDependOnTheDefaultsObject) {
   const config a = parse_ok("cache: {max_size: 1GiB}");
   EXPECT_EQ(defaults().cache.max_size, 50 * kGiB);
   EXPECT_EQ(a.cache.max_size, kGiB);
-  EXPECT_THAT(to_yaml(a), Not(HasSubstr("50GiB")));
+  EXPECT_THAT(to_yaml(a, secrets::shown), Not(HasSubstr("50GiB")));
 }
 
 // --- server: and upstream: ---
@@ -1053,7 +1070,7 @@ TEST(ConfigTest, RoundTripOfRoutesWithGlobCharacters) {
   config c = defaults();
   c.pypi.routes = {
       {"*", "pypi"}, {"?", "pypi"}, {"[a-z]*", "pypi"}, {"[!0-9]?x", "pypi"}, {"a*", "pypi"}};
-  const std::string yaml = to_yaml(c);
+  const std::string yaml = to_yaml(c, secrets::shown);
   EXPECT_EQ(parse_ok(yaml), c) << yaml;
 }
 

@@ -149,9 +149,16 @@ result<config> parse(std::string_view yaml, std::string_view source);
 // and the OS error.
 result<config> load_file(const std::string& path);
 
-// The effective config as YAML that parse() reads back to an equal config (for any config that
-// parse() can return).
-std::string to_yaml(const config& c);
+// What to_yaml() writes in place of a secret (an oci upstream's password, a hosted user's token)
+// when asked to hide them. parse() refuses it as a secret's value, naming the key, so a config
+// copied from `pantry config show` cannot run with the placeholder as its password.
+inline constexpr std::string_view kHiddenSecret = "<hidden>";
+
+enum class secrets { hidden, shown };
+
+// The effective config as YAML. With secrets::shown, parse() reads it back to an equal config
+// (for any config that parse() can return); with secrets::hidden every secret is kHiddenSecret.
+std::string to_yaml(const config& c, secrets s = secrets::hidden);
 
 // "512MiB", "50GiB", "1TiB", "4096", "4096B", "1.5GiB" (binary units; KB/MB/GB are taken as
 // their binary counterparts too, as most tools do for cache sizes; units are case-insensitive, and

@@ -4,8 +4,8 @@ docker-registry upstream (tests/fixtures/oci_registry.py) holding images built o
 (tests/fixtures/make_oci_images.py): every manifest kind byte-exact, routing by upstream prefix,
 ?ns= and the default upstream with library/, Accept negotiation against the cached tag, a
 platform out of an index by digest, tag_ttl revalidation with HEAD, blobs only under
-repositories that reference them, Range, tags/list, hosted pushes (monolithic, chunked, mount,
-manifest checks, login through pantry's token endpoint), `pantry cache gc` of unreferenced
+repositories that reference them, Range, tags/list, hosted pushes (monolithic, chunked, mount
+from hosted and from proxied repositories, manifest checks, login through pantry's token endpoint), `pantry cache gc` of unreferenced
 hosted blobs, and finally every pull again with the upstream stopped.
 
     /usr/bin/python3 tests/integration/oci_proxy_test.py build/asan/cli/pantry
@@ -407,6 +407,57 @@ class OciProxyTest(unittest.TestCase):
         d = self.api("DELETE", f"/v2/local/other/manifests/{sha256(body)}", auth)
         self.assertEqual(d.status, 202, d)
         self.assertEqual(self.get_manifest("/v2/local/other/manifests/v1").status, 404)
+
+    def test_hosted_image_on_a_proxied_base_mounts_the_base_layers(self):
+        auth = [("Authorization", basic(USER, TOKEN))]
+        bb = self.images["busybox"]
+        self.skopeo("inspect", "--tls-verify=false", "--raw", self.ref("busybox:1.36"))
+        blobs = [bb["config"]["digest"]] + [layer["digest"] for layer in bb["layers"]]
+        # The proxied repository's cached manifest references these blobs: mounted, not uploaded,
+        # under the name as the client wrote it (default upstream, or the upstream's prefix).
+        for i, digest in enumerate(blobs):
+            source = "busybox" if i % 2 == 0 else "docker.io/library/busybox"
+            r = self.api("POST", f"/v2/local/rebased/blobs/uploads/?mount={digest}&from={source}",
+                         auth)
+            self.assertEqual((r.status, r.headers["Location"]),
+                             (201, f"/v2/local/rebased/blobs/{digest}"), (source, r))
+        # org/multi's manifests never referenced the busybox layer: an ordinary upload starts.
+        layer = bb["layers"][0]["digest"]
+        r = self.api("POST", f"/v2/local/rebased2/blobs/uploads/?mount={layer}&from=org/multi",
+                     auth)
+        self.assertEqual(r.status, 202, r)
+        self.assertIn("/v2/local/rebased2/blobs/uploads/", r.headers["Location"])
+        # The mounted blobs are the hosted repository's own: its manifest PUT accepts them, and
+        # they are served under its name.
+        manifest = self.api("GET", "/v2/busybox/manifests/1.36", [("Accept", moi.OCI_MANIFEST)])
+        self.assertEqual(manifest.status, 200, manifest)
+        put = self.api("PUT", "/v2/local/rebased/manifests/1",
+                       auth + [("Content-Type", moi.OCI_MANIFEST)], manifest.body)
+        self.assertEqual((put.status, put.headers["Docker-Content-Digest"]),
+                         (201, bb["digest"]), put)
+        got = self.api("GET", f"/v2/local/rebased/blobs/{layer}")
+        self.assertEqual((got.status, sha256(got.body)), (200, layer))
+
+    def test_skopeo_copy_from_a_proxied_name_into_a_hosted_one_mounts(self):
+        # skopeo offers a mount for a layer its blob-info cache has seen at a repository of the
+        # same registry: pulled once through pantry, every layer is mounted, none uploaded
+        # (skopeo uploads the config blob either way).
+        pulled = os.path.join(self.work, "schema2-pulled")
+        self.skopeo("copy", "--src-tls-verify=false", self.ref("org/schema2:latest"),
+                    f"oci:{pulled}:x")
+        self.skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--dest-creds",
+                    f"{USER}:{TOKEN}", self.ref("org/schema2:latest"),
+                    self.ref("local/from-proxied:1"))
+        log = self.pantry.tail(5000)
+        layers = [layer["digest"] for layer in self.images["busybox"]["layers"]]
+        mounted = [d for d in layers if f"{d} mounted from org/schema2 into local/from-proxied"
+                   in log]
+        self.assertEqual(mounted, layers, log)
+        raw = self.skopeo("inspect", "--tls-verify=false", "--raw",
+                          self.ref("local/from-proxied:1"))
+        upstream = self.skopeo("inspect", "--tls-verify=false", "--raw",
+                               self.ref("org/schema2:latest"))
+        self.assertEqual(sha256(raw), sha256(upstream))
 
     def test_gc_removes_hosted_blobs_no_manifest_references(self):
         work = os.path.join(self.work, "gc")

@@ -66,11 +66,13 @@ struct hosted_repos::upload {
 };
 
 hosted_repos::hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
-                           asio::any_io_executor blocking, const pantry_auth& auth)
+                           asio::any_io_executor blocking, const pantry_auth& auth,
+                           proxied_key_fn proxied_key)
     : cfg_(cfg),
       store_(std::move(store)),
       blocking_(std::move(blocking)),
       auth_(auth),
+      proxied_key_(std::move(proxied_key)),
       dir_(store_->opts().data_dir / "uploads") {
   // Uploads do not survive a restart: what a dead process left is removed.
   std::error_code ec;
@@ -539,15 +541,26 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
   const auto& target = ex.request().target();
   const std::string mount = query_param(target, "mount");
   const std::string from = query_param(target, "from");
-  if (!mount.empty() && is_digest(mount) && !from.empty() && from.starts_with(cfg_.prefix)) {
-    auto e = store_->get_entry(blob_key(repo_key(from), mount));
-    if (e && store_->stat_blob(cache::digest::parse(mount).value())) {
+  std::optional<std::string> source;  // the cache key prefix of `from`
+  if (!mount.empty() && is_digest(mount) && !from.empty()) {
+    source = from.starts_with(cfg_.prefix) ? std::optional(repo_key(from)) : proxied_key_(from);
+  }
+  if (source) {
+    // Only what `from`'s own manifests reference can be mounted from it.
+    auto e = store_->get_entry(blob_key(*source, mount));
+    const auto id = cache::digest::parse(mount).value();
+    if (e && e->target == id && store_->stat_blob(id)) {
       cache::entry mine = *e;
       mine.fetched_at = clock::now();
+      mine.expires_at = mine.fetched_at + kForever;
       const std::string key = blob_key(repo_key(api.name), mount);
-      auto put =
-          co_await detail::off_thread(blocking_, [&] { return store_->put_entry(key, mine); });
+      // A proxied blob is evictable cache until a hosted repository holds it.
+      auto put = co_await detail::off_thread(blocking_, [&]() -> result<void> {
+        if (auto pin = store_->set_pinned(id, true); !pin) return pin.error();
+        return store_->put_entry(key, mine);
+      });
       if (put) {
+        spdlog::info("oci: {} mounted from {} into {}", mount, from, api.name);
         co_await blob_created(ex, api.name, mount);
         co_return;
       }

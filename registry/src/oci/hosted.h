@@ -1,10 +1,13 @@
 #pragma once
 
 // Hosted repositories: names under oci.hosted.prefix live in pantry. Blob uploads (POST then
-// PUT ?digest=, chunked PATCH, monolithic POST ?digest=, cross-repository mount) are written to a
+// PUT ?digest=, chunked PATCH, monolithic POST ?digest=) are written to a
 // file under <data_dir>/uploads, hashed as they arrive, and moved into the cache pinned once the
-// digest checks out. Manifest PUT (by tag or digest) is refused unless every blob and manifest it
-// references is in the repository. GET/HEAD, manifest DELETE and tags/list as the spec has them.
+// digest checks out. A cross-repository mount takes a blob from another hosted repository, or
+// from a proxied one whose cached manifests reference it (an image built on a pulled base pushes
+// only its own layers), and pins it. Manifest PUT (by tag or digest) is refused unless every blob
+// and manifest it references is in the repository. GET/HEAD, manifest DELETE and tags/list as the
+// spec has them.
 
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
@@ -17,9 +20,11 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace pantry::registry::oci {
@@ -28,8 +33,13 @@ namespace http = boost::beast::http;
 
 class hosted_repos {
  public:
+  // The cache key prefix ("<upstream>/<repo>") of a name that routes to a proxied upstream, or
+  // nullopt for a name that does not.
+  using proxied_key_fn = std::function<std::optional<std::string>(std::string_view name)>;
+
   hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
-               boost::asio::any_io_executor blocking, const pantry_auth& auth);
+               boost::asio::any_io_executor blocking, const pantry_auth& auth,
+               proxied_key_fn proxied_key);
   ~hosted_repos();
 
   // Any request for a hosted name (auth is checked here).
@@ -68,6 +78,7 @@ class hosted_repos {
   const std::shared_ptr<cache::store> store_;
   const boost::asio::any_io_executor blocking_;
   const pantry_auth& auth_;
+  const proxied_key_fn proxied_key_;
   const std::filesystem::path dir_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<upload>> uploads_;  // by id; guarded by mutex_

@@ -57,7 +57,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         metrics_(std::move(metrics)),
         blocking_(std::move(blocking)),
         auth_(cfg_.hosted),
-        hosted_(cfg_.hosted, store_, blocking_, auth_) {
+        hosted_(cfg_.hosted, store_, blocking_, auth_,
+                [this](std::string_view name) -> std::optional<std::string> {
+                  auto t = resolve(name, "");
+                  if (!t || t->up == nullptr) return std::nullopt;
+                  return t->key_prefix;
+                }) {
     for (const auto& u : cfg_.upstreams) {
       upstreams_.emplace(u.name, std::make_unique<upstream_auth>(u, upstream, metrics_));
     }

@@ -1194,6 +1194,18 @@ class HtpasswdTest(AuthTestBase):
         self.assertGreater(self.reg.count("GET", "/v2/team/app/", status=200, since=mark), 0,
                            "pantry fetched nothing upstream with its credentials")
 
+        # Anyone may pull from the hosted repositories here (pull_auth is off): a mount does not
+        # carry what the upstream's credentials pulled into them; an ordinary upload starts.
+        layer = self.images["busybox"]["layers"][0]["digest"]
+        auth = {"Authorization": basic(USER, USER_TOKEN)}
+        status, headers, body = request(
+            self.pantry.port, f"/v2/local/copy/blobs/uploads/?mount={layer}&from=team/app",
+            method="POST", headers=auth)[1:]
+        self.assertEqual(status, 202, f"mount from a credentialed upstream: {status} "
+                                      f"{dict(headers)} {body[:300]!r}{self.logs()}")
+        status = request(self.pantry.port, f"/v2/local/copy/blobs/{layer}")[1]
+        self.assertEqual(status, 404, f"the layer is readable under local/copy{self.logs()}")
+
 
 if __name__ == "__main__":
     PANTRY = os.path.abspath(sys.argv.pop(1))

@@ -33,8 +33,8 @@ namespace http = boost::beast::http;
 
 class hosted_repos {
  public:
-  // The cache key prefix ("<upstream>/<repo>") of a name that routes to a proxied upstream, or
-  // nullopt for a name that does not.
+  // The cache key prefix ("<upstream>/<repo>") of a proxied name that blobs may be mounted from,
+  // or nullopt (not proxied, or its upstream's credentials keep its content from open pulls).
   using proxied_key_fn = std::function<std::optional<std::string>(std::string_view name)>;
 
   hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,

@@ -61,6 +61,11 @@ class service_impl final : public service, public std::enable_shared_from_this<s
                 [this](std::string_view name) -> std::optional<std::string> {
                   auto t = resolve(name, "");
                   if (!t || t->up == nullptr) return std::nullopt;
+                  // What an upstream's credentials pulled is only for clients that log in; a
+                  // hosted repository anyone may pull from does not get it by a mount.
+                  if (!t->up->upstream().username.empty() && !cfg_.hosted.pull_auth) {
+                    return std::nullopt;
+                  }
                   return t->key_prefix;
                 }) {
     for (const auto& u : cfg_.upstreams) {

@@ -30,7 +30,7 @@ constexpr std::size_t kSegment = 256 * 1024;
 // Waking a hundred readers for every few kilobytes the upstream socket yields costs more than
 // the bytes are worth: readers are woken once this much has arrived since the last wake-up, or
 // once kWakeDelay has passed since bytes arrived that no reader was told of.
-constexpr std::uint64_t kWakeStep = 64 * 1024;
+constexpr std::uint64_t kWakeStep = 1024 * 1024;
 constexpr auto kWakeDelay = std::chrono::milliseconds(5);
 
 }  // namespace
@@ -50,7 +50,8 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
 
   asio::awaitable<void> run();
   asio::awaitable<result<flight_head>> wait_head();
-  asio::awaitable<result<std::size_t>> read(std::uint64_t offset, std::span<std::byte> out);
+  asio::awaitable<result<flight_bytes>> read_some(std::uint64_t offset,
+                                                  std::span<std::byte> scratch);
   bool verified() {
     std::lock_guard g(mutex_);
     return phase_ == phase::verified;
@@ -87,8 +88,9 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   std::uint64_t committed_ = 0;      // guarded by mutex_
   std::uint64_t tail_start_ = 0;     // guarded by mutex_
   // Segments of kSegment bytes; tail_start_ is a multiple of kSegment. The fetch writes bytes
-  // at and past received_ without the mutex; readers copy only bytes below received_.
-  std::deque<std::unique_ptr<std::byte[]>> tail_;       // guarded by mutex_
+  // at and past received_ without the mutex; readers see only bytes below received_, which
+  // never change, through views that share the segment (so trimming never frees it under them).
+  std::deque<std::shared_ptr<std::byte[]>> tail_;       // guarded by mutex_
   std::vector<std::shared_ptr<wake_channel>> waiters_;  // guarded by mutex_
   std::uint64_t announced_ = 0;  // received_ at the last wake-up; guarded by mutex_
   std::optional<asio::steady_timer> wake_timer_;  // guarded by mutex_; made by run()
@@ -239,7 +241,7 @@ asio::awaitable<void> flight::impl::run() {
       std::lock_guard g(mutex_);
       std::uint64_t end = tail_start_ + tail_.size() * kSegment;
       if (received_ == end) {
-        tail_.push_back(std::make_unique_for_overwrite<std::byte[]>(kSegment));
+        tail_.push_back(std::make_shared_for_overwrite<std::byte[]>(kSegment));
         end += kSegment;
       }
       auto room = static_cast<std::size_t>(end - received_);
@@ -300,50 +302,46 @@ asio::awaitable<result<flight_head>> flight::impl::wait_head() {
   co_return head_;
 }
 
-asio::awaitable<result<std::size_t>> flight::impl::read(std::uint64_t offset,
-                                                        std::span<std::byte> out) {
+asio::awaitable<result<flight_bytes>> flight::impl::read_some(std::uint64_t offset,
+                                                              std::span<std::byte> scratch) {
   std::unique_lock lk(mutex_);
   for (;;) {
     if (phase_ == phase::failed) co_return *error_;
     bool verified = phase_ == phase::verified;
     std::uint64_t limit = verified ? received_ : (received_ > 0 ? received_ - 1 : 0);
-    if (verified && offset >= limit) co_return std::size_t{0};
-    if (offset < limit && !out.empty()) {
+    if (verified && offset >= limit) co_return flight_bytes{};
+    if (offset < limit && !scratch.empty()) {
       std::size_t want =
-          static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), limit - offset));
+          static_cast<std::size_t>(std::min<std::uint64_t>(scratch.size(), limit - offset));
       if (verified) {
         auto reader = verified_reader_;
         lk.unlock();
-        auto n = reader->read(offset, out.first(want));
+        auto n = reader->read(offset, scratch.first(want));
         if (!n) co_return n.error();
-        co_return *n;
+        co_return flight_bytes{nullptr, scratch.first(*n)};
       }
       if (offset >= tail_start_) {
-        // From memory: segment by segment, found by division.
-        std::size_t copied = 0;
-        while (copied < want) {
-          std::uint64_t rel = offset + copied - tail_start_;
-          auto index = static_cast<std::size_t>(rel / kSegment);
-          auto from = static_cast<std::size_t>(rel % kSegment);
-          std::size_t n = std::min(want - copied, kSegment - from);
-          std::memcpy(out.data() + copied, tail_[index].get() + from, n);
-          copied += n;
-        }
-        co_return copied;
+        // From memory, without a copy: the segment holding `offset`, found by division, up to
+        // its end.
+        std::uint64_t rel = offset - tail_start_;
+        const auto& segment = tail_[static_cast<std::size_t>(rel / kSegment)];
+        auto from = static_cast<std::size_t>(rel % kSegment);
+        std::size_t n = std::min(want, kSegment - from);
+        co_return flight_bytes{segment, std::span<const std::byte>(segment.get() + from, n)};
       }
       // Below the tail: the bytes are committed to the cache.
       std::uint64_t committed = committed_;
       lk.unlock();
       std::size_t copied = 0;
-      auto v =
-          writer_.visit_committed(offset, std::min<std::uint64_t>(want, committed - offset),
-                                  [&](std::span<const std::byte> piece) {
-                                    std::memcpy(out.data() + copied, piece.data(), piece.size());
-                                    copied += piece.size();
-                                    return piece.size();
-                                  });
+      auto v = writer_.visit_committed(offset, std::min<std::uint64_t>(want, committed - offset),
+                                       [&](std::span<const std::byte> piece) {
+                                         std::memcpy(scratch.data() + copied, piece.data(),
+                                                     piece.size());
+                                         copied += piece.size();
+                                         return piece.size();
+                                       });
       if (!v) co_return v.error();
-      co_return copied;
+      co_return flight_bytes{nullptr, scratch.first(copied)};
     }
     co_await wait(lk);
   }
@@ -362,7 +360,15 @@ asio::awaitable<result<flight_head>> flight::wait_head() {
 }
 
 asio::awaitable<result<std::size_t>> flight::read(std::uint64_t offset, std::span<std::byte> out) {
-  return impl_->read(offset, out);
+  auto got = co_await impl_->read_some(offset, out);
+  if (!got) co_return got.error();
+  if (got->hold) std::memcpy(out.data(), got->bytes.data(), got->bytes.size());
+  co_return got->bytes.size();
+}
+
+asio::awaitable<result<flight_bytes>> flight::read_some(std::uint64_t offset,
+                                                        std::span<std::byte> scratch) {
+  return impl_->read_some(offset, scratch);
 }
 
 flight_table::flight_table(std::shared_ptr<cache::store> store, std::shared_ptr<client> upstream)

@@ -130,14 +130,15 @@ asio::awaitable<void> stream_flight(exchange& ex, proxy::flight& fl, cache::stor
         break;
       }
     }
-    auto n = co_await fl.read(offset, buf);
-    if (!n) {
+    // Straight from the flight's memory where the bytes still are: no copy of our own.
+    auto got = co_await fl.read_some(offset, buf);
+    if (!got) {
       ex.reset();
       co_return;
     }
-    if (*n == 0) break;
-    if (co_await ex.write(std::span(buf).first(*n))) co_return;
-    offset += *n;
+    if (got->bytes.empty()) break;
+    if (co_await ex.write(got->bytes)) co_return;
+    offset += got->bytes.size();
   }
   co_await ex.end();
 }

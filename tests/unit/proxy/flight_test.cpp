@@ -276,6 +276,10 @@ struct reader_options {
   std::chrono::microseconds pause{0};  // between reads: a client slower than the fetch
   // Stop reading (and drop the flight) once this many bytes came: a client that goes away.
   std::uint64_t stop_after = std::numeric_limits<std::uint64_t>::max();
+  // Read with read_some() (views of the flight's memory) instead of read(); with `hold`, keep
+  // every view until the end, long after the flight has dropped its segments.
+  bool views = false;
+  bool hold = false;
 };
 
 // What one reader saw. The atomics may be read at any time; the rest once `done` is true.
@@ -289,6 +293,8 @@ struct reader {
   std::optional<error> head_error;
   std::optional<error> read_error;
   std::string body;
+  std::vector<std::pair<std::uint64_t, flight_bytes>> held;  // (offset, view) with `hold`
+  std::uint64_t views = 0;                                   // read_some() answers from memory
 };
 
 // Reads `f` from byte 0 until its end or an error. After a failed wait_head it still tries one
@@ -304,13 +310,28 @@ asio::awaitable<void> read_flight(flight& f, reader& r, reader_options o) {
   for (;;) {
     std::span<std::byte> out(buf);
     ++r.reads_started;
-    auto n = co_await f.read(r.body.size(), out);
-    if (!n) {
-      r.read_error = n.error();
-      co_return;
+    std::span<const std::byte> got;
+    if (o.views) {
+      auto v = co_await f.read_some(r.body.size(), out);
+      if (!v) {
+        r.read_error = v.error();
+        co_return;
+      }
+      got = v->bytes;
+      if (v->hold) {
+        ++r.views;
+        if (o.hold) r.held.emplace_back(r.body.size(), *v);
+      }
+    } else {
+      auto n = co_await f.read(r.body.size(), out);
+      if (!n) {
+        r.read_error = n.error();
+        co_return;
+      }
+      got = std::span(buf).first(*n);
     }
-    if (*n == 0 || r.head_error) co_return;
-    r.body.append(reinterpret_cast<const char*>(buf.data()), *n);
+    if (got.empty() || r.head_error) co_return;
+    r.body.append(reinterpret_cast<const char*>(got.data()), got.size());
     r.got.store(r.body.size());
     if (r.body.size() >= o.stop_after) co_return;
     if (o.pause.count() > 0) {
@@ -915,8 +936,8 @@ TEST_F(FlightTest, LargeBodyReadAtDifferentPacesIsByteExact) {
   bool joined = true;
   auto f = join(spec, joined);
   EXPECT_FALSE(joined);
-  auto fast = start_reader(f, {.buffer = 256 * 1024});
-  auto odd = start_reader(f, {.buffer = 4093});
+  auto fast = start_reader(f, {.buffer = 256 * 1024, .views = true, .hold = true});
+  auto odd = start_reader(f, {.buffer = 4093, .views = true});
   auto slow = start_reader(f, {.buffer = 64 * 1024, .pause = 2ms});
   std::shared_ptr<reader> late;
   u.send(ok_head(body.size()));
@@ -941,6 +962,16 @@ TEST_F(FlightTest, LargeBodyReadAtDifferentPacesIsByteExact) {
   ASSERT_TRUE(table_empties());
   EXPECT_TRUE(is_committed(body));
   EXPECT_EQ(u.requests(), 1);
+  // The views came from the flight's memory, and the ones kept past the end (the flight gone,
+  // its segments dropped) still hold the bytes they showed.
+  EXPECT_GT(fast->views, 0u);
+  EXPECT_GT(odd->views, 0u);
+  ASSERT_FALSE(fast->held.empty());
+  for (const auto& [offset, v] : fast->held) {
+    const std::string_view seen(reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size());
+    ASSERT_EQ(seen, std::string_view(body).substr(offset, v.bytes.size()))
+        << "the view of " << v.bytes.size() << " bytes at " << offset << " changed";
+  }
 }
 
 }  // namespace

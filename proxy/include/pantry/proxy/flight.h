@@ -48,6 +48,14 @@ struct flight_refusal {
   std::string retry_after;
 };
 
+// Body bytes a reader got: in the flight's memory (then `hold` keeps them alive and unchanged
+// for as long as the reader keeps it, so they can be written to a socket without a copy), or
+// copied into the caller's scratch buffer (`hold` empty). No bytes: the end of the body.
+struct flight_bytes {
+  std::shared_ptr<const std::byte[]> hold;
+  std::span<const std::byte> bytes;
+};
+
 // A reader's handle on one flight. Cheap to copy.
 class flight {
  public:
@@ -64,6 +72,12 @@ class flight {
   // client never holds a complete-looking body that may be wrong. An error after bytes were
   // sent means the client's connection must be reset.
   asio::awaitable<result<std::size_t>> read(std::uint64_t offset, std::span<std::byte> out);
+
+  // read() without the copy where it can: at most scratch.size() bytes from `offset`, as a view
+  // of the in-memory tail, or copied into `scratch` (bytes the fetch has already committed to
+  // the cache and dropped from memory, or a verified body). Same waiting and errors as read().
+  asio::awaitable<result<flight_bytes>> read_some(std::uint64_t offset,
+                                                  std::span<std::byte> scratch);
 
   // True once the body is verified and committed: from then on a reader can serve the rest
   // from the cache like any hit (straight from the map) instead of through read().

@@ -26,7 +26,8 @@ VmHWM of pantry and of the registry (nginx: master + workers).
 
 Cold rows: fresh pantry and fresh registry (empty caches), one after the other, first on the
 upstream directly, then through a slow upstream (an nginx reverse proxy in front of it with
-`limit_rate` per connection, unbuffered): --herd-clients clients, released together, each pull
+`limit_rate` per connection, buffered: nginx applies no limit_rate to an unbuffered proxied
+response): --herd-clients clients, released together, each pull
 the image (manifest by tag, then config, 1 MiB and 100 MiB blob, one keep-alive connection);
 the wall time until the last one has all its bytes, and the upstream registry's GETs of each
 blob (its access log).  pantry must make exactly one GET per blob.
@@ -188,7 +189,9 @@ def static_conf(workdir, port, root):
 
 
 def throttle_conf(workdir, port, upstream_port, rate):
-    """The slow upstream: an unbuffered reverse proxy that sends each response at RATE."""
+    """The slow upstream: a reverse proxy that sends each response at RATE. Buffered: with
+    `proxy_buffering off` nginx ignores limit_rate (a 100 MiB response then took 0.3 s at
+    `limit_rate 20m`, 4.9 s buffered)."""
     return nginx_head(workdir, 1) + f"""
     upstream registry {{
         server 127.0.0.1:{upstream_port};
@@ -202,7 +205,7 @@ def throttle_conf(workdir, port, upstream_port, rate):
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
-            proxy_buffering off;
+            proxy_buffering on;
             proxy_read_timeout 300s;
             limit_rate {rate};
         }}

@@ -50,7 +50,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import traceback
 
@@ -416,45 +415,28 @@ def pull_herd(base, clients, image, timeout=600):
     steps = [("manifest", p["manifest"], image["size"], image["digest"], {"Accept": ACCEPT})]
     steps += [(kind, p[kind], image["files"][kind][1], image["files"][kind][0], {})
               for kind in ("config", "small", "big")]
-    barrier = threading.Barrier(clients + 1)
-    results = [None] * clients
-
-    def client(i):
+    def fetch(i):
         buf = memoryview(bytearray(MIB))
-        try:
-            barrier.wait(timeout=60)
-            conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-            for kind, path, size, digest, headers in steps:
-                conn.request("GET", path, headers=headers)
-                r = conn.getresponse()
-                # the first client checks every body; the others the manifest and the lengths
-                h = hashlib.sha256() if i == 0 or kind == "manifest" else None
-                n = 0
-                while True:
-                    k = r.readinto(buf)
-                    if not k:
-                        break
-                    if h:
-                        h.update(buf[:k])
-                    n += k
-                if r.status != 200 or n != size or (h and "sha256:" + h.hexdigest() != digest):
-                    raise Failure(f"{kind}: {r.status}, {n} bytes (want 200, {size})")
-            conn.close()
-            results[i] = (True, "", time.monotonic())
-        except Exception as e:  # noqa: BLE001 -- any error is this client's failure
-            results[i] = (False, repr(e), time.monotonic())
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        for kind, path, size, digest, headers in steps:
+            conn.request("GET", path, headers=headers)
+            r = conn.getresponse()
+            # the first client checks every body; the others the manifest and the lengths
+            h = hashlib.sha256() if i == 0 or kind == "manifest" else None
+            n = 0
+            while True:
+                k = r.readinto(buf)
+                if not k:
+                    break
+                if h:
+                    h.update(buf[:k])
+                n += k
+            if r.status != 200 or n != size or (h and "sha256:" + h.hexdigest() != digest):
+                raise Failure(f"{kind}: {r.status}, {n} bytes (want 200, {size})")
+        conn.close()
+        return True, ""
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for t in threads:
-        t.start()
-    barrier.wait(timeout=60)
-    t0 = time.monotonic()
-    for t in threads:
-        t.join(timeout=timeout + 60)
-    bad = [f"client {i}: {r[1] if r else 'still running'}" for i, r in enumerate(results)
-           if not r or not r[0]]
-    ends = [r[2] for r in results if r]
-    return (max(ends) - t0 if ends else float("nan")), bad
+    return pypi_bench.release_together(clients, fetch, timeout)
 
 
 # ---------------------------------------------------------------- the run

@@ -237,33 +237,18 @@ def wrk(url, conns, duration, headers, lua_path):
     return s
 
 
-def herd(url, clients, expect, timeout=600):
-    """`clients` threads GET url at once; returns (wall seconds, [failures])."""
-    parts = urllib.parse.urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
+def release_together(clients, fetch, timeout):
+    """CLIENTS threads wait at a barrier, are released together, and each runs fetch(i), which
+    returns (ok, detail) or raises.  Returns (seconds from the release until the last client
+    ended, [failures])."""
     barrier = threading.Barrier(clients + 1)
     results = [None] * clients
 
     def client(i):
-        buf = memoryview(bytearray(MIB))
-        digest = hashlib.sha256() if i == 0 else None  # one client checks the bytes themselves
         try:
             barrier.wait(timeout=60)
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-            conn.request("GET", path)
-            r = conn.getresponse()
-            n = 0
-            while True:
-                k = r.readinto(buf)
-                if not k:
-                    break
-                if digest:
-                    digest.update(buf[:k])
-                n += k
-            conn.close()
-            ok = r.status == 200 and n == expect["size"] and (
-                not digest or digest.hexdigest() == expect["sha256"])
-            results[i] = (ok, f"{r.status}, {n} bytes", time.monotonic())
+            ok, detail = fetch(i)
+            results[i] = (ok, detail, time.monotonic())
         except Exception as e:  # noqa: BLE001 -- any error is this client's failure
             results[i] = (False, repr(e), time.monotonic())
 
@@ -278,6 +263,33 @@ def herd(url, clients, expect, timeout=600):
            if not r or not r[0]]
     ends = [r[2] for r in results if r]
     return (max(ends) - t0 if ends else float("nan")), bad
+
+
+def herd(url, clients, expect, timeout=600):
+    """`clients` threads GET url at once; returns (wall seconds, [failures])."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def fetch(i):
+        buf = memoryview(bytearray(MIB))
+        digest = hashlib.sha256() if i == 0 else None  # one client checks the bytes themselves
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        conn.request("GET", path)
+        r = conn.getresponse()
+        n = 0
+        while True:
+            k = r.readinto(buf)
+            if not k:
+                break
+            if digest:
+                digest.update(buf[:k])
+            n += k
+        conn.close()
+        ok = r.status == 200 and n == expect["size"] and (
+            not digest or digest.hexdigest() == expect["sha256"])
+        return ok, f"{r.status}, {n} bytes"
+
+    return release_together(clients, fetch, timeout)
 
 
 def upstream_gets(upstream, filename):

@@ -194,49 +194,7 @@ def throttle_conf(workdir, port, upstream_port, rate):
 """
 
 
-class Nginx:
-    def __init__(self, workdir, conf, attempts=3):
-        """conf(workdir, port) -> the config text."""
-        self.workdir = os.path.abspath(workdir)
-        for sub in ("logs", "tmp"):
-            os.makedirs(os.path.join(self.workdir, sub), exist_ok=True)
-        self.conf = os.path.join(self.workdir, "nginx.conf")
-        self.error_log = os.path.join(self.workdir, "logs", "error.log")
-        for attempt in range(attempts):
-            self.port = nginx_pypi.free_port()
-            with open(self.conf, "w") as f:
-                f.write(conf(self.workdir, self.port))
-            self.process = subprocess.Popen(
-                [nginx_pypi.NGINX, "-p", self.workdir + "/", "-c", self.conf, "-e", self.error_log],
-                stdin=subprocess.DEVNULL, preexec_fn=nginx_pypi.die_with_parent)
-            try:
-                nginx_pypi.wait_listening(self.process, (self.port,), self.error_log)
-                return
-            except RuntimeError:
-                if self.process.poll() is None:
-                    self.process.kill()
-                    self.process.wait()
-                if attempt + 1 == attempts:
-                    raise
-
-    @property
-    def url_base(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path):
-        return self.url_base + path
-
-    def running(self):
-        return self.process.poll() is None
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+Nginx = pypi_bench.Nginx
 
 
 # ---------------------------------------------------------------- servers under test

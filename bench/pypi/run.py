@@ -117,17 +117,20 @@ def proxy_conf(workdir, port, upstream_port):
 """
 
 
-class NginxProxy:
-    def __init__(self, workdir, upstream_port, attempts=3):
+class Nginx:
+    """nginx on a free port with the config conf(workdir, port) returns, started in WORKDIR
+    (made with SUBDIRS), retried on another port if the first is taken meanwhile."""
+
+    def __init__(self, workdir, conf, subdirs=("logs", "tmp"), attempts=3):
         self.workdir = os.path.abspath(workdir)
-        for sub in ("logs", "tmp", "cache"):
+        for sub in subdirs:
             os.makedirs(os.path.join(self.workdir, sub), exist_ok=True)
         self.conf = os.path.join(self.workdir, "nginx.conf")
         self.error_log = os.path.join(self.workdir, "logs", "error.log")
         for attempt in range(attempts):
             self.port = nginx_pypi.free_port()
             with open(self.conf, "w") as f:
-                f.write(proxy_conf(self.workdir, self.port, upstream_port))
+                f.write(conf(self.workdir, self.port))
             self.process = subprocess.Popen(
                 [nginx_pypi.NGINX, "-p", self.workdir + "/", "-c", self.conf, "-e", self.error_log],
                 stdin=subprocess.DEVNULL, preexec_fn=nginx_pypi.die_with_parent)
@@ -141,8 +144,15 @@ class NginxProxy:
                 if attempt + 1 == attempts:
                     raise
 
+    @property
+    def url_base(self):
+        return f"http://127.0.0.1:{self.port}"
+
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.url_base + path
+
+    def running(self):
+        return self.process.poll() is None
 
     def stop(self):
         if self.process.poll() is None:
@@ -152,6 +162,11 @@ class NginxProxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def nginx_proxy(workdir, upstream_port):
+    return Nginx(workdir, lambda w, port: proxy_conf(w, port, upstream_port),
+                 subdirs=("logs", "tmp", "cache"))
 
 
 # ---------------------------------------------------------------- /proc
@@ -187,7 +202,7 @@ def memory(server):
     """(RssAnon kB, VmHWM kB, process count): pantry's own; nginx's summed over the master and
     its children (workers, cache manager/loader)."""
     pids = [server.process.pid]
-    if isinstance(server, NginxProxy):
+    if isinstance(server, Nginx):
         pids += child_pids(server.process.pid)
     anon = hwm = 0
     for pid in pids:
@@ -380,7 +395,7 @@ def run(args, work, failures):
         pantry = pantry_serve.Pantry(args.pantry, os.path.join(work, "pantry"), upstream.index_url,
                                      upstream_timeouts=PANTRY_UPSTREAM_TIMEOUTS)
         servers.append(pantry)
-        proxy = NginxProxy(os.path.join(work, "nginx-proxy"), upstream.index_port)
+        proxy = nginx_proxy(os.path.join(work, "nginx-proxy"), upstream.index_port)
         servers.append(proxy)
 
         targets = {"pantry": warm_pantry(pantry, files), "nginx": warm_nginx(proxy, files)}
@@ -441,7 +456,7 @@ def run(args, work, failures):
                     servers.append(srv)
                     url = pantry_urls(srv, files)[1][BIG[0]]
                 else:
-                    srv = NginxProxy(os.path.join(work, "nginx-cold"), upstream.index_port)
+                    srv = nginx_proxy(os.path.join(work, "nginx-cold"), upstream.index_port)
                     servers.append(srv)
                     url = srv.url(big["path"])
                 before = settled_upstream_gets(upstream, BIG[0])

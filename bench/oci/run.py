@@ -66,8 +66,7 @@ _spec = importlib.util.spec_from_file_location("pypi_bench", os.path.join(HERE, 
 pypi_bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pypi_bench)
 Failure, log, loadavg, fmt = pypi_bench.Failure, pypi_bench.log, pypi_bench.loadavg, pypi_bench.fmt
-proc_status, child_pids, WRK, WRK_LUA = (pypi_bench.proc_status, pypi_bench.child_pids,
-                                         pypi_bench.WRK, pypi_bench.WRK_LUA)
+proc_status, WRK, WRK_LUA = pypi_bench.proc_status, pypi_bench.WRK, pypi_bench.WRK_LUA
 
 MIB = 1 << 20
 REPO = "bench/image"
@@ -238,18 +237,7 @@ def stop_server(who, srv):
 
 def memory(who, srv):
     """(RssAnon kB, VmHWM kB, process count); nginx summed over the master and its workers."""
-    pids = [srv.process.pid]
-    if who == "nginx":
-        pids += child_pids(srv.process.pid)
-    anon = hwm = 0
-    for pid in pids:
-        try:
-            s = proc_status(pid)
-        except OSError:
-            continue
-        anon += s.get("RssAnon", 0)
-        hwm += s.get("VmHWM", 0)
-    return anon, hwm, len(pids)
+    return pypi_bench.memory(srv)
 
 
 # ---------------------------------------------------------------- the upstream's access log

@@ -452,15 +452,8 @@ def run(args, work, failures):
                         row["ping"] += sum(1 for e in entries if e["method"] == "GET" and e["path"] == "/v2/")
                         row["tag_head"] += count(entries, "HEAD", f"/manifests/{TAG}")
                     peak_anon[who] = max(peak_anon[who], memory(who, srv[who])[0])
-                    log(f"round {rnd + 1}/{args.rounds} {row['label']:>15} c={row['conns']:<3} {who:>8}: "
-                        f"{s['req_s']:10.1f} req/s {s['mib_s']:9.1f} MiB/s"
-                        + (f"  ERRORS non2xx={s['non2xx']} connect={s['connect']} read={s['read']} "
-                           f"write={s['write']} timeout={s['timeout']}" if s["errors"] else "")
-                        + f"  load {loadavg()}")
-                    if s["errors"]:
-                        failures.append(f"{who} {row['label']} c={row['conns']} round {rnd + 1}: "
-                                        f"{s['non2xx']} non-2xx/3xx, socket errors connect {s['connect']} "
-                                        f"read {s['read']} write {s['write']}\n{s['text']}")
+                    pypi_bench.note_wrk(s, f"round {rnd + 1}/{args.rounds}", row, who, failures,
+                                        (15, 8))
                     if not server_running(who, srv[who]):
                         raise RuntimeError(f"{who} exited:\n{server_tail(who, srv[who])}")
 

@@ -252,6 +252,20 @@ def wrk(url, conns, duration, headers, lua_path):
     return s
 
 
+def note_wrk(s, where, row, who, failures, widths):
+    """Logs one wrk run (WHERE: "round i/n") and adds its errors, if any, to FAILURES; WIDTHS are
+    the columns of the row label and the server name."""
+    log(f"{where} {row['label']:>{widths[0]}} c={row['conns']:<3} {who:>{widths[1]}}: "
+        f"{s['req_s']:10.1f} req/s {s['mib_s']:9.1f} MiB/s"
+        + (f"  ERRORS non2xx={s['non2xx']} connect={s['connect']} read={s['read']} "
+           f"write={s['write']} timeout={s['timeout']}" if s["errors"] else "")
+        + f"  load {loadavg()}")
+    if s["errors"]:
+        failures.append(f"{who} {row['label']} c={row['conns']} {where}: "
+                        f"{s['non2xx']} non-2xx/3xx, socket errors connect {s['connect']} "
+                        f"read {s['read']} write {s['write']}\n{s['text']}")
+
+
 def release_together(clients, fetch, timeout):
     """CLIENTS threads wait at a barrier, are released together, and each runs fetch(i), which
     returns (ok, detail) or raises.  Returns (seconds from the release until the last client
@@ -423,15 +437,7 @@ def run(args, work, failures):
                     row["upstream"][who] += now - upstream_lines
                     upstream_lines = now
                     peak_anon[who] = max(peak_anon[who], memory(procs[who])[0])
-                    log(f"round {rnd + 1}/{args.rounds} {row['label']:>12} c={row['conns']:<3} {who:>6}: "
-                        f"{s['req_s']:10.1f} req/s {s['mib_s']:9.1f} MiB/s"
-                        + (f"  ERRORS non2xx={s['non2xx']} connect={s['connect']} read={s['read']} "
-                           f"write={s['write']} timeout={s['timeout']}" if s["errors"] else "")
-                        + f"  load {loadavg()}")
-                    if s["errors"]:
-                        failures.append(f"{who} {row['label']} c={row['conns']} round {rnd + 1}: "
-                                        f"{s['non2xx']} non-2xx/3xx, socket errors connect {s['connect']} "
-                                        f"read {s['read']} write {s['write']}\n{s['text']}")
+                    note_wrk(s, f"round {rnd + 1}/{args.rounds}", row, who, failures, (12, 6))
                     if who == "pantry" and pantry.process.poll() is not None:
                         raise RuntimeError(f"pantry exited with {pantry.process.returncode}:\n{pantry.tail()}")
                     if who == "nginx" and proxy.process.poll() is not None:

@@ -472,14 +472,26 @@ class OciProxyTest(unittest.TestCase):
             r = self.api("POST", f"/v2/local/junk/blobs/uploads/?digest={sha256(junk)}", auth,
                          junk, pantry=p)
             self.assertEqual(r.status, 201, r)
+            # A proxied layer mounted into a hosted repository (pinned there) that no manifest
+            # of it uses: gc drops the reference and unpins the layer, which stays as cache.
+            # (org/multi's arm64 config: no hosted image here has it.)
+            arm = self.images["multi"]["manifests"]["linux/arm64"]
+            layer = arm["config"]["digest"]
+            self.assertEqual(self.api("GET", f"/v2/org/multi/manifests/{arm['digest']}",
+                                      [("Accept", moi.OCI_MANIFEST)], pantry=p).status, 200)
+            self.assertEqual(self.api("GET", f"/v2/org/multi/blobs/{layer}", pantry=p).status, 200)
+            r = self.api("POST", f"/v2/local/mounted/blobs/uploads/?mount={layer}&from=org/multi",
+                         auth, pantry=p)
+            self.assertEqual(r.status, 201, r)
             before, _ = p.blobs()
         finally:
             p.stop()
         out = subprocess.run([PANTRY, "cache", "gc", "--data-dir", p.data_dir, "--grace", "0s"],
                              capture_output=True, text=True, timeout=120)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-        self.assertIn("hosted: removed 1 blob references", out.stdout)
+        self.assertIn("hosted: removed 2 blob references", out.stdout)
         self.assertIn("removed 1 blobs", out.stdout)
+        self.assertIn("unpinned 1", out.stdout)
         after, stats = p.blobs()
         self.assertEqual(after, before - 1, stats)
         p = pantry_serve.Pantry(PANTRY, work, "http://127.0.0.1:9/simple/", oci=f"""\
@@ -494,6 +506,10 @@ class OciProxyTest(unittest.TestCase):
                            check=True, capture_output=True, timeout=120)
             gone = self.api("GET", f"/v2/local/junk/blobs/{sha256(junk)}", pantry=p)
             self.assertEqual(gone.status, 404, gone)
+            gone = self.api("GET", f"/v2/local/mounted/blobs/{layer}", pantry=p)
+            self.assertEqual(gone.status, 404, gone)
+            cached = self.api("GET", f"/v2/org/multi/blobs/{layer}", pantry=p)
+            self.assertEqual((cached.status, sha256(cached.body)), (200, layer), cached)
         finally:
             p.stop()
 

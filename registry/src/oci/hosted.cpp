@@ -549,15 +549,19 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
     // Only what `from`'s own manifests reference can be mounted from it.
     auto e = store_->get_entry(blob_key(*source, mount));
     const auto id = cache::digest::parse(mount).value();
-    if (e && e->target == id && store_->stat_blob(id)) {
+    auto info = store_->stat_blob(id);
+    if (e && e->target == id && info) {
       cache::entry mine = *e;
       mine.fetched_at = clock::now();
       mine.expires_at = mine.fetched_at + kForever;
       const std::string key = blob_key(repo_key(api.name), mount);
-      // A proxied blob is evictable cache until a hosted repository holds it.
+      // A proxied blob is evictable cache until a hosted repository holds it; pinned without
+      // the reference (which gc would never find), it would be kept forever.
       auto put = co_await detail::off_thread(blocking_, [&]() -> result<void> {
         if (auto pin = store_->set_pinned(id, true); !pin) return pin.error();
-        return store_->put_entry(key, mine);
+        auto r = store_->put_entry(key, mine);
+        if (!r && !info->pinned) (void)store_->set_pinned(id, false);
+        return r;
       });
       if (put) {
         spdlog::info("oci: {} mounted from {} into {}", mount, from, api.name);

@@ -1,9 +1,9 @@
 #pragma once
 
 // Hosted repositories: names under oci.hosted.prefix live in pantry. Blob uploads (POST then
-// PUT ?digest=, chunked PATCH, monolithic POST ?digest=) are written to a
-// file under <data_dir>/uploads, hashed as they arrive, and moved into the cache pinned once the
-// digest checks out. A cross-repository mount takes a blob from another hosted repository, or
+// PUT ?digest=, chunked PATCH, monolithic POST ?digest=) are written to a file under
+// <data_dir>/uploads, hashed as they arrive, and moved into the cache pinned once the digest
+// checks out. A cross-repository mount takes a blob from another hosted repository, or
 // from a proxied one whose cached manifests reference it (an image built on a pulled base pushes
 // only its own layers), and pins it. Manifest PUT (by tag or digest) is refused unless every blob
 // and manifest it references is in the repository. GET/HEAD, manifest DELETE and tags/list as the

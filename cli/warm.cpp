@@ -9,6 +9,7 @@
 #include "pantry/registry/pypi/negotiate.h"
 #include "pantry/registry/pypi/requirements.h"
 #include "pantry/registry/pypi/simple.h"
+#include "pantry/text.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -74,9 +75,7 @@ result<std::string> read_text_file(const std::string& path) {
 // The base URL pantry serves /simple/ and /files/ under, ending in '/'. A URL ending in /simple/
 // (a PIP_INDEX_URL) is taken to mean its parent.
 result<std::string> base_url(std::string url) {
-  std::string lower = url;
-  for (char& c : lower)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = ascii_lower(url);
   const bool http_url = lower.starts_with("http://") || lower.starts_with("https://");
   const std::size_t authority = lower.find("://") + 3;
   if (!http_url || url.size() <= authority || url[authority] == '/') {

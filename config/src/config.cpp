@@ -1,4 +1,5 @@
 #include "pantry/config/config.h"
+#include "pantry/text.h"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -136,13 +137,6 @@ std::string quote(std::string_view s) {
   return "\"" + printable(s) + "\"";
 }
 
-bool ascii_iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
-}
-
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
@@ -173,16 +167,6 @@ bool is_ipv6_literal(std::string_view s) {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
   });
   return addr_ok && (pct == std::string_view::npos || is_host_name(s.substr(pct + 1)));
-}
-
-// Port digits in 0..65535, or nullopt.
-std::optional<std::uint16_t> parse_port(std::string_view s) {
-  if (!all_digits(s) || s.size() > 5) return std::nullopt;
-  std::uint32_t v = 0;
-  for (char c : s)
-    v = v * 10 + static_cast<std::uint32_t>(c - '0');
-  if (v > 65535) return std::nullopt;
-  return static_cast<std::uint16_t>(v);
 }
 
 struct unit {
@@ -449,22 +433,6 @@ std::string describe_char(std::string_view ch) {
   return plain ? "'" + std::string(ch) + "'" : quote(ch);
 }
 
-// `s` normalized the way PEP 503 normalizes project names: lowercase, and each run of '-', '_'
-// and '.' made one '-'.
-std::string pep503_normalized(std::string_view s) {
-  const auto separator = [](char c) { return c == '-' || c == '_' || c == '.'; };
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (!separator(c)) {
-      out += c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
-    } else if (i == 0 || !separator(s[i - 1])) {
-      out += '-';
-    }
-  }
-  return out;
-}
-
 // Why `pattern` cannot be a pypi.routes pattern, or nullopt. A pattern is matched against
 // PEP 503-normalized names, so it must look like one: a text that could never match is refused
 // here rather than silently routing nothing.
@@ -485,7 +453,7 @@ std::optional<std::string> route_pattern_problem(std::string_view pattern) {
            "'?' and [...], " +
            std::string(kPatternExample);
   }
-  if (const std::string normal = pep503_normalized(pattern); normal != pattern) {
+  if (const std::string normal = normalize_project_name(pattern); normal != pattern) {
     return "is not written in PEP 503 normalized form, which is what routes match (lowercase; "
            "each run of '-', '_' and '.' is one '-'); write " +
            quote(normal);

@@ -1,6 +1,7 @@
 #include "pantry/proxy/client.h"
 
 #include "client_proxy_env.h"
+#include "pantry/text.h"
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -60,13 +61,6 @@ constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 constexpr std::size_t kRedirectDrainLimit = 64 * 1024;
 constexpr std::size_t kReadAllChunk = 64 * 1024;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 // "30s", "250ms".
 std::string format_limit(std::chrono::milliseconds d) {
   if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
@@ -114,7 +108,7 @@ result<target> to_target(const boost::urls::url_view& u) {
       t.host = u.host_ipv6_address().to_string();
       break;
     case boost::urls::host_type::name:
-      t.host = lower(std::string(u.host()));
+      t.host = ascii_lower(std::string(u.host()));
       break;
     default:
       break;
@@ -123,8 +117,8 @@ result<target> to_target(const boost::urls::url_view& u) {
   const std::uint16_t default_port = t.tls ? 443 : 80;
   t.port = default_port;
   if (u.has_port() && !u.port().empty()) {
-    auto port = detail::parse_port(u.port());
-    if (!port) {
+    auto port = parse_port(u.port());
+    if (!port || *port == 0) {
       return error(errc::invalid_argument,
                    "port \"" + std::string(u.port()) + "\" is not 1..65535");
     }

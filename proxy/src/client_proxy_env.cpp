@@ -1,5 +1,6 @@
 #include "client_proxy_env.h"
 #include "pantry/proxy/client.h"
+#include "pantry/text.h"
 
 #include <openssl/evp.h>
 #include <boost/url/parse.hpp>
@@ -14,13 +15,6 @@
 
 namespace pantry::proxy::detail {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
@@ -141,15 +135,6 @@ std::optional<std::pair<std::string, std::string>> parse_basic_authorization(
 
 namespace pantry::proxy::detail {
 
-std::optional<std::uint16_t> parse_port(std::string_view digits) {
-  unsigned port = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  if (ec != std::errc{} || end != digits.data() + digits.size() || port == 0 || port > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint16_t>(port);
-}
-
 std::string proxy_endpoint::str() const {
   const bool v6 = host.find(':') != std::string::npos;
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -163,7 +148,7 @@ result<proxy_endpoint> parse_proxy_url(std::string_view text) {
     return error(errc::config_error, "not a URL (" + parsed.error().message() + ")");
   }
   const boost::urls::url_view& u = *parsed;
-  if (lower(std::string_view(u.scheme())) != "http") {
+  if (ascii_lower(std::string_view(u.scheme())) != "http") {
     return error(errc::config_error, "proxy scheme \"" + std::string(u.scheme()) +
                                          "\" is not supported; use http://host:port");
   }
@@ -171,13 +156,13 @@ result<proxy_endpoint> parse_proxy_url(std::string_view text) {
   if (u.host_type() == boost::urls::host_type::ipv6) {
     ep.host = u.host_ipv6_address().to_string();
   } else {
-    ep.host = lower(std::string_view(u.host()));
+    ep.host = ascii_lower(std::string_view(u.host()));
   }
   if (ep.host.empty()) return error(errc::config_error, "the proxy URL names no host");
   ep.port = 80;
   if (u.has_port() && !u.port().empty()) {
     auto port = parse_port(u.port());
-    if (!port) {
+    if (!port || *port == 0) {
       return error(errc::config_error, "port \"" + std::string(u.port()) + "\" is not 1..65535");
     }
     ep.port = *port;
@@ -202,8 +187,8 @@ proxy_env read_proxy_env() {
 }
 
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
-  const std::string h = lower(strip_brackets(host));
-  const std::string list = lower(no_proxy);
+  const std::string h = ascii_lower(strip_brackets(host));
+  const std::string list = ascii_lower(no_proxy);
   std::size_t pos = 0;
   while (pos < list.size()) {
     const auto end = list.find_first_of(", \t", pos);

@@ -34,9 +34,6 @@ struct proxy_env {
   std::string no_proxy;
 };
 
-// A URL's port: "1" to "65535" (Boost.URL's port_number() wraps larger numbers around).
-std::optional<std::uint16_t> parse_port(std::string_view digits);
-
 // Parses a proxy URL: "http://[user:password@]host[:port][/]", or the same without "http://".
 // The port defaults to 80. Other schemes (https://, socks5://) are errors, so that a request is
 // never sent straight past a proxy that its operator meant it to use.

@@ -92,7 +92,8 @@ void check_requirements(std::string_view text) {
   };
   const auto reqs = pypi::parse_requirements(text, "fuzz/requirements.txt", read);
   for (const auto& p : reqs.pins) {
-    check(pypi::is_normalized(p.name) && pypi::is_valid_name(p.name), "pin names are valid", text);
+    check(pantry::is_normalized_project_name(p.name) && pantry::is_valid_project_name(p.name),
+          "pin names are valid", text);
     check(pypi::version_matches(p, p.version), "a pin matches its own version", text);
   }
   if (auto v = pypi::normalize_version(text)) {
@@ -174,11 +175,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   (void)pypi::negotiate(lines);
 
-  const std::string n = pypi::normalize_name(text);
-  check(pypi::normalize_name(n) == n && pypi::is_normalized(n), "normalize_name is idempotent",
-        text);
-  check(pypi::is_normalized(text) == (n == text), "is_normalized agrees with normalize_name", text);
-  if (pypi::is_valid_name(text)) check(pypi::is_valid_name(n), "normalized valid name", text);
+  const std::string n = pantry::normalize_project_name(text);
+  check(pantry::normalize_project_name(n) == n && pantry::is_normalized_project_name(n),
+        "normalize_name is idempotent", text);
+  check(pantry::is_normalized_project_name(text) == (n == text),
+        "is_normalized agrees with normalize_name", text);
+  if (pantry::is_valid_project_name(text))
+    check(pantry::is_valid_project_name(n), "normalized valid name", text);
   (void)pypi::parse_dist_filename(text, "");
   if (text.substr(0, 2) == "PK") {
     // Zips: libarchive is not instrumented, but its calls into pantry's callbacks are.

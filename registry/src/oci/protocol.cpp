@@ -1,4 +1,5 @@
 #include "pantry/registry/oci/protocol.h"
+#include "pantry/text.h"
 
 #include <boost/json.hpp>
 
@@ -54,24 +55,9 @@ std::string quote(std::string_view s) {
   return out + "\"";
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 // The media type of a Content-Type or Accept item, without parameters, lowercase.
 std::string bare_type(std::string_view v) {
-  return lower(trim(v.substr(0, v.find(';'))));
+  return ascii_lower(trim_ascii_space(v.substr(0, v.find(';'))));
 }
 
 const json::string* string_at(const json::object& o, std::string_view key) {
@@ -211,7 +197,7 @@ accept_set accepted_types(const std::vector<std::string_view>& accept_lines) {
   accept_set set;
   auto& out = set.types;
   for (std::string_view line : accept_lines) {
-    if (!trim(line).empty()) set.any = false;
+    if (!trim_ascii_space(line).empty()) set.any = false;
     while (!line.empty()) {
       auto comma = line.find(',');
       std::string_view item = line.substr(0, comma);
@@ -225,7 +211,7 @@ accept_set accepted_types(const std::vector<std::string_view>& accept_lines) {
                                     : item.substr(item.find(';') + 1);
       while (!params.empty()) {
         auto semi = params.find(';');
-        std::string p = lower(trim(params.substr(0, semi)));
+        std::string p = ascii_lower(trim_ascii_space(params.substr(0, semi)));
         params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
         if (p.starts_with("q=") && p.find_first_not_of("0.", 2) == std::string::npos) {
           excluded = true;
@@ -330,7 +316,7 @@ std::vector<challenge> parse_challenges(std::string_view h) {
     std::string_view scheme = token();
     if (scheme.empty()) break;
     challenge c;
-    c.scheme = lower(scheme);
+    c.scheme = ascii_lower(scheme);
     skip_ws();
     // Parameters: name=value pairs separated by commas, until the next scheme.
     while (i < h.size()) {
@@ -344,7 +330,7 @@ std::vector<challenge> parse_challenges(std::string_view h) {
           std::size_t start = i;
           while (i < h.size() && h[i] != ',')
             ++i;
-          c.params["token68"] = std::string(trim(h.substr(start, i - start)));
+          c.params["token68"] = std::string(trim_ascii_space(h.substr(start, i - start)));
         }
         break;
       }
@@ -372,7 +358,7 @@ std::vector<challenge> parse_challenges(std::string_view h) {
       } else {
         value = std::string(token());
       }
-      c.params[lower(name)] = std::move(value);
+      c.params[ascii_lower(name)] = std::move(value);
       skip_ws();
       if (i < h.size() && h[i] == ',') {
         ++i;

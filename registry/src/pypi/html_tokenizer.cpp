@@ -203,7 +203,7 @@ void html_tokenizer::skip_raw_text(std::string_view tag) {
       return;
     }
     const std::size_t after = lt + 2 + tag.size();
-    if (after <= doc_.size() && iequals(doc_.substr(lt + 2, tag.size()), tag) &&
+    if (after <= doc_.size() && ascii_iequals(doc_.substr(lt + 2, tag.size()), tag) &&
         (after == doc_.size() || is_ascii_space(doc_[after]) || doc_[after] == '/' ||
          doc_[after] == '>')) {
       pos_ = lt;

@@ -1,6 +1,7 @@
 #include "pantry/registry/pypi/json_api.h"
 
 #include "json_util.h"
+#include "pantry/text.h"
 #include "url.h"
 
 #include <boost/json/serialize.hpp>
@@ -31,9 +32,7 @@ std::optional<std::string> sha256_of(const json::object& file, std::string_view 
   }
   if (hex.empty() && fragment.starts_with("sha256=")) hex = fragment.substr(7);
   if (hex.size() != 64 || !is_hex(hex)) return std::nullopt;
-  std::transform(hex.begin(), hex.end(), hex.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return hex;
+  return ascii_lower(hex);
 }
 
 void rewrite_files(json::value* files, const boost::urls::url& base,

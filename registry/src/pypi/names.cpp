@@ -5,14 +5,6 @@
 namespace pantry::registry::pypi {
 namespace {
 
-bool is_separator(char c) noexcept {
-  return c == '-' || c == '_' || c == '.';
-}
-
-bool is_alnum(char c) noexcept {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
 bool ends_with(std::string_view s, std::string_view suffix) noexcept {
   if (s.size() < suffix.size()) return false;
   for (std::size_t i = 0; i < suffix.size(); ++i) {
@@ -30,44 +22,9 @@ constexpr std::array<std::string_view, 4> kLegacyExtensions = {".egg", ".exe", "
 
 }  // namespace
 
-std::string normalize_name(std::string_view name) {
-  std::string out;
-  out.reserve(name.size());
-  bool in_run = false;
-  for (char c : name) {
-    if (is_separator(c)) {
-      if (!in_run) out.push_back('-');
-      in_run = true;
-      continue;
-    }
-    in_run = false;
-    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-  }
-  return out;
-}
-
-bool is_normalized(std::string_view name) noexcept {
-  bool prev_separator = false;
-  for (char c : name) {
-    if (c >= 'A' && c <= 'Z') return false;
-    if (c == '_' || c == '.') return false;
-    if (c == '-' && prev_separator) return false;
-    prev_separator = c == '-';
-  }
-  return true;
-}
-
-bool is_valid_name(std::string_view name) noexcept {
-  if (name.empty() || !is_alnum(name.front()) || !is_alnum(name.back())) return false;
-  for (char c : name) {
-    if (!is_alnum(c) && !is_separator(c)) return false;
-  }
-  return true;
-}
-
 std::optional<dist_filename> parse_dist_filename(std::string_view filename,
                                                  std::string_view project) {
-  const std::string want = normalize_name(project);
+  const std::string want = normalize_project_name(project);
   if (ends_with(filename, ".whl")) {
     const std::string_view stem = filename.substr(0, filename.size() - 4);
     std::array<std::string_view, 7> parts{};
@@ -84,7 +41,7 @@ std::optional<dist_filename> parse_dist_filename(std::string_view filename,
     for (std::size_t i = 0; i < n; ++i) {
       if (parts[i].empty()) return std::nullopt;
     }
-    if (!want.empty() && normalize_name(parts[0]) != want) return std::nullopt;
+    if (!want.empty() && normalize_project_name(parts[0]) != want) return std::nullopt;
     return dist_filename{std::string(parts[0]), std::string(parts[1]), true};
   }
   std::string_view stem;
@@ -111,7 +68,7 @@ std::optional<dist_filename> parse_dist_filename(std::string_view filename,
   } else {
     // The name is the prefix, up to a '-', that normalizes to the project's name.
     for (std::size_t i = stem.find('-'); i != std::string_view::npos; i = stem.find('-', i + 1)) {
-      if (normalize_name(stem.substr(0, i)) == want) {
+      if (normalize_project_name(stem.substr(0, i)) == want) {
         sep = i;
         break;
       }

@@ -8,9 +8,6 @@
 namespace pantry::registry::pypi {
 namespace {
 
-using detail::iequals;
-using detail::trim_ascii_space;
-
 // Specificity of the media range that matched an offer: an exact type beats "type/*" beats "*/*".
 enum specificity { kNone = 0, kAny = 1, kTypeWildcard = 2, kExact = 3 };
 
@@ -97,7 +94,7 @@ bool parse_range(std::string_view element, media_range& out) {
     }
     const std::size_t eq = part.find('=');
     if (eq == std::string_view::npos) return;
-    if (!iequals(trim_ascii_space(part.substr(0, eq)), "q")) return;
+    if (!ascii_iequals(trim_ascii_space(part.substr(0, eq)), "q")) return;
     const int q = parse_q(trim_ascii_space(part.substr(eq + 1)));
     if (q < 0) ok = false;
     out.q = q;
@@ -108,10 +105,10 @@ bool parse_range(std::string_view element, media_range& out) {
 // How `r` matches `o`.
 int specificity_of(const media_range& r, const offer& o) {
   if (r.type == "*" && r.subtype == "*") return kAny;
-  if (!iequals(r.type, o.type)) return kNone;
+  if (!ascii_iequals(r.type, o.type)) return kNone;
   if (r.subtype == "*") return kTypeWildcard;
   for (auto name : o.exact) {
-    if (iequals(r.subtype, name)) return kExact;
+    if (ascii_iequals(r.subtype, name)) return kExact;
   }
   return kNone;
 }

@@ -11,11 +11,6 @@
 namespace pantry::registry::pypi {
 namespace {
 
-using detail::ascii_lower;
-using detail::iequals;
-using detail::is_ascii_space;
-using detail::trim_ascii_space;
-
 // Deep enough for any real tree of includes; a loop through symbolic links (every spelling of
 // the path new) ends here instead of running out of memory.
 constexpr int kMaxIncludeDepth = 32;
@@ -29,7 +24,7 @@ bool is_alnum(char c) noexcept {
 }
 
 bool ends_with_icase(std::string_view s, std::string_view suffix) noexcept {
-  return s.size() >= suffix.size() && iequals(s.substr(s.size() - suffix.size()), suffix);
+  return s.size() >= suffix.size() && ascii_iequals(s.substr(s.size() - suffix.size()), suffix);
 }
 
 // ---- PEP 440 ----------------------------------------------------------------------------------
@@ -152,7 +147,7 @@ class version_parser {
     if (is_separator(peek())) ++pos_;
     for (const auto& [spelling, normal] : labels) {
       if (s_.size() - pos_ >= spelling.size() &&
-          iequals(s_.substr(pos_, spelling.size()), spelling)) {
+          ascii_iequals(s_.substr(pos_, spelling.size()), spelling)) {
         pos_ += spelling.size();
         return normal;
       }
@@ -544,14 +539,14 @@ result<pin> parse_requirement(std::string_view text) {
     ++pos;
   }
   const std::string_view name = text.substr(0, pos);
-  if (!is_valid_name(name)) {
+  if (!is_valid_project_name(name)) {
     if (pos < text.size() && text[pos] == '/') {
       return not_pinned("a URL or path names no version on an index");
     }
     return error(errc::invalid_argument, quoted + ": not a requirement (no project name)");
   }
   pin p;
-  p.name = normalize_name(name);
+  p.name = normalize_project_name(name);
   p.text = std::string(text);
   auto skip_space = [&] {
     while (pos < text.size() && is_ascii_space(text[pos]))
@@ -569,7 +564,7 @@ result<pin> parse_requirement(std::string_view text) {
       if (comma == std::string_view::npos) comma = list.size();
       const std::string_view extra = trim_ascii_space(list.substr(start, comma - start));
       if (!extra.empty()) {
-        if (!is_valid_name(extra)) {
+        if (!is_valid_project_name(extra)) {
           return error(errc::invalid_argument,
                        quoted + ": \"" + std::string(extra) + "\" is not an extra's name");
         }
@@ -832,10 +827,11 @@ std::optional<std::string> normalize_version(std::string_view version) {
 }
 
 bool version_matches(const pin& p, std::string_view candidate) {
-  if (p.arbitrary) return iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
+  if (p.arbitrary) return ascii_iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
   const auto want = parse_pep440(p.version);
   const auto have = parse_pep440(candidate);
-  if (!want || !have) return iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
+  if (!want || !have)
+    return ascii_iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
   if (!same_public_version(*want, *have)) return false;
   return want->local.empty() || want->local == have->local;
 }

@@ -200,14 +200,14 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     }
     std::string_view name = rest;
     if (name.ends_with('/')) name.remove_suffix(1);
-    if (name.empty() || name.find('/') != std::string_view::npos || !is_valid_name(name)) {
+    if (name.empty() || name.find('/') != std::string_view::npos || !is_valid_project_name(name)) {
       co_await plain(ex, http::status::not_found,
                      "\"" + std::string(rest) +
                          "\" is not a project name; request /simple/<project>/, e.g. "
                          "/simple/requests/");
       co_return;
     }
-    std::string normal = normalize_name(name);
+    std::string normal = normalize_project_name(name);
     if (normal != name || !rest.ends_with('/')) {
       co_await redirect(ex, "/simple/" + normal + "/");
       co_return;
@@ -283,7 +283,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         auto nl = rest.find('\n');
         std::string_view line = rest.substr(0, nl);
         rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-        if (!line.empty()) names.try_emplace(normalize_name(line), line);
+        if (!line.empty()) names.try_emplace(normalize_project_name(line), line);
       }
     }
     auto walked =
@@ -621,7 +621,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     }
     std::string text;
     for (const auto& n : *names) {
-      if (is_valid_name(n)) text += n + "\n";
+      if (is_valid_project_name(n)) text += n + "\n";
     }
     cache::entry e = got->fresh;
     auto stored = co_await off_thread([&]() -> result<void> {
@@ -722,14 +722,15 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       name = parts[0];
       if (parts.size() == 3) version = parts[1];
     }
-    if (name.empty() || !is_valid_name(name) || (parts.size() == 3 && !is_version_text(version))) {
+    if (name.empty() || !is_valid_project_name(name) ||
+        (parts.size() == 3 && !is_version_text(version))) {
       co_await plain(ex, http::status::not_found,
                      "\"" + path +
                          "\" is not a JSON API URL; request /pypi/<project>/json or "
                          "/pypi/<project>/<version>/json");
       co_return;
     }
-    const std::string normal = normalize_name(name);
+    const std::string normal = normalize_project_name(name);
     const std::string suffix = version.empty() ? "json" : std::string(version) + "/json";
     if (normal != name) {
       co_await redirect(ex, "/pypi/" + normal + "/" + suffix);

@@ -65,8 +65,8 @@ page_scan scan_page(std::string_view body, bool want_text) {
         } else if (tok->name == "meta") {
           auto name = tok->attribute("name");
           auto content = tok->attribute("content");
-          if (name && content && detail::iequals(*name, kVersionMeta) && !scan.api_version) {
-            scan.api_version = std::string(detail::trim_ascii_space(*content));
+          if (name && content && ascii_iequals(*name, kVersionMeta) && !scan.api_version) {
+            scan.api_version = std::string(trim_ascii_space(*content));
           }
         }
         break;
@@ -84,14 +84,14 @@ page_scan scan_page(std::string_view body, bool want_text) {
 // PEP 658/714 attribute value -> core_metadata. "true" or anything not "<algo>=<hex>" means
 // metadata without a usable hash (as pip reads it); "false" means none.
 std::optional<std::map<std::string, std::string>> parse_metadata_attribute(std::string_view v) {
-  v = detail::trim_ascii_space(v);
-  if (detail::iequals(v, "false")) return std::nullopt;
+  v = trim_ascii_space(v);
+  if (ascii_iequals(v, "false")) return std::nullopt;
   std::map<std::string, std::string> hashes;
   if (const std::size_t eq = v.find('='); eq != std::string_view::npos) {
-    std::string name = detail::ascii_lower(v.substr(0, eq));
+    std::string name = ascii_lower(v.substr(0, eq));
     const std::string_view value = v.substr(eq + 1);
     if (detail::is_hash_name(name) && detail::is_hex(value)) {
-      hashes.emplace(std::move(name), detail::ascii_lower(value));
+      hashes.emplace(std::move(name), ascii_lower(value));
     }
   }
   return hashes;
@@ -103,7 +103,7 @@ std::string name_from_page_url(const boost::urls::url_view_base& u) {
   while (!path.empty() && path.back() == '/')
     path.remove_suffix(1);
   const std::string name = detail::percent_decode(path.substr(path.rfind('/') + 1));
-  return is_valid_name(name) ? normalize_name(name) : std::string();
+  return is_valid_project_name(name) ? normalize_project_name(name) : std::string();
 }
 
 void append_attribute(std::string& out, std::string_view name, std::string_view value) {
@@ -171,15 +171,14 @@ result<std::vector<std::string>> parse_root_html(std::string_view body) {
   std::vector<std::string> names;
   names.reserve(scan.anchors.size());
   for (const raw_anchor& a : scan.anchors) {
-    std::string name =
-        detail::valid_utf8(detail::trim_ascii_space(detail::decode_entities(a.text, false)));
+    std::string name = detail::valid_utf8(trim_ascii_space(detail::decode_entities(a.text, false)));
     if (name.empty()) {
-      std::string_view href = detail::trim_ascii_space(a.href);
+      std::string_view href = trim_ascii_space(a.href);
       href = href.substr(0, href.find_first_of("?#"));
       while (!href.empty() && href.back() == '/')
         href.remove_suffix(1);
       name = detail::valid_utf8(
-          detail::trim_ascii_space(detail::percent_decode(href.substr(href.rfind('/') + 1))));
+          trim_ascii_space(detail::percent_decode(href.substr(href.rfind('/') + 1))));
     }
     if (!name.empty()) names.push_back(std::move(name));
   }
@@ -231,7 +230,8 @@ std::string render_root_html(const std::vector<std::string>& names) {
       "    <title>Simple index</title>\n  </head>\n  <body>\n";
   for (const std::string& name : names) {
     out += "    <a";
-    append_attribute(out, "href", detail::percent_encode_segment(normalize_name(name)) + "/");
+    append_attribute(out, "href",
+                     detail::percent_encode_segment(normalize_project_name(name)) + "/");
     out += '>';
     detail::append_html_escaped(out, name);
     out += "</a>\n";

@@ -47,13 +47,13 @@ result<std::map<std::string, std::string>> read_hashes(const json::value& v, std
   if (o == nullptr) return err.bad(path, "an object of hashes");
   std::map<std::string, std::string> out;
   for (const auto& [key, value] : *o) {
-    std::string name = detail::ascii_lower(std::string_view(key.data(), key.size()));
+    std::string name = ascii_lower(std::string_view(key.data(), key.size()));
     const json::string* hex = value.if_string();
     if (hex == nullptr || !detail::is_hash_name(name) ||
         !detail::is_hex(std::string_view(hex->data(), hex->size()))) {
       continue;
     }
-    out.emplace(std::move(name), detail::ascii_lower(std::string_view(hex->data(), hex->size())));
+    out.emplace(std::move(name), ascii_lower(std::string_view(hex->data(), hex->size())));
   }
   return out;
 }

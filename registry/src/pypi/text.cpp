@@ -281,36 +281,4 @@ void append_json_string(std::string& out, std::string_view raw) {
   out.push_back('"');
 }
 
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
-bool is_ascii_space(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
-}
-
-std::string_view trim_ascii_space(std::string_view s) noexcept {
-  while (!s.empty() && is_ascii_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_ascii_space(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace pantry::registry::pypi::detail

@@ -3,6 +3,8 @@
 // Text helpers shared by the HTML and JSON code: UTF-8 repair, HTML character references,
 // escaping for HTML attributes and JSON strings.
 
+#include "pantry/text.h"
+
 #include <string>
 #include <string_view>
 
@@ -29,10 +31,5 @@ void append_html_escaped(std::string& out, std::string_view s);
 
 // Appends `s` (valid UTF-8) as a JSON string literal, quotes included.
 void append_json_string(std::string& out, std::string_view s);
-
-std::string ascii_lower(std::string_view s);
-bool iequals(std::string_view a, std::string_view b) noexcept;
-bool is_ascii_space(char c) noexcept;
-std::string_view trim_ascii_space(std::string_view s) noexcept;
 
 }  // namespace pantry::registry::pypi::detail

@@ -46,12 +46,12 @@ const char* segment_problem(std::string_view encoded) {
 
 // WHATWG counts percent-encoded dots as dots in "." and ".." segments; so does pantry.
 bool is_single_dot(std::string_view segment) noexcept {
-  return segment == "." || iequals(segment, "%2e");
+  return segment == "." || ascii_iequals(segment, "%2e");
 }
 
 bool is_double_dot(std::string_view segment) noexcept {
-  return segment == ".." || iequals(segment, ".%2e") || iequals(segment, "%2e.") ||
-         iequals(segment, "%2e%2e");
+  return segment == ".." || ascii_iequals(segment, ".%2e") || ascii_iequals(segment, "%2e.") ||
+         ascii_iequals(segment, "%2e%2e");
 }
 
 // RFC 3986 section 5.2.4, segment by segment.

@@ -130,11 +130,11 @@ class metadata_reader {
   result<std::string> run() {
     std::string expected;
     if (auto d = parse_dist_filename(filename_, ""); d && d->wheel) {
-      expected = normalize_name(d->project + "-" + d->version);
+      expected = normalize_project_name(d->project + "-" + d->version);
     }
     std::vector<std::string> others;  // candidates that do not match the file name
     auto found = scan([&](std::string_view stem) {
-      if (!expected.empty() && normalize_name(stem) == expected) return true;
+      if (!expected.empty() && normalize_project_name(stem) == expected) return true;
       others.emplace_back(stem);
       return false;
     });

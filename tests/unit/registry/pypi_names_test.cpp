@@ -13,34 +13,6 @@ void PrintTo(const dist_filename& d, std::ostream* os) {
 
 namespace {
 
-TEST(PypiNamesTest, NormalizesAsPep503Says) {
-  EXPECT_EQ(normalize_name("Django"), "django");
-  EXPECT_EQ(normalize_name("Silly_Walk"), "silly-walk");
-  EXPECT_EQ(normalize_name("zope.interface"), "zope-interface");
-  EXPECT_EQ(normalize_name("Pantry_Demo.Util"), "pantry-demo-util");
-  EXPECT_EQ(normalize_name("a-_.-b"), "a-b");
-  EXPECT_EQ(normalize_name("A__B..C--D"), "a-b-c-d");
-  EXPECT_EQ(normalize_name("ruamel.yaml.clib"), "ruamel-yaml-clib");
-  EXPECT_EQ(normalize_name(""), "");
-}
-
-TEST(PypiNamesTest, IsNormalizedAgreesWithNormalize) {
-  for (std::string_view name :
-       {"django", "silly-walk", "Django", "silly_walk", "a.b", "a--b", "a-b-c", "", "a1", "-"}) {
-    EXPECT_EQ(is_normalized(name), normalize_name(name) == name) << name;
-  }
-}
-
-TEST(PypiNamesTest, ValidNamesArePep508Names) {
-  for (std::string_view name : {"a", "A1", "foo-bar", "foo_bar", "zope.interface", "x.y_z-1"}) {
-    EXPECT_TRUE(is_valid_name(name)) << name;
-  }
-  for (std::string_view name :
-       {"", "-a", "a-", ".a", "a.", "a b", "a/b", "..", "a%2fb", "caf\xc3\xa9", "a\nb"}) {
-    EXPECT_FALSE(is_valid_name(name)) << name;
-  }
-}
-
 TEST(PypiNamesTest, ParsesWheelNames) {
   EXPECT_EQ(parse_dist_filename("pip-23.0.1-py3-none-any.whl", "pip"),
             (dist_filename{"pip", "23.0.1", true}));

@@ -1,25 +1,15 @@
 #pragma once
 
-// Project names (PEP 503 normalization, PEP 508 validity) and distribution file names
-// (wheel, sdist, egg) -> project and version.
+// Distribution file names (wheel, sdist, egg) -> project and version. Project-name
+// normalization and validity (PEP 503, PEP 508) are pantry/text.h's.
+
+#include "pantry/text.h"
 
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace pantry::registry::pypi {
-
-// The PEP 503 normalized form of `name`: ASCII letters lowercased, every run of '-', '_' and '.'
-// replaced by one '-'. Other bytes are kept as they are (`is_valid_name` says whether the name
-// is worth normalizing at all).
-std::string normalize_name(std::string_view name);
-
-// True iff `name` equals `normalize_name(name)`.
-bool is_normalized(std::string_view name) noexcept;
-
-// True iff `name` is a valid project name (PEP 508): ASCII letters, digits, '-', '_' and '.',
-// starting and ending with a letter or digit. Such a name is safe in a URL path and a cache key.
-bool is_valid_name(std::string_view name) noexcept;
 
 // What a distribution's file name says.
 struct dist_filename {

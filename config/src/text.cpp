@@ -1,0 +1,93 @@
+#include "pantry/text.h"
+
+namespace pantry {
+namespace {
+
+char fold(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool is_separator(char c) noexcept {
+  return c == '-' || c == '_' || c == '.';
+}
+
+bool is_alnum(char c) noexcept {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+}  // namespace
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = fold(c);
+  return out;
+}
+
+bool ascii_iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (fold(a[i]) != fold(b[i])) return false;
+  }
+  return true;
+}
+
+bool is_ascii_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+std::string_view trim_ascii_space(std::string_view s) noexcept {
+  while (!s.empty() && is_ascii_space(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && is_ascii_space(s.back()))
+    s.remove_suffix(1);
+  return s;
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view digits) noexcept {
+  if (digits.empty() || digits.size() > 5) return std::nullopt;
+  std::uint32_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  if (v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(v);
+}
+
+std::string normalize_project_name(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  bool in_run = false;
+  for (char c : name) {
+    if (is_separator(c)) {
+      if (!in_run) out.push_back('-');
+      in_run = true;
+      continue;
+    }
+    in_run = false;
+    out.push_back(fold(c));
+  }
+  return out;
+}
+
+bool is_normalized_project_name(std::string_view name) noexcept {
+  bool prev_separator = false;
+  for (char c : name) {
+    if (c >= 'A' && c <= 'Z') return false;
+    if (c == '_' || c == '.') return false;
+    if (c == '-' && prev_separator) return false;
+    prev_separator = c == '-';
+  }
+  return true;
+}
+
+bool is_valid_project_name(std::string_view name) noexcept {
+  if (name.empty() || !is_alnum(name.front()) || !is_alnum(name.back())) return false;
+  for (char c : name) {
+    if (!is_alnum(c) && !is_separator(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace pantry

@@ -1,18 +1,11 @@
 // The `pantry` command: argument parsing and the wiring of the libraries.
 
-#include "human.h"
+#include "pantry/app/app.h"
+#include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
-#include "pantry/proxy/client.h"
-#include "pantry/proxy/flight.h"
-#include "pantry/proxy/metrics.h"
-#include "pantry/proxy/server.h"
 #include "pantry/registry/oci/service.h"
-#include "pantry/registry/pypi/service.h"
 #include "warm.h"
-
-#include <boost/asio/ip/host_name.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -22,6 +15,8 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -34,7 +29,6 @@ namespace {
 
 namespace cache = pantry::cache;
 namespace config = pantry::config;
-namespace proxy = pantry::proxy;
 namespace registry = pantry::registry;
 
 constexpr int kExitOk = 0;
@@ -137,7 +131,44 @@ int fail(const pantry::error& e) {
   return kExitFailure;
 }
 
-using pantry::cli::human_bytes;
+using pantry::app::human_bytes;
+
+// SIGINT and SIGTERM, blocked in the calling thread and so in every thread it starts after: they
+// then arrive only where a signal_waiter waits for them. Call before any thread starts.
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+// A thread that waits for one of `signals` and calls `on_signal` with its name, once; it ends
+// with the object.
+class signal_waiter {
+ public:
+  signal_waiter(sigset_t signals, std::function<void(std::string_view)> on_signal)
+      : signals_(signals), thread_([this, on_signal = std::move(on_signal)] {
+          timespec tick{0, 200'000'000};
+          while (running_.load()) {
+            int sig = sigtimedwait(&signals_, nullptr, &tick);
+            if (sig == SIGINT || sig == SIGTERM) {
+              on_signal(sig == SIGINT ? "SIGINT" : "SIGTERM");
+              return;
+            }
+          }
+        }) {}
+  ~signal_waiter() {
+    running_.store(false);
+    thread_.join();
+  }
+
+ private:
+  sigset_t signals_;
+  std::atomic<bool> running_{true};
+  std::thread thread_;  // last: it reads the members above
+};
 
 int cmd_serve(const std::vector<std::string>& args) {
   auto p = parse_args(args, {"config", "listen", "data-dir"});
@@ -145,95 +176,16 @@ int cmd_serve(const std::vector<std::string>& args) {
   auto c = effective_config(p);
   if (!c) return fail(c.error());
 
-  // Block the signals before any thread starts, so that every thread inherits the mask and the
-  // signal thread below is the one place they arrive.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  cache::options opt;
-  opt.data_dir = c->data_dir;
-  opt.mode = cache::open_mode::owner;
-  opt.max_size = c->cache.max_size;
-  auto opened = cache::store::open(opt);
-  if (!opened) return fail(opened.error());
-  std::shared_ptr<cache::store> store = std::move(*opened);
-
-  auto metrics = std::make_shared<proxy::metrics_registry>();
-  proxy::server_options so;
-  so.host = c->listen.host;
-  so.port = c->listen.port;
-  so.threads = c->server.threads;
-  so.header_timeout = c->server.header_timeout;
-  so.idle_timeout = c->server.idle_timeout;
-  so.shutdown_grace = c->server.shutdown_grace;
-  so.access_log = c->server.access_log;
-  auto srv = proxy::server::create(so, metrics);
-  if (!srv) return fail(srv.error());
-
-  proxy::client_options co;
-  co.connect_timeout = c->upstream.connect_timeout;
-  co.header_timeout = c->upstream.header_timeout;
-  co.idle_timeout = c->upstream.idle_timeout;
-  co.max_idle_per_host = c->upstream.max_idle_connections;
-  auto upstream = proxy::client::create((*srv)->executor(), co);
-  auto flights = std::make_shared<proxy::flight_table>(store, upstream);
-  // Cache writes and other blocking work run here, off the I/O threads.
-  boost::asio::thread_pool blocking(2);
-  auto pypi = registry::pypi::service::create(c->pypi, store, upstream, flights, metrics,
-                                              blocking.get_executor());
-  pypi->install(**srv);
-  auto oci = registry::oci::service::create(c->oci, store, upstream, flights, metrics,
-                                            blocking.get_executor());
-  oci->install(**srv);
-  metrics->gauge_fn("pantry_cache_bytes", "Bytes of cached blobs", [store] {
-    auto st = store->get_stats();
-    return st ? static_cast<double>(st->bytes) : 0.0;
+  const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
+  auto served = pantry::app::app::create(*c);
+  if (!served) return fail(served.error());
+  auto& app = **served;
+  // Declared after the app, so it is joined before the app goes.
+  signal_waiter waiter(signals, [&app](std::string_view name) {
+    spdlog::info("pantry serve: {} received, finishing in-flight requests", name);
+    app.stop();
   });
-  // Weak: the metrics outlive the server, and the flights hold the upstream client, whose
-  // pooled sockets must go before the server's io_contexts.
-  metrics->gauge_fn("pantry_upstream_flights", "Upstream fetches running now",
-                    [weak = std::weak_ptr<proxy::flight_table>(flights)] {
-                      auto f = weak.lock();
-                      return f ? static_cast<double>(f->size()) : 0.0;
-                    });
-
-  auto st = store->get_stats();
-  if (!st) return fail(st.error());
-  spdlog::info("pantry {}: cache at {} holds {} blobs, {} of {} quota; {} entries", PANTRY_VERSION,
-               std::filesystem::absolute(c->data_dir).lexically_normal().string(), st->objects,
-               human_bytes(st->bytes), human_bytes(c->cache.max_size), st->entries);
-  // Listening on every address: clients reach pantry by this machine's name.
-  std::string reach = c->listen.host;
-  if (reach.empty() || reach == "0.0.0.0" || reach == "::" || reach == "[::]") {
-    boost::system::error_code ec;
-    reach = boost::asio::ip::host_name(ec);
-    if (ec || reach.empty()) reach = "127.0.0.1";
-  }
-  spdlog::info("pantry serve: listening on {}:{}; PIP_INDEX_URL=http://{}:{}/simple/",
-               c->listen.host, (*srv)->port(), reach, (*srv)->port());
-
-  std::atomic<bool> running{true};
-  std::thread signal_thread([&] {
-    timespec tick{0, 200'000'000};
-    while (running.load()) {
-      int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig == SIGINT || sig == SIGTERM) {
-        spdlog::info("pantry serve: {} received, finishing in-flight requests",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM");
-        (*srv)->stop();
-        return;
-      }
-    }
-  });
-  (*srv)->run();
-  running.store(false);
-  signal_thread.join();
-  blocking.join();
-  if (auto r = store->flush(); !r) return fail(r.error());
-  spdlog::info("pantry serve: stopped");
+  if (auto r = app.run(); !r) return fail(r.error());
   return kExitOk;
 }
 

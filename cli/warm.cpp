@@ -1,8 +1,8 @@
 // `pantry cache warm`: requirements files -> project pages -> files, through pantry over HTTP.
 
 #include "warm.h"
-#include "human.h"
 
+#include "pantry/app/human.h"
 #include "pantry/cache/digest.h"
 #include "pantry/config/config.h"
 #include "pantry/proxy/client.h"
@@ -35,6 +35,7 @@ namespace {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 namespace pypi = pantry::registry::pypi;
+using pantry::app::human_bytes;
 
 constexpr unsigned kMaxJobs = 64;
 // pantry answers a file's header once its upstream has answered, and a generated .metadata only

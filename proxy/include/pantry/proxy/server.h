@@ -1,8 +1,10 @@
 #pragma once
 
-// The HTTP/1.1 server: one port for every route (/v2/, /simple/, /files/, /pypi/, /api/v1/,
-// /metrics, /healthz, /). Beast on Asio with C++20 coroutines, one thread per core, keep-alive,
-// streamed bodies with no size limit, 64 KiB header limit, idle timeouts, graceful shutdown.
+// The HTTP/1.1 server: one port, requests routed to handlers by the longest matching path prefix;
+// /healthz and /metrics are built in, every other route belongs to a tenant (a proxy::service,
+// see service.h) that installs it. Beast on Asio with C++20 coroutines, one thread per core,
+// keep-alive, streamed bodies with no size limit, 64 KiB header limit, idle timeouts, graceful
+// shutdown.
 //
 // A handler is a coroutine that gets one `exchange` (a request and the means to answer it) and
 // runs on the connection's strand. Handlers never throw; an exception escaping one is a bug, is

@@ -12,6 +12,7 @@
 #include "pantry/proxy/flight.h"
 #include "pantry/proxy/metrics.h"
 #include "pantry/proxy/server.h"
+#include "pantry/proxy/service.h"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -21,7 +22,7 @@
 
 namespace pantry::registry::oci {
 
-class service {
+class service : public proxy::service {
  public:
   // `blocking` runs cache writes off the I/O threads.
   static std::shared_ptr<service> create(const config::oci_config& cfg,
@@ -30,10 +31,8 @@ class service {
                                          std::shared_ptr<proxy::flight_table> flights,
                                          std::shared_ptr<proxy::metrics_registry> metrics,
                                          boost::asio::any_io_executor blocking);
-  virtual ~service() = default;
-
   // Routes /v2/ of `srv` to this service.
-  virtual void install(proxy::server& srv) = 0;
+  void install(proxy::server& srv) override = 0;
 };
 
 struct hosted_gc_report {

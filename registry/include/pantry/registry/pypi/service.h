@@ -10,6 +10,7 @@
 #include "pantry/proxy/flight.h"
 #include "pantry/proxy/metrics.h"
 #include "pantry/proxy/server.h"
+#include "pantry/proxy/service.h"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -17,7 +18,7 @@
 
 namespace pantry::registry::pypi {
 
-class service {
+class service : public proxy::service {
  public:
   // `blocking` runs cache writes off the I/O threads.
   static std::shared_ptr<service> create(const config::pypi_config& cfg,
@@ -26,10 +27,8 @@ class service {
                                          std::shared_ptr<proxy::flight_table> flights,
                                          std::shared_ptr<proxy::metrics_registry> metrics,
                                          boost::asio::any_io_executor blocking);
-  virtual ~service() = default;
-
   // Routes /simple/ and /files/ of `srv` to this service.
-  virtual void install(proxy::server& srv) = 0;
+  void install(proxy::server& srv) override = 0;
 };
 
 }  // namespace pantry::registry::pypi

@@ -1,12 +1,13 @@
 #pragma once
 
-// Small text helpers shared by the pantry command's subcommands.
+// Numbers for people: the start-up line of `pantry serve` (app.cpp) and the pantry command's
+// reports (cache stats, cache warm) print sizes the same way.
 
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
-namespace pantry::cli {
+namespace pantry::app {
 
 // "512 B", "1.5 KiB", "48.3 MiB", … (binary units, one decimal above bytes).
 inline std::string human_bytes(std::uint64_t n) {
@@ -22,4 +23,4 @@ inline std::string human_bytes(std::uint64_t n) {
   return buf;
 }
 
-}  // namespace pantry::cli
+}  // namespace pantry::app

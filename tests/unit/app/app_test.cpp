@@ -1,0 +1,198 @@
+// The assembly of `pantry serve`: an app on 127.0.0.1 port 0 over a temporary data dir, offline,
+// spoken to with a plain socket.
+
+#include "pantry/app/app.h"
+#include "pantry/cache/store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace pantry::app {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A directory under /tmp, removed with the object.
+class temp_dir {
+ public:
+  temp_dir() {
+    char tmpl[] = "/tmp/pantry-app-test-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+      return;
+    }
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The built-in config, on any free port of 127.0.0.1, over `data_dir`, with no upstream asked.
+config::config test_config(const std::string& data_dir) {
+  config::config c = config::defaults();
+  c.listen.host = "127.0.0.1";
+  c.listen.port = 0;
+  c.data_dir = data_dir;
+  c.server.threads = 2;
+  c.server.access_log = false;
+  c.pypi.offline = true;
+  return c;
+}
+
+// Sends `GET target` with `Connection: close` and returns the whole response as the server
+// wrote it, or what went wrong as "error: …".
+std::string http_get(std::uint16_t port, std::string_view target) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return std::string("error: socket: ") + std::strerror(errno);
+  timeval tv{10, 0};  // a broken server fails the test instead of hanging it
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    out = std::string("error: connect: ") + std::strerror(errno);
+  } else {
+    std::string req =
+        "GET " + std::string(target) + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      out = std::string("error: send: ") + std::strerror(errno);
+    } else {
+      char buf[4096];
+      for (;;) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n == 0) break;
+        if (n < 0) {
+          out = std::string("error: recv: ") + std::strerror(errno) + " after: " + out;
+          break;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+// An app whose run() runs on a thread of its own until finish().
+class running_app {
+ public:
+  explicit running_app(std::unique_ptr<app> a)
+      : app_(std::move(a)), thread_([this] { result_ = app_->run(); }) {}
+  ~running_app() {
+    if (thread_.joinable()) finish();
+  }
+
+  std::uint16_t port() const { return app_->port(); }
+
+  // Stops the app, waits for run() and destroys the app; returns what run() returned.
+  result<void> finish() {
+    app_->stop();
+    thread_.join();
+    app_.reset();
+    return *result_;
+  }
+
+ private:
+  std::unique_ptr<app> app_;
+  std::optional<result<void>> result_;  // written by thread_, read after joining it
+  std::thread thread_;                  // last: it uses the members above
+};
+
+// True iff the data dir's owner lock can be taken now (and releases it again).
+::testing::AssertionResult data_dir_is_free(const std::string& dir) {
+  cache::options opt;
+  opt.data_dir = dir;
+  opt.mode = cache::open_mode::owner;
+  auto s = cache::store::open(opt);
+  if (s) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the data dir is still held: " << s.error().message;
+}
+
+TEST(AppTest, ServesHealthzAndMetricsThenStopsAndReleasesTheDataDir) {
+  temp_dir dir;
+  auto created = app::create(test_config(dir.path()));
+  ASSERT_TRUE(created) << created.error().message;
+  ASSERT_NE((*created)->port(), 0);
+  running_app running(std::move(*created));
+
+  std::string health = http_get(running.port(), "/healthz");
+  EXPECT_THAT(health, StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(health, HasSubstr("\r\n\r\nok"));
+  std::string metrics = http_get(running.port(), "/metrics");
+  EXPECT_THAT(metrics, StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(metrics, HasSubstr("\npantry_cache_bytes 0"));
+  EXPECT_THAT(metrics, HasSubstr("\npantry_upstream_flights 0"));
+  // The services installed their routes: /v2/ is the registry's version check (open while no
+  // hosted user is configured), where a server without tenants answers 404.
+  EXPECT_THAT(http_get(running.port(), "/v2/"), StartsWith("HTTP/1.1 200 "));
+
+  auto stopped = running.finish();
+  EXPECT_TRUE(stopped) << stopped.error().message;
+  EXPECT_TRUE(data_dir_is_free(dir.path()));
+}
+
+TEST(AppTest, SecondAppOnTheSameDataDirIsRefusedWhileTheFirstRuns) {
+  temp_dir dir;
+  auto first = app::create(test_config(dir.path()));
+  ASSERT_TRUE(first) << first.error().message;
+  running_app running(std::move(*first));
+
+  auto second = app::create(test_config(dir.path()));
+  ASSERT_FALSE(second) << "a second app opened " << dir.path() << " while the first runs";
+  EXPECT_TRUE(second.error().is(errc::locked)) << second.error().message;
+  EXPECT_THAT(second.error().message, HasSubstr("process " + std::to_string(::getpid())));
+  // The refused app took nothing from the running one.
+  EXPECT_THAT(http_get(running.port(), "/healthz"), StartsWith("HTTP/1.1 200 "));
+
+  auto stopped = running.finish();
+  EXPECT_TRUE(stopped) << stopped.error().message;
+  EXPECT_TRUE(data_dir_is_free(dir.path()));
+}
+
+TEST(AppTest, StopBeforeRunMakesRunReturnAtOnce) {
+  temp_dir dir;
+  auto created = app::create(test_config(dir.path()));
+  ASSERT_TRUE(created) << created.error().message;
+  (*created)->stop();
+  auto ran = (*created)->run();
+  EXPECT_TRUE(ran) << ran.error().message;
+  created->reset();
+  EXPECT_TRUE(data_dir_is_free(dir.path()));
+}
+
+TEST(AppTest, AppThatNeverRanReleasesTheDataDir) {
+  temp_dir dir;
+  {
+    auto created = app::create(test_config(dir.path()));
+    ASSERT_TRUE(created) << created.error().message;
+  }
+  EXPECT_TRUE(data_dir_is_free(dir.path()));
+}
+
+}  // namespace
+}  // namespace pantry::app

@@ -1074,5 +1074,59 @@ TEST(ConfigTest, RoundTripOfRoutesWithGlobCharacters) {
   EXPECT_EQ(parse_ok(yaml), c) << yaml;
 }
 
+TEST(ConfigTest, RepeatsAreFoundAlikeInEveryList) {
+  // Users, routes and both upstream lists are read by one list reader: a repeat is reported at
+  // the repeated value, naming the first, even when the first item had a problem of its own.
+  EXPECT_EQ(error_of("oci:\n  hosted:\n    users: [{name: ci, token: short}, {name: ci, token: "
+                     "0123456789abcdef}]\n"),
+            "test.yaml:3:31: oci.hosted.users[0].token: the token has 5 characters; use at least "
+            "16, e.g. the output of `openssl rand -hex 24`\n"
+            "test.yaml:3:46: oci.hosted.users[1].name: \"ci\" is listed twice; give each user its "
+            "own name");
+  EXPECT_EQ(error_of("pypi:\n  routes:\n    - {pattern: a-*, upstream: \"\"}\n    - {pattern: a-*, "
+                     "upstream: pypi}\n"),
+            "test.yaml:3:32: pypi.routes[0].upstream: \"\" is empty; set the name of one of "
+            "pypi.upstreams, e.g. pypi\n"
+            "test.yaml:4:17: pypi.routes[1].pattern: \"a-*\" is already the pattern of "
+            "pypi.routes[0] (line 3), which wins as the first match; remove one of them");
+  EXPECT_EQ(error_of("pypi:\n  upstreams:\n    - {name: a, url: x}\n    - {name: a, url: "
+                     "\"https://a/\"}\n"),
+            "test.yaml:3:22: pypi.upstreams[0].url: \"x\" is not an http:// or https:// URL; write "
+            "the full URL, e.g. https://pypi.org/simple/\n"
+            "test.yaml:4:14: pypi.upstreams[1].name: \"a\" is already the name of "
+            "pypi.upstreams[0] (line 3); give each upstream its own name");
+  EXPECT_EQ(error_of("oci:\n  upstreams:\n    - {name: a, url: x}\n    - {name: a, url: "
+                     "\"https://a\"}\n"),
+            "test.yaml:3:22: oci.upstreams[0].url: \"x\" is not an http:// or https:// URL; write "
+            "the full URL, e.g. https://registry-1.docker.io\n"
+            "test.yaml:4:14: oci.upstreams[1].name: \"a\" is already the name of "
+            "oci.upstreams[0] (line 3); give each upstream its own name");
+}
+
+TEST(ConfigTest, RepeatIsReportedAfterTheOtherProblemsOfItsItem) {
+  EXPECT_EQ(error_of("oci:\n  hosted:\n    users: [{name: ci, token: 0123456789abcdef}, {name: ci, "
+                     "token: short}]\n"),
+            "test.yaml:3:68: oci.hosted.users[1].token: the token has 5 characters; use at least "
+            "16, e.g. the output of `openssl rand -hex 24`\n"
+            "test.yaml:3:57: oci.hosted.users[1].name: \"ci\" is listed twice; give each user its "
+            "own name");
+}
+
+TEST(ConfigTest, ChecksOverTheWholeFileRunSectionBySection) {
+  // Once the file reads without a problem, each section checks its references, in the order the
+  // sections are listed (pypi before oci), wherever the keys are in the file.
+  EXPECT_EQ(error_of("oci:\n  default_upstream: quay.io\npypi:\n  routes: [{pattern: \"*\", "
+                     "upstream: internal}]\n"),
+            "test.yaml:4:37: pypi.routes[0].upstream: \"internal\" names no upstream in "
+            "pypi.upstreams; set it to one of: pypi\n"
+            "test.yaml:2:21: oci.default_upstream: \"quay.io\" names no upstream in "
+            "oci.upstreams; set it to one of: docker.io");
+}
+
+TEST(ConfigTest, EveryTopLevelKeyIsKnownToSuggestions) {
+  EXPECT_THAT(error_of("bogus_key_far_from_all: 1\n"),
+              HasSubstr("known keys here: listen, data_dir, server, upstream, cache, pypi, oci"));
+}
+
 }  // namespace
 }  // namespace pantry::config

@@ -5,6 +5,10 @@
 // The defaults are deploy/pantry.example.yaml, compiled into the binary (embedded_defaults()).
 // A user's file is laid over them: a key it sets replaces the default, a list replaces the whole
 // default list. Every error names the file, line and column, the key and the bad value.
+//
+// Each top-level section is read, checked and written by its own file, config/src/
+// <name>_section.cpp, listed in config/src/sections.def (config/src/section.h tells how to add
+// one).
 
 #include "pantry/error.h"
 
@@ -134,7 +138,8 @@ config defaults();
 
 // Parses `yaml` laid over the defaults. `source` names the text in errors (a file path, or
 // "<embedded defaults>"). Errors are errc::config_error with one line per problem (up to 20), in
-// document order, each of the form
+// document order (the checks that need the whole file, such as a route naming an upstream that
+// does not exist, run once it reads without a problem, section by section), each of the form
 //   "pantry.yaml:4:14: cache.max_size: \"50 GB\" is not a size; use a number with B, KiB, MiB,
 //    GiB or TiB, e.g. 50GiB".
 // Rules beyond the field comments above: an empty file or an empty section (`cache:` with nothing

@@ -1,0 +1,159 @@
+// The core section: listen:, data_dir:, server: (pantry's HTTP server), upstream: (the client
+// every upstream is fetched with) and cache:.
+
+#include "emit.h"
+#include "message.h"
+#include "section.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <array>
+
+namespace pantry::config::detail {
+namespace {
+
+// Ranges of the whole-number settings.
+constexpr unsigned kMaxServerThreads = 256;
+constexpr unsigned kMaxIdleConnections = 1024;
+
+constexpr std::array<std::string_view, 5> kServerKeys = {
+    "threads", "header_timeout", "idle_timeout", "shutdown_grace", "access_log"};
+constexpr std::array<std::string_view, 4> kClientKeys = {"connect_timeout", "header_timeout",
+                                                         "idle_timeout", "max_idle_connections"};
+constexpr std::array<std::string_view, 1> kCacheKeys = {"max_size"};
+
+void read_listen(reader& r, const entry& e, config& c) {
+  auto s = r.as_scalar(e, "HOST:PORT, e.g. 0.0.0.0:8585");
+  if (!s) return;
+  auto addr = parse_listen(*s);
+  if (!addr) {
+    r.fail(e, addr.error().message);
+    return;
+  }
+  c.listen = *addr;
+}
+
+void read_data_dir(reader& r, const entry& e, config& c) {
+  if (auto s = r.as_text(e, "a directory, e.g. ./pantry-data")) c.data_dir = std::move(*s);
+}
+
+void read_server(reader& r, const entry& e, config& c) {
+  server_config& sc = c.server;
+  r.read_map(e, kServerKeys, [&](const entry& f) {
+    if (f.key == "threads") {
+      const std::string range = "use 0 for one thread per CPU core, or a number from 1 to " +
+                                std::to_string(kMaxServerThreads);
+      if (auto n = r.read_count(f, 0, kMaxServerThreads, range)) sc.threads = *n;
+    } else if (f.key == "header_timeout") {
+      if (auto d = r.read_positive_duration(
+              f, "would close every connection before its request arrives", "30s")) {
+        sc.header_timeout = *d;
+      }
+    } else if (f.key == "idle_timeout") {
+      if (auto d = r.read_positive_duration(
+              f, "would close every keep-alive connection between requests", "60s")) {
+        sc.idle_timeout = *d;
+      }
+    } else if (f.key == "shutdown_grace") {
+      if (auto d = r.read_positive_duration(
+              f, "would cut off every response in flight when pantry stops", "10s")) {
+        sc.shutdown_grace = *d;
+      }
+    } else if (f.key == "access_log") {
+      if (auto b = r.read_bool(f)) sc.access_log = *b;
+    }
+  });
+}
+
+void read_upstream(reader& r, const entry& e, config& c) {
+  upstream_config& uc = c.upstream;
+  r.read_map(e, kClientKeys, [&](const entry& f) {
+    if (f.key == "connect_timeout") {
+      if (auto d = r.read_positive_duration(f, "would fail every connection", "10s")) {
+        uc.connect_timeout = *d;
+      }
+    } else if (f.key == "header_timeout") {
+      if (auto d = r.read_positive_duration(f, "would fail every upstream request", "30s")) {
+        uc.header_timeout = *d;
+      }
+    } else if (f.key == "idle_timeout") {
+      if (auto d = r.read_positive_duration(f, "would fail every download", "30s")) {
+        uc.idle_timeout = *d;
+      }
+    } else if (f.key == "max_idle_connections") {
+      const std::string range =
+          "use a number from 1 to " + std::to_string(kMaxIdleConnections) + ", e.g. 16";
+      if (auto n = r.read_count(f, 1, kMaxIdleConnections, range)) uc.max_idle_connections = *n;
+    }
+  });
+}
+
+void read_cache(reader& r, const entry& e, config& c) {
+  r.read_map(e, kCacheKeys, [&](const entry& f) {
+    auto s = r.as_scalar(f, "a size, e.g. 50GiB");
+    if (!s) return;
+    auto size = parse_size(*s);
+    if (!size) {
+      r.fail(f, size.error().message);
+      return;
+    }
+    if (*size == 0) {
+      r.fail(f, quote(*s) + " is zero, which would cache nothing; set a positive size, e.g. 50GiB");
+      return;
+    }
+    c.cache.max_size = *size;
+  });
+}
+
+void emit_listen(YAML::Emitter& out, const config& c, secrets) {
+  out << c.listen.str();
+}
+
+void emit_data_dir(YAML::Emitter& out, const config& c, secrets) {
+  out << c.data_dir;
+}
+
+void emit_server(YAML::Emitter& out, const config& c, secrets) {
+  out << YAML::BeginMap;
+  emit_key(out, "threads", c.server.threads);
+  emit_key(out, "header_timeout", format_duration(c.server.header_timeout));
+  emit_key(out, "idle_timeout", format_duration(c.server.idle_timeout));
+  emit_key(out, "shutdown_grace", format_duration(c.server.shutdown_grace));
+  emit_key(out, "access_log", c.server.access_log);
+  out << YAML::EndMap;
+}
+
+void emit_upstream(YAML::Emitter& out, const config& c, secrets) {
+  out << YAML::BeginMap;
+  emit_key(out, "connect_timeout", format_duration(c.upstream.connect_timeout));
+  emit_key(out, "header_timeout", format_duration(c.upstream.header_timeout));
+  emit_key(out, "idle_timeout", format_duration(c.upstream.idle_timeout));
+  emit_key(out, "max_idle_connections", c.upstream.max_idle_connections);
+  out << YAML::EndMap;
+}
+
+void emit_cache(YAML::Emitter& out, const config& c, secrets) {
+  out << YAML::BeginMap;
+  emit_key(out, "max_size", format_size(c.cache.max_size));
+  out << YAML::EndMap;
+}
+
+constexpr std::array<top_level_key, 5> kKeys = {{
+    {"listen", read_listen, emit_listen},
+    {"data_dir", read_data_dir, emit_data_dir},
+    {"server", read_server, emit_server},
+    {"upstream", read_upstream, emit_upstream},
+    {"cache", read_cache, emit_cache},
+}};
+
+constexpr std::array<key_set, 3> kMaps = {{
+    {"server", kServerKeys},
+    {"upstream", kClientKeys},
+    {"cache", kCacheKeys},
+}};
+
+}  // namespace
+
+constinit const section core_section = {.keys = kKeys, .maps = kMaps};
+
+}  // namespace pantry::config::detail

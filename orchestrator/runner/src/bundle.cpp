@@ -1,9 +1,9 @@
 #include "pantry/orchestrator/runner/bundle.h"
 
 #include "json_read.h"
+#include "strings.h"
 
 #include <boost/json/array.hpp>
-#include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <array>
@@ -26,21 +26,9 @@ constexpr std::array<std::string_view, 16> kRlimitTypes = {
     "RLIMIT_NICE",   "RLIMIT_NOFILE", "RLIMIT_NPROC",      "RLIMIT_RSS",
     "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK"};
 
-std::string quoted(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
-error invalid(std::string msg) {
-  return error(errc::invalid_argument, std::move(msg));
-}
-
-json::array to_array(const std::vector<std::string>& v) {
-  json::array a;
-  a.reserve(v.size());
-  for (const auto& s : v)
-    a.emplace_back(s);
-  return a;
-}
+using detail::invalid;
+using detail::quoted;
+using detail::to_array;
 
 std::string_view env_key(std::string_view entry) {
   return entry.substr(0, entry.find('='));
@@ -195,34 +183,21 @@ const std::vector<std::string>& default_readonly_paths() {
 
 result<image_config> parse_image_config(std::string_view text) {
   const detail::json_reader r("image config");
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return r.fail("(document)", "not JSON: " + ec.message());
-  if (!v.is_object()) return r.fail("(document)", "expected a JSON object");
-  const auto& o = v.get_object();
+  auto document = r.parse_object(text);
+  if (!document) return document.error();
+  const auto& o = *document;
   image_config out;
-  auto arch = r.string_at(o, "architecture", "architecture");
-  if (!arch) return arch.error();
-  if (!arch->empty()) out.architecture = std::move(*arch);
+  if (auto e = r.read(o, "architecture", "architecture", out.architecture)) return *e;
+  if (out.architecture.empty()) out.architecture = image_config().architecture;
   auto config = r.object_at(o, "config", "config");
   if (!config) return config.error();
   if (*config == nullptr) return out;
   const auto& c = **config;
-  auto env = r.strings_at(c, "Env", "config.Env");
-  if (!env) return env.error();
-  out.env = std::move(*env);
-  auto wd = r.string_at(c, "WorkingDir", "config.WorkingDir");
-  if (!wd) return wd.error();
-  out.working_dir = std::move(*wd);
-  auto user = r.string_at(c, "User", "config.User");
-  if (!user) return user.error();
-  out.user = std::move(*user);
-  auto entrypoint = r.strings_at(c, "Entrypoint", "config.Entrypoint");
-  if (!entrypoint) return entrypoint.error();
-  out.entrypoint = std::move(*entrypoint);
-  auto cmd = r.strings_at(c, "Cmd", "config.Cmd");
-  if (!cmd) return cmd.error();
-  out.cmd = std::move(*cmd);
+  if (auto e = r.read(c, "Env", "config.Env", out.env)) return *e;
+  if (auto e = r.read(c, "WorkingDir", "config.WorkingDir", out.working_dir)) return *e;
+  if (auto e = r.read(c, "User", "config.User", out.user)) return *e;
+  if (auto e = r.read(c, "Entrypoint", "config.Entrypoint", out.entrypoint)) return *e;
+  if (auto e = r.read(c, "Cmd", "config.Cmd", out.cmd)) return *e;
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "pantry/orchestrator/runner/cgroup.h"
 
 #include "pantry/text.h"
+#include "strings.h"
 
 #include <algorithm>
 #include <array>
@@ -25,15 +26,7 @@ bool is_controller(std::string_view s) {
   return std::find(kControllers.begin(), kControllers.end(), s) != kControllers.end();
 }
 
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  while (true) {
-    auto at = s.find(sep);
-    out.push_back(s.substr(0, at));
-    if (at == std::string_view::npos) return out;
-    s.remove_prefix(at + 1);
-  }
-}
+using detail::split;
 
 // mountinfo escapes space, tab, newline and backslash as \ooo.
 std::string unescape_octal(std::string_view s) {

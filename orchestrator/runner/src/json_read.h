@@ -1,11 +1,14 @@
 #pragma once
 
-// Reading typed members out of untrusted JSON with errors that name the member, shared by the
-// seccomp profile and image config readers. Private to pantry_runner.
+// Reading typed members out of untrusted JSON with errors that name the member (the seccomp
+// profile and image config readers), and writing string arrays (the OCI documents). Private to
+// pantry_runner.
 
 #include "pantry/error.h"
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <cstdint>
@@ -16,6 +19,14 @@
 
 namespace pantry::orchestrator::runner::detail {
 
+inline boost::json::array to_array(const std::vector<std::string>& v) {
+  boost::json::array a;
+  a.reserve(v.size());
+  for (const auto& s : v)
+    a.emplace_back(s);
+  return a;
+}
+
 // `what` is the member's path for messages ("syscalls[3].names"); `prefix` names the document
 // ("seccomp profile"). Each reader returns the default value when the member is absent or null.
 class json_reader {
@@ -25,6 +36,15 @@ class json_reader {
   error fail(std::string_view what, std::string_view why) const {
     return error(errc::invalid_argument,
                  prefix_ + ": " + std::string(what) + ": " + std::string(why));
+  }
+
+  // `text` as a JSON object.
+  result<boost::json::object> parse_object(std::string_view text) const {
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(text, ec);
+    if (ec) return fail("(document)", "not JSON: " + ec.message());
+    if (!v.is_object()) return fail("(document)", "expected a JSON object");
+    return std::move(v.get_object());
   }
 
   result<std::string> string_at(const boost::json::object& o, std::string_view key,
@@ -64,6 +84,23 @@ class json_reader {
     }
     if (n > max) return fail(what, "value " + std::to_string(n) + " is out of range");
     return std::optional<std::uint64_t>(n);
+  }
+
+  // Reads the member into `into` (left as is when absent or null); the error when it has another
+  // type. Lets a reader of many members say each in one line.
+  std::optional<error> read(const boost::json::object& o, std::string_view key,
+                            std::string_view what, std::string& into) const {
+    auto v = string_at(o, key, what);
+    if (!v) return v.error();
+    if (o.if_contains(key) != nullptr) into = std::move(*v);
+    return std::nullopt;
+  }
+  std::optional<error> read(const boost::json::object& o, std::string_view key,
+                            std::string_view what, std::vector<std::string>& into) const {
+    auto v = strings_at(o, key, what);
+    if (!v) return v.error();
+    if (o.if_contains(key) != nullptr) into = std::move(*v);
+    return std::nullopt;
   }
 
   // The member as an object; nullptr when absent or null, an error when another type.

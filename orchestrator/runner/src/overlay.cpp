@@ -1,5 +1,7 @@
 #include "pantry/orchestrator/runner/overlay.h"
 
+#include "strings.h"
+
 #include <algorithm>
 #include <optional>
 
@@ -10,13 +12,8 @@ constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kMetaPrefix = ".wh..wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
-std::string quoted(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
-error invalid(std::string msg) {
-  return error(errc::invalid_argument, std::move(msg));
-}
+using detail::invalid;
+using detail::quoted;
 
 bool usable_in_options(std::string_view p) {
   return p.find_first_of(",:\\") == std::string_view::npos &&

@@ -1,9 +1,9 @@
 #include "pantry/orchestrator/runner/seccomp.h"
 
 #include "json_read.h"
+#include "strings.h"
 
 #include <boost/json/array.hpp>
-#include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <array>
@@ -25,6 +25,8 @@ namespace {
 
 namespace json = boost::json;
 using detail::json_reader;
+using detail::quoted;
+using detail::to_array;
 
 constexpr std::array<std::string_view, 9> kActions = {
     "SCMP_ACT_KILL",  "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
@@ -42,10 +44,6 @@ bool one_of(const std::array<std::string_view, N>& set, std::string_view s) {
 
 bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-std::string quoted(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
 }
 
 struct errno_entry {
@@ -140,18 +138,12 @@ result<seccomp_condition> read_condition(const json_reader& r, const json::objec
   if (!o) return o.error();
   if (*o == nullptr) return c;
   const std::string base = where + "." + std::string(key);
-  auto caps = r.strings_at(**o, "caps", base + ".caps");
-  if (!caps) return caps.error();
-  c.caps = std::move(*caps);
-  auto arches = r.strings_at(**o, "arches", base + ".arches");
-  if (!arches) return arches.error();
-  c.arches = std::move(*arches);
-  auto min_kernel = r.string_at(**o, "minKernel", base + ".minKernel");
-  if (!min_kernel) return min_kernel.error();
-  if (!min_kernel->empty() && !parse_kernel(*min_kernel)) {
-    return r.fail(base + ".minKernel", "expected major.minor, got " + quoted(*min_kernel));
+  if (auto e = r.read(**o, "caps", base + ".caps", c.caps)) return *e;
+  if (auto e = r.read(**o, "arches", base + ".arches", c.arches)) return *e;
+  if (auto e = r.read(**o, "minKernel", base + ".minKernel", c.min_kernel)) return *e;
+  if (!c.min_kernel.empty() && !parse_kernel(c.min_kernel)) {
+    return r.fail(base + ".minKernel", "expected major.minor, got " + quoted(c.min_kernel));
   }
-  c.min_kernel = std::move(*min_kernel);
   return c;
 }
 
@@ -211,9 +203,7 @@ result<seccomp_rule> read_rule(const json_reader& r, const json::value& v,
   auto errno_ret = r.uint_at(o, "errnoRet", where + ".errnoRet", UINT32_MAX);
   if (!errno_ret) return errno_ret.error();
   if (*errno_ret) rule.errno_ret = static_cast<std::uint32_t>(**errno_ret);
-  auto errno_name = r.string_at(o, "errno", where + ".errno");
-  if (!errno_name) return errno_name.error();
-  rule.errno_name = std::move(*errno_name);
+  if (auto e = r.read(o, "errno", where + ".errno", rule.errno_name)) return *e;
   return rule;
 }
 
@@ -242,23 +232,13 @@ result<std::optional<std::uint32_t>> resolve_errno(std::string_view name,
                "seccomp profile: " + std::string(where) + ": unknown errno " + quoted(name));
 }
 
-json::array to_array(const std::vector<std::string>& v) {
-  json::array a;
-  a.reserve(v.size());
-  for (const auto& s : v)
-    a.emplace_back(s);
-  return a;
-}
-
 }  // namespace
 
 result<seccomp_profile> parse_seccomp_profile(std::string_view text) {
   const json_reader r("seccomp profile");
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return r.fail("(document)", "not JSON: " + ec.message());
-  if (!v.is_object()) return r.fail("(document)", "expected a JSON object");
-  const auto& o = v.get_object();
+  auto document = r.parse_object(text);
+  if (!document) return document.error();
+  const auto& o = *document;
 
   seccomp_profile p;
   auto default_action = r.string_at(o, "defaultAction", "defaultAction");
@@ -271,13 +251,8 @@ result<seccomp_profile> parse_seccomp_profile(std::string_view text) {
   auto default_errno_ret = r.uint_at(o, "defaultErrnoRet", "defaultErrnoRet", UINT32_MAX);
   if (!default_errno_ret) return default_errno_ret.error();
   if (*default_errno_ret) p.default_errno_ret = static_cast<std::uint32_t>(**default_errno_ret);
-  auto default_errno = r.string_at(o, "defaultErrno", "defaultErrno");
-  if (!default_errno) return default_errno.error();
-  p.default_errno = std::move(*default_errno);
-
-  auto architectures = r.strings_at(o, "architectures", "architectures");
-  if (!architectures) return architectures.error();
-  p.architectures = std::move(*architectures);
+  if (auto e = r.read(o, "defaultErrno", "defaultErrno", p.default_errno)) return *e;
+  if (auto e = r.read(o, "architectures", "architectures", p.architectures)) return *e;
   if (const auto* am = o.if_contains("archMap"); am != nullptr && !am->is_null()) {
     if (!am->is_array()) return r.fail("archMap", "expected an array");
     std::size_t i = 0;
@@ -289,9 +264,10 @@ result<seccomp_profile> parse_seccomp_profile(std::string_view text) {
       if (!arch) return arch.error();
       if (arch->empty()) return r.fail(at + ".architecture", "missing");
       entry.architecture = std::move(*arch);
-      auto subs = r.strings_at(e.get_object(), "subArchitectures", at + ".subArchitectures");
-      if (!subs) return subs.error();
-      entry.sub_architectures = std::move(*subs);
+      if (auto err = r.read(e.get_object(), "subArchitectures", at + ".subArchitectures",
+                            entry.sub_architectures)) {
+        return *err;
+      }
       p.arch_map.push_back(std::move(entry));
     }
   }
@@ -309,15 +285,9 @@ result<seccomp_profile> parse_seccomp_profile(std::string_view text) {
     }
   }
 
-  auto flags = r.strings_at(o, "flags", "flags");
-  if (!flags) return flags.error();
-  p.flags = std::move(*flags);
-  auto listener_path = r.string_at(o, "listenerPath", "listenerPath");
-  if (!listener_path) return listener_path.error();
-  p.listener_path = std::move(*listener_path);
-  auto listener_metadata = r.string_at(o, "listenerMetadata", "listenerMetadata");
-  if (!listener_metadata) return listener_metadata.error();
-  p.listener_metadata = std::move(*listener_metadata);
+  if (auto e = r.read(o, "flags", "flags", p.flags)) return *e;
+  if (auto e = r.read(o, "listenerPath", "listenerPath", p.listener_path)) return *e;
+  if (auto e = r.read(o, "listenerMetadata", "listenerMetadata", p.listener_metadata)) return *e;
   return p;
 }
 

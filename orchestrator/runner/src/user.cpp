@@ -1,5 +1,7 @@
 #include "pantry/orchestrator/runner/user.h"
 
+#include "strings.h"
+
 #include <algorithm>
 #include <charconv>
 #include <optional>
@@ -25,18 +27,9 @@ bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// The colon-separated fields of a line.
-std::vector<std::string_view> fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  while (true) {
-    auto colon = line.find(':', start);
-    out.push_back(line.substr(start, colon - start));
-    if (colon == std::string_view::npos) break;
-    start = colon + 1;
-  }
-  return out;
-}
+using detail::invalid;
+using detail::quoted;
+using detail::split;
 
 template <class F>
 void for_each_line(std::string_view text, F&& f) {
@@ -62,7 +55,7 @@ template <class Match>
 std::optional<passwd_entry> find_passwd(std::string_view passwd, Match&& match) {
   std::optional<passwd_entry> found;
   for_each_line(passwd, [&](std::string_view line) {
-    auto f = fields(line);
+    auto f = split(line, ':');
     if (f.size() < 7) return false;  // name:password:uid:gid:gecos:home:shell
     auto uid = parse_id(f[2]);
     auto gid = parse_id(f[3]);
@@ -75,8 +68,9 @@ std::optional<passwd_entry> find_passwd(std::string_view passwd, Match&& match) 
   return found;
 }
 
-std::string quoted(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
+error out_of_range(std::string_view user, std::string_view what) {
+  return invalid("user " + quoted(user) + ": " + std::string(what) +
+                 " out of range (0 to 2147483647)");
 }
 
 }  // namespace
@@ -91,12 +85,12 @@ result<exec_user> resolve_user(std::string_view user, std::string_view passwd,
     group_part = user.substr(colon + 1);
     group_given = true;
     if (group_part.empty()) {
-      return error(errc::invalid_argument, "user " + quoted(user) + ": empty group after ':'");
+      return invalid("user " + quoted(user) + ": empty group after ':'");
     }
   }
   if (user_part.empty()) {
     if (group_given) {
-      return error(errc::invalid_argument, "user " + quoted(user) + ": empty user before ':'");
+      return invalid("user " + quoted(user) + ": empty user before ':'");
     }
     user_part = "0";
   }
@@ -105,17 +99,13 @@ result<exec_user> resolve_user(std::string_view user, std::string_view passwd,
   std::optional<passwd_entry> entry;
   if (all_digits(user_part)) {
     auto uid = parse_id(user_part);
-    if (!uid) {
-      return error(errc::invalid_argument,
-                   "user " + quoted(user) + ": uid out of range (0 to 2147483647)");
-    }
+    if (!uid) return out_of_range(user, "uid");
     out.uid = *uid;
     entry = find_passwd(passwd, [&](const passwd_entry& e) { return e.uid == *uid; });
   } else {
     entry = find_passwd(passwd, [&](const passwd_entry& e) { return e.name == user_part; });
     if (!entry) {
-      return error(errc::invalid_argument,
-                   "user " + quoted(user_part) + " is not in the image's /etc/passwd");
+      return invalid("user " + quoted(user_part) + " is not in the image's /etc/passwd");
     }
     out.uid = entry->uid;
   }
@@ -128,43 +118,32 @@ result<exec_user> resolve_user(std::string_view user, std::string_view passwd,
   if (group_given) {
     if (all_digits(group_part)) {
       auto gid = parse_id(group_part);
-      if (!gid) {
-        return error(errc::invalid_argument,
-                     "user " + quoted(user) + ": gid out of range (0 to 2147483647)");
-      }
+      if (!gid) return out_of_range(user, "gid");
       out.gid = *gid;
     } else {
       std::optional<std::uint32_t> gid;
       for_each_line(group, [&](std::string_view line) {
-        auto f = fields(line);  // name:password:gid:member,member
+        auto f = split(line, ':');  // name:password:gid:member,member
         if (f.size() < 4 || f[0] != group_part) return false;
         gid = parse_id(f[2]);
         return gid.has_value();
       });
       if (!gid) {
-        return error(errc::invalid_argument,
-                     "group " + quoted(group_part) + " is not in the image's /etc/group");
+        return invalid("group " + quoted(group_part) + " is not in the image's /etc/group");
       }
       out.gid = *gid;
     }
   } else if (entry) {
     for_each_line(group, [&](std::string_view line) {
-      auto f = fields(line);
+      auto f = split(line, ':');
       if (f.size() < 4) return false;
       auto gid = parse_id(f[2]);
       if (!gid) return false;
-      std::string_view members = f[3];
-      while (!members.empty()) {
-        auto comma = members.find(',');
-        std::string_view m = members.substr(0, comma);
-        if (m == entry->name) {
-          if (std::find(out.additional_gids.begin(), out.additional_gids.end(), *gid) ==
-              out.additional_gids.end()) {
-            out.additional_gids.push_back(*gid);
-          }
-          break;
-        }
-        members = comma == std::string_view::npos ? std::string_view() : members.substr(comma + 1);
+      const auto members = split(f[3], ',');
+      const bool member = std::find(members.begin(), members.end(), entry->name) != members.end();
+      if (member && std::find(out.additional_gids.begin(), out.additional_gids.end(), *gid) ==
+                        out.additional_gids.end()) {
+        out.additional_gids.push_back(*gid);
       }
       return false;
     });

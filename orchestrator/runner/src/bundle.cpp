@@ -281,9 +281,11 @@ result<std::vector<std::string>> step_environment(const image_config& image,
 
 result<std::vector<std::string>> step_command(const image_config& image, const step_options& step) {
   std::vector<std::string> args = step.entrypoint ? *step.entrypoint : image.entrypoint;
-  const std::vector<std::string>& cmd =
-      !step.argv.empty() ? step.argv : (step.entrypoint ? step.argv : image.cmd);
-  args.insert(args.end(), cmd.begin(), cmd.end());
+  if (!step.argv.empty()) {
+    args.insert(args.end(), step.argv.begin(), step.argv.end());
+  } else if (!step.entrypoint) {
+    args.insert(args.end(), image.cmd.begin(), image.cmd.end());
+  }
   if (args.empty()) {
     return invalid("no command: the image has no Entrypoint or Cmd and the step gives none");
   }

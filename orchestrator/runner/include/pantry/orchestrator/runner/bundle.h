@@ -86,14 +86,18 @@ struct bind_mount {
   bool read_only = false;
 };
 
+// Mounted nosuid,nodev with mode 1777; where the image has the directory, runc gives the mount
+// that directory's mode instead (as docker does).
 struct tmpfs_mount {
   std::string destination;
   std::uint64_t size_bytes = 0;  // required: a tmpfs counts against the job's memory limit
 };
 
 struct secret_file {
-  std::string name;    // the file's name under /run/secrets: [A-Za-z0-9._-]+, not "." or ".."
-  std::string source;  // absolute host path of a file holding the value (the runner writes it)
+  std::string name;  // the file's name under /run/secrets: [A-Za-z0-9._-]+, not "." or ".."
+  // Absolute host path of a file holding the value. The runner writes it mode 0400 and owned by
+  // the step's uid (resolve_user()): the bind mount keeps the host file's owner and mode.
+  std::string source;
 };
 
 struct step_options {

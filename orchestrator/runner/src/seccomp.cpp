@@ -16,7 +16,9 @@
 namespace pantry::orchestrator::runner {
 
 namespace detail {
-// orchestrator/runner/data/seccomp.json, generated into the build tree by CMakeLists.txt.
+// The default profile: the one Debian's golang-github-containers-common ships
+// (/usr/share/containers/seccomp.json),
+// generated into the build tree by CMakeLists.txt.
 extern const char kEmbeddedSeccompProfile[];
 extern const std::size_t kEmbeddedSeccompProfileSize;
 }  // namespace detail

@@ -46,10 +46,9 @@ seccomp_target docker_default(std::string arch = "amd64") {
   return t;
 }
 
-TEST(SeccompTest, EmbeddedProfileIsTheDataFile) {
-  std::ifstream in(std::string(PANTRY_SOURCE_DIR) + "/orchestrator/runner/data/seccomp.json",
-                   std::ios::binary);
-  ASSERT_TRUE(in);
+TEST(SeccompTest, EmbeddedProfileIsTheBuildTimeFile) {
+  std::ifstream in(PANTRY_SECCOMP_JSON, std::ios::binary);
+  ASSERT_TRUE(in) << PANTRY_SECCOMP_JSON;
   std::stringstream s;
   s << in.rdbuf();
   EXPECT_EQ(default_seccomp_profile_json(), s.str());

@@ -10,16 +10,6 @@ namespace pantry::registry::oci {
 
 namespace asio = boost::asio;
 
-std::string tag_key(std::string_view repo_key, std::string_view tag) {
-  return "oci/tag/" + std::string(repo_key) + ":" + std::string(tag);
-}
-std::string manifest_key(std::string_view repo_key, std::string_view digest) {
-  return "oci/manifest/" + std::string(repo_key) + "@" + std::string(digest);
-}
-std::string blob_key(std::string_view repo_key, std::string_view digest) {
-  return "oci/blob/" + std::string(repo_key) + "@" + std::string(digest);
-}
-
 void api_headers(http::fields& h) {
   h.set("Docker-Distribution-API-Version", "registry/2.0");
 }

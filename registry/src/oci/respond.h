@@ -20,12 +20,6 @@ inline constexpr auto kForever = std::chrono::hours(24 * 365 * 100);
 // Manifests larger than this are refused (distribution refuses > 4 MiB too).
 inline constexpr std::size_t kMaxManifest = 4 << 20;
 
-// Cache keys. `repo_key` is "<upstream>/<repo>" for proxied names and "hosted/<name>" for hosted
-// ones.
-std::string tag_key(std::string_view repo_key, std::string_view tag);
-std::string manifest_key(std::string_view repo_key, std::string_view digest);
-std::string blob_key(std::string_view repo_key, std::string_view digest);
-
 // Docker-Distribution-API-Version.
 void api_headers(http::fields& h);
 

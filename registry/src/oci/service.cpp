@@ -4,6 +4,7 @@
 
 #include "../http_serve.h"
 #include "hosted.h"
+#include "keys.h"
 #include "pantry_auth.h"
 #include "respond.h"
 #include "upstream_auth.h"
@@ -33,7 +34,7 @@ constexpr std::size_t kMaxTagList = 16 << 20;
 struct target {
   upstream_auth* up = nullptr;  // null: hosted
   std::string repo;             // the name upstream, or in hosted storage
-  std::string key_prefix;       // "<upstream>/<repo>" for cache keys
+  std::string key_prefix;       // the repository key of its cache keys (keys.h)
 };
 
 struct manifest_answer {
@@ -114,7 +115,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       up = it->second.get();
     } else if (!cfg_.hosted.prefix.empty() && repo.starts_with(cfg_.hosted.prefix)) {
       t.repo = repo;
-      t.key_prefix = "hosted/" + repo;
+      t.key_prefix = keys::hosted_repo(repo);
       return t;
     } else {
       auto slash = repo.find('/');
@@ -132,7 +133,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     }
     t.up = up;
     t.repo = repo;
-    t.key_prefix = up->upstream().name + "/" + repo;
+    t.key_prefix = keys::proxied_repo(up->upstream().name, repo);
     return t;
   }
 
@@ -249,7 +250,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     auto accept_lines = ex.header_values(http::field::accept);
     if (is_digest(ref)) {
       // Immutable: any cached copy serves, whatever the Accept.
-      if (auto e = store_->get_entry(manifest_key(t.key_prefix, ref)); e && e->target) {
+      if (auto e = store_->get_entry(keys::manifest(t.key_prefix, ref)); e && e->target) {
         if (auto reader = store_->open_blob(*e->target)) {
           ex.set_outcome(cache_outcome::hit);
           co_await serve_manifest(ex, *reader, *e, false);
@@ -266,7 +267,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_await serve_manifest(ex, *store_, *a.entry, false);
       co_return;
     }
-    const std::string key = tag_key(t.key_prefix, ref);
+    const std::string key = keys::tag(t.key_prefix, ref);
     auto cached = store_->get_entry(key);
     // The cached manifest, if this client accepts its type; kept open (so never evicted) while
     // upstream is asked about it.
@@ -387,7 +388,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         cache::entry e = cached;
         e.fetched_at = clock::now();
         e.expires_at = e.fetched_at + self->cfg_.tag_ttl;
-        const std::string k = tag_key(t.key_prefix, ref);
+        const std::string k = keys::tag(t.key_prefix, ref);
         co_await self->off_thread([&] { return self->store_->put_entry(k, e); });
         check.entry = e;
       }
@@ -488,11 +489,11 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     m.content_type = content_type;
     m.fetched_at = now;
     m.expires_at = now + kForever;
-    entries.emplace_back(manifest_key(t.key_prefix, got.str()), m);
+    entries.emplace_back(keys::manifest(t.key_prefix, got.str()), m);
     if (!is_digest(ref)) {
       cache::entry tag = m;
       tag.expires_at = now + cfg_.tag_ttl;
-      entries.emplace_back(tag_key(t.key_prefix, ref), tag);
+      entries.emplace_back(keys::tag(t.key_prefix, ref), tag);
     }
     if (refs) {
       // What this repository's manifests reference may be served under its name.
@@ -503,7 +504,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         b.fetched_at = now;
         b.expires_at = now + kForever;
         b.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(d.size));
-        entries.emplace_back(blob_key(t.key_prefix, d.digest.str()), std::move(b));
+        entries.emplace_back(keys::blob(t.key_prefix, d.digest.str()), std::move(b));
       }
     } else {
       spdlog::warn("oci: {} from {}: {}; its blobs are checked upstream one by one", what,
@@ -531,7 +532,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   asio::awaitable<void> handle_blob(exchange& ex, const target& t, const std::string& name,
                                     const std::string& ref) {
     const auto id = cache::digest::parse(ref).value();
-    const std::string key = blob_key(t.key_prefix, ref);
+    const std::string key = keys::blob(t.key_prefix, ref);
     auto known = store_->get_entry(key);
     if (!known) {
       // No manifest of this repository that pantry has seen references the blob: only the

@@ -8,6 +8,7 @@
 #include "pantry/registry/pypi/wheel.h"
 
 #include "../http_serve.h"
+#include "keys.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -162,22 +163,6 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     return out;
   }
 
-  static std::string page_key(std::string_view upstream, std::string_view project) {
-    return "pypi/page/" + std::string(upstream) + "/" + std::string(project);
-  }
-  static std::string json_key(std::string_view upstream, std::string_view project,
-                              std::string_view version) {
-    std::string k = "pypi/json/" + std::string(upstream) + "/" + std::string(project);
-    if (!version.empty()) k += "/" + std::string(version);
-    return k;
-  }
-  static std::string root_key(std::string_view upstream) {
-    return "pypi/root/" + std::string(upstream);
-  }
-  static std::string file_key(std::string_view upstream, std::string_view location) {
-    return "pypi/file/" + std::string(upstream) + "/" + std::string(location);
-  }
-
   // ---- /simple/ ----
 
   asio::awaitable<void> handle_simple(exchange& ex) {
@@ -265,7 +250,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         return self->fetch_root(*up, existing);
       };
       // Named locals, not temporaries of the co_await expression (see CONTRIBUTING.md).
-      std::string key = root_key(u.name);
+      std::string key = keys::root(u.name);
       std::string what = "the project list of " + u.name;
       auto got = co_await resolve(u, std::move(key), std::move(what), std::move(fetch));
       if (!got.entry || got.entry->status != 200) {
@@ -287,9 +272,9 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       }
     }
     auto walked =
-        store_->for_each_entry("pypi/page/", [&](std::string_view key, const cache::entry& e) {
+        store_->for_each_entry(keys::kPagePrefix, [&](std::string_view key, const cache::entry& e) {
           if (e.status == 200) {
-            std::string name(key.substr(key.rfind('/') + 1));
+            std::string name(keys::project_of_page(key));
             names.try_emplace(name, name);
           }
           return true;
@@ -362,7 +347,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     fetch_fn fetch = [self, up, project](const std::optional<cache::entry>& existing) {
       return self->fetch_page(*up, project, existing);
     };
-    std::string key = page_key(u.name, project);
+    std::string key = keys::page(u.name, project);
     std::string what = "project \"" + project + "\"";
     co_return co_await resolve(u, std::move(key), std::move(what), std::move(fetch));
   }
@@ -460,7 +445,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     fe.attributes.emplace_back(std::string(kAttrUrl), url);
     if (size)
       fe.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(*size));
-    out.emplace_back(file_key(u.name, location_of(u, path)), std::move(fe));
+    out.emplace_back(keys::file(u.name, location_of(u, path)), std::move(fe));
     return path;
   }
 
@@ -525,7 +510,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
 
   asio::awaitable<page_result> fetch_page(const config::pypi_upstream& u, std::string project,
                                           std::optional<cache::entry> existing) {
-    const std::string key = page_key(u.name, project);
+    const std::string key = keys::page(u.name, project);
     proxy::request req;
     req.url = u.url + project + "/";
     req.headers.set(http::field::accept, kUpstreamAccept);
@@ -565,7 +550,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
           if (auto d = cache::digest::parse_hex(it->second)) meta_sha = *d;
         }
       }
-      const std::string meta_key = file_key(u.name, location_of(u, path) + ".metadata");
+      const std::string meta_key = keys::metadata(u.name, location_of(u, path));
       if (meta_sha) {
         me.target = *meta_sha;
         file_entries.emplace_back(meta_key, me);
@@ -604,7 +589,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   // An upstream's root page, kept as a list of names, one per line.
   asio::awaitable<page_result> fetch_root(const config::pypi_upstream& u,
                                           std::optional<cache::entry> existing) {
-    const std::string key = root_key(u.name);
+    const std::string key = keys::root(u.name);
     proxy::request req;
     req.url = u.url;
     req.headers.set(http::field::accept, kUpstreamAccept);
@@ -743,7 +728,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       asked.push_back(u->name);
       const config::pypi_upstream* up = u;
       auto self = shared_from_this();
-      std::string key = json_key(u->name, normal, version);
+      std::string key = keys::json(u->name, normal, version);
       std::string what = "the JSON API answer for \"" + normal + "\"" +
                          (version.empty() ? std::string() : " " + std::string(version));
       fetch_fn fetch = [self, up, key, url = *base + normal + "/" + suffix](
@@ -907,7 +892,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
                      "\"" + loc->upstream + "\" is not a configured PyPI upstream");
       co_return;
     }
-    const std::string key = file_key(u->name, loc->location);
+    const std::string key = keys::file(u->name, loc->location);
     auto e = store_->get_entry(key);
     if (!e) {
       co_await plain(ex, http::status::not_found,
@@ -967,7 +952,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   // if needed) and cached itself.
   asio::awaitable<void> serve_generated_metadata(exchange& ex, const config::pypi_upstream& u,
                                                  const std::string& key, cache::entry e) {
-    const std::string wheel_key = key.substr(0, key.size() - std::string_view(".metadata").size());
+    const std::string wheel_key = keys::file_of_metadata(key);
     auto we = store_->get_entry(wheel_key);
     if (!we || !we->target) {
       co_await plain(ex, http::status::not_found, "the wheel of " + key + " is not listed");

@@ -28,14 +28,15 @@ boost::asio::awaitable<void> oci_error(proxy::exchange& ex, http::status status,
                                        std::string message, http::fields extra = {});
 
 // A cached manifest with Docker-Content-Digest and its Content-Type; by tag it is not
-// cacheable by clients. `warning` (a stale copy) goes out as a Warning header.
+// cacheable by clients. A non-empty `warning` (one of freshness.h's values: a stale copy) is
+// sent as the Warning header.
 boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
                                             const cache::entry& e, bool by_tag,
-                                            std::string warning = {});
+                                            std::string_view warning = {});
 // The same with the manifest's blob open already.
 boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::blob_reader& reader,
                                             const cache::entry& e, bool by_tag,
-                                            std::string warning = {});
+                                            std::string_view warning = {});
 
 // The value of query parameter `name` in a request target, percent-decoded; "" when absent.
 std::string query_param(std::string_view target, std::string_view name);

@@ -184,6 +184,7 @@ asio::awaitable<void> hosted_repos::blob_get(exchange& ex, const api_path& api) 
 }
 
 asio::awaitable<void> hosted_repos::tags(exchange& ex, const api_path& api) {
+  const auto target = ex.request().target();
   const std::string prefix = keys::tag(keys::hosted_repo(api.name), "");
   std::vector<std::string> names;
   auto walked = store_->for_each_entry(prefix, [&](std::string_view key, const cache::entry&) {
@@ -200,28 +201,15 @@ asio::awaitable<void> hosted_repos::tags(exchange& ex, const api_path& api) {
                        api.name + " has no tags in pantry");
     co_return;
   }
-  std::sort(names.begin(), names.end());
-  const std::string last = query_param(ex.request().target(), "last");
-  const std::string n_text = query_param(ex.request().target(), "n");
-  std::size_t n = names.size();
-  if (!n_text.empty()) {
-    std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
-  }
-  auto first = last.empty() ? names.begin() : std::upper_bound(names.begin(), names.end(), last);
+  const auto page =
+      page_tags(std::move(names), api.name, query_param(target, "n"), query_param(target, "last"));
   boost::json::array list;
-  std::string last_sent;
-  for (auto it = first; it != names.end() && list.size() < n; ++it) {
-    list.emplace_back(*it);
-    last_sent = *it;
-  }
+  for (const auto& t : page.tags)
+    list.emplace_back(t);
   http::response<http::string_body> res{http::status::ok, 11};
   api_headers(res);
   res.set(http::field::content_type, "application/json");
-  const bool more = first + static_cast<std::ptrdiff_t>(list.size()) < names.end();
-  if (more && !last_sent.empty()) {
-    res.set(http::field::link, "</v2/" + api.name + "/tags/list?n=" + std::to_string(n) +
-                                   "&last=" + last_sent + ">; rel=\"next\"");
-  }
+  if (!page.next.empty()) res.set(http::field::link, page.next);
   boost::json::object o;
   o["name"] = api.name;
   o["tags"] = std::move(list);

@@ -9,9 +9,6 @@
 
 #include <boost/json.hpp>
 
-#include <algorithm>
-#include <charconv>
-
 namespace pantry::registry::oci {
 
 namespace asio = boost::asio;
@@ -71,28 +68,19 @@ asio::awaitable<void> serve_proxied_tags(const proxied_context& ctx, exchange& e
       doc.as_object()["tags"].is_array()) {
     auto& tags = doc.as_object()["tags"].as_array();
     std::vector<std::string> names;
-    for (const auto& t : tags) {
-      if (t.is_string()) names.emplace_back(t.get_string());
+    for (const auto& v : tags) {
+      if (v.is_string()) names.emplace_back(v.get_string());
     }
-    std::sort(names.begin(), names.end());
-    // An upstream that ignores n and last (docker-registry 2.x) is paged here.
-    const std::string last = query_param(ex.request().target(), "last");
-    if (!last.empty()) {
-      names.erase(names.begin(), std::upper_bound(names.begin(), names.end(), last));
-    }
-    std::size_t n = names.size();
-    const std::string n_text = query_param(ex.request().target(), "n");
-    std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
-    if (names.size() > n && out.find(http::field::link) == out.end()) {
-      names.resize(n);
-      if (!names.empty()) {
-        out.set(http::field::link, "</v2/" + name + "/tags/list?n=" + std::to_string(n) +
-                                       "&last=" + names.back() + ">; rel=\"next\"");
-      }
-    }
+    // An upstream that ignores n and last (docker-registry 2.x) is paged here; one that sent a
+    // Link has paged already.
+    const bool paged = out.find(http::field::link) != out.end();
+    const auto target = ex.request().target();
+    const std::string n_text = paged ? std::string() : query_param(target, "n");
+    auto page = page_tags(std::move(names), name, n_text, query_param(target, "last"));
+    if (!page.next.empty()) out.set(http::field::link, page.next);
     tags.clear();
-    for (auto& t : names)
-      tags.emplace_back(t);
+    for (auto& v : page.tags)
+      tags.emplace_back(std::move(v));
     out.body() = boost::json::serialize(doc);
   } else {
     out.body() = std::move(*body);

@@ -1,5 +1,7 @@
 #include "pantry/proxy/server.h"
 
+#include "pantry/text.h"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -87,22 +89,19 @@ const std::string kOutcomesHelp =
     "Requests answered from the cache (hit, stale, revalidated) or from upstream (miss, "
     "coalesced), by route";
 
+// The metrics' outcome label: to_string's name in lowercase, made once ("none" where the access
+// log writes "-").
 std::string_view outcome_label(cache_outcome o) {
-  switch (o) {
-    case cache_outcome::hit:
-      return "hit";
-    case cache_outcome::miss:
-      return "miss";
-    case cache_outcome::stale:
-      return "stale";
-    case cache_outcome::revalidated:
-      return "revalidated";
-    case cache_outcome::coalesced:
-      return "coalesced";
-    case cache_outcome::none:
-      break;
-  }
-  return "none";
+  constexpr auto kCount = static_cast<std::size_t>(cache_outcome::coalesced) + 1;
+  static const std::array<std::string, kCount> labels = [] {
+    std::array<std::string, kCount> out;
+    for (std::size_t i = 0; i < kCount; ++i) {
+      const auto each = static_cast<cache_outcome>(i);
+      out[i] = each == cache_outcome::none ? "none" : ascii_lower(to_string(each));
+    }
+    return out;
+  }();
+  return labels[static_cast<std::size_t>(o)];
 }
 
 // Statuses whose responses never carry a body (RFC 9110, 6.4.1).

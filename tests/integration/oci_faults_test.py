@@ -65,6 +65,8 @@ ALL_MANIFEST_TYPES = ", ".join([moi.OCI_MANIFEST, moi.OCI_INDEX, moi.DOCKER_MANI
                                 moi.DOCKER_MANIFEST_LIST])
 ACCEPT = {"Accept": ALL_MANIFEST_TYPES}
 TAG_TTL = 1.0          # seconds; oci.tag_ttl of the FaultTest pantry
+# An expired tag served because revalidating it failed (the Warning PyPI's pages get too).
+STALE_WARNING = '111 pantry "Revalidation Failed"'
 CLIENT_TIMEOUT = 60
 NO_PYPI = "http://127.0.0.1:9/simple/"  # pantry_serve always writes a pypi: section; never used
 USER, USER_TOKEN = "ci", "ci-token-0123456789abcdef"
@@ -491,6 +493,15 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(outcome[:2], ("ok", 200), f"GET {path}: {show(outcome)}{self.logs()}")
         return outcome[2], outcome[3]
 
+    def upstream_failures(self, upstream):
+        """pantry_upstream_failures_total of `upstream` (0 before the first failure)."""
+        _, body = self.get_ok("/metrics")
+        series = f'pantry_upstream_failures_total{{protocol="oci",upstream="{upstream}"}} '
+        for line in body.decode().splitlines():
+            if line.startswith(series):
+                return float(line[len(series):])
+        return 0
+
     def pull(self, name, expect_ok=True):
         """skopeo copy docker://PANTRY/NAME:latest to a dir:; returns (returncode, digest,
         output, destination directory)."""
@@ -741,13 +752,16 @@ class FaultTest(unittest.TestCase):
         self.up.set_mode(path, fault)
         try:
             asked = self.up.count(path, None)
+            failures = self.upstream_failures("up")
             headers, body = self.get_ok(path, ACCEPT)
             self.assertGreater(self.up.count(path, None), asked,
                                f"{fault}: pantry did not ask upstream about an expired tag{self.logs()}")
+            self.assertGreater(self.upstream_failures("up"), failures,
+                               f"{fault}: the failure is not counted{self.logs()}")
             self.assertEqual(body, fresh, f"upstream {fault}: stale body differs{self.logs()}")
             self.assertEqual(headers.get("Docker-Content-Digest"), image["digest"])
-            self.assertIn("110", headers.get("Warning") or "",
-                          f"upstream {fault}: stale manifest without Warning 110: {dict(headers)}")
+            self.assertEqual(headers.get("Warning"), STALE_WARNING,
+                             f"upstream {fault}: stale manifest without Warning 111: {dict(headers)}")
             # skopeo pulls the stale image (its blobs come from upstream: only the tag is faulted).
             self.check_pull(name, image)
         finally:
@@ -770,8 +784,8 @@ class FaultTest(unittest.TestCase):
         time.sleep(TAG_TTL + 0.5)
         headers, body = self.get_ok("/v2/dead/img/manifests/latest", ACCEPT)
         self.assertEqual(body, fresh)
-        self.assertIn("110", headers.get("Warning") or "",
-                      f"dead upstream: stale manifest without Warning 110: {dict(headers)}")
+        self.assertEqual(headers.get("Warning"), STALE_WARNING,
+                         f"dead upstream: stale manifest without Warning 111: {dict(headers)}")
         self.check_pull("dead/img", image)
         headers, body = self.get_ok(f"/v2/dead/img/manifests/{image['digest']}", ACCEPT)
         self.assertEqual(body, fresh)

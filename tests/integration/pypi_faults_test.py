@@ -230,6 +230,17 @@ def wheel_bytes(seed, size):
     return bytes(out[:size])
 
 
+def upstream_failures(pantry):
+    """pantry_upstream_failures_total of the upstream "up" (0 before the first failure)."""
+    status, _, body = pantry.fetch("/metrics")
+    assert status == 200, status
+    series = 'pantry_upstream_failures_total{protocol="pypi",upstream="up"} '
+    for line in body.decode().splitlines():
+        if line.startswith(series):
+            return float(line[len(series):])
+    return 0
+
+
 class FaultTest(unittest.TestCase):
     FILES = {
         "faulty-1.0-py3-none-any.whl": wheel_bytes("reset", 1 << 20),
@@ -360,16 +371,20 @@ class FaultTest(unittest.TestCase):
         self.upstream.set_mode(path, code)
         try:
             hits = self.upstream.hit_count(path)
+            failures = upstream_failures(pantry)
             status, headers, body = pantry.fetch(path, {"Accept": JSON_TYPE})
             self.assertGreater(self.upstream.hit_count(path), hits,
                                f"{code}: pantry did not revalidate an expired page{self.logs(pantry)}")
+            self.assertGreater(upstream_failures(pantry), failures,
+                               f"{code}: the failure is not counted{self.logs(pantry)}")
             self.assertEqual(status, 200, f"upstream {code}, expired page cached: got {status} "
                                           f"{dict(headers)} {body[:300]!r}{self.logs(pantry)}")
             self.assertEqual(body, fresh, f"upstream {code}: stale body differs{self.logs(pantry)}")
             warning = headers.get("Warning")
             self.assertIsNotNone(warning, f"upstream {code}: stale page without Warning; headers "
                                           f"{dict(headers)}{self.logs(pantry)}")
-            self.assertIn("111", warning, warning)
+            # Revalidation was tried and failed: 111, as the registry says it.
+            self.assertEqual(warning, '111 pantry "Revalidation Failed"', warning)
         finally:
             self.upstream.set_mode(path, "good")
 

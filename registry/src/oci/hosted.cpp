@@ -1,6 +1,7 @@
 #include "hosted.h"
 
 #include "../http_serve.h"
+#include "keys.h"
 #include "respond.h"
 
 #include <boost/json.hpp>
@@ -40,10 +41,6 @@ std::string random_id() {
     out += digits[c & 15];
   }
   return out;
-}
-
-std::string repo_key(const std::string& name) {
-  return "hosted/" + name;
 }
 
 }  // namespace
@@ -157,8 +154,8 @@ asio::awaitable<void> hosted_repos::handle(exchange& ex, const api_path& api) {
 
 asio::awaitable<void> hosted_repos::manifest_get(exchange& ex, const api_path& api) {
   const bool by_digest = is_digest(api.reference);
-  const std::string key = by_digest ? manifest_key(repo_key(api.name), api.reference)
-                                    : tag_key(repo_key(api.name), api.reference);
+  const std::string key = by_digest ? keys::manifest(keys::hosted_repo(api.name), api.reference)
+                                    : keys::tag(keys::hosted_repo(api.name), api.reference);
   auto e = store_->get_entry(key);
   if (!e || !e->target) {
     co_await oci_error(ex, http::status::not_found, "MANIFEST_UNKNOWN",
@@ -170,7 +167,7 @@ asio::awaitable<void> hosted_repos::manifest_get(exchange& ex, const api_path& a
 }
 
 asio::awaitable<void> hosted_repos::blob_get(exchange& ex, const api_path& api) {
-  auto e = store_->get_entry(blob_key(repo_key(api.name), api.reference));
+  auto e = store_->get_entry(keys::blob(keys::hosted_repo(api.name), api.reference));
   auto reader = e ? store_->open_blob(cache::digest::parse(api.reference).value())
                   : result<cache::blob_reader>(error(errc::not_found, ""));
   if (!reader) {
@@ -187,7 +184,8 @@ asio::awaitable<void> hosted_repos::blob_get(exchange& ex, const api_path& api) 
 }
 
 asio::awaitable<void> hosted_repos::tags(exchange& ex, const api_path& api) {
-  const std::string prefix = tag_key(repo_key(api.name), "");
+  const auto target = ex.request().target();
+  const std::string prefix = keys::tag(keys::hosted_repo(api.name), "");
   std::vector<std::string> names;
   auto walked = store_->for_each_entry(prefix, [&](std::string_view key, const cache::entry&) {
     names.emplace_back(key.substr(prefix.size()));
@@ -203,28 +201,15 @@ asio::awaitable<void> hosted_repos::tags(exchange& ex, const api_path& api) {
                        api.name + " has no tags in pantry");
     co_return;
   }
-  std::sort(names.begin(), names.end());
-  const std::string last = query_param(ex.request().target(), "last");
-  const std::string n_text = query_param(ex.request().target(), "n");
-  std::size_t n = names.size();
-  if (!n_text.empty()) {
-    std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
-  }
-  auto first = last.empty() ? names.begin() : std::upper_bound(names.begin(), names.end(), last);
+  const auto page =
+      page_tags(std::move(names), api.name, query_param(target, "n"), query_param(target, "last"));
   boost::json::array list;
-  std::string last_sent;
-  for (auto it = first; it != names.end() && list.size() < n; ++it) {
-    list.emplace_back(*it);
-    last_sent = *it;
-  }
+  for (const auto& t : page.tags)
+    list.emplace_back(t);
   http::response<http::string_body> res{http::status::ok, 11};
   api_headers(res);
   res.set(http::field::content_type, "application/json");
-  const bool more = first + static_cast<std::ptrdiff_t>(list.size()) < names.end();
-  if (more && !last_sent.empty()) {
-    res.set(http::field::link, "</v2/" + api.name + "/tags/list?n=" + std::to_string(n) +
-                                   "&last=" + last_sent + ">; rel=\"next\"");
-  }
+  if (!page.next.empty()) res.set(http::field::link, page.next);
   boost::json::object o;
   o["name"] = api.name;
   o["tags"] = std::move(list);
@@ -269,9 +254,9 @@ asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& a
                        "the manifest's sha256 is " + d.str() + ", not " + api.reference);
     co_return;
   }
-  const std::string rk = repo_key(api.name);
+  const std::string rk = keys::hosted_repo(api.name);
   for (const auto& b : refs->blobs) {
-    auto e = store_->get_entry(blob_key(rk, b.digest.str()));
+    auto e = store_->get_entry(keys::blob(rk, b.digest.str()));
     if (!e || !store_->stat_blob(b.digest)) {
       co_await oci_error(ex, http::status::bad_request, "MANIFEST_BLOB_UNKNOWN",
                          "the manifest references blob " + b.digest.str() + ", which is not in " +
@@ -280,7 +265,7 @@ asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& a
     }
   }
   for (const auto& m : refs->manifests) {
-    auto e = store_->get_entry(manifest_key(rk, m.digest.str()));
+    auto e = store_->get_entry(keys::manifest(rk, m.digest.str()));
     if (!e) {
       co_await oci_error(ex, http::status::bad_request, "MANIFEST_BLOB_UNKNOWN",
                          "the index references manifest " + m.digest.str() + " (" +
@@ -296,8 +281,8 @@ asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& a
   e.fetched_at = now;
   e.expires_at = now + kForever;
   std::vector<std::pair<std::string, cache::entry>> entries;
-  entries.emplace_back(manifest_key(rk, d.str()), e);
-  if (!is_digest(api.reference)) entries.emplace_back(tag_key(rk, api.reference), e);
+  entries.emplace_back(keys::manifest(rk, d.str()), e);
+  if (!is_digest(api.reference)) entries.emplace_back(keys::tag(rk, api.reference), e);
   auto stored = co_await detail::off_thread(blocking_, [&]() -> result<void> {
     auto put = store_->put_blob(std::as_bytes(std::span(body)), content_type, true);
     if (!put) return put.error();
@@ -319,20 +304,20 @@ asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& a
 }
 
 asio::awaitable<void> hosted_repos::manifest_delete(exchange& ex, const api_path& api) {
-  const std::string rk = repo_key(api.name);
-  std::vector<std::string> keys;
+  const std::string rk = keys::hosted_repo(api.name);
+  std::vector<std::string> doomed;
   if (is_digest(api.reference)) {
     const auto d = cache::digest::parse(api.reference).value();
-    if (!store_->get_entry(manifest_key(rk, api.reference))) {
+    if (!store_->get_entry(keys::manifest(rk, api.reference))) {
       co_await oci_error(ex, http::status::not_found, "MANIFEST_UNKNOWN",
                          api.name + "@" + api.reference + " is not in pantry");
       co_return;
     }
-    keys.push_back(manifest_key(rk, api.reference));
+    doomed.push_back(keys::manifest(rk, api.reference));
     // Its tags go with it.
-    const std::string prefix = tag_key(rk, "");
+    const std::string prefix = keys::tag(rk, "");
     auto walked = store_->for_each_entry(prefix, [&](std::string_view key, const cache::entry& e) {
-      if (e.target == d) keys.emplace_back(key);
+      if (e.target == d) doomed.emplace_back(key);
       return true;
     });
     if (!walked) {
@@ -341,24 +326,24 @@ asio::awaitable<void> hosted_repos::manifest_delete(exchange& ex, const api_path
       co_return;
     }
   } else {
-    if (!store_->get_entry(tag_key(rk, api.reference))) {
+    if (!store_->get_entry(keys::tag(rk, api.reference))) {
       co_await oci_error(ex, http::status::not_found, "MANIFEST_UNKNOWN",
                          api.name + ":" + api.reference + " is not in pantry");
       co_return;
     }
-    keys.push_back(tag_key(rk, api.reference));
+    doomed.push_back(keys::tag(rk, api.reference));
   }
   std::optional<cache::digest> unpin;
   if (is_digest(api.reference)) unpin = cache::digest::parse(api.reference).value();
   auto removed = co_await detail::off_thread(blocking_, [&]() -> result<void> {
-    for (const auto& k : keys) {
+    for (const auto& k : doomed) {
       auto r = store_->remove_entry(k);
       if (!r && !r.error().is(errc::not_found)) return r.error();
     }
     if (!unpin) return {};
     // A manifest no hosted repository holds any more is ordinary, evictable cache content.
     bool used = false;
-    auto walked = store_->for_each_entry("oci/manifest/hosted/",
+    auto walked = store_->for_each_entry(keys::kHostedManifestPrefix,
                                          [&](std::string_view, const cache::entry& e) {
                                            used = e.target == unpin;
                                            return !used;
@@ -527,7 +512,7 @@ asio::awaitable<bool> hosted_repos::finish(exchange& ex, const std::string& name
   e.fetched_at = clock::now();
   e.expires_at = e.fetched_at + kForever;
   e.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(u->size));
-  const std::string key = blob_key(repo_key(name), digest);
+  const std::string key = keys::blob(keys::hosted_repo(name), digest);
   auto put = co_await detail::off_thread(blocking_, [&] { return store_->put_entry(key, e); });
   drop_upload(u->id);
   if (!put) {
@@ -543,18 +528,19 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
   const std::string from = query_param(target, "from");
   std::optional<std::string> source;  // the cache key prefix of `from`
   if (!mount.empty() && is_digest(mount) && !from.empty()) {
-    source = from.starts_with(cfg_.prefix) ? std::optional(repo_key(from)) : proxied_key_(from);
+    source =
+        from.starts_with(cfg_.prefix) ? std::optional(keys::hosted_repo(from)) : proxied_key_(from);
   }
   if (source) {
     // Only what `from`'s own manifests reference can be mounted from it.
-    auto e = store_->get_entry(blob_key(*source, mount));
+    auto e = store_->get_entry(keys::blob(*source, mount));
     const auto id = cache::digest::parse(mount).value();
     auto info = store_->stat_blob(id);
     if (e && e->target == id && info) {
       cache::entry mine = *e;
       mine.fetched_at = clock::now();
       mine.expires_at = mine.fetched_at + kForever;
-      const std::string key = blob_key(repo_key(api.name), mount);
+      const std::string key = keys::blob(keys::hosted_repo(api.name), mount);
       // A proxied blob is evictable cache until a hosted repository holds it; pinned without
       // the reference (which gc would never find), it would be kept forever.
       auto put = co_await detail::off_thread(blocking_, [&]() -> result<void> {

@@ -2,7 +2,7 @@
 #include "pantry/registry/oci/service.h"
 
 #include "../http_serve.h"
-#include "respond.h"
+#include "keys.h"
 
 #include <set>
 #include <string>
@@ -13,8 +13,9 @@ namespace pantry::registry::oci {
 
 namespace {
 
-constexpr std::string_view kManifests = "oci/manifest/hosted/";
-constexpr std::string_view kBlobs = "oci/blob/hosted/";
+// Every hosted manifest and blob key starts so; what follows is "<name>@<digest>".
+constexpr std::string_view kManifests = keys::kHostedManifestPrefix;
+constexpr std::string_view kBlobs = keys::kHostedBlobPrefix;
 
 }  // namespace
 

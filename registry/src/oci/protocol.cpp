@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace pantry::registry::oci {
 namespace {
@@ -440,6 +441,27 @@ std::string error_body(std::string_view code, std::string_view message) {
   json::object root;
   root["errors"] = std::move(errors);
   return json::serialize(root) + "\n";
+}
+
+tag_page page_tags(std::vector<std::string> tags, std::string_view name, std::string_view n_text,
+                   std::string_view last) {
+  std::sort(tags.begin(), tags.end());
+  if (!last.empty()) {
+    tags.erase(tags.begin(), std::upper_bound(tags.begin(), tags.end(), last));
+  }
+  std::size_t n = tags.size();
+  // Not a number: the whole list (from_chars leaves n as it is).
+  std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
+  tag_page page;
+  if (tags.size() > n) {
+    tags.resize(n);
+    if (!tags.empty()) {
+      page.next = "</v2/" + std::string(name) + "/tags/list?n=" + std::to_string(n) +
+                  "&last=" + tags.back() + ">; rel=\"next\"";
+    }
+  }
+  page.tags = std::move(tags);
+  return page;
 }
 
 }  // namespace pantry::registry::oci

@@ -10,16 +10,6 @@ namespace pantry::registry::oci {
 
 namespace asio = boost::asio;
 
-std::string tag_key(std::string_view repo_key, std::string_view tag) {
-  return "oci/tag/" + std::string(repo_key) + ":" + std::string(tag);
-}
-std::string manifest_key(std::string_view repo_key, std::string_view digest) {
-  return "oci/manifest/" + std::string(repo_key) + "@" + std::string(digest);
-}
-std::string blob_key(std::string_view repo_key, std::string_view digest) {
-  return "oci/blob/" + std::string(repo_key) + "@" + std::string(digest);
-}
-
 void api_headers(http::fields& h) {
   h.set("Docker-Distribution-API-Version", "registry/2.0");
 }
@@ -37,7 +27,7 @@ asio::awaitable<void> oci_error(proxy::exchange& ex, http::status status, std::s
 }
 
 asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
-                                     const cache::entry& e, bool by_tag, std::string warning) {
+                                     const cache::entry& e, bool by_tag, std::string_view warning) {
   auto reader = store.open_blob(*e.target);
   if (!reader) {
     co_await oci_error(
@@ -45,22 +35,16 @@ asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
         "the cached manifest " + e.target->str() + " cannot be read: " + reader.error().message);
     co_return;
   }
-  co_await serve_manifest(ex, *reader, e, by_tag, std::move(warning));
+  co_await serve_manifest(ex, *reader, e, by_tag, warning);
 }
 
 asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::blob_reader& reader,
-                                     const cache::entry& e, bool by_tag, std::string warning) {
+                                     const cache::entry& e, bool by_tag, std::string_view warning) {
   http::fields extra;
   api_headers(extra);
   extra.set("Docker-Content-Digest", e.target->str());
   if (by_tag) extra.set(http::field::cache_control, "no-cache");
-  if (!warning.empty()) {
-    // A quoted-string: no quotes, backslashes or control characters from error messages.
-    for (char& c : warning) {
-      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-    }
-    extra.set(http::field::warning, "110 pantry \"" + warning + "\"");
-  }
+  if (!warning.empty()) extra.set(http::field::warning, warning);
   co_await detail::serve_blob(ex, reader, e.content_type, extra);
 }
 

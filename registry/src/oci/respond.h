@@ -20,12 +20,6 @@ inline constexpr auto kForever = std::chrono::hours(24 * 365 * 100);
 // Manifests larger than this are refused (distribution refuses > 4 MiB too).
 inline constexpr std::size_t kMaxManifest = 4 << 20;
 
-// Cache keys. `repo_key` is "<upstream>/<repo>" for proxied names and "hosted/<name>" for hosted
-// ones.
-std::string tag_key(std::string_view repo_key, std::string_view tag);
-std::string manifest_key(std::string_view repo_key, std::string_view digest);
-std::string blob_key(std::string_view repo_key, std::string_view digest);
-
 // Docker-Distribution-API-Version.
 void api_headers(http::fields& h);
 
@@ -34,14 +28,15 @@ boost::asio::awaitable<void> oci_error(proxy::exchange& ex, http::status status,
                                        std::string message, http::fields extra = {});
 
 // A cached manifest with Docker-Content-Digest and its Content-Type; by tag it is not
-// cacheable by clients. `warning` (a stale copy) goes out as a Warning header.
+// cacheable by clients. A non-empty `warning` (one of freshness.h's values: a stale copy) is
+// sent as the Warning header.
 boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::store& store,
                                             const cache::entry& e, bool by_tag,
-                                            std::string warning = {});
+                                            std::string_view warning = {});
 // The same with the manifest's blob open already.
 boost::asio::awaitable<void> serve_manifest(proxy::exchange& ex, cache::blob_reader& reader,
                                             const cache::entry& e, bool by_tag,
-                                            std::string warning = {});
+                                            std::string_view warning = {});
 
 // The value of query parameter `name` in a request target, percent-decoded; "" when absent.
 std::string query_param(std::string_view target, std::string_view name);

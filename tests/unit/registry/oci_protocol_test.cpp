@@ -219,5 +219,48 @@ TEST(OciError, BodyIsTheSpecShape) {
             "\\\"x\\\"\",\"detail\":{}}]}\n");
 }
 
+TEST(OciTagPage, WithoutNEveryTagInLexicalOrder) {
+  auto page = page_tags({"b", "latest", "1.36", "a"}, "x/app", "", "");
+  EXPECT_EQ(page.tags, (std::vector<std::string>{"1.36", "a", "b", "latest"}));
+  EXPECT_EQ(page.next, "");
+}
+
+TEST(OciTagPage, NLimitsThePageAndLinksTheNext) {
+  auto page = page_tags({"d", "c", "b", "a"}, "library/busybox", "2", "");
+  EXPECT_EQ(page.tags, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(page.next, "</v2/library/busybox/tags/list?n=2&last=b>; rel=\"next\"");
+}
+
+TEST(OciTagPage, LastStartsAfterItEvenWhenItIsNoTag) {
+  auto page = page_tags({"d", "c", "b", "a"}, "r", "2", "b");
+  EXPECT_EQ(page.tags, (std::vector<std::string>{"c", "d"}));
+  EXPECT_EQ(page.next, "") << "the last page links nothing";
+  page = page_tags({"d", "c", "b", "a"}, "r", "", "bb");
+  EXPECT_EQ(page.tags, (std::vector<std::string>{"c", "d"}));
+  page = page_tags({"a", "b"}, "r", "5", "z");
+  EXPECT_TRUE(page.tags.empty());
+  EXPECT_EQ(page.next, "");
+}
+
+TEST(OciTagPage, AFullLastPageLinksNothing) {
+  auto page = page_tags({"a", "b"}, "r", "2", "");
+  EXPECT_EQ(page.tags, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(page.next, "");
+}
+
+TEST(OciTagPage, NZeroGivesNoTagsAndNoLink) {
+  auto page = page_tags({"a", "b"}, "r", "0", "");
+  EXPECT_TRUE(page.tags.empty());
+  EXPECT_EQ(page.next, "");
+}
+
+TEST(OciTagPage, AnNThatIsNoNumberMeansEveryTag) {
+  for (std::string_view n : {"x", "-1", ""}) {
+    auto page = page_tags({"b", "a", "c"}, "r", n, "");
+    EXPECT_EQ(page.tags, (std::vector<std::string>{"a", "b", "c"})) << "n=" << n;
+    EXPECT_EQ(page.next, "") << "n=" << n;
+  }
+}
+
 }  // namespace
 }  // namespace pantry::registry::oci

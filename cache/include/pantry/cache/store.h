@@ -73,8 +73,10 @@ struct object_info {
   bool pinned = false;
 };
 
-// A protocol entry (`pypi/<upstream>/<project>`, `oci/<registry>/<repo>/tag/<tag>`, …): a mutable
-// name that points at a blob, with the HTTP metadata needed to serve and revalidate it.
+// A protocol entry (`pypi/page/<upstream>/<project>`, `oci/tag/<upstream>/<repo>:<tag>`, …): a
+// mutable name that points at a blob, with the HTTP metadata needed to serve and revalidate it.
+// Every key format is named in one header per protocol: registry/src/pypi/keys.h and
+// registry/src/oci/keys.h.
 struct entry {
   std::optional<digest> target;  // empty for a remembered negative answer (404/410)
   std::string content_type;

@@ -114,4 +114,16 @@ std::string token_url(std::string_view realm, std::string_view service, std::str
 // {"errors":[{"code":…,"message":…,"detail":{}}]}
 std::string error_body(std::string_view code, std::string_view message);
 
+// One page of a tag list (GET /v2/<name>/tags/list?n=…&last=…).
+struct tag_page {
+  std::vector<std::string> tags;  // in lexical order, as the spec wants
+  std::string next;               // the Link header value of the next page; "" on the last page
+};
+// Pages `tags` (any order) of repository `name` (as the client wrote it, for the Link) as the
+// query parameters `n_text` and `last` ask ("" when absent): the tags after `last` in lexical
+// order, at most n of them (all when `n_text` is no number), and a Link
+// "</v2/<name>/tags/list?n=<n>&last=<the page's last tag>>; rel="next"" when more follow.
+tag_page page_tags(std::vector<std::string> tags, std::string_view name, std::string_view n_text,
+                   std::string_view last);
+
 }  // namespace pantry::registry::oci

@@ -26,9 +26,8 @@ using ::testing::StartsWith;
 using fault = upstream_answer::fault;
 
 // The Warning header of a cached manifest served because upstream failed to revalidate an
-// expired tag, as sent today: `110 pantry "stale: <why>"`, so only its start is fixed. Issue 10
-// unifies the values across protocols (111 when revalidation failed): change it here.
-const std::string kWarningRevalidationFailedPrefix = "110 pantry \"stale: ";
+// expired tag: the same as PyPI's for the same situation (registry/src/freshness.h).
+const std::string kWarningRevalidationFailed = "111 pantry \"Revalidation Failed\"";
 
 constexpr std::string_view kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
 constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
@@ -195,7 +194,9 @@ TEST_F(OciServiceTest, ManifestByTagMissIsCachedByteExact) {
   EXPECT_EQ(sent[0].target, manifest_target("team/app", "latest")) << sent[0];
   // A client without Accept gets every manifest type asked for.
   EXPECT_THAT(sent[0].header("Accept"), HasSubstr(std::string(kOciManifest))) << sent[0];
-  EXPECT_EQ(h_.metric("pantry_upstream_requests_total", {{"upstream", "registry.test"}}), 1)
+  EXPECT_EQ(h_.metric("pantry_upstream_requests_total",
+                      {{"protocol", "oci"}, {"upstream", "registry.test"}}),
+            1)
       << h_.metrics()->render();
 
   // By digest now: from the cache, immutable.
@@ -264,6 +265,8 @@ TEST_F(OciServiceTest, ExpiredTagIsServedStaleWithAWarningWhenUpstreamFails) {
   ASSERT_EQ(fresh.status, 200u) << fresh;
   EXPECT_FALSE(fresh.has_header("Warning")) << fresh;
 
+  const proxy::labels failures{{"protocol", "oci"}, {"upstream", "registry.test"}};
+  double failures_counted = 0;
   for (const auto& f : upstream_failures(/*broken_body=*/false)) {
     SCOPED_TRACE("upstream: " + f.what);
     h_.upstream().script_failure(manifest_target("team/app", "latest"), f, manifest_answer(app_));
@@ -273,8 +276,11 @@ TEST_F(OciServiceTest, ExpiredTagIsServedStaleWithAWarningWhenUpstreamFails) {
     EXPECT_EQ(r.status, 200u) << r;
     EXPECT_EQ(r.body, app_.manifest) << r;
     EXPECT_EQ(r.header("Docker-Content-Digest"), app_.digest()) << r;
-    EXPECT_THAT(r.header("Warning"), StartsWith(kWarningRevalidationFailedPrefix)) << r;
+    EXPECT_EQ(r.header("Warning"), kWarningRevalidationFailed) << r;
     EXPECT_EQ(r.outcome, proxy::cache_outcome::stale) << r;
+    EXPECT_GT(h_.metric("pantry_upstream_failures_total", failures), failures_counted)
+        << h_.metrics()->render();
+    failures_counted = h_.metric("pantry_upstream_failures_total", failures);
   }
 }
 

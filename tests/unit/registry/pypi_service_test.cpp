@@ -24,11 +24,10 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using fault = upstream_answer::fault;
 
-// The Warning header of each situation, as sent today. Issue 10 unifies them across protocols
-// (110 for an answer served stale in offline mode or past its TTL, 111 when revalidation
-// failed): change them here.
+// The Warning header of each situation, the same for both protocols (registry/src/freshness.h):
+// 110 for an answer served stale in offline mode or past its TTL, 111 when revalidation failed.
 const std::string kWarningRevalidationFailed = "111 pantry \"Revalidation Failed\"";
-const std::string kWarningOffline = "110 pantry \"Response is Stale\" (offline)";
+const std::string kWarningOffline = "110 pantry \"Response is Stale\"";
 
 constexpr std::string_view kJson = "application/vnd.pypi.simple.v1+json";
 constexpr std::string_view kHtml = "application/vnd.pypi.simple.v1+html";
@@ -184,7 +183,8 @@ TEST_F(PypiServiceTest, IndexPageMissGoesUpstreamOnceAndIsCached) {
   EXPECT_THAT(sent[0].header("Accept"), StartsWith(std::string(kJson))) << sent[0];
   EXPECT_FALSE(sent[0].has_header("If-None-Match")) << sent[0];
   EXPECT_GT(h_.blob_count(), blobs_before) << "the page was not cached";
-  EXPECT_EQ(h_.metric("pantry_upstream_requests_total", {{"upstream", "a"}}), 1)
+  EXPECT_EQ(h_.metric("pantry_upstream_requests_total", {{"protocol", "pypi"}, {"upstream", "a"}}),
+            1)
       << h_.metrics()->render();
 }
 
@@ -239,9 +239,12 @@ TEST_F(PypiServiceTest, ExpiredPageIsServedStaleWithAWarningWhenUpstreamFails) {
     EXPECT_EQ(r.body, fresh.body) << r;
     EXPECT_EQ(r.header("Warning"), kWarningRevalidationFailed) << r;
     EXPECT_EQ(r.outcome, proxy::cache_outcome::stale) << r;
-    EXPECT_GT(h_.metric("pantry_upstream_failures_total", {{"upstream", "a"}}), failures_counted)
+    EXPECT_GT(
+        h_.metric("pantry_upstream_failures_total", {{"protocol", "pypi"}, {"upstream", "a"}}),
+        failures_counted)
         << h_.metrics()->render();
-    failures_counted = h_.metric("pantry_upstream_failures_total", {{"upstream", "a"}});
+    failures_counted =
+        h_.metric("pantry_upstream_failures_total", {{"protocol", "pypi"}, {"upstream", "a"}});
   }
 }
 
@@ -279,7 +282,8 @@ TEST_F(PypiServiceTest, UpstreamFailureWithNothingCachedIs502NamingTheUrlAndTheC
   EXPECT_THAT(r.body, HasSubstr(index_url("a") + "demo/")) << r;
   EXPECT_THAT(r.body, HasSubstr("503")) << r;
   EXPECT_FALSE(r.has_header("Warning")) << r;
-  EXPECT_EQ(h_.metric("pantry_upstream_failures_total", {{"upstream", "a"}}), 1)
+  EXPECT_EQ(h_.metric("pantry_upstream_failures_total", {{"protocol", "pypi"}, {"upstream", "a"}}),
+            1)
       << h_.metrics()->render();
 
   // An upstream nobody listens on: the client's error (with the address) reaches the body.

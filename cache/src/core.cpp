@@ -11,7 +11,7 @@
 namespace pantry::cache::detail {
 namespace {
 
-// DESIGN.md: a killed process's reader slot pins pages until someone clears it.
+// docs/ARCHITECTURE.md, "The cache": a killed process's reader slot pins pages until cleared.
 constexpr std::chrono::minutes kReaderCheckInterval{1};
 // Bounds how long one group keeps earlier ops of the group waiting for their commit.
 constexpr std::size_t kMaxGroupOps = 256;

@@ -54,7 +54,8 @@ using tcp_stream_t = asio::as_tuple_t<asio::use_awaitable_t<>>::as_default_on_t<
 using tls_stream_t = beast::ssl_stream<tcp_stream_t>;
 using parser_t = http::response_parser<http::buffer_body>;
 
-// DESIGN.md: registries send long header sets; Beast's 8 KiB default is too small.
+// Registries send long header sets; Beast's 8 KiB default is too small (docs/ARCHITECTURE.md,
+// "The path of a request").
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 // A redirect's body is read (and dropped) up to this size so that its connection can be reused;
 // a longer one closes the connection instead.

@@ -2,7 +2,7 @@
 
 // The LMDB store under a data dir: content-addressed blobs kept in fixed-size chunks, protocol
 // entries with TTL metadata, pantry's own zstd-compressed records, and an LRU size quota.
-// See DESIGN.md, "The cache".
+// See docs/ARCHITECTURE.md, "The cache" and "Key formats".
 //
 // Thread safety: a `store` and the readers and writers it hands out may be used from any thread;
 // one `blob_reader` or `blob_writer` object is used by one thread at a time. No call holds an
@@ -47,8 +47,9 @@ struct options {
   // Size quota for cached (unpinned) blob bytes. Least-recently-used complete blobs are evicted
   // to stay under it. 0 means no quota.
   std::uint64_t max_size = 0;
-  // LMDB map size, fixed at open. 0 picks max(2 × max_size, 1 GiB) (DESIGN.md: at least twice
-  // the quota, so the free pages that eviction leaves behind never run the map out).
+  // LMDB map size, fixed at open. 0 picks max(2 × max_size, 1 GiB): at least twice the quota, so
+  // that the free pages eviction leaves behind never run the map out (docs/ARCHITECTURE.md,
+  // "The cache").
   std::uint64_t map_size = 0;
   // Reader slots; must exceed the number of concurrent readers (connections) plus a margin.
   unsigned max_readers = 4096;

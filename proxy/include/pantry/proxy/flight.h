@@ -6,7 +6,7 @@
 // committed comes from the cache, the not-yet-committed tail from memory. The fetch never waits
 // for a client. The last byte is held back until size and sha256 check out; on a mismatch or a
 // broken upstream every reader gets an error (the server then resets its connection) and nothing
-// is cached. See DESIGN.md, "The proxy".
+// is cached. See docs/ARCHITECTURE.md, "The single flight".
 
 #include "pantry/cache/store.h"
 #include "pantry/error.h"

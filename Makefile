@@ -33,20 +33,22 @@ run: release
 asan: deps build/asan/build.ninja
 	cmake --build --preset asan -j $(JOBS)
 
-# Build with ASan+UBSan and run every test: unit tests first, then integration tests.
+# Build with ASan+UBSan and run every test: unit tests first, then integration tests, in parallel
+# (each uses its own free ports and temp dirs; the slowest start first: COST in tests/).
 # JUnit XML lands in build/asan/junit/ (unit.xml, integration.xml).
+INTEGRATION_JOBS ?= 3
 test:
 	@scripts/install-deps
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory asan
 	ctest --preset asan -L unit -j $(JOBS) --output-junit junit/unit.xml
-	ctest --preset asan -L integration --output-junit junit/integration.xml
+	ctest --preset asan -L integration -j $(INTEGRATION_JOBS) --output-junit junit/integration.xml
 
 unit: asan
 	ctest --preset asan -L unit -j $(JOBS)
 
 integration: asan
-	ctest --preset asan -L integration
+	ctest --preset asan -L integration -j $(INTEGRATION_JOBS)
 
 # clang 14 build with ASan+UBSan, its tests, and the libFuzzer targets built.
 clang: deps build/clang/build.ninja

@@ -36,8 +36,9 @@
 
 namespace pantry::orchestrator::builder {
 
-// The ignore files a build context may hold, in the order they are looked for: the first that
-// exists is used, the others are not read (podman's rule; docker knows only .dockerignore).
+// The ignore files at the root of a build context, in the order they are looked for: the first
+// that exists is used, the others are not read (as podman and buildah look; docker reads only
+// .dockerignore, and also <Dockerfile>.dockerignore beside a Dockerfile, which pantry does not).
 inline constexpr std::array<std::string_view, 2> kIgnoreFiles = {".containerignore",
                                                                  ".dockerignore"};
 

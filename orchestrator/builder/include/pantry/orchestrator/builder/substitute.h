@@ -140,8 +140,9 @@ class build_scope {
 };
 
 // The variables of one stage as its instructions are resolved in order. Holds a pointer to the
-// build_scope, which must outlive it. A stage that builds on an earlier stage starts as a copy of
-// that stage's scope after its last instruction (docker carries its ENV and ARG values over).
+// build_scope, which must outlive it. Not thread-safe (a value, one per stage being built). A stage
+// that builds on an earlier stage starts as a copy of that stage's scope after its last instruction
+// (docker carries its ENV and ARG values over).
 class stage_scope {
  public:
   // A stage on an image, or on scratch, whose config holds `image_env` ("NAME=VALUE" entries, as

@@ -27,23 +27,7 @@ bool is_controller(std::string_view s) {
 }
 
 using detail::split;
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_octal(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() &&
-        std::all_of(s.begin() + static_cast<std::ptrdiff_t>(i) + 1,
-                    s.begin() + static_cast<std::ptrdiff_t>(i) + 4,
-                    [](char c) { return c >= '0' && c <= '7'; })) {
-      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
+using detail::unescape_octal;
 
 bool valid_component(std::string_view c) {
   if (c.empty() || c == "." || c == ".." || c.size() > 128) return false;

@@ -49,6 +49,8 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
       : table_(std::move(table)), spec_(std::move(spec)) {}
 
   asio::awaitable<void> run();
+  // The flight is verified over `reader`, the blob complete in the cache: nothing to fetch.
+  void verify_over(cache::blob_reader reader, std::string content_type);
   asio::awaitable<result<flight_head>> wait_head();
   asio::awaitable<result<flight_bytes>> read_some(std::uint64_t offset,
                                                   std::span<std::byte> scratch);
@@ -145,6 +147,15 @@ void flight::impl::trim_locked() {
   }
 }
 
+void flight::impl::verify_over(cache::blob_reader reader, std::string content_type) {
+  std::lock_guard g(mutex_);
+  phase_ = phase::verified;
+  head_ = {reader.size(), std::move(content_type)};
+  received_ = committed_ = reader.size();
+  verified_reader_ = std::make_shared<cache::blob_reader>(std::move(reader));
+  notify_locked();
+}
+
 void flight::impl::fail(error e) {
   std::lock_guard g(mutex_);
   if (phase_ == phase::verified || phase_ == phase::failed) return;
@@ -196,19 +207,16 @@ asio::awaitable<void> flight::impl::run() {
 
   auto w = table_->store->begin_blob(spec_.id, spec_.media_type, spec_.size ? spec_.size : length);
   if (!w && w.error().is(errc::already_exists)) {
-    // Committed by an earlier flight between the caller's cache lookup and this one.
-    auto reader = table_->store->open_blob(spec_.id);
-    std::lock_guard g(mutex_);
-    if (reader) {
-      phase_ = phase::verified;
-      head_ = {reader->size(), content_type};
-      received_ = committed_ = reader->size();
-      verified_reader_ = std::make_shared<cache::blob_reader>(std::move(*reader));
+    // Committed since join() looked, by something other than a flight of this table (a blob
+    // stored whole, an upload).
+    if (auto reader = table_->store->open_blob(spec_.id)) {
+      verify_over(std::move(*reader), content_type);
     } else {
+      std::lock_guard g(mutex_);
       phase_ = phase::failed;
       error_ = reader.error();
+      notify_locked();
     }
-    notify_locked();
   }
   if (!w) {
     if (!w.error().is(errc::already_exists)) fail(w.error());
@@ -385,6 +393,22 @@ flight flight_table::join(const fetch_spec& spec, asio::any_io_executor ex, bool
   if (auto running = slot.lock()) {
     joined = true;
     return flight(std::move(running));
+  }
+  // The double check. The caller found no complete blob before it came here, but a flight may
+  // have committed it and left the table since: a flight leaves only once its commit is visible,
+  // so the cache has the blob now, and the caller joins that flight's result there instead of
+  // fetching it again. Looked up under the mutex, so no flight can commit and leave between this
+  // look and the start of a new one. stat_blob first: a miss must not count twice in the cache's
+  // counters (the caller's open_blob counted it).
+  if (state_->store->stat_blob(spec.id)) {
+    if (auto reader = state_->store->open_blob(spec.id)) {
+      state_->flights.erase(spec.id);
+      joined = true;
+      auto done = std::make_shared<flight::impl>(state_, spec);
+      const std::string media_type = reader->info().media_type;
+      done->verify_over(std::move(*reader), media_type);
+      return flight(std::move(done));
+    }
   }
   joined = false;
   auto f = std::make_shared<flight::impl>(state_, spec);

@@ -75,41 +75,70 @@ freshness::upstream_answer classify_failure(const proxied_answer& a) {
   return out;
 }
 
+// What the cache holds for `ref` of `t`, and whether it can answer a client that accepts
+// `accepted`.
+struct cached_manifest {
+  std::optional<cache::entry> entry;  // under the tag or digest, whether it can answer or not
+  // Its manifest, open (so never evicted while upstream is asked about it), iff it can answer
+  // the client: by digest any cached copy, by tag one of a type the client accepts.
+  std::optional<cache::blob_reader> reader;
+};
+
+cached_manifest look_up(cache::store& store, const target& t, const std::string& ref,
+                        const accept_set& accepted) {
+  cached_manifest c;
+  const bool by_digest = is_digest(ref);
+  auto e =
+      store.get_entry(by_digest ? keys::manifest(t.key_prefix, ref) : keys::tag(t.key_prefix, ref));
+  if (!e) return c;
+  c.entry = std::move(*e);
+  if (!c.entry->target || (!by_digest && !accepts(accepted, c.entry->content_type))) return c;
+  if (auto r = store.open_blob(*c.entry->target)) c.reader = std::move(*r);
+  return c;
+}
+
 }  // namespace
 
 proxied_manifests::proxied_manifests(std::shared_ptr<const proxied_context> ctx)
     : ctx_(std::move(ctx)) {}
 
+std::optional<proxied_answer> proxied_manifests::stored_meanwhile(
+    const target& t, const std::string& ref, const accept_set& accepted) const {
+  auto c = look_up(*ctx_->store, t, ref, accepted);
+  if (!c.reader) return std::nullopt;
+  if (!is_digest(ref) && freshness::on_request(&*c.entry, ctx_->tag_rules(), clock::now()).act !=
+                             action::serve_cached) {
+    return std::nullopt;
+  }
+  proxied_answer a;
+  a.entry = std::move(c.entry);
+  a.coalesced = true;
+  return a;
+}
+
 asio::awaitable<void> proxied_manifests::handle(exchange& ex, const target& t,
                                                 const std::string& ref) {
   cache::store& store = *ctx_->store;
   auto accept_lines = ex.header_values(http::field::accept);
+  cached_manifest found = look_up(store, t, ref, accepted_types(accept_lines));
+  std::optional<cache::entry>& cached = found.entry;
+  std::optional<cache::blob_reader>& reader = found.reader;
   if (is_digest(ref)) {
     // Immutable: any cached copy serves, whatever the Accept.
-    if (auto e = store.get_entry(keys::manifest(t.key_prefix, ref)); e && e->target) {
-      if (auto reader = store.open_blob(*e->target)) {
-        ex.set_outcome(cache_outcome::hit);
-        co_await serve_manifest(ex, *reader, *e, false);
-        co_return;
-      }
+    if (reader) {
+      ex.set_outcome(cache_outcome::hit);
+      co_await serve_manifest(ex, *reader, *cached, false);
+      co_return;
     }
     bool joined = false;
     auto a = co_await fetch_manifest(t, ref, accept_lines, joined);
-    ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::miss);
+    ex.set_outcome(joined || a.coalesced ? cache_outcome::coalesced : cache_outcome::miss);
     if (!a.entry) {
       co_await answer_failure(ex, a);
       co_return;
     }
     co_await serve_manifest(ex, store, *a.entry, false);
     co_return;
-  }
-  const std::string key = keys::tag(t.key_prefix, ref);
-  auto cached = store.get_entry(key);
-  // The cached manifest, if this client accepts its type; kept open (so never evicted) while
-  // upstream is asked about it.
-  std::optional<cache::blob_reader> reader;
-  if (cached && cached->target && accepts(accepted_types(accept_lines), cached->content_type)) {
-    if (auto r = store.open_blob(*cached->target)) reader = std::move(*r);
   }
   const cache::entry* usable = reader ? &*cached : nullptr;
   const freshness::rules rules = ctx_->tag_rules();
@@ -127,7 +156,7 @@ asio::awaitable<void> proxied_manifests::handle(exchange& ex, const target& t,
     switch (d.act) {
       case action::serve_renewed:
         // Renewed and stored by the revalidation every joined client shares.
-        ex.set_outcome(joined ? cache_outcome::coalesced : d.outcome);
+        ex.set_outcome(joined || check.coalesced ? cache_outcome::coalesced : d.outcome);
         co_await serve_manifest(ex, *reader, *check.entry, true);
         co_return;
       case action::serve_stale:
@@ -151,7 +180,7 @@ asio::awaitable<void> proxied_manifests::handle(exchange& ex, const target& t,
     co_await answer_failure(ex, a);
     co_return;
   }
-  ex.set_outcome(joined ? cache_outcome::coalesced : cache_outcome::miss);
+  ex.set_outcome(joined || a.coalesced ? cache_outcome::coalesced : cache_outcome::miss);
   co_await serve_manifest(ex, store, *a.entry, true);
 }
 
@@ -174,7 +203,9 @@ asio::awaitable<proxied_answer> proxied_manifests::revalidate(
   auto self = shared_from_this();
   http::fields headers = accept_fields(accept);
   std::function<asio::awaitable<proxied_answer>()> fn =
-      [self, t, ref, headers, cached]() -> asio::awaitable<proxied_answer> {
+      [self, t, ref, headers, cached,
+       accepted = accepted_types(accept)]() -> asio::awaitable<proxied_answer> {
+    if (auto a = self->stored_meanwhile(t, ref, accepted)) co_return std::move(*a);
     auto check = co_await self->head_manifest(t, ref, headers);
     if (check.upstream_failed) self->ctx_->report.failed(t.up->upstream().name);
     if (check.entry && check.entry->target == cached.target) {
@@ -225,7 +256,9 @@ asio::awaitable<proxied_answer> proxied_manifests::fetch_manifest(
   auto self = shared_from_this();
   http::fields headers = accept_fields(accept);
   std::function<asio::awaitable<proxied_answer>()> fn =
-      [self, t, ref, headers]() -> asio::awaitable<proxied_answer> {
+      [self, t, ref, headers,
+       accepted = accepted_types(accept)]() -> asio::awaitable<proxied_answer> {
+    if (auto stored = self->stored_meanwhile(t, ref, accepted)) co_return std::move(*stored);
     auto a = co_await self->fetch_manifest_now(t, ref, headers);
     if (a.upstream_failed) self->ctx_->report.failed(t.up->upstream().name);
     co_return a;

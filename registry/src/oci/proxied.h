@@ -10,6 +10,7 @@
 #include "pantry/config/config.h"
 #include "pantry/proxy/flight.h"
 #include "pantry/proxy/server.h"
+#include "pantry/registry/oci/protocol.h"
 
 #include "../freshness.h"
 #include "../http_serve.h"
@@ -66,6 +67,9 @@ struct proxied_answer {
   std::string message;
   std::string retry_after;
   bool upstream_failed = false;  // a failure a cached copy may stand in for (5xx, 429, network)
+  // Nothing was sent: the entry was stored by a request that ended after the client looked in
+  // the cache (proxied_manifests::stored_meanwhile), so the client counts as joined to it.
+  bool coalesced = false;
 };
 
 // What an upstream's failure status `s` for `what` means for the client; `unknown_code` is the
@@ -80,7 +84,8 @@ proxied_answer unreachable(const error& e);
 boost::asio::awaitable<void> answer_failure(proxy::exchange& ex, const proxied_answer& a);
 
 // GET/HEAD /v2/<name>/manifests/<reference> of a proxied name, one upstream request for every
-// client that asks at the same time with the same Accept.
+// client that asks at the same time with the same Accept, also for one that looked in the cache
+// before another's request stored the manifest and asks only after that request ended.
 class proxied_manifests : public std::enable_shared_from_this<proxied_manifests> {
  public:
   explicit proxied_manifests(std::shared_ptr<const proxied_context> ctx);
@@ -88,6 +93,13 @@ class proxied_manifests : public std::enable_shared_from_this<proxied_manifests>
   boost::asio::awaitable<void> handle(proxy::exchange& ex, const target& t, const std::string& ref);
 
  private:
+  // The double check of a request for `ref` about to go upstream. The client looked in the cache
+  // before it came here; a fetch or revalidation may have stored an answer and left its
+  // coalescer since. Returns that answer (`coalesced` set) iff the cache can now serve a client
+  // that accepts `accepted` without asking upstream: by digest any cached copy, by tag a fresh
+  // one of an accepted type.
+  std::optional<proxied_answer> stored_meanwhile(const target& t, const std::string& ref,
+                                                 const accept_set& accepted) const;
   boost::asio::awaitable<proxied_answer> revalidate(const target& t, const std::string& ref,
                                                     const std::vector<std::string_view>& accept,
                                                     const cache::entry& cached, bool& joined);

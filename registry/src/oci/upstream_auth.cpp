@@ -80,6 +80,9 @@ asio::awaitable<result<std::string>> upstream_auth::fetch_token(std::string scop
   auto self = this;
   std::function<asio::awaitable<result<std::string>>()> fn =
       [self, scope]() -> asio::awaitable<result<std::string>> {
+    // The double check: the caller found no token before it came here, but a fetch for this
+    // scope may have stored one and left the coalescer since.
+    if (auto token = self->cached_token(scope)) co_return "Bearer " + *token;
     std::string realm;
     std::string service;
     {

@@ -25,8 +25,7 @@ index_cache::index_cache(std::shared_ptr<const context> ctx,
 asio::awaitable<index_cache::answer> index_cache::resolve(const config::pypi_upstream& u,
                                                           std::string key, std::string what,
                                                           fetch_fn fetch) {
-  std::optional<cache::entry> existing;
-  if (auto e = ctx_->store->get_entry(key); e && usable(*e)) existing = std::move(*e);
+  const std::optional<cache::entry> existing = cached(key);
   const auto d =
       freshness::on_request(existing ? &*existing : nullptr, ctx_->index_rules(), clock::now());
   if (d.act == action::serve_cached) {
@@ -44,8 +43,18 @@ asio::awaitable<index_cache::answer> index_cache::resolve(const config::pypi_ups
   }
   bool joined = false;
   // Named, not a temporary of the co_await expression: gcc 12 destroys such temporaries twice.
-  std::function<asio::awaitable<answer>()> run = [fetch = std::move(fetch),
+  std::function<asio::awaitable<answer>()> run = [this, key, fetch = std::move(fetch),
                                                   existing]() -> asio::awaitable<answer> {
+    // The double check. The client looked in the cache before it came here; a request for this
+    // key may have stored a fresh answer and left the coalescer since. Then that answer is this
+    // client's too, as if it had joined that request, and upstream is not asked again.
+    if (auto now = cached(key)) {
+      const auto d = freshness::on_request(&*now, ctx_->index_rules(), clock::now());
+      if (d.act == action::serve_cached) {
+        answer r{std::move(*now), cache_outcome::coalesced, d.warning};
+        co_return r;
+      }
+    }
     co_return co_await fetch(existing);
   };
   auto r = co_await pages_.run(key, std::move(run), joined);
@@ -137,6 +146,12 @@ index_cache::answer index_cache::stored(cache::entry e) {
 index_cache::answer index_cache::storage_failure(const std::string& key, const error& why) {
   spdlog::error("pypi: cannot cache {}: {}", key, why.message);
   return {error(errc::storage_error, why.message), cache_outcome::none, {}};
+}
+
+std::optional<cache::entry> index_cache::cached(const std::string& key) const {
+  auto e = ctx_->store->get_entry(key);
+  if (!e || !usable(*e)) return std::nullopt;
+  return std::move(*e);
 }
 
 bool index_cache::usable(const cache::entry& e) const {

@@ -7,7 +7,8 @@
 // 404/410 is remembered for negative_ttl as a negative answer, a failure serves the stale copy
 // (Warning 111) or, with nothing cached, the failure. A new 200 goes back to the route that
 // asked, which reads it into what it stores (a page's renderings, a list of names, a rewritten
-// JSON answer). Concurrent requests for one key share one upstream request.
+// JSON answer). Concurrent requests for one key share one upstream request, also when one looked
+// in the cache before another's request stored its answer and asks only after it ended.
 
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
@@ -75,6 +76,8 @@ class index_cache {
   static answer storage_failure(const std::string& key, const error& why);
 
  private:
+  // The entry under `key` if it can be served: every blob it names is still cached.
+  std::optional<cache::entry> cached(const std::string& key) const;
   // True iff every blob an entry names (its representations or name list) is still cached.
   bool usable(const cache::entry& e) const;
   // Applies the decision for a revalidation or fetch that upstream answered with `a`.

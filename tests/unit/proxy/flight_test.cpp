@@ -606,6 +606,36 @@ TEST_F(FlightTest, JoinedIsFalseOnlyForTheFirst) {
   EXPECT_EQ(u.requests(), 1);
 }
 
+// The window of a check-then-act race: a client looks in the cache (a miss) while another's
+// flight is still running; that flight commits and leaves the table; only then does the first
+// client join. It must get the committed blob, not start a second upstream fetch. Here the
+// client's look is the one before the first join, and its join comes after the flight left.
+TEST_F(FlightTest, JoinAfterAFlightCommittedAndLeftIsServedFromTheCache) {
+  const std::string body = pattern(300 * 1024 + 9, 15);
+  upstream u(scripted_then(body));  // a second fetch would get the blob too
+  const auto spec = spec_for(u, body);
+  ASSERT_TRUE(is_not_cached(spec.id));  // the late client's look
+  auto first = start_joiner(spec);
+  ASSERT_TRUE(eventually([&] { return first->joined_known.load(); }));
+  EXPECT_FALSE(first->joined);
+  u.send(ok_head(body.size()) + body);
+  u.done();
+  ASSERT_TRUE(finishes(*first));
+  EXPECT_TRUE(reads_whole(*first, body));
+  ASSERT_TRUE(table_empties());
+  ASSERT_TRUE(is_committed(body));
+
+  auto late = start_joiner(spec);
+  ASSERT_TRUE(finishes(*late));
+  EXPECT_TRUE(late->joined) << "the late client started a flight of its own";
+  EXPECT_TRUE(reads_whole(*late, body));
+  ASSERT_TRUE(late->head.has_value());
+  EXPECT_EQ(late->head->length, std::optional<std::uint64_t>(body.size()));
+  EXPECT_EQ(late->head->content_type, kMedia);
+  EXPECT_EQ(u.requests(), 1) << "upstream requests for one blob";
+  EXPECT_EQ(table_->size(), 0u);
+}
+
 TEST_F(FlightTest, LateJoinerReadsFromByteZeroOutOfCacheAndMemory) {
   upstream u(scripted());
   const std::string body = pattern(4 * 1024 * 1024 + 5, 3);

@@ -143,6 +143,10 @@ class OciServiceTest : public ::testing::Test {
     ASSERT_EQ(h_.get(manifest_target("team/app", "latest")).status, 200u);
   }
 
+  static fake_request get(std::string target) {
+    return {http::verb::get, std::move(target), {}, {}};
+  }
+
   std::size_t upstream_requests(http::verb method, std::string_view target) {
     return h_.upstream().requests_for(method, target).size();
   }
@@ -478,6 +482,90 @@ TEST_F(OciServiceTest, CachedBlobIsNotServedUnderARepositoryWhoseManifestsDoNotR
       << h_.upstream().describe_requests();
   EXPECT_EQ(upstream_requests(http::verb::get, blob_target("other/app", app_.layer_digest())), 0u)
       << h_.upstream().describe_requests();
+}
+
+// ---- one upstream request per object, whatever the timing -------------------------------------
+//
+// Client B looks in the cache and misses; before it goes on, client A's request fetches and
+// stores the object and ends (its fetch leaves the coalescer or the flight table); then B asks
+// for a fetch. B must get what A's fetch stored, not send a second upstream request
+// (service_harness::serve_racing).
+
+TEST_F(OciServiceTest, TagMissedBeforeAnotherFetchStoredItIsNotFetchedAgain) {
+  install(config());
+  script_manifest("team/app", "latest", app_);
+  const std::string target = manifest_target("team/app", "latest");
+  auto [a, b] = h_.serve_racing(get(target), get(target));
+  ASSERT_EQ(a.status, 200u) << a;
+  ASSERT_EQ(a.outcome, proxy::cache_outcome::miss) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, app_.manifest) << b;
+  EXPECT_EQ(b.header("Docker-Content-Digest"), app_.digest()) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(h_.metric("pantry_upstream_requests_total", {{"protocol", "oci"}}), 1)
+      << h_.metrics()->render();
+}
+
+TEST_F(OciServiceTest, ManifestByDigestMissedBeforeAnotherFetchStoredItIsNotFetchedAgain) {
+  install(config());
+  script_manifest("team/app", app_.digest(), app_);
+  const std::string target = manifest_target("team/app", app_.digest());
+  auto [a, b] = h_.serve_racing(get(target), get(target));
+  ASSERT_EQ(a.status, 200u) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, app_.manifest) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 1u) << h_.upstream().describe_requests();
+}
+
+TEST_F(OciServiceTest, ExpiredTagSeenBeforeAnotherRevalidationRenewedItIsNotAskedAgain) {
+  install(config(0s));  // stored expired
+  script_manifest("team/app", "latest", app_);
+  const std::string target = manifest_target("team/app", "latest");
+  ASSERT_EQ(h_.get(target).status, 200u);
+  install(config(3600s));  // a renewal now lasts an hour
+  auto [a, b] = h_.serve_racing(get(target), get(target));
+  ASSERT_EQ(a.outcome, proxy::cache_outcome::revalidated) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, app_.manifest) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  // The first GET, then A's HEAD.
+  EXPECT_EQ(h_.upstream().request_count(), 2u) << h_.upstream().describe_requests();
+}
+
+TEST_F(OciServiceTest, ExpiredTagSeenBeforeAnotherFetchMovedItIsNotFetchedAgain) {
+  install(config(0s));
+  script_manifest("team/app", "latest", app_);
+  const std::string target = manifest_target("team/app", "latest");
+  ASSERT_EQ(h_.get(target).status, 200u);
+  install(config(3600s));
+  const image next = make_image(2);
+  script_manifest("team/app", "latest", next);
+  auto [a, b] = h_.serve_racing(get(target), get(target));
+  ASSERT_EQ(a.body, next.manifest) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, next.manifest) << b;
+  EXPECT_EQ(b.header("Docker-Content-Digest"), next.digest()) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  // The first GET, then A's HEAD (another digest) and GET.
+  EXPECT_EQ(h_.upstream().request_count(), 3u) << h_.upstream().describe_requests();
+}
+
+TEST_F(OciServiceTest, BlobMissedBeforeAnotherFlightCommittedItIsNotFetchedAgain) {
+  given_a_cached_manifest();
+  const std::string target = blob_target("team/app", app_.layer_digest());
+  auto [a, b] = h_.serve_racing(get(target), get(target));
+  ASSERT_EQ(a.status, 200u) << a;
+  ASSERT_EQ(a.outcome, proxy::cache_outcome::miss) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, app_.layer) << b;
+  EXPECT_EQ(b.header("Docker-Content-Digest"), app_.layer_digest()) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 1u) << h_.upstream().describe_requests();
+  // The manifest's GET and A's: nothing is counted for B.
+  EXPECT_EQ(h_.metric("pantry_upstream_requests_total", {{"protocol", "oci"}}), 2)
+      << h_.metrics()->render();
 }
 
 // ---- hosted repositories ----------------------------------------------------------------------

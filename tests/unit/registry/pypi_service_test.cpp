@@ -142,9 +142,12 @@ class PypiServiceTest : public ::testing::Test {
   }
 
   // "/simple/demo/" with JSON asked for.
-  recorded_response get_page(std::string project = "demo", header_lines extra = {}) {
+  static fake_request page_request(std::string project = "demo", header_lines extra = {}) {
     extra.emplace_back("Accept", std::string(kJson));
-    return h_.get("/simple/" + project + "/", std::move(extra));
+    return {http::verb::get, "/simple/" + project + "/", std::move(extra), {}};
+  }
+  recorded_response get_page(std::string project = "demo", header_lines extra = {}) {
+    return h_.serve(page_request(std::move(project), std::move(extra)));
   }
 
   service_harness h_;
@@ -387,6 +390,38 @@ TEST_F(PypiServiceTest, ConcurrentMissesShareOneUpstreamRequest) {
   EXPECT_EQ(upstream_gets("/a/simple/demo/"), 1u) << h_.upstream().describe_requests();
 }
 
+// Client B looks in the cache and misses; before it goes on, client A's request fetches and
+// stores the page and ends; then B asks upstream. B must get A's page, not send a second
+// request (service_harness::serve_racing).
+TEST_F(PypiServiceTest, PageMissedBeforeAnotherFetchStoredItIsNotFetchedAgain) {
+  install(config());
+  script_page("a", "demo", {sdist_});
+  auto [a, b] = h_.serve_racing(page_request(), page_request());
+  ASSERT_EQ(a.status, 200u) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, a.body) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  EXPECT_EQ(upstream_gets("/a/simple/demo/"), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(h_.metric("pantry_upstream_requests_total", {{"protocol", "pypi"}}), 1)
+      << h_.metrics()->render();
+}
+
+TEST_F(PypiServiceTest, ExpiredPageSeenBeforeAnotherRevalidationRenewedItIsNotAskedAgain) {
+  install(config(0s));  // stored expired
+  script_page("a", "demo", {sdist_}, "\"etag-1\"");
+  auto first = get_page();
+  ASSERT_EQ(first.status, 200u) << first;
+  install(config(3600s));  // a renewal now lasts an hour
+  h_.upstream().script_status("/a/simple/demo/", 304, {{"ETag", "\"etag-1\""}});
+  auto [a, b] = h_.serve_racing(page_request(), page_request());
+  ASSERT_EQ(a.outcome, proxy::cache_outcome::revalidated) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, first.body) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
+  // The first GET, then A's conditional one.
+  EXPECT_EQ(upstream_gets("/a/simple/demo/"), 2u) << h_.upstream().describe_requests();
+}
+
 // ---- index pages: what the client gets --------------------------------------------------------
 
 TEST_F(PypiServiceTest, AcceptChoosesJsonOrHtml) {
@@ -588,6 +623,17 @@ TEST_F(PypiServiceTest, ConcurrentFileRequestsShareOneFetch) {
     EXPECT_EQ(r.body, sdist_.body) << r;
   }
   EXPECT_EQ(rs[1].outcome, proxy::cache_outcome::coalesced) << rs[1];
+  EXPECT_EQ(upstream_gets(file_target(sdist_)), 1u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiServiceTest, FileMissedBeforeAnotherFlightCommittedItIsNotFetchedAgain) {
+  given_a_cached_page();
+  const fake_request file{http::verb::get, pantry_file_path("a", sdist_), {}, {}};
+  auto [a, b] = h_.serve_racing(file, file);
+  ASSERT_EQ(a.status, 200u) << a;
+  EXPECT_EQ(b.status, 200u) << b;
+  EXPECT_EQ(b.body, sdist_.body) << b;
+  EXPECT_EQ(b.outcome, proxy::cache_outcome::coalesced) << b;
   EXPECT_EQ(upstream_gets(file_target(sdist_)), 1u) << h_.upstream().describe_requests();
 }
 

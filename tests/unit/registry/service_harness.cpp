@@ -18,6 +18,7 @@
 #include <cstring>
 #include <exception>
 #include <random>
+#include <set>
 #include <sstream>
 
 namespace pantry::registry::testing {
@@ -487,6 +488,105 @@ std::string refused_base() {
   return "http://127.0.0.1:" + std::to_string(port);
 }
 
+// ---- recalling_store --------------------------------------------------------------------------
+
+// Forwards every call to the real store; while a snapshot is set, the first lookup of each item
+// answers from it (service_harness::look_up_as_of). Thread-safe, as the store is: the services
+// write from the blocking pool.
+class recalling_store final : public cache::store {
+ public:
+  explicit recalling_store(std::shared_ptr<cache::store> real) : real_(std::move(real)) {}
+
+  cache::store& real() noexcept { return *real_; }
+
+  void recall(std::optional<cache_snapshot> past) {
+    std::lock_guard g(mutex_);
+    past_ = std::move(past);
+    entries_looked_up_.clear();
+    blobs_looked_up_.clear();
+  }
+
+  result<cache::blob_reader> open_blob(const cache::digest& id) override {
+    if (missed_then(id)) return missing(id);
+    return real_->open_blob(id);
+  }
+  result<cache::object_info> stat_blob(const cache::digest& id) override {
+    if (missed_then(id)) return missing(id);
+    return real_->stat_blob(id);
+  }
+  result<cache::entry> get_entry(std::string_view key) override {
+    {
+      std::lock_guard g(mutex_);
+      if (past_ && entries_looked_up_.emplace(key).second) {
+        auto it = past_->entries.find(key);
+        if (it == past_->entries.end()) {
+          return error(errc::not_found, "no entry " + std::string(key) + " (as of the snapshot)");
+        }
+        return it->second;
+      }
+    }
+    return real_->get_entry(key);
+  }
+
+  result<cache::blob_writer> begin_blob(const cache::digest& id, std::string media_type,
+                                        std::optional<std::uint64_t> expected_size,
+                                        bool pinned) override {
+    return real_->begin_blob(id, std::move(media_type), expected_size, pinned);
+  }
+  result<cache::digest> put_blob(std::span<const std::byte> bytes, std::string media_type,
+                                 bool pinned) override {
+    return real_->put_blob(bytes, std::move(media_type), pinned);
+  }
+  result<void> set_pinned(const cache::digest& id, bool pinned) override {
+    return real_->set_pinned(id, pinned);
+  }
+  result<void> remove_blob(const cache::digest& id) override { return real_->remove_blob(id); }
+  result<void> put_entry(std::string_view key, const cache::entry& e) override {
+    return real_->put_entry(key, e);
+  }
+  result<void> put_entries(std::span<const std::pair<std::string, cache::entry>> items) override {
+    return real_->put_entries(items);
+  }
+  result<void> remove_entry(std::string_view key) override { return real_->remove_entry(key); }
+  result<void> for_each_entry(
+      std::string_view prefix,
+      const std::function<bool(std::string_view, const cache::entry&)>& fn) override {
+    return real_->for_each_entry(prefix, fn);
+  }
+  result<void> put_record(std::string_view key, std::span<const std::byte> value) override {
+    return real_->put_record(key, value);
+  }
+  result<std::vector<std::byte>> get_record(std::string_view key) override {
+    return real_->get_record(key);
+  }
+  result<cache::stats> get_stats() override { return real_->get_stats(); }
+  result<cache::verify_report> verify(
+      const std::function<void(std::uint64_t, std::uint64_t)>& progress) override {
+    return real_->verify(progress);
+  }
+  result<cache::gc_report> gc() override { return real_->gc(); }
+  result<int> reclaim_readers() override { return real_->reclaim_readers(); }
+  result<void> flush() override { return real_->flush(); }
+  const cache::options& opts() const noexcept override { return real_->opts(); }
+
+ private:
+  // True iff this is the first lookup of `id` since the snapshot was set, and the snapshot
+  // found it missing.
+  bool missed_then(const cache::digest& id) {
+    std::lock_guard g(mutex_);
+    return past_ && blobs_looked_up_.insert(id).second && past_->missing_blobs.contains(id);
+  }
+  static error missing(const cache::digest& id) {
+    return error(errc::not_found, "no blob " + id.str() + " (as of the snapshot)");
+  }
+
+  const std::shared_ptr<cache::store> real_;
+  std::mutex mutex_;
+  std::optional<cache_snapshot> past_;                                     // guarded by mutex_
+  std::set<std::string, std::less<>> entries_looked_up_;                   // guarded by mutex_
+  std::unordered_set<cache::digest, cache::digest_hash> blobs_looked_up_;  // guarded by mutex_
+};
+
 // ---- service_harness --------------------------------------------------------------------------
 
 service_harness::service_harness(std::chrono::milliseconds upstream_header_timeout) {
@@ -506,7 +606,8 @@ service_harness::service_harness(std::chrono::milliseconds upstream_header_timeo
   if (!s) {
     ADD_FAILURE() << "cannot open a cache in " << dir_ << ": " << s.error().message;
   } else {
-    store_ = *s;
+    recall_ = std::make_shared<recalling_store>(*s);
+    store_ = recall_;
   }
   metrics_ = std::make_shared<proxy::metrics_registry>();
   proxy::client_options co;
@@ -531,6 +632,7 @@ service_harness::~service_harness() {
   ctx_.reset();
   metrics_.reset();
   store_.reset();
+  recall_.reset();
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
 }
@@ -654,6 +756,38 @@ std::uint64_t service_harness::blob_count() {
     return 0;
   }
   return s->objects;
+}
+
+cache_snapshot service_harness::snapshot() {
+  cache_snapshot out;
+  cache::store& real = recall_->real();  // a snapshot set earlier must not answer these lookups
+  auto walked = real.for_each_entry("", [&](std::string_view key, const cache::entry& e) {
+    out.entries.emplace(std::string(key), e);
+    return true;
+  });
+  if (!walked) ADD_FAILURE() << "cache walk: " << walked.error().message;
+  for (const auto& [key, e] : out.entries) {
+    if (e.target && !real.stat_blob(*e.target)) out.missing_blobs.insert(*e.target);
+  }
+  return out;
+}
+
+void service_harness::look_up_as_of(cache_snapshot past) {
+  recall_->recall(std::move(past));
+}
+
+void service_harness::look_up_now() {
+  recall_->recall(std::nullopt);
+}
+
+std::pair<recorded_response, recorded_response> service_harness::serve_racing(fake_request first,
+                                                                              fake_request second) {
+  auto b_looks = snapshot();
+  auto a = serve(std::move(first));
+  look_up_as_of(std::move(b_looks));
+  auto b = serve(std::move(second));
+  look_up_now();
+  return {std::move(a), std::move(b)};
 }
 
 double service_harness::metric(std::string_view name, const proxy::labels& labels) const {

@@ -4,7 +4,8 @@
 // network peer of its own kind and no wall-clock waits: a fake proxy::server that records the
 // routes a service installs and dispatches a request to the longest prefix, a fake
 // proxy::exchange that holds the request and records the whole response, a scripted upstream,
-// and the real cache store (in a temp dir), flight table, metrics registry and upstream client.
+// and the real cache store (in a temp dir; see Races below), flight table, metrics registry and
+// upstream client.
 //
 // The upstream is a small HTTP/1.1 server on 127.0.0.1 (a thread of its own) that answers from a
 // table the test fills, and the services reach it through the real proxy::client. A fake client
@@ -13,6 +14,12 @@
 //
 // Time: the services read the system clock (cache::clock), so a test makes an entry expired with
 // a TTL of 0 in the config and keeps it fresh with a long one; nothing sleeps.
+//
+// Races: requests run on one thread, so a client's look in the cache and its join of a fetch
+// happen together. To put another client's whole fetch between the two (the check-then-act
+// window a loaded server shows now and then), a test takes a snapshot() of the cache, serves the
+// other client, and lets the next request look_up_as_of() the snapshot: its first look at each
+// item answers as the cache stood then, and every look after that sees the cache as it is.
 //
 // Only public headers of the services are used, so the tests pin what a client sees, not how
 // the services are built.
@@ -39,6 +46,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -251,6 +259,19 @@ class fake_upstream {
 // A base URL where nothing listens: a connection there is refused.
 std::string refused_base();
 
+// ---- the cache --------------------------------------------------------------------------------
+
+// What the cache held at one moment: every entry, and which of the blobs they name were not
+// complete.
+struct cache_snapshot {
+  std::map<std::string, cache::entry, std::less<>> entries;
+  std::unordered_set<cache::digest, cache::digest_hash> missing_blobs;
+};
+
+// The harness's cache: the real store, whose lookups can be made to answer as of a snapshot
+// (service_harness::look_up_as_of). Defined in service_harness.cpp.
+class recalling_store;
+
 // ---- the bench --------------------------------------------------------------------------------
 
 // Everything a service's create() takes, with the cache in a fresh temp dir, and a driver that
@@ -287,6 +308,24 @@ class service_harness {
 
   // Complete blobs in the cache.
   std::uint64_t blob_count();
+
+  // The cache as it stands now.
+  cache_snapshot snapshot();
+  // From now on, the first lookup of each entry (get_entry) answers what `past` held under its
+  // key, and the first lookup of each blob `past` found missing (open_blob or stat_blob)
+  // answers errc::not_found; every later lookup sees the cache as it is. The request served
+  // next acts as a client that looked in the cache when `past` was taken, and went on (joined or
+  // started a fetch) only after the requests served since had ended theirs. Until the next
+  // call, or look_up_now().
+  void look_up_as_of(cache_snapshot past);
+  // Every lookup sees the cache as it is.
+  void look_up_now();
+  // Serves `first` (client A), then `second` (client B) as a client that looked in the cache
+  // before A's request began and went on only after A's request, and any fetch it started, had
+  // ended: snapshot(), serve(first), look_up_as_of(), serve(second), look_up_now(). Returns A's
+  // and B's answers.
+  std::pair<recorded_response, recorded_response> serve_racing(fake_request first,
+                                                               fake_request second);
   // The sum of the values of every series of metric `name` whose labels include `labels`, read
   // from the rendered text (so a label added later does not break a test).
   double metric(std::string_view name, const proxy::labels& labels = {}) const;
@@ -307,7 +346,8 @@ class service_harness {
   std::unique_ptr<asio::thread_pool> pool_;
   std::unique_ptr<asio::io_context> ctx_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::shared_ptr<cache::store> store_;
+  std::shared_ptr<recalling_store> recall_;
+  std::shared_ptr<cache::store> store_;  // recall_
   std::shared_ptr<proxy::metrics_registry> metrics_;
   std::shared_ptr<proxy::client> client_;
   std::shared_ptr<proxy::flight_table> flights_;

@@ -98,7 +98,9 @@ class flight_table {
 
   // Returns the running flight for spec.id, or starts one on `ex`; `joined` tells which (a
   // joined request is COALESCED in the access log). The flight leaves the table when its fetch
-  // ends, committed or failed.
+  // ends, committed or failed; committed, only once readers see the blob in the cache. So a
+  // caller that looked in the cache before a flight committed, and comes here after it left, is
+  // not sent upstream again: it gets a flight verified over the cached blob (`joined` true).
   flight join(const fetch_spec& spec, asio::any_io_executor ex, bool& joined);
 
   // Flights running now.

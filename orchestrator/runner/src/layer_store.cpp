@@ -2,8 +2,8 @@
 
 #include "layer_unpack.h"
 #include "pantry/cache/store.h"
+#include "pantry/orchestrator/runner/fd.h"
 #include "strings.h"
-#include "unique_fd.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -81,8 +81,6 @@ layer_source blob_source(cache::blob_reader blob) {
 }
 
 namespace {
-
-using detail::unique_fd;
 
 // Names inside the store's root (layer_store.h draws the layout).
 constexpr const char* kTmpDir = "tmp";

@@ -1,8 +1,8 @@
 #include "layer_unpack.h"
 
+#include "pantry/orchestrator/runner/fd.h"
 #include "pantry/orchestrator/runner/overlay.h"
 #include "strings.h"
-#include "unique_fd.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -321,32 +321,16 @@ std::string go_quote(std::string_view s) {
     } else if (c >= 0x20 && c < 0x7F) {
       out += static_cast<char>(c);
     } else if (c < 0x80) {
-      switch (c) {
-        case '\a':
-          out += "\\a";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\v':
-          out += "\\v";
-          break;
-        default:
-          out += "\\x";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xF];
+      // Go's short escapes for the control characters that have one, \xHH for the others.
+      constexpr std::string_view kControls = "\a\b\f\n\r\t\v", kLetters = "abfnrtv";
+      const std::size_t k = kControls.find(static_cast<char>(c));
+      if (k != std::string_view::npos) {
+        out += '\\';
+        out += kLetters[k];
+      } else {
+        out += "\\x";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xF];
       }
     } else if (c < 0xA0 || c == 0xAD) {
       out += "\\u00";

@@ -1,9 +1,13 @@
 #include "pantry/proxy/flight.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -12,6 +16,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <unordered_map>
@@ -33,6 +39,27 @@ constexpr std::size_t kSegment = 256 * 1024;
 constexpr std::uint64_t kWakeStep = 1024 * 1024;
 constexpr auto kWakeDelay = std::chrono::milliseconds(5);
 
+// A completion handler parked while the cache's writer thread works for it. It counts as work
+// on its executor, so that the executor's context keeps running until the handler is back.
+template <class Handler>
+struct parked_handler {
+  explicit parked_handler(Handler h)
+      : handler(std::move(h)), work(asio::get_associated_executor(handler)) {}
+  Handler handler;
+  asio::executor_work_guard<asio::associated_executor_t<Handler>> work;
+};
+
+// Calls the parked handler with `args` on its own executor. The calling thread (the cache's
+// writer thread) gives up its hold on the handler here, so that everything the handler owns is
+// destroyed on that executor.
+template <class Handler, class... Args>
+void resume_on_executor(std::shared_ptr<parked_handler<Handler>> p, Args... args) {
+  auto ex = p->work.get_executor();
+  asio::post(ex, [p = std::move(p), ... args = std::move(args)]() mutable {
+    std::move(p->handler)(std::move(args)...);
+  });
+}
+
 }  // namespace
 
 struct flight_table::state {
@@ -41,14 +68,29 @@ struct flight_table::state {
   mutable std::mutex mutex;
   std::unordered_map<cache::digest, std::weak_ptr<flight::impl>, cache::digest_hash>
       flights;  // guarded by mutex
+
+  // Commits handed to the cache's writer thread whose outcome has not yet been posted back to
+  // its flight's executor. Shared with those writer-thread callbacks, which must not hold the
+  // state itself (its last reference would take the client with it on the writer thread).
+  struct commit_count {
+    std::mutex mutex;
+    std::condition_variable idle;
+    std::size_t running = 0;  // guarded by mutex
+  };
+  const std::shared_ptr<commit_count> commits = std::make_shared<commit_count>();
 };
 
+// Threads: the fetch (run()) runs on the flight's executor and owns everything bound to an
+// io_context: the upstream response, the wake-up timer and, through the table's state, the
+// client. It ends, and drops them, there. The cache's writer thread only stores progress into an
+// atomic and posts the commit's outcome back to that executor; it never holds a reference to the
+// flight. What readers share (this object) holds nothing bound to an io_context once no reader
+// waits, so the last of them may let go of it on any thread.
 class flight::impl : public std::enable_shared_from_this<flight::impl> {
  public:
-  impl(std::shared_ptr<flight_table::state> table, fetch_spec spec)
-      : table_(std::move(table)), spec_(std::move(spec)) {}
+  explicit impl(fetch_spec spec) : spec_(std::move(spec)) {}
 
-  asio::awaitable<void> run();
+  asio::awaitable<void> run(std::shared_ptr<flight_table::state> table);
   // The flight is verified over `reader`, the blob complete in the cache: nothing to fetch.
   void verify_over(cache::blob_reader reader, std::string content_type);
   asio::awaitable<result<flight_head>> wait_head();
@@ -66,19 +108,26 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
  private:
   enum class phase { connecting, streaming, verified, failed };
 
+  // Streams the upstream body into writer_ and the tail. True once the whole body came; false
+  // when the flight ended without a commit to make (it failed, or found the blob cached).
+  asio::awaitable<bool> fetch(flight_table::state& table);
+  // Hands writer_'s commit to the cache's writer thread; resumes on this coroutine's executor.
+  asio::awaitable<result<cache::object_info>> commit(flight_table::state& table);
+  // Tells readers the commit's outcome.
+  void settle(const result<cache::object_info>& committed, flight_table::state& table);
   void fail(error e);
-  void leave_table();
+  void leave_table(flight_table::state& table);
   // Wakes every waiting reader. Requires mutex_.
   void notify_locked();
-  // After the fetch received bytes: wakes readers now, or arms the timer that does it shortly.
+  // After the fetch received bytes: wakes readers now, or arms `wake` to do it shortly.
   // Requires mutex_.
-  void announce_locked();
+  void announce_locked(asio::steady_timer& wake);
   // Waits for the next notify; `lk` is released while waiting.
   asio::awaitable<void> wait(std::unique_lock<std::mutex>& lk);
-  // Drops tail segments that lie wholly below `committed`. Requires mutex_.
+  // Takes in the writer thread's progress and drops tail segments that lie wholly below
+  // committed_. Requires mutex_.
   void trim_locked();
 
-  const std::shared_ptr<flight_table::state> table_;
   const fetch_spec spec_;
 
   std::mutex mutex_;
@@ -95,12 +144,15 @@ class flight::impl : public std::enable_shared_from_this<flight::impl> {
   std::deque<std::shared_ptr<std::byte[]>> tail_;       // guarded by mutex_
   std::vector<std::shared_ptr<wake_channel>> waiters_;  // guarded by mutex_
   std::uint64_t announced_ = 0;  // received_ at the last wake-up; guarded by mutex_
-  std::optional<asio::steady_timer> wake_timer_;  // guarded by mutex_; made by run()
-  bool wake_armed_ = false;                       // guarded by mutex_
+  bool wake_armed_ = false;      // the fetch's wake-up timer is set; guarded by mutex_
   // Set once verified; shared by readers, which is safe: a blob_reader holds no transaction or
   // position between calls.
   std::shared_ptr<cache::blob_reader> verified_reader_;  // guarded by mutex_
 
+  // What the writer thread reports committed (writer_.on_progress), taken in by trim_locked. A
+  // box of its own, so that the writer thread never holds the flight.
+  const std::shared_ptr<std::atomic<std::uint64_t>> progress_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   // The fetch coroutine's own; readers use it only through visit_committed, which is safe.
   cache::blob_writer writer_;
 };
@@ -112,15 +164,17 @@ void flight::impl::notify_locked() {
   waiters_.clear();
 }
 
-void flight::impl::announce_locked() {
+void flight::impl::announce_locked(asio::steady_timer& wake) {
   if (received_ - announced_ >= kWakeStep) {
     notify_locked();
     return;
   }
-  if (wake_armed_ || !wake_timer_) return;
+  if (wake_armed_) return;
   wake_armed_ = true;
-  wake_timer_->expires_after(kWakeDelay);
-  wake_timer_->async_wait([weak = weak_from_this()](boost::system::error_code) {
+  wake.expires_after(kWakeDelay);
+  // Also called, with operation_aborted, when the fetch ends and destroys the timer: readers
+  // then learn of the last bytes at once.
+  wake.async_wait([weak = weak_from_this()](boost::system::error_code) {
     if (auto f = weak.lock()) {
       std::lock_guard g(f->mutex_);
       f->wake_armed_ = false;
@@ -135,11 +189,25 @@ asio::awaitable<void> flight::impl::wait(std::unique_lock<std::mutex>& lk) {
   auto ch = std::make_shared<wake_channel>(co_await asio::this_coro::executor, 1);
   waiters_.push_back(ch);
   lk.unlock();
+  // A reader destroyed while it waits (with its io_context) takes its channel off the list: the
+  // channel belongs to that context and must not stay in a flight that others still hold.
+  struct unlist {
+    impl* self;
+    const wake_channel* ch;
+    bool woken = false;
+    ~unlist() {
+      if (woken) return;
+      std::lock_guard g(self->mutex_);
+      std::erase_if(self->waiters_, [&](const auto& w) { return w.get() == ch; });
+    }
+  } guard{this, ch.get()};
   co_await ch->async_receive(asio::as_tuple(asio::use_awaitable));
+  guard.woken = true;
   lk.lock();
 }
 
 void flight::impl::trim_locked() {
+  committed_ = std::max(committed_, progress_->load(std::memory_order_acquire));
   // The segment the fetch is reading into ends past received_ >= committed_, so it stays.
   while (!tail_.empty() && tail_start_ + kSegment <= committed_) {
     tail_start_ += kSegment;
@@ -166,22 +234,32 @@ void flight::impl::fail(error e) {
   notify_locked();
 }
 
-void flight::impl::leave_table() {
-  std::lock_guard g(table_->mutex);
-  auto it = table_->flights.find(spec_.id);
-  if (it != table_->flights.end() && it->second.lock().get() == this) table_->flights.erase(it);
+void flight::impl::leave_table(flight_table::state& table) {
+  std::lock_guard g(table.mutex);
+  auto it = table.flights.find(spec_.id);
+  if (it != table.flights.end() && it->second.lock().get() == this) table.flights.erase(it);
 }
 
-asio::awaitable<void> flight::impl::run() {
-  auto self = shared_from_this();
+asio::awaitable<void> flight::impl::run(std::shared_ptr<flight_table::state> table) {
+  if (co_await fetch(*table)) {
+    auto committed = co_await commit(*table);
+    settle(committed, *table);
+  }
+  leave_table(*table);
+  // Returning here, on the flight's executor, drops the table's state (and perhaps the client
+  // with it) and, unless a reader still holds the flight, the flight.
+}
+
+asio::awaitable<bool> flight::impl::fetch(flight_table::state& table) {
   const std::string& url = spec_.req.url;
 
-  auto sent = co_await table_->upstream->send(spec_.req);
+  auto sent = co_await table.upstream->send(spec_.req);
   if (!sent) {
     fail(sent.error());
-    leave_table();
-    co_return;
+    co_return false;
   }
+  // Destroyed when this returns, before the commit: a connection read to its end goes back to
+  // the pool at once.
   response res = std::move(*sent);
   if (res.status() != 200) {
     {
@@ -192,24 +270,22 @@ asio::awaitable<void> flight::impl::run() {
     bool gone = res.status() == 404 || res.status() == 410;
     fail(error(gone ? errc::not_found : errc::io_error,
                "upstream answered " + std::to_string(res.status()) + " for GET " + url));
-    leave_table();
-    co_return;
+    co_return false;
   }
   auto length = res.content_length();
   if (spec_.size && length && *spec_.size != *length) {
     fail(error(errc::size_mismatch, "upstream GET " + url + " announced " +
                                         std::to_string(*length) + " bytes, but the index said " +
                                         std::to_string(*spec_.size)));
-    leave_table();
-    co_return;
+    co_return false;
   }
   std::string content_type(res.headers()[http::field::content_type]);
 
-  auto w = table_->store->begin_blob(spec_.id, spec_.media_type, spec_.size ? spec_.size : length);
+  auto w = table.store->begin_blob(spec_.id, spec_.media_type, spec_.size ? spec_.size : length);
   if (!w && w.error().is(errc::already_exists)) {
     // Committed since join() looked, by something other than a flight of this table (a blob
     // stored whole, an upload).
-    if (auto reader = table_->store->open_blob(spec_.id)) {
+    if (auto reader = table.store->open_blob(spec_.id)) {
       verify_over(std::move(*reader), content_type);
     } else {
       std::lock_guard g(mutex_);
@@ -220,22 +296,14 @@ asio::awaitable<void> flight::impl::run() {
   }
   if (!w) {
     if (!w.error().is(errc::already_exists)) fail(w.error());
-    leave_table();
-    co_return;
+    co_return false;
   }
   writer_ = std::move(*w);
-  {
-    auto exec = co_await asio::this_coro::executor;
-    std::lock_guard g(mutex_);
-    wake_timer_.emplace(exec);
-  }
-  writer_.on_progress([weak = weak_from_this()](std::uint64_t committed) {
-    if (auto f = weak.lock()) {
-      std::lock_guard g(f->mutex_);
-      f->committed_ = committed;
-      f->trim_locked();
-    }
+  writer_.on_progress([progress = progress_](std::uint64_t committed) {
+    progress->store(committed, std::memory_order_release);
   });
+  // Bound to this coroutine's executor, so it lives here, not in what readers share.
+  asio::steady_timer wake(co_await asio::this_coro::executor);
   {
     std::lock_guard g(mutex_);
     head_ = {spec_.size ? spec_.size : length, content_type};
@@ -259,47 +327,65 @@ asio::awaitable<void> flight::impl::run() {
     if (!n) {
       writer_.abort();
       fail(n.error());
-      leave_table();
-      co_return;
+      co_return false;
     }
     if (*n == 0) break;
     if (auto wr = writer_.write(space.first(*n)); !wr) {
       writer_.abort();
       fail(wr.error());
-      leave_table();
-      co_return;
+      co_return false;
     }
     std::lock_guard g(mutex_);
     received_ += *n;
     trim_locked();
-    announce_locked();
+    announce_locked(wake);
   }
+  co_return true;
+}
 
-  // The commit checks size and digest and runs on the cache's writer thread; readers learn the
-  // outcome from there.
-  writer_.commit_async([self](result<cache::object_info> r) {
-    if (!r) {
-      self->fail(r.error());
-      self->leave_table();
-      return;
-    }
-    auto reader = self->table_->store->open_blob(self->spec_.id);
+asio::awaitable<result<cache::object_info>> flight::impl::commit(flight_table::state& table) {
+  // The commit checks size and digest on the cache's writer thread. Its callback only posts the
+  // outcome back here: the flight, its timer and the client must never be let go of there.
+  auto initiation = [this, commits = table.commits](auto handler) {
+    auto parked = std::make_shared<parked_handler<decltype(handler)>>(std::move(handler));
     {
-      std::lock_guard g(self->mutex_);
-      if (reader) {
-        self->phase_ = phase::verified;
-        self->committed_ = self->received_;
-        self->verified_reader_ = std::make_shared<cache::blob_reader>(std::move(*reader));
-        self->tail_.clear();
-        self->tail_start_ = self->received_;
-      } else {
-        self->phase_ = phase::failed;
-        self->error_ = reader.error();
-      }
-      self->notify_locked();
+      std::lock_guard g(commits->mutex);
+      ++commits->running;
     }
-    self->leave_table();
-  });
+    writer_.commit_async([parked, commits](result<cache::object_info> r) mutable {
+      resume_on_executor(std::move(parked), std::move(r));
+      {
+        std::lock_guard g(commits->mutex);
+        --commits->running;
+      }
+      commits->idle.notify_all();
+    });
+  };
+  // Built beforehand, not inside the co_await expression (see CONTRIBUTING.md, gcc 12 traps).
+  auto committed = co_await asio::async_initiate<const asio::use_awaitable_t<>,
+                                                 void(result<cache::object_info>)>(
+      initiation, asio::use_awaitable);
+  co_return committed;
+}
+
+void flight::impl::settle(const result<cache::object_info>& committed, flight_table::state& table) {
+  if (!committed) {
+    fail(committed.error());
+    return;
+  }
+  auto reader = table.store->open_blob(spec_.id);
+  std::lock_guard g(mutex_);
+  if (reader) {
+    phase_ = phase::verified;
+    committed_ = received_;
+    verified_reader_ = std::make_shared<cache::blob_reader>(std::move(*reader));
+    tail_.clear();
+    tail_start_ = received_;
+  } else {
+    phase_ = phase::failed;
+    error_ = reader.error();
+  }
+  notify_locked();
 }
 
 asio::awaitable<result<flight_head>> flight::impl::wait_head() {
@@ -328,6 +414,9 @@ asio::awaitable<result<flight_bytes>> flight::impl::read_some(std::uint64_t offs
         if (!n) co_return n.error();
         co_return flight_bytes{nullptr, scratch.first(*n)};
       }
+      // Readers take in the writer thread's progress too, so a stalled upstream does not keep
+      // committed segments in memory (and a late joiner reads them from the cache).
+      trim_locked();
       if (offset >= tail_start_) {
         // From memory, without a copy: the segment holding `offset`, found by division, up to
         // its end.
@@ -385,7 +474,14 @@ flight_table::flight_table(std::shared_ptr<cache::store> store, std::shared_ptr<
   state_->upstream = std::move(upstream);
 }
 
-flight_table::~flight_table() = default;
+flight_table::~flight_table() {
+  // A commit's outcome still on its way to a flight's executor would land in an io_context that
+  // may be destroyed right after this table (pantry serve tears down its services, then the
+  // server). The writer thread finishes it without the I/O threads, so this wait ends.
+  auto& commits = *state_->commits;
+  std::unique_lock lk(commits.mutex);
+  commits.idle.wait(lk, [&] { return commits.running == 0; });
+}
 
 flight flight_table::join(const fetch_spec& spec, asio::any_io_executor ex, bool& joined) {
   std::lock_guard g(state_->mutex);
@@ -404,19 +500,20 @@ flight flight_table::join(const fetch_spec& spec, asio::any_io_executor ex, bool
     if (auto reader = state_->store->open_blob(spec.id)) {
       state_->flights.erase(spec.id);
       joined = true;
-      auto done = std::make_shared<flight::impl>(state_, spec);
+      auto done = std::make_shared<flight::impl>(spec);
       const std::string media_type = reader->info().media_type;
       done->verify_over(std::move(*reader), media_type);
       return flight(std::move(done));
     }
   }
   joined = false;
-  auto f = std::make_shared<flight::impl>(state_, spec);
+  auto f = std::make_shared<flight::impl>(spec);
   slot = f;
-  // The fetch belongs to the flight: it runs on its own and keeps the flight alive until it
-  // ends, whoever is still reading.
+  // The fetch belongs to the flight: it runs on its own and keeps the flight (and the table's
+  // state) alive until it ends on `ex`, whoever is still reading.
   asio::co_spawn(
-      ex, [f]() -> asio::awaitable<void> { co_await f->run(); }, asio::detached);
+      ex, [f, table = state_]() -> asio::awaitable<void> { co_await f->run(table); },
+      asio::detached);
   return flight(std::move(f));
 }
 

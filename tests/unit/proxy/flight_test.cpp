@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -360,6 +361,86 @@ asio::awaitable<void> join_and_read(flight_table& table, fetch_spec spec, std::s
   r->done.store(true);
 }
 
+// ---- threads ----------------------------------------------------------------------------------
+
+// Where a client was destroyed. The flight table holds its client and every flight holds the
+// table's state, so once the test has let go of the table this tells which thread let go of a
+// flight's last hold on what it fetched with.
+struct release_record {
+  std::mutex mutex;
+  std::optional<std::thread::id> thread;  // guarded by mutex
+  std::atomic<bool> released{false};      // set after `thread`
+};
+
+// Passes requests on to a real client and records where it is destroyed.
+class recording_client final : public client {
+ public:
+  recording_client(std::shared_ptr<client> inner, std::shared_ptr<release_record> record)
+      : inner_(std::move(inner)), record_(std::move(record)) {}
+  ~recording_client() override {
+    std::lock_guard g(record_->mutex);
+    record_->thread = std::this_thread::get_id();
+    record_->released.store(true);
+  }
+  asio::awaitable<result<response>> send(request req) override {
+    co_return co_await inner_->send(std::move(req));
+  }
+
+ private:
+  std::shared_ptr<client> inner_;
+  std::shared_ptr<release_record> record_;
+};
+
+// Holds the cache's writer thread in a progress callback of a blob of the test's own until
+// opened, so that whatever is queued behind it (a flight's commit) waits there. A callback is
+// meant to return quickly; holding it is the point here.
+class writer_hold {
+ public:
+  // Blocks the writer thread of `store`; false (with a failure added) if it could not.
+  bool engage(cache::store& store) {
+    const std::string bytes = pattern(cache::kChunkSize + 1, 99);
+    auto w = store.begin_blob(cache::digest::of(bytes), std::string(kMedia), bytes.size());
+    if (!w) {
+      ADD_FAILURE() << "begin_blob: " << describe(w.error());
+      return false;
+    }
+    writer_ = std::move(*w);
+    writer_.on_progress([this](std::uint64_t) {
+      std::unique_lock lk(mutex_);
+      entered_ = true;
+      cv_.notify_all();
+      cv_.wait(lk, [&] { return open_; });
+    });
+    // A full chunk goes to the writer thread once a byte past it arrives.
+    if (auto r = writer_.write(std::as_bytes(std::span(bytes.data(), bytes.size()))); !r) {
+      ADD_FAILURE() << "write: " << describe(r.error());
+      return false;
+    }
+    std::unique_lock lk(mutex_);
+    if (!cv_.wait_for(lk, 60s, [&] { return entered_; })) {
+      ADD_FAILURE() << "the writer thread never committed the holding chunk";
+      return false;
+    }
+    return true;
+  }
+  void open() {
+    std::lock_guard g(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  ~writer_hold() {
+    open();
+    writer_.abort();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool entered_ = false;  // guarded by mutex_
+  bool open_ = false;     // guarded by mutex_
+  cache::blob_writer writer_;
+};
+
 ::testing::AssertionResult finishes(const reader& r) {
   if (eventually([&] { return r.done.load(); })) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
@@ -452,9 +533,6 @@ class FlightTest : public ::testing::Test {
       t.join();
     table_.reset();
     client_.reset();
-    // The writer thread calls a flight's commit callback, which may hold the last reference to
-    // the flight (and through it the store): let it finish before the test lets go of the store.
-    if (store_) (void)store_->flush();
     store_.reset();
     std::error_code ec;
     if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
@@ -651,7 +729,7 @@ TEST_F(FlightTest, LateJoinerReadsFromByteZeroOutOfCacheAndMemory) {
 
   // Wait until at least two chunks are committed to the map; the flush then runs after the
   // writer thread has told the flight (the progress callbacks run right after each commit), so
-  // the flight has dropped the tail segments below them and serves those bytes from the cache.
+  // the late reader drops the tail segments below them and reads those bytes from the cache.
   std::uint64_t used = 0;
   ASSERT_TRUE(eventually([&] {
     auto st = store_->get_stats();
@@ -1002,6 +1080,91 @@ TEST_F(FlightTest, LargeBodyReadAtDifferentPacesIsByteExact) {
     ASSERT_EQ(seen, std::string_view(body).substr(offset, v.bytes.size()))
         << "the view of " << v.bytes.size() << " bytes at " << offset << " changed";
   }
+}
+
+TEST_F(FlightTest, FlightLetsGoOfWhatItFetchedWithOnItsExecutorNotOnTheCacheWriterThread) {
+  // The commit ends on the cache's writer thread. What the flight holds that belongs to an
+  // io_context (its timer, the client with its pooled sockets) must still be let go of on the
+  // flight's executor: from the writer thread that is a data race with the context's threads,
+  // and a use after free once the context is gone.
+  const std::string good = pattern(300 * 1024 + 3, 15);
+  std::string bad = good;
+  bad[bad.size() / 3] = static_cast<char>(bad[bad.size() / 3] ^ 0x20);
+  upstream u(scripted());
+  const auto spec = spec_for(u, good);
+  const std::vector<std::thread::id> io_threads = {threads_[0].get_id(), threads_[1].get_id()};
+  for (const bool corrupt : {true, false}) {
+    SCOPED_TRACE(corrupt ? "a body with the wrong sha256" : "a good body");
+    auto record = std::make_shared<release_record>();
+    auto table =
+        std::make_unique<flight_table>(store_, std::make_shared<recording_client>(client_, record));
+    {
+      bool joined = true;
+      flight dropped = table->join(spec, asio::make_strand(ioc_), joined);
+      EXPECT_FALSE(joined);
+    }
+    // Nobody reads, and only the flight holds the table's state now.
+    table.reset();
+    const std::string& sent = corrupt ? bad : good;
+    u.send(ok_head(sent.size()) + sent);
+    u.done();
+    ASSERT_TRUE(eventually([&] { return record->released.load(); }))
+        << "the flight never let go of its client";
+    std::lock_guard g(record->mutex);
+    ASSERT_TRUE(record->thread.has_value());
+    EXPECT_THAT(io_threads, ::testing::Contains(*record->thread))
+        << "the flight let go of its client on thread " << *record->thread
+        << ", not on one of the io_context's threads " << io_threads[0] << " and " << io_threads[1];
+  }
+  EXPECT_TRUE(is_committed(good));
+  EXPECT_EQ(u.requests(), 2);
+}
+
+TEST_F(FlightTest, TableGoesOnlyOnceItsFlightsCommitsAreHandedBack) {
+  // pantry serve stops its I/O threads, tears down its services (and with them the flight
+  // table), then destroys the server's io_contexts. A commit still with the cache's writer
+  // thread then must not hand its outcome to a flight whose context is gone.
+  writer_hold hold;
+  ASSERT_TRUE(hold.engage(*store_));
+  upstream u(scripted());
+  const std::string body = pattern(100 * 1024, 16);
+  const auto spec = spec_for(u, body);
+  // One thread runs the flight's context: once a reader has every byte but the withheld last,
+  // the fetch has handed its commit over (it does so in the handler that got the last bytes).
+  auto ctx = std::make_unique<asio::io_context>(1);
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work(
+      ctx->get_executor());
+  std::thread runner([&] { ctx->run(); });
+  auto table = std::make_unique<flight_table>(store_, client_);
+  bool joined = true;
+  auto r = std::make_shared<reader>();
+  asio::co_spawn(asio::make_strand(*ctx),
+                 run_reader(table->join(spec, asio::make_strand(*ctx), joined), r, {}),
+                 asio::detached);
+  EXPECT_FALSE(joined);
+  u.send(ok_head(body.size()) + body);
+  u.done();
+  const bool got_all_but_one = reaches(*r, body.size() - 1);
+  ctx->stop();
+  runner.join();
+  if (!got_all_but_one) hold.open();  // or the table below could wait for ever
+  ASSERT_TRUE(got_all_but_one) << "the reader has " << r->got.load() << " bytes";
+
+  std::atomic<bool> opened{false};
+  std::thread opener([&] {
+    std::this_thread::sleep_for(100ms);
+    opened.store(true);
+    hold.open();
+  });
+  table.reset();
+  EXPECT_TRUE(opened.load())
+      << "the flight table went while its flight's commit was still with the writer thread";
+  opener.join();
+  // The outcome posted to the flight's strand never runs: it goes, and the flight with it, with
+  // the context's other handlers while the context still exists.
+  work.reset();
+  ctx.reset();
+  EXPECT_TRUE(is_committed(body));
 }
 
 }  // namespace

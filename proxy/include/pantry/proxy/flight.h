@@ -91,16 +91,26 @@ class flight {
   std::shared_ptr<impl> impl_;
 };
 
+// Threads: a flight's fetch runs on the executor it was started on and ends there, and with it
+// goes everything the flight holds that belongs to an io_context (the upstream response, a timer,
+// its hold on the table's client). The cache's writer thread, which commits the body, only posts
+// the outcome back to that executor; it never holds a flight. A flight that readers still hold
+// keeps nothing of an io_context, so the last reader may let go of it on any thread.
 class flight_table {
  public:
   flight_table(std::shared_ptr<cache::store> store, std::shared_ptr<client> upstream);
+  // Waits until every commit handed to the cache's writer thread has been posted back to its
+  // flight's executor (the writer thread does that without the I/O threads), so that none
+  // reaches an io_context destroyed after the table. Destroy the table before the io_contexts its
+  // flights run on; flights still running then end with their io_context.
   ~flight_table();
 
   // Returns the running flight for spec.id, or starts one on `ex`; `joined` tells which (a
   // joined request is COALESCED in the access log). The flight leaves the table when its fetch
-  // ends, committed or failed; committed, only once readers see the blob in the cache. So a
-  // caller that looked in the cache before a flight committed, and comes here after it left, is
-  // not sent upstream again: it gets a flight verified over the cached blob (`joined` true).
+  // ends, committed or failed: on `ex`, in the handler that then lets go of what the fetch held;
+  // committed, only once readers see the blob in the cache. So a caller that looked in the cache
+  // before a flight committed, and comes here after it left, is not sent upstream again: it gets
+  // a flight verified over the cached blob (`joined` true).
   flight join(const fetch_spec& spec, asio::any_io_executor ex, bool& joined);
 
   // Flights running now.

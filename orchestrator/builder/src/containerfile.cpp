@@ -515,18 +515,6 @@ result<from_instruction> parse_from(const line_parser& p) {
 
 }  // namespace
 
-std::string_view to_string(network_mode mode) noexcept {
-  switch (mode) {
-    case network_mode::isolated:
-      return "isolated";
-    case network_mode::none:
-      return "none";
-    case network_mode::host:
-      return "host";
-  }
-  return "isolated";
-}
-
 std::string_view instruction::keyword() const noexcept {
   // In the order of instruction_body's alternatives.
   static constexpr auto kNames = std::to_array<std::string_view>(

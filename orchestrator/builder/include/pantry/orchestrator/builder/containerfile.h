@@ -34,6 +34,7 @@
 // - White space is ASCII: space, \t, \n, \v, \f, \r (Go also counts U+0085 and U+00A0).
 
 #include "pantry/error.h"
+#include "pantry/orchestrator/runner/bundle.h"
 
 #include <chrono>
 #include <cstddef>
@@ -79,12 +80,11 @@ struct command_line {
   friend bool operator==(const command_line&, const command_line&) = default;
 };
 
-// The network a RUN step gets. `isolated` (the default; docker's `default` means it too): a
-// namespace of its own in which only pantry's read-only routes answer, at 127.0.0.1.
-enum class network_mode { isolated, none, host };
-
-// "isolated", "none" or "host".
-std::string_view to_string(network_mode mode) noexcept;
+// The network a RUN step gets: the runner's (`isolated`, the default, which docker's `default`
+// means too: a namespace of its own in which only pantry's read-only routes answer, at
+// 127.0.0.1; `none`; `host`).
+using runner::network_mode;
+using runner::to_string;
 
 struct key_value {
   std::string key;

@@ -58,6 +58,15 @@ std::string from_field(const copy_from& from) {
   return "";
 }
 
+// An array holding `v` as its one element. Not `return {v};`: when `v` is itself an array, that
+// brace list is a copy of `v` under clang (CWG 1467) and a one-element array under gcc, so the
+// canonical form, and every cache key, would depend on the compiler.
+boost::json::array one(boost::json::value v) {
+  boost::json::array out;
+  out.push_back(std::move(v));
+  return out;
+}
+
 boost::json::array fields(const run_instruction& r) {
   return {to_string(r.network), form(r.command), strings(r.command.args)};
 }
@@ -68,16 +77,16 @@ boost::json::array fields(const add_instruction& a) {
   return {a.chown, a.chmod, strings(a.sources), a.destination};
 }
 boost::json::array fields(const env_instruction& e) {
-  return {pairs(e.variables)};
+  return one(pairs(e.variables));
 }
 boost::json::array fields(const arg_instruction& a) {
   boost::json::array names;
   for (const auto& d : a.args)
     names.emplace_back(d.name);
-  return {names};
+  return one(names);
 }
 boost::json::array fields(const label_instruction& l) {
-  return {pairs(l.labels)};
+  return one(pairs(l.labels));
 }
 boost::json::array fields(const workdir_instruction& w) {
   return {w.path};
@@ -95,13 +104,13 @@ boost::json::array fields(const cmd_instruction& c) {
   return {form(c.command), strings(c.command.args)};
 }
 boost::json::array fields(const expose_instruction& e) {
-  return {strings(e.ports)};
+  return one(strings(e.ports));
 }
 boost::json::array fields(const shell_instruction& s) {
-  return {strings(s.shell)};
+  return one(strings(s.shell));
 }
 boost::json::array fields(const volume_instruction& v) {
-  return {strings(v.paths)};
+  return one(strings(v.paths));
 }
 boost::json::array fields(const stopsignal_instruction& s) {
   return {s.signal};

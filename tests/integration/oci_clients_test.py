@@ -113,6 +113,28 @@ def mounts_under(path):
     return sorted(set(found), key=lambda p: (-p.count("/"), p))
 
 
+# containerd's namespace for this run. Its containers' cgroups go under /<namespace> in every
+# hierarchy, and containerd leaves that directory behind: remove_cgroups() does.
+CTR_NAMESPACE = f"pantry-test-{os.getpid()}"
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def remove_cgroups(name):
+    """Remove the cgroup NAME (and what is under it) from every hierarchy; returns what stayed."""
+    roots = [CGROUP_ROOT] + [os.path.join(CGROUP_ROOT, h) for h in sorted(os.listdir(CGROUP_ROOT))]
+    left = []
+    for root in roots:
+        top = os.path.join(root, name)
+        if not os.path.isdir(top):
+            continue
+        for d, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                left.append(f"{d}: {e.strerror}")
+    return left
+
+
 def unmount_all(path):
     """Unmount whatever a client left mounted under PATH; returns what was mounted."""
     left = mounts_under(path)
@@ -633,7 +655,7 @@ server = "{server}"
 [host."http://{self.host}"]
   capabilities = ["pull", "resolve"]
 """)
-        self.ctr_base = [CTR, "--address", sock, "--namespace", "pantry-test"]
+        self.ctr_base = [CTR, "--address", sock, "--namespace", CTR_NAMESPACE]
 
         def ready():
             return os.path.exists(sock) and run([*self.ctr_base, "version"], env=client_env(),
@@ -651,8 +673,10 @@ server = "{server}"
         cls.containerd = None
         strays = daemon.stop()
         left = unmount_all(daemon.workdir)
-        if strays or left:
-            raise AssertionError(f"containerd left processes {strays} and mounts {left}")
+        cgroups = remove_cgroups(CTR_NAMESPACE)
+        if strays or left or cgroups:
+            raise AssertionError(f"containerd left processes {strays}, mounts {left} and cgroups "
+                                 f"{cgroups}")
 
     def ctr(self, *args, timeout=CMD_TIMEOUT):
         extra = lambda: f"--- containerd log tail:\n{self.containerd.tail(15)}"  # noqa: E731

@@ -25,10 +25,6 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using fault = upstream_answer::fault;
 
-// The Warning header of a cached manifest served because upstream failed to revalidate an
-// expired tag: the same as PyPI's for the same situation (registry/src/freshness.h).
-const std::string kWarningRevalidationFailed = "111 pantry \"Revalidation Failed\"";
-
 constexpr std::string_view kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
 constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 constexpr std::string_view kUpstreamName = "registry.test";

@@ -62,6 +62,12 @@ namespace pantry::registry::testing {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 
+// The Warning header of each situation, the same for both protocols (registry/src/freshness.h,
+// which these tests do not include: they see the services only through their public headers).
+// 110: an answer served stale in offline mode or past its TTL; 111: revalidation failed.
+inline constexpr std::string_view kWarningStale = "110 pantry \"Response is Stale\"";
+inline constexpr std::string_view kWarningRevalidationFailed = "111 pantry \"Revalidation Failed\"";
+
 using header_lines = std::vector<std::pair<std::string, std::string>>;
 
 // ---- the client's side ------------------------------------------------------------------------

@@ -168,6 +168,12 @@ result<config> parse_over(std::string_view yaml, std::string_view source, const 
   }
 }
 
+// Whether the defaults set every runner key that has no derived value.
+bool runner_set(const runner_config& r) {
+  return !r.runc.empty() && !r.layers.dir.empty() && r.job_port != 0 && r.max_line != 0 &&
+         r.defaults.memory != 0 && r.defaults.pids_limit != 0 && r.defaults.tmpfs_size != 0;
+}
+
 }  // namespace
 
 std::string_view embedded_defaults() {
@@ -190,7 +196,8 @@ config defaults() {
         d.upstream.header_timeout.count() > 0 && d.upstream.idle_timeout.count() > 0;
     if (d.listen.host.empty() || d.data_dir.empty() || d.cache.max_size == 0 ||
         d.pypi.upstreams.empty() || d.oci.upstreams.empty() || d.oci.default_upstream.empty() ||
-        d.oci.hosted.prefix.empty() || !timeouts_set || d.upstream.max_idle_connections == 0) {
+        d.oci.hosted.prefix.empty() || !timeouts_set || d.upstream.max_idle_connections == 0 ||
+        !runner_set(d.runner)) {
       std::fprintf(stderr, "pantry: the embedded default config leaves a required key unset\n");
       std::abort();
     }

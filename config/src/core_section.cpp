@@ -34,7 +34,11 @@ void read_listen(reader& r, const entry& e, config& c) {
 }
 
 void read_data_dir(reader& r, const entry& e, config& c) {
-  if (auto s = r.as_text(e, "a directory, e.g. ./pantry-data")) c.data_dir = std::move(*s);
+  if (auto s = r.as_text(e, "a directory, e.g. ./pantry-data")) {
+    c.data_dir = std::move(*s);
+    // The runner's places are derived from it (runner_section.cpp's check).
+    r.note(e.path, e.mark());
+  }
 }
 
 void read_server(reader& r, const entry& e, config& c) {
@@ -90,15 +94,11 @@ void read_upstream(reader& r, const entry& e, config& c) {
 
 void read_cache(reader& r, const entry& e, config& c) {
   r.read_map(e, kCacheKeys, [&](const entry& f) {
-    auto s = r.as_scalar(f, "a size, e.g. 50GiB");
-    if (!s) return;
-    auto size = parse_size(*s);
-    if (!size) {
-      r.fail(f, size.error().message);
-      return;
-    }
+    auto size = r.read_size(f, "50GiB");
+    if (!size) return;
     if (*size == 0) {
-      r.fail(f, quote(*s) + " is zero, which would cache nothing; set a positive size, e.g. 50GiB");
+      r.fail(f, quote(f.value.Scalar()) +
+                    " is zero, which would cache nothing; set a positive size, e.g. 50GiB");
       return;
     }
     c.cache.max_size = *size;

@@ -130,6 +130,17 @@ std::optional<std::string> reader::as_text(const entry& e, std::string_view expe
   return s;
 }
 
+std::optional<std::uint64_t> reader::read_size(const entry& e, std::string_view example) {
+  auto s = as_scalar(e, "a size, e.g. " + std::string(example));
+  if (!s) return std::nullopt;
+  auto size = parse_size(*s);
+  if (!size) {
+    fail(e, size.error().message);
+    return std::nullopt;
+  }
+  return *size;
+}
+
 std::optional<std::chrono::seconds> reader::read_duration(const entry& e) {
   auto s = as_scalar(e, "a duration, e.g. 10m");
   if (!s) return std::nullopt;

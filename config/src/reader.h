@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -129,6 +130,8 @@ class reader {
   std::optional<std::string> as_scalar(const entry& e, std::string_view expected);
   // A scalar that must be non-empty UTF-8 text without control characters.
   std::optional<std::string> as_text(const entry& e, std::string_view expected);
+  // A size in bytes (parse_size()); `example` is a good value ("50GiB").
+  std::optional<std::uint64_t> read_size(const entry& e, std::string_view example);
   // A duration (parse_duration()).
   std::optional<std::chrono::seconds> read_duration(const entry& e);
   // A duration that must not be zero; `zero_means` says what zero would do ("would fail every

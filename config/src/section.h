@@ -43,6 +43,10 @@ struct section {
   // document may or may not have set (r.noted() says which). Runs only after a document was read
   // without problems. May be null.
   void (*check)(reader& r, const config& c) = nullptr;
+  // Puts values that depend on others into their one canonical form, so that to_yaml() and
+  // parse() round-trip (the runner's places equal to the ones derived from data_dir become
+  // unset). Runs after a document was read without problems, before the checks. May be null.
+  void (*settle)(config& c) = nullptr;
 };
 
 #define PANTRY_CONFIG_SECTION(name) extern const section name##_section;
@@ -53,7 +57,7 @@ struct section {
 std::span<const key_set> all_maps();
 
 // Reads a document's root node onto `c`: each top-level key by its section, then, if nothing was
-// wrong, every section's check.
+// wrong, every section's settle and then every section's check.
 void read_document(reader& r, const YAML::Node& root, config& c);
 
 // Writes every section's keys, in section order, into the map `out` is in.

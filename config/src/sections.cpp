@@ -69,6 +69,9 @@ void read_document(reader& r, const YAML::Node& root, config& c) {
   });
   if (!r.errors().empty()) return;
   for (const section* s : kSections) {
+    if (s->settle != nullptr) s->settle(c);
+  }
+  for (const section* s : kSections) {
     if (s->check != nullptr) s->check(r, c);
   }
 }

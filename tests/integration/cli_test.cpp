@@ -160,6 +160,10 @@ TEST_F(CliTest, ConfigShowPrintsTheEffectiveConfig) {
   EXPECT_EQ(r.status, 0) << r;
   EXPECT_THAT(r.output, HasSubstr("data_dir: /srv/pantry")) << r;
   EXPECT_THAT(r.output, HasSubstr("max_size: 50GiB")) << r;  // from the defaults
+  // The runner's places, derived from the data dir: 9407809c7203 is sha256("/srv/pantry").
+  EXPECT_THAT(r.output, HasSubstr("runc_root: /run/pantry/9407809c7203/runc  # derived from "
+                                  "data_dir"))
+      << r;
 }
 
 TEST_F(CliTest, ConfigShowHidesSecretsUnlessAsked) {

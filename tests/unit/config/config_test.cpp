@@ -1,5 +1,7 @@
 #include "pantry/config/config.h"
 
+#include "parse_helpers.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -24,20 +26,6 @@ using ::testing::StartsWith;
 
 constexpr std::uint64_t kGiB = 1ULL << 30;
 
-config parse_ok(std::string_view yaml) {
-  auto r = parse(yaml, "test.yaml");
-  EXPECT_TRUE(r.has_value()) << r.error().message;
-  return r ? *r : config{};
-}
-
-// The error message for YAML that must not parse.
-std::string error_of(std::string_view yaml) {
-  auto r = parse(yaml, "test.yaml");
-  if (r) return "<parsed without error>\n" + to_yaml(*r);
-  EXPECT_TRUE(r.error().is(errc::config_error)) << r.error().message;
-  return r.error().message;
-}
-
 // A config with every field away from its default.
 config unusual_config() {
   config c;
@@ -57,6 +45,15 @@ config unusual_config() {
                      {"registry.local", "http://[::1]:5000", "ca bundle.pem", "bot", "p@ss: word"}};
   c.oci.tag_ttl = seconds(0);
   c.oci.hosted = {"team/images/", {{"ci", "0123456789abcdef-\"quoted\""}}, true};
+  c.runner.enabled = false;
+  c.runner.runc = "/opt/runc v1/runc";
+  c.runner.runc_root = "/run/ci: 'a'/runc";
+  c.runner.state_dir = "/dev/shm/pantry #2/state";
+  c.runner.cgroup_parent = "ci.pantry_2-a";
+  c.runner.layers = {"../layers ~ é", 0};
+  c.runner.job_port = 1;
+  c.runner.max_line = 80;
+  c.runner.defaults = {(6ULL << 20) + 1, 0.125, 1, seconds(90), 1ULL << 20};
   return c;
 }
 
@@ -266,7 +263,8 @@ TEST(ConfigTest, UnknownTopLevelKeySuggestsNearest) {
 TEST(ConfigTest, UnknownKeyInTheWrongSectionNamesTheRightOne) {
   const std::string msg = error_of("listen: 0.0.0.0:1\nmax_size: 1GiB\n");
   EXPECT_THAT(msg, StartsWith("test.yaml:2:1: max_size: \"max_size\" is not a known key"));
-  EXPECT_THAT(msg, HasSubstr("did you mean cache.max_size? (it belongs under cache:)"));
+  EXPECT_THAT(msg, HasSubstr("did you mean cache.max_size or runner.layers.max_size? (it belongs "
+                             "under cache: or runner.layers:)"));
 }
 
 TEST(ConfigTest, UnknownKeyFarFromAnyListsTheKnownKeys) {
@@ -1125,7 +1123,8 @@ TEST(ConfigTest, ChecksOverTheWholeFileRunSectionBySection) {
 
 TEST(ConfigTest, EveryTopLevelKeyIsKnownToSuggestions) {
   EXPECT_THAT(error_of("bogus_key_far_from_all: 1\n"),
-              HasSubstr("known keys here: listen, data_dir, server, upstream, cache, pypi, oci"));
+              HasSubstr("known keys here: listen, data_dir, server, upstream, cache, pypi, oci, "
+                        "runner"));
 }
 
 }  // namespace

@@ -119,6 +119,45 @@ struct cache_config {
   friend bool operator==(const cache_config&, const cache_config&) = default;
 };
 
+// What a step gets when neither it nor `pantry run` says otherwise.
+struct runner_step_defaults {
+  std::uint64_t memory = 0;  // bytes; at least 6MiB (docker's minimum), the tmpfs included
+  double cpus = 0;           // CPU time per period, e.g. 1.5; 0: no limit, else at least 0.01
+  unsigned pids_limit = 0;   // at least 1
+  std::chrono::seconds timeout{0};  // 0: none
+  // Bytes of the tmpfs that holds the step's writes (the overlay's upper directory). Its pages
+  // are charged to the step's memory cgroup, so they count against `memory`. At least 1MiB.
+  std::uint64_t tmpfs_size = 0;
+  friend bool operator==(const runner_step_defaults&, const runner_step_defaults&) = default;
+};
+
+// The unpacked-layer store (orchestrator/runner's layer_store).
+struct runner_layers {
+  std::string dir;             // as written; a relative path is relative to data_dir
+  std::uint64_t max_size = 0;  // bytes of unpacked layers kept; 0: no limit
+  friend bool operator==(const runner_layers&, const runner_layers&) = default;
+};
+
+// The built-in runner: `pantry run`, the RUN steps of `pantry build`, jobs.
+//
+// runc_root, state_dir and cgroup_parent are pantry's own places on the host: a runner removes
+// whatever a crashed pantry left in them when it starts, so two pantrys must never share them.
+// Left unset (nullopt) they are derived from data_dir (runner_places_for()), so pantrys with
+// different data dirs never collide. A value equal to the derived one reads as unset, so the
+// output of to_yaml() keeps following data_dir.
+struct runner_config {
+  bool enabled = false;
+  std::string runc;                          // absolute path of the runc binary
+  std::optional<std::string> runc_root;      // absolute; `runc --root`
+  std::optional<std::string> state_dir;      // absolute; bundles and scratch; best on a tmpfs
+  std::optional<std::string> cgroup_parent;  // one path component: [A-Za-z0-9_.-]+
+  runner_layers layers;
+  std::uint16_t job_port = 0;  // 1..65535: where pantry listens in an isolated job's netns
+  std::uint64_t max_line = 0;  // bytes; longer output lines are cut; at least 80
+  runner_step_defaults defaults;
+  friend bool operator==(const runner_config&, const runner_config&) = default;
+};
+
 struct config {
   listen_address listen;
   std::string data_dir;
@@ -127,11 +166,32 @@ struct config {
   cache_config cache;
   pypi_config pypi;
   oci_config oci;
+  runner_config runner;
   friend bool operator==(const config&, const config&) = default;
 };
 
 // The YAML text of the compiled-in defaults (deploy/pantry.example.yaml, comments included).
 std::string_view embedded_defaults();
+
+// The runner's places on the host, every one settled.
+struct runner_places {
+  std::string runc_root;
+  std::string state_dir;
+  std::string cgroup_parent;
+  std::string layers_dir;  // absolute
+  friend bool operator==(const runner_places&, const runner_places&) = default;
+};
+
+// "3f2a9c0d1e4b": the first 12 hex digits of the sha256 of `data_dir` made absolute (against the
+// current directory) and lexically normal, without a trailing '/'. The same directory written
+// two ways ("./d", "d/") gives the same ID; symbolic links are not resolved.
+std::string data_dir_id(std::string_view data_dir);
+
+// c.runner's places with the unset ones derived from c.data_dir (ID = data_dir_id(c.data_dir)):
+// runc_root /run/pantry/ID/runc, state_dir /run/pantry/ID/containers, cgroup_parent pantry-ID;
+// and layers.dir made absolute (a relative one is under data_dir). Call it with the data_dir the
+// process will use (after a --data-dir flag is applied), from the directory it runs in.
+runner_places runner_places_for(const config& c);
 
 // The compiled-in defaults, parsed.
 config defaults();

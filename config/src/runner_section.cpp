@@ -178,17 +178,25 @@ void read_layers(reader& r, const entry& e, runner_layers& layers) {
   });
 }
 
+// A size of at least `min` bytes; `why` says what a smaller one would mean.
+std::optional<std::uint64_t> read_size_at_least(reader& r, const entry& e, std::uint64_t min,
+                                                std::string_view why, std::string_view example) {
+  auto n = r.read_size(e, example);
+  if (n && *n < min) {
+    r.fail(e, quote(e.value.Scalar()) + " is less than " + format_size(min) + std::string(why) +
+                  "; set e.g. " + std::string(example));
+    return std::nullopt;
+  }
+  return n;
+}
+
 void read_step_defaults(reader& r, const entry& e, runner_step_defaults& d) {
   r.read_map(e, kDefaultsKeys, [&](const entry& f) {
     if (f.key == "memory") {
-      auto n = r.read_size(f, "2GiB");
-      if (!n) return;
-      if (*n < kMinMemory) {
-        r.fail(f, quote(f.value.Scalar()) + " is less than " + format_size(kMinMemory) +
-                      ", the least a container can start with; set e.g. 2GiB");
-        return;
+      if (auto n = read_size_at_least(r, f, kMinMemory, ", the least a container can start with",
+                                      "2GiB")) {
+        d.memory = *n;
       }
-      d.memory = *n;
     } else if (f.key == "cpus") {
       auto s = r.as_scalar(f, "a number of CPUs, e.g. 1.5");
       if (!s) return;
@@ -212,14 +220,10 @@ void read_step_defaults(reader& r, const entry& e, runner_step_defaults& d) {
     } else if (f.key == "timeout") {
       if (auto t = r.read_duration(f)) d.timeout = *t;
     } else if (f.key == "tmpfs_size") {
-      auto n = r.read_size(f, "1GiB");
-      if (!n) return;
-      if (*n < kMinTmpfsSize) {
-        r.fail(f, quote(f.value.Scalar()) + " is less than " + format_size(kMinTmpfsSize) +
-                      " (and 0 would be a tmpfs without a limit); set e.g. 1GiB");
-        return;
+      if (auto n = read_size_at_least(r, f, kMinTmpfsSize,
+                                      " (and 0 would be a tmpfs without a limit)", "1GiB")) {
+        d.tmpfs_size = *n;
       }
-      d.tmpfs_size = *n;
     }
   });
 }

@@ -207,7 +207,10 @@ config defaults();
 // true/false (YAML 1.1's yes/no/on/off are errors, not guesses); an upstream list must not be
 // empty (pypi.routes may be); a repeated key is an error; the text must be UTF-8, at most 1MiB,
 // one YAML document.
-// An OCI url's single trailing '/' is dropped. Never throws.
+// An OCI url's single trailing '/' is dropped. The runner's runc_root and state_dir must not be
+// the root, a top-level directory or runc's own /run/runc, and no one of runc_root, state_dir
+// and layers.dir may be or hold another (checked with the file's data_dir: a --data-dir applied
+// later is not checked). Never throws.
 result<config> parse(std::string_view yaml, std::string_view source);
 
 // Reads and parses a file. A missing or unreadable file is errc::config_error naming the path
@@ -222,7 +225,10 @@ inline constexpr std::string_view kHiddenSecret = "<hidden>";
 enum class secrets { hidden, shown };
 
 // The effective config as YAML. With secrets::shown, parse() reads it back to an equal config
-// (for any config that parse() can return); with secrets::hidden every secret is kHiddenSecret.
+// (for any config that parse() can return, in the same current directory); with secrets::hidden
+// every secret is kHiddenSecret. The runner's unset places are written as runner_places_for()
+// derives them, with a comment "# derived from data_dir", and a relative layers.dir with the
+// absolute path it comes to.
 std::string to_yaml(const config& c, secrets s = secrets::hidden);
 
 // "512MiB", "50GiB", "1TiB", "4096", "4096B", "1.5GiB" (binary units; KB/MB/GB are taken as

@@ -226,4 +226,20 @@ result<cache::digest> sources_digest(std::vector<source_file> files) {
   return h.finish();
 }
 
+cache::digest stage_sources_digest(const cache::digest& stage_key) {
+  cache::hasher h;
+  put(h, kCacheKeyFormat);
+  put(h, "stage sources");
+  put(h, stage_key.str());
+  return h.finish();
+}
+
+cache::digest image_sources_digest(const cache::digest& manifest) {
+  cache::hasher h;
+  put(h, kCacheKeyFormat);
+  put(h, "image sources");
+  put(h, manifest.str());
+  return h.finish();
+}
+
 }  // namespace pantry::orchestrator::builder

@@ -229,8 +229,7 @@ class build_run {
         r.network = run->network;
         r.source_date_epoch = request_.source_date_epoch;
         r.compression = request_.compression;
-        static const std::function<void(std::string_view)> kDiscard = [](std::string_view) {};
-        auto ran = backend_.run(r, events_.output ? events_.output : kDiscard);
+        auto ran = backend_.run(r, events_.output ? events_.output : discard_);
         if (!ran) return at(scope_, in, ran.error());
         layer = *ran;
         report.outcome = step_outcome::miss;
@@ -439,6 +438,7 @@ class build_run {
   std::vector<stage_state> states_;
   std::vector<step_report> reports_;
   std::map<std::string, std::unique_ptr<base_image>> images_;
+  const std::function<void(std::string_view)> discard_ = [](std::string_view) {};
 };
 
 }  // namespace

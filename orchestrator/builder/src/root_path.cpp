@@ -15,6 +15,8 @@ namespace {
 
 // Linux's MAXSYMLINKS: how many links one path may pass through before ELOOP.
 constexpr int kMaxLinks = 40;
+// Large enough that a big file costs few read(2) calls, small enough to live on the heap once.
+constexpr std::size_t kReadBlock = std::size_t{256} << 10;
 
 }  // namespace
 
@@ -121,34 +123,47 @@ root_view disk_view(const std::filesystem::path& root) {
 
 result<std::optional<std::string>> read_in_root(const std::filesystem::path& root,
                                                 std::string_view path, std::size_t limit) {
-  auto rel = resolve_in_root(disk_view(root), path, true);
+  const root_view disk = disk_view(root);
+  auto rel = resolve_in_root(disk, path, true);
   if (!rel) return rel.error();
-  const std::filesystem::path p = rel->empty() ? root : root / *rel;
-  runner::unique_fd fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::optional<std::string>();
-    return io_failure("cannot open", p, errno);
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return io_failure("cannot stat", p, errno);
-  if (!S_ISREG(st.st_mode)) return std::optional<std::string>();
-  if (static_cast<std::uint64_t>(st.st_size) > limit) {
+  auto st = disk.lstat(*rel);
+  if (!st) return st.error();
+  if (!*st || !S_ISREG((*st)->st_mode)) return std::optional<std::string>();
+  if (static_cast<std::uint64_t>((*st)->st_size) > limit) {
     return error(errc::invalid_argument,
-                 quote(std::string(path)) + " is larger than " + std::to_string(limit) + " bytes");
+                 quote(path) + " is larger than " + std::to_string(limit) + " bytes");
   }
-  std::string out(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  while (got < out.size()) {
-    const ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
+  std::string out;
+  std::vector<std::byte> buffer;
+  auto append = [&](std::span<const std::byte> block) -> std::optional<error> {
+    if (out.size() + block.size() > limit) {
+      return error(errc::invalid_argument,
+                   quote(path) + " is larger than " + std::to_string(limit) + " bytes");
+    }
+    out.append(reinterpret_cast<const char*>(block.data()), block.size());
+    return std::nullopt;
+  };
+  if (auto e = read_blocks(root / *rel, buffer, append)) return *e;
+  return std::optional<std::string>(std::move(out));
+}
+
+std::optional<error> read_blocks(
+    const std::filesystem::path& path, std::vector<std::byte>& buffer,
+    const std::function<std::optional<error>(std::span<const std::byte>)>& fn) {
+  runner::unique_fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return io_failure("cannot open", path, errno);
+  if (buffer.empty()) buffer.resize(kReadBlock);
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return io_failure("cannot read", p, errno);
+      return io_failure("cannot read", path, errno);
     }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
+    if (n == 0) return std::nullopt;
+    if (auto e = fn(std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(n)))) {
+      return e;
+    }
   }
-  out.resize(got);
-  return std::optional<std::string>(std::move(out));
 }
 
 }  // namespace pantry::orchestrator::builder::detail

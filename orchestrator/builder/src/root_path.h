@@ -9,9 +9,11 @@
 
 #include <sys/stat.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +52,13 @@ root_view disk_view(const std::filesystem::path& root);
 // nullopt when there is none; at most `limit` bytes (a larger file is errc::invalid_argument).
 result<std::optional<std::string>> read_in_root(const std::filesystem::path& root,
                                                 std::string_view path, std::size_t limit);
+
+// Reads the file `path` (opened without following a link there) in blocks of `buffer`'s size
+// (256 KiB when it is empty), handing each to `fn`; an error of `fn` stops the read and is
+// returned, as are the system's (errc::io_error naming the file).
+std::optional<error> read_blocks(
+    const std::filesystem::path& path, std::vector<std::byte>& buffer,
+    const std::function<std::optional<error>(std::span<const std::byte>)>& fn);
 
 // An errc::io_error "WHAT: PATH: strerror(err)".
 error io_failure(std::string_view what, const std::filesystem::path& path, int err);

@@ -3,7 +3,6 @@
 
 #include "lexical.h"
 #include "pantry/orchestrator/builder/copy.h"
-#include "pantry/orchestrator/runner/fd.h"
 #include "pantry/orchestrator/runner/user.h"
 #include "root_path.h"
 
@@ -27,9 +26,6 @@ using detail::io_failure;
 using detail::join_path;
 using detail::quote;
 using detail::split_path;
-
-// Large enough that hashing a big file costs few read(2) calls.
-constexpr std::size_t kReadBlock = std::size_t{256} << 10;
 
 // ---- Go's path.Match ----------------------------------------------------------------------------
 
@@ -357,19 +353,12 @@ class finder {
   }
 
   result<cache::digest> hash_file(const std::filesystem::path& p) {
-    runner::unique_fd fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) return io_failure("cannot open", p, errno);
-    if (buffer_.empty()) buffer_.resize(kReadBlock);
     cache::hasher h;
-    for (;;) {
-      const ssize_t n = ::read(fd.get(), buffer_.data(), buffer_.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return io_failure("cannot read", p, errno);
-      }
-      if (n == 0) break;
-      h.update(std::span<const std::byte>(buffer_.data(), static_cast<std::size_t>(n)));
-    }
+    auto update = [&](std::span<const std::byte> block) -> std::optional<error> {
+      h.update(block);
+      return std::nullopt;
+    };
+    if (auto e = detail::read_blocks(p, buffer_, update)) return *e;
     return h.finish();
   }
 

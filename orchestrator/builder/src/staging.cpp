@@ -59,6 +59,12 @@ bool is_archive(const std::filesystem::path& file) {
   return r == ARCHIVE_OK || r == ARCHIVE_WARN;
 }
 
+// A name of an archive entry: as stored (raw bytes, under the C locale), else its UTF-8 form (a pax
+// name libarchive could not convert to the C locale), which on Linux is the name's bytes too.
+const char* name_of(const char* raw, const char* utf8) {
+  return raw != nullptr ? raw : utf8;
+}
+
 // "/rel" for messages.
 std::string in_image(const std::string& rel) {
   return quote("/" + rel);
@@ -259,21 +265,12 @@ class stager {
 
   // Copies the file `e` into `fd`, checking that it still has the bytes it was keyed with.
   std::optional<error> copy_bytes(const source_entry& e, int fd) {
-    runner::unique_fd in(::open(e.real.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!in) return io_failure("cannot open", e.real, errno);
-    if (buffer_.empty()) buffer_.resize(kCopyBlock);
     cache::hasher h;
-    for (;;) {
-      const ssize_t n = ::read(in.get(), buffer_.data(), buffer_.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return io_failure("cannot read", e.real, errno);
-      }
-      if (n == 0) break;
-      const auto size = static_cast<std::size_t>(n);
-      h.update(std::span<const std::byte>(buffer_.data(), size));
-      if (auto err = write_all(fd, buffer_.data(), size, e.real)) return err;
-    }
+    auto copy = [&](std::span<const std::byte> block) {
+      h.update(block);
+      return write_all(fd, block.data(), block.size(), e.real);
+    };
+    if (auto err = detail::read_blocks(e.real, buffer_, copy)) return err;
     if (h.finish() != e.file.content) {
       return error(errc::corrupt, quote(e.file.path) +
                                       " changed while the build read it: build again once it "
@@ -362,7 +359,7 @@ class stager {
       if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
         return bad(std::string("cannot read it: ") + archive_error_string(a->get()));
       }
-      const char* raw = archive_entry_pathname(entry);
+      const char* raw = name_of(archive_entry_pathname(entry), archive_entry_pathname_utf8(entry));
       if (raw == nullptr) return bad("an entry has no name");
       auto rel = entry_path(raw);
       if (!rel) return bad(quote(raw) + " leaves the destination (a .. path)");
@@ -374,7 +371,9 @@ class stager {
       const std::string base = detail::split_path(*rel).back();
       const std::string target = join_path(*parent, base);
 
-      if (const char* link = archive_entry_hardlink(entry); link != nullptr) {
+      if (const char* link =
+              name_of(archive_entry_hardlink(entry), archive_entry_hardlink_utf8(entry));
+          link != nullptr) {
         auto to = entry_path(link);
         if (!to || to->empty()) return bad(quote(raw) + ": a hard link out of the archive");
         auto linked = detail::resolve_in_root(view_, join_path(dest, *to), false);
@@ -420,7 +419,10 @@ class stager {
       f.own =
           destination_.chown.value_or(owner{static_cast<std::uint32_t>(archive_entry_uid(entry)),
                                             static_cast<std::uint32_t>(archive_entry_gid(entry))});
-      if (const char* s = archive_entry_symlink(entry)) f.link_target = s;
+      if (const char* s =
+              name_of(archive_entry_symlink(entry), archive_entry_symlink_utf8(entry))) {
+        f.link_target = s;
+      }
       f.device_major = archive_entry_rdevmajor(entry);
       f.device_minor = archive_entry_rdevminor(entry);
       f.what = name + ":" + raw;

@@ -670,6 +670,25 @@ TEST_F(BuildTest, BadRequestsAreRefused) {
   EXPECT_THAT(unpinned.error().message, StartsWith("Containerfile:1: FROM: "));
 }
 
+TEST_F(BuildTest, AddOfAUrlIsRefusedWithTheLine) {
+  auto b = run(request("FROM scratch\nENV V=1\nADD https://example.com/x.tar.gz /\n"));
+  ASSERT_FALSE(b);
+  EXPECT_THAT(b.error().message, StartsWith("Containerfile:3: ADD: "));
+  EXPECT_TRUE(backend_->lookups.empty());
+}
+
+TEST_F(BuildTest, ADockerFormatBaseGivesAnAllOciManifest) {
+  backend_->images[base_].layers[0].media_type =
+      "application/vnd.docker.image.rootfs.diff.tar.gzip";
+  file("a", "a\n");
+  const build_result b = ok(request("FROM " + base_ + "\nCOPY a /\n"));
+  EXPECT_THAT(b.manifest_json, ::testing::Not(HasSubstr("vnd.docker")));
+  ASSERT_EQ(backend_->pushes.size(), 1u);
+  // The backend gets the layers as the registry lists them.
+  EXPECT_EQ(backend_->pushes[0].layers[0].media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip");
+}
+
 TEST_F(BuildTest, EveryTagIsPushedAndUnusedBuildArgsAreReported) {
   build_request r = request("FROM scratch\nARG USED\nENV A=$USED\n");
   r.tags = {"local/a:1", "local/a:latest"};

@@ -126,14 +126,20 @@ boost::json::array fields(const healthcheck_instruction& h) {
           h.retries};
 }
 
+// A digest that stands for `d` in the role `tag` ("image", "stage sources", …): the tag keeps
+// one digest in two roles from giving equal keys.
+cache::digest tagged(std::string_view tag, const cache::digest& d) {
+  cache::hasher h;
+  put(h, kCacheKeyFormat);
+  put(h, tag);
+  put(h, d.str());
+  return h.finish();
+}
+
 }  // namespace
 
 cache::digest image_base_key(const cache::digest& manifest) {
-  cache::hasher h;
-  put(h, kCacheKeyFormat);
-  put(h, "image");
-  put(h, manifest.str());
-  return h.finish();
+  return tagged(std::string_view("image"), manifest);
 }
 
 cache::digest scratch_base_key() {
@@ -224,6 +230,14 @@ result<cache::digest> sources_digest(std::vector<source_file> files) {
     }
   }
   return h.finish();
+}
+
+cache::digest stage_sources_digest(const cache::digest& stage_key) {
+  return tagged(std::string_view("stage sources"), stage_key);
+}
+
+cache::digest image_sources_digest(const cache::digest& manifest) {
+  return tagged(std::string_view("image sources"), manifest);
 }
 
 }  // namespace pantry::orchestrator::builder

@@ -1,12 +1,12 @@
 #include "pantry/orchestrator/builder/layer_writer.h"
 
+#include "c_locale.h"
 #include "lexical.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <locale.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -24,6 +24,7 @@
 namespace pantry::orchestrator::builder {
 namespace {
 
+using detail::c_locale_scope;
 using detail::quote;
 
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
@@ -36,29 +37,6 @@ constexpr std::size_t kReadBlock = std::size_t{256} << 10;
 bool keep_xattr(std::string_view name) {
   return !name.starts_with("trusted.overlay.") && name != "security.selinux";
 }
-
-// Pins the calling thread to the C locale while it lives. libarchive converts names through the
-// current locale (nl_langinfo) and writes different bytes for the same name under a UTF-8 locale
-// and under C; under C every non-ASCII name is written as raw bytes, the same on every machine.
-class c_locale_scope {
- public:
-  c_locale_scope() : locale_(::newlocale(LC_ALL_MASK, "C", locale_t(0))) {
-    if (locale_ != locale_t(0)) previous_ = ::uselocale(locale_);
-  }
-  ~c_locale_scope() {
-    if (locale_ == locale_t(0)) return;
-    ::uselocale(previous_);
-    ::freelocale(locale_);
-  }
-  c_locale_scope(const c_locale_scope&) = delete;
-  c_locale_scope& operator=(const c_locale_scope&) = delete;
-
-  bool ok() const noexcept { return locale_ != locale_t(0); }
-
- private:
-  locale_t locale_;
-  locale_t previous_ = locale_t(0);
-};
 
 struct archive_deleter {
   void operator()(struct archive* a) const noexcept { archive_write_free(a); }

@@ -201,6 +201,19 @@ TEST(CacheKeyTest, BaseKeys) {
   EXPECT_NE(python, image_base_key(d("other manifest")));
   EXPECT_NE(python, scratch_base_key());
   EXPECT_EQ(scratch_base_key(), scratch_base_key());
+  // Pinned (python's hashlib over the documented fields).
+  EXPECT_EQ(python.str(),
+            "sha256:6aed41914c3ffe9cf219f4fc65d6f3eb648e6e7e64dcd116e581e85ddc116b9a");
+}
+
+TEST(CacheKeyTest, CopyFromSourcesDigestsDifferByRoleAndAreStable) {
+  const cache::digest m = d("python manifest");
+  EXPECT_EQ(stage_sources_digest(m).str(),
+            "sha256:c0725bfc8d0f10bed4552bc91fa351a3e909e84eec5a4860d8309d69726349b1");
+  EXPECT_EQ(image_sources_digest(m).str(),
+            "sha256:1f69e5bfbb75bd158b7177bac47d20a515173be6d17de2b878af347d6ccf3380");
+  EXPECT_NE(stage_sources_digest(m), image_base_key(m));
+  EXPECT_NE(stage_sources_digest(m), stage_sources_digest(d("other")));
 }
 
 TEST(CacheKeyTest, StepKeyChainsAndCountsBuildArgs) {

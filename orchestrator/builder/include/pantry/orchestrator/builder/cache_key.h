@@ -86,4 +86,13 @@ struct source_file {
 // (errc::invalid_argument): an empty path, a path listed twice.
 result<cache::digest> sources_digest(std::vector<source_file> files);
 
+// The sources of COPY --from=STAGE, whose last key is `stage_key`: the key determines the stage's
+// files (each of its layers is the one recorded under its key), so the step is keyed without
+// materializing the stage to hash them.
+cache::digest stage_sources_digest(const cache::digest& stage_key);
+
+// The sources of COPY --from=IMAGE, whose platform manifest is `manifest`: a manifest by digest
+// determines the files.
+cache::digest image_sources_digest(const cache::digest& manifest);
+
 }  // namespace pantry::orchestrator::builder

@@ -19,10 +19,16 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <list>
@@ -79,6 +85,8 @@ constexpr std::size_t kMaxCachedCells = 32;
 
 constexpr std::string_view kUnmatchedRoute = "unmatched";
 constexpr std::string_view kMalformedRoute = "malformed";
+// Requests an adopted listener's filter refused (answered 403).
+constexpr std::string_view kRefusedRoute = "refused";
 
 const std::string kRequestsTotal = "pantry_http_requests_total";
 const std::string kRequestsHelp = "HTTP requests served, by route and status";
@@ -187,6 +195,51 @@ struct out_buffers {
 
 class server_impl;
 
+// An adopted listener's state, shared by the handle its caller holds, the server's record of it
+// and every connection accepted through it, so that whichever of them goes last frees it.
+struct adopted_state {
+  adopted_state(listener_options opt, int socket, std::uint16_t bound_port)
+      : name(std::move(opt.name)), allow(std::move(opt.allow)), fd(socket), port(bound_port) {}
+
+  const std::string name;
+  const std::function<bool(http::verb, std::string_view)> allow;
+  const int fd;  // the listening socket, owned by the server's acceptor; usable while fd_open
+  const std::uint16_t port;
+  // Set (under mutex) by listener::close(): no connection is accepted any more, and those accepted
+  // are reset.
+  std::atomic<bool> closed{false};
+
+  std::mutex mutex;
+  // The server closes the descriptor only after clearing this, so that close() on another thread
+  // never shuts down a descriptor number reused since.
+  bool fd_open = true;         // guarded by mutex
+  server_impl* srv = nullptr;  // guarded by mutex; null once the server is being destroyed
+};
+
+// The server's side of an adopted listener. The acceptor is used on the accept strand only; the
+// accept loop's frame holds this while it is suspended on the acceptor.
+struct adopted_acceptor {
+  adopted_acceptor(const asio::strand<asio::io_context::executor_type>& strand,
+                   std::shared_ptr<adopted_state> s)
+      : acceptor(strand), state(std::move(s)) {}
+
+  acceptor_t acceptor;
+  const std::shared_ptr<adopted_state> state;
+};
+
+// What adopt_listener() returns.
+class listener_handle final : public listener {
+ public:
+  explicit listener_handle(std::shared_ptr<adopted_state> state) : state_(std::move(state)) {}
+  ~listener_handle() override { close(); }
+
+  std::uint16_t port() const noexcept override { return state_->port; }
+  void close() noexcept override;
+
+ private:
+  std::shared_ptr<adopted_state> state_;
+};
+
 struct route_entry {
   std::string prefix;
   handler h;
@@ -203,7 +256,9 @@ struct metric_cell {
 // timer completions) that closes the socket when a network wait passes its deadline.
 class connection final : public exchange, public std::enable_shared_from_this<connection> {
  public:
-  connection(server_impl& srv, socket_t socket, std::string peer);
+  // `listener`: the adopted listener it came through, or null for the main port.
+  connection(server_impl& srv, socket_t socket, std::string peer,
+             std::shared_ptr<adopted_state> listener);
   ~connection() override;
 
   static asio::awaitable<void> run(std::shared_ptr<connection> self);
@@ -212,6 +267,7 @@ class connection final : public exchange, public std::enable_shared_from_this<co
   static void watchdog(std::shared_ptr<connection> self);
 
   asio::any_io_executor executor() { return socket_.get_executor(); }
+  const adopted_state* listener() const noexcept { return listener_.get(); }
   // On the strand: the server is stopping; an idle connection closes now.
   void on_stop();
 
@@ -243,6 +299,10 @@ class connection final : public exchange, public std::enable_shared_from_this<co
   asio::awaitable<void> reject(http::status status, std::string body);
   asio::awaitable<void> linger_close();
   void finish();
+  // Whether the listener's filter lets the current request through.
+  bool admitted(std::string_view path) const;
+  // The 403 for a request the filter refused.
+  http::response<http::string_body> refusal(std::string_view path) const;
 
   // `parsed`: a whole request header was read (not so for reject()).
   void start_exchange(bool parsed);
@@ -274,6 +334,7 @@ class connection final : public exchange, public std::enable_shared_from_this<co
   socket_t socket_;
   timer_t timer_;
   std::string peer_;
+  const std::shared_ptr<adopted_state> listener_;
   beast::flat_buffer buffer_;  // kept across requests: it may hold the next pipelined one
   std::optional<http::request_parser<http::buffer_body>> parser_;
 
@@ -322,6 +383,11 @@ class server_impl final : public server {
   asio::any_io_executor executor() noexcept override { return ioc_.get_executor(); }
   void run() override;
   void stop() noexcept override;
+  result<std::unique_ptr<listener>> adopt_listener(int fd, listener_options opt) override;
+
+  // From listener::close(), with the listener's mutex held: resets its connections soon (on the
+  // accept strand). Does not block.
+  void close_listener(std::shared_ptr<adopted_state> state) noexcept;
 
   const server_options& options() const noexcept { return opt_; }
   metrics_registry& metrics() noexcept { return *metrics_; }
@@ -341,8 +407,13 @@ class server_impl final : public server {
   void forget(std::list<std::weak_ptr<connection>>::iterator it);
 
  private:
-  asio::awaitable<void> accept_loop();
-  void start_connection(socket_t socket);
+  // Accepts on the main port (`adopted` null) or on an adopted listener, until it is closed.
+  asio::awaitable<void> accept_loop(std::shared_ptr<adopted_acceptor> adopted);
+  void start_connection(socket_t socket, std::shared_ptr<adopted_state> listener);
+  // On the accept strand.
+  void close_acceptor(adopted_acceptor& adopted);
+  void reset_listener(const std::shared_ptr<adopted_state>& state);
+  std::vector<std::shared_ptr<adopted_acceptor>> adopted_acceptors();
   void begin_shutdown();
   void force_close();
   void maybe_finish_locked();
@@ -362,7 +433,7 @@ class server_impl final : public server {
   // still suspended on it, and with them connections that unregister here.
   std::mutex conns_mutex_;
   std::list<std::weak_ptr<connection>> conns_;  // guarded by conns_mutex_
-  bool accept_done_ = false;                    // guarded by conns_mutex_
+  int accept_loops_ = 0;                        // guarded by conns_mutex_; still running
   bool destroying_ = false;                     // guarded by conns_mutex_
   std::atomic<bool> stopping_{false};
 
@@ -377,18 +448,23 @@ class server_impl final : public server {
   // Declared after the contexts: I/O objects must go before their context.
   asio::strand<asio::io_context::executor_type> accept_strand_;
   acceptor_t acceptor_;
+  // Guarded by conns_mutex_. A listener's record goes when its handle closes it (or with the
+  // server); its acceptor is closed before that when the server stops.
+  std::list<std::shared_ptr<adopted_acceptor>> adopted_;
   asio::steady_timer grace_timer_;
   std::uint16_t port_ = 0;
 };
 
 // connection
 
-connection::connection(server_impl& srv, socket_t socket, std::string peer)
+connection::connection(server_impl& srv, socket_t socket, std::string peer,
+                       std::shared_ptr<adopted_state> listener)
     : srv_(srv),
       opt_(srv.options()),
       socket_(std::move(socket)),
       timer_(socket_.get_executor()),
-      peer_(std::move(peer)) {}
+      peer_(std::move(peer)),
+      listener_(std::move(listener)) {}
 
 connection::~connection() {
   srv_.forget(registration);
@@ -521,7 +597,11 @@ asio::awaitable<void> connection::serve_exchange() {
   srv_.in_flight().fetch_add(1, std::memory_order_relaxed);
   std::string_view target = parser_->get().target();
   std::string_view path = target.substr(0, target.find('?'));
-  if (const route_entry* r = srv_.match(path)) {
+  if (!admitted(path)) {
+    route_label_ = kRefusedRoute;
+    auto res = refusal(path);
+    co_await respond(std::move(res));
+  } else if (const route_entry* r = srv_.match(path)) {
     route_label_ = r->prefix;
     try {
       co_await r->h(*this);
@@ -561,6 +641,39 @@ asio::awaitable<void> connection::serve_exchange() {
   }
   srv_.in_flight().fetch_sub(1, std::memory_order_relaxed);
   end_exchange(parser_->get().method_string(), target);
+}
+
+bool connection::admitted(std::string_view path) const {
+  if (!listener_ || !listener_->allow) return true;
+  try {
+    return listener_->allow(parser_->get().method(), path);
+  } catch (const std::exception& e) {
+    spdlog::error("proxy: bug: the route filter of listener {} threw on {} {}: {}; refused",
+                  listener_->name, std::string_view(parser_->get().method_string()), path,
+                  e.what());
+  } catch (...) {
+    spdlog::error("proxy: bug: the route filter of listener {} threw on {} {}; refused",
+                  listener_->name, std::string_view(parser_->get().method_string()), path);
+  }
+  return false;
+}
+
+http::response<http::string_body> connection::refusal(std::string_view path) const {
+  http::response<http::string_body> res{http::status::forbidden, 11};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  std::string& body = res.body();
+  body = "forbidden: ";
+  append_field_text(body, parser_->get().method_string());
+  body += ' ';
+  append_field_text(body, path);
+  body += ": this listener";
+  if (!listener_->name.empty()) {
+    body += " (";
+    append_field_text(body, listener_->name);
+    body += ')';
+  }
+  body += " serves only some routes\n";
+  return res;
 }
 
 std::atomic<std::uint64_t>& connection::cell(std::vector<metric_cell>& cells,
@@ -997,9 +1110,23 @@ server_impl::server_impl(const server_options& opt, std::shared_ptr<metrics_regi
 }
 
 server_impl::~server_impl() {
+  std::list<std::shared_ptr<adopted_acceptor>> adopted;
   {
     std::lock_guard lock(conns_mutex_);
     destroying_ = true;
+    adopted = adopted_;
+  }
+  // A handle that outlives the server finds its listener closed and no server to call. No I/O
+  // thread runs any more, so the acceptors can be closed from here.
+  for (auto& a : adopted) {
+    {
+      std::lock_guard lock(a->state->mutex);
+      a->state->srv = nullptr;
+      a->state->fd_open = false;
+      a->state->closed = true;
+    }
+    error_code ec;
+    a->acceptor.close(ec);
   }
   // The handlers hold the services, and they the upstream client with its pooled sockets on
   // these contexts: let them go while the contexts still exist.
@@ -1034,7 +1161,11 @@ result<void> server_impl::listen() {
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return failed("listen");
   port_ = acceptor_.local_endpoint(ec).port();
-  asio::co_spawn(accept_strand_, accept_loop(), spawn_done{});
+  {
+    std::lock_guard lock(conns_mutex_);
+    ++accept_loops_;
+  }
+  asio::co_spawn(accept_strand_, accept_loop(nullptr), spawn_done{});
   return {};
 }
 
@@ -1051,29 +1182,37 @@ void server_impl::route(std::string prefix, handler h) {
   });
 }
 
-asio::awaitable<void> server_impl::accept_loop() {
+asio::awaitable<void> server_impl::accept_loop(std::shared_ptr<adopted_acceptor> adopted) {
+  acceptor_t& acceptor = adopted ? adopted->acceptor : acceptor_;
+  std::shared_ptr<adopted_state> listener;
+  std::string where = "port " + std::to_string(port_);
+  if (adopted) {
+    listener = adopted->state;
+    where = "listener " + listener->name + " (port " + std::to_string(listener->port) + ")";
+  }
   for (;;) {
     socket_t socket(asio::make_strand(next_context()));
-    auto [ec] = co_await acceptor_.async_accept(socket);
-    if (stopping() || !acceptor_.is_open()) break;
+    auto [ec] = co_await acceptor.async_accept(socket);
+    if (stopping() || !acceptor.is_open() || (listener && listener->closed)) break;
     if (ec) {
       if (ec == asio::error::operation_aborted) break;
       if (ec == asio::error::connection_aborted) continue;
       // Out of descriptors or memory: back off instead of spinning on the ready listener.
-      spdlog::warn("proxy: accept on port {} failed: {}; retrying in 100 ms", port_, ec.message());
+      spdlog::warn("proxy: accept on {} failed: {}; retrying in 100 ms", where, ec.message());
       timer_t pause(accept_strand_);
       pause.expires_after(std::chrono::milliseconds(100));
       co_await pause.async_wait();
       continue;
     }
-    start_connection(std::move(socket));
+    start_connection(std::move(socket), listener);
   }
+  if (adopted) close_acceptor(*adopted);
   std::lock_guard lock(conns_mutex_);
-  accept_done_ = true;
+  --accept_loops_;
   maybe_finish_locked();
 }
 
-void server_impl::start_connection(socket_t socket) {
+void server_impl::start_connection(socket_t socket, std::shared_ptr<adopted_state> listener) {
   error_code ec;
   auto ep = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
@@ -1084,7 +1223,8 @@ void server_impl::start_connection(socket_t socket) {
                  ec.message());
     return;
   }
-  auto c = std::make_shared<connection>(*this, std::move(socket), peer_string(ep));
+  auto c =
+      std::make_shared<connection>(*this, std::move(socket), peer_string(ep), std::move(listener));
   {
     std::lock_guard lock(conns_mutex_);
     c->registration = conns_.insert(conns_.end(), c);
@@ -1100,7 +1240,7 @@ void server_impl::forget(std::list<std::weak_ptr<connection>>::iterator it) {
 }
 
 void server_impl::maybe_finish_locked() {
-  if (stopping() && accept_done_ && conns_.empty() && !destroying_) stop_contexts();
+  if (stopping() && accept_loops_ == 0 && conns_.empty() && !destroying_) stop_contexts();
 }
 
 asio::io_context& server_impl::next_context() {
@@ -1157,6 +1297,8 @@ void server_impl::stop() noexcept {
 void server_impl::begin_shutdown() {
   error_code ec;
   acceptor_.close(ec);
+  for (auto& a : adopted_acceptors())
+    close_acceptor(*a);
   for (auto& c : live_connections()) {
     asio::post(c->executor(), [c] { c->on_stop(); });
   }
@@ -1181,6 +1323,127 @@ void server_impl::force_close() {
   grace_timer_.async_wait([this](error_code ec) {
     if (!ec) stop_contexts();
   });
+}
+
+result<std::unique_ptr<listener>> server_impl::adopt_listener(int fd, listener_options opt) {
+  // The call owns `fd`: every early return closes it.
+  struct fd_guard {
+    int fd;
+    ~fd_guard() {
+      if (fd >= 0) ::close(fd);
+    }
+  } guard{fd};
+  std::string what = "proxy: cannot adopt descriptor " + std::to_string(fd) + " as a listener";
+  if (!opt.name.empty()) what += " for " + opt.name;
+  auto invalid = [&](std::string_view why) {
+    return error(errc::invalid_argument, what + ": " + std::string(why));
+  };
+  auto sys_invalid = [&](std::string_view call) {
+    return invalid(std::string(call) + ": " + std::strerror(errno));
+  };
+  if (fd < 0) return invalid("not a descriptor");
+  auto int_option = [fd](int name, int& value) {
+    socklen_t len = sizeof value;
+    return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0;
+  };
+  int type = 0;
+  int accepting = 0;
+  int protocol = 0;
+  if (!int_option(SO_TYPE, type)) return sys_invalid("getsockopt SO_TYPE");
+  if (type != SOCK_STREAM)
+    return invalid("not a stream socket (SO_TYPE " + std::to_string(type) + ")");
+  if (!int_option(SO_PROTOCOL, protocol)) return sys_invalid("getsockopt SO_PROTOCOL");
+  if (protocol != IPPROTO_TCP) return invalid("not a TCP socket");
+  if (!int_option(SO_ACCEPTCONN, accepting)) return sys_invalid("getsockopt SO_ACCEPTCONN");
+  if (!accepting) return invalid("the socket is not listening");
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return sys_invalid("getsockname");
+  }
+  std::optional<tcp> family;
+  std::uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    family = tcp::v4();
+    port = ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    family = tcp::v6();
+    port = ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  } else {
+    return invalid("neither an IPv4 nor an IPv6 socket");
+  }
+  auto state = std::make_shared<adopted_state>(std::move(opt), fd, port);
+  auto adopted = std::make_shared<adopted_acceptor>(accept_strand_, state);
+  error_code ec;
+  adopted->acceptor.assign(*family, fd, ec);
+  if (ec) return invalid("assign: " + ec.message());
+  guard.fd = -1;  // the acceptor owns it now, and closes it on the paths below
+  {
+    std::lock_guard lock(conns_mutex_);
+    if (stopping()) return error(errc::cancelled, what + ": the server is stopping");
+    state->srv = this;
+    adopted_.push_back(adopted);
+    ++accept_loops_;
+  }
+  asio::co_spawn(accept_strand_, accept_loop(adopted), spawn_done{});
+  spdlog::debug("proxy: serving listener {} on port {}", state->name, port);
+  return std::unique_ptr<listener>(std::make_unique<listener_handle>(std::move(state)));
+}
+
+void server_impl::close_listener(std::shared_ptr<adopted_state> state) noexcept {
+  try {
+    asio::post(accept_strand_, [this, state = std::move(state)] { reset_listener(state); });
+  } catch (const std::exception& e) {
+    spdlog::error("proxy: closing a listener failed: {}", e.what());
+  }
+}
+
+void server_impl::close_acceptor(adopted_acceptor& adopted) {
+  {
+    std::lock_guard lock(adopted.state->mutex);
+    adopted.state->fd_open = false;
+  }
+  error_code ec;
+  adopted.acceptor.close(ec);
+}
+
+void server_impl::reset_listener(const std::shared_ptr<adopted_state>& state) {
+  std::shared_ptr<adopted_acceptor> adopted;
+  {
+    std::lock_guard lock(conns_mutex_);
+    auto it = std::find_if(adopted_.begin(), adopted_.end(),
+                           [&](const auto& a) { return a->state == state; });
+    if (it != adopted_.end()) {
+      adopted = *it;
+      adopted_.erase(it);
+    }
+  }
+  // Its accept loop may already have closed it (woken by the shutdown in close()), or the server
+  // stopping.
+  if (adopted) close_acceptor(*adopted);
+  std::size_t reset = 0;
+  for (auto& c : live_connections()) {
+    if (c->listener() != state.get()) continue;
+    asio::post(c->executor(), [c] { c->reset(); });
+    ++reset;
+  }
+  spdlog::debug("proxy: closed listener {} on port {}; {} connections reset", state->name,
+                state->port, reset);
+}
+
+std::vector<std::shared_ptr<adopted_acceptor>> server_impl::adopted_acceptors() {
+  std::lock_guard lock(conns_mutex_);
+  return {adopted_.begin(), adopted_.end()};
+}
+
+void listener_handle::close() noexcept {
+  adopted_state& s = *state_;
+  std::lock_guard lock(s.mutex);
+  if (s.closed.exchange(true)) return;
+  // The socket stops listening at once (a connect is refused from now on) and its accept loop
+  // wakes up; the descriptor itself is closed on the accept strand, where its acceptor lives.
+  if (s.fd_open) ::shutdown(s.fd, SHUT_RDWR);
+  if (s.srv) s.srv->close_listener(state_);
 }
 
 }  // namespace

@@ -17,7 +17,11 @@
 #include <boost/beast/http/read.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -26,6 +30,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -848,6 +854,362 @@ TEST(ServerTest, StopResetsWhatOutlastsTheGrace) {
   s.stop();
   EXPECT_EQ(c.read_to_end(), boost::system::errc::connection_reset);
   EXPECT_TRUE(handler_done) << "the handler saw its write fail and returned";
+}
+
+// ---- adopted listeners -------------------------------------------------------------------------
+
+// A TCP socket on 127.0.0.1, any free port, listening unless told not to; -1 on failure (errno).
+int loopback_socket(int type = SOCK_STREAM, bool listening = true) {
+  int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      (listening && ::listen(fd, 16) != 0)) {
+    int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+// True iff `fd` is no open descriptor any more.
+bool is_closed(int fd) {
+  return ::fcntl(fd, F_GETFD) == -1 && errno == EBADF;
+}
+
+// The read-only routes a job's listener serves, as the runner decides them.
+bool read_only(http::verb method, std::string_view path) {
+  if (method != http::verb::get && method != http::verb::head) return false;
+  for (std::string_view prefix : {"/simple/", "/files/", "/pypi/", "/v2/"}) {
+    if (path.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+// The routes the listener tests install: /simple/ echoes the target and the peer, /upload/ says
+// it was called, /files/endless sends bytes every 2 ms until a write fails (then sets `ended`).
+void route_job_paths(server& srv, std::atomic<bool>* ended = nullptr) {
+  srv.route("/simple/", [](exchange& ex) -> asio::awaitable<void> {
+    co_await reply_text(ex, std::string(ex.request().target()) + " from " + ex.peer());
+  });
+  srv.route("/upload/",
+            [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "uploaded"); });
+  srv.route("/files/endless", [ended](exchange& ex) -> asio::awaitable<void> {
+    http::response_header<> h;
+    h.result(http::status::ok);
+    co_await ex.begin(h, 1 << 30);
+    while (!co_await ex.write(bytes_of(std::string(1000, 'x'))))
+      co_await sleep_for(2ms);
+    if (ended) *ended = true;
+  });
+}
+
+// Adopts `fd` as a listener serving read_only() routes; the test fails if that fails.
+std::unique_ptr<listener> adopt_read_only(server& srv, int fd, std::string name = "job 3f2a") {
+  listener_options opt;
+  opt.name = std::move(name);
+  opt.allow = read_only;
+  auto r = srv.adopt_listener(fd, std::move(opt));
+  if (!r) throw std::runtime_error("adopt_listener failed: " + r.error().message);
+  return std::move(*r);
+}
+
+// Reads until at least `n` bytes (header included) have come, so that a response is in flight.
+void read_at_least(test_client& c, std::size_t n) {
+  std::size_t got = c.buffer.size();
+  char buf[4096];
+  while (got < n) {
+    error_code ec;
+    std::size_t k = c.recv(buf, sizeof buf, ec);
+    if (ec) throw std::runtime_error("reading failed after " + std::to_string(got) + " bytes");
+    got += k;
+  }
+}
+
+// Waits up to 10 s for `flag`.
+bool eventually(const std::atomic<bool>& flag) {
+  for (int i = 0; i < 2000 && !flag; ++i)
+    std::this_thread::sleep_for(5ms);
+  return flag;
+}
+
+TEST(AdoptedListenerTest, ServesAnAllowedRouteAsTheMainPortDoes) {
+  std::mutex m;
+  std::vector<std::string> seen;
+  running_server s([](server& srv) { route_job_paths(srv); });
+  listener_options opt;
+  opt.name = "job 1";
+  opt.allow = [&](http::verb method, std::string_view path) {
+    std::lock_guard lock(m);
+    seen.push_back(std::string(http::to_string(method)) + " " + std::string(path));
+    return read_only(method, path);
+  };
+  int fd = loopback_socket();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  auto adopted = s.srv->adopt_listener(fd, std::move(opt));
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  auto& l = *adopted;
+  ASSERT_NE(l->port(), 0);
+  EXPECT_NE(l->port(), s.port());
+
+  test_client c(l->port());
+  auto r = c.get("/simple/pip/?x=1");
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_THAT(r.body(), StartsWith("/simple/pip/?x=1 from 127.0.0.1:"));
+  EXPECT_TRUE(r.keep_alive());
+  c.send(make_request("HEAD", "/simple/pip/"));
+  EXPECT_EQ(c.read_response(true).result_int(), 200u);
+  {
+    std::lock_guard lock(m);
+    EXPECT_THAT(seen, ::testing::ElementsAre("GET /simple/pip/", "HEAD /simple/pip/"))
+        << "the filter gets the path without the query";
+  }
+  // The main port has no filter.
+  test_client main(s.port());
+  EXPECT_EQ(main.get("/upload/x").body(), "uploaded");
+  // An exchange is counted before the connection reads the next request: one more makes the
+  // count of the first two certain.
+  EXPECT_EQ(c.get("/upload/x").result_int(), 403u);
+  EXPECT_EQ(
+      s.metrics->counter("pantry_http_requests_total", {{"route", "/simple/"}, {"status", "200"}}),
+      2u);
+}
+
+TEST(AdoptedListenerTest, RefusedRequestGets403NamingMethodAndPath) {
+  running_server s([](server& srv) { route_job_paths(srv); });
+  int fd = loopback_socket();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  auto l = adopt_read_only(*s.srv, fd, "job 3f2a");
+  test_client c(l->port());
+  c.send(make_request("POST", "/upload/x?y=2", "Content-Length: 3\r\n") + "abc");
+  auto r = c.read_response();
+  EXPECT_EQ(r.result_int(), 403u);
+  EXPECT_EQ(r[http::field::content_type], "text/plain; charset=utf-8");
+  EXPECT_EQ(r.body(),
+            "forbidden: POST /upload/x: this listener (job 3f2a) serves only some routes\n");
+  EXPECT_TRUE(r.keep_alive()) << "a refusal keeps the connection";
+  // A route that exists but is not in the filter, and the built-in ones.
+  EXPECT_EQ(c.get("/upload/x").result_int(), 403u);
+  EXPECT_EQ(c.get("/metrics").result_int(), 403u);
+  EXPECT_EQ(c.get("/simple/ok/").result_int(), 200u);
+  EXPECT_EQ(
+      s.metrics->counter("pantry_http_requests_total", {{"route", "refused"}, {"status", "403"}}),
+      3u);
+}
+
+TEST(AdoptedListenerTest, CloseResetsItsConnectionsAndRefusesNewOnes) {
+  running_server s([](server& srv) { route_job_paths(srv); });
+  int fd = loopback_socket();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  auto l = adopt_read_only(*s.srv, fd);
+  const std::uint16_t port = l->port();
+  test_client idle(port);
+  EXPECT_EQ(idle.get("/simple/a/").result_int(), 200u);
+  test_client main(s.port());
+  EXPECT_EQ(main.get("/healthz").body(), "ok");
+
+  l->close();
+  test_client late(port);
+  EXPECT_EQ(late.connect_errno(), ECONNREFUSED)
+      << "connect after close(): " << std::strerror(late.connect_errno());
+  EXPECT_EQ(idle.read_to_end(), boost::system::errc::connection_reset);
+  l->close();  // idempotent
+  EXPECT_EQ(main.get("/healthz").body(), "ok") << "the main port's connections are untouched";
+  test_client fresh(s.port());
+  EXPECT_EQ(fresh.get("/simple/b/").result_int(), 200u);
+}
+
+TEST(AdoptedListenerTest, CloseCutsAnInFlightResponse) {
+  std::atomic<bool> ended{false};
+  running_server s([&](server& srv) { route_job_paths(srv, &ended); });
+  int fd = loopback_socket();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  auto l = adopt_read_only(*s.srv, fd);
+  test_client c(l->port());
+  c.send(make_request("GET", "/files/endless"));
+  read_at_least(c, 5000);
+  l.reset();  // the handle's destructor closes
+  EXPECT_EQ(c.read_to_end(), boost::system::errc::connection_reset);
+  EXPECT_TRUE(eventually(ended)) << "the handler saw its write fail and returned";
+}
+
+TEST(AdoptedListenerTest, StopClosesAdoptedListenersAndRunReturns) {
+  running_server s([](server& srv) { route_job_paths(srv); });
+  int fd = loopback_socket();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  auto l = adopt_read_only(*s.srv, fd);
+  test_client idle(l->port());
+  EXPECT_EQ(idle.get("/simple/a/").result_int(), 200u);
+  s.stop();  // returns once run() has
+  EXPECT_EQ(idle.read_to_end(), asio::error::eof) << "an idle connection is closed at stop";
+  test_client late(l->port());
+  EXPECT_EQ(late.connect_errno(), ECONNREFUSED);
+  l->close();  // after stop: nothing to do
+
+  int another = loopback_socket();
+  ASSERT_GE(another, 0) << std::strerror(errno);
+  auto r = s.srv->adopt_listener(another, {});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::cancelled)) << r.error().message;
+  EXPECT_TRUE(is_closed(another));
+}
+
+TEST(AdoptedListenerTest, ListenerThatOutlivesTheServerIsHarmless) {
+  std::unique_ptr<listener> ran;
+  std::unique_ptr<listener> never_ran;
+  std::unique_ptr<listener> closed_early;
+  {
+    running_server s([](server& srv) { route_job_paths(srv); });
+    int a = loopback_socket();
+    int b = loopback_socket();
+    ASSERT_GE(a, 0) << std::strerror(errno);
+    ASSERT_GE(b, 0) << std::strerror(errno);
+    ran = adopt_read_only(*s.srv, a);
+    closed_early = adopt_read_only(*s.srv, b);
+    closed_early->close();
+    test_client c(ran->port());
+    EXPECT_EQ(c.get("/simple/a/").result_int(), 200u);
+  }
+  {
+    auto created = server::create({}, nullptr);
+    ASSERT_TRUE(created) << created.error().message;
+    int fd = loopback_socket();
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    never_ran = adopt_read_only(**created, fd);
+  }
+  test_client late(ran->port());
+  EXPECT_EQ(late.connect_errno(), ECONNREFUSED) << "the server closed its listeners";
+  EXPECT_NE(ran->port(), 0);
+  ran->close();
+  never_ran->close();
+  ran.reset();
+  never_ran.reset();
+  closed_early.reset();
+}
+
+TEST(AdoptedListenerTest, AdoptingANonListeningOrUdpSocketIsInvalidAndClosesIt) {
+  running_server s([](server& srv) { route_job_paths(srv); });
+  struct attempt {
+    std::string what;
+    int fd;
+  };
+  std::vector<attempt> attempts = {
+      {"a bound TCP socket not listening", loopback_socket(SOCK_STREAM, false)},
+      {"a UDP socket", loopback_socket(SOCK_DGRAM, false)},
+      {"a pipe", -1}};
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  ::close(pipe_fds[1]);
+  attempts[2].fd = pipe_fds[0];
+  for (const auto& a : attempts) {
+    ASSERT_GE(a.fd, 0) << a.what << ": " << std::strerror(errno);
+    auto r = s.srv->adopt_listener(a.fd, {});
+    ASSERT_FALSE(r) << a.what;
+    EXPECT_TRUE(r.error().is(errc::invalid_argument)) << a.what << ": " << r.error().message;
+    EXPECT_THAT(r.error().message, HasSubstr("descriptor " + std::to_string(a.fd))) << a.what;
+    EXPECT_TRUE(is_closed(a.fd)) << a.what << ": the descriptor was left open";
+  }
+  auto r = s.srv->adopt_listener(-1, {});
+  EXPECT_FALSE(r);
+  test_client c(s.port());
+  EXPECT_EQ(c.get("/healthz").body(), "ok");
+}
+
+// A network namespace of its own with `lo` up, and a socket listening on 127.0.0.1 inside it.
+struct namespace_listener {
+  int ns_fd = -1;  // keeps the namespace
+  int listen_fd = -1;
+  std::uint16_t port = 0;
+  std::string failure;  // why it could not be made
+  bool denied = false;  // not root
+};
+
+namespace_listener listen_in_a_new_namespace() {
+  namespace_listener out;
+  // The thread ends in the new namespace: the test's threads stay where they were.
+  std::thread([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      out.denied = errno == EPERM;
+      out.failure = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+      return;
+    }
+    out.ns_fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (out.ns_fd < 0) {
+      out.failure = std::string("open /proc/thread-self/ns/net: ") + std::strerror(errno);
+      return;
+    }
+    int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    bool up = s >= 0 && ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    up = up && ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+    if (s >= 0) ::close(s);
+    if (!up) {
+      out.failure = std::string("bringing lo up: ") + std::strerror(errno);
+      return;
+    }
+    out.listen_fd = loopback_socket();
+    if (out.listen_fd < 0) {
+      out.failure = std::string("listening on 127.0.0.1: ") + std::strerror(errno);
+      return;
+    }
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    ::getsockname(out.listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    out.port = ntohs(addr.sin_port);
+  }).join();
+  return out;
+}
+
+// Runs `fn` on a thread of its own that has joined the network namespace `ns_fd`.
+void inside(int ns_fd, const std::function<void()>& fn) {
+  std::thread([&] {
+    if (::setns(ns_fd, CLONE_NEWNET) != 0) {
+      ADD_FAILURE() << "setns: " << std::strerror(errno);
+      return;
+    }
+    fn();
+  }).join();
+}
+
+TEST(AdoptedListenerTest, ServesASocketMadeInAnotherNetworkNamespaceAndOnlyThere) {
+  auto ns = listen_in_a_new_namespace();
+  if (ns.denied) GTEST_SKIP() << ns.failure;
+  ASSERT_TRUE(ns.failure.empty()) << ns.failure;
+  struct ns_closer {
+    int fd;
+    ~ns_closer() { ::close(fd); }
+  } keep{ns.ns_fd};
+  running_server s([](server& srv) { route_job_paths(srv); });
+  auto l = adopt_read_only(*s.srv, ns.listen_fd, "job ns");
+  EXPECT_EQ(l->port(), ns.port);
+
+  inside(ns.ns_fd, [&] {
+    test_client c(ns.port);
+    ASSERT_EQ(c.connect_errno(), 0) << std::strerror(c.connect_errno());
+    auto r = c.get("/simple/pip/");
+    EXPECT_EQ(r.result_int(), 200u) << r.body();
+    EXPECT_THAT(r.body(), StartsWith("/simple/pip/ from 127.0.0.1:"));
+    EXPECT_EQ(c.get("/upload/x").result_int(), 403u);
+    test_client main_port(s.port());
+    EXPECT_EQ(main_port.connect_errno(), ECONNREFUSED)
+        << "the server's main port is not in the job's namespace";
+  });
+  // The isolation property: the host's loopback does not reach the job's listener.
+  test_client from_host(ns.port);
+  EXPECT_EQ(from_host.connect_errno(), ECONNREFUSED)
+      << "port " << ns.port
+      << " answered on the host's 127.0.0.1: " << std::strerror(from_host.connect_errno());
+
+  l->close();
+  inside(ns.ns_fd, [&] {
+    test_client late(ns.port);
+    EXPECT_EQ(late.connect_errno(), ECONNREFUSED);
+  });
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -257,6 +258,12 @@ void fake_server::route(std::string prefix, proxy::handler h) {
   routes_.emplace_back(std::move(prefix), std::move(h));
   std::stable_sort(routes_.begin(), routes_.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+result<std::unique_ptr<proxy::listener>> fake_server::adopt_listener(int fd,
+                                                                     proxy::listener_options) {
+  if (fd >= 0) ::close(fd);
+  return error(errc::invalid_argument, "fake_server: no listeners");
 }
 
 std::vector<std::string> fake_server::prefixes() const {

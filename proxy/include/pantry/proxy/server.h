@@ -4,7 +4,8 @@
 // /healthz and /metrics are built in, every other route belongs to a tenant (a proxy::service,
 // see service.h) that installs it. Beast on Asio with C++20 coroutines, one thread per core,
 // keep-alive, streamed bodies with no size limit, 64 KiB header limit, idle timeouts, graceful
-// shutdown.
+// shutdown. Listening sockets made elsewhere (inside a job's network namespace) can be handed to
+// it, each serving the same routes through a filter of its own (adopt_listener).
 //
 // A handler is a coroutine that gets one `exchange` (a request and the means to answer it) and
 // runs on the connection's strand. Handlers never throw; an exception escaping one is a bug, is
@@ -19,6 +20,7 @@
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -105,6 +107,32 @@ class exchange {
 
 using handler = std::function<asio::awaitable<void>(exchange&)>;
 
+struct listener_options {
+  std::string name;  // for log lines and refusals: "job 3f2a…"
+  // Which requests this listener serves, decided from the request line (the path is the target
+  // without its query) before any handler runs; a request it refuses is answered 403 with a
+  // text/plain body naming the method and path and saying that this listener serves only some
+  // routes (the allow function says nothing more). Called on a connection's strand, from any I/O
+  // thread at once: it must be thread-safe and must not throw (a throw refuses, and is logged as
+  // a bug). Empty: every route.
+  std::function<bool(http::verb method, std::string_view path)> allow;
+};
+
+// An extra listening socket adopted by the server (see server::adopt_listener). The object may
+// outlive the server: once the server is gone it is closed and close() does nothing.
+class listener {
+ public:
+  // Closes the listener as close() does.
+  virtual ~listener() = default;
+  // The port the socket is bound to (in its own network namespace).
+  virtual std::uint16_t port() const noexcept = 0;
+  // Stops accepting on the socket, closes it, and resets every connection accepted through it
+  // (in-flight responses are cut: a job that ended has no one to answer). Idempotent; any thread;
+  // does not block on the network. After it returns no new connection is accepted on it (the
+  // socket stops listening at once; a connect is refused).
+  virtual void close() noexcept = 0;
+};
+
 class server {
  public:
   // Binds the listening socket (so port() is known at once); serving starts with run().
@@ -121,6 +149,15 @@ class server {
 
   // An executor of the server's pool, for work that outlives a request (upstream fetches).
   virtual asio::any_io_executor executor() noexcept = 0;
+
+  // Serves connections accepted on `fd`, a listening TCP socket (IPv4 or IPv6) the caller made
+  // — for instance inside another network namespace — exactly as on the main port (same routes,
+  // timeouts, access log, metrics), filtered by opt.allow. Takes ownership of `fd` in every case
+  // (closed on error too). Callable before run() and while the server runs, from any thread.
+  // Errors: errc::invalid_argument when fd is not a listening stream socket, errc::cancelled
+  // after stop(). Stopping the server closes every adopted listener too (its connections then
+  // get the shutdown grace like any other); the returned object closes it earlier.
+  virtual result<std::unique_ptr<listener>> adopt_listener(int fd, listener_options opt) = 0;
 
   // Serves on the server's threads until stop(); returns when every thread has finished.
   virtual void run() = 0;

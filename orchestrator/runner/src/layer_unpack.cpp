@@ -752,3 +752,24 @@ result<std::uint64_t> disk_usage(int dir_fd) {
 }
 
 }  // namespace pantry::orchestrator::runner::detail
+
+namespace pantry::orchestrator::runner {
+
+std::optional<std::string> layer_media_type_refusal(std::string_view media_type) {
+  const std::string named = "media type " + detail::quoted(media_type);
+  if (media_type.find("nondistributable") != std::string_view::npos ||
+      media_type.find("foreign") != std::string_view::npos) {
+    return named +
+           " is a non-distributable (foreign) layer: registries do not serve it, so pantry cannot "
+           "run the image";
+  }
+  if (media_type.ends_with("+encrypted")) {
+    return named + " is an encrypted layer: pantry does not decrypt layers";
+  }
+  if (!detail::is_tar_layer_media_type(media_type)) {
+    return named + " is not an image layer (OCI or docker tar: uncompressed, gzip or zstd)";
+  }
+  return std::nullopt;
+}
+
+}  // namespace pantry::orchestrator::runner

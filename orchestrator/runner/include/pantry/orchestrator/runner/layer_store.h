@@ -36,7 +36,9 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace pantry::cache {
@@ -53,6 +55,12 @@ using layer_source = std::function<result<std::size_t>(std::span<std::byte> buff
 // A source that reads `blob` from its first byte to its last. The blob is never evicted from the
 // cache while the source (or a copy of it) lives.
 layer_source blob_source(cache::blob_reader blob);
+
+// Why an image layer of descriptor media type `media_type` cannot be pulled and run, or nullopt
+// when it can: unpack() takes it and a registry serves it. Refused, each in words that name the
+// type: non-distributable ("foreign") layers, which registries do not serve (their bytes are
+// elsewhere, under the descriptor's urls); encrypted layers; anything that is no tar layer.
+std::optional<std::string> layer_media_type_refusal(std::string_view media_type);
 
 struct layer_store_options {
   // The store's directory, created if missing. Keep it on a file system that takes trusted.*

@@ -48,10 +48,10 @@ result<platform> platform_of_machine(std::string_view machine) {
     std::string_view machine, architecture, variant;
   };
   constexpr known kMachines[] = {
-      {"x86_64", "amd64", ""},    {"amd64", "amd64", ""},     {"aarch64", "arm64", ""},
-      {"arm64", "arm64", ""},     {"armv7l", "arm", "v7"},    {"armv6l", "arm", "v6"},
-      {"i386", "386", ""},        {"i686", "386", ""},        {"ppc64le", "ppc64le", ""},
-      {"s390x", "s390x", ""},     {"riscv64", "riscv64", ""},
+      {"x86_64", "amd64", ""}, {"amd64", "amd64", ""},     {"aarch64", "arm64", ""},
+      {"arm64", "arm64", ""},  {"armv7l", "arm", "v7"},    {"armv6l", "arm", "v6"},
+      {"i386", "386", ""},     {"i686", "386", ""},        {"ppc64le", "ppc64le", ""},
+      {"s390x", "s390x", ""},  {"riscv64", "riscv64", ""},
   };
   for (const auto& k : kMachines) {
     if (k.machine == machine) {

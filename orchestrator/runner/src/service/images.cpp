@@ -2,6 +2,7 @@
 
 #include "pantry/proxy/client.h"
 #include "pantry/registry/oci/protocol.h"
+#include "pantry/text.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -32,9 +33,6 @@ constexpr std::size_t kMaxManifest = 4 << 20;
 constexpr std::uint64_t kMaxConfig = 16 << 20;
 // How much of an error answer's body a message quotes.
 constexpr std::size_t kErrorExcerpt = 300;
-// Layers unpacked at once by one unpack_layers(): enough to overlap the network with
-// decompression, few enough not to take every thread of the blocking pool.
-constexpr int kParallelUnpacks = 3;
 // Bytes a layer unpack asks of the network per hop between its thread and the I/O thread.
 constexpr std::size_t kLayerChunk = 256 << 10;
 // How long an unpack waits for one network step on the I/O thread before giving up. The client's
@@ -42,14 +40,11 @@ constexpr std::size_t kLayerChunk = 256 << 10;
 // have stopped (a server shutting down), which would otherwise hang the unpack's thread.
 constexpr std::chrono::minutes kBridgeWait{5};
 
-constexpr std::string_view kImageManifests =
-    "application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.v2+json";
-
 // The first bytes of an error body, printable on one line.
 std::string excerpt(std::string_view body) {
+  const std::string_view shown = trim_ascii_space(body.substr(0, kErrorExcerpt));
   std::string out;
-  for (char c : body.substr(0, kErrorExcerpt)) {
+  for (char c : shown) {
     const auto b = static_cast<unsigned char>(c);
     out += b < 0x20 || b == 0x7f ? ' ' : c;
   }
@@ -77,15 +72,15 @@ class puller_impl;
 // with those steps, so that a step the unpack stopped waiting for still has its buffer.
 class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
  public:
-  layer_fetch(std::shared_ptr<const puller_impl> puller, asio::any_io_executor io, std::string what,
-              std::string url, resolved_layer layer)
+  layer_fetch(std::shared_ptr<const puller_impl> puller, asio::any_io_executor io, std::string url,
+              resolved_layer layer)
       : puller_(std::move(puller)),
         io_(std::move(io)),
-        what_(std::move(what)),
         url_(std::move(url)),
         layer_(std::move(layer)),
         chunk_(kLayerChunk) {}
 
+  // The layer_source. Its errors name the URL, not the layer: the store and the puller add those.
   result<std::size_t> read(std::span<std::byte> out);
 
   // Drops the response. Call on the I/O executor once the unpack is over.
@@ -99,7 +94,6 @@ class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
 
   std::shared_ptr<const puller_impl> puller_;
   asio::any_io_executor io_;
-  std::string what_;
   std::string url_;
   resolved_layer layer_;
   std::optional<proxy::response> response_;
@@ -145,8 +139,7 @@ class puller_impl : public image_puller, public std::enable_shared_from_this<pul
                                                    asio::any_io_executor io);
   // layer_store::unpack(), for co_spawn onto the blocking executor.
   asio::awaitable<result<layer_lease>> unpack_blocking(cache::digest diff_id,
-                                                       std::string media_type,
-                                                       layer_source source);
+                                                       std::string media_type, layer_source source);
 
   std::shared_ptr<proxy::client> client_;
   std::string base_url_;
@@ -215,8 +208,8 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
   if (ref.pinned()) {
     if (top->digest.str() != ref.digest) {
       co_return error(errc::digest_mismatch, label + ": GET " + top_url +
-                                                 ": the manifest's sha256 is " +
-                                                 top->digest.str() + ", not the digest asked for");
+                                                 ": the manifest's sha256 is " + top->digest.str() +
+                                                 ", not the digest asked for");
     }
   } else {
     if (!top->claimed_digest.empty() && top->claimed_digest != top->digest.str()) {
@@ -243,20 +236,19 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
   if (refs->is_index) {
     auto pick = pick_platform(manifest.body, manifest.content_type, *host_);
     if (!pick) {
-      co_return error(errc::invalid_argument, label + ": the index " + manifest.digest.str() +
-                                                  " " + pick.error().message);
+      co_return error(errc::invalid_argument,
+                      label + ": the index " + manifest.digest.str() + " " + pick.error().message);
     }
     img.index_digest = manifest.digest;
     img.platform = pick->platform;
     const std::string m_url = url(ref.name, "manifests", pick->digest.str());
-    const std::string accept = pick->media_type.empty() ? std::string(kImageManifests)
-                                                        : pick->media_type;
-    auto m = co_await get_document(m_url, accept, kMaxManifest);
+    // Every kind, so that an index naming another index is told as such below.
+    auto m = co_await get_document(m_url, oci::kAllManifests, kMaxManifest);
     if (!m) co_return with_prefix(m.error(), label);
     if (m->digest != pick->digest) {
       co_return error(errc::digest_mismatch, label + ": GET " + m_url +
-                                                 ": the manifest's sha256 is " +
-                                                 m->digest.str() + ", not the digest asked for");
+                                                 ": the manifest's sha256 is " + m->digest.str() +
+                                                 ", not the digest asked for");
     }
     refs = oci::parse_manifest(m->body, m->content_type);
     if (!refs) {
@@ -312,16 +304,16 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
     // An image of another platform would only fail with "exec format error" once it runs.
     if (!rootfs->platform.os.empty() && !rootfs->platform.architecture.empty() &&
         !platform_runs_on(rootfs->platform, *host_)) {
-      co_return error(errc::invalid_argument, label + " is built for " + img.platform +
-                                                  "; this host is " + host_->str());
+      co_return error(errc::invalid_argument,
+                      label + " is built for " + img.platform + "; this host is " + host_->str());
     }
   }
   const std::size_t layer_count = refs->blobs.size() - 1;
   if (rootfs->diff_ids.size() != layer_count) {
-    co_return error(errc::invalid_argument,
-                    where + " lists " + std::to_string(layer_count) + " layers but its config " +
-                        config.digest.str() + " has " + std::to_string(rootfs->diff_ids.size()) +
-                        " diff IDs");
+    co_return error(errc::invalid_argument, where + " lists " + std::to_string(layer_count) +
+                                                " layers but its config " + config.digest.str() +
+                                                " has " + std::to_string(rootfs->diff_ids.size()) +
+                                                " diff IDs");
   }
   for (std::size_t i = 0; i < layer_count; ++i) {
     const auto& d = refs->blobs[i + 1];
@@ -340,14 +332,13 @@ asio::awaitable<result<layer_lease>> puller_impl::lease_layer(const resolved_ima
                                                               std::size_t index,
                                                               asio::any_io_executor io) {
   const resolved_layer& layer = img.layers[index];
-  const std::string what = "image " + img.reference.str() + ": layer " +
-                           std::to_string(index + 1) + " of " + std::to_string(img.layers.size()) +
-                           " (" + layer.digest.str() + ")";
+  const std::string what = "image " + img.reference.str() + ": layer " + std::to_string(index + 1) +
+                           " of " + std::to_string(img.layers.size()) + " (" + layer.digest.str() +
+                           ")";
   auto have = layers_->acquire(layer.diff_id);
   if (have) co_return std::move(*have);
-  auto fetch = std::make_shared<layer_fetch>(shared_from_this(), io, what,
-                                             url(img.repository, "blobs", layer.digest.str()),
-                                             layer);
+  auto fetch = std::make_shared<layer_fetch>(
+      shared_from_this(), io, url(img.repository, "blobs", layer.digest.str()), layer);
   layer_source source = [fetch](std::span<std::byte> out) { return fetch->read(out); };
   auto unpack = unpack_blocking(layer.diff_id, layer.media_type, std::move(source));
   auto lease = co_await asio::co_spawn(blocking_, std::move(unpack), asio::use_awaitable);
@@ -363,7 +354,9 @@ asio::awaitable<result<std::vector<layer_lease>>> puller_impl::unpack_layers(
   std::optional<error> failed;
   std::size_t next = 0;
   // Workers on this coroutine's executor take the layers in order, so the base layers come
-  // first; the state above is theirs to share because they run on that one executor.
+  // first; the state above is theirs to share because they run on that one executor. Three of
+  // them: enough to overlap the network with decompression, few enough not to take every thread
+  // of the blocking pool.
   auto worker = [&]() -> asio::awaitable<void> {
     while (!failed && next < img.layers.size()) {
       const std::size_t i = next++;
@@ -375,7 +368,6 @@ asio::awaitable<result<std::vector<layer_lease>>> puller_impl::unpack_layers(
       leases[i] = std::move(*lease);
     }
   };
-  static_assert(kParallelUnpacks == 3, "the worker list below has kParallelUnpacks entries");
   auto all = worker() && worker() && worker();
   co_await std::move(all);
   if (failed) co_return std::move(*failed);
@@ -386,12 +378,12 @@ result<std::size_t> layer_fetch::on_io(asio::awaitable<result<std::size_t>> step
   try {
     auto done = asio::co_spawn(io_, std::move(step), asio::use_future);
     if (done.wait_for(kBridgeWait) != std::future_status::ready) {
-      return error(errc::io_error, what_ + ": GET " + url_ + ": no answer from the I/O thread in " +
+      return error(errc::io_error, "GET " + url_ + ": no answer from the I/O thread in " +
                                        std::to_string(kBridgeWait.count()) + " minutes");
     }
     return done.get();
   } catch (const std::exception& e) {
-    return error(errc::io_error, what_ + ": GET " + url_ + ": " + e.what());
+    return error(errc::io_error, "GET " + url_ + ": " + e.what());
   }
 }
 
@@ -413,17 +405,17 @@ result<std::size_t> layer_fetch::read(std::span<std::byte> out) {
   if (ended_ || out.empty()) return std::size_t{0};
   if (!response_) {
     auto opened = on_io(open_step());
-    if (!opened) return with_prefix(opened.error(), what_);
+    if (!opened) return opened.error();
   }
   auto n = on_io(read_step(std::min(out.size(), chunk_.size())));
-  if (!n) return with_prefix(n.error(), what_);
+  if (!n) return n.error();
   if (*n == 0) {
     ended_ = true;
     const cache::digest got = hasher_.finish();
     if (got != layer_.digest || bytes_ != layer_.size) {
-      return error(errc::digest_mismatch, what_ + ": GET " + url_ + ": the blob's sha256 is " +
-                                              got.str() + " (" + std::to_string(bytes_) +
-                                              " bytes), not " + layer_.digest.str() + " (" +
+      return error(errc::digest_mismatch, "GET " + url_ + ": the blob's sha256 is " + got.str() +
+                                              " (" + std::to_string(bytes_) + " bytes), not " +
+                                              layer_.digest.str() + " (" +
                                               std::to_string(layer_.size) + " bytes)");
     }
     return std::size_t{0};
@@ -432,7 +424,7 @@ result<std::size_t> layer_fetch::read(std::span<std::byte> out) {
   hasher_.update(std::span<const std::byte>(chunk_.data(), *n));
   bytes_ += *n;
   if (bytes_ > layer_.size) {
-    return error(errc::size_mismatch, what_ + ": GET " + url_ + ": the blob has more than the " +
+    return error(errc::size_mismatch, "GET " + url_ + ": the blob has more than the " +
                                           std::to_string(layer_.size) +
                                           " bytes the manifest gives");
   }

@@ -59,14 +59,13 @@ TEST(ImagesTest, PicksTheHostsManifestFromAnOciIndex) {
 
 TEST(ImagesTest, PicksFromADockerManifestListByItsContentType) {
   // No mediaType in the body: the Content-Type says what it is.
-  const std::string list =
-      R"({"schemaVersion":2,"manifests":[)" +
-      entry('d', R"({"architecture":"arm","os":"linux","variant":"v6"})",
-            "application/vnd.docker.distribution.manifest.v2+json") +
-      "," +
-      entry('e', R"({"architecture":"arm","os":"linux","variant":"v7"})",
-            "application/vnd.docker.distribution.manifest.v2+json") +
-      "]}";
+  const std::string list = R"({"schemaVersion":2,"manifests":[)" +
+                           entry('d', R"({"architecture":"arm","os":"linux","variant":"v6"})",
+                                 "application/vnd.docker.distribution.manifest.v2+json") +
+                           "," +
+                           entry('e', R"({"architecture":"arm","os":"linux","variant":"v7"})",
+                                 "application/vnd.docker.distribution.manifest.v2+json") +
+                           "]}";
   auto p = pick_platform(list, "application/vnd.docker.distribution.manifest.list.v2+json",
                          platform{"linux", "arm", "v7"});
   ASSERT_TRUE(p) << p.error().message;

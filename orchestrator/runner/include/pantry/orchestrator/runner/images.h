@@ -11,8 +11,8 @@
 // Everything fetched is verified again here against the digest it was asked by (manifests,
 // configs, compressed layers); the layer store verifies each layer's diff ID while unpacking.
 //
-// The pure parts (the pick from an index, a config's platform and diff IDs) are declared first and do no I/O;
-// platform.h has the host's platform, layer_store.h what a layer's media type allows.
+// The pure parts (the pick from an index, a config's platform and diff IDs) are declared first and
+// do no I/O; platform.h has the host's platform, layer_store.h what a layer's media type allows.
 
 #include "pantry/cache/digest.h"
 #include "pantry/error.h"
@@ -90,8 +90,8 @@ struct resolved_image {
   // that the same image is run again.
   std::string pinned;
   cache::digest config_digest;
-  std::string config_json;  // the config blob's bytes, verified against config_digest
-  image_config config;      // parse_image_config(config_json)
+  std::string config_json;             // the config blob's bytes, verified against config_digest
+  image_config config;                 // parse_image_config(config_json)
   std::vector<resolved_layer> layers;  // base first
 };
 

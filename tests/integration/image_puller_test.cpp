@@ -397,7 +397,7 @@ TEST_F(ImagePullerTest, AnIndexGivesTheHostsPlatform) {
   }
 }
 
-TEST_F(ImagePullerTest, ALayerLongerThanItsDescriptorIsRefusedAndNothingStays) {
+TEST_F(ImagePullerTest, ALayerOtherThanItsDescriptorIsRefusedAndNothingStays) {
   auto img = resolve("local/busybox@" + images_->digest("busybox"));
   ASSERT_TRUE(img) << img.error().message;
   resolved_image lying = *img;
@@ -409,6 +409,19 @@ TEST_F(ImagePullerTest, ALayerLongerThanItsDescriptorIsRefusedAndNothingStays) {
               HasSubstr("image local/busybox@" + images_->digest("busybox") + ": layer 1 of 1 (" +
                         img->layers[0].digest.str() + "): "));
   EXPECT_THAT(leases.error().message, HasSubstr("more than the"));
+  EXPECT_EQ(store_->stats().layers, 0u);
+
+  // Shorter than its descriptor: the stream's own check at its end, which sees every byte.
+  lying = *img;
+  lying.layers[0].size += 1;
+  leases = unpack(lying);
+  ASSERT_FALSE(leases);
+  EXPECT_TRUE(leases.error().is(errc::digest_mismatch)) << leases.error().message;
+  EXPECT_THAT(leases.error().message,
+              HasSubstr("the blob's sha256 is " + img->layers[0].digest.str() + " (" +
+                        std::to_string(img->layers[0].size) + " bytes), not " +
+                        img->layers[0].digest.str() + " (" +
+                        std::to_string(img->layers[0].size + 1) + " bytes)"));
   EXPECT_EQ(store_->stats().layers, 0u);
 
   // A diff ID that is not the layer's: the store's own check, named with the image and layer.

@@ -230,7 +230,10 @@ class tar_stream {
                  std::string(what) + ": " + (msg != nullptr ? msg : "unknown libarchive error"));
   }
 
-  // Hashes the rest of the uncompressed stream and returns the digest of all of it.
+  // Hashes the rest of the uncompressed stream and returns the digest of all of it. Then reads
+  // the source to its end: the decompressor may stop at the end of its stream without asking for
+  // what follows, and a source that verifies what it hands out (the puller checks the blob's
+  // digest) must see every byte. Bytes after the compressed stream are ignored, as docker does.
   result<cache::digest> drain() {
     while (true) {
       const void* block = nullptr;
@@ -241,6 +244,14 @@ class tar_stream {
       if (!good(r)) return failure(raw_, "cannot decompress the layer");
       hash_.update(std::span(static_cast<const std::byte*>(block), size));
       tar_bytes_ += size;
+    }
+    // The decompressor may also have swallowed a source error while looking for another gzip
+    // member after the first.
+    if (source_error_) return *source_error_;
+    while (true) {
+      auto n = source_(std::span(chunk_));
+      if (!n) return n.error();
+      if (*n == 0) break;
     }
     return hash_.finish();
   }

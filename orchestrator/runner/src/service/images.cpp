@@ -81,6 +81,7 @@ class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
         chunk_(kLayerChunk) {}
 
   // The layer_source. Its errors name the URL, not the layer: the store and the puller add those.
+  // An error is returned again by every later call.
   result<std::size_t> read(std::span<std::byte> out);
 
   // Drops the response. Call on the I/O executor once the unpack is over.
@@ -89,6 +90,8 @@ class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
  private:
   asio::awaitable<result<std::size_t>> open_step();
   asio::awaitable<result<std::size_t>> read_step(std::size_t max);
+  // The next bytes of the blob, or the end and its digest check.
+  result<std::size_t> next(std::span<std::byte> out);
   // Runs `step` on io_ and waits for it on this (blocking) thread.
   result<std::size_t> on_io(asio::awaitable<result<std::size_t>> step);
 
@@ -101,6 +104,7 @@ class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
   cache::hasher hasher_;
   std::uint64_t bytes_ = 0;
   bool ended_ = false;
+  std::optional<error> failed_;
 };
 
 class puller_impl : public image_puller, public std::enable_shared_from_this<puller_impl> {
@@ -402,7 +406,14 @@ asio::awaitable<result<std::size_t>> layer_fetch::read_step(std::size_t max) {
 }
 
 result<std::size_t> layer_fetch::read(std::span<std::byte> out) {
-  if (ended_ || out.empty()) return std::size_t{0};
+  if (failed_) return *failed_;
+  if (ended_) return std::size_t{0};
+  auto n = next(out);
+  if (!n) failed_ = n.error();
+  return n;
+}
+
+result<std::size_t> layer_fetch::next(std::span<std::byte> out) {
   if (!response_) {
     auto opened = on_io(open_step());
     if (!opened) return opened.error();

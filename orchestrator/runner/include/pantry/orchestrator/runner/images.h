@@ -123,18 +123,22 @@ class image_puller {
   // tag "latest". Errors name the reference, and for a failed request the URL and what the server
   // answered (status and the first bytes of its body): errc::not_found for a 404,
   // errc::digest_mismatch for bytes that are not what their digest promised, errc::invalid_argument
-  // for a malformed manifest or config, an index with no manifest for this host, a layer whose
-  // media type cannot be run (named), or a layer count that differs from the diff ID count;
-  // errc::io_error for any other status and for the client's own errors.
+  // for a malformed manifest or config, an index with no manifest for this host, an image
+  // manifest whose config names another platform than this host's, a layer whose media type
+  // cannot be run (named), or a layer count that differs from the diff ID count; errc::io_error
+  // for any other status; the client's own errors with their codes. `ref` must live until the
+  // returned awaitable completes.
   virtual asio::awaitable<result<resolved_image>> resolve(const image_reference& ref,
                                                           bool allow_unpinned) = 0;
 
   // Leases on `img`'s layers, base first, each unpacked into the layer store unless it is there:
   // the blob is streamed from /v2/ into layer_store::unpack() on the blocking executor (a few
   // layers at once), its sha256 checked against the manifest's digest as it streams
-  // (errc::digest_mismatch naming both at its end), its diff ID by the store. The awaiting
-  // coroutine's thread is never blocked. A layer present already costs no request. Errors name
-  // the image and the layer; on an error the leases taken are released.
+  // (errc::digest_mismatch naming both at its end; errc::size_mismatch as soon as it runs past
+  // the manifest's size), its diff ID by the store. The awaiting coroutine's thread is never
+  // blocked. A layer present already costs no request. Errors name the image and the layer, then
+  // the URL; on an error the leases taken are released. `img` must live until the returned
+  // awaitable completes.
   virtual asio::awaitable<result<std::vector<layer_lease>>> unpack_layers(
       const resolved_image& img) = 0;
 };

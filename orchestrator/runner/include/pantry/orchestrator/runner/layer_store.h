@@ -48,8 +48,10 @@ class blob_reader;
 namespace pantry::orchestrator::runner {
 
 // Fills `buffer` with the next bytes of a compressed layer and returns how many it wrote: 0 only
-// at the end of the stream. An error aborts the unpack, which returns it unchanged (a source
-// returning errc::cancelled cancels the unpack).
+// at the end of the stream, and again if called after that. An error aborts the unpack, which
+// returns it unchanged (a source returning errc::cancelled cancels the unpack). The store reads
+// a source to its end (it may ask again after a 0), bytes after the compressed stream included,
+// so a source that verifies what it hands out sees every byte.
 using layer_source = std::function<result<std::size_t>(std::span<std::byte> buffer)>;
 
 // A source that reads `blob` from its first byte to its last. The blob is never evicted from the

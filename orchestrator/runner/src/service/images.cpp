@@ -241,7 +241,7 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
     auto pick = pick_platform(manifest.body, manifest.content_type, *host_);
     if (!pick) {
       co_return error(errc::invalid_argument,
-                      label + ": the index " + manifest.digest.str() + " " + pick.error().message);
+                      label + ": the index " + manifest.digest.str() + ": " + pick.error().message);
     }
     img.index_digest = manifest.digest;
     img.platform = pick->platform;

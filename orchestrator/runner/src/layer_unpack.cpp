@@ -230,7 +230,10 @@ class tar_stream {
                  std::string(what) + ": " + (msg != nullptr ? msg : "unknown libarchive error"));
   }
 
-  // Hashes the rest of the uncompressed stream and returns the digest of all of it.
+  // Hashes the rest of the uncompressed stream and returns the digest of all of it. Then reads
+  // the source to its end: the decompressor may stop at the end of its stream without asking for
+  // what follows, and a source that verifies what it hands out (the puller checks the blob's
+  // digest) must see every byte. Bytes after the compressed stream are ignored, as docker does.
   result<cache::digest> drain() {
     while (true) {
       const void* block = nullptr;
@@ -241,6 +244,14 @@ class tar_stream {
       if (!good(r)) return failure(raw_, "cannot decompress the layer");
       hash_.update(std::span(static_cast<const std::byte*>(block), size));
       tar_bytes_ += size;
+    }
+    // The decompressor may also have swallowed a source error while looking for another gzip
+    // member after the first.
+    if (source_error_) return *source_error_;
+    while (true) {
+      auto n = source_(std::span(chunk_));
+      if (!n) return n.error();
+      if (*n == 0) break;
     }
     return hash_.finish();
   }
@@ -752,3 +763,24 @@ result<std::uint64_t> disk_usage(int dir_fd) {
 }
 
 }  // namespace pantry::orchestrator::runner::detail
+
+namespace pantry::orchestrator::runner {
+
+std::optional<std::string> layer_media_type_refusal(std::string_view media_type) {
+  const std::string named = "media type " + detail::quoted(media_type);
+  if (media_type.find("nondistributable") != std::string_view::npos ||
+      media_type.find("foreign") != std::string_view::npos) {
+    return named +
+           " is a non-distributable (foreign) layer: registries do not serve it, so pantry cannot "
+           "run the image";
+  }
+  if (media_type.ends_with("+encrypted")) {
+    return named + " is an encrypted layer: pantry does not decrypt layers";
+  }
+  if (!detail::is_tar_layer_media_type(media_type)) {
+    return named + " is not an image layer (OCI or docker tar: uncompressed, gzip or zstd)";
+  }
+  return std::nullopt;
+}
+
+}  // namespace pantry::orchestrator::runner

@@ -550,6 +550,45 @@ TEST_F(LayerStoreTest, SourceErrorsAreReturnedAsTheyAre) {
   EXPECT_TRUE(names_in(root() / "tmp").empty());
 }
 
+TEST_F(LayerStoreTest, TheSourceIsReadToItsEndAndItsErrorThereCounts) {
+  open();
+  // Bytes after the gzip stream: the decompressor does not ask for them, the store still does
+  // (a source checking the blob's digest sees every byte), and ignores them.
+  const auto padded = make_layer({file("f", std::string(300000, 'x'))});
+  const std::string blob = padded.blob + std::string(5000, '\0');
+  std::size_t given = 0;
+  bool ended = false;
+  auto r = store_->unpack(
+      padded.diff_id, kGzipLayer, [&](std::span<std::byte> buf) -> result<std::size_t> {
+        const std::size_t n = std::min({buf.size(), std::size_t{1000}, blob.size() - given});
+        std::memcpy(buf.data(), blob.data() + given, n);
+        given += n;
+        ended = ended || n == 0;
+        return n;
+      });
+  ASSERT_TRUE(ok(r));
+  EXPECT_EQ(given, blob.size());
+  EXPECT_TRUE(ended);
+
+  // A source that fails at its end (a digest that does not match) fails the unpack, even when
+  // it fails only once, while gzip looks for a next member, and then says "end".
+  const auto l = make_layer({file("g", "y")});
+  auto source = string_source(l.blob);
+  bool failed_once = false;
+  r = store_->unpack(l.diff_id, kGzipLayer, [&](std::span<std::byte> buf) {
+    auto n = source(buf);
+    if (n && *n == 0 && !failed_once) {
+      failed_once = true;
+      return result<std::size_t>(error(errc::digest_mismatch, "blob digest"));
+    }
+    return n;
+  });
+  ASSERT_TRUE(fails_with(r, errc::digest_mismatch));
+  EXPECT_THAT(r.error().message, HasSubstr("blob digest"));
+  EXPECT_TRUE(names_in(root() / "tmp").empty());
+  EXPECT_EQ(store_->stats().layers, 1u);
+}
+
 TEST_F(LayerStoreTest, AnUnpackedLayerIsNotReadAgain) {
   open();
   const auto l = make_layer({file("f", "x")});

@@ -35,6 +35,7 @@
 
 #include "pantry/error.h"
 #include "pantry/orchestrator/runner/bundle.h"
+#include "pantry/orchestrator/runner/image_reference.h"
 
 #include <chrono>
 #include <cstddef>
@@ -47,27 +48,10 @@
 
 namespace pantry::orchestrator::builder {
 
-// An image named in FROM or COPY --from: NAME[:TAG][@DIGEST], as the distribution reference
-// grammar spells it. The name is kept as written (not expanded to docker.io/library/...).
-struct image_reference {
-  std::string name;    // "python", "docker.io/library/python", "localhost:5000/team/app"
-  std::string tag;     // "3.11"; empty when none
-  std::string digest;  // "sha256:<64 lowercase hex>"; empty when none
-
-  // True iff the reference names a digest (what pantry runs without --allow-unpinned).
-  bool pinned() const noexcept { return !digest.empty(); }
-  // NAME[:TAG][@DIGEST].
-  std::string str() const;
-
-  friend bool operator==(const image_reference&, const image_reference&) = default;
-};
-
-// Parses NAME[:TAG][@DIGEST]. NAME is an optional registry host (with a dot or a port, or
-// `localhost`) and '/'-separated lowercase path components ([a-z0-9] separated by '.', '_', '__'
-// or dashes), at most 255 characters; TAG is [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}; DIGEST is
-// sha256:<64 lowercase hex> (the only algorithm pantry stores). Anything else is
-// errc::invalid_argument with a message that quotes the text and says what is wrong.
-result<image_reference> parse_image_reference(std::string_view text);
+// An image named in FROM or COPY --from (NAME[:TAG][@DIGEST]): the runner's, which `pantry run
+// --image` reads too.
+using runner::image_reference;
+using runner::parse_image_reference;
 
 // A command of RUN, CMD, ENTRYPOINT or HEALTHCHECK CMD.
 struct command_line {

@@ -36,7 +36,9 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace pantry::cache {
@@ -46,13 +48,21 @@ class blob_reader;
 namespace pantry::orchestrator::runner {
 
 // Fills `buffer` with the next bytes of a compressed layer and returns how many it wrote: 0 only
-// at the end of the stream. An error aborts the unpack, which returns it unchanged (a source
-// returning errc::cancelled cancels the unpack).
+// at the end of the stream, and again if called after that. An error aborts the unpack, which
+// returns it unchanged (a source returning errc::cancelled cancels the unpack). The store reads
+// a source to its end (it may ask again after a 0), bytes after the compressed stream included,
+// so a source that verifies what it hands out sees every byte.
 using layer_source = std::function<result<std::size_t>(std::span<std::byte> buffer)>;
 
 // A source that reads `blob` from its first byte to its last. The blob is never evicted from the
 // cache while the source (or a copy of it) lives.
 layer_source blob_source(cache::blob_reader blob);
+
+// Why an image layer of descriptor media type `media_type` cannot be pulled and run, or nullopt
+// when it can: unpack() takes it and a registry serves it. Refused, each in words that name the
+// type: non-distributable ("foreign") layers, which registries do not serve (their bytes are
+// elsewhere, under the descriptor's urls); encrypted layers; anything that is no tar layer.
+std::optional<std::string> layer_media_type_refusal(std::string_view media_type);
 
 struct layer_store_options {
   // The store's directory, created if missing. Keep it on a file system that takes trusted.*

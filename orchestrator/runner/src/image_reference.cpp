@@ -1,16 +1,44 @@
-#include "lexical.h"
+#include "pantry/orchestrator/runner/image_reference.h"
+
 #include "pantry/cache/digest.h"
-#include "pantry/orchestrator/builder/containerfile.h"
 
 #include <algorithm>
 
-// Image references of FROM and COPY --from: the distribution reference grammar.
+// The distribution reference grammar (distribution/reference's regexp.go), written out.
 
-namespace pantry::orchestrator::builder {
+namespace pantry::orchestrator::runner {
 namespace {
 
-using detail::is_digit;
-using detail::quote;
+bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+
+bool is_alpha(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+// `s` quoted for a message: "…" with control bytes escaped, cut after 80 bytes (a reference comes
+// from a command line or a Containerfile, so it may hold anything).
+std::string quote(std::string_view s) {
+  constexpr std::size_t kMax = 80;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (char c : s.substr(0, kMax)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (b < 0x20 || b == 0x7f) {
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  if (s.size() > kMax) out += "…";
+  return out + "\"";
+}
 
 bool is_lower_alnum(char c) noexcept {
   return is_digit(c) || (c >= 'a' && c <= 'z');
@@ -56,7 +84,7 @@ bool valid_domain(std::string_view d) noexcept {
     const std::size_t dot = host.find('.', start);
     const std::string_view label =
         host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    auto alnum = [](char c) { return is_digit(c) || detail::is_alpha(c); };
+    auto alnum = [](char c) { return is_digit(c) || is_alpha(c); };
     if (label.empty() || !alnum(label.front()) || !alnum(label.back())) return false;
     if (!std::all_of(label.begin(), label.end(), [&](char c) { return alnum(c) || c == '-'; })) {
       return false;
@@ -68,7 +96,7 @@ bool valid_domain(std::string_view d) noexcept {
 }
 
 bool valid_tag(std::string_view t) noexcept {
-  auto word = [](char c) { return is_digit(c) || detail::is_alpha(c) || c == '_'; };
+  auto word = [](char c) { return is_digit(c) || is_alpha(c) || c == '_'; };
   if (t.empty() || t.size() > 128 || !word(t.front())) return false;
   return std::all_of(t.begin(), t.end(), [&](char c) { return word(c) || c == '.' || c == '-'; });
 }
@@ -138,4 +166,4 @@ result<image_reference> parse_image_reference(std::string_view text) {
   return ref;
 }
 
-}  // namespace pantry::orchestrator::builder
+}  // namespace pantry::orchestrator::runner

@@ -6,6 +6,7 @@
 
 #include "pantry/cache/store.h"
 #include "pantry/proxy/flight.h"
+#include "pantry/proxy/off_thread.h"
 #include "pantry/proxy/server.h"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -82,16 +83,7 @@ asio::awaitable<void> stream_flight(exchange& ex, proxy::flight& fl, cache::stor
                                     const cache::digest& id, const std::string& content_type,
                                     const http::fields& extra, const error_responder& on_error);
 
-// Runs blocking `f` (cache writes, hashing) on `blocking` and comes back to the caller's
-// executor.
-template <class F>
-asio::awaitable<std::invoke_result_t<F>> off_thread(asio::any_io_executor blocking, F f) {
-  auto io = co_await asio::this_coro::executor;
-  co_await asio::post(blocking, asio::use_awaitable);
-  auto r = f();
-  co_await asio::post(io, asio::use_awaitable);
-  co_return r;
-}
+using proxy::off_thread;
 
 // Runs one computation per key while callers with the same key wait for its result. The
 // computation runs on its own (co_spawn), so a caller that goes away does not stop it.

@@ -26,6 +26,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
@@ -307,8 +308,8 @@ class client_impl final : public client, public std::enable_shared_from_this<cli
   // One request to one URL, without following redirects. `redirected_from` (the URL the caller
   // asked for, when this is a redirect) goes into messages.
   asio::awaitable<result<std::unique_ptr<response::impl>>> send_once(
-      http::verb method, const target& t, const http::fields& headers, const tls_settings& tls,
-      const std::string& redirected_from);
+      http::verb method, const target& t, const http::fields& headers, const std::string& body,
+      const tls_settings& tls, const std::string& redirected_from);
   asio::awaitable<result<std::unique_ptr<connection>>> connect(const target& t, const route& r,
                                                                const tls_settings& tls,
                                                                const std::string& what,
@@ -705,14 +706,15 @@ asio::awaitable<result<std::unique_ptr<connection>>> client_impl::connect(const 
 }
 
 asio::awaitable<result<std::unique_ptr<response::impl>>> client_impl::send_once(
-    http::verb method, const target& t, const http::fields& headers, const tls_settings& tls,
-    const std::string& redirected_from) {
+    http::verb method, const target& t, const http::fields& headers, const std::string& body,
+    const tls_settings& tls, const std::string& redirected_from) {
   std::string what = std::string(http::to_string(method)) + " " + t.url;
   if (!redirected_from.empty()) what += " (redirected from " + redirected_from + ")";
   auto r = make_route(t, tls, what);
   if (!r) co_return r.error();
 
-  http::request<http::empty_body> req{method, r->absolute_form ? t.url : t.path, 11};
+  http::request<http::string_body> req{method, r->absolute_form ? t.url : t.path, 11};
+  req.body() = body;
   for (const auto& f : headers) {
     if (f.name() != http::field::host) req.insert(f.name_string(), f.value());
   }
@@ -821,12 +823,13 @@ asio::awaitable<result<response>> client_impl::send(request req) {
   const std::string none;
   http::verb method = req.method;
   http::fields headers = std::move(req.headers);
+  std::string body = std::move(req.body);
   tls_settings tls{std::move(req.tls), false};
   const int max_redirects = std::max(opt_.max_redirects, 0);
   for (int redirects = 0;; ++redirects) {
     // Named, not a temporary: gcc 12 mishandles a conditional's temporary inside co_await.
     const std::string& from = redirects > 0 ? first_url : none;
-    auto sent = co_await send_once(method, t, headers, tls, from);
+    auto sent = co_await send_once(method, t, headers, body, tls, from);
     if (!sent) co_return sent.error();
     std::unique_ptr<response::impl> res = std::move(*sent);
     const unsigned status = res->status();
@@ -846,6 +849,7 @@ asio::awaitable<result<response>> client_impl::send(request req) {
     co_await res->drain(kRedirectDrainLimit);
     if (status == 303 && method != http::verb::head) method = http::verb::get;
     if ((status == 301 || status == 302) && method == http::verb::post) method = http::verb::get;
+    if (method == http::verb::get || method == http::verb::head) body.clear();
     if (next->origin() != t.origin() || !req.authorization_on_redirect) {
       // Credentials were meant for the origin the caller named, not for wherever it points.
       headers.erase(http::field::authorization);

@@ -57,6 +57,10 @@ struct request {
   // Authorization unless `headers` has an Authorization line, and is never part of url().
   std::string url;
   http::fields headers;
+  // The request body, sent with its Content-Length (none when empty, as for GET). Only a
+  // request that cannot have been processed (its connection failed before any response byte) is
+  // retried, and only when it is idempotent.
+  std::string body;
   // Applies to the URL's host. After a redirect to another host, verification is always on and the
   // system store is trusted in addition to `tls.ca_file`.
   tls_options tls;

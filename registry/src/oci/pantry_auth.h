@@ -20,7 +20,11 @@ namespace pantry::registry::oci {
 
 class pantry_auth {
  public:
-  explicit pantry_auth(const config::oci_hosted& cfg);
+  // `control_token`: pantry's own credential (service.h), "" for none.
+  explicit pantry_auth(const config::oci_hosted& cfg, std::string control_token = {});
+
+  // The identity of a request that carries the control token.
+  static constexpr std::string_view kControlUser = "pantry";
 
   // Whether any user is configured (otherwise nothing can be pushed and nothing asks for auth).
   bool enabled() const noexcept { return !cfg_.users.empty(); }
@@ -45,6 +49,7 @@ class pantry_auth {
   std::optional<std::string> check_basic(std::string_view value) const;
 
   const config::oci_hosted cfg_;
+  const std::string control_token_;
   std::array<unsigned char, 32> key_{};
 };
 

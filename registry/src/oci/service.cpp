@@ -22,11 +22,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   service_impl(const config::oci_config& cfg, std::shared_ptr<cache::store> store,
                const std::shared_ptr<proxy::client>& upstream,
                std::shared_ptr<proxy::flight_table> flights,
-               std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking)
+               std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
+               std::string control_token)
       : ctx_(std::make_shared<proxied_context>(cfg, store, upstream, std::move(flights),
                                                std::move(metrics), blocking)),
         cfg_(ctx_->cfg),
-        auth_(cfg_.hosted),
+        auth_(cfg_.hosted, std::move(control_token)),
         hosted_(cfg_.hosted, std::move(store), std::move(blocking), auth_,
                 [this](std::string_view name) -> std::optional<std::string> {
                   auto t = resolve(name, "");
@@ -214,10 +215,11 @@ std::shared_ptr<service> service::create(const config::oci_config& cfg,
                                          std::shared_ptr<proxy::client> upstream,
                                          std::shared_ptr<proxy::flight_table> flights,
                                          std::shared_ptr<proxy::metrics_registry> metrics,
-                                         boost::asio::any_io_executor blocking) {
+                                         boost::asio::any_io_executor blocking,
+                                         std::string control_token) {
   return std::make_shared<service_impl>(cfg, std::move(store), std::move(upstream),
-                                        std::move(flights), std::move(metrics),
-                                        std::move(blocking));
+                                        std::move(flights), std::move(metrics), std::move(blocking),
+                                        std::move(control_token));
 }
 
 }  // namespace pantry::registry::oci

@@ -24,13 +24,16 @@ namespace pantry::registry::oci {
 
 class service : public proxy::service {
  public:
-  // `blocking` runs cache writes off the I/O threads.
+  // `blocking` runs cache writes off the I/O threads. `control_token` (app/control.h; "" for
+  // none) is a credential of pantry's own, `Authorization: Bearer <token>`: it may push to and
+  // pull from every hosted repository, as `pantry build` and the runner do.
   static std::shared_ptr<service> create(const config::oci_config& cfg,
                                          std::shared_ptr<cache::store> store,
                                          std::shared_ptr<proxy::client> upstream,
                                          std::shared_ptr<proxy::flight_table> flights,
                                          std::shared_ptr<proxy::metrics_registry> metrics,
-                                         boost::asio::any_io_executor blocking);
+                                         boost::asio::any_io_executor blocking,
+                                         std::string control_token = {});
   // Routes /v2/ of `srv` to this service.
   void install(proxy::server& srv) override = 0;
 };

@@ -386,7 +386,7 @@ TEST_F(ContainerTest, SecretIsAFileInTheContainerAndNeverInTheOutput) {
                  "cat /run/secrets/token; echo \"inline:$(cat /run/secrets/token):end\"; "
                  "ls -ln /run/secrets/token; env; id -u"});
   s.image.user = "app";
-  s.step.secrets = {{"token", (tmp_ / "token.txt").string()}};
+  s.step.secrets = {{"token", (tmp_ / "token.txt").string(), ""}};
   auto c = run(std::move(s));
   EXPECT_EQ(c.result.exit_code, 0) << c;
   EXPECT_THAT(c.all(), Not(HasSubstr(value))) << c;
@@ -565,6 +565,33 @@ TEST_F(ContainerTest, OverlayRootWithScratchOnDisk) {
   auto c = run(std::move(s));
   EXPECT_THAT(c.texts(), ElementsAre("written")) << c;
   EXPECT_FALSE(fs::exists(root_ / "new-file"));
+  expect_clean();
+}
+
+TEST_F(ContainerTest, KeptUpperDirectoryHoldsWhatTheStepWroteAndDeleted) {
+  const fs::path kept = runtime_->options().state_dir / "kept-upper";
+  auto s = spec({"sh", "-c", "mkdir -p /opt/app && echo built > /opt/app/out; rm /bin/vi"});
+  s.root.directory.clear();
+  s.root.layers = {root_};
+  s.root.keep_upper = kept;
+  auto c = run(std::move(s));
+  EXPECT_EQ(c.result.exit_code, 0) << c;
+  EXPECT_EQ(slurp(kept / "opt/app/out"), "built\n");
+  struct stat st {};
+  ASSERT_EQ(::lstat((kept / "bin/vi").c_str(), &st), 0) << "a whiteout for the deleted file";
+  EXPECT_TRUE(S_ISCHR(st.st_mode) && st.st_rdev == 0) << std::oct << st.st_mode;
+  EXPECT_TRUE(fs::is_symlink(root_ / "bin/vi")) << "the layer is untouched";
+  fs::remove_all(kept);
+  expect_clean();
+
+  auto tmpfs = spec({"true"});
+  tmpfs.root.directory.clear();
+  tmpfs.root.layers = {root_};
+  tmpfs.root.tmpfs_size_bytes = 1 << 20;
+  tmpfs.root.keep_upper = kept;
+  auto made = runtime_->create(std::move(tmpfs));
+  ASSERT_FALSE(made) << "an upper directory on a tmpfs cannot be kept";
+  EXPECT_TRUE(made.error().is(errc::invalid_argument)) << made.error().message;
   expect_clean();
 }
 

@@ -196,6 +196,8 @@ class container_impl final : public container {
   const std::string& id() const noexcept override { return id_; }
   const fs::path& bundle_dir() const noexcept override { return dir_; }
   const network_namespace* network() const noexcept override { return netns_ ? &*netns_ : nullptr; }
+  const std::vector<std::string>& environment() const noexcept override { return environment_; }
+  bool has_executable(std::string_view name) const override;
 
   result<step_result> run(const output_sink& sink) override;
 
@@ -228,6 +230,9 @@ class container_impl final : public container {
   std::optional<network_namespace> netns_;
   std::vector<fs::path> mounts_;  // what prepare() mounted, in order
   std::vector<std::string> secrets_;
+  std::vector<std::string> environment_;
+  fs::path rootfs_;
+  fs::path keep_upper_;
   std::chrono::milliseconds timeout_{0};
   output_mode output_ = output_mode::merged;
   std::size_t max_line_ = kDefaultMaxLine;
@@ -257,6 +262,12 @@ std::optional<error> container_impl::prepare(container_spec& spec) {
     }
     context.rootfs = root.directory.string();
   } else if (!root.layers.empty()) {
+    if (!root.keep_upper.empty() && (root.tmpfs_size_bytes > 0 || !root.keep_upper.is_absolute())) {
+      return invalid("container " + id_ + ": keep_upper " +
+                     detail::quoted(root.keep_upper.string()) +
+                     " needs an absolute path and the upper directory on disk (no tmpfs)");
+    }
+    keep_upper_ = root.keep_upper;
     const fs::path rootfs = dir_ / "rootfs";
     const fs::path scratch = dir_ / "scratch";
     for (const auto& d : {rootfs, scratch, dir_ / "layers"}) {
@@ -287,6 +298,10 @@ std::optional<error> container_impl::prepare(container_spec& spec) {
   }
   auto user = resolve_user(step.user ? *step.user : spec.image.user, context.passwd, context.group);
   if (!user) return user.error();
+  auto env = step_environment(spec.image, step, *user);
+  if (!env) return env.error();
+  environment_ = std::move(*env);
+  rootfs_ = context.rootfs;
 
   // --- the generated /etc files
   std::string host_resolv;
@@ -314,7 +329,12 @@ std::optional<error> container_impl::prepare(container_spec& spec) {
           s.name.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
         return invalid("secret name " + detail::quoted(s.name) + " is not a file name");
       }
-      auto value = detail::read_file(s.source, kMaxSecretSize);
+      result<std::string> value = s.value;
+      if (!s.source.empty()) {
+        value = detail::read_file(s.source, kMaxSecretSize);
+      } else if (s.value.size() > kMaxSecretSize) {
+        value = invalid("the value is over " + std::to_string(kMaxSecretSize) + " bytes");
+      }
       if (!value) {
         return error(value.error().code, "secret " + s.name + ": " + value.error().message);
       }
@@ -354,6 +374,24 @@ std::optional<error> container_impl::prepare(container_spec& spec) {
   auto config = runtime_config(spec.image, step, context);
   if (!config) return config.error();
   return detail::write_new_file(dir_ / "config.json", boost::json::serialize(*config), 0600);
+}
+
+bool container_impl::has_executable(std::string_view name) const {
+  std::string_view path = kDefaultPath;
+  for (const auto& kv : environment_) {
+    if (std::string_view(kv).starts_with("PATH=")) path = std::string_view(kv).substr(5);
+  }
+  while (!rootfs_.empty()) {
+    auto colon = path.find(':');
+    auto dir = path.substr(0, colon);
+    if (dir.starts_with('/')) {
+      std::string rel = std::string(dir.substr(1)) + "/" + std::string(name);
+      if (detail::is_executable_in_root(rootfs_, rel)) return true;
+    }
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  return false;
 }
 
 result<step_result> container_impl::run(const output_sink& sink) {
@@ -565,6 +603,14 @@ result<void> container_impl::remove() {
                                             " is still mounted; its state directory is kept"));
     } else {
       std::error_code ec;
+      if (!keep_upper_.empty() && present(dir_ / "scratch" / "upper")) {
+        fs::rename(dir_ / "scratch" / "upper", keep_upper_, ec);
+        if (ec) {
+          errors.note(error(errc::io_error, "cannot move the upper directory of " + id_ + " to " +
+                                                keep_upper_.string() + ": " + ec.message()));
+        }
+        ec.clear();
+      }
       fs::remove_all(dir_, ec);
       if (ec) {
         errors.note(error(errc::io_error, "cannot remove " + dir_.string() + ": " + ec.message()));

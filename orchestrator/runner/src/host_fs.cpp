@@ -122,6 +122,19 @@ result<std::optional<std::string>> read_in_root(const fs::path& root, std::strin
   return std::optional<std::string>(std::move(*text));
 }
 
+bool is_executable_in_root(const fs::path& root, std::string_view relative) {
+  unique_fd dir(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return false;
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  const std::string rel(relative);
+  unique_fd fd(static_cast<int>(::syscall(SYS_openat2, dir.get(), rel.c_str(), &how, sizeof how)));
+  if (!fd) return false;
+  struct stat st {};
+  return ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+}
+
 std::optional<error> mount_tmpfs(const fs::path& dir, std::uint64_t size_bytes) {
   const std::string data = "size=" + std::to_string(size_bytes) + ",mode=0755";
   if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data.c_str()) != 0) {

@@ -32,6 +32,9 @@ result<std::string> read_file(const std::filesystem::path& path, std::size_t max
 result<std::optional<std::string>> read_in_root(const std::filesystem::path& root,
                                                 std::string_view relative, std::size_t max_size);
 
+// True when `relative` inside `root` (resolved as read_in_root does) is a regular file with an
+// execute bit.
+bool is_executable_in_root(const std::filesystem::path& root, std::string_view relative);
 // Mounts a tmpfs of `size_bytes` at `dir` (nosuid, nodev, mode 0755).
 std::optional<error> mount_tmpfs(const std::filesystem::path& dir, std::uint64_t size_bytes);
 

@@ -166,7 +166,7 @@ TEST(BundleTest, ProjectVolumesTmpfsAndSecrets) {
   s.project_dir = "/home/ci/project";
   s.volumes = {{"/srv/cache", "/root/.cache", false}, {"/srv/data", "/data", true}};
   s.tmpfs = {{"/tmp", 512u << 20}};
-  s.secrets = {{"pypi_token", "/var/lib/pantry/run/job1/secrets/pypi_token"}};
+  s.secrets = {{"pypi_token", "/var/lib/pantry/run/job1/secrets/pypi_token", ""}};
   auto c = config_for(python_image(), s);
   EXPECT_EQ(
       json::serialize(*find_mount(c, "/workspace")),
@@ -230,12 +230,12 @@ TEST(BundleTest, RefusesBadMounts) {
   add([](step_options& s) { s.tmpfs = {{"/tmp", 0}}; }, "tmpfs \"/tmp\" has no size");
   add(
       [](step_options& s) {
-        s.secrets = {{"../etc/passwd", "/s"}};
+        s.secrets = {{"../etc/passwd", "/s", ""}};
       },
       "secret name \"../etc/passwd\"");
   add(
       [](step_options& s) {
-        s.secrets = {{"a", "/s"}, {"a", "/t"}};
+        s.secrets = {{"a", "/s", ""}, {"a", "/t", ""}};
       },
       "secret a destination \"/run/secrets/a\" is already mounted");
   for (auto& c : cases) {

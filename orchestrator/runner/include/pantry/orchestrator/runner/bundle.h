@@ -98,6 +98,9 @@ struct secret_file {
   // Absolute host path of a file holding the value. The runner writes it mode 0400 and owned by
   // the step's uid (resolve_user()): the bind mount keeps the host file's owner and mode.
   std::string source;
+  // The value itself, for a secret given by value (`pantry run` sends the file's contents to the
+  // server); used when `source` is empty. The runtime writes it to `source` as above.
+  std::string value;
 };
 
 struct step_options {

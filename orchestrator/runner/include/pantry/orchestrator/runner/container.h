@@ -75,6 +75,11 @@ struct root_filesystem {
   // writes there count against its memory limit (the kernel charges tmpfs pages to the writer's
   // cgroup). 0 puts them on disk, in the container's state directory.
   std::uint64_t tmpfs_size_bytes = 0;
+  // With layers on disk (tmpfs_size_bytes 0): where the step's upper directory (what it wrote,
+  // with overlayfs whiteouts) is moved once the container is unmounted, for the builder to
+  // write as a layer; an absent path on the state directory's file system, owned by the caller
+  // afterwards. Empty: the upper directory is removed with the container.
+  std::filesystem::path keep_upper;
 };
 
 struct container_spec {
@@ -135,6 +140,11 @@ class container {
   // The network namespace pantry made (network isolated, and none when asked), for a listener
   // inside it (netns.h); null otherwise. Valid until run() returns or remove().
   virtual const network_namespace* network() const noexcept = 0;
+  // The step's environment as its process gets it ("KEY=VALUE", step_environment()).
+  virtual const std::vector<std::string>& environment() const noexcept = 0;
+  // True when `name` is an executable regular file in a directory of the step's PATH inside the
+  // container's root (resolved there: the image's symlinks never lead out). Before run() only.
+  virtual bool has_executable(std::string_view name) const = 0;
 
   // Runs the step to its end (the end of its init, whatever its output does), calling `sink` for
   // each output line on this thread, then removes the container. Once per container. Errors:

@@ -1,7 +1,10 @@
 #include "pantry/app/app.h"
 
+#include "pantry/app/control.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
+#include "pantry/orchestrator/builder/service.h"
+#include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/flight.h"
 #include "pantry/proxy/metrics.h"
@@ -15,6 +18,8 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <spdlog/spdlog.h>
+
+#include <unistd.h>
 
 #include <cstddef>
 #include <filesystem>
@@ -30,6 +35,8 @@ namespace asio = boost::asio;
 
 // What the services are built from: the parts the assembly owns and lends them.
 struct parts {
+  std::string self_url;  // pantry's own routes from this machine (app/control.h)
+  std::string control_token;
   std::shared_ptr<cache::store> store;
   std::shared_ptr<proxy::metrics_registry> metrics;
   std::shared_ptr<proxy::client> upstream;
@@ -41,12 +48,19 @@ struct parts {
 // reverse). The orchestrator's coordinator and built-in runner join this list: one line each.
 std::vector<std::shared_ptr<proxy::service>> make_services(const config::config& cfg,
                                                            const parts& p) {
-  return {
+  std::vector<std::shared_ptr<proxy::service>> services = {
       registry::pypi::service::create(cfg.pypi, p.store, p.upstream, p.flights, p.metrics,
                                       p.blocking),
-      registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics,
-                                     p.blocking),
+      registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
+                                     p.control_token),
   };
+  if (cfg.runner.enabled) {
+    auto runner = orchestrator::runner::runner_service::create(cfg, p.self_url, p.control_token,
+                                                               p.store, p.metrics);
+    services.push_back(runner);
+    services.push_back(orchestrator::builder::build_service::create(runner, p.store, p.blocking));
+  }
+  return services;
 }
 
 proxy::server_options server_options_of(const config::config& cfg) {
@@ -90,6 +104,7 @@ class app_impl final : public app {
   result<void> assemble();
 
   std::uint16_t port() const noexcept override { return server_->port(); }
+  const control_endpoint& control() const noexcept override { return control_; }
   result<void> run() override;
   void stop() noexcept override { server_->stop(); }
 
@@ -100,6 +115,8 @@ class app_impl final : public app {
 
   config::config cfg_;
   bool torn_down_ = false;
+  control_endpoint control_;
+  bool published_ = false;
 
   // Declared in the order they are made, so destroyed in reverse: the services and the
   // flights hold the upstream client, whose pooled sockets must go before the server's
@@ -132,8 +149,10 @@ result<void> app_impl::assemble() {
   upstream_ = proxy::client::create(server_->executor(), client_options_of(cfg_));
   flights_ = std::make_shared<proxy::flight_table>(store_, upstream_);
   blocking_.emplace(2);
-  services_ =
-      make_services(cfg_, parts{store_, metrics_, upstream_, flights_, blocking_->get_executor()});
+  control_ = control_endpoint{loopback_url(cfg_.listen.host, server_->port()), new_control_token(),
+                              static_cast<long>(::getpid())};
+  services_ = make_services(cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_,
+                                        flights_, blocking_->get_executor()});
   for (auto& s : services_)
     s->install(*server_);
 
@@ -158,6 +177,8 @@ result<void> app_impl::assemble() {
   for (; started_ < services_.size(); ++started_) {
     if (auto r = services_[started_]->start(); !r) return r.error();
   }
+  if (auto r = publish_control(cfg_.data_dir, control_); !r) return r.error();
+  published_ = true;
   return {};
 }
 
@@ -174,6 +195,7 @@ result<void> app_impl::run() {
 result<void> app_impl::tear_down() {
   if (torn_down_) return {};
   torn_down_ = true;
+  if (published_) withdraw_control(cfg_.data_dir, control_.pid);
   while (started_ > 0)
     services_[--started_]->stop();
   // Without stop(): queued cache writes finish rather than being dropped.

@@ -10,6 +10,7 @@
 // Life: create() opens and assembles everything and starts the services; run() serves until
 // stop() and then tears down in order; destroying the app releases the data dir.
 
+#include "pantry/app/control.h"
 #include "pantry/config/config.h"
 #include "pantry/error.h"
 
@@ -36,6 +37,10 @@ class app {
 
   // The bound port (the configured one, or the one picked for port 0).
   virtual std::uint16_t port() const noexcept = 0;
+
+  // Where this machine reaches the app and its control token (control.h); create() has
+  // published them in the data dir, and teardown withdraws them.
+  virtual const control_endpoint& control() const noexcept = 0;
 
   // Logs "pantry serve: listening on HOST:PORT; PIP_INDEX_URL=…" and serves on the server's
   // threads (this one among them) until stop(). Then tears down in order: every service's

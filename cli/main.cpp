@@ -1,10 +1,13 @@
 // The `pantry` command: argument parsing and the wiring of the libraries.
 
+#include "build.h"
 #include "pantry/app/app.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
 #include "pantry/registry/oci/service.h"
+#include "run.h"
+#include "signals.h"
 #include "warm.h"
 
 #include <spdlog/spdlog.h>
@@ -30,6 +33,8 @@ namespace {
 namespace cache = pantry::cache;
 namespace config = pantry::config;
 namespace registry = pantry::registry;
+using pantry::cli::block_stop_signals;
+using pantry::cli::signal_waiter;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
@@ -52,6 +57,23 @@ commands:
   cache warm -r FILE... [--url URL | --config FILE] [--platform TAG]... [--python-version X.Y]
              [--jobs N]  Fetch every file the pinned (==) requirements files name through a
                          running pantry (default URL: the config's listen address).
+  run --image NAME@sha256:DIGEST [OPTIONS] [--] [COMMAND [ARG...]]
+             Run one step in a container of the image (by digest) on the built-in runner of
+             the `pantry serve` that holds the data dir, or of a pantry started for the step;
+             stream its output and exit with its exit code. OPTIONS: --network isolated|none|host
+             (default isolated: only pantry's read-only routes, at 127.0.0.1:8585),
+             --memory SIZE, --cpus N, --pids-limit N, --timeout DURATION, --tmpfs-size SIZE
+             (0: the step's writes go to disk), --secret NAME=FILE (at /run/secrets/NAME),
+             --volume HOST:CONTAINER[:ro], --env KEY=VALUE, --user USER, --workdir DIR,
+             --entrypoint CMD, --project DIR (at /workspace), --allow-unpinned,
+             --separate-streams, --timestamps, --no-report, --verbose,
+             --config FILE | --data-dir DIR.
+  build -t NAME:TAG [-t ...] [-f FILE] [--build-arg KEY=VALUE]... [--target STAGE]
+        [--no-cache] [--allow-unpinned] [--zstd] [--config FILE | --data-dir DIR] CONTEXT
+             Build the Containerfile (default CONTEXT/Containerfile, else Dockerfile) into an
+             image in pantry's hosted registry: every step keyed by its inputs and taken from
+             the build cache when it can be, RUN steps on the built-in runner; one line per step
+             (hit, miss or config, and its time), then NAME:TAG@sha256:DIGEST.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -132,43 +154,6 @@ int fail(const pantry::error& e) {
 }
 
 using pantry::app::human_bytes;
-
-// SIGINT and SIGTERM, blocked in the calling thread and so in every thread it starts after: they
-// then arrive only where a signal_waiter waits for them. Call before any thread starts.
-sigset_t block_stop_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
-// A thread that waits for one of `signals` and calls `on_signal` with its name, once; it ends
-// with the object.
-class signal_waiter {
- public:
-  signal_waiter(sigset_t signals, std::function<void(std::string_view)> on_signal)
-      : signals_(signals), thread_([this, on_signal = std::move(on_signal)] {
-          timespec tick{0, 200'000'000};
-          while (running_.load()) {
-            int sig = sigtimedwait(&signals_, nullptr, &tick);
-            if (sig == SIGINT || sig == SIGTERM) {
-              on_signal(sig == SIGINT ? "SIGINT" : "SIGTERM");
-              return;
-            }
-          }
-        }) {}
-  ~signal_waiter() {
-    running_.store(false);
-    thread_.join();
-  }
-
- private:
-  sigset_t signals_;
-  std::atomic<bool> running_{true};
-  std::thread thread_;  // last: it reads the members above
-};
 
 int cmd_serve(const std::vector<std::string>& args) {
   auto p = parse_args(args, {"config", "listen", "data-dir"});
@@ -325,6 +310,16 @@ int main(int argc, char** argv) {
     if (command == "serve") return cmd_serve(rest);
     if (command == "config") return cmd_config(rest);
     if (command == "cache") return cmd_cache(rest);
+    if (command == "build") {
+      auto opt = pantry::cli::parse_build_args(rest);
+      if (!opt) throw usage_error{opt.error().message};
+      return pantry::cli::run_build(*opt);
+    }
+    if (command == "run") {
+      auto opt = pantry::cli::parse_run_args(rest);
+      if (!opt) throw usage_error{opt.error().message};
+      return pantry::cli::run_step_command(*opt);
+    }
     if (command == "version" || command == "--version") {
       std::cout << "pantry " << PANTRY_VERSION << '\n';
       return kExitOk;

@@ -1,0 +1,273 @@
+#!/usr/bin/python3
+"""`pantry build`: a Containerfile on the Debian Python image (tests/fixtures/python_image.py),
+built against a running `pantry serve`, with real peers.
+
+The Containerfile makes a venv and pip-installs pantry-demo-app from the PyPI fixture (nginx)
+through pantry, in a RUN step on network isolated; copies a small project; deletes a file of the
+base image with `RUN rm`. Checked: a first build runs every step; an unchanged rebuild hits every
+step and gives the same digest; a changed COPY source misses that step and the later ones only;
+--no-cache runs every step and gives the same digest; the same file built in a second pantry with
+a fresh data dir gives the same digest, the venv step included; the image runs under `pantry run`
+and, pulled from pantry, under podman, with the same output and without the deleted file;
+`skopeo inspect` shows its config and history; a failing RUN names the line and the exit code;
+a tag without a digest in FROM is refused with the digest.
+
+Usage: build_test.py PANTRY_BINARY
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+
+import nginx_pypi  # noqa: E402
+import python_image  # noqa: E402
+from pantry_serve import Pantry  # noqa: E402
+
+PANTRY = None
+SKOPEO = "/usr/bin/skopeo"
+PODMAN = "/usr/bin/podman"
+TIMEOUT = 600
+# The one user of oci.hosted.users, who pushes the base image (pantry build pushes with its own
+# control token).
+TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
+
+MAIN_PY = """import importlib.metadata, os
+print("app", importlib.metadata.version("pantry-demo-app"))
+print("lib", importlib.metadata.version("pantry-demo-lib"))
+print("pydoc3 present:", os.path.exists("/usr/bin/pydoc3"))
+print(open("/app/message.txt").read().strip())
+"""
+
+
+def run(cmd, timeout=TIMEOUT, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def described(r):
+    return f"exit {r.returncode}\n--- stdout:\n{r.stdout}\n--- stderr:\n{r.stderr}"
+
+
+def outcomes(stdout):
+    """[(outcome, instruction)] from pantry build's step lines "[1/3] miss   0.123 s  RUN …"."""
+    out = []
+    for line in stdout.splitlines():
+        if line.startswith("["):
+            parts = line.split(None, 4)
+            out.append((parts[1], parts[4]))
+    return out
+
+
+def image_digest(stdout):
+    last = stdout.strip().splitlines()[-1]
+    return last.rsplit("@", 1)[1]
+
+
+class Site:
+    """A pantry serve with hosted local/, the runner, and the PyPI fixture as upstream."""
+
+    def __init__(self, work, index_url):
+        ident = os.path.basename(work)
+        self.work = work
+        self.runner_yaml = f"""runner:
+  runc_root: /run/pantry-build-test/{ident}/runc
+  state_dir: /var/tmp/pantry-build-test/{ident}/containers
+  cgroup_parent: pantry-build-test-{ident}
+  layers: {{ dir: {work}/layers }}
+"""
+        self.pantry = Pantry(PANTRY, work, index_url,
+                             oci=("  hosted:\n    prefix: local/\n"
+                                  f"    users: [ {{ name: ci, token: \"{TOKEN}\" }} ]\n"),
+                             extra=self.runner_yaml)
+
+    def stop(self):
+        self.pantry.stop()
+        shutil.rmtree(f"/run/pantry-build-test/{os.path.basename(self.work)}", ignore_errors=True)
+        shutil.rmtree(f"/var/tmp/pantry-build-test/{os.path.basename(self.work)}",
+                      ignore_errors=True)
+
+
+class BuildTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-build-test-")
+        cls.image = python_image.ensure_python_image()
+        cls.nginx = nginx_pypi.start(os.path.join(cls.work, "upstream"), build=True)
+        cls.sites = []
+        cls.site = cls.new_site("a")
+        cls.base = cls.push_base(cls.site)
+        cls.context = os.path.join(cls.work, "context")
+        os.makedirs(os.path.join(cls.context, "app"))
+        with open(os.path.join(cls.context, "app", "main.py"), "w") as f:
+            f.write(MAIN_PY)
+        cls.set_message("hello from the image")
+        with open(os.path.join(cls.context, ".containerignore"), "w") as f:
+            f.write("app/*.log\n")
+        with open(os.path.join(cls.context, "Containerfile"), "w") as f:
+            f.write(f"""# syntax=docker/dockerfile:1
+FROM {cls.base}
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --disable-pip-version-check pantry-demo-app
+ENV PATH=/opt/venv/bin:$PATH
+RUN rm /usr/bin/pydoc3
+WORKDIR /app
+COPY app/ /app/
+CMD ["python3", "/app/main.py"]
+""")
+
+    @classmethod
+    def new_site(cls, name):
+        site = Site(os.path.join(cls.work, name), cls.nginx.index_url)
+        cls.sites.append(site)
+        return site
+
+    @classmethod
+    def push_base(cls, site):
+        digest = python_image.push(cls.image["layout"], cls.image["tag"],
+                                   f"127.0.0.1:{site.pantry.port}", "local/python",
+                                   creds=f"ci:{TOKEN}")
+        return f"local/python@{digest}"
+
+    @classmethod
+    def set_message(cls, text):
+        with open(os.path.join(cls.context, "app", "message.txt"), "w") as f:
+            f.write(text + "\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.sites:
+            s.stop()
+        cls.nginx.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def build(self, *args, site=None, tag="local/app:1"):
+        site = site or self.site
+        r = run([PANTRY, "build", "--config", site.pantry.config, "-t", tag, *args, self.context])
+        self.assertEqual(r.returncode, 0, described(r) + "\n--- pantry log:\n" + site.pantry.tail())
+        return r
+
+    def test_a_cold_then_unchanged_then_changed_copy(self):
+        cold = self.build()
+        steps = outcomes(cold.stdout)
+        self.assertEqual([o for o, _ in steps], ["miss", "config", "miss", "config", "miss", "config"],
+                         described(cold))
+        digest = image_digest(cold.stdout)
+        type(self).digest = digest
+
+        warm = self.build()
+        self.assertEqual([o for o, _ in outcomes(warm.stdout)],
+                         ["hit", "config", "hit", "config", "hit", "config"], described(warm))
+        self.assertEqual(image_digest(warm.stdout), digest)
+
+        # A file the ignore rules exclude changes nothing.
+        with open(os.path.join(self.context, "app", "debug.log"), "w") as f:
+            f.write("noise\n")
+        self.assertEqual(image_digest(self.build().stdout), digest)
+
+        self.set_message("changed")
+        changed = self.build(tag="local/app:2")
+        self.assertEqual([o for o, _ in outcomes(changed.stdout)],
+                         ["hit", "config", "hit", "config", "miss", "config"], described(changed))
+        self.assertNotEqual(image_digest(changed.stdout), digest)
+        self.set_message("hello from the image")
+        self.assertEqual(image_digest(self.build().stdout), digest)
+
+    def test_b_no_cache_gives_the_same_digest(self):
+        r = self.build("--no-cache")
+        self.assertEqual([o for o, _ in outcomes(r.stdout)],
+                         ["miss", "config", "miss", "config", "miss", "config"], described(r))
+        self.assertEqual(image_digest(r.stdout), self.digest)
+
+    def test_c_runs_under_pantry_run_and_podman(self):
+        ref = f"local/app@{self.digest}"
+        r = run([PANTRY, "run", "--config", self.site.pantry.config, "--image", ref, "--no-report"])
+        self.assertEqual(r.returncode, 0, described(r))
+        expected = "app 2.0\nlib 1.1\npydoc3 present: False\nhello from the image\n"
+        self.assertEqual(r.stdout, expected, described(r))
+
+        # podman as MACHINE.md has it here: runc, cgroupfs, nofile within root's hard limit.
+        d = os.path.join(self.work, "podman")
+        os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+        with open(os.path.join(d, "containers.conf"), "w") as f:
+            f.write(f"""[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+netns = "none"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "{d}/tmp"
+image_copy_tmp_dir = "{d}/tmp"
+[network]
+network_config_dir = "{d}/networks"
+""")
+        with open(os.path.join(d, "storage.conf"), "w") as f:
+            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/root"\nrunroot = "{d}/run"\n')
+        env = dict(os.environ, CONTAINERS_CONF=os.path.join(d, "containers.conf"),
+                   CONTAINERS_STORAGE_CONF=os.path.join(d, "storage.conf"))
+        image = f"127.0.0.1:{self.site.pantry.port}/{ref}"
+        pulled = run([PODMAN, "pull", "--tls-verify=false", image], env=env)
+        self.assertEqual(pulled.returncode, 0, described(pulled))
+        ran = run([PODMAN, "run", "--rm", image], env=env)
+        run([PODMAN, "rmi", "-a", "-f"], env=env)
+        run([PODMAN, "system", "reset", "--force"], env=env)
+        self.assertEqual(ran.returncode, 0, described(ran))
+        self.assertEqual(ran.stdout, expected, described(ran))
+
+        inspect = run([SKOPEO, "inspect", "--tls-verify=false", "--config",
+                       f"docker://127.0.0.1:{self.site.pantry.port}/{ref}"])
+        self.assertEqual(inspect.returncode, 0, described(inspect))
+        config = json.loads(inspect.stdout)
+        self.assertEqual(config["config"]["Cmd"], ["python3", "/app/main.py"])
+        self.assertEqual(config["config"]["WorkingDir"], "/app")
+        created_by = [h.get("created_by", "") for h in config["history"]]
+        self.assertTrue(any("pip install" in c for c in created_by), created_by)
+        self.assertTrue(any("rm /usr/bin/pydoc3" in c for c in created_by), created_by)
+
+    def test_d_fresh_data_dir_gives_the_same_digest(self):
+        site = self.new_site("b")
+        self.assertEqual(self.push_base(site), self.base)
+        r = self.build(site=site)
+        self.assertEqual([o for o, _ in outcomes(r.stdout)],
+                         ["miss", "config", "miss", "config", "miss", "config"], described(r))
+        self.assertEqual(image_digest(r.stdout), self.digest,
+                         "two pantrys with fresh data dirs build the same image")
+
+    def test_e_errors(self):
+        bad = os.path.join(self.work, "bad")
+        os.makedirs(bad, exist_ok=True)
+        with open(os.path.join(bad, "Containerfile"), "w") as f:
+            f.write(f"FROM {self.base}\nRUN echo about to fail && exit 7\n")
+        r = run([PANTRY, "build", "--config", self.site.pantry.config, "-t", "local/bad:1", bad])
+        self.assertEqual(r.returncode, 1, described(r))
+        self.assertIn("Containerfile:2: RUN", r.stderr, described(r))
+        self.assertIn("exited with code 7", r.stderr, described(r))
+        self.assertIn("about to fail", r.stderr, described(r))
+
+        with open(os.path.join(bad, "Containerfile"), "w") as f:
+            f.write("FROM local/python:latest\nRUN true\n")
+        python_image.push(self.image["layout"], self.image["tag"],
+                          f"127.0.0.1:{self.site.pantry.port}", "local/python",
+                          creds=f"ci:{TOKEN}")
+        r = run([PANTRY, "build", "--config", self.site.pantry.config, "-t", "local/bad:1", bad])
+        self.assertEqual(r.returncode, 1, described(r))
+        self.assertIn(f"local/python:latest@{self.base.split('@')[1]}", r.stderr, described(r))
+
+
+def main():
+    global PANTRY
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    return 0 if unittest.main(exit=False, verbosity=2).result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

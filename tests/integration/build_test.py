@@ -259,6 +259,14 @@ network_config_dir = "{d}/networks"
         self.assertEqual(r.returncode, 1, described(r))
         self.assertIn(f"local/python:latest@{self.base.split('@')[1]}", r.stderr, described(r))
 
+    def test_f_report_names_python_pip_and_the_installed_distributions(self):
+        r = run([PANTRY, "run", "--config", self.site.pantry.config, "--image",
+                 f"local/app@{self.digest}", "--", "true"])
+        self.assertEqual(r.returncode, 0, described(r))
+        for line in ("python: Python 3.", "pip: pip ", "pip freeze:", "  pantry-demo-app==2.0",
+                     "  PATH=/opt/venv/bin:", "  PIP_INDEX_URL=http://127.0.0.1:8585/simple/"):
+            self.assertIn(line, r.stderr, described(r))
+
 
 def main():
     global PANTRY

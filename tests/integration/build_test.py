@@ -238,6 +238,31 @@ network_config_dir = "{d}/networks"
                          ["miss", "config", "miss", "config", "miss", "config"], described(r))
         self.assertEqual(image_digest(r.stdout), self.digest,
                          "two pantrys with fresh data dirs build the same image")
+        # With no serve holding the data dir, pantry build starts pantry in its own process.
+        site.pantry.stop()
+        r = run([PANTRY, "build", "--config", site.pantry.config, "-t", "local/app:1",
+                 self.context])
+        self.assertEqual(r.returncode, 0, described(r))
+        self.assertEqual([o for o, _ in outcomes(r.stdout)],
+                         ["hit", "config", "hit", "config", "hit", "config"], described(r))
+        self.assertEqual(image_digest(r.stdout), self.digest)
+
+    def test_g_two_builds_of_one_key_at_once_run_it_once(self):
+        ctx = os.path.join(self.work, "twice")
+        os.makedirs(ctx, exist_ok=True)
+        with open(os.path.join(ctx, "Containerfile"), "w") as f:
+            f.write(f"FROM {self.base}\nRUN sleep 2 && echo built-once > /once.txt\n")
+        cmd = [PANTRY, "build", "--config", self.site.pantry.config, ctx]
+        procs = [subprocess.Popen(cmd + ["-t", f"local/twice:{i}"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+        results = [p.communicate(timeout=TIMEOUT) + (p.returncode,) for p in procs]
+        for out, err, code in results:
+            self.assertEqual(code, 0, f"{out}\n{err}")
+        self.assertEqual(image_digest(results[0][0]), image_digest(results[1][0]))
+        log = self.site.pantry.tail(2000)
+        runs = [line for line in log.splitlines()
+                if "runner: step" in line and "built-once" in line]
+        self.assertEqual(len(runs), 1, "the RUN step ran once for both builds:\n" + "\n".join(runs))
 
     def test_e_errors(self):
         bad = os.path.join(self.work, "bad")

@@ -525,9 +525,16 @@ result<step_outcome> runner_impl::execute(const step_request& request, const ima
       break;
   }
   const std::uint64_t n = ++steps_started_;
-  spdlog::info(
-      "runner: step {} in {}: {}", n, pinned,
-      request.step.argv.empty() ? std::string("(image's command)") : request.step.argv.front());
+  std::string command;
+  for (const auto& a : request.step.argv)
+    command += (command.empty() ? "" : " ") + a;
+  for (const auto& v : secret_values) {  // a secret in a command line stays out of the log too
+    for (auto at = command.find(v); at != std::string::npos; at = command.find(v, at))
+      command.replace(at, v.size(), "[masked]");
+  }
+  if (command.size() > 200) command = command.substr(0, 200) + "…";
+  spdlog::info("runner: step {} in {}: {}", n, pinned,
+               command.empty() ? std::string("(the image's command)") : command);
 
   auto made = runtime_->create(spec);
   if (!made) return made.error();

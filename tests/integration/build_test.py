@@ -8,7 +8,8 @@ base image with `RUN rm`. Checked: a first build runs every step; an unchanged r
 step and gives the same digest; a changed COPY source misses that step and the later ones only;
 --no-cache runs every step and gives the same digest; the same file built in a second pantry with
 a fresh data dir gives the same digest, the venv step included; the image runs under `pantry run`
-and, pulled from pantry, under podman, with the same output and without the deleted file;
+and, pulled from pantry, under podman and under a dockerd of the test's own
+(tests/fixtures/daemons.py), with the same output and without the deleted file;
 `skopeo inspect` shows its config and history; a failing RUN names the line and the exit code;
 a tag without a digest in FROM is refused with the digest.
 
@@ -26,6 +27,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 
+import daemons  # noqa: E402
 import nginx_pypi  # noqa: E402
 import python_image  # noqa: E402
 from pantry_serve import Pantry  # noqa: E402
@@ -34,6 +36,8 @@ PANTRY = None
 SKOPEO = "/usr/bin/skopeo"
 PODMAN = "/usr/bin/podman"
 TIMEOUT = 600
+# What the built image's CMD prints: /usr/bin/pydoc3, in the base image, is removed by `RUN rm`.
+EXPECTED_OUTPUT = "app 2.0\nlib 1.1\npydoc3 present: False\nhello from the image\n"
 # The one user of oci.hosted.users, who pushes the base image (pantry build pushes with its own
 # control token).
 TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
@@ -71,15 +75,18 @@ def image_digest(stdout):
 
 
 class Site:
-    """A pantry serve with hosted local/, the runner, and the PyPI fixture as upstream."""
+    """A pantry serve with hosted local/, the runner, and the PyPI fixture as upstream. IDENT
+    names its runner's places outside WORK (runc root, state dir, cgroup parent): unique to this
+    run, because the runner sweeps what it finds there when it starts."""
 
-    def __init__(self, work, index_url):
-        ident = os.path.basename(work)
+    def __init__(self, work, index_url, ident):
         self.work = work
+        self.ident = ident
+        self.cgroup_parent = f"pantry-build-test-{ident}"
         self.runner_yaml = f"""runner:
   runc_root: /run/pantry-build-test/{ident}/runc
   state_dir: /var/tmp/pantry-build-test/{ident}/containers
-  cgroup_parent: pantry-build-test-{ident}
+  cgroup_parent: {self.cgroup_parent}
   layers: {{ dir: {work}/layers }}
 """
         self.pantry = Pantry(PANTRY, work, index_url,
@@ -89,9 +96,9 @@ class Site:
 
     def stop(self):
         self.pantry.stop()
-        shutil.rmtree(f"/run/pantry-build-test/{os.path.basename(self.work)}", ignore_errors=True)
-        shutil.rmtree(f"/var/tmp/pantry-build-test/{os.path.basename(self.work)}",
-                      ignore_errors=True)
+        shutil.rmtree(f"/run/pantry-build-test/{self.ident}", ignore_errors=True)
+        shutil.rmtree(f"/var/tmp/pantry-build-test/{self.ident}", ignore_errors=True)
+        daemons.remove_cgroups(self.cgroup_parent)
 
 
 class BuildTest(unittest.TestCase):
@@ -123,7 +130,8 @@ CMD ["python3", "/app/main.py"]
 
     @classmethod
     def new_site(cls, name):
-        site = Site(os.path.join(cls.work, name), cls.nginx.index_url)
+        run_id = os.path.basename(cls.work).replace("pantry-build-test-", "")
+        site = Site(os.path.join(cls.work, name), cls.nginx.index_url, f"{run_id}-{name}")
         cls.sites.append(site)
         return site
 
@@ -184,12 +192,44 @@ CMD ["python3", "/app/main.py"]
                          ["miss", "config", "miss", "config", "miss", "config"], described(r))
         self.assertEqual(image_digest(r.stdout), self.digest)
 
+    def pantry_run_output(self):
+        """What the built image prints under `pantry run` (run once per class)."""
+        if getattr(type(self), "pantry_output", None) is None:
+            r = run([PANTRY, "run", "--config", self.site.pantry.config, "--image",
+                     f"local/app@{self.digest}", "--no-report"])
+            self.assertEqual(r.returncode, 0, described(r))
+            type(self).pantry_output = r.stdout
+        return self.pantry_output
+
+    def test_c_runs_under_dockerd(self):
+        """Pulled from pantry by a dockerd of the test's own and run with --network none: the
+        same output as under `pantry run`, the file removed by `RUN rm` absent."""
+        if not daemons.dockerd_available():
+            self.skipTest("dockerd, docker, containerd or runc not installed (Debian packages "
+                          "in scripts/debian-packages.txt)")
+        expected = self.pantry_run_output()
+        self.assertEqual(expected, EXPECTED_OUTPUT, "pantry run")
+        host = f"127.0.0.1:{self.site.pantry.port}"
+        image = f"{host}/local/app@{self.digest}"
+        dockerd = daemons.Dockerd(os.path.join(self.work, "docker"), insecure_registries=[host],
+                                  data_tmpfs="4g")
+        try:
+            pulled = run([daemons.DOCKER, "pull", "--quiet", image], env=dockerd.env)
+            ran = run([daemons.DOCKER, "run", "--rm", "--network", "none", image],
+                      env=dockerd.env) if pulled.returncode == 0 else None
+        finally:
+            left = dockerd.stop()
+            log = dockerd.tail(15)
+            daemons.wipe(dockerd.workdir)
+        self.assertEqual(pulled.returncode, 0, described(pulled) + "\n--- dockerd log:\n" + log)
+        self.assertEqual(ran.returncode, 0, described(ran) + "\n--- dockerd log:\n" + log)
+        self.assertEqual(ran.stdout, expected, described(ran))
+        self.assertEqual(left, [], "dockerd left these behind")
+
     def test_c_runs_under_pantry_run_and_podman(self):
         ref = f"local/app@{self.digest}"
-        r = run([PANTRY, "run", "--config", self.site.pantry.config, "--image", ref, "--no-report"])
-        self.assertEqual(r.returncode, 0, described(r))
-        expected = "app 2.0\nlib 1.1\npydoc3 present: False\nhello from the image\n"
-        self.assertEqual(r.stdout, expected, described(r))
+        expected = self.pantry_run_output()
+        self.assertEqual(expected, EXPECTED_OUTPUT, "pantry run")
 
         # podman as MACHINE.md has it here: runc, cgroupfs, nofile within root's hard limit.
         d = os.path.join(self.work, "podman")

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,20 +46,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_oci_images as moi  # noqa: E402
 import oci_registry  # noqa: E402
-from nginx_pypi import die_with_parent  # noqa: E402
+from daemons import (CONTAINERD, DOCKER, DOCKERD, RUNC, Daemon, Dockerd,  # noqa: E402
+                     client_env, kill_strays, mounts_under, remove_cgroups, tail, unmount_all,
+                     wipe)
 from pantry_serve import Pantry  # noqa: E402
 
 PANTRY = None
 # Debian's binaries by path: a machine may have other builds earlier on PATH (e.g. a
-# /usr/local/bin/docker that is not Debian's).
+# /usr/local/bin/docker that is not Debian's). dockerd, docker, containerd and runc: daemons.py.
 PODMAN = "/usr/bin/podman"
-DOCKER = "/usr/bin/docker"
-DOCKERD = "/usr/sbin/dockerd"
-CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 SKOPEO = "/usr/bin/skopeo"
-RUNC = "/usr/sbin/runc"
-UMOUNT = "/bin/umount"
 CMD_TIMEOUT = 120
 # The one user of oci.hosted.users: pushes to local/..., pulling stays anonymous.
 USER = "ci"
@@ -101,101 +97,9 @@ def _context(context):
     return context() if callable(context) else context
 
 
-def mounts_under(path):
-    """Mount points at or below PATH, deepest first (from /proc/self/mountinfo)."""
-    path = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mount_point = line.split()[4].encode().decode("unicode_escape")
-            if mount_point == path or mount_point.startswith(path + "/"):
-                found.append(mount_point)
-    return sorted(set(found), key=lambda p: (-p.count("/"), p))
-
-
 # containerd's namespace for this run. Its containers' cgroups go under /<namespace> in every
 # hierarchy, and containerd leaves that directory behind: remove_cgroups() does.
 CTR_NAMESPACE = f"pantry-test-{os.getpid()}"
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def remove_cgroups(name):
-    """Remove the cgroup NAME (and what is under it) from every hierarchy; returns what stayed."""
-    roots = [CGROUP_ROOT] + [os.path.join(CGROUP_ROOT, h) for h in sorted(os.listdir(CGROUP_ROOT))]
-    left = []
-    for root in roots:
-        top = os.path.join(root, name)
-        if not os.path.isdir(top):
-            continue
-        for d, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            try:
-                os.rmdir(d)
-            except OSError as e:
-                left.append(f"{d}: {e.strerror}")
-    return left
-
-
-def unmount_all(path):
-    """Unmount whatever a client left mounted under PATH; returns what was mounted."""
-    left = mounts_under(path)
-    for mount_point in left:
-        if subprocess.run([UMOUNT, mount_point], capture_output=True).returncode != 0:
-            subprocess.run([UMOUNT, "-l", mount_point], capture_output=True)
-    return left
-
-
-def pids_mentioning(path):
-    """Processes whose command line names PATH (a daemon's shims, say), not this one."""
-    pids = []
-    needle = os.path.realpath(path).encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle in f.read():
-                    pids.append(int(entry))
-        except OSError:
-            pass
-    return pids
-
-
-def kill_strays(path):
-    """SIGKILL every process still naming PATH (only processes this test started do: PATH is
-    its own temp dir); returns their pids."""
-    pids = pids_mentioning(path)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return pids
-
-
-def wipe(path):
-    """Remove PATH after unmounting anything under it."""
-    unmount_all(path)
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.exists(path):
-        raise AssertionError(f"cannot remove {path}: {mounts_under(path)} still mounted")
-
-
-def tail(path, lines=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError as e:
-        return f"({path}: {e})"
-
-
-def client_env(**extra):
-    """The environment for clients and daemons: no proxy settings from the machine (pantry is
-    on 127.0.0.1), plus EXTRA."""
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-           and not k.startswith(("DOCKER_", "CONTAINERS_", "CONTAINERD_", "REGISTRY_AUTH"))}
-    env.update(extra)
-    return env
 
 
 def write(path, text):
@@ -203,42 +107,6 @@ def write(path, text):
     with open(path, "w") as f:
         f.write(text)
     return path
-
-
-class Daemon:
-    """A server the test starts (dockerd, containerd), its output in a log file; stop() sends
-    SIGTERM, then SIGKILL, and kills whatever it left running under its directory."""
-
-    def __init__(self, name, cmd, workdir, ready, timeout=60):
-        self.name, self.cmd, self.workdir = name, cmd, workdir
-        self.log_path = os.path.join(workdir, f"{name}.log")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=client_env(),
-                                            preexec_fn=die_with_parent)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.process.returncode}:\n{self.tail()}")
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{name} not ready within {timeout} s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def tail(self, lines=30):
-        return tail(self.log_path, lines)
-
-    def stop(self, timeout=30):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return kill_strays(self.workdir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,31 +414,11 @@ runroot = "{d}/run"
     # ---- dockerd ----
 
     def dockerd_start(self):
-        d = self.path("docker")
-        sock = f"{d}/docker.sock"
-        config = write(f"{d}/daemon.json", json.dumps({
-            "data-root": f"{d}/data", "exec-root": f"{d}/exec", "pidfile": f"{d}/docker.pid",
-            "hosts": [f"unix://{sock}"],
-            "iptables": False, "ip6tables": False, "ip-forward": False, "ip-masq": False,
-            "bridge": "none", "storage-driver": "overlay2",
-            # Docker Hub through pantry (dockerd falls back to Hub when a mirror fails: here
-            # that shows as a failed pull, Hub is unreachable); pantry answers plain HTTP.
-            "registry-mirrors": [f"http://{self.host}"],
-            "insecure-registries": [self.host],
-            # dockerd 20.10 writes its trust key to /etc/docker/key.json unless told.
-            "deprecated-key-path": f"{d}/key.json",
-        }, indent=2))
-        os.makedirs(f"{d}/cli", exist_ok=True)
-        # DOCKER_CONFIG: docker login's credentials in the temp dir, not ~/.docker.
-        type(self).docker_env = client_env(DOCKER_CONFIG=f"{d}/cli",
-                                           DOCKER_HOST=f"unix://{sock}")
-
-        def ready():
-            return os.path.exists(sock) and run([DOCKER, "version"], env=self.docker_env,
-                                                check=False, timeout=10).returncode == 0
-        # dockerd starts and manages a containerd of its own (under exec-root and data-root).
-        daemon = Daemon("dockerd", [DOCKERD, "--config-file", config], d, ready)
+        # Docker Hub through pantry as its mirror; pantry answers plain HTTP (daemons.Dockerd).
+        daemon = Dockerd(self.path("docker"), insecure_registries=[self.host],
+                         registry_mirrors=[f"http://{self.host}"])
         type(self).dockerd = daemon
+        type(self).docker_env = daemon.env
         self.cleanups.append(self.dockerd_stop)
         return daemon
 
@@ -580,11 +428,9 @@ runroot = "{d}/run"
         if daemon is None:
             return
         cls.dockerd = None
-        strays = daemon.stop()
-        # dockerd unmounts its layers when it stops; anything left is a leak to report.
-        left = unmount_all(daemon.workdir)
-        if strays or left:
-            raise AssertionError(f"dockerd left processes {strays} and mounts {left}")
+        problems = daemon.stop()
+        if problems:
+            raise AssertionError(f"dockerd left {'; '.join(problems)}")
 
     def docker(self, *args, timeout=CMD_TIMEOUT, input=None):
         return self.docker_try(*args, timeout=timeout, input=input, check=True).stdout

@@ -94,8 +94,9 @@ std::string read_file(const fs::path& p) {
 // The build's backend over HTTP: blocking calls, each run to its end on a private io_context.
 class http_backend final : public builder::build_backend {
  public:
-  explicit http_backend(app::control_endpoint ep)
-      : ep_(std::move(ep)), strand_(ioc_.get_executor()) {
+  // `fresh`: --no-cache; RUN steps run even when their key has a layer (which they replace).
+  http_backend(app::control_endpoint ep, bool fresh)
+      : ep_(std::move(ep)), fresh_(fresh), strand_(ioc_.get_executor()) {
     proxy::client_options co;
     co.use_env_proxy = false;
     co.user_agent = "pantry-build/" PANTRY_VERSION;
@@ -172,6 +173,7 @@ class http_backend final : public builder::build_backend {
         {"layers", std::move(layers)},
         {"step", std::move(step)},
         {"source_date_epoch", request.source_date_epoch},
+        {"fresh", fresh_},
         {"compression", request.compression == builder::layer_compression::zstd ? "zstd" : "gzip"}};
     auto done = sync(stream("/api/v1/build/run", json::serialize(body), output));
     if (!done) return done.error();
@@ -406,6 +408,7 @@ class http_backend final : public builder::build_backend {
   }
 
   app::control_endpoint ep_;
+  bool fresh_ = false;
   asio::io_context ioc_;
   asio::strand<asio::io_context::executor_type> strand_;
   std::shared_ptr<proxy::client> client_;
@@ -447,7 +450,7 @@ int run_build(const build_options& opt) {
   const auto start = std::chrono::steady_clock::now();
   result<builder::build_result> built = error(errc::io_error, "not built");
   {
-    http_backend backend((*s)->endpoint());
+    http_backend backend((*s)->endpoint(), request.no_cache);
     builder::build_events events;
     events.step_done = [](const builder::step_report& r) {
       std::printf("[%zu/%zu] %-6s %8s  %s\n", r.stage + 1, r.index + 1,

@@ -186,11 +186,19 @@ CMD ["python3", "/app/main.py"]
         self.set_message("hello from the image")
         self.assertEqual(image_digest(self.build().stdout), digest)
 
+    def ran(self, needle):
+        """How many steps the serve ran whose command contains `needle` (its log lines)."""
+        return sum(1 for line in self.site.pantry.tail(100000).splitlines()
+                   if "runner: step" in line and needle in line)
+
     def test_b_no_cache_gives_the_same_digest(self):
+        pip_runs, rm_runs = self.ran("pip install"), self.ran("rm /usr/bin/pydoc3")
         r = self.build("--no-cache")
         self.assertEqual([o for o, _ in outcomes(r.stdout)],
                          ["miss", "config", "miss", "config", "miss", "config"], described(r))
         self.assertEqual(image_digest(r.stdout), self.digest)
+        self.assertEqual((self.ran("pip install"), self.ran("rm /usr/bin/pydoc3")),
+                         (pip_runs + 1, rm_runs + 1), "--no-cache runs every RUN step again")
 
     def pantry_run_output(self):
         """What the built image prints under `pantry run` (run once per class)."""

@@ -87,6 +87,12 @@ class RunTest(unittest.TestCase):
         if getattr(cls, "pantry", None):
             cls.pantry.stop()
         leftovers = cls.leftovers()
+        # A stopped pantry removes its (empty) parent cgroup too.
+        leftovers["parent cgroups"] = [
+            d for d in (os.path.join("/sys/fs/cgroup", h, cls.cgroup_parent)
+                        for h in os.listdir("/sys/fs/cgroup")) if os.path.isdir(d)]
+        for d in leftovers["parent cgroups"]:
+            os.rmdir(d)
         shutil.rmtree(os.path.dirname(cls.runc_root), ignore_errors=True)
         shutil.rmtree(cls.work, ignore_errors=True)
         if any(leftovers.values()):

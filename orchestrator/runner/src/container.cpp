@@ -624,6 +624,12 @@ result<void> container_impl::remove() {
 class runtime_impl final : public runtime {
  public:
   explicit runtime_impl(std::shared_ptr<const host_facts> host) : host_(std::move(host)) {}
+  // The parent cgroup goes with the runtime where it is empty (rmdir removes nothing else): a
+  // stopped pantry leaves no directory of its own in the cgroup tree.
+  ~runtime_impl() override {
+    for (const auto& dir : cgroup_dirs(host_->cgroups, host_->cgroup_parent))
+      ::rmdir(dir.c_str());
+  }
 
   result<std::unique_ptr<container>> create(container_spec spec) override;
   result<sweep_report> sweep() override;

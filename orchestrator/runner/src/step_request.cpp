@@ -19,7 +19,6 @@ error invalid(std::string message) {
   return error(errc::invalid_argument, std::move(message));
 }
 
-
 result<std::string> string_member(const json::object& o, std::string_view key,
                                   std::string fallback = {}) {
   auto it = o.find(key);
@@ -130,13 +129,18 @@ result<step_request> parse_step_request(std::string_view text) {
   r.step.memory_bytes = *memory;
   if (auto it = o.find("cpus"); it != o.end() && !it->value().is_null()) {
     if (!it->value().is_number()) return invalid("step request: cpus: expected a number");
-    r.step.cpus = it->value().to_number<double>();
+    const double cpus = it->value().to_number<double>();
+    if (!(cpus >= 0.01 && cpus <= 4096)) {
+      return invalid("step request: cpus: " + json::serialize(it->value()) +
+                     " is not between 0.01 and 4096");
+    }
+    r.step.cpus = cpus;
   }
   auto pids = uint_member(o, "pids_limit");
   if (!pids) return pids.error();
   if (*pids && **pids > kMaxPids) {
-    return invalid("step request: pids_limit: " + std::to_string(**pids) + " is over the kernel's " +
-                   std::to_string(kMaxPids));
+    return invalid("step request: pids_limit: " + std::to_string(**pids) +
+                   " is over the kernel's " + std::to_string(kMaxPids));
   }
   if (*pids) r.step.pids_limit = static_cast<std::int64_t>(**pids);
   auto timeout = uint_member(o, "timeout_ms");

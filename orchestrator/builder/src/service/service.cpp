@@ -384,6 +384,9 @@ asio::awaitable<void> build_impl::run(proxy::exchange& ex) {
                   ? runner::parse_step_request(json::serialize(o.at("step")))
                   : result<runner::step_request>(invalid("step: expected an object"));
   auto epoch = o.if_contains("source_date_epoch");
+  // --no-cache: run even when the key has a layer, and record the new one.
+  auto fresh_member = o.if_contains("fresh");
+  const bool fresh = fresh_member && fresh_member->is_bool() && fresh_member->get_bool();
   std::string compression = string_of(o, "compression");
   std::string problem;
   if (!is_key_hex(key)) problem = "key: expected 64 lowercase hex digits";
@@ -405,9 +408,9 @@ asio::awaitable<void> build_impl::run(proxy::exchange& ex) {
   options.source_date_epoch = epoch->get_int64();
   options.compression = compression == "zstd" ? layer_compression::zstd : layer_compression::gzip;
 
-  runner::streamed_step streamed = [self = shared_from_this(), key, request = std::move(request),
-                                    options](runner::step_event_sink sink,
-                                             std::shared_ptr<runner::step_cancel> cancel) mutable
+  runner::streamed_step streamed =
+      [self = shared_from_this(), key, request = std::move(request), options, fresh](
+          runner::step_event_sink sink, std::shared_ptr<runner::step_cancel> cancel) mutable
       -> asio::awaitable<result<json::object>> {
     // One key runs once at a time; whoever waited finds the layer recorded.
     while (!co_await self->claim(key)) {
@@ -417,7 +420,8 @@ asio::awaitable<void> build_impl::run(proxy::exchange& ex) {
       std::string key;
       ~releaser() { self->release(key); }
     } guard{self.get(), key};
-    auto found = co_await self->off_thread([&] { return self->lookup(key); });
+    result<std::optional<layer_blob>> found = std::optional<layer_blob>();
+    if (!fresh) found = co_await self->off_thread([&] { return self->lookup(key); });
     if (!found) co_return found.error();
     if (*found) {
       json::object r;

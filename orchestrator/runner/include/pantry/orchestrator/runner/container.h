@@ -181,6 +181,7 @@ class runtime {
   // be made.
   static result<std::unique_ptr<runtime>> open(runtime_options options);
 
+  // Removes the parent cgroup in every hierarchy where it is empty (its containers gone).
   virtual ~runtime() = default;
 
   // Prepares a container (see container_spec): its state directory, root mount, network

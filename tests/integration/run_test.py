@@ -93,6 +93,8 @@ class RunTest(unittest.TestCase):
                         for h in os.listdir("/sys/fs/cgroup")) if os.path.isdir(d)]
         for d in leftovers["parent cgroups"]:
             os.rmdir(d)
+        # ... and its empty places (runc root, state dir).
+        leftovers["places"] = [d for d in (cls.runc_root, cls.state_dir) if os.path.exists(d)]
         shutil.rmtree(os.path.dirname(cls.runc_root), ignore_errors=True)
         shutil.rmtree(cls.work, ignore_errors=True)
         if any(leftovers.values()):

@@ -26,6 +26,7 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <deque>
@@ -217,6 +218,15 @@ void runner_impl::stop() noexcept {
   if (pool_) pool_->join();
   puller_.reset();
   client_.reset();
+  if (!runtime_) return;
+  runtime_.reset();  // its parent cgroups go with it where they are empty
+  // The runner's places go too where they are empty (rmdir removes nothing else), and their
+  // parent: the derived /run/pantry/<ID>/ would otherwise pile up, one per data dir ever served.
+  for (const fs::path& dir :
+       {keep_upper_dir_path(), fs::path(places_.state_dir), fs::path(places_.runc_root)}) {
+    ::rmdir(dir.c_str());
+    ::rmdir(dir.parent_path().c_str());
+  }
 }
 
 void runner_impl::report(const step_event_sink& sink, const std::vector<std::string>& lines) {

@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci format format-check clean
+.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner format format-check clean
 
 all: release
 
@@ -78,6 +78,12 @@ bench-pypi: release
 BENCH_OCI_ARGS ?=
 bench-oci: release
 	/usr/bin/python3 bench/oci/run.py build/release/cli/pantry $(BENCH_OCI_ARGS)
+
+# `pantry run` against runc alone on an equivalent bundle, podman and docker; `pantry build`
+# against docker's classic builder and buildah (bench/README.md). Needs root.
+BENCH_RUNNER_ARGS ?=
+bench-runner: release
+	/usr/bin/python3 bench/runner/run.py build/release/cli/pantry $(BENCH_RUNNER_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
 

@@ -90,4 +90,25 @@ bool is_valid_project_name(std::string_view name) noexcept {
   return true;
 }
 
+std::string quote_for_message(std::string_view s) {
+  constexpr std::size_t kMax = 80;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (char c : s.substr(0, kMax)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (b < 0x20 || b == 0x7f) {
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  if (s.size() > kMax) out += "…";
+  return out + "\"";
+}
+
 }  // namespace pantry

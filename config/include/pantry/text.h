@@ -18,6 +18,10 @@ std::string ascii_lower(std::string_view s);
 // True iff `a` and `b` are equal ignoring ASCII case.
 bool ascii_iequals(std::string_view a, std::string_view b) noexcept;
 
+// `s` quoted for an error message: in double quotes, with '"' and '\\' escaped and control
+// bytes as \xNN, cut after 80 bytes with "…" (what a user typed may hold anything).
+std::string quote_for_message(std::string_view s);
+
 // Space, tab, CR, LF and form feed (HTML's and HTTP's white space).
 bool is_ascii_space(char c) noexcept;
 

@@ -1,5 +1,7 @@
 #include "pantry/orchestrator/runner/image_reference.h"
 
+#include "pantry/text.h"
+
 #include "pantry/cache/digest.h"
 
 #include <algorithm>
@@ -17,27 +19,9 @@ bool is_alpha(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-// `s` quoted for a message: "…" with control bytes escaped, cut after 80 bytes (a reference comes
-// from a command line or a Containerfile, so it may hold anything).
+// A reference comes from a command line or a Containerfile, so it may hold anything.
 std::string quote(std::string_view s) {
-  constexpr std::size_t kMax = 80;
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (char c : s.substr(0, kMax)) {
-    const auto b = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (b < 0x20 || b == 0x7f) {
-      out += "\\x";
-      out += kHex[b >> 4];
-      out += kHex[b & 0xF];
-    } else {
-      out += c;
-    }
-  }
-  if (s.size() > kMax) out += "…";
-  return out + "\"";
+  return quote_for_message(s);
 }
 
 bool is_lower_alnum(char c) noexcept {

@@ -15,6 +15,10 @@ bool is_alnum(char c) noexcept {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+bool is_lower_alnum(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
 }  // namespace
 
 std::string ascii_lower(std::string_view s) {
@@ -109,6 +113,32 @@ std::string quote_for_message(std::string_view s) {
   }
   if (s.size() > kMax) out += "…";
   return out + "\"";
+}
+
+bool is_oci_name_component(std::string_view c) noexcept {
+  if (c.empty() || !is_lower_alnum(c.front()) || !is_lower_alnum(c.back())) return false;
+  for (std::size_t i = 0; i < c.size();) {
+    if (is_lower_alnum(c[i])) {
+      ++i;
+      continue;
+    }
+    // A separator run: ".", "_", "__" or "-"+, followed by an alphanumeric (the back is one).
+    std::size_t j = i;
+    if (c[i] == '.') {
+      j = i + 1;
+    } else if (c[i] == '_') {
+      j = i + 1;
+      if (j < c.size() && c[j] == '_') ++j;
+    } else if (c[i] == '-') {
+      while (j < c.size() && c[j] == '-')
+        ++j;
+    } else {
+      return false;
+    }
+    if (j >= c.size() || !is_lower_alnum(c[j])) return false;
+    i = j;
+  }
+  return true;
 }
 
 }  // namespace pantry

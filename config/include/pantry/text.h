@@ -18,6 +18,11 @@ std::string ascii_lower(std::string_view s);
 // True iff `a` and `b` are equal ignoring ASCII case.
 bool ascii_iequals(std::string_view a, std::string_view b) noexcept;
 
+// One '/'-separated component of an OCI repository name, as the distribution spec's grammar has
+// it: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* (the registry's /v2/ paths, the runner's and the
+// builder's image references).
+bool is_oci_name_component(std::string_view c) noexcept;
+
 // `s` quoted for an error message: in double quotes, with '"' and '\\' escaped and control
 // bytes as \xNN, cut after 80 bytes with "…" (what a user typed may hold anything).
 std::string quote_for_message(std::string_view s);

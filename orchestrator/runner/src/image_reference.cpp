@@ -24,29 +24,6 @@ std::string quote(std::string_view s) {
   return quote_for_message(s);
 }
 
-bool is_lower_alnum(char c) noexcept {
-  return is_digit(c) || (c >= 'a' && c <= 'z');
-}
-
-// [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
-bool valid_path_component(std::string_view c) noexcept {
-  if (c.empty() || !is_lower_alnum(c.front()) || !is_lower_alnum(c.back())) return false;
-  for (std::size_t i = 0; i < c.size();) {
-    if (is_lower_alnum(c[i])) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j < c.size() && !is_lower_alnum(c[j]))
-      ++j;
-    const std::string_view sep = c.substr(i, j - i);
-    const bool dashes = std::all_of(sep.begin(), sep.end(), [](char x) { return x == '-'; });
-    if (sep != "." && sep != "_" && sep != "__" && !dashes) return false;
-    i = j;
-  }
-  return true;
-}
-
 // A registry host: DNS labels ([A-Za-z0-9] with inner dashes) separated by dots, or an IPv6
 // address in brackets, optionally followed by :PORT.
 bool valid_domain(std::string_view d) noexcept {
@@ -135,7 +112,7 @@ result<image_reference> parse_image_reference(std::string_view text) {
     const std::size_t slash = path.find('/', start);
     const std::string_view component =
         path.substr(start, slash == path.npos ? path.npos : slash - start);
-    if (!valid_path_component(component)) {
+    if (!is_oci_name_component(component)) {
       if (std::any_of(component.begin(), component.end(),
                       [](char c) { return c >= 'A' && c <= 'Z'; })) {
         return bad("repository names are lowercase");

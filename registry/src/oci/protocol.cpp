@@ -12,37 +12,6 @@ namespace {
 
 namespace json = boost::json;
 
-bool is_lower_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-// One path component of a repository name: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
-bool valid_component(std::string_view c) {
-  if (c.empty() || !is_lower_alnum(c.front()) || !is_lower_alnum(c.back())) return false;
-  for (std::size_t i = 0; i < c.size();) {
-    if (is_lower_alnum(c[i])) {
-      ++i;
-      continue;
-    }
-    // A separator run: ".", "_", "__" or "-"+, followed by an alphanumeric (the back is one).
-    std::size_t j = i;
-    if (c[i] == '.') {
-      j = i + 1;
-    } else if (c[i] == '_') {
-      j = i + 1;
-      if (j < c.size() && c[j] == '_') ++j;
-    } else if (c[i] == '-') {
-      while (j < c.size() && c[j] == '-')
-        ++j;
-    } else {
-      return false;
-    }
-    if (j >= c.size() || !is_lower_alnum(c[j])) return false;
-    i = j;
-  }
-  return true;
-}
-
 std::string quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s.substr(0, 200)) {
@@ -111,7 +80,7 @@ bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 255) return false;
   while (true) {
     auto slash = name.find('/');
-    if (!valid_component(name.substr(0, slash))) return false;
+    if (!is_oci_name_component(name.substr(0, slash))) return false;
     if (slash == std::string_view::npos) return true;
     name.remove_prefix(slash + 1);
   }

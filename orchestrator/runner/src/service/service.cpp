@@ -220,13 +220,15 @@ void runner_impl::stop() noexcept {
   client_.reset();
   if (!runtime_) return;
   runtime_.reset();  // its parent cgroups go with it where they are empty
-  // The runner's places go too where they are empty (rmdir removes nothing else), and their
-  // parent: the derived /run/pantry/<ID>/ would otherwise pile up, one per data dir ever served.
+  // The runner's places go too where they are empty (rmdir removes nothing else), and the parent
+  // of the derived ones: /run/pantry/<ID>/ would otherwise pile up, one per data dir ever served.
+  // A parent of a place the config names is the user's, and stays.
   for (const fs::path& dir :
        {keep_upper_dir_path(), fs::path(places_.state_dir), fs::path(places_.runc_root)}) {
     ::rmdir(dir.c_str());
-    ::rmdir(dir.parent_path().c_str());
   }
+  if (!cfg_.state_dir) ::rmdir(fs::path(places_.state_dir).parent_path().c_str());
+  if (!cfg_.runc_root) ::rmdir(fs::path(places_.runc_root).parent_path().c_str());
 }
 
 void runner_impl::report(const step_event_sink& sink, const std::vector<std::string>& lines) {

@@ -18,6 +18,7 @@
 #include <charconv>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <vector>
 
 namespace pantry::registry::oci {
@@ -28,6 +29,9 @@ using proxy::exchange;
 using clock = cache::clock;
 
 namespace {
+
+// How long an upload waits for another upload of the same blob to finish writing it.
+constexpr std::chrono::seconds kConcurrentWriteWait{60};
 
 constexpr std::size_t kBodyBuffer = 256 * 1024;
 
@@ -476,12 +480,23 @@ asio::awaitable<bool> hosted_repos::finish(exchange& ex, const std::string& name
     co_return false;
   }
   auto stored = co_await detail::off_thread(blocking_, [&]() -> result<void> {
-    if (store_->stat_blob(got)) return store_->set_pinned(got, true);
-    auto w = store_->begin_blob(got, std::string(kBlobType), u->size, true);
-    if (!w) {
-      if (w.error().is(errc::already_exists)) return store_->set_pinned(got, true);
-      return w.error();
+    // Two pushes of one blob at once (two builds of one image, two CI jobs pushing a shared
+    // base layer): the second finds the first still writing it (already_exists, not yet
+    // visible). It waits for that write to commit, or to fail and leave the blob to it.
+    const auto give_up = std::chrono::steady_clock::now() + kConcurrentWriteWait;
+    result<cache::blob_writer> w = error(errc::already_exists, "");
+    for (;;) {
+      if (store_->stat_blob(got)) return store_->set_pinned(got, true);
+      w = store_->begin_blob(got, std::string(kBlobType), u->size, true);
+      if (w || !w.error().is(errc::already_exists)) break;
+      if (std::chrono::steady_clock::now() > give_up) {
+        return error(errc::io_error,
+                     "another upload of " + got.str() + " has been writing it for " +
+                         std::to_string(kConcurrentWriteWait.count()) + " s; push again");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    if (!w) return w.error();
     std::vector<std::byte> buf(1 << 20);
     std::uint64_t offset = 0;
     while (offset < u->size) {

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace pantry::registry::testing {
@@ -676,6 +677,28 @@ TEST_F(OciHostedTest, UploadWithTheWrongDigestStoresNothing) {
   EXPECT_EQ(r.status, 400u) << r;
   EXPECT_EQ(error_code_of(r), "DIGEST_INVALID") << r;
   EXPECT_EQ(h_.blob_count(), blobs_before);
+}
+
+// Two pushes of one blob at once: the second upload finds the first still writing the blob
+// (begun, not yet committed). It must wait for that write and answer 201, not fail to pin a blob
+// "not in the cache" (seen with two `pantry build`s of one image pushing their layer together).
+TEST_F(OciHostedTest, UploadWhileAnotherUploadOfTheSameBlobIsBeingWrittenWaitsForIt) {
+  install(hosted_config());
+  const auto id = cache::digest::of(std::string_view(app_.layer));
+  auto first = h_.store()->begin_blob(id, "application/octet-stream", app_.layer.size(), true);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_TRUE(first->write(std::as_bytes(std::span(app_.layer))));
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto committed = first->commit();
+    EXPECT_TRUE(committed) << committed.error().message;
+  });
+  auto r = push_blob("hosted/app", app_.layer);
+  finisher.join();
+  EXPECT_EQ(r.status, 201u) << r;
+  auto info = h_.store()->stat_blob(id);
+  ASSERT_TRUE(info) << info.error().message;
+  EXPECT_TRUE(info->pinned);
 }
 
 TEST_F(OciHostedTest, TagListIsPagedWithNAndLast) {

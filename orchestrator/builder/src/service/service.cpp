@@ -19,9 +19,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
 namespace pantry::orchestrator::builder {
@@ -109,14 +111,27 @@ std::string random_name() {
   return buf;
 }
 
+// The record of blob `id`, waiting while another writer of the same blob (a concurrent build
+// that made the same layer) has it begun but not committed. Blocks.
+result<cache::object_info> wait_for_blob(cache::store& store, const cache::digest& id) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto info = store.stat_blob(id);
+    if (info || std::chrono::steady_clock::now() > give_up) return info;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 // Copies a file into the cache as blob `id` (unpinned: build layers are evictable cache).
 result<void> store_file(cache::store& store, const fs::path& file, const cache::digest& id,
                         const std::string& media_type, std::uint64_t size) {
   if (store.stat_blob(id)) return {};
   auto w = store.begin_blob(id, media_type, size);
   if (!w) {
-    if (w.error().is(errc::already_exists)) return {};
-    return w.error();
+    if (!w.error().is(errc::already_exists)) return w.error();
+    auto other = wait_for_blob(store, id);  // another build is writing the same layer
+    if (!other) return other.error();
+    return {};
   }
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return error(errc::io_error, "cannot read " + file.string());
@@ -310,7 +325,7 @@ asio::awaitable<void> build_impl::cache_put(proxy::exchange& ex, const std::stri
       co_return;
     }
   }
-  auto info = store_->stat_blob(layer.digest);
+  auto info = co_await off_thread([&] { return wait_for_blob(*store_, layer.digest); });
   if (!info) {
     co_await respond_text(ex, http::status::internal_server_error, info.error().message);
     co_return;

@@ -55,8 +55,8 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
                                      p.control_token),
   };
   if (cfg.runner.enabled) {
-    auto runner = orchestrator::runner::runner_service::create(cfg, p.self_url, p.control_token,
-                                                               p.store, p.metrics);
+    auto runner =
+        orchestrator::runner::runner_service::create(cfg, p.self_url, p.control_token, p.store);
     services.push_back(runner);
     services.push_back(orchestrator::builder::build_service::create(runner, p.store, p.blocking));
   }

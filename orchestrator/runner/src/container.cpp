@@ -122,11 +122,7 @@ std::optional<error> make_dir(const fs::path& p, mode_t mode) {
 }
 
 std::string random_id() {
-  std::random_device rd;
-  const std::uint64_t n = (std::uint64_t{rd()} << 32) | rd();
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n));
-  return std::string("pantry-") + hex;
+  return "pantry-" + random_hex16();
 }
 
 // runc's last error-level message in its --log-format json log, "" when it logged none.
@@ -198,6 +194,7 @@ class container_impl final : public container {
   const network_namespace* network() const noexcept override { return netns_ ? &*netns_ : nullptr; }
   const std::vector<std::string>& environment() const noexcept override { return environment_; }
   bool has_executable(std::string_view name) const override;
+  const std::vector<std::string>& secret_values() const noexcept override { return secrets_; }
 
   result<step_result> run(const output_sink& sink) override;
 
@@ -737,6 +734,14 @@ result<sweep_report> runtime_impl::sweep() {
 }
 
 }  // namespace
+
+std::string random_hex16() {
+  std::random_device rd;  // the kernel's getrandom() on Linux
+  const std::uint64_t n = (std::uint64_t{rd()} << 32) | rd();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n));
+  return hex;
+}
 
 result<std::unique_ptr<runtime>> runtime::open(runtime_options options) {
   for (auto [what, p] :

@@ -92,6 +92,25 @@ std::vector<std::string> environment_report(const host_facts& host, std::string_
   return out;
 }
 
+std::string command_for_log(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& secret_values, std::size_t max) {
+  if (argv.empty()) return "(the image's command)";
+  std::string command;
+  for (const auto& a : argv)
+    command += (command.empty() ? "" : " ") + a;
+  for (const auto& v : secret_values) {
+    if (v.empty()) continue;
+    // Searching on after the replacement: a value inside "[masked]" ("mask") is not replaced
+    // again and again.
+    for (auto at = command.find(v); at != std::string::npos;
+         at = command.find(v, at + kMasked.size())) {
+      command.replace(at, v.size(), kMasked);
+    }
+  }
+  if (command.size() > max) command = command.substr(0, max) + "…";
+  return command;
+}
+
 std::string_view python_probe_script() noexcept {
   // `command -v` finds python3 on the step's PATH (a venv's first). Every section prints its
   // marker first so that the report can tell an empty section from a missing one; pip's own

@@ -22,7 +22,6 @@
 #include <chrono>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -102,13 +101,6 @@ result<std::vector<runner::cached_layer>> layers_of(const json::object& o) {
 std::string string_of(const json::object& o, std::string_view key) {
   auto v = o.if_contains(key);
   return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
-
-std::string random_name() {
-  static thread_local std::mt19937_64 gen{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(gen()));
-  return buf;
 }
 
 // The record of blob `id`, waiting while another writer of the same blob (a concurrent build
@@ -446,7 +438,7 @@ asio::awaitable<void> build_impl::run(proxy::exchange& ex) {
     }
     const fs::path kept = self->runner_->keep_upper_dir();
     if (kept.empty()) co_return error(errc::io_error, "the runner is disabled");
-    const fs::path upper = kept / ("upper-" + random_name());
+    const fs::path upper = kept / ("upper-" + runner::random_hex16());
     request.keep_upper = upper;
     auto outcome = co_await self->runner_->run_on_layers(std::move(request), std::move(sink),
                                                          std::move(cancel));

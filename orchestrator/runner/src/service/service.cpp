@@ -6,22 +6,12 @@
 #include "pantry/orchestrator/runner/report.h"
 #include "pantry/orchestrator/runner/step_stream.h"
 #include "pantry/proxy/client.h"
-#include "pantry/proxy/metrics.h"
 #include "pantry/proxy/off_thread.h"
 #include "pantry/proxy/server.h"
 
 #include "../host_fs.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -29,11 +19,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <deque>
 #include <list>
 #include <mutex>
-#include <random>
-#include <thread>
 
 namespace pantry::orchestrator::runner {
 namespace {
@@ -43,33 +30,23 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-using steady = std::chrono::steady_clock;
-
 constexpr std::size_t kMaxRequest = std::size_t{4} << 20;  // secrets are at most 1 MiB each
 // The Python probe: bounded, so that an image whose python3 hangs cannot hold the step.
 constexpr std::chrono::seconds kProbeTimeout{30};
 constexpr std::uint64_t kProbeTmpfs = std::uint64_t{64} << 20;
 constexpr std::size_t kRunnerThreads = 32;
 
-std::string random_token() {
-  static thread_local std::mt19937_64 gen{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(gen()));
-  return buf;
-}
-
 // --- the service
 
 class runner_impl final : public runner_service, public std::enable_shared_from_this<runner_impl> {
  public:
   runner_impl(const config::config& cfg, std::string self_url, std::string token,
-              std::shared_ptr<cache::store> store, std::shared_ptr<proxy::metrics_registry> metrics)
+              std::shared_ptr<cache::store> store)
       : cfg_(cfg.runner),
         places_(config::runner_places_for(cfg)),
         base_url_(std::move(self_url)),
         token_(std::move(token)),
-        store_(std::move(store)),
-        metrics_(std::move(metrics)) {}
+        store_(std::move(store)) {}
 
   void install(proxy::server& srv) override;
   result<void> start() override;
@@ -95,7 +72,8 @@ class runner_impl final : public runner_service, public std::enable_shared_from_
   asio::awaitable<void> handle(proxy::exchange& ex);
   // Opens the layer store and the runtime and sweeps what a crashed pantry left.
   std::optional<error> open();
-  // The blocking part of a step, on the runner's pool. `shown`: the image as the report names it.
+  // The blocking part of a step, on the runner's pool. `pinned`: the image as the report and the
+  // log name it.
   result<step_outcome> execute(const step_request& request, const image_config& config,
                                const std::string& pinned, const std::vector<layer_lease>& layers,
                                const fs::path& keep_upper, const step_event_sink& sink,
@@ -125,7 +103,6 @@ class runner_impl final : public runner_service, public std::enable_shared_from_
   std::string base_url_;
   std::string token_;
   std::shared_ptr<cache::store> store_;
-  std::shared_ptr<proxy::metrics_registry> metrics_;
   proxy::server* server_ = nullptr;
   std::string disabled_;  // why start() could not open the runner; "" when it runs
   std::shared_ptr<proxy::client> client_;
@@ -344,7 +321,7 @@ asio::awaitable<result<void>> runner_impl::materialize(std::string base_image,
   co_return co_await on_pool([&]() -> result<void> {
     // A read-only view would need two lower directories at least; an overlay with a scratch
     // upper directory (never written) takes one as well.
-    const fs::path work = keep_upper_dir_path() / ("view-" + random_token());
+    const fs::path work = keep_upper_dir_path() / ("view-" + random_hex16());
     const fs::path root = work / "root";
     std::error_code ec;
     for (const auto& d : {root, work / "upper", work / "work", work / "links"}) {
@@ -453,14 +430,8 @@ result<step_outcome> runner_impl::execute(const step_request& request, const ima
   step.secrets.clear();
   step.seccomp = nullptr;
   step.seccomp_unconfined = false;
-  std::vector<std::string> secret_values;
-  for (const auto& s : request.secrets) {
+  for (const auto& s : request.secrets)
     step.secrets.push_back(secret_file{s.name, "", s.value});
-    std::string_view v = s.value;
-    while (v.ends_with('\n') || v.ends_with('\r'))
-      v.remove_suffix(1);
-    if (!v.empty()) secret_values.emplace_back(v);
-  }
   switch (step.network) {
     case network_mode::isolated:
       step.index_url = "http://127.0.0.1:" + std::to_string(cfg_.job_port) + "/simple/";
@@ -472,24 +443,16 @@ result<step_outcome> runner_impl::execute(const step_request& request, const ima
       step.index_url.clear();
       break;
   }
-  const std::uint64_t n = ++steps_started_;
-  std::string command;
-  for (const auto& a : request.step.argv)
-    command += (command.empty() ? "" : " ") + a;
-  for (const auto& v : secret_values) {  // a secret in a command line stays out of the log too
-    for (auto at = command.find(v); at != std::string::npos; at = command.find(v, at))
-      command.replace(at, v.size(), "[masked]");
-  }
-  if (command.size() > 200) command = command.substr(0, 200) + "…";
-  spdlog::info("runner: step {} in {}: {}", n, pinned,
-               command.empty() ? std::string("(the image's command)") : command);
-
   auto made = runtime_->create(spec);
   if (!made) return made.error();
   container& c = **made;
+  const std::uint64_t n = ++steps_started_;
+  spdlog::info("runner: step {} in {}: {}", n, pinned,
+               command_for_log(request.step.argv, c.secret_values()));
 
   if (request.environment_report) {
-    report(sink, environment_report(host_, request.image, pinned, c.environment(), secret_values));
+    report(sink,
+           environment_report(host_, request.image, pinned, c.environment(), c.secret_values()));
     if (c.has_executable("python3") && !cancel.cancelled()) {
       report(sink, probe_python(spec, cancel));
     }
@@ -619,11 +582,11 @@ json::object to_json(const step_outcome& outcome) {
   return o;
 }
 
-std::shared_ptr<runner_service> runner_service::create(
-    const config::config& cfg, std::string self_url, std::string token,
-    std::shared_ptr<cache::store> store, std::shared_ptr<proxy::metrics_registry> metrics) {
-  return std::make_shared<runner_impl>(cfg, std::move(self_url), std::move(token), std::move(store),
-                                       std::move(metrics));
+std::shared_ptr<runner_service> runner_service::create(const config::config& cfg,
+                                                       std::string self_url, std::string token,
+                                                       std::shared_ptr<cache::store> store) {
+  return std::make_shared<runner_impl>(cfg, std::move(self_url), std::move(token),
+                                       std::move(store));
 }
 
 }  // namespace pantry::orchestrator::runner

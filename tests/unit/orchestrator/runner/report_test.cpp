@@ -83,6 +83,16 @@ TEST(ReportTest, LongFreezeIsCut) {
   EXPECT_EQ(lines[10], "  … and 12 more");
 }
 
+TEST(ReportTest, CommandForTheLogMasksSecretsAndIsCut) {
+  EXPECT_EQ(command_for_log({"sh", "-c", "curl -H 'token: s3cr3t-value' x"}, {"s3cr3t-value"}),
+            "sh -c curl -H 'token: [masked]' x");
+  EXPECT_EQ(command_for_log({}, {"x"}), "(the image's command)");
+  EXPECT_EQ(command_for_log({"echo", std::string(300, 'a')}, {}, 20),
+            "echo " + std::string(15, 'a') + "…");
+  // A value that "[masked]" itself holds is replaced once per occurrence, not for ever.
+  EXPECT_EQ(command_for_log({"echo", "mask", "mask"}, {"mask", ""}), "echo [masked] [masked]");
+}
+
 TEST(ReportTest, ProbeScriptRunsUnderPosixShell) {
   // The script is what /bin/sh runs in images as small as busybox: no bashisms.
   const std::string script(python_probe_script());

@@ -145,6 +145,9 @@ class container {
   // True when `name` is an executable regular file in a directory of the step's PATH inside the
   // container's root (resolved there: the image's symlinks never lead out). Before run() only.
   virtual bool has_executable(std::string_view name) const = 0;
+  // The values of the step's secrets as the output masks them (a final newline dropped), in the
+  // order of step.secrets; for masking them in what the runner logs and reports.
+  virtual const std::vector<std::string>& secret_values() const noexcept = 0;
 
   // Runs the step to its end (the end of its init, whatever its output does), calling `sink` for
   // each output line on this thread, then removes the container. Once per container. Errors:
@@ -199,6 +202,10 @@ class runtime {
   virtual const runtime_options& options() const noexcept = 0;
   virtual const cgroup_layout& cgroups() const noexcept = 0;
 };
+
+// 16 lowercase hex digits from the kernel's random source: names of containers and scratch
+// directories that must not collide.
+std::string random_hex16();
 
 // The mount points in a /proc/self/mountinfo text that are `dir` or below it, deepest first (the
 // order to unmount them in). `dir` must be canonical, as mountinfo shows paths.

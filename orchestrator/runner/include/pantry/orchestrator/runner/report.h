@@ -34,6 +34,12 @@ std::vector<std::string> environment_report(const host_facts& host, std::string_
                                             const std::vector<std::string>& env,
                                             const std::vector<std::string>& secret_values);
 
+// A step's command as one line for pantry's own log: the arguments joined by spaces, every
+// occurrence of a non-empty secret value replaced by "[masked]", cut after `max` bytes with "…";
+// "(the image's command)" for an empty argv.
+std::string command_for_log(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& secret_values, std::size_t max = 200);
+
 // The shell script the Python probe runs (`/bin/sh -c SCRIPT`) in the step's image: prints
 // python3's and pip's versions and `pip freeze --all`, each section under a marker line the
 // report reads back; prints nothing when the image has no python3 on the step's PATH.

@@ -49,11 +49,6 @@ namespace pantry::cache {
 class store;
 }  // namespace pantry::cache
 
-namespace pantry::proxy {
-class client;
-class metrics_registry;
-}  // namespace pantry::proxy
-
 namespace pantry::orchestrator::runner {
 
 // What a step's log is made of, in order: report lines, then output lines.
@@ -117,8 +112,7 @@ class runner_service : public proxy::service {
   // why, and the runner's routes and run_step() answer with the reason.
   static std::shared_ptr<runner_service> create(const config::config& cfg, std::string self_url,
                                                 std::string token,
-                                                std::shared_ptr<cache::store> store,
-                                                std::shared_ptr<proxy::metrics_registry> metrics);
+                                                std::shared_ptr<cache::store> store);
 
   // Runs one step to its end: resolves and unpacks the image, runs the report and the step, and
   // calls `sink` for every line (from the runner's threads, one call at a time). Errors: the

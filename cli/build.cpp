@@ -2,6 +2,7 @@
 
 #include "pantry/cache/digest.h"
 #include "pantry/config/config.h"
+#include "pantry/orchestrator/runner/image_reference.h"
 #include "pantry/orchestrator/runner/images.h"
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
@@ -34,7 +35,6 @@ namespace fs = std::filesystem;
 namespace builder = orchestrator::builder;
 namespace runner = orchestrator::runner;
 
-constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 constexpr std::size_t kMaxAnswer = std::size_t{1} << 20;
 constexpr std::size_t kMaxLayer = std::size_t{8} << 30;
 
@@ -72,16 +72,6 @@ result<builder::layer_ref> layer_of(const json::value& v) {
   l.size = size->to_number<std::uint64_t>();
   l.media_type = std::string(media->get_string());
   return l;
-}
-
-// "local/app:1" → ("local/app", "1"); a name without a tag gets "latest".
-std::pair<std::string, std::string> split_tag(const std::string& ref) {
-  auto slash = ref.rfind('/');
-  auto colon = ref.rfind(':');
-  if (colon == std::string::npos || (slash != std::string::npos && colon < slash)) {
-    return {ref, "latest"};
-  }
-  return {ref.substr(0, colon), ref.substr(colon + 1)};
 }
 
 std::string read_file(const fs::path& p) {
@@ -204,18 +194,38 @@ class http_backend final : public builder::build_backend {
   result<cache::digest> push_image(const std::string& tag, const std::string& config_json,
                                    const std::string& manifest_json,
                                    const std::vector<builder::layer_ref>& layers) override {
-    auto [repo, name_tag] = split_tag(tag);
+    auto ref = runner::parse_image_reference(tag);
+    if (!ref) return error(errc::invalid_argument, "-t " + tag + ": " + ref.error().message);
+    if (!ref->digest.empty()) {
+      return error(
+          errc::invalid_argument,
+          "-t " + tag + ": name the image by NAME:TAG; its digest is what the build makes");
+    }
+    const std::string& repo = ref->name;
+    const std::string name_tag = ref->tag.empty() ? "latest" : ref->tag;
     for (const auto& l : layers) {
       if (auto r = push_blob(repo, l.digest, {}); !r) return r.error();
     }
     auto config_digest = cache::digest::of(std::as_bytes(std::span(config_json)));
     if (auto r = push_blob(repo, config_digest, config_json); !r) return r.error();
     http::fields h;
-    h.set(http::field::content_type, kOciManifest);
+    h.set(http::field::content_type, builder::kImageManifestMediaType);
     auto r = call(http::verb::put, "/v2/" + repo + "/manifests/" + name_tag, manifest_json, h);
     if (!r) return r.error();
     if (r->status != 201) return failed("pushing the manifest of " + tag, *r);
-    return cache::digest::of(std::as_bytes(std::span(manifest_json)));
+    // The registry's word for what it stored (the builder checks it against the manifest).
+    auto stored = r->headers.find("Docker-Content-Digest");
+    if (stored == r->headers.end()) {
+      return error(errc::invalid_argument,
+                   "pushing the manifest of " + tag + ": pantry's answer names no digest");
+    }
+    auto digest = cache::digest::parse(std::string_view(stored->value()));
+    if (!digest) {
+      return error(errc::invalid_argument, "pushing the manifest of " + tag +
+                                               ": pantry answered the digest \"" +
+                                               std::string(stored->value()) + "\"");
+    }
+    return *digest;
   }
 
  private:

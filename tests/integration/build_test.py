@@ -239,26 +239,7 @@ CMD ["python3", "/app/main.py"]
         expected = self.pantry_run_output()
         self.assertEqual(expected, EXPECTED_OUTPUT, "pantry run")
 
-        # podman as MACHINE.md has it here: runc, cgroupfs, nofile within root's hard limit.
-        d = os.path.join(self.work, "podman")
-        os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-        with open(os.path.join(d, "containers.conf"), "w") as f:
-            f.write(f"""[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-netns = "none"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "{d}/tmp"
-image_copy_tmp_dir = "{d}/tmp"
-[network]
-network_config_dir = "{d}/networks"
-""")
-        with open(os.path.join(d, "storage.conf"), "w") as f:
-            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/root"\nrunroot = "{d}/run"\n')
-        env = dict(os.environ, CONTAINERS_CONF=os.path.join(d, "containers.conf"),
-                   CONTAINERS_STORAGE_CONF=os.path.join(d, "storage.conf"))
+        env = daemons.podman_env(os.path.join(self.work, "podman"))
         image = f"127.0.0.1:{self.site.pantry.port}/{ref}"
         pulled = run([PODMAN, "pull", "--tls-verify=false", image], env=env)
         self.assertEqual(pulled.returncode, 0, described(pulled))

@@ -47,8 +47,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_oci_images as moi  # noqa: E402
 import oci_registry  # noqa: E402
 from daemons import (CONTAINERD, DOCKER, DOCKERD, RUNC, Daemon, Dockerd,  # noqa: E402
-                     client_env, kill_strays, mounts_under, remove_cgroups, tail, unmount_all,
-                     wipe)
+                     client_env, kill_strays, mounts_under, podman_env, remove_cgroups, tail,
+                     unmount_all, wipe)
 from pantry_serve import Pantry  # noqa: E402
 
 PANTRY = None
@@ -322,9 +322,7 @@ class OciClientsTest(unittest.TestCase):
     # ---- podman (and skopeo: same registries.conf) ----
 
     def podman_env(self):
-        d = self.path("podman")
-        if not os.path.exists(os.path.join(d, "registries.conf")):
-            write(os.path.join(d, "registries.conf"), f"""\
+        return podman_env(self.path("podman"), registries_conf=f"""\
 unqualified-search-registries = ["docker.io"]
 short-name-mode = "permissive"
 
@@ -344,34 +342,6 @@ location = "registry.example"
 location = "{self.host}/registry.example"
 insecure = true
 """)
-            # Root lacks CAP_SYS_RESOURCE and nofile's hard limit is 20000: podman's default
-            # ulimits fail with EPERM. crun refuses cgroups v1 "hybrid" mode: runc. No systemd.
-            write(os.path.join(d, "containers.conf"), f"""\
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-netns = "none"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "{d}/tmp"
-image_copy_tmp_dir = "{d}/tmp"
-[network]
-network_config_dir = "{d}/networks"
-""")
-            write(os.path.join(d, "storage.conf"), f"""\
-[storage]
-driver = "overlay"
-graphroot = "{d}/root"
-runroot = "{d}/run"
-""")
-            write(os.path.join(d, "auth.json"), "{}")
-        os.makedirs(f"{d}/xdg", mode=0o700, exist_ok=True)
-        os.makedirs(f"{d}/tmp", exist_ok=True)
-        return client_env(CONTAINERS_CONF=f"{d}/containers.conf",
-                          CONTAINERS_REGISTRIES_CONF=f"{d}/registries.conf",
-                          CONTAINERS_STORAGE_CONF=f"{d}/storage.conf", XDG_RUNTIME_DIR=f"{d}/xdg",
-                          REGISTRY_AUTH_FILE=f"{d}/auth.json", TMPDIR=f"{d}/tmp")
 
     def podman(self, *args, timeout=CMD_TIMEOUT, input=None):
         return self.podman_try(*args, timeout=timeout, input=input, check=True).stdout

@@ -1,6 +1,6 @@
 #include "pantry/orchestrator/runner/bundle.h"
 
-#include "json_read.h"
+#include "pantry/orchestrator/runner/json_read.h"
 #include "strings.h"
 
 #include <boost/json/array.hpp>

@@ -1,8 +1,8 @@
 #pragma once
 
 // Reading typed members out of untrusted JSON with errors that name the member (the seccomp
-// profile and image config readers), and writing string arrays (the OCI documents). Private to
-// pantry_runner.
+// profile and image config readers, the coordinator's tickets and records), and writing string
+// arrays (the OCI documents).
 
 #include "pantry/error.h"
 

@@ -1,0 +1,392 @@
+#include "pipelines.h"
+
+#include "pantry/app/control.h"
+#include "pantry/config/config.h"
+#include "pantry/orchestrator/coordinator/api_client.h"
+#include "pantry/orchestrator/coordinator/pipeline_spec.h"
+#include "pantry/orchestrator/coordinator/source.h"
+#include "session.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+namespace pantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace http = boost::beast::http;
+using orchestrator::coordinator::api_client;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitBadSpec = 2;
+
+// The coordinator's URL and token, and the in-process pantry when one had to be started.
+struct connection {
+  std::string url;
+  std::string token;
+  std::unique_ptr<session> local;
+};
+
+result<config::config> load_config(const coordinator_options& w) {
+  config::config cfg = config::defaults();
+  if (w.config_file) {
+    auto loaded = config::load_file(*w.config_file);
+    if (!loaded) return loaded.error();
+    cfg = std::move(*loaded);
+  }
+  if (w.data_dir) cfg.data_dir = *w.data_dir;
+  return cfg;
+}
+
+// --url/--token, else $PANTRY_URL/$PANTRY_TOKEN, else the serve of the data dir; with
+// `may_start`, a pantry in this process when none serves it (it runs for as long as the command).
+result<connection> connect(const coordinator_options& w, bool may_start) {
+  connection c;
+  const char* env_url = std::getenv("PANTRY_URL");
+  const char* env_token = std::getenv("PANTRY_TOKEN");
+  if (w.url || (env_url && *env_url)) {
+    c.url = w.url ? *w.url : env_url;
+    while (!c.url.empty() && c.url.back() == '/')
+      c.url.pop_back();
+    if (w.token) {
+      c.token = *w.token;
+    } else if (env_token) {
+      c.token = env_token;
+    } else {
+      return error(errc::invalid_argument,
+                   "--url " + c.url + " needs a token of its ci.tokens: --token or PANTRY_TOKEN");
+    }
+    return c;
+  }
+  auto cfg = load_config(w);
+  if (!cfg) return cfg.error();
+  if (!may_start) {
+    auto found = app::find_control(cfg->data_dir);
+    if (!found) return found.error();
+    if (!*found) {
+      return error(errc::not_found,
+                   "no `pantry serve` holds the data dir " + cfg->data_dir.string() +
+                       "; start one, or give --url and --token of a pantry that runs");
+    }
+    c.url = (*found)->url;
+    c.token = (*found)->token;
+    return c;
+  }
+  spdlog::set_level(spdlog::level::warn);
+  auto s = session::open(*cfg);
+  if (!s) return s.error();
+  c.url = (*s)->endpoint().url;
+  c.token = (*s)->endpoint().token;
+  c.local = std::move(*s);
+  return c;
+}
+
+// The server's {"error": …}, or its body.
+std::string message_of(const orchestrator::coordinator::api_reply& r) {
+  boost::system::error_code ec;
+  auto v = json::parse(r.body, ec);
+  if (!ec && v.is_object()) {
+    if (auto e = v.get_object().if_contains("error"); e && e->is_string()) {
+      return std::string(e->get_string());
+    }
+  }
+  std::string b = r.body.substr(0, 500);
+  while (!b.empty() && b.back() == '\n')
+    b.pop_back();
+  return "pantry answered " + std::to_string(r.status) + (b.empty() ? "" : ": " + b);
+}
+
+int fail(const std::string& message) {
+  std::cerr << "pantry: " << message << '\n';
+  return kExitFailed;
+}
+
+std::string git_output(const fs::path& dir, const std::string& args) {
+  std::string cmd = "git -C '" + dir.string() + "' " + args + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return {};
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p))
+    out += buf;
+  ::pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+    out.pop_back();
+  return out;
+}
+
+const char* colour_of(const std::string& name) {
+  static const char* kColours[] = {"\033[36m", "\033[35m", "\033[34m", "\033[33m", "\033[32m"};
+  std::size_t h = std::hash<std::string>{}(name);
+  return kColours[h % (sizeof kColours / sizeof kColours[0])];
+}
+
+std::string str_of(const json::object& o, std::string_view k) {
+  auto v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// Streams the pipeline's NDJSON log; returns the pipeline's final state.
+result<std::string> follow_pipeline(api_client& client, const std::string& id, bool colour) {
+  std::string pending;
+  std::string final_state;
+  std::size_t width = 0;
+  auto status = client.stream(http::verb::get, "/api/v1/pipelines/" + id + "/log?follow=1", {},
+                              [&](std::string_view bytes) {
+                                pending.append(bytes);
+                                std::size_t start = 0;
+                                for (auto nl = pending.find('\n', start);
+                                     nl != std::string::npos; nl = pending.find('\n', start)) {
+                                  std::string_view line(pending.data() + start, nl - start);
+                                  start = nl + 1;
+                                  boost::system::error_code ec;
+                                  auto v = json::parse(line, ec);
+                                  if (ec || !v.is_object()) continue;
+                                  const auto& o = v.get_object();
+                                  auto type = str_of(o, "type");
+                                  auto name = str_of(o, "name");
+                                  width = std::max(width, name.size());
+                                  std::string prefix = name;
+                                  prefix.resize(std::max(width, prefix.size()), ' ');
+                                  if (colour) prefix = colour_of(name) + prefix + "\033[0m";
+                                  if (type == "line") {
+                                    std::cout << prefix << " | " << str_of(o, "text") << '\n';
+                                  } else if (type == "job") {
+                                    auto reason = str_of(o, "reason");
+                                    std::cerr << prefix << " : " << str_of(o, "state")
+                                              << (reason.empty() ? "" : " (" + reason + ")")
+                                              << '\n';
+                                  } else if (type == "end") {
+                                    final_state = str_of(o, "state");
+                                    auto reason = str_of(o, "reason");
+                                    std::cerr << "pantry: pipeline " << id << " " << final_state
+                                              << (reason.empty() ? "" : ": " + reason) << '\n';
+                                  }
+                                }
+                                pending.erase(0, start);
+                                std::cout.flush();
+                                return true;
+                              });
+  if (!status) return status.error();
+  if (*status != 200) {
+    return error(errc::io_error, "following pipeline " + id + ": pantry answered " +
+                                     std::to_string(*status));
+  }
+  if (final_state.empty()) {
+    return error(errc::io_error, "the pipeline's log ended before its result");
+  }
+  return final_state;
+}
+
+}  // namespace
+
+int submit_command(const submit_options& o) {
+  fs::path dir = o.dir;
+  fs::path spec_path = fs::path(o.file).is_absolute() ? fs::path(o.file) : dir / o.file;
+  std::ifstream in(spec_path, std::ios::binary);
+  if (!in) {
+    std::cerr << "pantry: cannot read " << spec_path.string()
+              << "; give the pipeline's file with -f or run in its directory (-C DIR)\n";
+    return kExitBadSpec;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  // Checked here first: a bad file is exit status 2 without a round trip.
+  auto spec = orchestrator::coordinator::parse_pipeline_spec(text.str(), o.file);
+  if (!spec) {
+    std::cerr << spec.error().message << '\n';
+    return kExitBadSpec;
+  }
+  json::object body;
+  body["spec"] = text.str();
+  body["spec_file"] = o.file;
+  std::error_code ec;
+  body["project"] = o.project ? *o.project
+                              : fs::weakly_canonical(fs::absolute(dir), ec).filename().string();
+  if (o.patch) body["patch"] = *o.patch;
+  std::string commit = o.commit ? *o.commit : (o.git ? "" : git_output(dir, "rev-parse HEAD"));
+  if (!commit.empty()) body["commit"] = commit;
+
+  auto conn = connect(o.where, o.wait);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+
+  if (o.git) {
+    json::object source{{"git", *o.git}, {"commit", commit}};
+    if (o.auth_secret) source["auth_secret"] = *o.auth_secret;
+    body["source"] = std::move(source);
+  } else {
+    // The working tree, packed reproducibly: an unchanged tree has the same digest and is not
+    // sent again.
+    fs::path archive = fs::temp_directory_path() /
+                       ("pantry-submit-" + std::to_string(::getpid()) + ".tar.zst");
+    auto packed = orchestrator::coordinator::pack_tree(dir, archive);
+    if (!packed) return fail(packed.error().message);
+    std::string digest = packed->digest;
+    auto head = client.call(http::verb::head, "/api/v1/sources/" + digest);
+    if (!head) {
+      fs::remove(archive, ec);
+      return fail(head.error().message);
+    }
+    if (head->status == 404) {
+      auto put = client.put_file(http::verb::put, "/api/v1/sources/" + digest, archive,
+                                 "application/zstd");
+      if (!put || (put->status != 200 && put->status != 201)) {
+        fs::remove(archive, ec);
+        return fail("uploading the tree: " + (put ? message_of(*put) : put.error().message));
+      }
+    } else if (head->status != 200) {
+      fs::remove(archive, ec);
+      return fail("checking for the tree: " + message_of(*head));
+    }
+    fs::remove(archive, ec);
+    body["source"] = json::object{{"tree", digest}};
+  }
+  auto r = client.call(http::verb::post, "/api/v1/pipelines", json::serialize(body));
+  if (!r) return fail(r.error().message);
+  if (r->status == 422) {
+    std::cerr << message_of(*r) << '\n';
+    return kExitBadSpec;
+  }
+  if (r->status != 201) return fail("submitting: " + message_of(*r));
+  boost::system::error_code jec;
+  auto answer = json::parse(r->body, jec);
+  if (jec || !answer.is_object()) return fail("pantry answered something that is not JSON");
+  auto id_v = answer.get_object().if_contains("id");
+  std::string id = id_v && id_v->is_number() ? std::to_string(id_v->to_number<std::uint64_t>())
+                                              : std::string("?");
+  std::cout << str_of(answer.get_object(), "url") << '\n';
+  std::cout.flush();
+  if (!o.wait) return kExitOk;
+  auto state = follow_pipeline(client, id, o.color && ::isatty(1));
+  if (!state) return fail(state.error().message);
+  return *state == "passed" ? kExitOk : kExitFailed;
+}
+
+int jobs_command(const jobs_options& o) {
+  auto conn = connect(o.where, false);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+  std::string path = "/api/v1/jobs";
+  if (o.project) path += "?project=" + *o.project;
+  auto r = client.call(http::verb::get, path);
+  if (!r) return fail(r.error().message);
+  if (r->status != 200) return fail(message_of(*r));
+  boost::system::error_code ec;
+  auto v = json::parse(r->body, ec);
+  if (ec || !v.is_object() || !v.get_object().contains("jobs")) {
+    return fail("pantry answered something that is not a job list");
+  }
+  std::printf("%-8s %-9s %-20s %-10s %-24s %-10s %s\n", "JOB", "PIPELINE", "PROJECT", "PATCH",
+              "NAME", "STATE", "REASON");
+  for (const auto& j : v.get_object().at("jobs").as_array()) {
+    const auto& o2 = j.as_object();
+    auto num = [&](std::string_view k) {
+      auto x = o2.if_contains(k);
+      return x && x->is_number() ? std::to_string(x->to_number<std::uint64_t>())
+                                 : std::string("?");
+    };
+    std::printf("%-8s %-9s %-20s %-10s %-24s %-10s %s\n", num("id").c_str(),
+                num("pipeline").c_str(), str_of(o2, "project").c_str(),
+                str_of(o2, "patch").c_str(), str_of(o2, "name").c_str(),
+                str_of(o2, "state").c_str(), str_of(o2, "reason").c_str());
+  }
+  return kExitOk;
+}
+
+int logs_command(const logs_options& o) {
+  auto conn = connect(o.where, false);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+  std::string path = "/api/v1/jobs/" + o.job + "/log?";
+  if (o.follow) path += "follow=1&";
+  auto encode = [](const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        out += static_cast<char>(c);
+      } else {
+        char b[4];
+        std::snprintf(b, sizeof b, "%%%02X", c);
+        out += b;
+      }
+    }
+    return out;
+  };
+  if (o.grep) path += "grep=" + encode(*o.grep) + "&";
+  if (o.step) path += "step=" + encode(*o.step) + "&";
+  path.pop_back();
+  std::string error_body;
+  bool ok_status = true;
+  auto status = client.stream(http::verb::get, path, {}, [&](std::string_view bytes) {
+    std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::cout.flush();
+    return true;
+  });
+  (void)ok_status;
+  (void)error_body;
+  if (!status) return fail(status.error().message);
+  if (*status != 200) return fail("pantry answered " + std::to_string(*status));
+  return kExitOk;
+}
+
+int cancel_command(const cancel_options& o) {
+  auto conn = connect(o.where, false);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+  std::string path = std::string(o.job ? "/api/v1/jobs/" : "/api/v1/pipelines/") + o.id + "/cancel";
+  auto r = client.call(http::verb::post, path);
+  if (!r) return fail(r.error().message);
+  if (r->status != 200) return fail(message_of(*r));
+  std::cout << (o.job ? "job " : "pipeline ") << o.id << " cancelled\n";
+  return kExitOk;
+}
+
+int artifacts_command(const artifacts_options& o) {
+  auto conn = connect(o.where, false);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec) return fail("creating " + o.out_dir + ": " + ec.message());
+  fs::path archive = fs::path(o.out_dir) / (".pantry-artifacts-" + o.job + ".tar.zst");
+  auto status = client.download("/api/v1/jobs/" + o.job + "/artifacts", archive);
+  if (!status) return fail(status.error().message);
+  if (*status != 200) {
+    fs::remove(archive, ec);
+    return fail("job " + o.job + " has no artifacts (pantry answered " +
+                std::to_string(*status) + ")");
+  }
+  fs::path staging = fs::path(o.out_dir) / (".pantry-artifacts-" + o.job);
+  auto unpacked = orchestrator::coordinator::unpack_tree(archive, staging);
+  fs::remove(archive, ec);
+  if (!unpacked) {
+    fs::remove_all(staging, ec);
+    return fail(unpacked.error().message);
+  }
+  std::size_t files = 0;
+  for (fs::directory_iterator it(staging, ec), end; !ec && it != end; it.increment(ec)) {
+    fs::rename(it->path(), fs::path(o.out_dir) / it->path().filename(), ec);
+    if (ec) return fail("moving " + it->path().string() + ": " + ec.message());
+    ++files;
+  }
+  fs::remove_all(staging, ec);
+  std::cout << "job " << o.job << ": artifacts in " << o.out_dir << '\n';
+  return kExitOk;
+}
+
+}  // namespace pantry::cli

@@ -1,0 +1,59 @@
+#pragma once
+
+// Wakes coroutines that wait for something to happen to a pipeline (a log line, a job's state)
+// without polling: a waiter registers a timer under the pipeline's id and waits on it with its
+// deadline; notify() cancels every timer registered under that id, on the timer's own executor
+// (a timer is not thread-safe; the waiter's executor is a strand, so the cancel runs after its
+// wait began). Cheap when nobody waits: one mutex and a map lookup. Thread-safe.
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace pantry::orchestrator::coordinator::detail {
+
+class hub {
+ public:
+  void add(std::uint64_t key, const std::shared_ptr<boost::asio::steady_timer>& timer) {
+    std::lock_guard lock(mutex_);
+    waiters_[key].push_back(timer);
+  }
+
+  void notify(std::uint64_t key) {
+    std::vector<std::weak_ptr<boost::asio::steady_timer>> woken;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = waiters_.find(key);
+      if (it == waiters_.end()) return;
+      woken.swap(it->second);
+      waiters_.erase(it);
+    }
+    for (auto& w : woken) {
+      if (auto t = w.lock()) boost::asio::post(t->get_executor(), [t] { t->cancel(); });
+    }
+  }
+
+  void notify_all() {
+    std::map<std::uint64_t, std::vector<std::weak_ptr<boost::asio::steady_timer>>> all;
+    {
+      std::lock_guard lock(mutex_);
+      all.swap(waiters_);
+    }
+    for (auto& [key, v] : all) {
+      for (auto& w : v) {
+        if (auto t = w.lock()) boost::asio::post(t->get_executor(), [t] { t->cancel(); });
+      }
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::uint64_t, std::vector<std::weak_ptr<boost::asio::steady_timer>>> waiters_;
+};
+
+}  // namespace pantry::orchestrator::coordinator::detail

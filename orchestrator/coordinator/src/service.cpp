@@ -1,0 +1,1590 @@
+#include "pantry/orchestrator/coordinator/service.h"
+
+#include "hub.h"
+#include "pantry/orchestrator/coordinator/artifact_store.h"
+#include "pantry/orchestrator/coordinator/executor.h"
+#include "pantry/orchestrator/coordinator/log_store.h"
+#include "pantry/orchestrator/coordinator/pipeline_spec.h"
+#include "pantry/orchestrator/coordinator/scheduler.h"
+#include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/coordinator/ticket.h"
+#include "pantry/orchestrator/runner/step_stream.h"
+#include "pantry/proxy/off_thread.h"
+#include "pantry/proxy/server.h"
+#include "pantry/text.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <thread>
+
+namespace pantry::orchestrator::coordinator {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using proxy::exchange;
+using runner::respond_json;
+using runner::respond_text;
+
+constexpr std::string_view kJournalPrefix = "ci/pipeline/";
+constexpr std::size_t kMaxSubmit = std::size_t{1} << 20;
+constexpr std::size_t kMaxTree = std::size_t{2} << 30;
+constexpr std::string_view kBuiltinRunner = "built-in";
+
+enum class role { read = 1, submit = 2, runner = 3, admin = 4 };
+
+std::string journal_key(pipeline_id id) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%020llu", static_cast<unsigned long long>(id));
+  return std::string(kJournalPrefix) + b;
+}
+
+std::optional<std::uint64_t> parse_id(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v == 0) return std::nullopt;
+  return v;
+}
+
+// The path's segments after `prefix` ("/api/v1/jobs/7/log?x" → {"7", "log"}), and its query.
+struct target_parts {
+  std::vector<std::string> segments;
+  std::map<std::string, std::string> query;
+};
+
+target_parts split_target(std::string_view target, std::string_view prefix) {
+  target_parts out;
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path.starts_with(prefix)) path.remove_prefix(prefix.size());
+  while (!path.empty()) {
+    auto slash = path.find('/');
+    auto seg = path.substr(0, slash);
+    if (!seg.empty()) out.segments.emplace_back(seg);
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  if (target.find('?') != std::string_view::npos) {
+    auto parsed = boost::urls::parse_relative_ref(target);
+    if (parsed) {
+      for (auto p : parsed->params())
+        out.query[std::string(p.key)] = std::string(p.value);
+    }
+  }
+  return out;
+}
+
+asio::awaitable<void> fail(exchange& ex, http::status status, std::string message) {
+  co_await respond_json(ex, status, json::object{{"error", std::move(message)}});
+}
+
+double seconds_between(clock::time_point a, clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::int64_t millis(clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// "ci/<project>" as a repository name: lowercase, other characters as '-'.
+std::string image_repo_of(std::string_view project) {
+  std::string out = "ci/";
+  for (char c : project) {
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+      out += c;
+    } else if (c >= 'A' && c <= 'Z') {
+      out += static_cast<char>(c - 'A' + 'a');
+    } else if (out.back() != '-' && out.back() != '/') {
+      out += '-';
+    }
+  }
+  while (out.back() == '-')
+    out.pop_back();
+  if (out == "ci/") out += "project";
+  return out;
+}
+
+bool valid_project(std::string_view p) {
+  if (p.empty() || p.size() > 200) return false;
+  return std::all_of(p.begin(), p.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-' || c == '/';
+  });
+}
+
+std::string str_member(const json::object& o, std::string_view k) {
+  auto v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+json::object log_entry_json(const log_entry& e) {
+  return json::object{{"seq", e.seq},
+                      {"time", millis(e.time)},
+                      {"stream", std::string(1, static_cast<char>(e.stream))},
+                      {"step", e.step},
+                      {"text", e.text}};
+}
+
+class coordinator_impl;
+
+// The built-in runner's way to the coordinator: direct calls.
+class local_uplink final : public job_uplink {
+ public:
+  local_uplink(std::shared_ptr<coordinator_impl> c, job_id job, pipeline_id pipeline)
+      : c_(std::move(c)), job_(job), pipeline_(pipeline) {}
+  bool log(std::vector<log_entry> entries) override;
+  result<void> fetch_tree(const std::string& digest, const fs::path& file) override;
+  result<void> fetch_artifacts(job_id job, const fs::path& file) override;
+  result<void> put_artifacts(const fs::path& file) override;
+  result<std::string> secret(const std::string& name) override;
+
+ private:
+  std::shared_ptr<coordinator_impl> c_;
+  job_id job_;
+  pipeline_id pipeline_;
+};
+
+class coordinator_impl final : public coordinator_service,
+                               public std::enable_shared_from_this<coordinator_impl> {
+ public:
+  coordinator_impl(const config::config& cfg, std::shared_ptr<cache::store> store,
+                   std::shared_ptr<runner::runner_service> runner,
+                   std::shared_ptr<proxy::metrics_registry> metrics,
+                   asio::any_io_executor blocking, std::string self_url, std::string token)
+      : ci_(cfg.ci),
+        data_dir_(cfg.data_dir),
+        store_(std::move(store)),
+        runner_(std::move(runner)),
+        metrics_(std::move(metrics)),
+        blocking_(std::move(blocking)),
+        self_url_(std::move(self_url)),
+        control_token_(std::move(token)) {}
+
+  void install(proxy::server& srv) override {
+    io_ = srv.executor();
+    strand_.emplace(asio::make_strand(io_));
+    auto self = shared_from_this();
+    srv.route("/api/v1/pipelines", [self](exchange& ex) { return self->pipelines_route(ex); });
+    srv.route("/api/v1/jobs", [self](exchange& ex) { return self->jobs_route(ex); });
+    srv.route("/api/v1/sources/", [self](exchange& ex) { return self->sources_route(ex); });
+    srv.route("/api/v1/runners/", [self](exchange& ex) { return self->runners_route(ex); });
+  }
+
+  result<void> start() override;
+  void stop() noexcept override;
+
+  // --- used by the uplinks (any thread) ---
+  std::shared_ptr<log_store> logs() const { return logs_; }
+  std::shared_ptr<artifact_store> artifacts() const { return artifacts_; }
+  const std::shared_ptr<cache::store>& store() const { return store_; }
+  void notify(pipeline_id p) { hub_.notify(p); }
+  result<std::string> read_secret(const std::string& name) const {
+    auto it = ci_.secrets.find(name);
+    if (it == ci_.secrets.end()) {
+      return error(errc::not_found,
+                   "secret " + name + " is not in this pantry's ci.secrets; add it there");
+    }
+    std::ifstream in(it->second, std::ios::binary);
+    if (!in) {
+      return error(errc::not_found, "secret " + name + ": cannot read " + it->second.string());
+    }
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+ private:
+  // --- the strand ---
+  template <class F>
+  auto on_strand(F f) -> asio::awaitable<std::invoke_result_t<F>> {
+    co_return co_await proxy::off_thread(*strand_, std::move(f));
+  }
+  template <class F>
+  auto blocking(F f) -> asio::awaitable<std::invoke_result_t<F>> {
+    co_return co_await proxy::off_thread(blocking_, std::move(f));
+  }
+
+  // On the strand: acts on what a scheduler call changed.
+  void commit(const changes& ch);
+  // On the strand: the journal writer, when it is idle and something is dirty.
+  void flush_journal();
+  // Waits until the journal holds everything changed before the call.
+  asio::awaitable<void> journal_barrier();
+
+  // On the strand: the ticket of an assignment (secret values filled in later, off the strand).
+  ticket make_ticket(const assignment& a, std::vector<std::string>& secret_names) const;
+  const pipeline_spec* spec_of(pipeline_id id) const {
+    auto it = specs_.find(id);
+    return it == specs_.end() ? nullptr : it->second.get();
+  }
+
+  asio::awaitable<void> slot_loop(std::string name);
+  asio::awaitable<std::optional<std::pair<assignment, ticket>>> claim_wait(
+      std::string runner, std::chrono::milliseconds wait, std::vector<std::string>& secrets);
+  asio::awaitable<void> run_builtin(assignment a, ticket t);
+  void record_end(const job_record& j, const pipeline_record& p);
+
+  // --- HTTP ---
+  std::optional<role> role_of(exchange& ex, std::string* name) const;
+  asio::awaitable<bool> allowed(exchange& ex, role need, std::string* name = nullptr);
+  asio::awaitable<void> pipelines_route(exchange& ex);
+  asio::awaitable<void> jobs_route(exchange& ex);
+  asio::awaitable<void> sources_route(exchange& ex);
+  asio::awaitable<void> runners_route(exchange& ex);
+  asio::awaitable<void> submit(exchange& ex);
+  asio::awaitable<void> follow_log(exchange& ex, job_id job, const target_parts& t);
+  asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
+
+  config::ci_config ci_;
+  fs::path data_dir_;
+  std::shared_ptr<cache::store> store_;
+  std::shared_ptr<runner::runner_service> runner_;
+  std::shared_ptr<proxy::metrics_registry> metrics_;
+  asio::any_io_executor blocking_;
+  std::string self_url_;
+  std::string control_token_;
+
+  asio::any_io_executor io_;
+  std::optional<asio::strand<asio::any_io_executor>> strand_;
+  std::shared_ptr<log_store> logs_;
+  std::shared_ptr<artifact_store> artifacts_;
+  std::optional<asio::thread_pool> job_pool_;  // the jobs' blocking work (workspaces, git, builds)
+  std::shared_ptr<git_mirrors> mirrors_;
+  detail::hub hub_;       // log lines and state changes, by pipeline
+  detail::hub work_hub_;  // key 0: a job became ready
+  std::atomic<bool> stopping_{false};
+
+  // Strand-only state.
+  scheduler sched_;
+  std::map<pipeline_id, std::shared_ptr<const pipeline_spec>> specs_;
+  std::map<job_id, std::shared_ptr<runner::step_cancel>> builtin_running_;
+  std::map<std::string, clock::time_point, std::less<>> runner_seen_;
+  std::set<pipeline_id> dirty_;
+  bool journal_busy_ = false;
+  std::uint64_t journal_round_ = 0;   // rounds started
+  std::uint64_t journal_done_ = 0;    // rounds written
+  detail::hub journal_hub_;           // key 0: a round was written
+  std::optional<asio::steady_timer> reaper_;
+  unsigned slots_ = 0;
+};
+
+// --- uplink ---
+
+bool local_uplink::log(std::vector<log_entry> entries) {
+  if (auto r = c_->logs()->append(job_, std::move(entries)); !r) {
+    spdlog::warn("ci: job {}: {}", job_, r.error().message);
+  }
+  c_->notify(pipeline_);
+  return true;  // a cancelled built-in job is cancelled directly (its step_cancel)
+}
+
+result<void> local_uplink::fetch_tree(const std::string& digest, const fs::path& file) {
+  auto d = cache::digest::parse(digest);
+  if (!d) return d.error();
+  auto reader = c_->store()->open_blob(*d);
+  if (!reader) {
+    return error(errc::not_found, "the uploaded tree " + digest +
+                                      " is no longer in the cache; submit the pipeline again");
+  }
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  if (!out) return error(errc::io_error, "cannot write " + file.string());
+  auto n = reader->visit(0, reader->size(), [&out](std::span<const std::byte> piece) {
+    out.write(reinterpret_cast<const char*>(piece.data()),
+              static_cast<std::streamsize>(piece.size()));
+    return piece.size();
+  });
+  if (!n) return n.error();
+  out.close();
+  if (!out) return error(errc::io_error, "writing " + file.string() + " failed");
+  return {};
+}
+
+result<void> local_uplink::fetch_artifacts(job_id job, const fs::path& file) {
+  return c_->artifacts()->get_to_file(job, file);
+}
+
+result<void> local_uplink::put_artifacts(const fs::path& file) {
+  return c_->artifacts()->put(job_, file);
+}
+
+result<std::string> local_uplink::secret(const std::string& name) { return c_->read_secret(name); }
+
+// --- life ---
+
+result<void> coordinator_impl::start() {
+  log_limits ll;
+  ll.max_job = ci_.logs.max_job;
+  ll.keep_for = ci_.logs.keep_for;
+  ll.max_total = ci_.logs.max_total;
+  auto logs = log_store::open(store_, ll);
+  if (!logs) return logs.error();
+  logs_ = std::move(*logs);
+  artifact_limits al;
+  al.max_job = ci_.artifacts.max_job;
+  al.keep_for = ci_.artifacts.keep_for;
+  al.max_total = ci_.artifacts.max_total;
+  auto arts = artifact_store::open(store_, al);
+  if (!arts) return arts.error();
+  artifacts_ = std::move(*arts);
+  mirrors_ = std::make_shared<git_mirrors>(data_dir_ / "ci" / "git");
+
+  // The journal back: every pipeline as it was last written.
+  std::vector<pipeline_record> loaded;
+  std::vector<std::string> problems;
+  auto walked = store_->for_each_entry(kJournalPrefix, [&](std::string_view key,
+                                                          const cache::entry& e) {
+    boost::system::error_code ec;
+    auto v = json::parse(e.attribute("pipeline"), ec);
+    if (ec) {
+      problems.push_back(std::string(key) + ": not JSON");
+      return true;
+    }
+    auto p = pipeline_from_json(v);
+    if (!p) {
+      problems.push_back(std::string(key) + ": " + p.error().message);
+      return true;
+    }
+    loaded.push_back(std::move(*p));
+    return true;
+  });
+  if (!walked) return walked.error();
+  for (const auto& p : problems)
+    spdlog::error("ci: a journal entry cannot be read and is ignored: {}", p);
+  for (const auto& p : loaded) {
+    auto spec = p.attachment.if_contains("spec");
+    auto file = p.attachment.if_contains("spec_file");
+    if (!spec || !spec->is_string()) continue;
+    auto parsed = parse_pipeline_spec(spec->get_string(),
+                                      file && file->is_string()
+                                          ? std::string_view(file->get_string())
+                                          : std::string_view(".pantry.yml"));
+    if (parsed) specs_[p.id] = std::make_shared<const pipeline_spec>(std::move(*parsed));
+  }
+  auto now = clock::now();
+  std::size_t count = loaded.size();
+  auto ch = sched_.restore(std::move(loaded), now);
+  // Pipelines whose spec no longer parses (a newer pantry's) cannot run: cancel them.
+  for (const auto* p : sched_.pipelines("", SIZE_MAX)) {
+    if (p->state == pipeline_state::running && !spec_of(p->id)) {
+      auto c = sched_.cancel_pipeline(p->id, "its .pantry.yml cannot be read by this pantry", now);
+      ch.dirty.insert(ch.dirty.end(), c.dirty.begin(), c.dirty.end());
+      ch.ended.insert(ch.ended.end(), c.ended.begin(), c.ended.end());
+    }
+  }
+  if (count > 0) {
+    spdlog::info("ci: {} pipelines restored, {} jobs queued", count, sched_.queued());
+  }
+
+  slots_ = 0;
+  if (runner_ && !runner_->keep_upper_dir().empty()) {
+    slots_ = ci_.slots ? ci_.slots : std::max(1u, std::thread::hardware_concurrency());
+  } else {
+    spdlog::warn("ci: no built-in runner (the runner is disabled); jobs wait for `pantry runner`");
+  }
+  job_pool_.emplace(slots_ + 2);
+  asio::post(*strand_, [self = shared_from_this(), ch] { self->commit(ch); });
+  for (unsigned i = 0; i < slots_; ++i) {
+    asio::co_spawn(asio::make_strand(io_), slot_loop(std::string(kBuiltinRunner)),
+                   asio::detached);
+  }
+  // Runners silent past ci.runner_timeout lose their jobs; retention once an hour.
+  reaper_.emplace(*strand_);
+  asio::co_spawn(
+      *strand_,
+      [self = shared_from_this()]() -> asio::awaitable<void> {
+        auto last_prune = clock::time_point{};
+        while (!self->stopping_) {
+          self->reaper_->expires_after(std::chrono::milliseconds(500));
+          boost::system::error_code ec;
+          co_await self->reaper_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          if (self->stopping_) break;
+          auto now = clock::now();
+          for (auto it = self->runner_seen_.begin(); it != self->runner_seen_.end();) {
+            if (now - it->second > self->ci_.runner_timeout) {
+              auto ch = self->sched_.runner_lost(
+                  it->first, "runner " + it->first + " went silent", now);
+              spdlog::warn("ci: runner {} silent for longer than {} s; its jobs are re-queued",
+                           it->first, self->ci_.runner_timeout.count());
+              self->commit(ch);
+              it = self->runner_seen_.erase(it);
+            } else {
+              ++it;
+            }
+          }
+          if (now - last_prune > std::chrono::hours(1)) {
+            last_prune = now;
+            auto logs = self->logs_;
+            auto arts = self->artifacts_;
+            asio::post(self->blocking_, [logs, arts, now] {
+              if (auto r = logs->prune(now); !r) spdlog::warn("ci: {}", r.error().message);
+              if (auto r = arts->prune(now); !r) spdlog::warn("ci: {}", r.error().message);
+            });
+          }
+        }
+      },
+      asio::detached);
+  return {};
+}
+
+void coordinator_impl::stop() noexcept {
+  stopping_ = true;
+  // The server's threads are gone: nothing runs on the strand any more. Cancel the built-in jobs
+  // (their containers are killed by the runner, which stops after this service).
+  for (auto& [id, cancel] : builtin_running_)
+    cancel->cancel();
+  if (job_pool_) job_pool_->join();
+  // The last journal round, synchronously.
+  for (auto id : dirty_) {
+    const auto* p = sched_.pipeline(id);
+    if (!p) continue;
+    cache::entry e;
+    e.attributes.emplace_back("pipeline", json::serialize(to_json(*p)));
+    e.expires_at = clock::time_point::max();
+    if (auto r = store_->put_entry(journal_key(id), e); !r) {
+      spdlog::error("ci: journal: {}", r.error().message);
+    }
+  }
+  dirty_.clear();
+}
+
+// --- the strand ---
+
+void coordinator_impl::record_end(const job_record& j, const pipeline_record& p) {
+  proxy::labels l{{"project", p.project}, {"outcome", std::string(to_string(j.state))}};
+  metrics_->add("pantry_ci_jobs_total", l, 1, "CI jobs ended, by project and outcome");
+  proxy::labels lp{{"project", p.project}};
+  if (j.started_at != clock::time_point{} && j.finished_at >= j.started_at) {
+    metrics_->add("pantry_ci_job_milliseconds_total", lp, static_cast<std::uint64_t>(seconds_between(j.started_at, j.finished_at) * 1000), "Milliseconds CI jobs ran, by project");
+  }
+  metrics_->add("pantry_ci_cpu_milliseconds_total", lp, static_cast<std::uint64_t>(j.cpu_seconds * 1000), "Runner CPU-milliseconds of CI jobs");
+}
+
+void coordinator_impl::commit(const changes& ch) {
+  auto now = clock::now();
+  for (auto id : ch.dirty) {
+    dirty_.insert(id);
+    hub_.notify(id);
+  }
+  for (const auto& [job, runner] : ch.kill) {
+    if (auto it = builtin_running_.find(job); it != builtin_running_.end()) it->second->cancel();
+  }
+  for (auto id : ch.ended) {
+    const auto* j = sched_.job(id);
+    if (!j) continue;
+    const auto* p = sched_.pipeline(j->pipeline);
+    if (p) record_end(*j, *p);
+    // A job no built-in slot runs any more: its log ends now, with the reason when it did not
+    // run to its end here.
+    bool running_here = builtin_running_.count(id) != 0;
+    std::string reason = j->reason;
+    job_state state = j->state;
+    auto logs = logs_;
+    asio::post(blocking_, [logs, id, running_here, reason, state, pid = j->pipeline,
+                           self = shared_from_this()] {
+      if ((state == job_state::cancelled || state == job_state::skipped) && !reason.empty()) {
+        std::vector<log_entry> v(1);
+        v[0].time = clock::now();
+        v[0].stream = log_stream::pantry;
+        v[0].step = "finish";
+        v[0].text = std::string("job ") + std::string(to_string(state)) + ": " + reason;
+        (void)logs->append(id, std::move(v));
+      }
+      if (!running_here) (void)logs->close(id);
+      self->notify(pid);
+    });
+  }
+  for (auto id : ch.pipelines_ended) {
+    const auto* p = sched_.pipeline(id);
+    if (!p) continue;
+    proxy::labels l{{"project", p->project}, {"outcome", std::string(to_string(p->state))}};
+    metrics_->add("pantry_ci_pipelines_total", l, 1, "CI pipelines ended, by project and outcome");
+    if (p->superseded_by != 0) {
+      proxy::labels lp{{"project", p->project}};
+      metrics_->add("pantry_ci_superseded_total", lp, 1, "CI pipelines cancelled by a newer one");
+      metrics_->add("pantry_ci_saved_runner_milliseconds_total", lp, static_cast<std::uint64_t>(p->saved_runner_seconds * 1000), "Runner-milliseconds that supersede saved");
+    }
+  }
+  if (ch.work_ready) work_hub_.notify(0);
+  (void)now;
+  flush_journal();
+}
+
+void coordinator_impl::flush_journal() {
+  if (journal_busy_ || dirty_.empty() || stopping_) return;
+  journal_busy_ = true;
+  ++journal_round_;
+  std::vector<std::pair<std::string, cache::entry>> batch;
+  for (auto id : dirty_) {
+    const auto* p = sched_.pipeline(id);
+    if (!p) continue;
+    cache::entry e;
+    e.attributes.emplace_back("pipeline", json::serialize(to_json(*p)));
+    e.fetched_at = clock::now();
+    e.expires_at = clock::time_point::max();
+    batch.emplace_back(journal_key(id), std::move(e));
+  }
+  dirty_.clear();
+  asio::post(blocking_, [self = shared_from_this(), batch = std::move(batch)] {
+    if (auto r = self->store_->put_entries(batch); !r) {
+      spdlog::error("ci: writing the journal failed: {}", r.error().message);
+    }
+    asio::post(*self->strand_, [self] {
+      self->journal_busy_ = false;
+      self->journal_done_ = self->journal_round_;
+      self->journal_hub_.notify(0);
+      self->flush_journal();
+    });
+  });
+}
+
+asio::awaitable<void> coordinator_impl::journal_barrier() {
+  for (;;) {
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    timer->expires_after(std::chrono::seconds(5));
+    bool written = co_await on_strand([&] {
+      // Written when no round is under way and nothing is dirty; else wait for the next round.
+      if (!journal_busy_ && dirty_.empty()) return true;
+      journal_hub_.add(0, timer);
+      return false;
+    });
+    if (written) co_return;
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) co_return;
+  }
+}
+
+ticket coordinator_impl::make_ticket(const assignment& a,
+                                     std::vector<std::string>& secret_names) const {
+  const job_record* j = sched_.job(a.job);
+  const pipeline_record* p = sched_.pipeline(a.pipeline);
+  const pipeline_spec* spec = spec_of(a.pipeline);
+  ticket t;
+  t.job = a.job;
+  t.pipeline = a.pipeline;
+  t.lease = a.lease;
+  t.attempt = j->attempts;
+  t.name = j->name;
+  t.project = p->project;
+  t.patch = p->patch;
+  t.commit = p->commit;
+  if (auto s = p->attachment.if_contains("source")) {
+    if (auto src = source_from_json(*s)) t.source = std::move(*src);
+  }
+  if (!spec) return t;
+  t.allow_unpinned = spec->allow_unpinned;
+  if (j->image_build) {
+    t.build = build_ticket{spec->build ? spec->build->file : "Containerfile",
+                           spec->build ? spec->build->context : ".",
+                           image_repo_of(p->project) + ":pipeline-" + std::to_string(p->id)};
+    return t;
+  }
+  const job_spec* js = nullptr;
+  for (const auto& candidate : spec->jobs) {
+    if (candidate.name == j->spec_name) js = &candidate;
+  }
+  if (!js) return t;
+  if (js->image) {
+    t.image = *js->image;
+  } else if (spec->image) {
+    t.image = *spec->image;
+  } else {
+    for (const auto& other : p->jobs) {
+      if (other.image_build) t.image = other.image;
+    }
+  }
+  t.steps = js->run;
+  t.env = js->env;
+  auto add = [&t](std::string k, std::string v) { t.env.emplace_back(std::move(k), std::move(v)); };
+  add("CI", "true");
+  add("PANTRY_CI", "true");
+  add("PANTRY_PIPELINE", std::to_string(p->id));
+  add("PANTRY_JOB", std::to_string(j->id));
+  add("PANTRY_JOB_NAME", j->name);
+  add("PANTRY_PROJECT", p->project);
+  add("PANTRY_PATCH", p->patch);
+  add("PANTRY_COMMIT", p->commit);
+  if (j->shards > 0) {
+    add("PANTRY_SHARD", std::to_string(j->shard));
+    add("PANTRY_SHARDS", std::to_string(j->shards));
+  }
+  secret_names = js->secrets;
+  t.artifacts = js->artifacts;
+  for (auto need : j->needs) {
+    const auto* n = sched_.job(need);
+    if (!n || n->image_build) continue;
+    for (const auto& candidate : spec->jobs) {
+      if (candidate.name == n->spec_name && !candidate.artifacts.empty()) {
+        t.artifacts_from.push_back(need);
+      }
+    }
+  }
+  t.network = js->network;
+  t.tmpfs = js->tmpfs;
+  if (js->timeout) t.timeout = *js->timeout;
+  return t;
+}
+
+asio::awaitable<std::optional<std::pair<assignment, ticket>>> coordinator_impl::claim_wait(
+    std::string runner, std::chrono::milliseconds wait, std::vector<std::string>& secrets) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    timer->expires_at(deadline);
+    auto got = co_await on_strand([&]() -> std::optional<std::pair<assignment, ticket>> {
+      if (stopping_) return std::nullopt;
+      auto now = clock::now();
+      if (runner != kBuiltinRunner) runner_seen_[runner] = now;
+      changes ch;
+      auto a = sched_.claim(runner, now, ch);
+      if (!a) {
+        work_hub_.add(0, timer);
+        return std::nullopt;
+      }
+      auto t = make_ticket(*a, secrets);
+      if (runner == kBuiltinRunner) {
+        builtin_running_[a->job] = std::make_shared<runner::step_cancel>();
+      }
+      commit(ch);
+      return std::make_pair(*a, std::move(t));
+    });
+    if (got || stopping_) co_return got;
+    if (std::chrono::steady_clock::now() >= deadline) co_return std::nullopt;
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<void> coordinator_impl::slot_loop(std::string name) {
+  while (!stopping_) {
+    std::vector<std::string> secret_names;
+    auto got = co_await claim_wait(name, std::chrono::seconds(30), secret_names);
+    if (!got) continue;
+    auto& [a, t] = *got;
+    auto filled = co_await blocking([&]() -> result<void> {
+      for (const auto& s : secret_names) {
+        auto v = read_secret(s);
+        if (!v) return v.error();
+        t.secrets.push_back(runner::secret_value{s, std::move(*v)});
+      }
+      return {};
+    });
+    if (!filled) {
+      job_outcome out;
+      out.reason = filled.error().message;
+      auto ch = co_await on_strand([&] {
+        builtin_running_.erase(a.job);
+        return sched_.finish(a.job, a.lease, out, clock::now());
+      });
+      if (ch) co_await on_strand([&] {
+        commit(*ch);
+        return 0;
+      });
+      continue;
+    }
+    co_await run_builtin(a, std::move(t));
+  }
+}
+
+asio::awaitable<void> coordinator_impl::run_builtin(assignment a, ticket t) {
+  auto cancel = co_await on_strand([&] {
+    auto it = builtin_running_.find(a.job);
+    return it == builtin_running_.end() ? std::make_shared<runner::step_cancel>() : it->second;
+  });
+  executor_context ctx;
+  ctx.runner = runner_;
+  ctx.blocking = job_pool_->get_executor();
+  ctx.work_root = data_dir_ / "ci" / "work";
+  ctx.mirrors = mirrors_;
+  ctx.runner_name = std::string(kBuiltinRunner);
+  ctx.pantry_url = self_url_;
+  ctx.pantry_token = control_token_;
+  auto self = shared_from_this();
+  auto uplink = std::make_shared<local_uplink>(self, a.job, a.pipeline);
+  job_outcome out = co_await execute_job(t, ctx, uplink, cancel);
+  auto final_state = co_await on_strand([&] {
+    builtin_running_.erase(a.job);
+    auto ch = sched_.finish(a.job, a.lease, out, clock::now());
+    if (ch) commit(*ch);
+    const auto* j = sched_.job(a.job);
+    return j ? finished(j->state) : true;
+  });
+  if (final_state) {
+    co_await blocking([&] {
+      (void)logs_->close(a.job);
+      return 0;
+    });
+  }
+  hub_.notify(a.pipeline);
+}
+
+// --- HTTP ---
+
+std::optional<role> coordinator_impl::role_of(exchange& ex, std::string* name) const {
+  auto values = ex.header_values(http::field::authorization);
+  if (values.size() != 1) return std::nullopt;
+  std::string_view v = values.front();
+  constexpr std::string_view kBearer = "Bearer ";
+  if (v.size() <= kBearer.size() || !ascii_iequals(v.substr(0, kBearer.size()), kBearer)) {
+    return std::nullopt;
+  }
+  v.remove_prefix(kBearer.size());
+  auto same = [v](std::string_view t) {
+    return t.size() == v.size() && CRYPTO_memcmp(t.data(), v.data(), v.size()) == 0;
+  };
+  if (same(control_token_)) {
+    if (name) *name = "pantry";
+    return role::admin;
+  }
+  for (const auto& t : ci_.tokens) {
+    if (!same(t.token)) continue;
+    if (name) *name = t.name;
+    switch (t.role) {
+      case config::ci_role::read:
+        return role::read;
+      case config::ci_role::submit:
+        return role::submit;
+      case config::ci_role::runner:
+        return role::runner;
+    }
+  }
+  return std::nullopt;
+}
+
+asio::awaitable<bool> coordinator_impl::allowed(exchange& ex, role need, std::string* name) {
+  auto r = role_of(ex, name);
+  if (!r) {
+    co_await fail(ex, http::status::unauthorized,
+                  "this route needs a token of ci.tokens (Authorization: Bearer TOKEN)");
+    co_return false;
+  }
+  bool ok = *r == role::admin || *r == need || (need == role::read && *r == role::submit);
+  if (!ok) {
+    co_await fail(ex, http::status::forbidden, "this token may not do that");
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
+  auto t = split_target(ex.request().target(), "/api/v1/pipelines");
+  auto method = ex.request().method();
+  if (t.segments.empty()) {
+    if (method == http::verb::post) {
+      if (!co_await allowed(ex, role::submit)) co_return;
+      co_await submit(ex);
+      co_return;
+    }
+    if (method != http::verb::get) {
+      co_await fail(ex, http::status::method_not_allowed, "use GET or POST");
+      co_return;
+    }
+    if (!co_await allowed(ex, role::read)) co_return;
+    std::string project = t.query.count("project") ? t.query["project"] : "";
+    auto list = co_await on_strand([&] {
+      json::array a;
+      for (const auto* p : sched_.pipelines(project, 100)) {
+        auto o = to_json(*p);
+        o.erase("attachment");
+        a.push_back(std::move(o));
+      }
+      return a;
+    });
+    co_await respond_json(ex, http::status::ok, json::object{{"pipelines", std::move(list)}});
+    co_return;
+  }
+  auto id = parse_id(t.segments[0]);
+  if (!id) {
+    co_await fail(ex, http::status::not_found,
+                  "no pipeline " + t.segments[0] + ": a pipeline id is a number");
+    co_return;
+  }
+  if (t.segments.size() == 2 && t.segments[1] == "cancel" && method == http::verb::post) {
+    if (!co_await allowed(ex, role::submit)) co_return;
+    auto found = co_await on_strand([&] {
+      if (!sched_.pipeline(*id)) return false;
+      commit(sched_.cancel_pipeline(*id, "cancelled by request", clock::now()));
+      return true;
+    });
+    if (!found) {
+      co_await fail(ex, http::status::not_found, "no pipeline " + std::to_string(*id));
+      co_return;
+    }
+    co_await journal_barrier();
+    co_await respond_json(ex, http::status::ok, json::object{{"cancelled", *id}});
+    co_return;
+  }
+  if (!co_await allowed(ex, role::read)) co_return;
+  if (t.segments.size() == 2 && t.segments[1] == "log") {
+    co_await follow_pipeline(ex, *id, t);
+    co_return;
+  }
+  if (t.segments.size() != 1 || method != http::verb::get) {
+    co_await fail(ex, http::status::not_found, "no such route");
+    co_return;
+  }
+  auto body = co_await on_strand([&]() -> std::optional<json::object> {
+    const auto* p = sched_.pipeline(*id);
+    if (!p) return std::nullopt;
+    auto o = to_json(*p);
+    if (auto a = o.if_contains("attachment"); a && a->is_object()) {
+      // The source and spec are the submitter's; secrets are never in them (names only).
+      json::object keep;
+      if (auto s = a->get_object().if_contains("source")) keep["source"] = *s;
+      if (auto f = a->get_object().if_contains("spec_file")) keep["spec_file"] = *f;
+      o["attachment"] = std::move(keep);
+    }
+    return o;
+  });
+  if (!body) {
+    co_await fail(ex, http::status::not_found, "no pipeline " + std::to_string(*id));
+    co_return;
+  }
+  co_await respond_json(ex, http::status::ok, *body);
+}
+
+asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
+  auto text = co_await runner::read_body(ex, kMaxSubmit);
+  if (!text) co_return;
+  boost::system::error_code ec;
+  auto v = json::parse(*text, ec);
+  if (ec || !v.is_object()) {
+    co_await fail(ex, http::status::bad_request, "the body is not a JSON object: " + ec.message());
+    co_return;
+  }
+  const auto& o = v.get_object();
+  auto str = [&](std::string_view k) -> std::optional<std::string> {
+    auto m = o.if_contains(k);
+    if (!m || m->is_null()) return std::string();
+    if (!m->is_string()) return std::nullopt;
+    return std::string(m->get_string());
+  };
+  auto project = str("project");
+  auto patch = str("patch");
+  auto commit_id = str("commit");
+  auto spec_text = str("spec");
+  auto spec_file = str("spec_file");
+  for (auto [k, val] : {std::pair{"project", &project},
+                        {"patch", &patch},
+                        {"commit", &commit_id},
+                        {"spec", &spec_text},
+                        {"spec_file", &spec_file}}) {
+    if (!*val) {
+      co_await fail(ex, http::status::bad_request, std::string(k) + ": expected a string");
+      co_return;
+    }
+  }
+  if (!valid_project(*project)) {
+    co_await fail(ex, http::status::bad_request,
+                  "project: \"" + project->substr(0, 100) +
+                      "\" is not a project name; use 1-200 of A-Z a-z 0-9 . _ - /");
+    co_return;
+  }
+  if (patch->size() > 200 || commit_id->size() > 200) {
+    co_await fail(ex, http::status::bad_request, "patch and commit are at most 200 characters");
+    co_return;
+  }
+  if (spec_file->empty()) *spec_file = ".pantry.yml";
+  auto spec = parse_pipeline_spec(*spec_text, *spec_file);
+  if (!spec) {
+    co_await fail(ex, http::status::unprocessable_entity, spec.error().message);
+    co_return;
+  }
+  source_ref source;
+  if (auto s = o.if_contains("source")) {
+    auto src = source_from_json(*s);
+    if (!src) {
+      co_await fail(ex, http::status::bad_request, src.error().message);
+      co_return;
+    }
+    source = std::move(*src);
+  }
+  for (const auto& j : spec->jobs) {
+    for (const auto& s : j.secrets) {
+      if (!ci_.secrets.count(s)) {
+        co_await fail(ex, http::status::unprocessable_entity,
+                      *spec_file + ": jobs." + j.name + ".secrets: " + s +
+                          " is not a secret of this pantry; add it to ci.secrets in the "
+                          "config (name: file)");
+        co_return;
+      }
+    }
+  }
+  if (source.type == source_ref::kind::git && !source.git_auth_secret.empty() &&
+      !ci_.secrets.count(source.git_auth_secret)) {
+    co_await fail(ex, http::status::unprocessable_entity,
+                  "source.auth_secret: " + source.git_auth_secret +
+                      " is not a secret of this pantry; add it to ci.secrets");
+    co_return;
+  }
+  if (source.type == source_ref::kind::tree) {
+    auto d = cache::digest::parse(source.tree);
+    bool have = d && co_await blocking([&] { return store_->stat_blob(*d).has_value(); });
+    if (!have) {
+      co_await fail(ex, http::status::unprocessable_entity,
+                    "source.tree: " + source.tree +
+                        " was not uploaded; PUT it to /api/v1/sources/" + source.tree + " first");
+      co_return;
+    }
+  }
+  if (spec->build && source.type == source_ref::kind::none) {
+    co_await fail(ex, http::status::unprocessable_entity,
+                  *spec_file + ": image.build needs a source holding the Containerfile; submit "
+                               "with a tree or a git commit");
+    co_return;
+  }
+
+  submission sub;
+  sub.project = *project;
+  sub.patch = *patch;
+  sub.commit = *commit_id;
+  sub.keep_going = spec->keep_going;
+  sub.attachment = json::object{
+      {"spec", *spec_text}, {"spec_file", *spec_file}, {"source", to_json(source)}};
+  std::size_t offset = 0;
+  if (spec->build) {
+    job_plan b;
+    b.name = "image";
+    b.spec_name = "image";
+    b.image_build = true;
+    sub.jobs.push_back(std::move(b));
+    offset = 1;
+  }
+  for (auto& pj : plan_jobs(*spec)) {
+    job_plan jp;
+    jp.name = std::move(pj.name);
+    jp.spec_name = std::move(pj.spec_name);
+    jp.shard = pj.shard;
+    jp.shards = pj.shards;
+    for (auto n : pj.needs)
+      jp.needs.push_back(n + offset);
+    if (offset) jp.needs.push_back(0);
+    sub.jobs.push_back(std::move(jp));
+  }
+  auto shared_spec = std::make_shared<const pipeline_spec>(std::move(*spec));
+  auto body = co_await on_strand([&] {
+    auto [id, ch] = sched_.submit(std::move(sub), clock::now());
+    specs_[id] = shared_spec;
+    commit(ch);
+    auto o = to_json(*sched_.pipeline(id));
+    o.erase("attachment");
+    o["url"] = self_url_ + "/api/v1/pipelines/" + std::to_string(id);
+    return o;
+  });
+  co_await journal_barrier();
+  co_await respond_json(ex, http::status::created, body);
+}
+
+asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
+  auto t = split_target(ex.request().target(), "/api/v1/jobs");
+  auto method = ex.request().method();
+  if (t.segments.empty()) {
+    if (!co_await allowed(ex, role::read)) co_return;
+    std::string project = t.query.count("project") ? t.query["project"] : "";
+    auto list = co_await on_strand([&] {
+      json::array a;
+      for (const auto* p : sched_.pipelines(project, 20)) {
+        for (const auto& j : p->jobs) {
+          auto o = to_json(j);
+          o["project"] = p->project;
+          o["patch"] = p->patch;
+          o["commit"] = p->commit;
+          a.push_back(std::move(o));
+        }
+      }
+      return a;
+    });
+    co_await respond_json(ex, http::status::ok, json::object{{"jobs", std::move(list)}});
+    co_return;
+  }
+  auto id = parse_id(t.segments[0]);
+  auto exists = id ? co_await on_strand([&] { return sched_.job(*id) != nullptr; }) : false;
+  if (!exists) {
+    co_await fail(ex, http::status::not_found, "no job " + t.segments[0]);
+    co_return;
+  }
+  if (t.segments.size() == 2 && t.segments[1] == "cancel" && method == http::verb::post) {
+    if (!co_await allowed(ex, role::submit)) co_return;
+    co_await on_strand([&] {
+      commit(sched_.cancel_job(*id, "cancelled by request", clock::now()));
+      return 0;
+    });
+    co_await journal_barrier();
+    co_await respond_json(ex, http::status::ok, json::object{{"cancelled", *id}});
+    co_return;
+  }
+  if (!co_await allowed(ex, role::read)) co_return;
+  if (t.segments.size() == 1) {
+    auto o = co_await on_strand([&] { return to_json(*sched_.job(*id)); });
+    co_await respond_json(ex, http::status::ok, o);
+    co_return;
+  }
+  if (t.segments.size() == 2 && t.segments[1] == "log") {
+    co_await follow_log(ex, *id, t);
+    co_return;
+  }
+  if (t.segments.size() == 2 && t.segments[1] == "artifacts") {
+    auto reader = co_await blocking([&] { return artifacts_->open(*id); });
+    if (!reader) {
+      co_await fail(ex, http::status::not_found,
+                    "job " + std::to_string(*id) + " kept no artifacts: " +
+                        reader.error().message);
+      co_return;
+    }
+    http::response_header<> h;
+    h.result(http::status::ok);
+    h.set(http::field::content_type, "application/zstd");
+    h.set(http::field::content_disposition,
+          "attachment; filename=\"job-" + std::to_string(*id) + "-artifacts.tar.zst\"");
+    auto size = reader->size();
+    if (co_await ex.begin(std::move(h), size)) co_return;
+    if (co_await ex.write_blob(*reader, 0, size)) co_return;
+    co_await ex.end();
+    co_return;
+  }
+  co_await fail(ex, http::status::not_found, "no such route");
+}
+
+asio::awaitable<void> coordinator_impl::follow_log(exchange& ex, job_id job,
+                                                   const target_parts& t) {
+  log_filter filter;
+  if (auto s = t.query.find("step"); s != t.query.end()) filter.step = s->second;
+  if (auto g = t.query.find("grep"); g != t.query.end() && !g->second.empty()) {
+    try {
+      filter.pattern = std::make_shared<std::regex>(g->second, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      co_await fail(ex, http::status::bad_request,
+                    "grep: \"" + g->second + "\" is not a regular expression: " + e.what());
+      co_return;
+    }
+  }
+  bool follow = t.query.count("follow") && t.query.at("follow") != "0";
+  bool ndjson = t.query.count("format") && t.query.at("format") == "ndjson";
+  pipeline_id pid = co_await on_strand([&] { return sched_.job(job)->pipeline; });
+  http::response_header<> h;
+  h.result(http::status::ok);
+  h.set(http::field::content_type, ndjson ? "application/x-ndjson" : "text/plain; charset=utf-8");
+  h.set(http::field::cache_control, "no-store");
+  if (co_await ex.begin(std::move(h), std::nullopt)) co_return;
+  std::uint64_t from = 0;
+  for (;;) {
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    timer->expires_after(std::chrono::seconds(2));
+    hub_.add(pid, timer);
+    auto page = co_await blocking([&] { return logs_->read(job, from, 2000, filter); });
+    if (!page) {
+      spdlog::warn("ci: reading the log of job {}: {}", job, page.error().message);
+      ex.reset();
+      co_return;
+    }
+    std::string out;
+    for (const auto& e : page->entries) {
+      if (ndjson) {
+        out += json::serialize(log_entry_json(e));
+      } else {
+        out += e.text;
+      }
+      out += '\n';
+    }
+    from = page->next;
+    if (!out.empty()) {
+      if (co_await ex.write(std::as_bytes(std::span(out.data(), out.size())))) co_return;
+    }
+    if (page->done || !follow) break;
+    if (!page->entries.empty()) continue;
+    // A job that ended without a log (never ran, its log already pruned) ends the follow too.
+    bool ended = co_await on_strand([&] {
+      const auto* j = sched_.job(job);
+      return !j || (finished(j->state) && !builtin_running_.count(job));
+    });
+    if (ended) {
+      auto again = co_await blocking([&] { return logs_->read(job, from, 2000, filter); });
+      if (again && again->entries.empty()) break;
+      continue;
+    }
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+  }
+  co_await ex.end();
+}
+
+asio::awaitable<void> coordinator_impl::follow_pipeline(exchange& ex, pipeline_id id,
+                                                        const target_parts& t) {
+  bool follow = t.query.count("follow") && t.query.at("follow") != "0";
+  struct tracked {
+    std::string name;
+    std::string state;
+    std::uint64_t from = 0;
+    bool log_done = false;
+  };
+  std::map<job_id, tracked> jobs;
+  auto exists = co_await on_strand([&] { return sched_.pipeline(id) != nullptr; });
+  if (!exists) {
+    co_await fail(ex, http::status::not_found, "no pipeline " + std::to_string(id));
+    co_return;
+  }
+  http::response_header<> h;
+  h.result(http::status::ok);
+  h.set(http::field::content_type, "application/x-ndjson");
+  h.set(http::field::cache_control, "no-store");
+  if (co_await ex.begin(std::move(h), std::nullopt)) co_return;
+  auto idle_since = std::chrono::steady_clock::now();
+  for (;;) {
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    timer->expires_after(std::chrono::seconds(2));
+    hub_.add(id, timer);
+    struct snapshot {
+      std::vector<std::tuple<job_id, std::string, std::string, std::string, bool>> jobs;
+      std::string state, reason;
+      bool finished = false;
+    };
+    auto snap = co_await on_strand([&] {
+      snapshot s;
+      const auto* p = sched_.pipeline(id);
+      for (const auto& j : p->jobs) {
+        bool quiet = finished(j.state) && !builtin_running_.count(j.id);
+        s.jobs.emplace_back(j.id, j.name, std::string(to_string(j.state)), j.reason, quiet);
+      }
+      s.state = std::string(to_string(p->state));
+      s.reason = p->reason;
+      s.finished = p->state != pipeline_state::running;
+      return s;
+    });
+    std::string out;
+    bool all_quiet = true;
+    for (const auto& [jid, name, state, reason, quiet] : snap.jobs) {
+      auto& tr = jobs[jid];
+      tr.name = name;
+      if (!tr.log_done) {
+        auto page = co_await blocking([&] { return logs_->read(jid, tr.from, 2000, {}); });
+        if (page) {
+          for (const auto& e : page->entries) {
+            auto o = log_entry_json(e);
+            o["type"] = "line";
+            o["job"] = jid;
+            o["name"] = name;
+            out += json::serialize(o);
+            out += '\n';
+          }
+          tr.from = page->next;
+          if (page->done || (quiet && page->entries.empty())) tr.log_done = quiet || page->done;
+        }
+      }
+      if (state != tr.state) {
+        tr.state = state;
+        out += json::serialize(json::object{
+            {"type", "job"}, {"job", jid}, {"name", name}, {"state", state}, {"reason", reason}});
+        out += '\n';
+      }
+      if (!tr.log_done || !quiet) all_quiet = false;
+    }
+    if (!out.empty()) {
+      idle_since = std::chrono::steady_clock::now();
+      if (co_await ex.write(std::as_bytes(std::span(out.data(), out.size())))) co_return;
+    }
+    if (snap.finished && all_quiet) {
+      std::string end = json::serialize(json::object{
+                            {"type", "end"}, {"state", snap.state}, {"reason", snap.reason}}) +
+                        "\n";
+      if (co_await ex.write(std::as_bytes(std::span(end.data(), end.size())))) co_return;
+      break;
+    }
+    if (!follow) break;
+    if (!out.empty()) continue;
+    if (std::chrono::steady_clock::now() - idle_since > std::chrono::seconds(2)) {
+      static constexpr std::string_view kKeepalive = "{\"type\":\"keepalive\"}\n";
+      if (co_await ex.write(std::as_bytes(std::span(kKeepalive.data(), kKeepalive.size())))) {
+        co_return;
+      }
+      idle_since = std::chrono::steady_clock::now();
+    }
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+  }
+  co_await ex.end();
+}
+
+asio::awaitable<void> coordinator_impl::sources_route(exchange& ex) {
+  auto t = split_target(ex.request().target(), "/api/v1/sources");
+  auto method = ex.request().method();
+  if (t.segments.size() != 1) {
+    co_await fail(ex, http::status::not_found, "a source is /api/v1/sources/sha256:<hex>");
+    co_return;
+  }
+  auto d = cache::digest::parse(t.segments[0]);
+  if (!d) {
+    co_await fail(ex, http::status::bad_request,
+                  "\"" + t.segments[0].substr(0, 100) + "\" is not a sha256:<64 hex> digest");
+    co_return;
+  }
+  if (method == http::verb::head || method == http::verb::get) {
+    if (!co_await allowed(ex, method == http::verb::head ? role::submit : role::runner)) co_return;
+    auto reader = co_await blocking([&] { return store_->open_blob(*d); });
+    if (!reader) {
+      co_await fail(ex, http::status::not_found, "no source " + d->str());
+      co_return;
+    }
+    http::response_header<> h;
+    h.result(http::status::ok);
+    h.set(http::field::content_type, "application/zstd");
+    auto size = reader->size();
+    if (co_await ex.begin(std::move(h), size)) co_return;
+    if (method == http::verb::get && co_await ex.write_blob(*reader, 0, size)) co_return;
+    co_await ex.end();
+    co_return;
+  }
+  if (method != http::verb::put) {
+    co_await fail(ex, http::status::method_not_allowed, "use HEAD, GET or PUT");
+    co_return;
+  }
+  if (!co_await allowed(ex, role::submit)) co_return;
+  auto writer = co_await blocking([&] {
+    return store_->begin_blob(*d, "application/vnd.pantry.tree.v1.tar+zstd", std::nullopt);
+  });
+  if (!writer) {
+    if (writer.error().code == errc::already_exists) {
+      co_await respond_json(ex, http::status::ok, json::object{{"digest", d->str()}});
+    } else {
+      co_await fail(ex, http::status::service_unavailable, writer.error().message);
+    }
+    co_return;
+  }
+  std::vector<std::byte> buf(256 * 1024);
+  std::uint64_t total = 0;
+  for (;;) {
+    auto n = co_await ex.read_body(buf);
+    if (!n) co_return;
+    if (*n == 0) break;
+    total += *n;
+    if (total > kMaxTree) {
+      co_await fail(ex, http::status::payload_too_large, "a source tree is at most 2 GiB");
+      co_return;
+    }
+    auto w = co_await blocking([&] { return writer->write(std::span(buf.data(), *n)); });
+    if (!w) {
+      co_await fail(ex, http::status::service_unavailable, w.error().message);
+      co_return;
+    }
+  }
+  auto c = co_await blocking([&] { return writer->commit(); });
+  if (!c) {
+    co_await fail(ex, c.error().code == errc::digest_mismatch ? http::status::bad_request
+                                                              : http::status::service_unavailable,
+                  c.error().message);
+    co_return;
+  }
+  co_await respond_json(ex, http::status::created, json::object{{"digest", d->str()}});
+}
+
+asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
+  std::string runner_name;
+  if (!co_await allowed(ex, role::runner, &runner_name)) co_return;
+  auto t = split_target(ex.request().target(), "/api/v1/runners");
+  auto method = ex.request().method();
+  auto now = clock::now();
+  co_await on_strand([&] {
+    runner_seen_[runner_name] = now;
+    return 0;
+  });
+  if (t.segments.size() == 1 && t.segments[0] == "heartbeat" && method == http::verb::post) {
+    auto text = co_await runner::read_body(ex, kMaxSubmit);
+    if (!text) co_return;
+    boost::system::error_code ec;
+    auto v = json::parse(*text, ec);
+    const json::array* held = nullptr;
+    if (!ec && v.is_object()) {
+      if (auto j = v.get_object().if_contains("jobs")) held = j->if_array();
+    }
+    if (!held) {
+      co_await fail(ex, http::status::bad_request, "jobs: expected [{job, lease}, …]");
+      co_return;
+    }
+    auto lost = co_await on_strand([&] {
+      json::array out;
+      for (const auto& e : *held) {
+        const auto* o = e.if_object();
+        if (!o) continue;
+        auto job = o->if_contains("job");
+        auto lease = o->if_contains("lease");
+        if (!job || !lease || !job->is_number() || !lease->is_number()) continue;
+        auto id = job->to_number<std::uint64_t>();
+        if (!sched_.holds(id, lease->to_number<std::uint64_t>())) out.push_back(id);
+      }
+      return out;
+    });
+    co_await respond_json(ex, http::status::ok, json::object{{"lost", std::move(lost)}});
+    co_return;
+  }
+  if (t.segments.size() == 1 && t.segments[0] == "claim" && method == http::verb::post) {
+    std::chrono::milliseconds wait{25'000};
+    if (auto w = t.query.find("wait_ms"); w != t.query.end()) {
+      auto n = parse_id(w->second);
+      wait = std::chrono::milliseconds(n ? std::min<std::uint64_t>(*n, 60'000) : 0);
+    }
+    std::vector<std::string> secret_names;
+    auto got = co_await claim_wait(runner_name, wait, secret_names);
+    if (!got) {
+      http::response<http::string_body> res(http::status::no_content, 11);
+      co_await ex.respond(std::move(res));
+      co_return;
+    }
+    auto& [a, tk] = *got;
+    auto filled = co_await blocking([&]() -> result<void> {
+      for (const auto& s : secret_names) {
+        auto v = read_secret(s);
+        if (!v) return v.error();
+        tk.secrets.push_back(runner::secret_value{s, std::move(*v)});
+      }
+      return {};
+    });
+    if (!filled) {
+      job_outcome out;
+      out.reason = filled.error().message;
+      co_await on_strand([&] {
+        if (auto ch = sched_.finish(a.job, a.lease, out, clock::now())) commit(*ch);
+        return 0;
+      });
+      http::response<http::string_body> res(http::status::no_content, 11);
+      co_await ex.respond(std::move(res));
+      co_return;
+    }
+    co_await respond_json(ex, http::status::ok, to_json(tk));
+    co_return;
+  }
+  // /api/v1/runners/jobs/<id>/<what>[/<arg>]?lease=L
+  if (t.segments.size() < 3 || t.segments[0] != "jobs") {
+    co_await fail(ex, http::status::not_found, "no such runner route");
+    co_return;
+  }
+  auto id = parse_id(t.segments[1]);
+  std::optional<std::uint64_t> lease;
+  if (auto l = t.query.find("lease"); l != t.query.end()) lease = parse_id(l->second);
+  if (!id || !lease) {
+    co_await fail(ex, http::status::bad_request, "a runner route names a job and its ?lease=");
+    co_return;
+  }
+  auto held = co_await on_strand([&] { return sched_.holds(*id, *lease); });
+  if (!held) {
+    co_await fail(ex, http::status::conflict,
+                  "job " + std::to_string(*id) +
+                      " is no longer yours (cancelled, superseded or re-queued); stop it");
+    co_return;
+  }
+  pipeline_id pid = co_await on_strand([&] { return sched_.job(*id)->pipeline; });
+  const std::string& what = t.segments[2];
+  if (what == "log" && method == http::verb::post) {
+    auto text = co_await runner::read_body(ex, std::size_t{16} << 20);
+    if (!text) co_return;
+    std::vector<log_entry> entries;
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      auto nl = rest.find('\n');
+      auto line = rest.substr(0, nl);
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      if (line.empty()) continue;
+      boost::system::error_code ec;
+      auto v = json::parse(line, ec);
+      if (ec || !v.is_object()) continue;
+      const auto& o = v.get_object();
+      log_entry e;
+      auto time = o.if_contains("time");
+      e.time = time && time->is_number()
+                   ? clock::time_point(std::chrono::milliseconds(time->to_number<std::int64_t>()))
+                   : clock::now();
+      auto stream = str_member(o, "stream");
+      e.stream = stream == "e"   ? log_stream::err
+                 : stream == "r" ? log_stream::report
+                 : stream == "p" ? log_stream::pantry
+                                 : log_stream::out;
+      e.step = str_member(o, "step").substr(0, 100);
+      e.text = str_member(o, "text");
+      entries.push_back(std::move(e));
+    }
+    auto appended = co_await blocking([&] { return logs_->append(*id, std::move(entries)); });
+    hub_.notify(pid);
+    if (!appended) {
+      co_await fail(ex, http::status::service_unavailable, appended.error().message);
+      co_return;
+    }
+    co_await respond_json(ex, http::status::ok, json::object{{"ok", true}});
+    co_return;
+  }
+  if (what == "finish" && method == http::verb::post) {
+    auto text = co_await runner::read_body(ex, kMaxSubmit);
+    if (!text) co_return;
+    boost::system::error_code ec;
+    auto v = json::parse(*text, ec);
+    if (ec || !v.is_object()) {
+      co_await fail(ex, http::status::bad_request, "the outcome is not a JSON object");
+      co_return;
+    }
+    const auto& o = v.get_object();
+    job_outcome out;
+    if (auto p = o.if_contains("passed"); p && p->is_bool()) out.passed = p->get_bool();
+    if (auto c = o.if_contains("exit_code"); c && c->is_number()) {
+      out.exit_code = static_cast<int>(c->to_number<std::int64_t>());
+    }
+    if (auto c = o.if_contains("cpu_seconds"); c && c->is_number()) {
+      out.cpu_seconds = c->to_number<double>();
+    }
+    out.reason = str_member(o, "reason");
+    out.image = str_member(o, "image");
+    auto done = co_await on_strand([&] {
+      auto ch = sched_.finish(*id, *lease, out, clock::now());
+      if (ch) commit(*ch);
+      return ch.has_value();
+    });
+    co_await blocking([&] {
+      (void)logs_->close(*id);
+      return 0;
+    });
+    hub_.notify(pid);
+    if (!done) {
+      co_await fail(ex, http::status::conflict, "job " + std::to_string(*id) + " is not yours");
+      co_return;
+    }
+    co_await journal_barrier();
+    co_await respond_json(ex, http::status::ok, json::object{{"ok", true}});
+    co_return;
+  }
+  if (what == "artifacts" && t.segments.size() == 3 && method == http::verb::put) {
+    fs::path file = data_dir_ / "ci" / ("upload-" + std::to_string(*id) + "-" +
+                                        std::to_string(*lease) + ".tar.zst");
+    std::error_code fec;
+    fs::create_directories(file.parent_path(), fec);
+    std::ofstream outf(file, std::ios::binary | std::ios::trunc);
+    if (!outf) {
+      co_await fail(ex, http::status::service_unavailable, "cannot write " + file.string());
+      co_return;
+    }
+    std::vector<std::byte> buf(256 * 1024);
+    std::uint64_t total = 0;
+    bool too_big = false;
+    for (;;) {
+      auto n = co_await ex.read_body(buf);
+      if (!n) {
+        fs::remove(file, fec);
+        co_return;
+      }
+      if (*n == 0) break;
+      total += *n;
+      if (total > ci_.artifacts.max_job) {
+        too_big = true;
+        break;
+      }
+      co_await blocking([&] {
+        outf.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(*n));
+        return 0;
+      });
+    }
+    outf.close();
+    if (too_big) {
+      fs::remove(file, fec);
+      co_await fail(ex, http::status::payload_too_large,
+                    "artifacts over ci.artifacts.max_job (" +
+                        std::to_string(ci_.artifacts.max_job) + " bytes)");
+      co_return;
+    }
+    auto put = co_await blocking([&] {
+      auto r = artifacts_->put(*id, file);
+      std::error_code e2;
+      fs::remove(file, e2);
+      return r;
+    });
+    if (!put) {
+      co_await fail(ex, http::status::unprocessable_entity, put.error().message);
+      co_return;
+    }
+    co_await respond_json(ex, http::status::created, json::object{{"ok", true}});
+    co_return;
+  }
+  if ((what == "artifacts" && t.segments.size() == 4) || what == "source") {
+    std::optional<cache::blob_reader> reader;
+    std::string missing;
+    if (what == "source") {
+      auto digest = co_await on_strand([&]() -> std::string {
+        const auto* p = sched_.pipeline(pid);
+        auto s = p->attachment.if_contains("source");
+        if (!s) return {};
+        auto src = source_from_json(*s);
+        return src && src->type == source_ref::kind::tree ? src->tree : std::string();
+      });
+      auto d = cache::digest::parse(digest);
+      if (d) {
+        auto r = co_await blocking([&] { return store_->open_blob(*d); });
+        if (r) reader.emplace(std::move(*r));
+      }
+      missing = "the pipeline's source tree is not in the cache";
+    } else {
+      auto from = parse_id(t.segments[3]);
+      if (from) {
+        auto r = co_await blocking([&] { return artifacts_->open(*from); });
+        if (r) reader.emplace(std::move(*r));
+      }
+      missing = "job " + t.segments[3] + " kept no artifacts";
+    }
+    if (!reader) {
+      co_await fail(ex, http::status::not_found, missing);
+      co_return;
+    }
+    http::response_header<> h;
+    h.result(http::status::ok);
+    h.set(http::field::content_type, "application/zstd");
+    auto size = reader->size();
+    if (co_await ex.begin(std::move(h), size)) co_return;
+    if (co_await ex.write_blob(*reader, 0, size)) co_return;
+    co_await ex.end();
+    co_return;
+  }
+  if (what == "secrets" && t.segments.size() == 4 && method == http::verb::get) {
+    auto value = co_await blocking([&] { return read_secret(t.segments[3]); });
+    if (!value) {
+      co_await fail(ex, http::status::not_found, value.error().message);
+      co_return;
+    }
+    http::response<http::string_body> res(http::status::ok, 11);
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = std::move(*value);
+    co_await ex.respond(std::move(res));
+    co_return;
+  }
+  co_await fail(ex, http::status::not_found, "no such runner route");
+}
+
+}  // namespace
+
+std::shared_ptr<coordinator_service> coordinator_service::create(
+    const config::config& cfg, std::shared_ptr<cache::store> store,
+    std::shared_ptr<runner::runner_service> runner,
+    std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
+    std::string self_url, std::string control_token) {
+  return std::make_shared<coordinator_impl>(cfg, std::move(store), std::move(runner),
+                                            std::move(metrics), std::move(blocking),
+                                            std::move(self_url), std::move(control_token));
+}
+
+}  // namespace pantry::orchestrator::coordinator

@@ -39,8 +39,7 @@ std::string url_for_message(std::string_view url) {
   if (!has_userinfo(url)) return quote_for_message(url);
   const auto start = url.find("://") + 3;
   const auto at = url.substr(0, url.find('/', start)).rfind('@');
-  return quote_for_message(std::string(url.substr(0, start)) + "***" +
-                           std::string(url.substr(at)));
+  return quote_for_message(std::string(url.substr(0, start)) + "***" + std::string(url.substr(at)));
 }
 
 // A lock on one mirror, held while it lives: fetches into one mirror take turns, across threads
@@ -83,12 +82,13 @@ std::filesystem::path git_mirrors::mirror_of(std::string_view url) const {
 result<void> git_mirrors::checkout(std::string_view url, std::string_view commit,
                                    const std::filesystem::path& dir,
                                    std::optional<std::string> auth_header) {
-  const std::string what = "source: checkout of commit " + quote_for_message(commit) + " of " +
-                           url_for_message(url);
+  const std::string what =
+      "source: checkout of commit " + quote_for_message(commit) + " of " + url_for_message(url);
   if (!is_full_sha(commit)) {
     return error(errc::invalid_argument,
-                 what + ": a commit is named by its full sha (40 lowercase hex digits), not a "
-                        "branch, a tag or an abbreviation");
+                 what +
+                     ": a commit is named by its full sha (40 lowercase hex digits), not a "
+                     "branch, a tag or an abbreviation");
   }
   if (url.empty() || url.starts_with('-')) {
     return error(errc::invalid_argument, what + ": not a repository URL");
@@ -122,9 +122,13 @@ result<void> git_mirrors::checkout(std::string_view url, std::string_view commit
     auto out = detail::run_git(options_.git, std::move(args), env, options_.timeout);
     if (!out) return error(out.error().code, what + ": " + out.error().message);
     if (!out->status.success() || out->timed_out) {
-      return error(out->timed_out ? errc::io_error : failure,
-                   what + ": " + std::string(step) + " failed: " +
-                       detail::git_failure(*out, options_.timeout, secret));
+      std::string message = what + ": " + std::string(step) +
+                            " failed: " + detail::git_failure(*out, options_.timeout, secret);
+      if (out->err.find("could not read Username") != std::string::npos) {
+        message += auth_header ? " (the server refused the auth header)"
+                               : " (the server asks for credentials: give an auth header)";
+      }
+      return error(out->timed_out ? errc::io_error : failure, std::move(message));
     }
     return std::nullopt;
   };
@@ -133,7 +137,8 @@ result<void> git_mirrors::checkout(std::string_view url, std::string_view commit
     auto lock = mirror_lock::take(mirror.string() + ".lock");
     if (!lock) return lock.error();
     if (!std::filesystem::exists(mirror / "HEAD", ec)) {
-      if (auto e = run({"init", "--bare", "--quiet", mirror.string()}, "git init", errc::io_error)) {
+      if (auto e =
+              run({"init", "--bare", "--quiet", mirror.string()}, "git init", errc::io_error)) {
         return *e;
       }
     }
@@ -156,12 +161,12 @@ result<void> git_mirrors::checkout(std::string_view url, std::string_view commit
   if (!target) return target.error();
   // A private index for each checkout: checkouts of one mirror run side by side, and the
   // mirror's own HEAD and index are never touched.
-  const std::filesystem::path index =
-      mirror / ("pantry-index." + std::to_string(::getpid()) + "." +
-                std::to_string(checkout_counter.fetch_add(1)));
+  const std::filesystem::path index = mirror / ("pantry-index." + std::to_string(::getpid()) + "." +
+                                                std::to_string(checkout_counter.fetch_add(1)));
   env.push_back("GIT_INDEX_FILE=" + index.string());
-  auto checked_out = run({git_dir, "--work-tree=" + dir.string(), "read-tree", "--reset", "-u", sha},
-                         "git read-tree", errc::io_error);
+  auto checked_out =
+      run({git_dir, "--work-tree=" + dir.string(), "read-tree", "--reset", "-u", sha},
+          "git read-tree", errc::io_error);
   std::filesystem::remove(index, ec);
   if (checked_out) return *checked_out;
   return {};

@@ -22,10 +22,8 @@ std::vector<std::string> isolated_git_environment(std::optional<std::string_view
       "LC_ALL=C",
       "GIT_CONFIG_NOSYSTEM=1",
       "GIT_CONFIG_GLOBAL=/dev/null",
+      // A server asking for credentials fails the fetch (no helper is configured anywhere).
       "GIT_TERMINAL_PROMPT=0",
-      // A server asking for credentials fails the fetch instead of starting a helper.
-      "GIT_ASKPASS=/bin/false",
-      "SSH_ASKPASS=/bin/false",
   };
   if (extra_header) {
     env.emplace_back("GIT_CONFIG_COUNT=1");

@@ -5,7 +5,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -80,22 +79,14 @@ class lister {
   // Every file and directory below `rel` ("" for the root), .git excepted.
   std::optional<error> walk(const std::string& rel) {
     const std::filesystem::path path = rel.empty() ? dir_ : dir_ / rel;
-    DIR* d = ::opendir(path.c_str());
-    if (d == nullptr) return io_failure(dir_, rel.empty() ? "." : rel, "cannot list it", errno);
     std::vector<std::string> names;
-    int read_error = 0;
-    for (;;) {
-      errno = 0;  // readdir's end and its failure both return null
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) {
-        read_error = errno;
-        break;
-      }
-      const std::string_view name = e->d_name;
-      if (name != "." && name != ".." && name != ".git") names.emplace_back(name);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(path, ec), last; !ec && it != last;
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name != ".git") names.push_back(std::move(name));
     }
-    ::closedir(d);
-    if (read_error != 0) return io_failure(dir_, rel, "cannot list it", read_error);
+    if (ec) return io_failure(dir_, rel.empty() ? "." : rel, "cannot list it", ec.value());
     for (const auto& name : names) {
       const std::string child = rel.empty() ? name : rel + "/" + name;
       if (auto e = add(child)) return e;
@@ -122,8 +113,8 @@ result<std::optional<std::vector<std::string>>> git_file_list(const std::filesys
                                                               const std::filesystem::path& git) {
   using list = std::optional<std::vector<std::string>>;
   const auto env = detail::caller_git_environment();
-  auto probe = detail::run_git(git, {"-C", dir.string(), "rev-parse", "--is-inside-work-tree"},
-                               env, kGitTimeout);
+  auto probe = detail::run_git(git, {"-C", dir.string(), "rev-parse", "--is-inside-work-tree"}, env,
+                               kGitTimeout);
   if (!probe) {
     if (probe.error().is(errc::not_found)) return list();  // no git: no work tree to ask about
     return probe.error();
@@ -134,8 +125,8 @@ result<std::optional<std::vector<std::string>>> git_file_list(const std::filesys
       env, kGitTimeout, kMaxFileList);
   if (!files) return files.error();
   if (!files->status.success() || files->truncated || files->timed_out) {
-    return error(errc::io_error, label(dir) + ": git ls-files failed: " +
-                                     detail::git_failure(*files, kGitTimeout));
+    return error(errc::io_error,
+                 label(dir) + ": git ls-files failed: " + detail::git_failure(*files, kGitTimeout));
   }
   std::vector<std::string> out;
   std::string_view rest = files->out;
@@ -144,7 +135,8 @@ result<std::optional<std::vector<std::string>>> git_file_list(const std::filesys
     std::string_view path = rest.substr(0, end);
     rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
     // A nested repository shows as "name/".
-    while (path.ends_with('/')) path.remove_suffix(1);
+    while (path.ends_with('/'))
+      path.remove_suffix(1);
     if (!path.empty()) out.emplace_back(path);
   }
   return list(std::move(out));
@@ -198,9 +190,9 @@ class archive_file {
       const ssize_t w = ::write(self->fd_, bytes + done, n - done);
       if (w < 0) {
         if (errno == EINTR) continue;
-        self->write_error_ = error(errno == ENOSPC ? errc::no_space : errc::io_error,
-                                   label(self->dir_) + ": cannot write the archive: " +
-                                       std::strerror(errno));
+        self->write_error_ =
+            error(errno == ENOSPC ? errc::no_space : errc::io_error,
+                  label(self->dir_) + ": cannot write the archive: " + std::strerror(errno));
         return -1;
       }
       done += static_cast<std::size_t>(w);

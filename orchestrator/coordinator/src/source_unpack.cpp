@@ -172,7 +172,8 @@ class tree_unpacker {
           return refused(entry, quote_for_message(so_far) +
                                     " is a symlink, and unpacking never writes through one");
         }
-        if (err == ENOTDIR) return refused(entry, quote_for_message(so_far) + " is not a directory");
+        if (err == ENOTDIR)
+          return refused(entry, quote_for_message(so_far) + " is not a directory");
         return io_failure(entry, "open " + quote_for_message(so_far), err);
       }
       cur = std::move(next);
@@ -258,8 +259,8 @@ class tree_unpacker {
     const char* target = text_of(archive_entry_symlink(e), archive_entry_symlink_utf8(e));
     if (target == nullptr || *target == '\0') return refused(path, "a symlink without a target");
     if (!stays_inside(path, target)) {
-      return refused(path, "a symlink to " + quote_for_message(target) +
-                               ", which is outside the directory");
+      return refused(
+          path, "a symlink to " + quote_for_message(target) + ", which is outside the directory");
     }
     auto p = locate(path);
     if (!p) return p.error();

@@ -164,9 +164,9 @@ TEST_F(SourceTest, InAGitWorkTreeGitignoreIsRespected) {
 
   auto packed = pack_tree(repo, dir_ / "out.tar.zst");
   ASSERT_TRUE(packed) << packed.error().message;
-  EXPECT_EQ(paths(read_tar(dir_ / "out.tar.zst")),
-            (std::vector<std::string>{".gitignore", "new.txt", "src/", "src/main.c",
-                                      "tracked.log"}));
+  EXPECT_EQ(
+      paths(read_tar(dir_ / "out.tar.zst")),
+      (std::vector<std::string>{".gitignore", "new.txt", "src/", "src/main.c", "tracked.log"}));
 
   // A subdirectory of the work tree: its own files, named from it.
   ASSERT_TRUE(pack_tree(repo / "src", dir_ / "src.tar.zst"));
@@ -235,8 +235,8 @@ TEST_F(SourceTest, HostileArchivesAreRefusedNamingTheEntry) {
        "d/f"},
       {"device", [](auto& a) { a.add("null", AE_IFCHR); }, "null"},
       {"fifo", [](auto& a) { a.add("pipe", AE_IFIFO); }, "pipe"},
-      {"hard link",
-       [](auto& a) { a.add("f", AE_IFREG, "x").add("h", AE_IFREG, "", "f", true); }, "\"h\""},
+      {"hard link", [](auto& a) { a.add("f", AE_IFREG, "x").add("h", AE_IFREG, "", "f", true); },
+       "\"h\""},
       {"duplicate", [](auto& a) { a.add("f", AE_IFREG, "x").add("f", AE_IFLNK, "", "g"); },
        "\"f\""},
   };

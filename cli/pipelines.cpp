@@ -236,7 +236,7 @@ int submit_command(const submit_options& o) {
                        ("pantry-submit-" + std::to_string(::getpid()) + ".tar.zst");
     auto packed = orchestrator::coordinator::pack_tree(dir, archive);
     if (!packed) return fail(packed.error().message);
-    std::string digest = packed->digest;
+    std::string digest = packed->sha256.str();
     auto head = client.call(http::verb::head, "/api/v1/sources/" + digest);
     if (!head) {
       fs::remove(archive, ec);

@@ -118,7 +118,7 @@ class job_run {
       case source_ref::kind::tree: {
         auto archive = files_ / "source.tar.zst";
         if (auto r = up_->fetch_tree(t_.source.tree, archive); !r) return r;
-        if (auto r = unpack_tree(archive, workspace_); !r) return r;
+        if (auto r = unpack_tree(archive, workspace_); !r) return r.error();
         fs::remove(archive, ec);
         say(kStepSetup, "source: the tree " + t_.source.tree + " as `pantry submit` sent it");
         break;
@@ -147,7 +147,7 @@ class job_run {
         return got.error();
       }
       auto staging = files_ / ("artifacts-" + std::to_string(from));
-      if (auto r = unpack_tree(archive, staging); !r) return r;
+      if (auto r = unpack_tree(archive, staging); !r) return r.error();
       if (auto r = merge_into(staging, workspace_); !r) return r;
       fs::remove_all(staging, ec);
       fs::remove(archive, ec);
@@ -173,9 +173,9 @@ class job_run {
     }
     if (found == 0) return {};
     auto archive = files_ / "artifacts.tar.zst";
-    tree_stats stats;
-    auto packed = pack_directory(staging, archive, &stats);
+    auto packed = pack_tree(staging, archive, {});
     if (!packed) return packed.error();
+    const tree_stats& stats = packed->stats;
     if (auto r = up_->put_artifacts(archive); !r) return r;
     say(kStepFinish, "artifacts: kept " + std::to_string(stats.files) + " files, " +
                          std::to_string(fs::file_size(archive, ec)) + " bytes compressed");

@@ -112,6 +112,7 @@ class lister {
 result<std::optional<std::vector<std::string>>> git_file_list(const std::filesystem::path& dir,
                                                               const std::filesystem::path& git) {
   using list = std::optional<std::vector<std::string>>;
+  if (git.empty()) return list();  // asked not to consult git: every file
   const auto env = detail::caller_git_environment();
   auto probe = detail::run_git(git, {"-C", dir.string(), "rev-parse", "--is-inside-work-tree"}, env,
                                kGitTimeout);

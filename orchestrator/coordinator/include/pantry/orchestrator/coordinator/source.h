@@ -48,7 +48,8 @@ struct packed_tree {
 // --exclude-standard` lists (tracked and untracked files, .gitignore respected; a tracked file
 // deleted from the work tree is left out), with their parent directories; else every file and
 // directory except any named .git. `out_file` itself is never included. `git` is the git program
-// used to tell (a missing git means "not a work tree").
+// used to tell (a missing git means "not a work tree"; an empty path packs every file without
+// asking git, as for a job's artifacts).
 //
 // Errors: errc::invalid_argument when `dir` is not a directory; errc::io_error naming the file
 // and the reason when a file cannot be read, changes while it is read, or git fails.

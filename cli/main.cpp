@@ -6,6 +6,7 @@
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
 #include "pantry/registry/oci/service.h"
+#include "pipelines.h"
 #include "run.h"
 #include "signals.h"
 #include "warm.h"
@@ -74,6 +75,20 @@ commands:
              image in pantry's hosted registry: every step keyed by its inputs and taken from
              the build cache when it can be, RUN steps on the built-in runner; one line per step
              (hit, miss or config, and its time), then NAME:TAG@sha256:DIGEST.
+  submit [-f .pantry.yml] [-C DIR] [--project P] [--patch ID] [--commit SHA]
+         [--git URL --commit SHA [--auth-secret NAME]] [--wait] [--no-color]
+         [--url URL --token T | --config FILE | --data-dir DIR]
+             Submit the pipeline of FILE with the working tree DIR (packed, .gitignore
+             respected, sent only if pantry lacks it) or a git commit; print the pipeline's URL.
+             A newer submission for the same project and patch cancels the older one. --wait
+             streams the jobs' logs and exits 0 green, 1 red; a bad FILE exits 2.
+  jobs [--project P]    The jobs of the newest pipelines, with their states.
+  logs [-f] JOB [--grep RE] [--step STEP]
+             A job's log (-f: follow it live); --step: setup, report, run (or run N), finish.
+  cancel PIPELINE | cancel --job JOB    Cancel a pipeline or one job.
+  artifacts JOB -o DIR  Download the files the job kept (its `artifacts:`) into DIR.
+             These five reach the `pantry serve` of the data dir, or --url with --token
+             (PANTRY_URL, PANTRY_TOKEN: a token of the serve's ci.tokens).
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -319,6 +334,10 @@ int main(int argc, char** argv) {
       auto opt = pantry::cli::parse_run_args(rest);
       if (!opt) throw usage_error{opt.error().message};
       return pantry::cli::run_step_command(*opt);
+    }
+    if (auto code = pantry::cli::pipeline_command(command, rest)) {
+      if (*code < 0) throw usage_error{pantry::cli::last_usage_error()};
+      return *code;
     }
     if (command == "version" || command == "--version") {
       std::cout << "pantry " << PANTRY_VERSION << '\n';

@@ -4,6 +4,7 @@
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/orchestrator/builder/service.h"
+#include "pantry/orchestrator/coordinator/service.h"
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/flight.h"
@@ -21,6 +22,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -45,7 +47,7 @@ struct parts {
 };
 
 // Every tenant of the server, in the order they are installed and started (and stopped in
-// reverse). The orchestrator's coordinator and built-in runner join this list: one line each.
+// reverse).
 std::vector<std::shared_ptr<proxy::service>> make_services(const config::config& cfg,
                                                            const parts& p) {
   std::vector<std::shared_ptr<proxy::service>> services = {
@@ -54,11 +56,17 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
                                      p.control_token),
   };
+  std::shared_ptr<orchestrator::runner::runner_service> runner;
   if (cfg.runner.enabled) {
-    auto runner =
+    runner =
         orchestrator::runner::runner_service::create(cfg, p.self_url, p.control_token, p.store);
     services.push_back(runner);
     services.push_back(orchestrator::builder::build_service::create(runner, p.store, p.blocking));
+  }
+  // After the runner: stopped before it, so that its jobs are cancelled while it still runs them.
+  if (cfg.ci.enabled) {
+    services.push_back(orchestrator::coordinator::coordinator_service::create(
+        cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token));
   }
   return services;
 }
@@ -137,6 +145,13 @@ result<void> app_impl::assemble() {
   opt.data_dir = cfg_.data_dir;
   opt.mode = cache::open_mode::owner;
   opt.max_size = cfg_.cache.max_size;
+  if (cfg_.ci.enabled) {
+    // The cache's own room (store.h's default) plus the most that the coordinator's logs and
+    // artifacts may hold, so that they can never fill the map; the journal is small beside them.
+    constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+    opt.map_size = std::max(2 * cfg_.cache.max_size, kGiB) + 2 * cfg_.ci.logs.max_total +
+                   2 * cfg_.ci.artifacts.max_total + kGiB;
+  }
   auto opened = cache::store::open(opt);
   if (!opened) return opened.error();
   store_ = std::move(*opened);

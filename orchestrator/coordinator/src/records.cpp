@@ -111,7 +111,8 @@ class member_reader {
       return fail(key, "a time in milliseconds since 1970", *v);
     }
     const auto ms = v->is_int64() ? v->get_int64() : static_cast<std::int64_t>(v->get_uint64());
-    out = clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms)));
+    out = clock::time_point(
+        std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms)));
   }
 
   void read(std::string_view key, std::vector<job_id>& out) {
@@ -128,8 +129,7 @@ class member_reader {
 
   template <class State>
   void read_state(std::string_view key, State& out,
-                  std::optional<State> (*parse)(std::string_view) noexcept,
-                  std::string_view what) {
+                  std::optional<State> (*parse)(std::string_view) noexcept, std::string_view what) {
     const json::value* v = find(key);
     if (!v) return;
     std::optional<State> s;
@@ -140,9 +140,9 @@ class member_reader {
 
   void fail(std::string_view key, std::string_view expected, const json::value& got) {
     if (error_) return;
-    error_ = error(errc::invalid_argument, where_ + std::string(key) + ": expected " +
-                                               std::string(expected) + ", got " +
-                                               json::serialize(got));
+    error_ =
+        error(errc::invalid_argument, where_ + std::string(key) + ": expected " +
+                                          std::string(expected) + ", got " + json::serialize(got));
   }
 
   // Records a problem that is not about one member's type.
@@ -240,8 +240,8 @@ json::object to_json(const pipeline_record& p) {
 
 result<pipeline_record> pipeline_from_json(const json::value& v) {
   if (!v.is_object()) {
-    return error(errc::invalid_argument, "pipeline: expected a JSON object, got " +
-                                             json::serialize(v).substr(0, 80));
+    return error(errc::invalid_argument,
+                 "pipeline: expected a JSON object, got " + json::serialize(v).substr(0, 80));
   }
   const json::object& o = v.get_object();
   pipeline_record p;

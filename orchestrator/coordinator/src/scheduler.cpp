@@ -81,7 +81,8 @@ struct group {
       score = 0;
       return;
     }
-    const auto failures = std::count_if(runs.begin(), runs.end(), [](const run& r) { return !r.passed; });
+    const auto failures =
+        std::count_if(runs.begin(), runs.end(), [](const run& r) { return !r.passed; });
     const double rate = static_cast<double>(failures) / static_cast<double>(runs.size());
     score = rate / std::max(1.0, usual_runtime().value_or(1.0));
   }
@@ -304,8 +305,8 @@ struct scheduler::impl {
       close(lp, pipeline_state::failed, name_list(failed) + " failed", now, out);
     } else if (cancelled) {
       close(lp, pipeline_state::cancelled,
-            cancelled->name + (cancelled->state == job_state::skipped ? " was skipped: "
-                                                                      : " was cancelled: ") +
+            cancelled->name +
+                (cancelled->state == job_state::skipped ? " was skipped: " : " was cancelled: ") +
                 cancelled->reason,
             now, out);
     } else {
@@ -343,9 +344,7 @@ struct scheduler::impl {
     }
   }
 
-  static std::string patch_key(const pipeline_record& p) {
-    return p.project + '\0' + p.patch;
-  }
+  static std::string patch_key(const pipeline_record& p) { return p.project + '\0' + p.patch; }
 
   void opened(const pipeline_record& p) {
     if (!p.patch.empty()) open_patches[patch_key(p)].insert(p.id);
@@ -394,9 +393,10 @@ std::pair<pipeline_id, changes> scheduler::submit(submission s, clock::time_poin
     for (std::size_t n : plan.needs) {
       if (n >= count || n == i) {
         if (invalid[i].empty()) {
-          invalid[i] = n == i ? "needs itself" : "needs job #" + std::to_string(n) +
-                                                     ", which is not in the pipeline (" +
-                                                     std::to_string(count) + " jobs)";
+          invalid[i] = n == i ? "needs itself"
+                              : "needs job #" + std::to_string(n) +
+                                    ", which is not in the pipeline (" + std::to_string(count) +
+                                    " jobs)";
         }
       } else if (std::find(needs[i].begin(), needs[i].end(), n) == needs[i].end()) {
         needs[i].push_back(n);
@@ -485,8 +485,8 @@ result<changes> scheduler::finish(job_id job, std::uint64_t lease, job_outcome o
   auto [lp, i] = it->second;
   job_record& j = lp->record.jobs[i];
   if (j.state != job_state::running) {
-    return error(errc::conflict, what + " is " + std::string(to_string(j.state)) +
-                                     ", not running" + (j.reason.empty() ? "" : " (" + j.reason + ")") +
+    return error(errc::conflict, what + " is " + std::string(to_string(j.state)) + ", not running" +
+                                     (j.reason.empty() ? "" : " (" + j.reason + ")") +
                                      ": the runner lost it");
   }
   if (j.lease != lease) {
@@ -527,8 +527,7 @@ changes scheduler::cancel_job(job_id id, std::string reason, clock::time_point n
   return out;
 }
 
-changes scheduler::runner_lost(std::string_view runner, std::string reason,
-                               clock::time_point now) {
+changes scheduler::runner_lost(std::string_view runner, std::string reason, clock::time_point now) {
   impl& m = *impl_;
   changes out;
   std::vector<job_id> lost;
@@ -549,8 +548,8 @@ changes scheduler::runner_lost(std::string_view runner, std::string reason,
       out.work_ready = true;
       mark_dirty(out, lp->record.id);
     } else {
-      m.end_job(*lp, i, job_state::failed, reason + last_attempt(j.attempts, m.options.max_attempts),
-                now, false, out);
+      m.end_job(*lp, i, job_state::failed,
+                reason + last_attempt(j.attempts, m.options.max_attempts), now, false, out);
       failed.push_back(id);
     }
   }
@@ -643,10 +642,10 @@ changes scheduler::restore(std::vector<pipeline_record> records, clock::time_poi
         j.reason = std::string(kRestartedReason);
         mark_dirty(out, p.id);
       } else {
-        m.end_job(*lp, i, job_state::failed,
-                  "was running when pantry stopped" +
-                      last_attempt(j.attempts, m.options.max_attempts),
-                  now, false, out);
+        m.end_job(
+            *lp, i, job_state::failed,
+            "was running when pantry stopped" + last_attempt(j.attempts, m.options.max_attempts),
+            now, false, out);
       }
     }
     for (std::size_t i = 0; i < p.jobs.size(); ++i) {
@@ -706,12 +705,17 @@ std::vector<const pipeline_record*> scheduler::pipelines(std::string_view projec
   return out;
 }
 
-std::size_t scheduler::queued() const noexcept { return impl_->queued_count; }
-std::size_t scheduler::ready() const noexcept { return impl_->ready_count; }
-std::size_t scheduler::running() const noexcept { return impl_->running_jobs.size(); }
+std::size_t scheduler::queued() const noexcept {
+  return impl_->queued_count;
+}
+std::size_t scheduler::ready() const noexcept {
+  return impl_->ready_count;
+}
+std::size_t scheduler::running() const noexcept {
+  return impl_->running_jobs.size();
+}
 
-std::optional<double> scheduler::usual_runtime(std::string_view project,
-                                               std::string_view spec_name,
+std::optional<double> scheduler::usual_runtime(std::string_view project, std::string_view spec_name,
                                                bool image_build) const {
   auto it = impl_->groups.find(group_key(project, spec_name, image_build));
   if (it == impl_->groups.end()) return std::nullopt;

@@ -12,8 +12,12 @@
 namespace pantry::orchestrator::coordinator {
 
 // gtest prints states by name in failing assertions.
-void PrintTo(job_state s, std::ostream* os) { *os << to_string(s); }
-void PrintTo(pipeline_state s, std::ostream* os) { *os << to_string(s); }
+void PrintTo(job_state s, std::ostream* os) {
+  *os << to_string(s);
+}
+void PrintTo(pipeline_state s, std::ostream* os) {
+  *os << to_string(s);
+}
 
 namespace {
 
@@ -118,8 +122,8 @@ TEST(SchedulerTest, StatesAreSpelledAsTheApiSpellsThem) {
 
 TEST(SchedulerTest, JobsRunInDagOrder) {
   scheduler s;
-  auto [id, submitted] = s.submit(
-      pipeline_of({plan("lint"), plan("test", {0}), plan("package", {0, 1})}), at(0));
+  auto [id, submitted] =
+      s.submit(pipeline_of({plan("lint"), plan("test", {0}), plan("package", {0, 1})}), at(0));
   EXPECT_EQ(id, 1u);
   EXPECT_TRUE(submitted.work_ready);
   EXPECT_EQ(submitted.dirty, std::vector<pipeline_id>{id});
@@ -173,9 +177,8 @@ TEST(SchedulerTest, JobsRunInDagOrder) {
 
 TEST(SchedulerTest, AJobThatNeedsAShardedJobNeedsAllItsShards) {
   scheduler s;
-  auto [id, submitted] =
-      s.submit(pipeline_of({shard("test", 1, 2), shard("test", 2, 2), plan("package", {0, 1})}),
-               at(0));
+  auto [id, submitted] = s.submit(
+      pipeline_of({shard("test", 1, 2), shard("test", 2, 2), plan("package", {0, 1})}), at(0));
   EXPECT_EQ(claim_all(s, "r1", at(0)), (std::vector<std::string>{"test 1/2", "test 2/2"}));
   const job_record& first = job_named(s, id, "test 1/2");
   EXPECT_EQ(first.spec_name, "test");
@@ -276,8 +279,7 @@ TEST(SchedulerTest, SupersedeCancelsThePatchsOlderPipelinesAndRecordsTheSavedSec
   ASSERT_TRUE(lint.has_value());
   ASSERT_EQ(s.job(lint->job)->pipeline, first);
 
-  auto [second, r] =
-      s.submit(pipeline_of({plan("lint"), plan("test", {0})}, "shop", "7"), at(104));
+  auto [second, r] = s.submit(pipeline_of({plan("lint"), plan("test", {0})}, "shop", "7"), at(104));
   EXPECT_EQ(r.kill, (std::vector<std::pair<job_id, std::string>>{{lint->job, "r1"}}));
   EXPECT_EQ(r.pipelines_ended, std::vector<pipeline_id>{first});
   EXPECT_TRUE(contains(r.dirty, first) && contains(r.dirty, second));
@@ -574,10 +576,10 @@ TEST(SchedulerTest, CancellingAPipelineKillsItsRunningJobs) {
 
 TEST(SchedulerTest, NeedsOutOfRangeOrInACycleFailTheJobNamingTheProblem) {
   scheduler s;
-  auto [id, r] = s.submit(pipeline_of({plan("a", {1}), plan("b", {0}), plan("c", {7}),
-                                       plan("d", {3}), plan("e")},
-                                      "shop", "", /*keep_going=*/true),
-                          at(0));
+  auto [id, r] = s.submit(
+      pipeline_of({plan("a", {1}), plan("b", {0}), plan("c", {7}), plan("d", {3}), plan("e")},
+                  "shop", "", /*keep_going=*/true),
+      at(0));
   EXPECT_EQ(job_named(s, id, "a").state, job_state::failed);
   EXPECT_EQ(job_named(s, id, "a").reason, "is in a needs cycle, or behind one");
   EXPECT_EQ(job_named(s, id, "c").reason, "needs job #7, which is not in the pipeline (5 jobs)");
@@ -699,8 +701,9 @@ TEST(SchedulerTest, ARecordThatDoesNotReadBackNamesTheMember) {
             "pipeline 4: jobs[1].id: job 1 appears twice");
   EXPECT_EQ(message(R"({"id":4,"jobs":[{"id":1,"needs":[3]}]})"),
             "pipeline 4: jobs[0].needs: job 3 is not in the pipeline");
-  EXPECT_EQ(message(R"({"id":4,"created_at":"yesterday"})"),
-            "pipeline 4: created_at: expected a time in milliseconds since 1970, got \"yesterday\"");
+  EXPECT_EQ(
+      message(R"({"id":4,"created_at":"yesterday"})"),
+      "pipeline 4: created_at: expected a time in milliseconds since 1970, got \"yesterday\"");
   // Unknown members are ignored (a newer pantry's record still loads); missing ones default.
   auto lenient = pipeline_from_json(json::parse(R"({"id":4,"labels":["x"],"jobs":[{"id":1}]})"));
   ASSERT_TRUE(lenient.has_value()) << lenient.error().message;

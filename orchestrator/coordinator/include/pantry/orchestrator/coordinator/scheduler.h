@@ -67,7 +67,8 @@ struct job_record {
   int shard = 0, shards = 0;  // 1-based shard of `shards`; 0, 0 when not sharded
   std::vector<job_id> needs;  // jobs of the same pipeline
   job_state state = job_state::queued;
-  std::string reason;       // why it failed/was cancelled/skipped/re-queued ("needs lint, which failed")
+  // Why it failed, was cancelled, skipped or re-queued ("needs lint, which failed").
+  std::string reason;
   int attempts = 0;         // hand-outs so far
   std::string runner;       // the runner that holds / last held it
   std::uint64_t lease = 0;  // changes at every hand-out; reports with another lease are refused
@@ -82,9 +83,11 @@ struct pipeline_record {
   std::string project, patch, commit;
   bool keep_going = false;
   pipeline_state state = pipeline_state::running;
-  std::string reason;  // why it failed or was cancelled ("lint failed", "superseded by pipeline 12")
+  // Why it failed or was cancelled ("lint failed", "superseded by pipeline 12").
+  std::string reason;
   pipeline_id superseded_by = 0;
-  double saved_runner_seconds = 0;  // by its supersede: running jobs' remaining usual runtime + queued ones'
+  // Saved by its supersede: its running jobs' remaining usual runtime + its queued jobs'.
+  double saved_runner_seconds = 0;
   clock::time_point created_at{}, finished_at{};
   boost::json::object attachment;  // opaque to the scheduler: the spec and source, kept with it
   std::vector<job_record> jobs;    // in submission order

@@ -40,6 +40,8 @@ class category_impl final : public boost::system::error_category {
         return "configuration error";
       case errc::cancelled:
         return "cancelled";
+      case errc::conflict:
+        return "conflict";
     }
     return "unknown pantry error " + std::to_string(ev);
   }

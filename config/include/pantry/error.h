@@ -31,6 +31,7 @@ enum class errc {
   storage_error,  // any other storage engine failure
   config_error,
   cancelled,
+  conflict,  // the object is not in the state the call needs (a runner's lease on a job it lost)
 };
 
 // The category of `errc`: its name is "pantry".

@@ -107,9 +107,10 @@ std::int64_t millis(clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// "ci/<project>" as a repository name: lowercase, other characters as '-'.
-std::string image_repo_of(std::string_view project) {
-  std::string out = "ci/";
+// "<hosted prefix>ci/<project>" as a repository name (the builder pushes to pantry's hosted
+// registry): lowercase, other characters as '-'.
+std::string image_repo_of(std::string_view hosted_prefix, std::string_view project) {
+  std::string out = std::string(hosted_prefix) + "ci/";
   for (char c : project) {
     if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
       out += c;
@@ -121,7 +122,7 @@ std::string image_repo_of(std::string_view project) {
   }
   while (out.back() == '-')
     out.pop_back();
-  if (out == "ci/") out += "project";
+  if (out.ends_with("ci/")) out += "project";
   return out;
 }
 
@@ -173,6 +174,7 @@ class coordinator_impl final : public coordinator_service,
                    std::shared_ptr<proxy::metrics_registry> metrics,
                    asio::any_io_executor blocking, std::string self_url, std::string token)
       : ci_(cfg.ci),
+        hosted_prefix_(cfg.oci.hosted.prefix),
         data_dir_(cfg.data_dir),
         store_(std::move(store)),
         runner_(std::move(runner)),
@@ -257,6 +259,7 @@ class coordinator_impl final : public coordinator_service,
   asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
 
   config::ci_config ci_;
+  std::string hosted_prefix_;
   fs::path data_dir_;
   std::shared_ptr<cache::store> store_;
   std::shared_ptr<runner::runner_service> runner_;
@@ -597,7 +600,7 @@ ticket coordinator_impl::make_ticket(const assignment& a,
   if (j->image_build) {
     t.build = build_ticket{spec->build ? spec->build->file : "Containerfile",
                            spec->build ? spec->build->context : ".",
-                           image_repo_of(p->project) + ":pipeline-" + std::to_string(p->id)};
+                           image_repo_of(hosted_prefix_, p->project) + ":pipeline-" + std::to_string(p->id)};
     return t;
   }
   const job_spec* js = nullptr;

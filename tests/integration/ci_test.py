@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+"""CI pipelines end to end: `pantry submit` against a running `pantry serve` whose coordinator
+runs the jobs on its built-in runner, on the Debian Python image (tests/fixtures/python_image.py),
+with pip going through pantry to the PyPI fixture (nginx).
+
+The project, made by the test: a tiny package with four test files, a flake8 `lint` job (which
+keeps a report as its artifact), a `test` job with `parallel: 2` (each shard runs the test files
+of its number, after pip-installing pantry-demo-lib through pantry), and a `package` job that
+needs both, finds lint's artifact in its workspace and builds a wheel with `python -m build`.
+Checked: a green run (`--wait` exits 0, the wheel comes back with `pantry artifacts`, every job
+passed, `pantry logs --grep` filters); a commit with a failing test (red, `--wait` exits 1, the
+package job never starts, the failing assertion is in the shard's log); supersede (a slow
+pipeline for patch 7 is cancelled within a second when another is submitted for patch 7, and its
+container is gone); bad input (a malformed .pantry.yml exits 2 naming line and field and nothing
+runs; an unknown token gets 401; a secret is masked in the log and absent from every answer); a
+job printing 1 GB is cut at the configured limit; a coordinator killed with SIGKILL with jobs
+queued and running: after the restart the queued job runs and the running one is re-queued once.
+
+Usage: ci_test.py PANTRY_BINARY
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+
+import daemons  # noqa: E402
+import nginx_pypi  # noqa: E402
+import python_image  # noqa: E402
+from pantry_serve import Pantry  # noqa: E402
+
+PANTRY = None
+TIMEOUT = 600
+PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
+SUBMIT_TOKEN = "submit-token-0123456789abcdef"
+READ_TOKEN = "read-token-0123456789abcdef"
+SECRET_VALUE = "s3cr3t-value-that-must-not-leak"
+
+SETUP_PY = """from setuptools import setup
+setup(name="tiny", version="1.0", packages=["tiny"])
+"""
+TINY = """def add(a, b):
+    return a + b
+"""
+TEST_FILE = """from tiny import add
+
+
+def test_add_{n}():
+    assert add({n}, 1) == {expected}
+"""
+
+
+def run(cmd, timeout=TIMEOUT, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def described(r):
+    return f"exit {r.returncode}\n--- stdout:\n{r.stdout}\n--- stderr:\n{r.stderr}"
+
+
+class Site:
+    """A pantry serve with hosted local/, the runner, the coordinator with two slots, and the PyPI
+    fixture as upstream. IDENT names the runner's places outside WORK (see build_test.py)."""
+
+    def __init__(self, work, index_url, ident, slots=2, port=None):
+        self.work = work
+        self.ident = ident
+        self.index_url = index_url
+        self.slots = slots
+        self.cgroup_parent = f"pantry-ci-test-{ident}"
+        os.makedirs(work, exist_ok=True)
+        self.secret_file = os.path.join(work, "api_key")
+        with open(self.secret_file, "w") as f:
+            f.write(SECRET_VALUE + "\n")
+        self.start(port)
+
+    def start(self, port=None):
+        extra = f"""runner:
+  runc_root: /run/pantry-ci-test/{self.ident}/runc
+  state_dir: /var/tmp/pantry-ci-test/{self.ident}/containers
+  cgroup_parent: {self.cgroup_parent}
+  layers: {{ dir: {self.work}/layers }}
+ci:
+  slots: {self.slots}
+  tokens:
+    - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
+    - {{ name: viewer, token: "{READ_TOKEN}", role: read }}
+  secrets: {{ api_key: {self.secret_file} }}
+  logs: {{ max_job: 1 MiB }}
+"""
+        self.pantry = Pantry(PANTRY, self.work, self.index_url,
+                             oci=("  hosted:\n    prefix: local/\n"
+                                  f"    users: [ {{ name: ci, token: \"{PUSH_TOKEN}\" }} ]\n"),
+                             extra=extra, port=port)
+
+    def url(self, path):
+        return self.pantry.url(path)
+
+    def api(self, path, method="GET", token=SUBMIT_TOKEN, body=None):
+        req = urllib.request.Request(self.url(path), method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def api_json(self, path):
+        status, text = self.api(path)
+        if status != 200:
+            raise AssertionError(f"GET {path}: {status} {text}\n{self.pantry.tail()}")
+        return json.loads(text)
+
+    def pantry_cmd(self, *args, timeout=TIMEOUT):
+        return run([PANTRY, *args, "--url", self.url(""), "--token", SUBMIT_TOKEN],
+                   timeout=timeout)
+
+    def stop(self):
+        self.pantry.stop()
+
+    def clean(self):
+        shutil.rmtree(f"/run/pantry-ci-test/{self.ident}", ignore_errors=True)
+        shutil.rmtree(f"/var/tmp/pantry-ci-test/{self.ident}", ignore_errors=True)
+        daemons.remove_cgroups(self.cgroup_parent)
+
+
+def pipeline_id(stdout):
+    m = re.search(r"/api/v1/pipelines/(\d+)", stdout)
+    if not m:
+        raise AssertionError(f"no pipeline URL in: {stdout!r}")
+    return m.group(1)
+
+
+class CiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-ci-test-")
+        cls.image = python_image.ensure_python_image()
+        cls.nginx = nginx_pypi.start(os.path.join(cls.work, "upstream"), build=True)
+        run_id = os.path.basename(cls.work).replace("pantry-ci-test-", "")
+        cls.site = Site(os.path.join(cls.work, "site"), cls.nginx.index_url, run_id)
+        digest = python_image.push(cls.image["layout"], cls.image["tag"],
+                                   f"127.0.0.1:{cls.site.pantry.port}", "local/python",
+                                   creds=f"ci:{PUSH_TOKEN}")
+        cls.base = f"local/python@{digest}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.site.stop()
+        cls.site.clean()
+        cls.nginx.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def project(self, name, spec, failing=False):
+        """A git work tree with the tiny package, its tests and `spec` as .pantry.yml."""
+        d = os.path.join(self.work, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(os.path.join(d, "tiny"))
+        os.makedirs(os.path.join(d, "tests"))
+        with open(os.path.join(d, "setup.py"), "w") as f:
+            f.write(SETUP_PY)
+        with open(os.path.join(d, "tiny", "__init__.py"), "w") as f:
+            f.write(TINY)
+        for n in range(1, 5):
+            expected = n + 1 if not (failing and n == 3) else n + 2
+            with open(os.path.join(d, "tests", f"test_{n}.py"), "w") as f:
+                f.write(TEST_FILE.format(n=n, expected=expected))
+        with open(os.path.join(d, ".pantry.yml"), "w") as f:
+            f.write(spec)
+        with open(os.path.join(d, ".gitignore"), "w") as f:
+            f.write("build/\n*.egg-info/\n")
+        env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+        for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+            r = run(cmd, cwd=d, env=env)
+            self.assertEqual(r.returncode, 0, described(r))
+        return d
+
+    def pipeline_spec(self):
+        return f"""image: {self.base}
+jobs:
+  lint:
+    run:
+      - python3 -m flake8 --max-line-length 100 tiny tests | tee lint-report.txt
+    artifacts: [lint-report.txt]
+  test:
+    parallel: 2
+    run:
+      - python3 -m venv --system-site-packages /tmp/venv
+      - /tmp/venv/bin/pip install --disable-pip-version-check pantry-demo-lib
+      - /tmp/venv/bin/python -c "import importlib.metadata as m; print('lib', m.version('pantry-demo-lib'))"
+      - echo "shard $PANTRY_SHARD of $PANTRY_SHARDS"
+      - /tmp/venv/bin/python -m pytest -v $(ls tests/test_*.py | sort | awk -v s=$PANTRY_SHARD -v n=$PANTRY_SHARDS 'NR % n == s % n')
+  package:
+    needs: [lint, test]
+    run:
+      - test -f lint-report.txt
+      - python3 -m build --no-isolation --wheel --outdir dist .
+    artifacts: [dist]
+"""
+
+    def jobs_of(self, pid):
+        return {j["name"]: j for j in self.site.api_json(f"/api/v1/pipelines/{pid}")["jobs"]}
+
+    def test_a_green_then_red(self):
+        d = self.project("tiny", self.pipeline_spec())
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "tiny", "--patch", "1",
+                                 "--wait", "--no-color")
+        self.assertEqual(r.returncode, 0, described(r) + "\n" + self.site.pantry.tail())
+        pid = pipeline_id(r.stdout)
+        self.assertIn("lint", r.stdout)
+        self.assertIn("shard 1 of 2", r.stdout)
+        self.assertIn("shard 2 of 2", r.stdout)
+        self.assertIn("lib 1.2", r.stdout)
+        jobs = self.jobs_of(pid)
+        self.assertEqual(sorted(jobs), ["lint", "package", "test 1/2", "test 2/2"], jobs)
+        self.assertEqual({n: j["state"] for n, j in jobs.items()},
+                         {n: "passed" for n in jobs}, jobs)
+
+        out = os.path.join(self.work, "artifacts")
+        a = self.site.pantry_cmd("artifacts", str(jobs["package"]["id"]), "-o", out)
+        self.assertEqual(a.returncode, 0, described(a))
+        wheels = os.listdir(os.path.join(out, "dist"))
+        self.assertEqual(wheels, ["tiny-1.0-py3-none-any.whl"], wheels)
+
+        logs = self.site.pantry_cmd("logs", str(jobs["test 1/2"]["id"]), "--grep", "PASSED")
+        self.assertEqual(logs.returncode, 0, described(logs))
+        lines = logs.stdout.splitlines()
+        self.assertTrue(lines and all("PASSED" in line for line in lines), logs.stdout)
+        listed = self.site.pantry_cmd("jobs", "--project", "tiny")
+        self.assertEqual(listed.returncode, 0, described(listed))
+        self.assertIn("package", listed.stdout)
+
+        # The same project with test_3 failing: red, and package never starts.
+        d = self.project("tiny", self.pipeline_spec(), failing=True)
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "tiny", "--patch", "2",
+                                 "--wait", "--no-color")
+        self.assertEqual(r.returncode, 1, described(r))
+        pid = pipeline_id(r.stdout)
+        jobs = self.jobs_of(pid)
+        failed = [n for n, j in jobs.items() if j["state"] == "failed"]
+        self.assertEqual(failed, ["test 1/2"], jobs)  # shard 1 runs tests 1 and 3
+        self.assertIn(jobs["package"]["state"], ("cancelled", "skipped"), jobs)
+        self.assertEqual(jobs["package"]["attempts"], 0, jobs)
+        log = self.site.pantry_cmd("logs", str(jobs["test 1/2"]["id"]))
+        self.assertIn("assert 4 == 5", log.stdout, log.stdout[-3000:])
+
+    def test_b_supersede(self):
+        slow = self.project("slow", f"""image: {self.base}
+jobs:
+  slow:
+    run: sleep 300
+""")
+        r = self.site.pantry_cmd("submit", "-C", slow, "--project", "sup", "--patch", "7")
+        self.assertEqual(r.returncode, 0, described(r))
+        first = pipeline_id(r.stdout)
+        deadline = time.monotonic() + 120
+        while self.jobs_of(first)["slow"]["state"] != "running":
+            self.assertLess(time.monotonic(), deadline, self.jobs_of(first))
+            time.sleep(0.1)
+        time.sleep(1)  # the container is up
+        quick = self.project("quick", f"""image: {self.base}
+jobs:
+  quick:
+    run: echo quick
+""")
+        r = self.site.pantry_cmd("submit", "-C", quick, "--project", "sup", "--patch", "7")
+        self.assertEqual(r.returncode, 0, described(r))
+        second = pipeline_id(r.stdout)
+        p = self.site.api_json(f"/api/v1/pipelines/{first}")
+        self.assertEqual(p["state"], "cancelled", p)
+        self.assertEqual(p["superseded_by"], int(second), p)
+        # Its container is killed: the job's process is gone from the runner's runc root soon.
+        deadline = time.monotonic() + 10
+        while True:
+            ls = run(["runc", "--root", f"/run/pantry-ci-test/{self.site.ident}/runc", "list",
+                      "--format", "json"])
+            running = [c for c in json.loads(ls.stdout or "null") or []
+                       if c.get("status") == "running"]
+            if not running:
+                break
+            self.assertLess(time.monotonic(), deadline, running)
+            time.sleep(0.1)
+        metrics = self.site.api("/metrics", token=None)[1]
+        self.assertRegex(metrics, r'pantry_ci_superseded_total\{project="sup"\} 1')
+
+    def test_c_bad_input(self):
+        bad = self.project("bad", f"""image: {self.base}
+jobs:
+  lint:
+    run: true
+    parallel: lots
+    needz: [x]
+""")
+        r = self.site.pantry_cmd("submit", "-C", bad, "--project", "bad")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn(".pantry.yml:5", r.stderr)
+        self.assertIn("parallel", r.stderr)
+        self.assertIn("needs", r.stderr)  # the suggestion for needz
+        cycle = self.project("cycle", f"""image: {self.base}
+jobs:
+  a: {{ run: "true", needs: [b] }}
+  b: {{ run: "true", needs: [a] }}
+""")
+        r = self.site.pantry_cmd("submit", "-C", cycle, "--project", "bad")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn("cycle", r.stderr)
+        unpinned = self.project("unpinned", """image: local/python:latest
+jobs:
+  a: { run: "true" }
+""")
+        r = self.site.pantry_cmd("submit", "-C", unpinned, "--project", "bad")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn("digest", r.stderr)
+        listed = self.site.api_json("/api/v1/pipelines?project=bad")
+        self.assertEqual(listed["pipelines"], [], listed)
+
+        status, _ = self.site.api("/api/v1/pipelines", token="not-a-token-of-this-pantry")
+        self.assertEqual(status, 401)
+        status, _ = self.site.api("/api/v1/pipelines", token=READ_TOKEN)
+        self.assertEqual(status, 200)
+        status, _ = self.site.api("/api/v1/pipelines", method="POST", token=READ_TOKEN, body={})
+        self.assertEqual(status, 403)
+
+        secret = self.project("secret", f"""image: {self.base}
+jobs:
+  peek:
+    secrets: [api_key]
+    run: cat /run/secrets/api_key; echo "env: $(env | grep -c s3cr3t)"
+""")
+        r = self.site.pantry_cmd("submit", "-C", secret, "--project", "secret", "--wait",
+                                 "--no-color")
+        self.assertEqual(r.returncode, 0, described(r))
+        self.assertNotIn(SECRET_VALUE, r.stdout + r.stderr)
+        self.assertIn("****", r.stdout)
+        self.assertIn("env: 0", r.stdout)
+        pid = pipeline_id(r.stdout)
+        for path in (f"/api/v1/pipelines/{pid}", "/api/v1/jobs", "/api/v1/pipelines"):
+            status, text = self.site.api(path)
+            self.assertEqual(status, 200, text)
+            self.assertNotIn(SECRET_VALUE, text, path)
+        job = self.jobs_of(pid)["peek"]["id"]
+        status, text = self.site.api(f"/api/v1/jobs/{job}/log")
+        self.assertNotIn(SECRET_VALUE, text)
+
+    def test_d_endless_output_is_cut(self):
+        loud = self.project("loud", f"""image: {self.base}
+jobs:
+  loud:
+    run: yes 'a line that repeats' | head -c 1000000000
+""")
+        r = self.site.pantry_cmd("submit", "-C", loud, "--project", "loud", "--wait",
+                                 "--no-color")
+        pid = pipeline_id(r.stdout)
+        job = self.jobs_of(pid)["loud"]["id"]
+        status, text = self.site.api(f"/api/v1/jobs/{job}/log")
+        self.assertEqual(status, 200)
+        self.assertLess(len(text), 2 * 1024 * 1024, text[-500:])
+        self.assertRegex(text, r"cut at")
+
+    def test_e_restart_requeues(self):
+        spec = f"""image: {self.base}
+jobs:
+  first: {{ run: "sleep 4; echo first done" }}
+  second: {{ run: "echo second done" }}
+  third: {{ run: "echo third done", needs: [first] }}
+"""
+        d = self.project("restart", spec)
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "restart")
+        self.assertEqual(r.returncode, 0, described(r))
+        pid = pipeline_id(r.stdout)
+        deadline = time.monotonic() + 120
+        while self.jobs_of(pid)["first"]["state"] != "running":
+            self.assertLess(time.monotonic(), deadline, self.jobs_of(pid))
+            time.sleep(0.05)
+        port = self.site.pantry.port
+        self.site.pantry.process.send_signal(signal.SIGKILL)
+        self.site.pantry.process.wait()
+        self.site.start(port=port)
+        deadline = time.monotonic() + 180
+        while self.site.api_json(f"/api/v1/pipelines/{pid}")["state"] == "running":
+            self.assertLess(time.monotonic(), deadline, self.jobs_of(pid))
+            time.sleep(0.2)
+        jobs = self.jobs_of(pid)
+        self.assertEqual({n: j["state"] for n, j in jobs.items()},
+                         {"first": "passed", "second": "passed", "third": "passed"}, jobs)
+        self.assertEqual(jobs["first"]["attempts"], 2, jobs)
+        self.assertEqual(jobs["third"]["attempts"], 1, jobs)
+        log = self.site.api(f"/api/v1/jobs/{jobs['first']['id']}/log")[1]
+        self.assertIn("first done", log)
+
+
+if __name__ == "__main__":
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

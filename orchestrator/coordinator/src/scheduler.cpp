@@ -459,11 +459,17 @@ std::pair<pipeline_id, changes> scheduler::submit(submission s, clock::time_poin
 }
 
 std::optional<assignment> scheduler::claim(std::string_view runner, clock::time_point now,
-                                           changes& out) {
+                                           changes& out, const job_filter& accept) {
   impl& m = *impl_;
-  if (m.ranks.empty()) return std::nullopt;
-  const rank best = *m.ranks.begin();
-  auto [lp, i] = m.jobs.at(best.job);
+  auto best = m.ranks.begin();
+  // Ready jobs this runner may not take (a filter's) are passed over, in order.
+  while (best != m.ranks.end() && accept) {
+    auto [fp, fi] = m.jobs.at(best->job);
+    if (accept(fp->record.jobs[fi])) break;
+    ++best;
+  }
+  if (best == m.ranks.end()) return std::nullopt;
+  auto [lp, i] = m.jobs.at(best->job);
   job_record& j = lp->record.jobs[i];
   m.set_state(*lp, i, job_state::running);
   ++j.attempts;

@@ -95,6 +95,14 @@ target_parts split_target(std::string_view target, std::string_view prefix) {
   return out;
 }
 
+// Whether what travels on this connection stays private: TLS terminated by a proxy in front
+// (X-Forwarded-Proto: https), or a peer on this machine.
+bool over_tls_or_local(exchange& ex) {
+  if (ascii_iequals(ex.request()["X-Forwarded-Proto"], "https")) return true;
+  const std::string& peer = ex.peer();
+  return peer.starts_with("127.") || peer.starts_with("[::1]") || peer.starts_with("::1");
+}
+
 asio::awaitable<void> fail(exchange& ex, http::status status, std::string message) {
   co_await respond_json(ex, status, json::object{{"error", std::move(message)}});
 }
@@ -242,8 +250,12 @@ class coordinator_impl final : public coordinator_service,
   }
 
   asio::awaitable<void> slot_loop(std::string name);
+  // Waits up to `wait` for a job `runner` may take; `secure`: the runner is reached over TLS or
+  // on this machine, so secrets may travel to it.
   asio::awaitable<std::optional<std::pair<assignment, ticket>>> claim_wait(
-      std::string runner, std::chrono::milliseconds wait, std::vector<std::string>& secrets);
+      std::string runner, std::chrono::milliseconds wait, std::vector<std::string>& secrets,
+      bool secure);
+  bool needs_secrets(const job_record& j) const;  // on the strand
   asio::awaitable<void> run_builtin(assignment a, ticket t);
   void record_end(const job_record& j, const pipeline_record& p);
 
@@ -649,8 +661,25 @@ ticket coordinator_impl::make_ticket(const assignment& a,
   return t;
 }
 
+bool coordinator_impl::needs_secrets(const job_record& j) const {
+  const auto* p = sched_.pipeline(j.pipeline);
+  if (p) {
+    if (auto s = p->attachment.if_contains("source")) {
+      auto src = source_from_json(*s);
+      if (src && !src->git_auth_secret.empty()) return true;
+    }
+  }
+  const auto* spec = spec_of(j.pipeline);
+  if (!spec) return false;
+  for (const auto& js : spec->jobs) {
+    if (js.name == j.spec_name) return !js.secrets.empty();
+  }
+  return false;
+}
+
 asio::awaitable<std::optional<std::pair<assignment, ticket>>> coordinator_impl::claim_wait(
-    std::string runner, std::chrono::milliseconds wait, std::vector<std::string>& secrets) {
+    std::string runner, std::chrono::milliseconds wait, std::vector<std::string>& secrets,
+    bool secure) {
   auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
@@ -660,7 +689,16 @@ asio::awaitable<std::optional<std::pair<assignment, ticket>>> coordinator_impl::
       auto now = clock::now();
       if (runner != kBuiltinRunner) runner_seen_[runner] = now;
       changes ch;
-      auto a = sched_.claim(runner, now, ch);
+      // A remote runner takes no image build (the builder is this pantry's) and, unless it
+      // reached us over TLS (or from this machine), no job with secrets.
+      job_filter accept;
+      if (runner != kBuiltinRunner) {
+        accept = [this, secure](const job_record& j) {
+          if (j.image_build) return false;
+          return secure || !needs_secrets(j);
+        };
+      }
+      auto a = sched_.claim(runner, now, ch, accept);
       if (!a) {
         work_hub_.add(0, timer);
         return std::nullopt;
@@ -682,7 +720,7 @@ asio::awaitable<std::optional<std::pair<assignment, ticket>>> coordinator_impl::
 asio::awaitable<void> coordinator_impl::slot_loop(std::string name) {
   while (!stopping_) {
     std::vector<std::string> secret_names;
-    auto got = co_await claim_wait(name, std::chrono::seconds(30), secret_names);
+    auto got = co_await claim_wait(name, std::chrono::seconds(30), secret_names, true);
     if (!got) continue;
     auto& [a, t] = *got;
     auto filled = co_await blocking([&]() -> result<void> {
@@ -1348,7 +1386,7 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       wait = std::chrono::milliseconds(n ? std::min<std::uint64_t>(*n, 60'000) : 0);
     }
     std::vector<std::string> secret_names;
-    auto got = co_await claim_wait(runner_name, wait, secret_names);
+    auto got = co_await claim_wait(runner_name, wait, secret_names, over_tls_or_local(ex));
     if (!got) {
       http::response<http::string_body> res(http::status::no_content, 11);
       co_await ex.respond(std::move(res));

@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -149,6 +150,9 @@ struct scheduler_options {
   std::size_t history = 20;  // runs remembered per project + spec name, for the priority
 };
 
+// Whether a runner may take a ready job.
+using job_filter = std::function<bool(const job_record&)>;
+
 class scheduler {
  public:
   explicit scheduler(scheduler_options options = {});
@@ -169,9 +173,12 @@ class scheduler {
   // range or form a cycle (plan_jobs never gives such) fails at once, naming the problem.
   std::pair<pipeline_id, changes> submit(submission s, clock::time_point now);
 
-  // The best ready job (see the header comment for the order), now running on `runner` under a
-  // new lease; nullopt when no job is ready. Marks its pipeline dirty in `out`.
-  std::optional<assignment> claim(std::string_view runner, clock::time_point now, changes& out);
+  // The best ready job (see the header comment for the order) that `accept` takes (every one
+  // when empty), now running on `runner` under a new lease; nullopt when none is ready. Marks its
+  // pipeline dirty in `out`. A filter passes over the jobs it refuses one by one: keep it for the
+  // few kinds a runner cannot take (image builds and secrets on a remote runner).
+  std::optional<assignment> claim(std::string_view runner, clock::time_point now, changes& out,
+                                  const job_filter& accept = {});
 
   // A runner's report of a job's end. errc::conflict when the job is unknown, not running, or
   // `lease` is not its current lease: the runner lost it and should stop its copy.

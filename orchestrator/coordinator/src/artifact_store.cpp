@@ -2,8 +2,8 @@
 
 #include "keys.h"
 #include "meta.h"
-#include "retention.h"
 #include "pantry/config/config.h"
+#include "retention.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -26,7 +26,9 @@ namespace fs = std::filesystem;
 constexpr std::string_view kTarMedia = "application/x-tar";
 constexpr std::size_t kReadBytes = 1 << 20;
 
-std::string job_name(job_id job) { return "ci: artifacts of job " + std::to_string(job); }
+std::string job_name(job_id job) {
+  return "ci: artifacts of job " + std::to_string(job);
+}
 
 // A file read front to back in pieces, closed on destruction.
 class input_file {
@@ -40,7 +42,8 @@ class input_file {
     }
     return input_file(fd, path, what);
   }
-  input_file(input_file&& o) noexcept : fd_(std::exchange(o.fd_, -1)), path_(o.path_), what_(o.what_) {}
+  input_file(input_file&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), path_(o.path_), what_(o.what_) {}
   input_file& operator=(input_file&&) = delete;
   ~input_file() {
     if (fd_ >= 0) ::close(fd_);
@@ -65,8 +68,8 @@ class input_file {
   input_file(int fd, fs::path path, std::string what)
       : fd_(fd), path_(std::move(path)), what_(std::move(what)) {}
   error failed(std::string_view op) const {
-    return error(errc::io_error,
-                 what_ + ": cannot " + std::string(op) + " " + path_.string() + ": " + std::strerror(errno));
+    return error(errc::io_error, what_ + ": cannot " + std::string(op) + " " + path_.string() +
+                                     ": " + std::strerror(errno));
   }
   int fd_ = -1;
   fs::path path_;
@@ -80,25 +83,26 @@ class artifact_store_impl final : public artifact_store {
 
   result<void> load() {
     std::optional<error> failure;
-    auto walked = store_->for_each_entry(keys::kArtifactPrefix, [&](std::string_view key,
-                                                                    const cache::entry& e) {
-      auto job = keys::job_of(key, keys::kArtifactPrefix);
-      if (!job) return true;
-      detail::attribute_reader r(key, e);
-      artifact_info info;
-      info.size = r.number("size");
-      info.created = detail::from_ms(static_cast<std::int64_t>(r.number("created")));
-      if (r.failed() || !e.target) {
-        failure = r.failed() ? r.problem()
-                             : error(errc::corrupt, "ci: entry " + std::string(key) + " has no blob");
-        return false;
-      }
-      info.id = *e.target;
-      ++refs_[info.id];
-      total_ += info.size;
-      items_.emplace(*job, info);
-      return true;
-    });
+    auto walked = store_->for_each_entry(
+        keys::kArtifactPrefix, [&](std::string_view key, const cache::entry& e) {
+          auto job = keys::job_of(key, keys::kArtifactPrefix);
+          if (!job) return true;
+          detail::attribute_reader r(key, e);
+          artifact_info info;
+          info.size = r.number("size");
+          info.created = detail::from_ms(static_cast<std::int64_t>(r.number("created")));
+          if (r.failed() || !e.target) {
+            failure = r.failed()
+                          ? r.problem()
+                          : error(errc::corrupt, "ci: entry " + std::string(key) + " has no blob");
+            return false;
+          }
+          info.id = *e.target;
+          ++refs_[info.id];
+          total_ += info.size;
+          items_.emplace(*job, info);
+          return true;
+        });
     if (!walked) return walked.error();
     if (failure) return *failure;
     return {};
@@ -189,7 +193,8 @@ class artifact_store_impl final : public artifact_store {
     std::uint64_t total = 0;
     {
       std::lock_guard g(mutex_);
-      for (const auto& [job, item] : items_) candidates.emplace_back(item.created, job);
+      for (const auto& [job, item] : items_)
+        candidates.emplace_back(item.created, job);
       total = total_;
     }
     return detail::prune_oldest(std::move(candidates), total, now, limits_.keep_for,
@@ -259,9 +264,9 @@ class artifact_store_impl final : public artifact_store {
   // so that a put never pins a blob that a remove is deleting.
   std::mutex blob_mutex_;
   mutable std::mutex mutex_;
-  std::map<job_id, artifact_info> items_;                                // guarded by mutex_
+  std::map<job_id, artifact_info> items_;                            // guarded by mutex_
   std::unordered_map<cache::digest, int, cache::digest_hash> refs_;  // guarded by mutex_
-  std::uint64_t total_ = 0;                                              // guarded by mutex_
+  std::uint64_t total_ = 0;                                          // guarded by mutex_
 };
 
 }  // namespace

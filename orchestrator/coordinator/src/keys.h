@@ -19,7 +19,9 @@ inline std::string log_chunk(job_id job, std::uint32_t index) {
 
 // Entry: a job log's metadata (attributes chunks, lines, bytes, closed, created, cut, …).
 inline constexpr std::string_view kLogMetaPrefix = "ci/logmeta/";
-inline std::string log_meta(job_id job) { return std::string(kLogMetaPrefix) + std::to_string(job); }
+inline std::string log_meta(job_id job) {
+  return std::string(kLogMetaPrefix) + std::to_string(job);
+}
 
 // Entry: a job's artifacts, targeting the pinned blob of their tar.
 inline constexpr std::string_view kArtifactPrefix = "ci/artifact/";

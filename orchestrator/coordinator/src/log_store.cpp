@@ -2,8 +2,8 @@
 
 #include "keys.h"
 #include "meta.h"
-#include "retention.h"
 #include "pantry/config/config.h"
+#include "retention.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -30,7 +30,9 @@ namespace json = boost::json;
 // matches little still returns to its caller (who may be following other jobs) now and then.
 constexpr std::size_t kMaxChunksPerRead = 4;
 
-std::string job_name(job_id job) { return "ci: log of job " + std::to_string(job); }
+std::string job_name(job_id job) {
+  return "ci: log of job " + std::to_string(job);
+}
 
 // One line of a chunk: {"s":seq,"t":ms,"o":"o","p":step,"x":text}. JSON escapes what must be
 // escaped and keeps other bytes as they are (a step may print invalid UTF-8; the reader allows
@@ -150,7 +152,7 @@ cache::entry encode_meta(const log_info& info, const std::vector<std::uint64_t>&
 }
 
 result<std::pair<log_info, std::vector<std::uint64_t>>> decode_meta(std::string_view key,
-                                                                     const cache::entry& e) {
+                                                                    const cache::entry& e) {
   detail::attribute_reader r(key, e);
   log_info info;
   auto chunks = r.number("chunks");
@@ -165,7 +167,8 @@ result<std::pair<log_info, std::vector<std::uint64_t>>> decode_meta(std::string_
   if (r.failed()) return r.problem();
   if (firsts.size() != chunks) {
     return error(errc::corrupt, "ci: " + std::string(key) + ": " + std::to_string(chunks) +
-                                    " chunks but " + std::to_string(firsts.size()) + " first lines");
+                                    " chunks but " + std::to_string(firsts.size()) +
+                                    " first lines");
   }
   return std::pair{info, std::move(firsts)};
 }
@@ -177,22 +180,22 @@ class log_store_impl final : public log_store {
 
   result<void> load() {
     std::optional<error> failure;
-    auto walked = store_->for_each_entry(keys::kLogMetaPrefix, [&](std::string_view key,
-                                                                   const cache::entry& e) {
-      auto job = keys::job_of(key, keys::kLogMetaPrefix);
-      if (!job) return true;  // not ours
-      auto meta = decode_meta(key, e);
-      if (!meta) {
-        failure = meta.error();
-        return false;
-      }
-      auto log = std::make_shared<job_log>();
-      log->info = meta->first;
-      log->firsts = std::move(meta->second);
-      total_ += log->info.bytes;
-      logs_.emplace(*job, std::move(log));
-      return true;
-    });
+    auto walked = store_->for_each_entry(keys::kLogMetaPrefix,
+                                         [&](std::string_view key, const cache::entry& e) {
+                                           auto job = keys::job_of(key, keys::kLogMetaPrefix);
+                                           if (!job) return true;  // not ours
+                                           auto meta = decode_meta(key, e);
+                                           if (!meta) {
+                                             failure = meta.error();
+                                             return false;
+                                           }
+                                           auto log = std::make_shared<job_log>();
+                                           log->info = meta->first;
+                                           log->firsts = std::move(meta->second);
+                                           total_ += log->info.bytes;
+                                           logs_.emplace(*job, std::move(log));
+                                           return true;
+                                         });
     if (!walked) return walked.error();
     if (failure) return *failure;
     return {};
@@ -221,9 +224,9 @@ class log_store_impl final : public log_store {
         }
       }
       wake = take_waiters_locked(job, log->info.lines, false);
-      write_now = log->tail_ndjson.size() >= kChunkBytes ||
-                  (!log->tail.empty() &&
-                   std::chrono::steady_clock::now() - log->tail_since >= kFlushAge);
+      write_now =
+          log->tail_ndjson.size() >= kChunkBytes ||
+          (!log->tail.empty() && std::chrono::steady_clock::now() - log->tail_since >= kFlushAge);
     }
     notify(wake);
     if (write_now) return write_tail(job, *log, false);
@@ -257,8 +260,7 @@ class log_store_impl final : public log_store {
     return {};
   }
 
-  result<page> read(job_id job, std::uint64_t from, std::size_t max,
-                    const log_filter& f) override {
+  result<page> read(job_id job, std::uint64_t from, std::size_t max, const log_filter& f) override {
     page p;
     p.next = from;
     std::vector<std::uint64_t> firsts;
@@ -359,8 +361,9 @@ class log_store_impl final : public log_store {
       }
       total = total_;
     }
-    return detail::prune_oldest(std::move(candidates), total, now, limits_.keep_for,
-                                limits_.max_total, [&](job_id job) { return remove_log(job, /*only_inactive=*/true); });
+    return detail::prune_oldest(
+        std::move(candidates), total, now, limits_.keep_for, limits_.max_total,
+        [&](job_id job) { return remove_log(job, /*only_inactive=*/true); });
   }
 
   result<void> remove(job_id job) override {
@@ -563,16 +566,17 @@ class log_store_impl final : public log_store {
 
   // Outside mutex_: a channel may run a completion inline.
   static void notify(const std::vector<waiter_ptr>& wake) {
-    for (const auto& w : wake) w->channel.try_send(boost::system::error_code{});
+    for (const auto& w : wake)
+      w->channel.try_send(boost::system::error_code{});
   }
 
   const std::shared_ptr<cache::store> store_;
   const log_limits limits_;
   mutable std::mutex mutex_;
-  std::map<job_id, log_ptr> logs_;                                 // guarded by mutex_
+  std::map<job_id, log_ptr> logs_;                               // guarded by mutex_
   std::unordered_map<job_id, std::vector<waiter_ptr>> waiters_;  // guarded by mutex_
-  std::uint64_t total_ = 0;                                        // guarded by mutex_
-  std::uint64_t buffered_ = 0;                                     // guarded by mutex_
+  std::uint64_t total_ = 0;                                      // guarded by mutex_
+  std::uint64_t buffered_ = 0;                                   // guarded by mutex_
 };
 
 }  // namespace

@@ -22,7 +22,8 @@ inline std::int64_t to_ms(clock::time_point t) {
 }
 
 inline clock::time_point from_ms(std::int64_t ms) {
-  return clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms)));
+  return clock::time_point(
+      std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms)));
 }
 
 // Reads attributes of one entry; the first problem is kept and later reads return 0.

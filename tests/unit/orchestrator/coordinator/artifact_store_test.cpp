@@ -41,7 +41,6 @@ class ArtifactStoreTest : public cache_store_test {
     EXPECT_TRUE(ok(n));
     return out;
   }
-
 };
 
 TEST_F(ArtifactStoreTest, PutThenGetReturnsTheSameBytesAsAPinnedBlob) {

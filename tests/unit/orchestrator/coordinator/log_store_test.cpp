@@ -4,13 +4,13 @@
 #include "keys.h"
 #include "unit/cache/test_util.h"
 
+#include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -29,21 +29,22 @@ using namespace std::chrono_literals;
 
 constexpr std::uint64_t kDay = 86400;
 
-log_entry line(std::string text, std::string step = "test",
-               log_stream stream = log_stream::out) {
+log_entry line(std::string text, std::string step = "test", log_stream stream = log_stream::out) {
   return log_entry{0, clock::now(), stream, std::move(step), std::move(text)};
 }
 
 // `n` lines "<prefix> 0" … "<prefix> n-1".
 std::vector<log_entry> lines(std::string_view prefix, int n, std::string step = "test") {
   std::vector<log_entry> out;
-  for (int i = 0; i < n; ++i) out.push_back(line(std::string(prefix) + " " + std::to_string(i), step));
+  for (int i = 0; i < n; ++i)
+    out.push_back(line(std::string(prefix) + " " + std::to_string(i), step));
   return out;
 }
 
 std::vector<std::string> texts(const std::vector<log_entry>& entries) {
   std::vector<std::string> out;
-  for (const auto& e : entries) out.push_back(e.text);
+  for (const auto& e : entries)
+    out.push_back(e.text);
   return out;
 }
 
@@ -64,13 +65,13 @@ class LogStoreTest : public cache_store_test {
       EXPECT_TRUE(ok(p));
       if (!p) break;
       EXPECT_GE(p->next, from) << "read went backwards";
-      for (auto& e : p->entries) out.push_back(std::move(e));
+      for (auto& e : p->entries)
+        out.push_back(std::move(e));
       if (p->done || p->next == from) break;
       from = p->next;
     }
     return out;
   }
-
 };
 
 TEST_F(LogStoreTest, AppendedLinesReadBackInOrderWithSeqs) {
@@ -80,7 +81,8 @@ TEST_F(LogStoreTest, AppendedLinesReadBackInOrderWithSeqs) {
   auto p = logs->read(1, 0, 100, {});
   ASSERT_TRUE(ok(p));
   ASSERT_EQ(p->entries.size(), 4u);
-  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(p->entries[i].seq, i);
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(p->entries[i].seq, i);
   EXPECT_EQ(texts(p->entries), (std::vector<std::string>{"a 0", "a 1", "a 2", "err"}));
   EXPECT_EQ(p->entries[3].stream, log_stream::err);
   EXPECT_EQ(p->next, 4u);
@@ -115,8 +117,8 @@ TEST_F(LogStoreTest, FiltersByStepAndPattern) {
   EXPECT_EQ(read_all(*logs, 7, {"install", nullptr}).size(), 5u);
   std::regex failed("^FAILED");
   auto hits = read_all(*logs, 7, {"", &failed});
-  EXPECT_EQ(texts(hits), (std::vector<std::string>{"FAILED test_add - assert 1 == 2",
-                                                   "FAILED test_sub"}));
+  EXPECT_EQ(texts(hits),
+            (std::vector<std::string>{"FAILED test_add - assert 1 == 2", "FAILED test_sub"}));
   EXPECT_EQ(hits[0].seq, 5u + 3u);
   EXPECT_TRUE(read_all(*logs, 7, {"install", &failed}).empty());
 }
@@ -189,8 +191,9 @@ TEST_F(LogStoreTest, OneGigabyteWriterIsCutAtTheLimitWithOneClosingLine) {
   limits.max_job = 1 << 20;
   auto logs = open_logs(limits);
   std::vector<log_entry> batch;
-  for (int i = 0; i < 1024; ++i) batch.push_back(line(std::string(1023, 'z')));  // 1 MiB a batch
-  const int kBatches = 1024;                                                     // 1 GiB in all
+  for (int i = 0; i < 1024; ++i)
+    batch.push_back(line(std::string(1023, 'z')));  // 1 MiB a batch
+  const int kBatches = 1024;                        // 1 GiB in all
   std::uint64_t most_buffered = 0;
   for (int i = 0; i < kBatches; ++i) {
     ASSERT_TRUE(ok(logs->append(9, batch)));
@@ -209,7 +212,8 @@ TEST_F(LogStoreTest, OneGigabyteWriterIsCutAtTheLimitWithOneClosingLine) {
   EXPECT_EQ(all.back().stream, log_stream::pantry);
   EXPECT_EQ(all.back().text, "log cut at 1MiB; the job's further output is dropped");
   int notices = 0;
-  for (const auto& e : all) notices += e.stream == log_stream::pantry;
+  for (const auto& e : all)
+    notices += e.stream == log_stream::pantry;
   EXPECT_EQ(notices, 1);
   auto p = logs->read(9, 0, 1, {});
   ASSERT_TRUE(ok(p));
@@ -246,7 +250,8 @@ class waiting {
   // True once done, false if still waiting after `limit`.
   bool finishes_within(std::chrono::milliseconds limit) {
     auto end = std::chrono::steady_clock::now() + limit;
-    while (!done_ && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+    while (!done_ && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(1ms);
     return done_;
   }
 
@@ -337,9 +342,12 @@ TEST_F(LogStoreTest, ConcurrentWritersAndFollowersSeeEveryLine) {
       io.run();
     });
   }
-  for (auto& t : writers) t.join();
-  for (auto& t : followers) t.join();
-  for (int j = 1; j <= kJobs; ++j) EXPECT_EQ(seen[j], std::size_t{kBatches * kPerBatch}) << j;
+  for (auto& t : writers)
+    t.join();
+  for (auto& t : followers)
+    t.join();
+  for (int j = 1; j <= kJobs; ++j)
+    EXPECT_EQ(seen[j], std::size_t{kBatches * kPerBatch}) << j;
 }
 
 TEST_F(LogStoreTest, PruneDropsOldLogsThenOldestOverTheTotal) {
@@ -376,7 +384,8 @@ TEST_F(LogStoreTest, PruneDropsOldLogsThenOldestOverTheTotal) {
   // Nothing left in the store: a reopened store knows no log.
   logs.reset();
   auto again = open_logs(limits);
-  for (job_id j = 1; j <= 4; ++j) EXPECT_FALSE(again->info(j)) << j;
+  for (job_id j = 1; j <= 4; ++j)
+    EXPECT_FALSE(again->info(j)) << j;
 }
 
 TEST_F(LogStoreTest, LogLeftOpenByAnEarlierProcessIsPrunable) {

@@ -1,14 +1,18 @@
 #pragma once
 
-// The coordinator's shared vocabulary: the clock and the ids of pipelines and jobs.
+// The coordinator's shared vocabulary: its clock and the ids of pipelines and jobs.
 
 #include <chrono>
 #include <cstdint>
 
 namespace pantry::orchestrator::coordinator {
 
+// Wall-clock time: records are persisted and shown to people, and survive a restart.
 using clock = std::chrono::system_clock;
-using job_id = std::uint64_t;       // global, increasing from 1, never reused
-using pipeline_id = std::uint64_t;  // global, increasing from 1, never reused
+
+// Global, increasing from 1, never reused (not even after a restart: the scheduler continues
+// after the largest id it restored).
+using job_id = std::uint64_t;
+using pipeline_id = std::uint64_t;
 
 }  // namespace pantry::orchestrator::coordinator

@@ -59,7 +59,7 @@ struct log_limits {
 };
 
 struct log_filter {
-  std::string step;                    // "" = any step
+  std::string step;                     // "" = any step
   const std::regex* pattern = nullptr;  // ECMAScript; a line matches if regex_search finds it
 };
 

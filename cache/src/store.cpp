@@ -320,6 +320,14 @@ class store_impl final : public store {
     return out;
   }
 
+  result<void> remove_record(std::string_view key) override {
+    std::string what = "cache: remove record " + quoted(key);
+    if (!core_->owner()) return core_->read_only_error(what);
+    if (auto r = check_key(*core_, key, [&] { return what; }); !r) return r;
+    return core_->submit_and_wait(core_->del_op(core_->dbs().records, what, std::string(key),
+                                                "cache: no record " + quoted(key), {}));
+  }
+
   result<stats> get_stats() override {
     stats s;
     auto& env = core_->env();

@@ -849,6 +849,22 @@ TEST_F(CacheTest, RecordsRoundTripCompressed) {
   EXPECT_LT(stats->used_bytes, log.size()) << "stored compressed";
 }
 
+TEST_F(CacheTest, RemovedRecordIsGoneAndOthersStay) {
+  auto s = open(opts());
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(ok(s->put_record("ci/log/1/0", as_bytes("first"))));
+  ASSERT_TRUE(ok(s->put_record("ci/log/1/1", as_bytes("second"))));
+  ASSERT_TRUE(ok(s->remove_record("ci/log/1/0")));
+  EXPECT_TRUE(fails_with(s->get_record("ci/log/1/0"), errc::not_found));
+  EXPECT_TRUE(fails_with(s->remove_record("ci/log/1/0"), errc::not_found));
+  auto kept = s->get_record("ci/log/1/1");
+  ASSERT_TRUE(ok(kept));
+  EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(kept->data()), kept->size()), "second");
+  auto stats = s->get_stats();
+  ASSERT_TRUE(ok(stats));
+  EXPECT_EQ(stats->records, 1u);
+}
+
 TEST_F(CacheTest, MapFullFailsOnlyTheWriteThatDoesNotFit) {
   options o = opts();
   o.map_size = 2 << 20;

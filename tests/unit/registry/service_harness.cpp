@@ -566,6 +566,7 @@ class recalling_store final : public cache::store {
   result<std::vector<std::byte>> get_record(std::string_view key) override {
     return real_->get_record(key);
   }
+  result<void> remove_record(std::string_view key) override { return real_->remove_record(key); }
   result<cache::stats> get_stats() override { return real_->get_stats(); }
   result<cache::verify_report> verify(
       const std::function<void(std::uint64_t, std::uint64_t)>& progress) override {

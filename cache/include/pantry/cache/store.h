@@ -199,6 +199,8 @@ class store {
   // pantry's own bulky records (job logs, test history), stored zstd-compressed.
   virtual result<void> put_record(std::string_view key, std::span<const std::byte> value) = 0;
   virtual result<std::vector<std::byte>> get_record(std::string_view key) = 0;
+  // Deletes the record under `key`; errc::not_found if there is none. Blocks until committed.
+  virtual result<void> remove_record(std::string_view key) = 0;
 
   // Counts and sizes. Safe in read_only mode beside a running owner.
   virtual result<stats> get_stats() = 0;

@@ -1,0 +1,44 @@
+#pragma once
+
+// Every store key of the coordinator's logs and artifacts, in one place.
+
+#include "pantry/orchestrator/coordinator/ids.h"
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace pantry::orchestrator::coordinator::keys {
+
+// Record: chunk `index` (0, 1, …) of a job's log, NDJSON compressed by the store.
+inline std::string log_chunk(job_id job, std::uint32_t index) {
+  return "ci/log/" + std::to_string(job) + "/" + std::to_string(index);
+}
+
+// Entry: a job log's metadata (attributes chunks, lines, bytes, closed, created, cut, …).
+inline constexpr std::string_view kLogMetaPrefix = "ci/logmeta/";
+inline std::string log_meta(job_id job) {
+  return std::string(kLogMetaPrefix) + std::to_string(job);
+}
+
+// Entry: a job's artifacts, targeting the pinned blob of their tar.
+inline constexpr std::string_view kArtifactPrefix = "ci/artifact/";
+inline std::string artifact(job_id job) {
+  return std::string(kArtifactPrefix) + std::to_string(job);
+}
+
+// The job id at the end of a key under `prefix`, or nullopt if it is not a number.
+inline std::optional<job_id> job_of(std::string_view key, std::string_view prefix) {
+  if (!key.starts_with(prefix)) return std::nullopt;
+  std::string_view digits = key.substr(prefix.size());
+  job_id job = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), job);
+  if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty()) {
+    return std::nullopt;
+  }
+  return job;
+}
+
+}  // namespace pantry::orchestrator::coordinator::keys

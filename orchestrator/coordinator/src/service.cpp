@@ -155,6 +155,21 @@ json::object log_entry_json(const log_entry& e) {
                       {"text", e.text}};
 }
 
+// A blob of the cache into a file.
+result<void> copy_blob(cache::blob_reader& reader, const fs::path& file) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  if (!out) return error(errc::io_error, "cannot write " + file.string());
+  auto n = reader.visit(0, reader.size(), [&out](std::span<const std::byte> piece) {
+    out.write(reinterpret_cast<const char*>(piece.data()),
+              static_cast<std::streamsize>(piece.size()));
+    return piece.size();
+  });
+  if (!n) return n.error();
+  out.close();
+  if (!out) return error(errc::io_error, "writing " + file.string() + " failed");
+  return {};
+}
+
 class coordinator_impl;
 
 // The built-in runner's way to the coordinator: direct calls.
@@ -322,25 +337,19 @@ result<void> local_uplink::fetch_tree(const std::string& digest, const fs::path&
     return error(errc::not_found, "the uploaded tree " + digest +
                                       " is no longer in the cache; submit the pipeline again");
   }
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out) return error(errc::io_error, "cannot write " + file.string());
-  auto n = reader->visit(0, reader->size(), [&out](std::span<const std::byte> piece) {
-    out.write(reinterpret_cast<const char*>(piece.data()),
-              static_cast<std::streamsize>(piece.size()));
-    return piece.size();
-  });
-  if (!n) return n.error();
-  out.close();
-  if (!out) return error(errc::io_error, "writing " + file.string() + " failed");
-  return {};
+  return copy_blob(*reader, file);
 }
 
 result<void> local_uplink::fetch_artifacts(job_id job, const fs::path& file) {
-  return c_->artifacts()->get_to_file(job, file);
+  auto reader = c_->artifacts()->get(job);
+  if (!reader) return reader.error();
+  return copy_blob(*reader, file);
 }
 
 result<void> local_uplink::put_artifacts(const fs::path& file) {
-  return c_->artifacts()->put(job_, file);
+  auto r = c_->artifacts()->put(job_, file);
+  if (!r) return r.error();
+  return {};
 }
 
 result<std::string> local_uplink::secret(const std::string& name) { return c_->read_secret(name); }
@@ -435,6 +444,10 @@ result<void> coordinator_impl::start() {
           co_await self->reaper_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
           if (self->stopping_) break;
           auto now = clock::now();
+          // A quiet job's last lines reach the store within a second (readers see them at once).
+          asio::post(self->blocking_, [logs = self->logs_] {
+            if (auto r = logs->flush_idle(); !r) spdlog::warn("ci: {}", r.error().message);
+          });
           for (auto it = self->runner_seen_.begin(); it != self->runner_seen_.end();) {
             if (now - it->second > self->ci_.runner_timeout) {
               auto ch = self->sched_.runner_lost(
@@ -1086,7 +1099,7 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
     co_return;
   }
   if (t.segments.size() == 2 && t.segments[1] == "artifacts") {
-    auto reader = co_await blocking([&] { return artifacts_->open(*id); });
+    auto reader = co_await blocking([&] { return artifacts_->get(*id); });
     if (!reader) {
       co_await fail(ex, http::status::not_found,
                     "job " + std::to_string(*id) + " kept no artifacts: " +
@@ -1110,10 +1123,12 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
 asio::awaitable<void> coordinator_impl::follow_log(exchange& ex, job_id job,
                                                    const target_parts& t) {
   log_filter filter;
+  std::optional<std::regex> pattern;
   if (auto s = t.query.find("step"); s != t.query.end()) filter.step = s->second;
   if (auto g = t.query.find("grep"); g != t.query.end() && !g->second.empty()) {
     try {
-      filter.pattern = std::make_shared<std::regex>(g->second, std::regex::ECMAScript);
+      pattern.emplace(g->second, std::regex::ECMAScript);
+      filter.pattern = &*pattern;
     } catch (const std::regex_error& e) {
       co_await fail(ex, http::status::bad_request,
                     "grep: \"" + g->second + "\" is not a regular expression: " + e.what());
@@ -1582,7 +1597,7 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
     } else {
       auto from = parse_id(t.segments[3]);
       if (from) {
-        auto r = co_await blocking([&] { return artifacts_->open(*from); });
+        auto r = co_await blocking([&] { return artifacts_->get(*from); });
         if (r) reader.emplace(std::move(*r));
       }
       missing = "job " + t.segments[3] + " kept no artifacts";

@@ -1,7 +1,7 @@
 #pragma once
 
 // The builder's side in `pantry serve` (a proxy::service): the build cache and the builder's RUN
-// steps, for `pantry build` (the step loop, build.h, runs in the client; see cli/build.cpp).
+// steps, for `pantry build` (the step loop, build.h, runs in the client; see http_backend.h).
 // Every route needs the control token (app/control.h), as the runner's do.
 //
 //   GET  /api/v1/build/cache/<key>        the layer recorded under a step key: 200 with its

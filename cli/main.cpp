@@ -336,8 +336,8 @@ int main(int argc, char** argv) {
       return pantry::cli::run_step_command(*opt);
     }
     if (auto code = pantry::cli::pipeline_command(command, rest)) {
-      if (*code < 0) throw usage_error{pantry::cli::last_usage_error()};
-      return *code;
+      if (!*code) throw usage_error{code->error().message};
+      return **code;
     }
     if (command == "version" || command == "--version") {
       std::cout << "pantry " << PANTRY_VERSION << '\n';

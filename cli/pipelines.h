@@ -66,11 +66,10 @@ result<logs_options> parse_logs_args(const std::vector<std::string>& args);
 result<cancel_options> parse_cancel_args(const std::vector<std::string>& args);
 result<artifacts_options> parse_artifacts_args(const std::vector<std::string>& args);
 
-// Runs `command` when it is one of these five: its exit status, or -1 for a usage error (see
-// last_usage_error()); nullopt when it is another command.
-std::optional<int> pipeline_command(const std::string& command,
-                                    const std::vector<std::string>& args);
-std::string last_usage_error();
+// Runs `command` when it is one of these five: its exit status, or the usage error naming the
+// bad argument; nullopt when it is another command.
+std::optional<result<int>> pipeline_command(const std::string& command,
+                                            const std::vector<std::string>& args);
 
 // The commands. Exit status: 0 done (submit --wait: the pipeline passed), 1 failed (red
 // pipeline, or the coordinator's error), 2 a bad .pantry.yml or bad arguments.

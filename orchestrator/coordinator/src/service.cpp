@@ -104,7 +104,8 @@ bool over_tls_or_local(exchange& ex) {
 }
 
 asio::awaitable<void> fail(exchange& ex, http::status status, std::string message) {
-  co_await respond_json(ex, status, json::object{{"error", std::move(message)}});
+  const json::object answer{{"error", std::move(message)}};
+  co_await respond_json(ex, status, answer);
 }
 
 double seconds_between(clock::time_point a, clock::time_point b) {
@@ -865,7 +866,8 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
       }
       return a;
     });
-    co_await respond_json(ex, http::status::ok, json::object{{"pipelines", std::move(list)}});
+    const json::object answer{{"pipelines", std::move(list)}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   auto id = parse_id(t.segments[0]);
@@ -886,7 +888,8 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
       co_return;
     }
     co_await journal_barrier();
-    co_await respond_json(ex, http::status::ok, json::object{{"cancelled", *id}});
+    const json::object answer{{"cancelled", *id}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   if (!co_await allowed(ex, role::read)) co_return;
@@ -1069,7 +1072,8 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
       }
       return a;
     });
-    co_await respond_json(ex, http::status::ok, json::object{{"jobs", std::move(list)}});
+    const json::object answer{{"jobs", std::move(list)}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   auto id = parse_id(t.segments[0]);
@@ -1085,7 +1089,8 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
       return 0;
     });
     co_await journal_barrier();
-    co_await respond_json(ex, http::status::ok, json::object{{"cancelled", *id}});
+    const json::object answer{{"cancelled", *id}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   if (!co_await allowed(ex, role::read)) co_return;
@@ -1322,7 +1327,8 @@ asio::awaitable<void> coordinator_impl::sources_route(exchange& ex) {
   });
   if (!writer) {
     if (writer.error().code == errc::already_exists) {
-      co_await respond_json(ex, http::status::ok, json::object{{"digest", d->str()}});
+      const json::object answer{{"digest", d->str()}};
+      co_await respond_json(ex, http::status::ok, answer);
     } else {
       co_await fail(ex, http::status::service_unavailable, writer.error().message);
     }
@@ -1352,7 +1358,8 @@ asio::awaitable<void> coordinator_impl::sources_route(exchange& ex) {
                   c.error().message);
     co_return;
   }
-  co_await respond_json(ex, http::status::created, json::object{{"digest", d->str()}});
+  const json::object answer{{"digest", d->str()}};
+  co_await respond_json(ex, http::status::created, answer);
 }
 
 asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
@@ -1391,7 +1398,8 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       }
       return out;
     });
-    co_await respond_json(ex, http::status::ok, json::object{{"lost", std::move(lost)}});
+    const json::object answer{{"lost", std::move(lost)}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   if (t.segments.size() == 1 && t.segments[0] == "claim" && method == http::verb::post) {
@@ -1485,7 +1493,8 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       co_await fail(ex, http::status::service_unavailable, appended.error().message);
       co_return;
     }
-    co_await respond_json(ex, http::status::ok, json::object{{"ok", true}});
+    const json::object answer{{"ok", true}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   if (what == "finish" && method == http::verb::post) {
@@ -1523,7 +1532,8 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       co_return;
     }
     co_await journal_barrier();
-    co_await respond_json(ex, http::status::ok, json::object{{"ok", true}});
+    const json::object answer{{"ok", true}};
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   if (what == "artifacts" && t.segments.size() == 3 && method == http::verb::put) {
@@ -1574,7 +1584,8 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       co_await fail(ex, http::status::unprocessable_entity, put.error().message);
       co_return;
     }
-    co_await respond_json(ex, http::status::created, json::object{{"ok", true}});
+    const json::object answer{{"ok", true}};
+    co_await respond_json(ex, http::status::created, answer);
     co_return;
   }
   if ((what == "artifacts" && t.segments.size() == 4) || what == "source") {

@@ -9,7 +9,11 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace pantry::config::detail {
+namespace pantry::config::yaml {
+
+using detail::all_digits;
+using detail::first_invalid_utf8;
+using detail::is_control;
 namespace {
 
 // Past this many problems the rest are usually consequences of the first ones.
@@ -49,6 +53,19 @@ void reader::fail(const YAML::Mark& m, std::string_view path, std::string messag
     return;
   }
   errors_.push_back(location(m) + ": " + std::string(path) + ": " + message);
+}
+
+std::string reader::report() const {
+  std::string out;
+  for (const std::string& e : errors_) {
+    if (!out.empty()) out += '\n';
+    out += e;
+  }
+  if (dropped_errors_ > 0) {
+    out += "\n" + std::string(source_) + ": " + std::to_string(dropped_errors_) +
+           " more errors not shown";
+  }
+  return out;
 }
 
 void reader::fail(const entry& e, std::string message) {
@@ -236,4 +253,4 @@ void reader::require_keys(const list_item& item, std::span<const required_key> r
   }
 }
 
-}  // namespace pantry::config::detail
+}  // namespace pantry::config::yaml

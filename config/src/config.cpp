@@ -64,6 +64,15 @@ bool runner_set(const runner_config& r) {
          r.defaults.memory != 0 && r.defaults.pids_limit != 0 && r.defaults.tmpfs_size != 0;
 }
 
+// Whether the defaults set every ci key that must not be zero.
+bool ci_set(const ci_config& ci) {
+  const auto limits_set = [](const ci_storage_limits& l) {
+    return l.max_job != 0 && l.keep_for.count() > 0 && l.max_total != 0;
+  };
+  return ci.runner_timeout.count() > 0 && limits_set(ci.log_limits) &&
+         limits_set(ci.artifact_limits);
+}
+
 }  // namespace
 
 std::string_view embedded_defaults() {
@@ -87,7 +96,7 @@ config defaults() {
     if (d.listen.host.empty() || d.data_dir.empty() || d.cache.max_size == 0 ||
         d.pypi.upstreams.empty() || d.oci.upstreams.empty() || d.oci.default_upstream.empty() ||
         d.oci.hosted.prefix.empty() || !timeouts_set || d.upstream.max_idle_connections == 0 ||
-        !runner_set(d.runner)) {
+        !runner_set(d.runner) || !ci_set(d.ci)) {
       std::fprintf(stderr, "pantry: the embedded default config leaves a required key unset\n");
       std::abort();
     }

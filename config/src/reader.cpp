@@ -82,8 +82,8 @@ std::optional<YAML::Mark> reader::noted(std::string_view path) const {
   return it->second;
 }
 
-void reader::for_each_key(const YAML::Node& map, const std::string& path,
-                          std::span<const std::string_view> known, const key_handler& handle) {
+void reader::for_each_name(const YAML::Node& map, const std::string& path,
+                           const key_handler& handle) {
   std::map<std::string, int, std::less<>> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
     const YAML::Node k = it->first;
@@ -93,6 +93,7 @@ void reader::for_each_key(const YAML::Node& map, const std::string& path,
            describe(k) + " is " + kind_of(k) + ", not a key name; write key: value");
       continue;
     }
+    // Scalar() refers into the node, which the entry holds: the view stays valid with it.
     const std::string& key = k.Scalar();
     const std::string key_path = (path.empty() ? "" : path + ".") + printable(key);
     if (auto [pos, inserted] = seen.emplace(key, k.Mark().line + 1); !inserted) {
@@ -101,13 +102,29 @@ void reader::for_each_key(const YAML::Node& map, const std::string& path,
                "); remove one of them");
       continue;
     }
-    const auto known_key = std::find(known.begin(), known.end(), key);
+    handle(entry{key, k, v, key_path});
+  }
+}
+
+void reader::for_each_key(const YAML::Node& map, const std::string& path,
+                          std::span<const std::string_view> known, const key_handler& handle) {
+  for_each_name(map, path, [&](const entry& e) {
+    const auto known_key = std::find(known.begin(), known.end(), e.key);
     if (known_key == known.end()) {
-      fail(k.Mark(), key_path,
-           quote(key) + " is not a known key; " + suggest_key(key, path, known, maps_));
-      continue;
+      fail(e.key_node.Mark(), e.path,
+           quote(e.key) + " is not a known key; " + suggest_key(e.key, path, known, maps_));
+      return;
     }
-    handle(entry{*known_key, k, v, key_path});
+    handle(entry{*known_key, e.key_node, e.value, e.path});
+  });
+}
+
+void reader::read_named_map(const entry& e, std::string_view example, const key_handler& handle) {
+  if (e.value.IsMap()) {
+    for_each_name(e.value, e.path, handle);
+  } else if (!e.value.IsNull()) {
+    fail(e, describe(e.value) + " is " + kind_of(e.value) + ", expected a map, e.g. " +
+                std::string(example));
   }
 }
 

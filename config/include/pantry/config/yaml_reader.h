@@ -93,7 +93,9 @@ result<YAML::Node> load_document(std::string_view text, std::string_view source,
 
 // One `key: value` of a map, with the key path that names it in messages.
 struct entry {
-  std::string_view key;  // the key as written ("max_size"); a known key, so plain ASCII
+  // The key as written ("max_size"): a known key (plain ASCII) or, from for_each_name(), any
+  // name, valid while key_node lives.
+  std::string_view key;
   YAML::Node key_node;
   YAML::Node value;
   std::string path;  // "cache.max_size", "pypi.routes[2].pattern"; the key itself at the top level
@@ -192,6 +194,15 @@ class reader {
   // for_each_key() over e's value if it is a map. An empty value (`cache:` with its keys
   // commented out) keeps the defaults; anything else is reported.
   void read_map(const entry& e, std::span<const std::string_view> known, const key_handler& handle);
+
+  // Calls handle() for each key of `map` whatever its name, in document order: maps whose keys
+  // are names the caller checks (job names, secret names). Reports keys that are not scalars or
+  // are repeated. `path` is the map's; an entry's path is "path.<printable key>".
+  void for_each_name(const YAML::Node& map, const std::string& path, const key_handler& handle);
+
+  // for_each_name() over e's value if it is a map; an empty value is an empty map, anything else
+  // is reported (`example` shows a good map, e.g. "{PYPI_TOKEN: /etc/pantry/pypi_token}").
+  void read_named_map(const entry& e, std::string_view example, const key_handler& handle);
 
   // The text of a scalar value, or nullopt after reporting what it is instead; `expected` says
   // what to write ("a size, e.g. 50GiB").

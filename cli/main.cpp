@@ -1,6 +1,7 @@
 // The `pantry` command: argument parsing and the wiring of the libraries.
 
 #include "build.h"
+#include "ci.h"
 #include "pantry/app/app.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
@@ -74,6 +75,8 @@ commands:
              image in pantry's hosted registry: every step keyed by its inputs and taken from
              the build cache when it can be, RUN steps on the built-in runner; one line per step
              (hit, miss or config, and its time), then NAME:TAG@sha256:DIGEST.
+  ci check [FILE]       Validate a pipeline file (default .pantry.yml) without running it;
+                        exit 0 with a summary, 2 with every problem (file:line:col: field: ...).
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -319,6 +322,11 @@ int main(int argc, char** argv) {
       auto opt = pantry::cli::parse_run_args(rest);
       if (!opt) throw usage_error{opt.error().message};
       return pantry::cli::run_step_command(*opt);
+    }
+    if (command == "ci") {
+      auto opt = pantry::cli::parse_ci_args(rest);
+      if (!opt) throw usage_error{opt.error().message};
+      return pantry::cli::run_ci_check(*opt);
     }
     if (command == "version" || command == "--version") {
       std::cout << "pantry " << PANTRY_VERSION << '\n';

@@ -75,42 +75,41 @@ void read_tokens(reader& r, const entry& e, ci_config& ci) {
   // Tokens are unique too, or a request's token would not say who sent it; the message names
   // the item, never the token.
   unique_values tokens_seen;
-  auto tokens = r.read_list(
-      e, rules,
-      [&](ci_token& t, const entry& f) {
-        if (f.key == "name") {
-          auto s = r.as_scalar(f, "a token name, e.g. dev");
-          if (!s) return;
-          if (!is_ci_name(*s)) {
-            r.fail(f, quote(*s) +
-                          " is not a token name; use 1 to 63 letters, digits, '_', '.' and '-', "
-                          "e.g. dev");
-            return;
-          }
-          t.name = std::move(*s);
-        } else if (f.key == "token") {
-          auto s = read_token(r, f);
-          if (!s) return;
-          const int line = f.mark().line + 1;
-          if (auto first = tokens_seen.add(*s, 0, line)) {
-            r.fail(f, "the token is the same as the one on line " + std::to_string(first->line) +
-                          "; give each token its own value");
-            return;
-          }
-          t.token = std::move(*s);
-        } else if (f.key == "role") {
-          auto s = r.as_scalar(f, "submit, read or runner");
-          if (!s) return;
-          const auto role = std::find_if(kRoles.begin(), kRoles.end(),
-                                         [&](ci_role role) { return to_string(role) == *s; });
-          if (role == kRoles.end()) {
-            r.fail(f, quote(*s) + " is not a role; use submit (submit and cancel pipelines), "
-                                  "read (view them) or runner (take jobs)");
-            return;
-          }
-          t.role = *role;
-        }
-      });
+  auto tokens = r.read_list(e, rules, [&](ci_token& t, const entry& f) {
+    if (f.key == "name") {
+      auto s = r.as_scalar(f, "a token name, e.g. dev");
+      if (!s) return;
+      if (!is_ci_name(*s)) {
+        r.fail(f, quote(*s) +
+                      " is not a token name; use 1 to 63 letters, digits, '_', '.' and '-', "
+                      "e.g. dev");
+        return;
+      }
+      t.name = std::move(*s);
+    } else if (f.key == "token") {
+      auto s = read_token(r, f);
+      if (!s) return;
+      const int line = f.mark().line + 1;
+      if (auto first = tokens_seen.add(*s, 0, line)) {
+        r.fail(f, "the token is the same as the one on line " + std::to_string(first->line) +
+                      "; give each token its own value");
+        return;
+      }
+      t.token = std::move(*s);
+    } else if (f.key == "role") {
+      auto s = r.as_scalar(f, "submit, read or runner");
+      if (!s) return;
+      const auto role = std::find_if(kRoles.begin(), kRoles.end(),
+                                     [&](ci_role role) { return to_string(role) == *s; });
+      if (role == kRoles.end()) {
+        r.fail(f, quote(*s) +
+                      " is not a role; use submit (submit and cancel pipelines), "
+                      "read (view them) or runner (take jobs)");
+        return;
+      }
+      t.role = *role;
+    }
+  });
   if (tokens) ci.tokens = std::move(*tokens);
 }
 
@@ -168,9 +167,9 @@ void read_ci(reader& r, const entry& e, config& c) {
     if (f.key == "enabled") {
       if (auto b = r.read_bool(f)) ci.enabled = *b;
     } else if (f.key == "slots") {
-      if (auto n = r.read_count(f, 0, kMaxSlots,
-                                "use 0 for one per CPU core, or 1 to " +
-                                    std::to_string(kMaxSlots))) {
+      if (auto n =
+              r.read_count(f, 0, kMaxSlots,
+                           "use 0 for one per CPU core, or 1 to " + std::to_string(kMaxSlots))) {
         ci.slots = *n;
       }
     } else if (f.key == "tokens") {
@@ -196,7 +195,8 @@ void check_ci(reader& r, const config& c) {
     std::string_view path;
     const ci_storage_limits* limits;
   };
-  for (const kind& k : {kind{"ci.logs", &c.ci.log_limits}, kind{"ci.artifacts", &c.ci.artifact_limits}}) {
+  for (const kind& k :
+       {kind{"ci.logs", &c.ci.log_limits}, kind{"ci.artifacts", &c.ci.artifact_limits}}) {
     if (k.limits->max_total >= k.limits->max_job) continue;
     const std::string total_path = std::string(k.path) + ".max_total";
     const std::string job_path = std::string(k.path) + ".max_job";

@@ -9,7 +9,6 @@
 namespace pantry::config::yaml {
 namespace {
 
-
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j)

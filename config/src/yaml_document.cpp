@@ -91,17 +91,19 @@ result<YAML::Node> load_document(std::string_view text, std::string_view source,
   const std::string noun(kind.noun);
   if (text.size() > kind.max_bytes) {
     return failure(kind.code, src + ":1:1: (file): \"" + std::to_string(text.size()) +
-                                " bytes\" is too large for a " + noun + " file (the limit is " +
-                                format_size(kind.max_bytes) + "); check that this is the right file");
+                                  " bytes\" is too large for a " + noun + " file (the limit is " +
+                                  format_size(kind.max_bytes) +
+                                  "); check that this is the right file");
   }
   // Refused before yaml-cpp sees it: NUL bytes make yaml-cpp guess UTF-16/32, and strings that
   // are not UTF-8 could not be written back (to_yaml(), JSON).
   if (const std::size_t bad = std::min(text.find('\0'), first_invalid_utf8(text));
       bad != std::string_view::npos) {
     const auto [line, col] = line_col(text, bad);
-    return failure(kind.code, src + ":" + std::to_string(line) + ":" + std::to_string(col) +
-                                ": (file): " + quote(line_text(text, static_cast<int>(line - 1))) +
-                                " has a byte that is not UTF-8 text; save the file as UTF-8");
+    return failure(kind.code,
+                   src + ":" + std::to_string(line) + ":" + std::to_string(col) +
+                       ": (file): " + quote(line_text(text, static_cast<int>(line - 1))) +
+                       " has a byte that is not UTF-8 text; save the file as UTF-8");
   }
   try {
     const std::string whole(text);
@@ -112,11 +114,11 @@ result<YAML::Node> load_document(std::string_view text, std::string_view source,
       rest = after_first_document(whole);
     } catch (const YAML::ParserException& e) {
       return failure(kind.code, src + ":" + std::to_string(std::max(e.mark.line, 0) + 1) + ":" +
-                                  std::to_string(std::max(e.mark.column, 0) + 1) + ": (syntax): " +
-                                  quote(line_text(text, e.mark.line)) + " is not valid YAML: " +
-                                  e.msg +
-                                  "; check the indentation, colons, brackets and quotes here and "
-                                  "on the line before");
+                                    std::to_string(std::max(e.mark.column, 0) + 1) +
+                                    ": (syntax): " + quote(line_text(text, e.mark.line)) +
+                                    " is not valid YAML: " + e.msg +
+                                    "; check the indentation, colons, brackets and quotes here and "
+                                    "on the line before");
     }
     if (rest) {
       const std::string_view line = line_text(text, rest->line);
@@ -124,19 +126,19 @@ result<YAML::Node> load_document(std::string_view text, std::string_view source,
                                 std::to_string(std::max(rest->column, 0) + 1);
       if (line.starts_with("---")) {
         return failure(kind.code, where + ": (file): " + quote(line) +
-                                    " starts a second YAML document; a " + noun +
-                                    " is one document, so remove the \"---\" and merge the "
-                                    "settings into the first");
+                                      " starts a second YAML document; a " + noun +
+                                      " is one document, so remove the \"---\" and merge the "
+                                      "settings into the first");
       }
       return failure(kind.code, where + ": (syntax): " + quote(line) +
-                                  " is not valid YAML: unexpected text after the end of the "
-                                  "document; check for a stray ',' or indentation that ends the "
-                                  "settings early");
+                                    " is not valid YAML: unexpected text after the end of the "
+                                    "document; check for a stray ',' or indentation that ends the "
+                                    "settings early");
     }
     return root;
   } catch (const std::exception& e) {
     return failure(kind.code, src + ": cannot read the " + noun + ": " + std::string(e.what()) +
-                                "; this is a bug in pantry, please report it with the file");
+                                  "; this is a bug in pantry, please report it with the file");
   }
 }
 

@@ -29,9 +29,9 @@ constexpr unsigned kMaxParallel = 100;
 constexpr std::array<std::string_view, 5> kTopKeys = {"image", "build", "allow_unpinned",
                                                       "keep_going", "jobs"};
 constexpr std::array<std::string_view, 2> kBuildKeys = {"file", "context"};
-constexpr std::array<std::string_view, 10> kJobKeys = {
-    "run", "needs", "parallel", "timeout", "env", "secrets", "artifacts", "network", "tmpfs",
-    "image"};
+constexpr std::array<std::string_view, 10> kJobKeys = {"run",   "needs",   "parallel",  "timeout",
+                                                       "env",   "secrets", "artifacts", "network",
+                                                       "tmpfs", "image"};
 // A job's keys are under "jobs.NAME": a job key at the top level is suggested there.
 constexpr std::array<yaml::key_set, 3> kMaps = {{
     {"", kTopKeys},
@@ -54,10 +54,10 @@ struct placed {
 
 // What the checks after reading need besides the spec.
 struct read_state {
-  std::vector<placed> images;                     // top-level and jobs' image:, as written
-  std::vector<std::vector<placed>> needs;         // per job of spec.jobs
-  std::optional<YAML::Mark> image_mark;           // where image: was
-  std::optional<YAML::Mark> build_mark;           // where build: was
+  std::vector<placed> images;              // top-level and jobs' image:, as written
+  std::vector<std::vector<placed>> needs;  // per job of spec.jobs
+  std::optional<YAML::Mark> image_mark;    // where image: was
+  std::optional<YAML::Mark> build_mark;    // where build: was
   std::optional<YAML::Mark> jobs_mark;
 };
 
@@ -76,9 +76,9 @@ std::optional<std::vector<placed>> read_scalars(yaml::reader& r, const entry& e,
     return out;
   }
   if (!e.value.IsSequence()) {
-    const std::string what =
-        e.value.IsNull() ? "\"\" has no value" : yaml::describe(e.value) + " is " +
-                                                     yaml::kind_of(e.value);
+    const std::string what = e.value.IsNull()
+                                 ? "\"\" has no value"
+                                 : yaml::describe(e.value) + " is " + yaml::kind_of(e.value);
     r.fail(e, what + ", expected " + std::string(expected));
     return std::nullopt;
   }
@@ -109,8 +109,7 @@ bool check_unique(yaml::reader& r, const std::vector<placed>& values, std::strin
 
 bool is_env_name(std::string_view name) {
   const auto word = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-           (c >= '0' && c <= '9');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9');
   };
   return !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
          std::all_of(name.begin(), name.end(), word);
@@ -155,8 +154,8 @@ void read_image(yaml::reader& r, const entry& e, std::optional<std::string>& ima
 }
 
 void read_run(yaml::reader& r, const entry& e, job_spec& job) {
-  auto steps = read_scalars(r, e, "a script or a list of scripts, e.g. [pip install ., pytest]",
-                            true);
+  auto steps =
+      read_scalars(r, e, "a script or a list of scripts, e.g. [pip install ., pytest]", true);
   if (!steps) return;
   if (steps->empty()) {
     r.fail(e, "\"[]\" has no steps; give a script, e.g. run: pytest");
@@ -197,9 +196,8 @@ void read_env(yaml::reader& r, const entry& e, job_spec& job) {
 
 void read_names(yaml::reader& r, const entry& e, std::vector<std::string>& out,
                 std::string_view what, std::string_view example) {
-  auto names = read_scalars(r, e, "a list of " + std::string(what) + " names, e.g. [" +
-                                      std::string(example) + "]",
-                            true);
+  auto names = read_scalars(
+      r, e, "a list of " + std::string(what) + " names, e.g. [" + std::string(example) + "]", true);
   if (!names) return;
   bool ok = true;
   for (const placed& n : *names) {
@@ -244,12 +242,14 @@ void read_network(yaml::reader& r, const entry& e, job_spec& job) {
     }
   }
   if (*s == runner::to_string(runner::network_mode::host)) {
-    r.fail(e, "\"host\" is not allowed for a job: on the host's network it would reach whatever "
-              "the host reaches; use isolated (pantry's read-only routes) or none");
+    r.fail(e,
+           "\"host\" is not allowed for a job: on the host's network it would reach whatever "
+           "the host reaches; use isolated (pantry's read-only routes) or none");
     return;
   }
-  r.fail(e, quote(*s) + " is not a network; use isolated (only pantry's read-only routes) or "
-                        "none (no network)");
+  r.fail(e, quote(*s) +
+                " is not a network; use isolated (only pantry's read-only routes) or "
+                "none (no network)");
 }
 
 void read_job(yaml::reader& r, const entry& e, job_spec& job, std::vector<placed>& needs,
@@ -257,9 +257,9 @@ void read_job(yaml::reader& r, const entry& e, job_spec& job, std::vector<placed
   job.name = std::string(e.key);
   job.line = e.key_node.Mark().line + 1;
   if (!e.value.IsMap()) {
-    const std::string what =
-        e.value.IsNull() ? "\"\" has no value" : yaml::describe(e.value) + " is " +
-                                                     yaml::kind_of(e.value);
+    const std::string what = e.value.IsNull()
+                                 ? "\"\" has no value"
+                                 : yaml::describe(e.value) + " is " + yaml::kind_of(e.value);
     r.fail(e, what + ", expected a job, a map with at least run:, e.g. " + std::string(e.key) +
                   ": " + std::string(kJobExample));
     return;
@@ -304,9 +304,9 @@ void read_job(yaml::reader& r, const entry& e, job_spec& job, std::vector<placed
 void read_jobs(yaml::reader& r, const entry& e, pipeline_spec& spec, read_state& st) {
   st.jobs_mark = e.mark();
   if (!e.value.IsMap() || e.value.size() == 0) {
-    const std::string what =
-        e.value.IsNull() ? "\"\" has no value" : yaml::describe(e.value) + " is " +
-                                                     yaml::kind_of(e.value);
+    const std::string what = e.value.IsNull()
+                                 ? "\"\" has no value"
+                                 : yaml::describe(e.value) + " is " + yaml::kind_of(e.value);
     r.fail(e, what + ", expected a map of jobs by name, e.g. jobs: {test: " +
                   std::string(kJobExample) + "}");
     return;
@@ -449,9 +449,9 @@ result<pipeline_spec> parse_pipeline_spec(std::string_view text, std::string_vie
     pipeline_spec spec;
     read_state st;
     if (!root->IsMap()) {
-      const std::string what = root->IsNull() ? std::string("the file is empty")
-                                              : yaml::describe(*root) + " is " +
-                                                    yaml::kind_of(*root);
+      const std::string what = root->IsNull()
+                                   ? std::string("the file is empty")
+                                   : yaml::describe(*root) + " is " + yaml::kind_of(*root);
       r.fail(root->Mark(), "(top level)",
              what + ", expected a pipeline: a map with image: and jobs:, e.g. jobs: {test: " +
                  std::string(kJobExample) + "}");
@@ -522,9 +522,9 @@ std::vector<planned_job> plan_jobs(const pipeline_spec& spec) {
     for (int shard = 1; shard <= shards; ++shard) {
       shards_of[i].push_back(plan.size());
       plan.push_back({
-          .name = shards == 1 ? job.name
-                              : job.name + " " + std::to_string(shard) + "/" +
-                                    std::to_string(shards),
+          .name = shards == 1
+                      ? job.name
+                      : job.name + " " + std::to_string(shard) + "/" + std::to_string(shards),
           .spec_name = job.name,
           .shard = shard,
           .shards = shards,

@@ -69,8 +69,7 @@ TEST(CiConfigTest, BadValuesNameTheFieldAndTheValue) {
               HasSubstr("test.yaml:2:19: ci.logs.max_job: \"0B\" would keep nothing"));
   EXPECT_THAT(error_of("ci:\n  logs: {max_job: 3GiB}\n"),
               HasSubstr("ci.logs.max_job: \"2GiB\" (max_total) is less than \"3GiB\" (max_job)"));
-  EXPECT_THAT(error_of("ci:\n  enabled: yes\n"),
-              HasSubstr("ci.enabled: \"yes\" is not a boolean"));
+  EXPECT_THAT(error_of("ci:\n  enabled: yes\n"), HasSubstr("ci.enabled: \"yes\" is not a boolean"));
 }
 
 TEST(CiConfigTest, UnknownKeysGetTheNearestKnownOne) {

@@ -187,8 +187,8 @@ struct ci_storage_limits {
 // runner and remote ones.
 struct ci_config {
   bool enabled = false;
-  unsigned slots = 0;             // the built-in runner's job slots: 0 = one per CPU core; <= 1024
-  std::vector<ci_token> tokens;   // may be empty; names and tokens unique
+  unsigned slots = 0;            // the built-in runner's job slots: 0 = one per CPU core; <= 1024
+  std::vector<ci_token> tokens;  // may be empty; names and tokens unique
   // Secret name (is_ci_name()) -> absolute path of the file holding its value, read when a job
   // that names the secret in its `secrets:` starts.
   std::map<std::string, std::string> secrets;

@@ -89,8 +89,6 @@ struct document_kind {
 result<YAML::Node> load_document(std::string_view text, std::string_view source,
                                  const document_kind& kind);
 
-
-
 // One `key: value` of a map, with the key path that names it in messages.
 struct entry {
   // The key as written ("max_size"): a known key (plain ASCII) or, from for_each_name(), any

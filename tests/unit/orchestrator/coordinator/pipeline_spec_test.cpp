@@ -40,28 +40,27 @@ std::string with_jobs(const std::string& jobs) {
 }
 
 TEST(PipelineSpecTest, ReadsEveryKey) {
-  const pipeline_spec spec = parse_ok(
-      "image: " + kImage +
-      "\n"
-      "keep_going: true\n"
-      "jobs:\n"
-      "  lint: {run: flake8 .}\n"
-      "  test:\n"
-      "    run: [pip install -e ., pytest]\n"
-      "    parallel: 2\n"
-      "    timeout: 10m\n"
-      "    env: {PYTHONHASHSEED: 0, B: \"x y\"}\n"
-      "    secrets: [PYPI_TOKEN]\n"
-      "    network: none\n"
-      "    tmpfs: 512MiB\n"
-      "  package:\n"
-      "    run: |\n"
-      "      python -m build\n"
-      "      ls dist\n"
-      "    needs: [lint, test]\n"
-      "    artifacts: [dist, ./reports/x.xml]\n"
-      "    image: local/builder@" +
-      kDigest + "\n");
+  const pipeline_spec spec = parse_ok("image: " + kImage +
+                                      "\n"
+                                      "keep_going: true\n"
+                                      "jobs:\n"
+                                      "  lint: {run: flake8 .}\n"
+                                      "  test:\n"
+                                      "    run: [pip install -e ., pytest]\n"
+                                      "    parallel: 2\n"
+                                      "    timeout: 10m\n"
+                                      "    env: {PYTHONHASHSEED: 0, B: \"x y\"}\n"
+                                      "    secrets: [PYPI_TOKEN]\n"
+                                      "    network: none\n"
+                                      "    tmpfs: 512MiB\n"
+                                      "  package:\n"
+                                      "    run: |\n"
+                                      "      python -m build\n"
+                                      "      ls dist\n"
+                                      "    needs: [lint, test]\n"
+                                      "    artifacts: [dist, ./reports/x.xml]\n"
+                                      "    image: local/builder@" +
+                                      kDigest + "\n");
   EXPECT_EQ(spec.image, kImage);
   EXPECT_EQ(spec.build, std::nullopt);
   EXPECT_TRUE(spec.keep_going);
@@ -118,7 +117,8 @@ TEST(PipelineSpecTest, WrongTypesNameTheFileLineColumnFieldAndValue) {
               HasSubstr("jobs.t.network: \"bridge\" is not a network; use isolated"));
   EXPECT_THAT(error_of(with_jobs("  t: [x]\n")),
               HasSubstr(".pantry.yml:3:6: jobs.t: \"[x]\" is a list, expected a job"));
-  EXPECT_THAT(error_of(with_jobs("  t: {run: []}\n")), HasSubstr("jobs.t.run: \"[]\" has no steps"));
+  EXPECT_THAT(error_of(with_jobs("  t: {run: []}\n")),
+              HasSubstr("jobs.t.run: \"[]\" has no steps"));
 }
 
 TEST(PipelineSpecTest, UnknownKeysGetTheNearestKnownOne) {
@@ -168,8 +168,7 @@ TEST(PipelineSpecTest, ImagesMustBePinnedUnlessAllowed) {
               HasSubstr("or set allow_unpinned: true"));
   EXPECT_EQ(parse_ok("image: python:3.12\nallow_unpinned: true\njobs: {t: {run: x}}\n").image,
             "python:3.12");
-  EXPECT_THAT(error_of(with_jobs("  t: {run: x, image: Python}\n")),
-              HasSubstr("jobs.t.image: "));
+  EXPECT_THAT(error_of(with_jobs("  t: {run: x, image: Python}\n")), HasSubstr("jobs.t.image: "));
   EXPECT_THAT(error_of("jobs: {t: {run: x}}\n"),
               HasSubstr(".pantry.yml:1:1: image: the file sets neither image: nor build:"));
   EXPECT_THAT(error_of("jobs:\n  t: {run: x, image: \"" + kImage + "\"}\n  u: {run: x}\n"),
@@ -213,10 +212,10 @@ TEST(PipelineSpecTest, TheFileAsAWholeIsChecked) {
 }
 
 TEST(PlanJobsTest, ShardsAndNeedsResolveToIndicesInDependencyOrder) {
-  const pipeline_spec spec = parse_ok(with_jobs(
-      "  package: {run: x, needs: [lint, test]}\n"
-      "  test: {run: x, parallel: 2}\n"
-      "  lint: {run: x}\n"));
+  const pipeline_spec spec =
+      parse_ok(with_jobs("  package: {run: x, needs: [lint, test]}\n"
+                         "  test: {run: x, parallel: 2}\n"
+                         "  lint: {run: x}\n"));
   const std::vector<planned_job> plan = plan_jobs(spec);
   ASSERT_EQ(plan.size(), 4u);
   EXPECT_EQ(plan[0], (planned_job{"test 1/2", "test", 1, 2, {}}));
@@ -226,11 +225,11 @@ TEST(PlanJobsTest, ShardsAndNeedsResolveToIndicesInDependencyOrder) {
 }
 
 TEST(PlanJobsTest, FileOrderIsKeptWhereNeedsAllowIt) {
-  const pipeline_spec spec = parse_ok(with_jobs(
-      "  a: {run: x}\n"
-      "  b: {run: x, needs: d}\n"
-      "  c: {run: x}\n"
-      "  d: {run: x}\n"));
+  const pipeline_spec spec =
+      parse_ok(with_jobs("  a: {run: x}\n"
+                         "  b: {run: x, needs: d}\n"
+                         "  c: {run: x}\n"
+                         "  d: {run: x}\n"));
   std::vector<std::string> names;
   for (const planned_job& j : plan_jobs(spec))
     names.push_back(j.name);

@@ -40,8 +40,8 @@ struct image_build {
 };
 
 struct job_spec {
-  std::string name;              // the key under jobs:, config::is_ci_name()
-  std::vector<std::string> run;  // the steps, each a shell script; `run:` a string is one step
+  std::string name;                // the key under jobs:, config::is_ci_name()
+  std::vector<std::string> run;    // the steps, each a shell script; `run:` a string is one step
   std::vector<std::string> needs;  // names of other jobs of the file, no repeats
   int parallel = 1;                // shards, 1..100
   std::optional<std::chrono::milliseconds> timeout;      // > 0; unset: the runner's default
@@ -57,11 +57,11 @@ struct job_spec {
 };
 
 struct pipeline_spec {
-  std::optional<std::string> image;   // NAME@sha256:… (any reference with allow_unpinned)
-  std::optional<image_build> build;   // never both image and build
-  bool allow_unpinned = false;        // true: images by tag are accepted
-  bool keep_going = false;            // true: a failure skips only the jobs that need it
-  std::vector<job_spec> jobs;         // in file order; at least one
+  std::optional<std::string> image;  // NAME@sha256:… (any reference with allow_unpinned)
+  std::optional<image_build> build;  // never both image and build
+  bool allow_unpinned = false;       // true: images by tag are accepted
+  bool keep_going = false;           // true: a failure skips only the jobs that need it
+  std::vector<job_spec> jobs;        // in file order; at least one
   friend bool operator==(const pipeline_spec&, const pipeline_spec&) = default;
 };
 
@@ -79,10 +79,10 @@ result<pipeline_spec> parse_pipeline_spec(std::string_view text, std::string_vie
 
 // One job as it runs: a shard of a job_spec.
 struct planned_job {
-  std::string name;       // "test 1/2" for a shard of a job with parallel > 1, else "test"
-  std::string spec_name;  // "test": the job_spec's name
-  int shard = 0;          // 1..shards (PANTRY_SHARD)
-  int shards = 0;         // the job_spec's parallel (PANTRY_SHARDS); 1 when not sharded
+  std::string name;                // "test 1/2" for a shard of a job with parallel > 1, else "test"
+  std::string spec_name;           // "test": the job_spec's name
+  int shard = 0;                   // 1..shards (PANTRY_SHARD)
+  int shards = 0;                  // the job_spec's parallel (PANTRY_SHARDS); 1 when not sharded
   std::vector<std::size_t> needs;  // indices into the plan, each smaller than this job's own
   friend bool operator==(const planned_job&, const planned_job&) = default;
 };

@@ -1,6 +1,7 @@
 // The `pantry` command: argument parsing and the wiring of the libraries.
 
 #include "build.h"
+#include "ci.h"
 #include "pantry/app/app.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
@@ -75,6 +76,8 @@ commands:
              image in pantry's hosted registry: every step keyed by its inputs and taken from
              the build cache when it can be, RUN steps on the built-in runner; one line per step
              (hit, miss or config, and its time), then NAME:TAG@sha256:DIGEST.
+  ci check [FILE]       Validate a pipeline file (default .pantry.yml) without running it;
+                        exit 0 with a summary, 2 with every problem (file:line:col: field: ...).
   submit [-f .pantry.yml] [-C DIR] [--project P] [--patch ID] [--commit SHA]
          [--git URL --commit SHA [--auth-secret NAME]] [--wait] [--no-color]
          [--url URL --token T | --config FILE | --data-dir DIR]
@@ -334,6 +337,11 @@ int main(int argc, char** argv) {
       auto opt = pantry::cli::parse_run_args(rest);
       if (!opt) throw usage_error{opt.error().message};
       return pantry::cli::run_step_command(*opt);
+    }
+    if (command == "ci") {
+      auto opt = pantry::cli::parse_ci_args(rest);
+      if (!opt) throw usage_error{opt.error().message};
+      return pantry::cli::run_ci_check(*opt);
     }
     if (auto code = pantry::cli::pipeline_command(command, rest)) {
       if (!*code) throw usage_error{code->error().message};

@@ -8,7 +8,6 @@
 #include "reader.h"
 #include "section.h"
 
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -18,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <sstream>
 #include <utility>
 
 namespace pantry::config {
@@ -29,136 +27,28 @@ extern const std::size_t kEmbeddedDefaultsSize;
 
 namespace {
 
-using detail::first_invalid_utf8;
-using detail::quote;
-
 constexpr std::string_view kDefaultsSource = "<embedded defaults>";
 
 // A config file is a page or two of YAML; anything this large is the wrong file, and refusing it
 // bounds the parser's time and memory on hostile input.
 constexpr std::size_t kMaxInputBytes = 1 << 20;
 
+constexpr yaml::document_kind kConfigDocument = {"config", errc::config_error, kMaxInputBytes};
+
 result<config> config_error(std::string msg) {
   return pantry::error(errc::config_error, std::move(msg));
-}
-
-// Notes where a document starts and ignores its content.
-class document_start_finder final : public YAML::EventHandler {
- public:
-  std::optional<YAML::Mark> start;
-
-  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-};
-
-// Where `text` goes on after its first YAML document, or nullopt if it ends there. Not
-// YAML::LoadAll: yaml-cpp 0.7 does not consume a token that cannot start a node (a ',' at the top
-// level), and LoadAll then makes empty documents from it forever; YAML::Load silently stops there.
-std::optional<YAML::Mark> after_first_document(const std::string& text) {
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  document_start_finder first;
-  if (!parser.HandleNextDocument(first)) return std::nullopt;
-  document_start_finder second;
-  if (!parser.HandleNextDocument(second)) return std::nullopt;
-  return second.start.value_or(YAML::Mark::null_mark());
-}
-
-// 1-based line and column of byte `offset` in `text`.
-std::pair<std::size_t, std::size_t> line_col(std::string_view text, std::size_t offset) {
-  std::size_t line = 1;
-  std::size_t line_start = 0;
-  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      line_start = i + 1;
-    }
-  }
-  return {line, offset - line_start + 1};
-}
-
-// The text of 0-based line `line`, without its newline.
-std::string_view line_text(std::string_view text, int line) {
-  std::size_t start = 0;
-  for (int i = 0; i < line; ++i) {
-    const std::size_t nl = text.find('\n', start);
-    if (nl == std::string_view::npos) return {};
-    start = nl + 1;
-  }
-  const std::size_t end = text.find('\n', start);
-  std::string_view out = text.substr(start, end == std::string_view::npos ? end : end - start);
-  if (out.ends_with('\r')) out.remove_suffix(1);
-  return out;
 }
 
 // Parses `yaml` laid over `base`. Never throws.
 result<config> parse_over(std::string_view yaml, std::string_view source, const config& base) {
   const std::string src(source);
-  if (yaml.size() > kMaxInputBytes) {
-    return config_error(src + ":1:1: (file): \"" + std::to_string(yaml.size()) +
-                        " bytes\" is too large for a config file (the limit is " +
-                        format_size(kMaxInputBytes) + "); check that this is the right file");
-  }
-  // Refused before yaml-cpp sees it: NUL bytes make yaml-cpp guess UTF-16/32, and strings that
-  // are not UTF-8 could not be written back by to_yaml().
-  if (const std::size_t bad = std::min(yaml.find('\0'), first_invalid_utf8(yaml));
-      bad != std::string_view::npos) {
-    const auto [line, col] = line_col(yaml, bad);
-    return config_error(src + ":" + std::to_string(line) + ":" + std::to_string(col) +
-                        ": (file): " + quote(line_text(yaml, static_cast<int>(line - 1))) +
-                        " has a byte that is not UTF-8 text; save the file as UTF-8");
-  }
   try {
-    const std::string text(yaml);
-    YAML::Node root;
-    std::optional<YAML::Mark> rest;
-    try {
-      root = YAML::Load(text);
-      rest = after_first_document(text);
-    } catch (const YAML::ParserException& e) {
-      return config_error(src + ":" + std::to_string(std::max(e.mark.line, 0) + 1) + ":" +
-                          std::to_string(std::max(e.mark.column, 0) + 1) + ": (syntax): " +
-                          quote(line_text(yaml, e.mark.line)) + " is not valid YAML: " + e.msg +
-                          "; check the indentation, colons, brackets and quotes here and on the "
-                          "line before");
-    }
-    if (rest) {
-      const std::string_view line = line_text(yaml, rest->line);
-      const std::string where = src + ":" + std::to_string(std::max(rest->line, 0) + 1) + ":" +
-                                std::to_string(std::max(rest->column, 0) + 1);
-      if (line.starts_with("---")) {
-        return config_error(where + ": (file): " + quote(line) +
-                            " starts a second YAML document; a config is one document, so "
-                            "remove the \"---\" and merge the settings into the first");
-      }
-      return config_error(where + ": (syntax): " + quote(line) +
-                          " is not valid YAML: unexpected text after the end of the document; "
-                          "check for a stray ',' or indentation that ends the settings early");
-    }
+    auto root = yaml::load_document(yaml, source, kConfigDocument);
+    if (!root) return root.error();
     config c = base;
     detail::reader r(source, detail::all_maps());
-    detail::read_document(r, root, c);
-    if (!r.errors().empty()) {
-      std::string msg;
-      for (const auto& e : r.errors()) {
-        if (!msg.empty()) msg += '\n';
-        msg += e;
-      }
-      if (r.dropped_errors() > 0) {
-        msg += "\n" + src + ": " + std::to_string(r.dropped_errors()) + " more errors not shown";
-      }
-      return config_error(std::move(msg));
-    }
+    detail::read_document(r, *root, c);
+    if (r.problems() > 0) return config_error(r.report());
     return c;
   } catch (const YAML::Exception& e) {
     return config_error(src + ": cannot read the config: " + std::string(e.what()) +
@@ -172,6 +62,15 @@ result<config> parse_over(std::string_view yaml, std::string_view source, const 
 bool runner_set(const runner_config& r) {
   return !r.runc.empty() && !r.layers.dir.empty() && r.job_port != 0 && r.max_line != 0 &&
          r.defaults.memory != 0 && r.defaults.pids_limit != 0 && r.defaults.tmpfs_size != 0;
+}
+
+// Whether the defaults set every ci key that must not be zero.
+bool ci_set(const ci_config& ci) {
+  const auto limits_set = [](const ci_storage_limits& l) {
+    return l.max_job != 0 && l.keep_for.count() > 0 && l.max_total != 0;
+  };
+  return ci.runner_timeout.count() > 0 && limits_set(ci.log_limits) &&
+         limits_set(ci.artifact_limits);
 }
 
 }  // namespace
@@ -197,7 +96,7 @@ config defaults() {
     if (d.listen.host.empty() || d.data_dir.empty() || d.cache.max_size == 0 ||
         d.pypi.upstreams.empty() || d.oci.upstreams.empty() || d.oci.default_upstream.empty() ||
         d.oci.hosted.prefix.empty() || !timeouts_set || d.upstream.max_idle_connections == 0 ||
-        !runner_set(d.runner)) {
+        !runner_set(d.runner) || !ci_set(d.ci)) {
       std::fprintf(stderr, "pantry: the embedded default config leaves a required key unset\n");
       std::abort();
     }

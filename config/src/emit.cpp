@@ -15,4 +15,20 @@ std::optional<std::string> placeholder_problem(std::string_view value, std::stri
          " here (`pantry config show --secrets` prints the configured one)";
 }
 
+std::optional<std::string> read_token(reader& r, const entry& e) {
+  auto s = r.as_scalar(e, "a token");
+  if (!s) return std::nullopt;
+  if (auto why = placeholder_problem(*s, "token")) {
+    r.fail(e, *why);
+    return std::nullopt;
+  }
+  if (s->size() < 16) {
+    // The value is a secret: never echo it.
+    r.fail(e, "the token has " + std::to_string(s->size()) +
+                  " characters; use at least 16, e.g. the output of `openssl rand -hex 24`");
+    return std::nullopt;
+  }
+  return s;
+}
+
 }  // namespace pantry::config::detail

@@ -5,6 +5,7 @@
 // when read back.
 
 #include "pantry/config/config.h"
+#include "reader.h"
 
 #include <yaml-cpp/emitter.h>
 #include <yaml-cpp/emittermanip.h>
@@ -45,5 +46,9 @@ std::string secret(const std::string& value, secrets s);
 // Why a secret (`what`: "password", "token") cannot be `value`: it is the placeholder to_yaml()
 // writes for hidden secrets, so the config was copied from `pantry config show`. nullopt if not.
 std::optional<std::string> placeholder_problem(std::string_view value, std::string_view what);
+
+// A token that grants access (oci.hosted.users, ci.tokens): at least 16 characters, not the
+// placeholder. Reports a problem without echoing the value (it is a secret) and returns nullopt.
+std::optional<std::string> read_token(reader& r, const entry& e);
 
 }  // namespace pantry::config::detail

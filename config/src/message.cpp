@@ -4,7 +4,10 @@
 
 #include <yaml-cpp/yaml.h>
 
-namespace pantry::config::detail {
+namespace pantry::config::yaml {
+
+using detail::is_control;
+using detail::utf8_sequence_length;
 namespace {
 
 // Quoted values in messages are cut here so one bad line cannot flood a terminal.
@@ -104,4 +107,4 @@ std::string describe(const YAML::Node& n) {
   return quote(text);
 }
 
-}  // namespace pantry::config::detail
+}  // namespace pantry::config::yaml

@@ -74,27 +74,16 @@ void read_users(reader& r, const entry& e, config& c) {
   auto users = r.read_list(
       e, rules,
       [&](oci_user& u, const entry& f) {
-        auto s = r.as_scalar(f, f.key == "name" ? "a user name" : "a token");
-        if (!s) return;
         if (f.key == "name") {
+          auto s = r.as_scalar(f, "a user name");
+          if (!s) return;
           if (auto why = user_name_problem(*s)) {
             r.fail(f, quote(*s) + " " + *why);
             return;
           }
           u.name = std::move(*s);
-        } else {
-          if (auto why = placeholder_problem(*s, "token")) {
-            r.fail(f, *why);
-            return;
-          }
-          if (s->size() < 16) {
-            // The value is a secret: never echo it.
-            r.fail(f, "the token has " + std::to_string(s->size()) +
-                          " characters; use at least 16, e.g. the output of "
-                          "`openssl rand -hex 24`");
-            return;
-          }
-          u.token = std::move(*s);
+        } else if (auto token = read_token(r, f)) {
+          u.token = std::move(*token);
         }
       },
       [&](oci_user& u, const list_item& item) {

@@ -9,7 +9,11 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace pantry::config::detail {
+namespace pantry::config::yaml {
+
+using detail::all_digits;
+using detail::first_invalid_utf8;
+using detail::is_control;
 namespace {
 
 // Past this many problems the rest are usually consequences of the first ones.
@@ -51,6 +55,19 @@ void reader::fail(const YAML::Mark& m, std::string_view path, std::string messag
   errors_.push_back(location(m) + ": " + std::string(path) + ": " + message);
 }
 
+std::string reader::report() const {
+  std::string out;
+  for (const std::string& e : errors_) {
+    if (!out.empty()) out += '\n';
+    out += e;
+  }
+  if (dropped_errors_ > 0) {
+    out += "\n" + std::string(source_) + ": " + std::to_string(dropped_errors_) +
+           " more errors not shown";
+  }
+  return out;
+}
+
 void reader::fail(const entry& e, std::string message) {
   fail(e.mark(), e.path, std::move(message));
 }
@@ -65,8 +82,8 @@ std::optional<YAML::Mark> reader::noted(std::string_view path) const {
   return it->second;
 }
 
-void reader::for_each_key(const YAML::Node& map, const std::string& path,
-                          std::span<const std::string_view> known, const key_handler& handle) {
+void reader::for_each_name(const YAML::Node& map, const std::string& path,
+                           const key_handler& handle) {
   std::map<std::string, int, std::less<>> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
     const YAML::Node k = it->first;
@@ -76,6 +93,7 @@ void reader::for_each_key(const YAML::Node& map, const std::string& path,
            describe(k) + " is " + kind_of(k) + ", not a key name; write key: value");
       continue;
     }
+    // Scalar() refers into the node, which the entry holds: the view stays valid with it.
     const std::string& key = k.Scalar();
     const std::string key_path = (path.empty() ? "" : path + ".") + printable(key);
     if (auto [pos, inserted] = seen.emplace(key, k.Mark().line + 1); !inserted) {
@@ -84,13 +102,29 @@ void reader::for_each_key(const YAML::Node& map, const std::string& path,
                "); remove one of them");
       continue;
     }
-    const auto known_key = std::find(known.begin(), known.end(), key);
+    handle(entry{key, k, v, key_path});
+  }
+}
+
+void reader::for_each_key(const YAML::Node& map, const std::string& path,
+                          std::span<const std::string_view> known, const key_handler& handle) {
+  for_each_name(map, path, [&](const entry& e) {
+    const auto known_key = std::find(known.begin(), known.end(), e.key);
     if (known_key == known.end()) {
-      fail(k.Mark(), key_path,
-           quote(key) + " is not a known key; " + suggest_key(key, path, known, maps_));
-      continue;
+      fail(e.key_node.Mark(), e.path,
+           quote(e.key) + " is not a known key; " + suggest_key(e.key, path, known, maps_));
+      return;
     }
-    handle(entry{*known_key, k, v, key_path});
+    handle(entry{*known_key, e.key_node, e.value, e.path});
+  });
+}
+
+void reader::read_named_map(const entry& e, std::string_view example, const key_handler& handle) {
+  if (e.value.IsMap()) {
+    for_each_name(e.value, e.path, handle);
+  } else if (!e.value.IsNull()) {
+    fail(e, describe(e.value) + " is " + kind_of(e.value) + ", expected a map, e.g. " +
+                std::string(example));
   }
 }
 
@@ -236,4 +270,4 @@ void reader::require_keys(const list_item& item, std::span<const required_key> r
   }
 }
 
-}  // namespace pantry::config::detail
+}  // namespace pantry::config::yaml

@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-namespace pantry::config::detail {
+namespace pantry::config::yaml {
 namespace {
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -26,7 +26,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-// The known key closest to `key`, if it is close enough to be a likely typo.
+}  // namespace
+
 std::optional<std::string_view> nearest(std::string_view key,
                                         std::span<const std::string_view> known) {
   if (key.size() > 64) return std::nullopt;
@@ -42,6 +43,8 @@ std::optional<std::string_view> nearest(std::string_view key,
   if (!best || best_distance > std::max<std::size_t>(2, best->size() / 3)) return std::nullopt;
   return best;
 }
+
+namespace {
 
 // "did you mean server.idle_timeout or upstream.idle_timeout? (it belongs under server: or
 // upstream:)" for a key that maps other than `path` have, or nullopt.
@@ -90,4 +93,4 @@ std::string suggest_key(std::string_view key, std::string_view path,
   return "known keys here: " + join(known);
 }
 
-}  // namespace pantry::config::detail
+}  // namespace pantry::config::yaml

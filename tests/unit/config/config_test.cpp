@@ -54,6 +54,14 @@ config unusual_config() {
   c.runner.job_port = 1;
   c.runner.max_line = 80;
   c.runner.defaults = {(6ULL << 20) + 1, 0.125, 1, seconds(90), 1ULL << 20};
+  c.ci.enabled = false;
+  c.ci.slots = 1024;
+  c.ci.tokens = {{"dev", "0123456789abcdef: 'x'", ci_role::submit},
+                 {"box.2", "fedcba9876543210", ci_role::runner}};
+  c.ci.secrets = {{"PYPI_TOKEN", "/etc/pantry/secrets/pypi token #1"}, {"a.b-c", "/x"}};
+  c.ci.runner_timeout = seconds(1);
+  c.ci.log_limits = {1, seconds(5400), 1};
+  c.ci.artifact_limits = {1536, seconds(86400), 1ULL << 40};
   return c;
 }
 

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -158,6 +159,50 @@ struct runner_config {
   friend bool operator==(const runner_config&, const runner_config&) = default;
 };
 
+// What a CI token lets its holder do (`ci.tokens`).
+enum class ci_role {
+  submit,  // submit and cancel pipelines, and everything `read` may
+  read,    // list pipelines and jobs, follow logs, download artifacts
+  runner,  // register as a remote runner and take jobs
+};
+// "submit", "read", "runner".
+std::string_view to_string(ci_role role) noexcept;
+
+struct ci_token {
+  std::string name;   // is_ci_name(); unique; names who did what in logs and records
+  std::string token;  // at least 16 characters; unique
+  ci_role role = ci_role::read;
+  friend bool operator==(const ci_token&, const ci_token&) = default;
+};
+
+// How much of one kind of job output (logs, artifacts) the coordinator keeps.
+struct ci_storage_limits {
+  std::uint64_t max_job = 0;         // bytes per job, > 0: a log is cut there, artifacts refused
+  std::chrono::seconds keep_for{0};  // > 0: a finished job's output older than this is removed
+  std::uint64_t max_total = 0;       // bytes of all jobs, >= max_job: the oldest go first above it
+  friend bool operator==(const ci_storage_limits&, const ci_storage_limits&) = default;
+};
+
+// The CI coordinator (orchestrator/coordinator): pipelines from .pantry.yml on the built-in
+// runner and remote ones.
+struct ci_config {
+  bool enabled = false;
+  unsigned slots = 0;            // the built-in runner's job slots: 0 = one per CPU core; <= 1024
+  std::vector<ci_token> tokens;  // may be empty; names and tokens unique
+  // Secret name (is_ci_name()) -> absolute path of the file holding its value, read when a job
+  // that names the secret in its `secrets:` starts.
+  std::map<std::string, std::string> secrets;
+  std::chrono::seconds runner_timeout{0};  // > 0: a runner silent this long loses its jobs
+  ci_storage_limits log_limits;
+  ci_storage_limits artifact_limits;
+  friend bool operator==(const ci_config&, const ci_config&) = default;
+};
+
+// True iff `name` can name a CI job, secret or token: 1 to 63 of [A-Za-z0-9_.-], not "." or "..",
+// so that it is a file name (a secret is the file /run/secrets/NAME in a job) and safe in URLs,
+// keys and messages as it is.
+bool is_ci_name(std::string_view name) noexcept;
+
 struct config {
   listen_address listen;
   std::string data_dir;
@@ -167,6 +212,7 @@ struct config {
   pypi_config pypi;
   oci_config oci;
   runner_config runner;
+  ci_config ci;
   friend bool operator==(const config&, const config&) = default;
 };
 

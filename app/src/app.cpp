@@ -149,8 +149,8 @@ result<void> app_impl::assemble() {
     // The cache's own room (store.h's default) plus the most that the coordinator's logs and
     // artifacts may hold, so that they can never fill the map; the journal is small beside them.
     constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
-    opt.map_size = std::max(2 * cfg_.cache.max_size, kGiB) + 2 * cfg_.ci.logs.max_total +
-                   2 * cfg_.ci.artifacts.max_total + kGiB;
+    opt.map_size = std::max(2 * cfg_.cache.max_size, kGiB) + 2 * cfg_.ci.log_limits.max_total +
+                   2 * cfg_.ci.artifact_limits.max_total + kGiB;
   }
   auto opened = cache::store::open(opt);
   if (!opened) return opened.error();

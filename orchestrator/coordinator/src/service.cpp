@@ -233,7 +233,7 @@ class coordinator_impl final : public coordinator_service,
     }
     std::ifstream in(it->second, std::ios::binary);
     if (!in) {
-      return error(errc::not_found, "secret " + name + ": cannot read " + it->second.string());
+      return error(errc::not_found, "secret " + name + ": cannot read " + it->second);
     }
     std::ostringstream s;
     s << in.rdbuf();
@@ -359,16 +359,16 @@ result<std::string> local_uplink::secret(const std::string& name) { return c_->r
 
 result<void> coordinator_impl::start() {
   log_limits ll;
-  ll.max_job = ci_.logs.max_job;
-  ll.keep_for = ci_.logs.keep_for;
-  ll.max_total = ci_.logs.max_total;
+  ll.max_job = ci_.log_limits.max_job;
+  ll.keep_for = ci_.log_limits.keep_for;
+  ll.max_total = ci_.log_limits.max_total;
   auto logs = log_store::open(store_, ll);
   if (!logs) return logs.error();
   logs_ = std::move(*logs);
   artifact_limits al;
-  al.max_job = ci_.artifacts.max_job;
-  al.keep_for = ci_.artifacts.keep_for;
-  al.max_total = ci_.artifacts.max_total;
+  al.max_job = ci_.artifact_limits.max_job;
+  al.keep_for = ci_.artifact_limits.keep_for;
+  al.max_total = ci_.artifact_limits.max_total;
   auto arts = artifact_store::open(store_, al);
   if (!arts) return arts.error();
   artifacts_ = std::move(*arts);
@@ -1131,12 +1131,15 @@ asio::awaitable<void> coordinator_impl::follow_log(exchange& ex, job_id job,
   std::optional<std::regex> pattern;
   if (auto s = t.query.find("step"); s != t.query.end()) filter.step = s->second;
   if (auto g = t.query.find("grep"); g != t.query.end() && !g->second.empty()) {
+    std::string problem;
     try {
       pattern.emplace(g->second, std::regex::ECMAScript);
       filter.pattern = &*pattern;
     } catch (const std::regex_error& e) {
-      co_await fail(ex, http::status::bad_request,
-                    "grep: \"" + g->second + "\" is not a regular expression: " + e.what());
+      problem = "grep: \"" + g->second + "\" is not a regular expression: " + e.what();
+    }
+    if (!problem.empty()) {
+      co_await fail(ex, http::status::bad_request, problem);
       co_return;
     }
   }
@@ -1557,7 +1560,7 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       }
       if (*n == 0) break;
       total += *n;
-      if (total > ci_.artifacts.max_job) {
+      if (total > ci_.artifact_limits.max_job) {
         too_big = true;
         break;
       }
@@ -1571,7 +1574,7 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       fs::remove(file, fec);
       co_await fail(ex, http::status::payload_too_large,
                     "artifacts over ci.artifacts.max_job (" +
-                        std::to_string(ci_.artifacts.max_job) + " bytes)");
+                        std::to_string(ci_.artifact_limits.max_job) + " bytes)");
       co_return;
     }
     auto put = co_await blocking([&] {

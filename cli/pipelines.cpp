@@ -79,7 +79,7 @@ result<connection> connect(const coordinator_options& w, bool may_start) {
     if (!found) return found.error();
     if (!*found) {
       return error(errc::not_found,
-                   "no `pantry serve` holds the data dir " + cfg->data_dir.string() +
+                   "no `pantry serve` holds the data dir " + cfg->data_dir +
                        "; start one, or give --url and --token of a pantry that runs");
     }
     c.url = (*found)->url;
@@ -149,8 +149,8 @@ result<std::string> follow_pipeline(api_client& client, const std::string& id, b
                               [&](std::string_view bytes) {
                                 pending.append(bytes);
                                 std::size_t start = 0;
-                                for (auto nl = pending.find('\n', start);
-                                     nl != std::string::npos; nl = pending.find('\n', start)) {
+                                for (auto nl = pending.find('\n', start); nl != std::string::npos;
+                                     nl = pending.find('\n', start)) {
                                   std::string_view line(pending.data() + start, nl - start);
                                   start = nl + 1;
                                   boost::system::error_code ec;
@@ -211,8 +211,8 @@ int submit_command(const submit_options& o) {
   body["spec"] = text.str();
   body["spec_file"] = o.file;
   std::error_code ec;
-  body["project"] = o.project ? *o.project
-                              : fs::weakly_canonical(fs::absolute(dir), ec).filename().string();
+  body["project"] =
+      o.project ? *o.project : fs::weakly_canonical(fs::absolute(dir), ec).filename().string();
   if (o.patch) body["patch"] = *o.patch;
   std::string commit = o.commit ? *o.commit : (o.git ? "" : git_output(dir, "rev-parse HEAD"));
   if (!commit.empty()) body["commit"] = commit;
@@ -228,8 +228,8 @@ int submit_command(const submit_options& o) {
   } else {
     // The working tree, packed reproducibly: an unchanged tree has the same digest and is not
     // sent again.
-    fs::path archive = fs::temp_directory_path() /
-                       ("pantry-submit-" + std::to_string(::getpid()) + ".tar.zst");
+    fs::path archive =
+        fs::temp_directory_path() / ("pantry-submit-" + std::to_string(::getpid()) + ".tar.zst");
     auto packed = orchestrator::coordinator::pack_tree(dir, archive);
     if (!packed) return fail(packed.error().message);
     std::string digest = packed->sha256.str();
@@ -264,7 +264,7 @@ int submit_command(const submit_options& o) {
   if (jec || !answer.is_object()) return fail("pantry answered something that is not JSON");
   auto id_v = answer.get_object().if_contains("id");
   std::string id = id_v && id_v->is_number() ? std::to_string(id_v->to_number<std::uint64_t>())
-                                              : std::string("?");
+                                             : std::string("?");
   std::cout << str_of(answer.get_object(), "url") << '\n';
   std::cout.flush();
   if (!o.wait) return kExitOk;
@@ -293,13 +293,12 @@ int jobs_command(const jobs_options& o) {
     const auto& o2 = j.as_object();
     auto num = [&](std::string_view k) {
       auto x = o2.if_contains(k);
-      return x && x->is_number() ? std::to_string(x->to_number<std::uint64_t>())
-                                 : std::string("?");
+      return x && x->is_number() ? std::to_string(x->to_number<std::uint64_t>()) : std::string("?");
     };
     std::printf("%-8s %-9s %-20s %-10s %-24s %-10s %s\n", num("id").c_str(),
-                num("pipeline").c_str(), str_of(o2, "project").c_str(),
-                str_of(o2, "patch").c_str(), str_of(o2, "name").c_str(),
-                str_of(o2, "state").c_str(), str_of(o2, "reason").c_str());
+                num("pipeline").c_str(), str_of(o2, "project").c_str(), str_of(o2, "patch").c_str(),
+                str_of(o2, "name").c_str(), str_of(o2, "state").c_str(),
+                str_of(o2, "reason").c_str());
   }
   return kExitOk;
 }

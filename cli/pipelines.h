@@ -23,8 +23,8 @@ struct coordinator_options {
 
 struct submit_options {
   coordinator_options where;
-  std::string file = ".pantry.yml";  // -f, relative to dir
-  std::string dir = ".";             // -C: the working tree
+  std::string file = ".pantry.yml";    // -f, relative to dir
+  std::string dir = ".";               // -C: the working tree
   std::optional<std::string> project;  // default: the directory's name
   std::optional<std::string> patch;
   std::optional<std::string> commit;  // default: `git rev-parse HEAD` in dir, when it is a repo

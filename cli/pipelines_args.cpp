@@ -9,7 +9,9 @@
 namespace pantry::cli {
 namespace {
 
-error usage(std::string message) { return error(errc::invalid_argument, std::move(message)); }
+error usage(std::string message) {
+  return error(errc::invalid_argument, std::move(message));
+}
 
 // One option: its names, whether it takes a value, and what it does with it.
 struct option_rule {
@@ -68,8 +70,8 @@ void where_rules(coordinator_options& w, std::vector<option_rule>& rules) {
 }
 
 bool is_number(const std::string& s) {
-  return !s.empty() && s.size() <= 19 &&
-         s.find_first_not_of("0123456789") == std::string::npos && s != "0";
+  return !s.empty() && s.size() <= 19 && s.find_first_not_of("0123456789") == std::string::npos &&
+         s != "0";
 }
 
 bool is_commit(const std::string& s) {

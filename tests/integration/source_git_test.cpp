@@ -175,8 +175,8 @@ TEST_F(SourceGitTest, ABadCommitIsAnErrorNamingItAndTheUrl) {
   EXPECT_NE(r.error().message.find(url()), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("git fetch failed"), std::string::npos) << r.error().message;
 
-  for (const std::string& bad : std::vector<std::string>{"main", "abc123", std::string(40, 'G'),
-                                                 std::string(40, 'A')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"main", "abc123", std::string(40, 'G'), std::string(40, 'A')}) {
     r = mirrors.checkout(url(), bad, dir_ / "out");
     ASSERT_FALSE(r) << bad;
     EXPECT_TRUE(r.error().is(errc::invalid_argument)) << r.error().message;
@@ -249,8 +249,7 @@ TEST_F(SourceGitTest, OverHttpTheAuthHeaderIsSentAndNeverShown) {
   auto r = mirrors.checkout(url, first_, dir_ / "none");
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find(url), std::string::npos) << r.error().message;
-  EXPECT_NE(r.error().message.find("asks for credentials"), std::string::npos)
-      << r.error().message;
+  EXPECT_NE(r.error().message.find("asks for credentials"), std::string::npos) << r.error().message;
 
   // A wrong header: refused too, and the header never appears in the message.
   const std::string wrong = "Authorization: Bearer wrong-token-value";

@@ -60,15 +60,14 @@ class http_backend final : public build_backend {
  public:
   http_backend(std::string base_url, std::string token, http_backend_options opt)
       : api_(std::move(base_url), token, client_options(opt)), fresh_(opt.fresh) {
-    puller_ = runner::image_puller::create(api_.http_client(), api_.base_url(),
-                                           "Bearer " + token, nullptr, api_.executor());
+    puller_ = runner::image_puller::create(api_.http_client(), api_.base_url(), "Bearer " + token,
+                                           nullptr, api_.executor());
   }
   ~http_backend() override {
     puller_.reset();  // before the client and its context
   }
 
-  result<base_image> resolve_base(const image_reference& ref,
-                                           bool allow_unpinned) override {
+  result<base_image> resolve_base(const image_reference& ref, bool allow_unpinned) override {
     auto r = api_.run(puller_->resolve(ref, allow_unpinned));
     if (!r) return r.error();
     base_image b;
@@ -97,12 +96,12 @@ class http_backend final : public build_backend {
   }
 
   result<layer_ref> store_layer(const cache::digest& key, const fs::path& file,
-                                         const layer_info& info) override {
+                                const layer_info& info) override {
     http::fields h;
     h.set("X-Pantry-Layer-Digest", info.digest.str());
     h.set("X-Pantry-Layer-Diff-Id", info.diff_id.str());
-    auto r =
-        api_.put_file(http::verb::post, "/api/v1/build/cache/" + hex(key), file, info.media_type, h);
+    auto r = api_.put_file(http::verb::post, "/api/v1/build/cache/" + hex(key), file,
+                           info.media_type, h);
     if (!r) return r.error();
     if (r->status != 201) return failed("storing a layer", *r);
     boost::system::error_code ec;
@@ -112,7 +111,7 @@ class http_backend final : public build_backend {
   }
 
   result<layer_ref> run(const run_request& request,
-                                 const std::function<void(std::string_view)>& output) override {
+                        const std::function<void(std::string_view)>& output) override {
     auto split = split_base(request.layers);
     json::object step{{"image", split.base.empty() ? "scratch" : split.base},
                       {"argv", strings(request.command.argv)},
@@ -196,7 +195,7 @@ class http_backend final : public build_backend {
 
  private:
   struct base_split {
-    std::string base;                       // NAME@sha256:… or ""
+    std::string base;              // NAME@sha256:… or ""
     std::vector<layer_ref> built;  // the layers after the base's
   };
 
@@ -228,8 +227,8 @@ class http_backend final : public build_backend {
     if (head->status == 200) return {};
     if (auto base = base_of_.find(d.str()); base != base_of_.end()) {
       const std::string from = base->second.substr(0, base->second.find('@'));
-      auto m =
-          api_.call(http::verb::post, "/v2/" + repo + "/blobs/uploads/?mount=" + d.str() + "&from=" + from);
+      auto m = api_.call(http::verb::post,
+                         "/v2/" + repo + "/blobs/uploads/?mount=" + d.str() + "&from=" + from);
       if (!m) return m.error();
       if (m->status == 201) return {};
       return failed("mounting " + d.str() + " from " + from, *m);

@@ -26,7 +26,9 @@ constexpr std::chrono::milliseconds kForever = std::chrono::hours(24 * 365);
 constexpr std::size_t kMaxMessage = 500;
 constexpr std::size_t kChunk = 64 * 1024;
 
-bool is_success(unsigned status) { return status >= 200 && status < 300; }
+bool is_success(unsigned status) {
+  return status >= 200 && status < 300;
+}
 
 // The server's message in an error body: a JSON object's "error" or "message", an OCI error
 // list's first message, else the text itself.
@@ -166,9 +168,8 @@ class api_client::impl {
     part += ".part";
     std::FILE* f = std::fopen(part.c_str(), "wb");
     if (!f) {
-      co_return error(errc::io_error,
-                      "downloading " + url + ": cannot write " + part.string() + ": " +
-                          std::strerror(errno));
+      co_return error(errc::io_error, "downloading " + url + ": cannot write " + part.string() +
+                                          ": " + std::strerror(errno));
     }
     std::optional<error> failed;
     std::vector<std::byte> buf(kChunk);
@@ -180,8 +181,8 @@ class api_client::impl {
       }
       if (*n == 0) break;
       if (std::fwrite(buf.data(), 1, *n, f) != *n) {
-        failed = error(errc::io_error, "downloading " + url + ": cannot write " +
-                                           part.string() + ": " + std::strerror(errno));
+        failed = error(errc::io_error, "downloading " + url + ": cannot write " + part.string() +
+                                           ": " + std::strerror(errno));
         break;
       }
     }
@@ -193,9 +194,8 @@ class api_client::impl {
     if (!failed) {
       fs::rename(part, out_file, ec);
       if (ec) {
-        failed = error(errc::io_error, "downloading " + url + ": cannot rename " +
-                                           part.string() + " to " + out_file.string() + ": " +
-                                           ec.message());
+        failed = error(errc::io_error, "downloading " + url + ": cannot rename " + part.string() +
+                                           " to " + out_file.string() + ": " + ec.message());
       }
     }
     if (failed) {
@@ -205,9 +205,9 @@ class api_client::impl {
     co_return res.status();
   }
 
-  asio::awaitable<result<unsigned>> stream(
-      http::verb method, std::string path, std::string body, http::fields headers,
-      const std::function<bool(std::string_view)>& on_bytes) {
+  asio::awaitable<result<unsigned>> stream(http::verb method, std::string path, std::string body,
+                                           http::fields headers,
+                                           const std::function<bool(std::string_view)>& on_bytes) {
     proxy::request req = request(method, path, std::move(body), std::move(headers));
     const std::string url = req.url;
     auto sent = co_await stream_client_->send(std::move(req));
@@ -260,8 +260,7 @@ result<api_client::reply> api_client::put_file(http::verb method, std::string pa
   std::error_code ec;
   const auto size = fs::file_size(file, ec);
   if (ec) {
-    return error(errc::io_error,
-                 "sending " + file.string() + " to " + url + ": " + ec.message());
+    return error(errc::io_error, "sending " + file.string() + " to " + url + ": " + ec.message());
   }
   if (size > impl_->options().max_upload) {
     return error(errc::size_mismatch, "sending " + file.string() + " to " + url + ": " +
@@ -293,8 +292,7 @@ result<unsigned> api_client::download(std::string path, const fs::path& out_file
 result<unsigned> api_client::stream(http::verb method, std::string path, std::string body,
                                     const std::function<bool(std::string_view)>& on_bytes,
                                     http::fields headers) {
-  return run(
-      impl_->stream(method, std::move(path), std::move(body), std::move(headers), on_bytes));
+  return run(impl_->stream(method, std::move(path), std::move(body), std::move(headers), on_bytes));
 }
 
 error api_client::failure(std::string_view what, const reply& r) {
@@ -306,9 +304,13 @@ error api_client::failure(std::string_view what, const reply& r) {
   return error(code_of(r.status), std::move(text));
 }
 
-const std::string& api_client::base_url() const noexcept { return impl_->base_url(); }
+const std::string& api_client::base_url() const noexcept {
+  return impl_->base_url();
+}
 
-asio::any_io_executor api_client::executor() const { return impl_->executor(); }
+asio::any_io_executor api_client::executor() const {
+  return impl_->executor();
+}
 
 const std::shared_ptr<proxy::client>& api_client::http_client() const noexcept {
   return impl_->http_client();

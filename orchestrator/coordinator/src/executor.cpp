@@ -49,9 +49,8 @@ std::string failure_of(const runner::step_result& r, std::chrono::milliseconds t
   if (!r.runc_error.empty()) return "could not start: " + r.runc_error;
   if (r.cancelled) return "cancelled";
   if (r.timed_out) {
-    return timeout.count() > 0
-               ? "timed out after " + std::to_string(timeout.count() / 1000) + " s"
-               : std::string("timed out");
+    return timeout.count() > 0 ? "timed out after " + std::to_string(timeout.count() / 1000) + " s"
+                               : std::string("timed out");
   }
   if (r.oom_killed) return "OOM-killed (exit code " + std::to_string(r.exit_code) + ")";
   if (r.exit_code != 0) {
@@ -231,8 +230,7 @@ class job_run {
         step_ = step_name(*index, t_.steps.size());
         return;
       }
-      entry.stream =
-          e.stream == runner::output_stream::err ? log_stream::err : log_stream::out;
+      entry.stream = e.stream == runner::output_stream::err ? log_stream::err : log_stream::out;
       entry.step = step_;
     }
     entry.text = e.line.text;
@@ -278,8 +276,7 @@ asio::awaitable<job_outcome> build_image(job_run& run) {
     auto r = builder::build(req, *backend, events);
     if (!r) return r.error();
     auto colon = t.build->tag.rfind(':');
-    std::string repo =
-        colon == std::string::npos ? t.build->tag : t.build->tag.substr(0, colon);
+    std::string repo = colon == std::string::npos ? t.build->tag : t.build->tag.substr(0, colon);
     return repo + "@" + r->manifest_digest.str();
   });
   job_outcome out;

@@ -138,8 +138,8 @@ std::string image_repo_of(std::string_view hosted_prefix, std::string_view proje
 bool valid_project(std::string_view p) {
   if (p.empty() || p.size() > 200) return false;
   return std::all_of(p.begin(), p.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '/';
   });
 }
 
@@ -195,8 +195,8 @@ class coordinator_impl final : public coordinator_service,
  public:
   coordinator_impl(const config::config& cfg, std::shared_ptr<cache::store> store,
                    std::shared_ptr<runner::runner_service> runner,
-                   std::shared_ptr<proxy::metrics_registry> metrics,
-                   asio::any_io_executor blocking, std::string self_url, std::string token)
+                   std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
+                   std::string self_url, std::string token)
       : ci_(cfg.ci),
         hosted_prefix_(cfg.oci.hosted.prefix),
         data_dir_(cfg.data_dir),
@@ -313,9 +313,9 @@ class coordinator_impl final : public coordinator_service,
   std::map<std::string, clock::time_point, std::less<>> runner_seen_;
   std::set<pipeline_id> dirty_;
   bool journal_busy_ = false;
-  std::uint64_t journal_round_ = 0;   // rounds started
-  std::uint64_t journal_done_ = 0;    // rounds written
-  detail::hub journal_hub_;           // key 0: a round was written
+  std::uint64_t journal_round_ = 0;  // rounds started
+  std::uint64_t journal_done_ = 0;   // rounds written
+  detail::hub journal_hub_;          // key 0: a round was written
   std::optional<asio::steady_timer> reaper_;
   unsigned slots_ = 0;
 };
@@ -353,7 +353,9 @@ result<void> local_uplink::put_artifacts(const fs::path& file) {
   return {};
 }
 
-result<std::string> local_uplink::secret(const std::string& name) { return c_->read_secret(name); }
+result<std::string> local_uplink::secret(const std::string& name) {
+  return c_->read_secret(name);
+}
 
 // --- life ---
 
@@ -377,22 +379,22 @@ result<void> coordinator_impl::start() {
   // The journal back: every pipeline as it was last written.
   std::vector<pipeline_record> loaded;
   std::vector<std::string> problems;
-  auto walked = store_->for_each_entry(kJournalPrefix, [&](std::string_view key,
-                                                          const cache::entry& e) {
-    boost::system::error_code ec;
-    auto v = json::parse(e.attribute("pipeline"), ec);
-    if (ec) {
-      problems.push_back(std::string(key) + ": not JSON");
-      return true;
-    }
-    auto p = pipeline_from_json(v);
-    if (!p) {
-      problems.push_back(std::string(key) + ": " + p.error().message);
-      return true;
-    }
-    loaded.push_back(std::move(*p));
-    return true;
-  });
+  auto walked =
+      store_->for_each_entry(kJournalPrefix, [&](std::string_view key, const cache::entry& e) {
+        boost::system::error_code ec;
+        auto v = json::parse(e.attribute("pipeline"), ec);
+        if (ec) {
+          problems.push_back(std::string(key) + ": not JSON");
+          return true;
+        }
+        auto p = pipeline_from_json(v);
+        if (!p) {
+          problems.push_back(std::string(key) + ": " + p.error().message);
+          return true;
+        }
+        loaded.push_back(std::move(*p));
+        return true;
+      });
   if (!walked) return walked.error();
   for (const auto& p : problems)
     spdlog::error("ci: a journal entry cannot be read and is ignored: {}", p);
@@ -400,10 +402,9 @@ result<void> coordinator_impl::start() {
     auto spec = p.attachment.if_contains("spec");
     auto file = p.attachment.if_contains("spec_file");
     if (!spec || !spec->is_string()) continue;
-    auto parsed = parse_pipeline_spec(spec->get_string(),
-                                      file && file->is_string()
-                                          ? std::string_view(file->get_string())
-                                          : std::string_view(".pantry.yml"));
+    auto parsed = parse_pipeline_spec(spec->get_string(), file && file->is_string()
+                                                              ? std::string_view(file->get_string())
+                                                              : std::string_view(".pantry.yml"));
     if (parsed) specs_[p.id] = std::make_shared<const pipeline_spec>(std::move(*parsed));
   }
   auto now = clock::now();
@@ -430,8 +431,7 @@ result<void> coordinator_impl::start() {
   job_pool_.emplace(slots_ + 2);
   asio::post(*strand_, [self = shared_from_this(), ch] { self->commit(ch); });
   for (unsigned i = 0; i < slots_; ++i) {
-    asio::co_spawn(asio::make_strand(io_), slot_loop(std::string(kBuiltinRunner)),
-                   asio::detached);
+    asio::co_spawn(asio::make_strand(io_), slot_loop(std::string(kBuiltinRunner)), asio::detached);
   }
   // Runners silent past ci.runner_timeout lose their jobs; retention once an hour.
   reaper_.emplace(*strand_);
@@ -451,8 +451,8 @@ result<void> coordinator_impl::start() {
           });
           for (auto it = self->runner_seen_.begin(); it != self->runner_seen_.end();) {
             if (now - it->second > self->ci_.runner_timeout) {
-              auto ch = self->sched_.runner_lost(
-                  it->first, "runner " + it->first + " went silent", now);
+              auto ch =
+                  self->sched_.runner_lost(it->first, "runner " + it->first + " went silent", now);
               spdlog::warn("ci: runner {} silent for longer than {} s; its jobs are re-queued",
                            it->first, self->ci_.runner_timeout.count());
               self->commit(ch);
@@ -504,9 +504,13 @@ void coordinator_impl::record_end(const job_record& j, const pipeline_record& p)
   metrics_->add("pantry_ci_jobs_total", l, 1, "CI jobs ended, by project and outcome");
   proxy::labels lp{{"project", p.project}};
   if (j.started_at != clock::time_point{} && j.finished_at >= j.started_at) {
-    metrics_->add("pantry_ci_job_milliseconds_total", lp, static_cast<std::uint64_t>(seconds_between(j.started_at, j.finished_at) * 1000), "Milliseconds CI jobs ran, by project");
+    metrics_->add("pantry_ci_job_milliseconds_total", lp,
+                  static_cast<std::uint64_t>(seconds_between(j.started_at, j.finished_at) * 1000),
+                  "Milliseconds CI jobs ran, by project");
   }
-  metrics_->add("pantry_ci_cpu_milliseconds_total", lp, static_cast<std::uint64_t>(j.cpu_seconds * 1000), "Runner CPU-milliseconds of CI jobs");
+  metrics_->add("pantry_ci_cpu_milliseconds_total", lp,
+                static_cast<std::uint64_t>(j.cpu_seconds * 1000),
+                "Runner CPU-milliseconds of CI jobs");
 }
 
 void coordinator_impl::commit(const changes& ch) {
@@ -551,7 +555,9 @@ void coordinator_impl::commit(const changes& ch) {
     if (p->superseded_by != 0) {
       proxy::labels lp{{"project", p->project}};
       metrics_->add("pantry_ci_superseded_total", lp, 1, "CI pipelines cancelled by a newer one");
-      metrics_->add("pantry_ci_saved_runner_milliseconds_total", lp, static_cast<std::uint64_t>(p->saved_runner_seconds * 1000), "Runner-milliseconds that supersede saved");
+      metrics_->add("pantry_ci_saved_runner_milliseconds_total", lp,
+                    static_cast<std::uint64_t>(p->saved_runner_seconds * 1000),
+                    "Runner-milliseconds that supersede saved");
     }
   }
   if (ch.work_ready) work_hub_.notify(0);
@@ -624,9 +630,9 @@ ticket coordinator_impl::make_ticket(const assignment& a,
   if (!spec) return t;
   t.allow_unpinned = spec->allow_unpinned;
   if (j->image_build) {
-    t.build = build_ticket{spec->build ? spec->build->file : "Containerfile",
-                           spec->build ? spec->build->context : ".",
-                           image_repo_of(hosted_prefix_, p->project) + ":pipeline-" + std::to_string(p->id)};
+    t.build = build_ticket{
+        spec->build ? spec->build->file : "Containerfile", spec->build ? spec->build->context : ".",
+        image_repo_of(hosted_prefix_, p->project) + ":pipeline-" + std::to_string(p->id)};
     return t;
   }
   const job_spec* js = nullptr;
@@ -718,6 +724,14 @@ asio::awaitable<std::optional<std::pair<assignment, ticket>>> coordinator_impl::
         return std::nullopt;
       }
       auto t = make_ticket(*a, secrets);
+      if (const auto* j = sched_.job(a->job); j && j->queued_at != clock::time_point{}) {
+        proxy::labels l{{"project", t.project}};
+        metrics_->add(
+            "pantry_ci_queue_wait_milliseconds_total", l,
+            static_cast<std::uint64_t>(std::max(0.0, seconds_between(j->queued_at, now) * 1000)),
+            "Milliseconds CI jobs waited in the queue before they started, by project");
+        metrics_->add("pantry_ci_jobs_started_total", l, 1, "CI jobs handed to a runner");
+      }
       if (runner == kBuiltinRunner) {
         builtin_running_[a->job] = std::make_shared<runner::step_cancel>();
       }
@@ -752,10 +766,11 @@ asio::awaitable<void> coordinator_impl::slot_loop(std::string name) {
         builtin_running_.erase(a.job);
         return sched_.finish(a.job, a.lease, out, clock::now());
       });
-      if (ch) co_await on_strand([&] {
-        commit(*ch);
-        return 0;
-      });
+      if (ch)
+        co_await on_strand([&] {
+          commit(*ch);
+          return 0;
+        });
       continue;
     }
     co_await run_builtin(a, std::move(t));
@@ -1007,8 +1022,9 @@ asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
   }
   if (spec->build && source.type == source_ref::kind::none) {
     co_await fail(ex, http::status::unprocessable_entity,
-                  *spec_file + ": image.build needs a source holding the Containerfile; submit "
-                               "with a tree or a git commit");
+                  *spec_file +
+                      ": image.build needs a source holding the Containerfile; submit "
+                      "with a tree or a git commit");
     co_return;
   }
 
@@ -1017,8 +1033,8 @@ asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
   sub.patch = *patch;
   sub.commit = *commit_id;
   sub.keep_going = spec->keep_going;
-  sub.attachment = json::object{
-      {"spec", *spec_text}, {"spec_file", *spec_file}, {"source", to_json(source)}};
+  sub.attachment =
+      json::object{{"spec", *spec_text}, {"spec_file", *spec_file}, {"source", to_json(source)}};
   std::size_t offset = 0;
   if (spec->build) {
     job_plan b;
@@ -1107,8 +1123,7 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
     auto reader = co_await blocking([&] { return artifacts_->get(*id); });
     if (!reader) {
       co_await fail(ex, http::status::not_found,
-                    "job " + std::to_string(*id) + " kept no artifacts: " +
-                        reader.error().message);
+                    "job " + std::to_string(*id) + " kept no artifacts: " + reader.error().message);
       co_return;
     }
     http::response_header<> h;
@@ -1171,12 +1186,14 @@ asio::awaitable<void> coordinator_impl::follow_log(exchange& ex, job_id job,
       }
       out += '\n';
     }
+    bool advanced = page->next != from;
     from = page->next;
     if (!out.empty()) {
       if (co_await ex.write(std::as_bytes(std::span(out.data(), out.size())))) co_return;
     }
-    if (page->done || !follow) break;
-    if (!page->entries.empty()) continue;
+    if (page->done) break;
+    if (advanced) continue;  // a page ends before the log does: read on at once
+    if (!follow) break;
     // A job that ended without a log (never ran, its log already pruned) ends the follow too.
     bool ended = co_await on_strand([&] {
       const auto* j = sched_.job(job);
@@ -1356,8 +1373,9 @@ asio::awaitable<void> coordinator_impl::sources_route(exchange& ex) {
   }
   auto c = co_await blocking([&] { return writer->commit(); });
   if (!c) {
-    co_await fail(ex, c.error().code == errc::digest_mismatch ? http::status::bad_request
-                                                              : http::status::service_unavailable,
+    co_await fail(ex,
+                  c.error().code == errc::digest_mismatch ? http::status::bad_request
+                                                          : http::status::service_unavailable,
                   c.error().message);
     co_return;
   }
@@ -1540,8 +1558,8 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
     co_return;
   }
   if (what == "artifacts" && t.segments.size() == 3 && method == http::verb::put) {
-    fs::path file = data_dir_ / "ci" / ("upload-" + std::to_string(*id) + "-" +
-                                        std::to_string(*lease) + ".tar.zst");
+    fs::path file = data_dir_ / "ci" /
+                    ("upload-" + std::to_string(*id) + "-" + std::to_string(*lease) + ".tar.zst");
     std::error_code fec;
     fs::create_directories(file.parent_path(), fec);
     std::ofstream outf(file, std::ios::binary | std::ios::trunc);

@@ -110,8 +110,8 @@ json::object to_json(const ticket& t) {
   o["commit"] = t.commit;
   o["source"] = to_json(t.source);
   if (t.build) {
-    o["build"] = json::object{
-        {"file", t.build->file}, {"context", t.build->context}, {"tag", t.build->tag}};
+    o["build"] =
+        json::object{{"file", t.build->file}, {"context", t.build->context}, {"tag", t.build->tag}};
   }
   o["image"] = t.image;
   if (t.allow_unpinned) o["allow_unpinned"] = true;

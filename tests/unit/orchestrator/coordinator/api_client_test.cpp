@@ -213,8 +213,7 @@ TEST_F(ApiClientTest, PutFileSendsTheFile) {
   const std::string bytes = numbered(200 * 1024, 3);
   std::ofstream(dir_ / "src.tar.zst", std::ios::binary) << bytes;
   api_client c(s.url(), std::string(kToken));
-  auto r = c.put_file(http::verb::put, "/echo/sources", dir_ / "src.tar.zst",
-                      "application/zstd");
+  auto r = c.put_file(http::verb::put, "/echo/sources", dir_ / "src.tar.zst", "application/zstd");
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_EQ(r->status, 200u) << r->body.substr(0, 200);
   EXPECT_TRUE(r->body == "PUT /echo/sources application/zstd\n" + bytes)

@@ -61,7 +61,7 @@ class api_client {
   struct reply {
     unsigned status = 0;
     http::fields headers;
-    std::string body;  // empty for HEAD
+    std::string body;    // empty for HEAD
     std::string method;  // "GET", for messages
     std::string url;     // the full URL the request went to
   };

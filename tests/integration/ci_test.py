@@ -405,6 +405,81 @@ jobs:
         log = self.site.api(f"/api/v1/jobs/{jobs['first']['id']}/log")[1]
         self.assertIn("first done", log)
 
+    def test_f_image_built_from_containerfile(self):
+        spec = """build: { file: ci/Containerfile, context: ci }
+jobs:
+  check:
+    run: cat /marker; python3 -c "print('python in the built image')"
+"""
+        d = self.project("built", spec)
+        os.makedirs(os.path.join(d, "ci"))
+        with open(os.path.join(d, "ci", "Containerfile"), "w") as f:
+            f.write(f"FROM {self.base}\nCOPY marker /marker\n")
+        with open(os.path.join(d, "ci", "marker"), "w") as f:
+            f.write("made by the pipeline's image build\n")
+        images = []
+        for attempt in range(2):
+            r = self.site.pantry_cmd("submit", "-C", d, "--project", "built", "--wait",
+                                     "--no-color")
+            self.assertEqual(r.returncode, 0, described(r) + "\n" + self.site.pantry.tail())
+            self.assertIn("made by the pipeline's image build", r.stdout)
+            self.assertIn("python in the built image", r.stdout)
+            jobs = self.jobs_of(pipeline_id(r.stdout))
+            self.assertEqual(sorted(jobs), ["check", "image"], jobs)
+            self.assertTrue(jobs["image"]["image"].startswith("local/ci/built@sha256:"), jobs)
+            self.assertEqual(jobs["check"]["image"], jobs["image"]["image"], jobs)
+            images.append(jobs["image"]["image"])
+        # The second pipeline's build is all cache hits: the same image.
+        self.assertEqual(images[0], images[1])
+
+    def test_g_git_source(self):
+        """A pipeline of a commit the runner fetches itself (git daemon on loopback); a second
+        commit fetches only what is new into the same mirror; a file:// URL is refused."""
+        repo = self.project("fromgit", f"""image: {self.base}
+jobs:
+  show: {{ run: "cat version.txt; git --version >/dev/null 2>&1 || true" }}
+""")
+        env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+
+        def commit(text):
+            with open(os.path.join(repo, "version.txt"), "w") as f:
+                f.write(text + "\n")
+            for cmd in (["git", "add", "-A"],
+                        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", text]):
+                r = run(cmd, cwd=repo, env=env)
+                self.assertEqual(r.returncode, 0, described(r))
+            return run(["git", "rev-parse", "HEAD"], cwd=repo, env=env).stdout.strip()
+
+        port = nginx_pypi.free_port()
+        daemon = subprocess.Popen(
+            ["git", "daemon", "--export-all", "--reuseaddr", f"--base-path={self.work}",
+             "--listen=127.0.0.1", f"--port={port}", self.work],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            preexec_fn=nginx_pypi.die_with_parent)
+        try:
+            deadline = time.monotonic() + 10
+            while run(["git", "ls-remote", f"git://127.0.0.1:{port}/fromgit"],
+                      env=env).returncode != 0:
+                self.assertLess(time.monotonic(), deadline, "git daemon did not start")
+                time.sleep(0.1)
+            url = f"git://127.0.0.1:{port}/fromgit"
+            for text in ("first version", "second version"):
+                sha = commit(text)
+                r = self.site.pantry_cmd("submit", "-C", repo, "--project", "fromgit", "--git",
+                                         url, "--commit", sha, "--wait", "--no-color")
+                self.assertEqual(r.returncode, 0, described(r) + "\n" + self.site.pantry.tail())
+                self.assertIn(f"{url} at {sha}", r.stdout)
+                self.assertIn(text, r.stdout)
+        finally:
+            daemon.terminate()
+            daemon.wait()
+        sha = run(["git", "rev-parse", "HEAD"], cwd=repo, env=env).stdout.strip()
+        r = self.site.pantry_cmd("submit", "-C", repo, "--project", "fromgit", "--git",
+                                 f"file://{repo}", "--commit", sha, "--wait", "--no-color")
+        self.assertEqual(r.returncode, 1, described(r))
+        jobs = self.jobs_of(pipeline_id(r.stdout))
+        self.assertIn("file", jobs["show"]["reason"], jobs)
+
 
 if __name__ == "__main__":
     PANTRY = os.path.abspath(sys.argv.pop(1))

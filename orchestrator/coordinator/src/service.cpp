@@ -374,7 +374,11 @@ result<void> coordinator_impl::start() {
   auto arts = artifact_store::open(store_, al);
   if (!arts) return arts.error();
   artifacts_ = std::move(*arts);
-  mirrors_ = std::make_shared<git_mirrors>(data_dir_ / "ci" / "git");
+  // Never file: (a submitter would read this machine's repositories) nor ssh (with this
+  // machine's keys); credentials for https come from ci.secrets (source.auth_secret).
+  git_options git;
+  git.allowed_protocols = "https:http:git";
+  mirrors_ = std::make_shared<git_mirrors>(data_dir_ / "ci" / "git", git);
 
   // The journal back: every pipeline as it was last written.
   std::vector<pipeline_record> loaded;

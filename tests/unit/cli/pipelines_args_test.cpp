@@ -1,0 +1,118 @@
+// The arguments of the coordinator's commands (pipelines.h): options in any order, --name=VALUE,
+// flags, positional ids; usage errors naming the argument.
+
+#include "pipelines.h"
+#include "usage_error.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace pantry::cli {
+namespace {
+
+using args = std::vector<std::string>;
+
+const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
+
+TEST(PipelinesArgsTest, SubmitTakesEveryOptionInAnyOrder) {
+  auto o = parse_submit_args({"--wait", "-f", "ci.yml", "-C", "proj", "--project=tiny",
+                              "--patch", "7", "--commit", kCommit, "--url", "http://h:1",
+                              "--token", "t0k3n", "--no-color"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_TRUE(o->wait);
+  EXPECT_FALSE(o->color);
+  EXPECT_EQ(o->file, "ci.yml");
+  EXPECT_EQ(o->dir, "proj");
+  EXPECT_EQ(o->project, "tiny");
+  EXPECT_EQ(o->patch, "7");
+  EXPECT_EQ(o->commit, kCommit);
+  EXPECT_EQ(o->where.url, "http://h:1");
+  EXPECT_EQ(o->where.token, "t0k3n");
+  EXPECT_FALSE(o->git);
+}
+
+TEST(PipelinesArgsTest, SubmitDefaultsToTheWorkingTreeHere) {
+  auto o = parse_submit_args({});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->file, ".pantry.yml");
+  EXPECT_EQ(o->dir, ".");
+  EXPECT_FALSE(o->wait);
+  EXPECT_TRUE(o->color);
+  EXPECT_FALSE(o->project);
+}
+
+TEST(PipelinesArgsTest, SubmitOfAGitCommitNeedsTheWholeCommitId) {
+  auto o = parse_submit_args({"--git", "https://example.org/r.git", "--commit", kCommit,
+                              "--auth-secret", "forge"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->git, "https://example.org/r.git");
+  EXPECT_EQ(o->auth_secret, "forge");
+  args no_commit{"--git", "https://example.org/r.git"};
+  EXPECT_TRUE(usage_error(parse_submit_args(no_commit), no_commit, {"--git", "--commit"}));
+  args short_commit{"--commit", "abc123"};
+  EXPECT_TRUE(usage_error(parse_submit_args(short_commit), short_commit, {"abc123", "40"}));
+  args upper{"--commit", "0123456789ABCDEF0123456789abcdef01234567"};
+  EXPECT_TRUE(usage_error(parse_submit_args(upper), upper, {"--commit"}));
+  args stray_secret{"--auth-secret", "forge"};
+  EXPECT_TRUE(usage_error(parse_submit_args(stray_secret), stray_secret, {"--auth-secret"}));
+}
+
+TEST(PipelinesArgsTest, UnknownOptionsAndMissingValuesAreNamed) {
+  args unknown{"--wiat"};
+  EXPECT_TRUE(usage_error(parse_submit_args(unknown), unknown, {"--wiat"}));
+  args missing{"--project"};
+  EXPECT_TRUE(usage_error(parse_submit_args(missing), missing, {"--project", "needs a value"}));
+  args flag_value{"--wait=yes"};
+  EXPECT_TRUE(usage_error(parse_submit_args(flag_value), flag_value, {"--wait", "no value"}));
+  args stray{"extra"};
+  EXPECT_TRUE(usage_error(parse_submit_args(stray), stray, {"extra"}));
+}
+
+TEST(PipelinesArgsTest, LogsTakesOneJobIdAndItsFilters) {
+  auto o = parse_logs_args({"-f", "42", "--grep", "FAILED|Error", "--step", "run 2"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_TRUE(o->follow);
+  EXPECT_EQ(o->job, "42");
+  EXPECT_EQ(o->grep, "FAILED|Error");
+  EXPECT_EQ(o->step, "run 2");
+  args none{};
+  EXPECT_TRUE(usage_error(parse_logs_args(none), none, {"JOB"}));
+  args word{"lint"};
+  EXPECT_TRUE(usage_error(parse_logs_args(word), word, {"lint", "not a job id"}));
+  args zero{"0"};
+  EXPECT_TRUE(usage_error(parse_logs_args(zero), zero, {"0"}));
+}
+
+TEST(PipelinesArgsTest, CancelTakesAPipelineOrWithJobAJob) {
+  auto p = parse_cancel_args({"12"});
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->id, "12");
+  EXPECT_FALSE(p->job);
+  auto j = parse_cancel_args({"--job", "34"});
+  ASSERT_TRUE(j) << j.error().message;
+  EXPECT_EQ(j->id, "34");
+  EXPECT_TRUE(j->job);
+  args two{"1", "2"};
+  EXPECT_TRUE(usage_error(parse_cancel_args(two), two, {"one PIPELINE"}));
+}
+
+TEST(PipelinesArgsTest, ArtifactsNeedsAJobAndADirectory) {
+  auto o = parse_artifacts_args({"7", "-o", "out"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->job, "7");
+  EXPECT_EQ(o->out_dir, "out");
+  args no_dir{"7"};
+  EXPECT_TRUE(usage_error(parse_artifacts_args(no_dir), no_dir, {"-o DIR"}));
+}
+
+TEST(PipelinesArgsTest, JobsTakesAProject) {
+  auto o = parse_jobs_args({"--project", "tiny", "--data-dir", "/var/lib/pantry"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->project, "tiny");
+  EXPECT_EQ(o->where.data_dir, "/var/lib/pantry");
+}
+
+}  // namespace
+}  // namespace pantry::cli

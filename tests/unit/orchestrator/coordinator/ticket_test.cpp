@@ -1,0 +1,144 @@
+// The job ticket as a remote runner receives it (JSON both ways, errors naming the member), the
+// sources a pipeline names, and the script a job's steps become.
+
+#include "pantry/orchestrator/coordinator/executor.h"
+#include "pantry/orchestrator/coordinator/ticket.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace pantry::orchestrator::coordinator {
+namespace {
+
+namespace json = boost::json;
+
+const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
+const std::string kTree =
+    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+ticket full_ticket() {
+  ticket t;
+  t.job = 12;
+  t.pipeline = 3;
+  t.lease = 99;
+  t.attempt = 2;
+  t.name = "test 1/2";
+  t.project = "tiny";
+  t.patch = "7";
+  t.commit = kCommit;
+  t.source.type = source_ref::kind::git;
+  t.source.git_url = "https://example.org/tiny.git";
+  t.source.commit = kCommit;
+  t.source.git_auth_secret = "forge";
+  t.image = "local/python@sha256:abc";
+  t.steps = {"pip install .", "pytest -x"};
+  t.env = {{"A", "1"}, {"PANTRY_SHARD", "1"}};
+  t.secrets = {{"api_key", "value\n"}};
+  t.artifacts = {"dist", "report.xml"};
+  t.artifacts_from = {10, 11};
+  t.network = runner::network_mode::none;
+  t.tmpfs = 1 << 20;
+  t.timeout = std::chrono::milliseconds(60'000);
+  return t;
+}
+
+TEST(TicketTest, JsonRoundTripKeepsEveryField) {
+  ticket t = full_ticket();
+  auto back = ticket_from_json(json::parse(json::serialize(to_json(t))));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->job, 12u);
+  EXPECT_EQ(back->pipeline, 3u);
+  EXPECT_EQ(back->lease, 99u);
+  EXPECT_EQ(back->attempt, 2);
+  EXPECT_EQ(back->name, "test 1/2");
+  EXPECT_EQ(back->patch, "7");
+  EXPECT_EQ(back->source.type, source_ref::kind::git);
+  EXPECT_EQ(back->source.git_url, t.source.git_url);
+  EXPECT_EQ(back->source.git_auth_secret, "forge");
+  EXPECT_EQ(back->steps, t.steps);
+  EXPECT_EQ(back->env, t.env);
+  ASSERT_EQ(back->secrets.size(), 1u);
+  EXPECT_EQ(back->secrets[0].value, "value\n");
+  EXPECT_EQ(back->artifacts, t.artifacts);
+  EXPECT_EQ(back->artifacts_from, t.artifacts_from);
+  EXPECT_EQ(back->network, runner::network_mode::none);
+  EXPECT_EQ(back->tmpfs, t.tmpfs);
+  EXPECT_EQ(back->timeout, t.timeout);
+  EXPECT_FALSE(back->build);
+}
+
+TEST(TicketTest, ImageBuildTicketRoundTrips) {
+  ticket t;
+  t.job = 1;
+  t.pipeline = 1;
+  t.lease = 1;
+  t.source.type = source_ref::kind::tree;
+  t.source.tree = kTree;
+  t.build = build_ticket{"ci/Containerfile", "ci", "local/ci/tiny:pipeline-1"};
+  auto back = ticket_from_json(to_json(t));
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_TRUE(back->build);
+  EXPECT_EQ(back->build->file, "ci/Containerfile");
+  EXPECT_EQ(back->build->tag, "local/ci/tiny:pipeline-1");
+  EXPECT_EQ(back->source.tree, kTree);
+}
+
+TEST(TicketTest, BadTicketsNameTheMember) {
+  auto expect_error = [](std::string_view text, std::string_view member) {
+    auto r = ticket_from_json(json::parse(text));
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find(member), std::string::npos)
+        << r.error().message << " lacks " << member;
+  };
+  expect_error(R"({"pipeline":1,"lease":1})", "job");
+  expect_error(R"({"job":-1,"pipeline":1,"lease":1})", "job");
+  expect_error(R"({"job":1,"pipeline":1,"lease":1,"env":[["A"]]})", "env");
+  expect_error(R"({"job":1,"pipeline":1,"lease":1,"network":"bridge"})", "network");
+  expect_error(R"({"job":1,"pipeline":1,"lease":1,"secrets":[1]})", "secrets");
+  expect_error(R"({"job":1,"pipeline":1,"lease":1,"artifacts_from":["x"]})", "artifacts_from");
+  expect_error(R"([1,2])", "(document)");
+}
+
+TEST(TicketTest, SourcesAreCheckedAndNeverCarryCredentials) {
+  auto ok = source_from_json(json::parse(R"({"git":"https://h/r.git","commit":")" + kCommit +
+                                         R"("})"));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->type, source_ref::kind::git);
+  auto creds = source_from_json(
+      json::parse(R"({"git":"https://user:pw@h/r.git","commit":")" + kCommit + R"("})"));
+  ASSERT_FALSE(creds);
+  EXPECT_NE(creds.error().message.find("auth_secret"), std::string::npos)
+      << creds.error().message;
+  auto short_commit = source_from_json(json::parse(R"({"git":"https://h/r.git","commit":"abc"})"));
+  ASSERT_FALSE(short_commit);
+  EXPECT_NE(short_commit.error().message.find("source.commit"), std::string::npos);
+  auto bad_tree = source_from_json(json::parse(R"({"tree":"sha256:12"})"));
+  ASSERT_FALSE(bad_tree);
+  EXPECT_NE(bad_tree.error().message.find("source.tree"), std::string::npos);
+  auto both = source_from_json(
+      json::parse(R"({"tree":")" + kTree + R"(","git":"https://h/r.git","commit":")" + kCommit +
+                  R"("})"));
+  EXPECT_FALSE(both);
+  auto none = source_from_json(json::value(nullptr));
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->type, source_ref::kind::none);
+}
+
+TEST(JobScriptTest, OneStepIsTheScriptItself) {
+  EXPECT_EQ(job_script({"pytest -x"}, "n0nce"), "pytest -x");
+}
+
+TEST(JobScriptTest, StepsArePrecededByTheirMarkers) {
+  auto s = job_script({"pip install .", "pytest\n"}, "n0nce");
+  EXPECT_EQ(s,
+            "printf '%s\\n' '" + step_marker("n0nce", 1) + "'\npip install .\n" +
+                "printf '%s\\n' '" + step_marker("n0nce", 2) + "'\npytest\n");
+  EXPECT_EQ(step_marker("n0nce", 2), "\x1epantry-step n0nce 2");
+}
+
+}  // namespace
+}  // namespace pantry::orchestrator::coordinator

@@ -1,11 +1,12 @@
 #pragma once
 
-// Every store key of the coordinator's logs and artifacts, in one place.
+// Every store key of the coordinator (its journal, logs and artifacts), in one place.
 
 #include "pantry/orchestrator/coordinator/ids.h"
 
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +28,15 @@ inline std::string log_meta(job_id job) {
 inline constexpr std::string_view kArtifactPrefix = "ci/artifact/";
 inline std::string artifact(job_id job) {
   return std::string(kArtifactPrefix) + std::to_string(job);
+}
+
+// Entry: a pipeline with its jobs as the scheduler last had them (the journal), its JSON in the
+// attribute "pipeline". Zero-padded, so that a walk in key order goes oldest first.
+inline constexpr std::string_view kPipelinePrefix = "ci/pipeline/";
+inline std::string pipeline(pipeline_id id) {
+  char digits[24];
+  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(id));
+  return std::string(kPipelinePrefix) + digits;
 }
 
 // The job id at the end of a key under `prefix`, or nullopt if it is not a number.

@@ -1,6 +1,7 @@
 #include "pantry/orchestrator/coordinator/service.h"
 
 #include "hub.h"
+#include "keys.h"
 #include "pantry/orchestrator/coordinator/artifact_store.h"
 #include "pantry/orchestrator/coordinator/executor.h"
 #include "pantry/orchestrator/coordinator/log_store.h"
@@ -48,18 +49,14 @@ using proxy::exchange;
 using runner::respond_json;
 using runner::respond_text;
 
-constexpr std::string_view kJournalPrefix = "ci/pipeline/";
 constexpr std::size_t kMaxSubmit = std::size_t{1} << 20;
 constexpr std::size_t kMaxTree = std::size_t{2} << 30;
 constexpr std::string_view kBuiltinRunner = "built-in";
+// Finished pipelines the scheduler keeps in memory (answers list the newest; the journal keeps
+// them all).
+constexpr std::size_t kPipelinesInMemory = 5000;
 
 enum class role { read = 1, submit = 2, runner = 3, admin = 4 };
-
-std::string journal_key(pipeline_id id) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%020llu", static_cast<unsigned long long>(id));
-  return std::string(kJournalPrefix) + b;
-}
 
 std::optional<std::uint64_t> parse_id(std::string_view s) {
   std::uint64_t v = 0;
@@ -383,8 +380,8 @@ result<void> coordinator_impl::start() {
   // The journal back: every pipeline as it was last written.
   std::vector<pipeline_record> loaded;
   std::vector<std::string> problems;
-  auto walked =
-      store_->for_each_entry(kJournalPrefix, [&](std::string_view key, const cache::entry& e) {
+  auto walked = store_->for_each_entry(
+      keys::kPipelinePrefix, [&](std::string_view key, const cache::entry& e) {
         boost::system::error_code ec;
         auto v = json::parse(e.attribute("pipeline"), ec);
         if (ec) {
@@ -414,6 +411,8 @@ result<void> coordinator_impl::start() {
   auto now = clock::now();
   std::size_t count = loaded.size();
   auto ch = sched_.restore(std::move(loaded), now);
+  for (auto id : sched_.forget_finished(kPipelinesInMemory))
+    specs_.erase(id);
   // Pipelines whose spec no longer parses (a newer pantry's) cannot run: cancel them.
   for (const auto* p : sched_.pipelines("", SIZE_MAX)) {
     if (p->state == pipeline_state::running && !spec_of(p->id)) {
@@ -467,6 +466,10 @@ result<void> coordinator_impl::start() {
           }
           if (now - last_prune > std::chrono::hours(1)) {
             last_prune = now;
+            // Memory stays bounded: the oldest finished pipelines leave the scheduler (their
+            // journal entries stay, with the history later features read).
+            for (auto id : self->sched_.forget_finished(kPipelinesInMemory))
+              self->specs_.erase(id);
             auto logs = self->logs_;
             auto arts = self->artifacts_;
             asio::post(self->blocking_, [logs, arts, now] {
@@ -494,7 +497,7 @@ void coordinator_impl::stop() noexcept {
     cache::entry e;
     e.attributes.emplace_back("pipeline", json::serialize(to_json(*p)));
     e.expires_at = clock::time_point::max();
-    if (auto r = store_->put_entry(journal_key(id), e); !r) {
+    if (auto r = store_->put_entry(keys::pipeline(id), e); !r) {
       spdlog::error("ci: journal: {}", r.error().message);
     }
   }
@@ -581,7 +584,7 @@ void coordinator_impl::flush_journal() {
     e.attributes.emplace_back("pipeline", json::serialize(to_json(*p)));
     e.fetched_at = clock::now();
     e.expires_at = clock::time_point::max();
-    batch.emplace_back(journal_key(id), std::move(e));
+    batch.emplace_back(keys::pipeline(id), std::move(e));
   }
   dirty_.clear();
   asio::post(blocking_, [self = shared_from_this(), batch = std::move(batch)] {
@@ -598,12 +601,15 @@ void coordinator_impl::flush_journal() {
 }
 
 asio::awaitable<void> coordinator_impl::journal_barrier() {
+  // What changed before this call is in the round under way, or, when one was under way already,
+  // still dirty and so in the next one.
+  std::uint64_t target =
+      co_await on_strand([&] { return dirty_.empty() ? journal_round_ : journal_round_ + 1; });
   for (;;) {
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
     timer->expires_after(std::chrono::seconds(5));
     bool written = co_await on_strand([&] {
-      // Written when no round is under way and nothing is dirty; else wait for the next round.
-      if (!journal_busy_ && dirty_.empty()) return true;
+      if (journal_done_ >= target) return true;
       journal_hub_.add(0, timer);
       return false;
     });

@@ -17,9 +17,9 @@ using args = std::vector<std::string>;
 const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
 
 TEST(PipelinesArgsTest, SubmitTakesEveryOptionInAnyOrder) {
-  auto o = parse_submit_args({"--wait", "-f", "ci.yml", "-C", "proj", "--project=tiny",
-                              "--patch", "7", "--commit", kCommit, "--url", "http://h:1",
-                              "--token", "t0k3n", "--no-color"});
+  auto o = parse_submit_args({"--wait", "-f", "ci.yml", "-C", "proj", "--project=tiny", "--patch",
+                              "7", "--commit", kCommit, "--url", "http://h:1", "--token", "t0k3n",
+                              "--no-color"});
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_TRUE(o->wait);
   EXPECT_FALSE(o->color);
@@ -44,8 +44,8 @@ TEST(PipelinesArgsTest, SubmitDefaultsToTheWorkingTreeHere) {
 }
 
 TEST(PipelinesArgsTest, SubmitOfAGitCommitNeedsTheWholeCommitId) {
-  auto o = parse_submit_args({"--git", "https://example.org/r.git", "--commit", kCommit,
-                              "--auth-secret", "forge"});
+  auto o = parse_submit_args(
+      {"--git", "https://example.org/r.git", "--commit", kCommit, "--auth-secret", "forge"});
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_EQ(o->git, "https://example.org/r.git");
   EXPECT_EQ(o->auth_secret, "forge");

@@ -414,6 +414,7 @@ TEST(CoordinatorKeysTest, FormatsStayAsStored) {
   EXPECT_EQ(keys::log_chunk(12, 3), "ci/log/12/3");
   EXPECT_EQ(keys::log_meta(12), "ci/logmeta/12");
   EXPECT_EQ(keys::artifact(12), "ci/artifact/12");
+  EXPECT_EQ(keys::pipeline(7), "ci/pipeline/00000000000000000007");
   EXPECT_EQ(keys::job_of("ci/logmeta/12", keys::kLogMetaPrefix), 12u);
   EXPECT_FALSE(keys::job_of("ci/logmeta/12x", keys::kLogMetaPrefix));
   EXPECT_FALSE(keys::job_of("ci/logmeta/", keys::kLogMetaPrefix));

@@ -1,8 +1,8 @@
 // The job ticket as a remote runner receives it (JSON both ways, errors naming the member), the
 // sources a pipeline names, and the script a job's steps become.
 
-#include "pantry/orchestrator/coordinator/executor.h"
 #include "pantry/orchestrator/coordinator/ticket.h"
+#include "pantry/orchestrator/coordinator/executor.h"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -17,8 +17,7 @@ namespace {
 namespace json = boost::json;
 
 const std::string kCommit = "0123456789abcdef0123456789abcdef01234567";
-const std::string kTree =
-    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const std::string kTree = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 ticket full_ticket() {
   ticket t;
@@ -104,24 +103,22 @@ TEST(TicketTest, BadTicketsNameTheMember) {
 }
 
 TEST(TicketTest, SourcesAreCheckedAndNeverCarryCredentials) {
-  auto ok = source_from_json(json::parse(R"({"git":"https://h/r.git","commit":")" + kCommit +
-                                         R"("})"));
+  auto ok =
+      source_from_json(json::parse(R"({"git":"https://h/r.git","commit":")" + kCommit + R"("})"));
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->type, source_ref::kind::git);
   auto creds = source_from_json(
       json::parse(R"({"git":"https://user:pw@h/r.git","commit":")" + kCommit + R"("})"));
   ASSERT_FALSE(creds);
-  EXPECT_NE(creds.error().message.find("auth_secret"), std::string::npos)
-      << creds.error().message;
+  EXPECT_NE(creds.error().message.find("auth_secret"), std::string::npos) << creds.error().message;
   auto short_commit = source_from_json(json::parse(R"({"git":"https://h/r.git","commit":"abc"})"));
   ASSERT_FALSE(short_commit);
   EXPECT_NE(short_commit.error().message.find("source.commit"), std::string::npos);
   auto bad_tree = source_from_json(json::parse(R"({"tree":"sha256:12"})"));
   ASSERT_FALSE(bad_tree);
   EXPECT_NE(bad_tree.error().message.find("source.tree"), std::string::npos);
-  auto both = source_from_json(
-      json::parse(R"({"tree":")" + kTree + R"(","git":"https://h/r.git","commit":")" + kCommit +
-                  R"("})"));
+  auto both = source_from_json(json::parse(
+      R"({"tree":")" + kTree + R"(","git":"https://h/r.git","commit":")" + kCommit + R"("})"));
   EXPECT_FALSE(both);
   auto none = source_from_json(json::value(nullptr));
   ASSERT_TRUE(none);
@@ -134,9 +131,8 @@ TEST(JobScriptTest, OneStepIsTheScriptItself) {
 
 TEST(JobScriptTest, StepsArePrecededByTheirMarkers) {
   auto s = job_script({"pip install .", "pytest\n"}, "n0nce");
-  EXPECT_EQ(s,
-            "printf '%s\\n' '" + step_marker("n0nce", 1) + "'\npip install .\n" +
-                "printf '%s\\n' '" + step_marker("n0nce", 2) + "'\npytest\n");
+  EXPECT_EQ(s, "printf '%s\\n' '" + step_marker("n0nce", 1) + "'\npip install .\n" +
+                   "printf '%s\\n' '" + step_marker("n0nce", 2) + "'\npytest\n");
   EXPECT_EQ(step_marker("n0nce", 2), "\x1epantry-step n0nce 2");
 }
 

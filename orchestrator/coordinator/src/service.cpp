@@ -132,14 +132,6 @@ std::string image_repo_of(std::string_view hosted_prefix, std::string_view proje
   return out;
 }
 
-bool valid_project(std::string_view p) {
-  if (p.empty() || p.size() > 200) return false;
-  return std::all_of(p.begin(), p.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-' || c == '/';
-  });
-}
-
 std::string str_member(const json::object& o, std::string_view k) {
   auto v = o.if_contains(k);
   return v && v->is_string() ? std::string(v->get_string()) : std::string();
@@ -949,59 +941,18 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
 asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
   auto text = co_await runner::read_body(ex, kMaxSubmit);
   if (!text) co_return;
-  boost::system::error_code ec;
-  auto v = json::parse(*text, ec);
-  if (ec || !v.is_object()) {
-    co_await fail(ex, http::status::bad_request, "the body is not a JSON object: " + ec.message());
+  auto request = parse_submit_request(*text);
+  if (!request) {
+    co_await fail(ex, http::status::bad_request, request.error().message);
     co_return;
   }
-  const auto& o = v.get_object();
-  auto str = [&](std::string_view k) -> std::optional<std::string> {
-    auto m = o.if_contains(k);
-    if (!m || m->is_null()) return std::string();
-    if (!m->is_string()) return std::nullopt;
-    return std::string(m->get_string());
-  };
-  auto project = str("project");
-  auto patch = str("patch");
-  auto commit_id = str("commit");
-  auto spec_text = str("spec");
-  auto spec_file = str("spec_file");
-  for (auto [k, val] : {std::pair{"project", &project},
-                        {"patch", &patch},
-                        {"commit", &commit_id},
-                        {"spec", &spec_text},
-                        {"spec_file", &spec_file}}) {
-    if (!*val) {
-      co_await fail(ex, http::status::bad_request, std::string(k) + ": expected a string");
-      co_return;
-    }
-  }
-  if (!valid_project(*project)) {
-    co_await fail(ex, http::status::bad_request,
-                  "project: \"" + project->substr(0, 100) +
-                      "\" is not a project name; use 1-200 of A-Z a-z 0-9 . _ - /");
-    co_return;
-  }
-  if (patch->size() > 200 || commit_id->size() > 200) {
-    co_await fail(ex, http::status::bad_request, "patch and commit are at most 200 characters");
-    co_return;
-  }
-  if (spec_file->empty()) *spec_file = ".pantry.yml";
-  auto spec = parse_pipeline_spec(*spec_text, *spec_file);
+  auto spec = parse_pipeline_spec(request->spec, request->spec_file);
   if (!spec) {
     co_await fail(ex, http::status::unprocessable_entity, spec.error().message);
     co_return;
   }
-  source_ref source;
-  if (auto s = o.if_contains("source")) {
-    auto src = source_from_json(*s);
-    if (!src) {
-      co_await fail(ex, http::status::bad_request, src.error().message);
-      co_return;
-    }
-    source = std::move(*src);
-  }
+  auto* spec_file = &request->spec_file;
+  const source_ref& source = request->source;
   for (const auto& j : spec->jobs) {
     for (const auto& s : j.secrets) {
       if (!ci_.secrets.count(s)) {
@@ -1039,12 +990,12 @@ asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
   }
 
   submission sub;
-  sub.project = *project;
-  sub.patch = *patch;
-  sub.commit = *commit_id;
+  sub.project = request->project;
+  sub.patch = request->patch;
+  sub.commit = request->commit;
   sub.keep_going = spec->keep_going;
   sub.attachment =
-      json::object{{"spec", *spec_text}, {"spec_file", *spec_file}, {"source", to_json(source)}};
+      json::object{{"spec", request->spec}, {"spec_file", *spec_file}, {"source", to_json(source)}};
   std::size_t offset = 0;
   if (spec->build) {
     job_plan b;

@@ -227,4 +227,59 @@ result<ticket> ticket_from_json(const json::value& v) {
   return t;
 }
 
+result<submit_request> parse_submit_request(std::string_view text) {
+  json_reader r("pipeline submission");
+  auto parsed = r.parse_object(text);
+  if (!parsed) return parsed.error();
+  const json::object& o = *parsed;
+  static constexpr std::string_view kKnown[] = {"project", "patch",     "commit",
+                                                "spec",    "spec_file", "source"};
+  for (const auto& [key, value] : o) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      return r.fail(std::string(key).substr(0, 100),
+                    "not a member of a submission (project, patch, commit, spec, spec_file, "
+                    "source)");
+    }
+  }
+  submit_request out;
+  for (auto [key, into] : {std::pair<std::string_view, std::string*>{"project", &out.project},
+                           {"patch", &out.patch},
+                           {"commit", &out.commit},
+                           {"spec", &out.spec},
+                           {"spec_file", &out.spec_file}}) {
+    if (auto e = r.read(o, key, key, *into)) return *e;
+  }
+  auto valid_project = [](std::string_view p) {
+    return !p.empty() && p.size() <= 200 && std::all_of(p.begin(), p.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '.' || c == '_' || c == '-' || c == '/';
+    });
+  };
+  if (!valid_project(out.project)) {
+    return r.fail("project", "\"" + out.project.substr(0, 100) +
+                                 "\" is not a project name; use 1-200 of A-Z a-z 0-9 . _ - /");
+  }
+  if (out.patch.size() > 200) return r.fail("patch", "longer than 200 characters");
+  if (out.commit.size() > 200) return r.fail("commit", "longer than 200 characters");
+  if (out.spec.empty()) return r.fail("spec", "missing: send the .pantry.yml text");
+  if (out.spec_file.empty()) out.spec_file = ".pantry.yml";
+  if (out.spec_file.size() > 200 || out.spec_file.find('\n') != std::string::npos) {
+    return r.fail("spec_file", "a file name of at most 200 characters on one line");
+  }
+  if (auto s = o.if_contains("source")) {
+    auto src = source_from_json(*s);
+    if (!src) return src.error();
+    out.source = std::move(*src);
+  }
+  return out;
+}
+
+json::object to_json(const submit_request& r) {
+  json::object o{{"project", r.project}, {"spec", r.spec}, {"spec_file", r.spec_file}};
+  if (!r.patch.empty()) o["patch"] = r.patch;
+  if (!r.commit.empty()) o["commit"] = r.commit;
+  if (r.source.type != source_ref::kind::none) o["source"] = to_json(r.source);
+  return o;
+}
+
 }  // namespace pantry::orchestrator::coordinator

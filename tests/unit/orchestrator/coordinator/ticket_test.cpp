@@ -125,6 +125,39 @@ TEST(TicketTest, SourcesAreCheckedAndNeverCarryCredentials) {
   EXPECT_EQ(none->type, source_ref::kind::none);
 }
 
+TEST(SubmitRequestTest, ReadsEveryMemberAndRoundTrips) {
+  auto r = parse_submit_request(R"({"project":"org/tiny","patch":"42","commit":")" + kCommit +
+                                R"(","spec":"jobs: {}","spec_file":"ci.yml","source":{"tree":")" +
+                                kTree + R"("}})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->project, "org/tiny");
+  EXPECT_EQ(r->patch, "42");
+  EXPECT_EQ(r->commit, kCommit);
+  EXPECT_EQ(r->spec_file, "ci.yml");
+  EXPECT_EQ(r->source.tree, kTree);
+  auto again = parse_submit_request(json::serialize(to_json(*r)));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(json::serialize(to_json(*again)), json::serialize(to_json(*r)));
+}
+
+TEST(SubmitRequestTest, BadSubmissionsNameTheMember) {
+  auto expect_error = [](const std::string& text, std::string_view member) {
+    auto r = parse_submit_request(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_TRUE(r.error().is(errc::invalid_argument)) << r.error().message;
+    EXPECT_NE(r.error().message.find(member), std::string::npos)
+        << r.error().message << " lacks " << member;
+  };
+  expect_error(R"({"spec":"jobs: {}"})", "project");
+  expect_error(R"({"project":"a b","spec":"x"})", "\"a b\"");
+  expect_error(R"({"project":"p","spec":""})", "spec");
+  expect_error(R"({"project":"p","spec":"x","patch":7})", "patch");
+  expect_error(R"({"project":"p","spec":"x","sorce":{}})", "sorce");
+  expect_error(R"({"project":"p","spec":"x","source":{"tree":"nope"}})", "source.tree");
+  expect_error("not json", "not JSON");
+  EXPECT_EQ(parse_submit_request(R"({"project":"p","spec":"x"})")->spec_file, ".pantry.yml");
+}
+
 TEST(JobScriptTest, OneStepIsTheScriptItself) {
   EXPECT_EQ(job_script({"pytest -x"}, "n0nce"), "pytest -x");
 }

@@ -70,4 +70,18 @@ struct ticket {
 boost::json::object to_json(const ticket& t);
 result<ticket> ticket_from_json(const boost::json::value& v);
 
+// The body of POST /api/v1/pipelines, as `pantry submit` sends it (any holder of a submit token
+// may send anything: fuzzed, tests/fuzz/submit_request_fuzz.cpp). The spec is not parsed here.
+struct submit_request {
+  std::string project;  // 1-200 of A-Z a-z 0-9 . _ - /
+  std::string patch;    // "" or at most 200 characters: the supersede key with project
+  std::string commit;   // at most 200 characters, as the submitter names it
+  std::string spec;     // the .pantry.yml text
+  std::string spec_file = ".pantry.yml";  // how messages name it
+  source_ref source;
+};
+// Errors (errc::invalid_argument) name the member and the bad value.
+result<submit_request> parse_submit_request(std::string_view json);
+boost::json::object to_json(const submit_request& r);
+
 }  // namespace pantry::orchestrator::coordinator

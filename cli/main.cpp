@@ -181,23 +181,27 @@ int fail(const pantry::error& e) {
 
 using pantry::app::human_bytes;
 
+// Runs the app of `c` until SIGINT or SIGTERM (`what` names it in the log).
+int serve(const config::config& c, std::string_view what) {
+  const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
+  auto served = pantry::app::app::create(c);
+  if (!served) return fail(served.error());
+  auto& app = **served;
+  // Declared after the app, so it is joined before the app goes.
+  signal_waiter waiter(signals, [&app, what](std::string_view name) {
+    spdlog::info("{}: {} received, finishing in-flight requests", what, name);
+    app.stop();
+  });
+  if (auto r = app.run(); !r) return fail(r.error());
+  return kExitOk;
+}
+
 int cmd_serve(const std::vector<std::string>& args) {
   auto p = parse_args(args, {"config", "listen", "data-dir"});
   if (!p.positional.empty()) throw usage_error{"serve takes no argument " + p.positional[0]};
   auto c = effective_config(p);
   if (!c) return fail(c.error());
-
-  const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
-  auto served = pantry::app::app::create(*c);
-  if (!served) return fail(served.error());
-  auto& app = **served;
-  // Declared after the app, so it is joined before the app goes.
-  signal_waiter waiter(signals, [&app](std::string_view name) {
-    spdlog::info("pantry serve: {} received, finishing in-flight requests", name);
-    app.stop();
-  });
-  if (auto r = app.run(); !r) return fail(r.error());
-  return kExitOk;
+  return serve(*c, "pantry serve");
 }
 
 // `pantry runner`: `pantry serve` whose runner takes jobs from the coordinator at --coordinator
@@ -243,17 +247,7 @@ int cmd_runner(const std::vector<std::string>& args) {
     up.url = of.url;
     oci.push_back(up);
   }
-
-  const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
-  auto served = pantry::app::app::create(*c);
-  if (!served) return fail(served.error());
-  auto& app = **served;
-  signal_waiter waiter(signals, [&app](std::string_view signal) {
-    spdlog::info("pantry runner: {} received, stopping", signal);
-    app.stop();
-  });
-  if (auto r = app.run(); !r) return fail(r.error());
-  return kExitOk;
+  return serve(*c, "pantry runner");
 }
 
 int cmd_config(const std::vector<std::string>& args) {

@@ -79,7 +79,7 @@ result<connection> connect(const coordinator_options& w, bool may_start) {
     if (!found) return found.error();
     if (!*found) {
       return error(errc::not_found,
-                   "no `pantry serve` holds the data dir " + cfg->data_dir.string() +
+                   "no `pantry serve` holds the data dir " + cfg->data_dir +
                        "; start one, or give --url and --token of a pantry that runs");
     }
     c.url = (*found)->url;

@@ -68,8 +68,7 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
   // A remote runner (ci.runner_of) takes its jobs from another pantry's coordinator instead of
   // running one of its own.
   if (!cfg.ci.runner_of.url.empty()) {
-    services.push_back(
-        orchestrator::coordinator::remote_runner_service::create(cfg, runner));
+    services.push_back(orchestrator::coordinator::remote_runner_service::create(cfg, runner));
   } else if (cfg.ci.enabled) {
     services.push_back(orchestrator::coordinator::coordinator_service::create(
         cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token));

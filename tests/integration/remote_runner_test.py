@@ -236,11 +236,13 @@ class RemoteRunnerTest(unittest.TestCase):
         jid = job["id"]
         # Its container is up and its log reaches the coordinator (batched, within a second).
         self.wait_for("the remote job's first line",
-                      lambda: "hello from remote" in self.api(f"/api/v1/jobs/{jid}/log")[1])
+                      lambda: "hello from remote" in self.api(f"/api/v1/jobs/{jid}/log")[1],
+                      seconds=30)
         log = self.api(f"/api/v1/jobs/{jid}/log")[1]
         self.assertIn("on runner", log)
-        self.assertTrue([c for c in containers(self.runner.places["runc_root"])
-                         if c.get("status") == "running"])
+        self.wait_for("the remote job's container", lambda: [
+            c for c in containers(self.runner.places["runc_root"]) if c.get("status") == "running"],
+            seconds=10)
 
         self.runner.kill()
         # Silent for 2 s: re-queued once; the built-in slot is still busy.

@@ -41,7 +41,9 @@ log_batcher::log_batcher(send_fn send, options opt) : send_(std::move(send)), op
   thread_ = std::thread([this] { sender(); });
 }
 
-log_batcher::~log_batcher() { close(); }
+log_batcher::~log_batcher() {
+  close();
+}
 
 bool log_batcher::add(std::vector<log_entry> entries) {
   std::unique_lock lock(mu_);
@@ -50,10 +52,13 @@ bool log_batcher::add(std::vector<log_entry> entries) {
   drained_.wait(lock, [this] { return pending_.size() < opt_.max_pending || lost_ || closing_; });
   if (lost_) return false;
   if (closing_) return true;
-  if (pending_.empty()) first_at_ = std::chrono::steady_clock::now();
+  const bool first = pending_.empty();
+  if (first) first_at_ = std::chrono::steady_clock::now();
   for (const auto& e : entries)
     append_line(pending_, e);
-  if (pending_.size() >= opt_.flush_bytes) wake_.notify_one();
+  // The first line starts the sender's clock (it sleeps while nothing is pending); a full batch
+  // goes at once.
+  if (first || pending_.size() >= opt_.flush_bytes) wake_.notify_one();
   return true;
 }
 

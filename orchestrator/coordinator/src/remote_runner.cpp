@@ -265,8 +265,8 @@ class remote_runner_impl final : public remote_runner_service,
           out.emplace();
           out->reason = std::string("the runner failed: ") + e.what();
         }
-      } else if (stopping_ && outcome.wait_for(std::chrono::seconds(2)) !=
-                                  std::future_status::ready) {
+      } else if (stopping_ &&
+                 outcome.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
         // The server's threads are gone and the job with them; the coordinator re-queues it
         // when this runner's silence passes its ci.runner_timeout.
         break;

@@ -82,6 +82,7 @@ TEST(LogBatcherTest, AQuietLineGoesWithinFlushAfter) {
   log_batcher::options opt;
   opt.flush_after = 50ms;
   log_batcher b(c.fn(), opt);
+  std::this_thread::sleep_for(50ms);  // the sender is asleep, with nothing pending
   ASSERT_TRUE(b.add(line("alone")));
   const auto deadline = std::chrono::steady_clock::now() + 2s;
   while (c.count() == 0 && std::chrono::steady_clock::now() < deadline)

@@ -11,7 +11,8 @@
 //   GET  /api/v1/runners/jobs/<id>/artifacts/<from>?lease=L
 //   PUT  /api/v1/runners/jobs/<id>/artifacts?lease=L
 //   GET  /api/v1/runners/jobs/<id>/secrets/<name>?lease=L
-//   POST /api/v1/runners/jobs/<id>/finish?lease=L     {passed, exit_code, cpu_seconds, reason, image}
+//   POST /api/v1/runners/jobs/<id>/finish?lease=L     {passed, exit_code, cpu_seconds, reason,
+//   image}
 //
 // Every job route answers 409 once the lease is no longer the job's (cancelled, superseded,
 // re-queued after this runner went silent): the runner then kills the job. The heartbeat finds
@@ -95,9 +96,9 @@ class log_batcher {
   send_fn send_;
   options opt_;
   mutable std::mutex mu_;
-  std::condition_variable wake_;     // the sender: a batch is due, or close()
-  std::condition_variable drained_;  // add(): pending went down
-  std::string pending_;              // guarded by mu_
+  std::condition_variable wake_;                    // the sender: a batch is due, or close()
+  std::condition_variable drained_;                 // add(): pending went down
+  std::string pending_;                             // guarded by mu_
   std::chrono::steady_clock::time_point first_at_;  // when pending_'s first line came
   bool closing_ = false;                            // guarded by mu_
   bool lost_ = false;                               // guarded by mu_

@@ -6,6 +6,7 @@
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
+#include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/registry/oci/service.h"
 #include "pipelines.h"
 #include "run.h"
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -47,6 +49,12 @@ constexpr std::string_view kUsage = R"(usage: pantry COMMAND [OPTIONS]
 commands:
   serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
         Run pantry with the config FILE (default: the built-in config), flags overriding it.
+  runner --coordinator URL --token TOKEN [--slots N] [--config FILE] [--listen HOST:PORT]
+         [--data-dir DIR]
+             Run pantry as a remote runner of the coordinator at URL (a `pantry serve` whose
+             ci.tokens gives TOKEN the role runner): N jobs at once (default: one per core),
+             images and pip through the coordinator's pantry (added as the OCI upstream
+             `coordinator` and the first PyPI upstream unless the config names one so).
   config check FILE     Validate FILE; exit 0 if it is valid, 1 with the error if not.
   config show [--secrets] [FILE]
              Print the effective config (FILE over the built-in defaults) as YAML; passwords
@@ -173,23 +181,73 @@ int fail(const pantry::error& e) {
 
 using pantry::app::human_bytes;
 
+// Runs the app of `c` until SIGINT or SIGTERM (`what` names it in the log).
+int serve(const config::config& c, std::string_view what) {
+  const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
+  auto served = pantry::app::app::create(c);
+  if (!served) return fail(served.error());
+  auto& app = **served;
+  // Declared after the app, so it is joined before the app goes.
+  signal_waiter waiter(signals, [&app, what](std::string_view name) {
+    spdlog::info("{}: {} received, finishing in-flight requests", what, name);
+    app.stop();
+  });
+  if (auto r = app.run(); !r) return fail(r.error());
+  return kExitOk;
+}
+
 int cmd_serve(const std::vector<std::string>& args) {
   auto p = parse_args(args, {"config", "listen", "data-dir"});
   if (!p.positional.empty()) throw usage_error{"serve takes no argument " + p.positional[0]};
   auto c = effective_config(p);
   if (!c) return fail(c.error());
+  return serve(*c, "pantry serve");
+}
 
-  const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
-  auto served = pantry::app::app::create(*c);
-  if (!served) return fail(served.error());
-  auto& app = **served;
-  // Declared after the app, so it is joined before the app goes.
-  signal_waiter waiter(signals, [&app](std::string_view name) {
-    spdlog::info("pantry serve: {} received, finishing in-flight requests", name);
-    app.stop();
-  });
-  if (auto r = app.run(); !r) return fail(r.error());
-  return kExitOk;
+// `pantry runner`: `pantry serve` whose runner takes jobs from the coordinator at --coordinator
+// (ci.runner_of), pulling images and Python packages through it.
+int cmd_runner(const std::vector<std::string>& args) {
+  auto p = parse_args(args, {"coordinator", "token", "slots", "config", "listen", "data-dir"});
+  if (!p.positional.empty()) throw usage_error{"runner takes no argument " + p.positional[0]};
+  auto url = option(p, "coordinator");
+  auto token = option(p, "token");
+  if (!url || !token) throw usage_error{"runner needs --coordinator URL and --token TOKEN"};
+  if (!url->starts_with("http://") && !url->starts_with("https://")) {
+    throw usage_error{"--coordinator: \"" + *url + "\" is not an http:// or https:// URL"};
+  }
+  while (url->ends_with('/'))
+    url->pop_back();
+  auto c = effective_config(p);
+  if (!c) return fail(c.error());
+  config::ci_runner_of& of = c->ci.runner_of;
+  of.url = *url;
+  of.token = *token;
+  if (auto slots = option(p, "slots")) {
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(slots->data(), slots->data() + slots->size(), n);
+    if (ec != std::errc() || end != slots->data() + slots->size() || n > 1024) {
+      throw usage_error{"--slots: \"" + *slots + "\" is not a number of slots from 0 to 1024"};
+    }
+    of.slots = n;
+  }
+  // The coordinator's pantry first for Python packages (a job's pip reaches it through this
+  // pantry), and as the registry `coordinator/…` that tickets' images are pulled from.
+  const std::string name(pantry::orchestrator::coordinator::kCoordinatorUpstream);
+  auto& pypi = c->pypi.upstreams;
+  if (std::none_of(pypi.begin(), pypi.end(), [&](const auto& u) { return u.name == name; })) {
+    config::pypi_upstream up;
+    up.name = name;
+    up.url = of.url + "/simple/";
+    pypi.insert(pypi.begin(), up);
+  }
+  auto& oci = c->oci.upstreams;
+  if (std::none_of(oci.begin(), oci.end(), [&](const auto& u) { return u.name == name; })) {
+    config::oci_upstream up;
+    up.name = name;
+    up.url = of.url;
+    oci.push_back(up);
+  }
+  return serve(*c, "pantry runner");
 }
 
 int cmd_config(const std::vector<std::string>& args) {
@@ -326,6 +384,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   try {
     if (command == "serve") return cmd_serve(rest);
+    if (command == "runner") return cmd_runner(rest);
     if (command == "config") return cmd_config(rest);
     if (command == "cache") return cmd_cache(rest);
     if (command == "build") {

@@ -4,6 +4,7 @@
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/orchestrator/builder/service.h"
+#include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/orchestrator/coordinator/service.h"
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
@@ -64,7 +65,11 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
     services.push_back(orchestrator::builder::build_service::create(runner, p.store, p.blocking));
   }
   // After the runner: stopped before it, so that its jobs are cancelled while it still runs them.
-  if (cfg.ci.enabled) {
+  // A remote runner (ci.runner_of) takes its jobs from another pantry's coordinator instead of
+  // running one of its own.
+  if (!cfg.ci.runner_of.url.empty()) {
+    services.push_back(orchestrator::coordinator::remote_runner_service::create(cfg, runner));
+  } else if (cfg.ci.enabled) {
     services.push_back(orchestrator::coordinator::coordinator_service::create(
         cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token));
   }

@@ -2,8 +2,10 @@
 // secrets jobs may name, when a silent runner loses its jobs, and how much log and artifact
 // output is kept.
 
+#include "address.h"
 #include "chars.h"
 #include "emit.h"
+#include "message.h"
 #include "section.h"
 
 #include <yaml-cpp/yaml.h>
@@ -36,8 +38,9 @@ bool is_ci_name(std::string_view name) noexcept {
 namespace detail {
 namespace {
 
-constexpr std::array<std::string_view, 7> kCiKeys = {
-    "enabled", "slots", "tokens", "secrets", "runner_timeout", "logs", "artifacts"};
+constexpr std::array<std::string_view, 8> kCiKeys = {
+    "enabled", "slots", "tokens", "secrets", "runner_timeout", "logs", "artifacts", "runner_of"};
+constexpr std::array<std::string_view, 3> kRunnerOfKeys = {"url", "token", "slots"};
 constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "token", "role"};
 constexpr std::array<std::string_view, 3> kLimitKeys = {"max_job", "keep_for", "max_total"};
 constexpr std::array<ci_role, 3> kRoles = {ci_role::submit, ci_role::read, ci_role::runner};
@@ -161,6 +164,36 @@ void read_limits(reader& r, const entry& e, ci_storage_limits& limits, std::stri
   });
 }
 
+// ci.runner_of: the coordinator this pantry takes jobs from.
+void read_runner_of(reader& r, const entry& e, ci_runner_of& of) {
+  r.read_map(e, kRunnerOfKeys, [&](const entry& f) {
+    if (f.key == "url") {
+      auto s = r.as_scalar(f, "the coordinator's URL, e.g. https://ci.example:8585");
+      if (!s) return;
+      if (s->empty()) {
+        of.url.clear();
+        return;
+      }
+      if (auto why = url_problem(*s, url_kind::oci_registry)) {
+        r.fail(f, quote(*s) + " " + *why);
+        return;
+      }
+      if (s->ends_with('/')) s->pop_back();
+      of.url = std::move(*s);
+      r.note(f.path, f.mark());
+    } else if (f.key == "token") {
+      if (auto s = read_token(r, f)) of.token = std::move(*s);
+      r.note(f.path, f.mark());
+    } else if (f.key == "slots") {
+      if (auto n =
+              r.read_count(f, 0, kMaxSlots,
+                           "use 0 for one per CPU core, or 1 to " + std::to_string(kMaxSlots))) {
+        of.slots = *n;
+      }
+    }
+  });
+}
+
 void read_ci(reader& r, const entry& e, config& c) {
   ci_config& ci = c.ci;
   r.read_map(e, kCiKeys, [&](const entry& f) {
@@ -185,6 +218,8 @@ void read_ci(reader& r, const entry& e, config& c) {
       read_limits(r, f, ci.log_limits, "64MiB", "2GiB");
     } else if (f.key == "artifacts") {
       read_limits(r, f, ci.artifact_limits, "1GiB", "10GiB");
+    } else if (f.key == "runner_of") {
+      read_runner_of(r, f, ci.runner_of);
     }
   });
 }
@@ -212,6 +247,19 @@ void check_ci(reader& r, const config& c) {
                quote(format_size(k.limits->max_job)) +
                " (max_job), so one job's output could not be kept; make max_total at least "
                "max_job");
+  }
+  // A runner without a token would be refused by its coordinator; a token without a URL is a
+  // half-written section.
+  const ci_runner_of& of = c.ci.runner_of;
+  if (of.url.empty() != of.token.empty()) {
+    const std::string missing = of.url.empty() ? "ci.runner_of.url" : "ci.runner_of.token";
+    const std::string given = of.url.empty() ? "ci.runner_of.token" : "ci.runner_of.url";
+    if (auto mark = r.noted(given)) {
+      r.fail(*mark, missing,
+             "ci.runner_of needs both url and token (a token of role runner in the "
+             "coordinator's ci.tokens); " +
+                 missing + " is not set");
+    }
   }
 }
 
@@ -246,14 +294,23 @@ void emit_ci(YAML::Emitter& out, const config& c, secrets s) {
   emit_key(out, "runner_timeout", format_duration(ci.runner_timeout));
   emit_limits(out, "logs", ci.log_limits);
   emit_limits(out, "artifacts", ci.artifact_limits);
+  // Only when set: the defaults leave it out, so that `pantry config show` prints what reads back.
+  if (!ci.runner_of.url.empty()) {
+    out << YAML::Key << "runner_of" << YAML::Value << YAML::BeginMap;
+    emit_key(out, "url", ci.runner_of.url);
+    emit_key(out, "token", secret(ci.runner_of.token, s));
+    emit_key(out, "slots", ci.runner_of.slots);
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
 }
 
 constexpr std::array<top_level_key, 1> kKeys = {{{"ci", read_ci, emit_ci}}};
-constexpr std::array<key_set, 3> kMaps = {{
+constexpr std::array<key_set, 4> kMaps = {{
     {"ci", kCiKeys},
     {"ci.logs", kLimitKeys},
     {"ci.artifacts", kLimitKeys},
+    {"ci.runner_of", kRunnerOfKeys},
 }};
 
 }  // namespace

@@ -1504,10 +1504,14 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       if (ch) commit(*ch);
       return ch.has_value();
     });
-    co_await blocking([&] {
-      (void)logs_->close(*id);
-      return 0;
-    });
+    // Only the holder's report ends the log: a stale one (the job re-queued and running
+    // elsewhere) must not close the log the new holder writes.
+    if (done) {
+      co_await blocking([&] {
+        (void)logs_->close(*id);
+        return 0;
+      });
+    }
     hub_.notify(pid);
     if (!done) {
       co_await fail(ex, http::status::conflict, "job " + std::to_string(*id) + " is not yours");
@@ -1609,6 +1613,33 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
     co_return;
   }
   if (what == "secrets" && t.segments.size() == 4 && method == http::verb::get) {
+    // As claim_wait() hands out: only the secrets this job needs, and only over TLS (or to this
+    // machine); a runner's lease on one job is no key to every secret.
+    const std::string& name = t.segments[3];
+    auto needed = co_await on_strand([&] {
+      const job_record* j = sched_.job(*id);
+      if (!j) return false;
+      if (const auto* p = sched_.pipeline(j->pipeline)) {
+        if (auto s = p->attachment.if_contains("source")) {
+          auto src = source_from_json(*s);
+          if (src && src->git_auth_secret == name) return true;
+        }
+      }
+      const auto* spec = spec_of(j->pipeline);
+      if (!spec) return false;
+      for (const auto& js : spec->jobs) {
+        if (js.name == j->spec_name) {
+          return std::find(js.secrets.begin(), js.secrets.end(), name) != js.secrets.end();
+        }
+      }
+      return false;
+    });
+    if (!needed || !over_tls_or_local(ex)) {
+      std::string why = "job " + std::to_string(*id) + " does not name the secret " + name;
+      if (needed) why = "secrets travel only over TLS (or to this machine)";
+      co_await fail(ex, http::status::forbidden, std::move(why));
+      co_return;
+    }
     auto value = co_await blocking([&] { return read_secret(t.segments[3]); });
     if (!value) {
       co_await fail(ex, http::status::not_found, value.error().message);

@@ -151,5 +151,32 @@ TEST(CiConfigTest, ShowHidesTokensAndRoundTrips) {
   EXPECT_EQ(parse_ok(to_yaml(c, secrets::shown)), c);
 }
 
+TEST(CiConfigTest, RunnerOfNamesACoordinatorWithAToken) {
+  EXPECT_EQ(defaults().ci.runner_of, ci_runner_of{});
+  const config c = parse_ok(
+      "ci:\n"
+      "  runner_of: {url: \"http://ci.example:8585/\", token: 0123456789abcdef, slots: 3}\n");
+  EXPECT_EQ(c.ci.runner_of, (ci_runner_of{"http://ci.example:8585", "0123456789abcdef", 3}));
+  const std::string hidden = to_yaml(c);
+  EXPECT_THAT(hidden, HasSubstr("url: http://ci.example:8585"));
+  EXPECT_THAT(hidden, Not(HasSubstr("0123456789abcdef")));
+  EXPECT_EQ(parse_ok(to_yaml(c, secrets::shown)), c);
+  EXPECT_THAT(to_yaml(defaults()), Not(HasSubstr("runner_of")));
+
+  EXPECT_THAT(error_of("ci:\n  runner_of: {url: \"http://ci.example:8585\"}\n"),
+              HasSubstr("ci.runner_of.token: ci.runner_of needs both url and token"));
+  EXPECT_THAT(error_of("ci:\n  runner_of: {token: 0123456789abcdef}\n"),
+              HasSubstr("ci.runner_of.url: ci.runner_of needs both url and token"));
+  EXPECT_THAT(error_of("ci:\n  runner_of: {url: ci.example, token: 0123456789abcdef}\n"),
+              HasSubstr("ci.runner_of.url: \"ci.example\" is not an http:// or https:// URL"));
+  const std::string short_token =
+      error_of("ci:\n  runner_of: {url: \"http://h:1\", token: short-secret}\n");
+  EXPECT_THAT(short_token, HasSubstr("ci.runner_of.token: the token has 12 characters"));
+  EXPECT_THAT(short_token, Not(HasSubstr("short-secret")));
+  EXPECT_THAT(error_of("ci:\n  runner_of: {url: \"http://h:1\", token: 0123456789abcdef, "
+                       "slot: 1}\n"),
+              HasSubstr("did you mean slots?"));
+}
+
 }  // namespace
 }  // namespace pantry::config

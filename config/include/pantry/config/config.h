@@ -183,6 +183,15 @@ struct ci_storage_limits {
   friend bool operator==(const ci_storage_limits&, const ci_storage_limits&) = default;
 };
 
+// `ci.runner_of`: this pantry as a remote runner (`pantry runner`) of another pantry's
+// coordinator. With `url` set, its own coordinator is off: its runner takes jobs from there.
+struct ci_runner_of {
+  std::string url;     // the coordinator's base URL, "http(s)://HOST[:PORT]"; "" for none
+  std::string token;   // a token of role runner in the coordinator's ci.tokens; set iff url is
+  unsigned slots = 0;  // jobs run at once: 0 = one per CPU core; <= 1024
+  friend bool operator==(const ci_runner_of&, const ci_runner_of&) = default;
+};
+
 // The CI coordinator (orchestrator/coordinator): pipelines from .pantry.yml on the built-in
 // runner and remote ones.
 struct ci_config {
@@ -195,6 +204,7 @@ struct ci_config {
   std::chrono::seconds runner_timeout{0};  // > 0: a runner silent this long loses its jobs
   ci_storage_limits log_limits;
   ci_storage_limits artifact_limits;
+  ci_runner_of runner_of;
   friend bool operator==(const ci_config&, const ci_config&) = default;
 };
 

@@ -255,6 +255,10 @@ class coordinator_impl final : public coordinator_service,
   }
 
   asio::awaitable<void> slot_loop(std::string name);
+  // Blocking: the values of the secrets `names` into the ticket.
+  result<void> fill_secrets(ticket& t, const std::vector<std::string>& names) const;
+  // A claimed job that cannot start (a secret is unreadable) fails with `reason`.
+  asio::awaitable<void> fail_unstarted(assignment a, std::string reason);
   // Waits up to `wait` for a job `runner` may take; `secure`: the runner is reached over TLS or
   // on this machine, so secrets may travel to it.
   asio::awaitable<std::optional<std::pair<assignment, ticket>>> claim_wait(
@@ -747,32 +751,35 @@ asio::awaitable<std::optional<std::pair<assignment, ticket>>> coordinator_impl::
   }
 }
 
+result<void> coordinator_impl::fill_secrets(ticket& t,
+                                            const std::vector<std::string>& names) const {
+  for (const auto& name : names) {
+    auto v = read_secret(name);
+    if (!v) return v.error();
+    t.secrets.push_back(runner::secret_value{name, std::move(*v)});
+  }
+  return {};
+}
+
+asio::awaitable<void> coordinator_impl::fail_unstarted(assignment a, std::string reason) {
+  job_outcome out;
+  out.reason = std::move(reason);
+  co_await on_strand([&] {
+    builtin_running_.erase(a.job);
+    if (auto ch = sched_.finish(a.job, a.lease, out, clock::now())) commit(*ch);
+    return 0;
+  });
+}
+
 asio::awaitable<void> coordinator_impl::slot_loop(std::string name) {
   while (!stopping_) {
     std::vector<std::string> secret_names;
     auto got = co_await claim_wait(name, std::chrono::seconds(30), secret_names, true);
     if (!got) continue;
     auto& [a, t] = *got;
-    auto filled = co_await blocking([&]() -> result<void> {
-      for (const auto& s : secret_names) {
-        auto v = read_secret(s);
-        if (!v) return v.error();
-        t.secrets.push_back(runner::secret_value{s, std::move(*v)});
-      }
-      return {};
-    });
+    auto filled = co_await blocking([&] { return fill_secrets(t, secret_names); });
     if (!filled) {
-      job_outcome out;
-      out.reason = filled.error().message;
-      auto ch = co_await on_strand([&] {
-        builtin_running_.erase(a.job);
-        return sched_.finish(a.job, a.lease, out, clock::now());
-      });
-      if (ch)
-        co_await on_strand([&] {
-          commit(*ch);
-          return 0;
-        });
+      co_await fail_unstarted(a, filled.error().message);
       continue;
     }
     co_await run_builtin(a, std::move(t));
@@ -1398,26 +1405,15 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       co_return;
     }
     auto& [a, tk] = *got;
-    auto filled = co_await blocking([&]() -> result<void> {
-      for (const auto& s : secret_names) {
-        auto v = read_secret(s);
-        if (!v) return v.error();
-        tk.secrets.push_back(runner::secret_value{s, std::move(*v)});
-      }
-      return {};
-    });
+    auto filled = co_await blocking([&] { return fill_secrets(tk, secret_names); });
     if (!filled) {
-      job_outcome out;
-      out.reason = filled.error().message;
-      co_await on_strand([&] {
-        if (auto ch = sched_.finish(a.job, a.lease, out, clock::now())) commit(*ch);
-        return 0;
-      });
+      co_await fail_unstarted(a, filled.error().message);
       http::response<http::string_body> res(http::status::no_content, 11);
       co_await ex.respond(std::move(res));
       co_return;
     }
-    co_await respond_json(ex, http::status::ok, to_json(tk));
+    const json::object answer = to_json(tk);
+    co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }
   // /api/v1/runners/jobs/<id>/<what>[/<arg>]?lease=L

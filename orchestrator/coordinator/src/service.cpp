@@ -1183,7 +1183,6 @@ asio::awaitable<void> coordinator_impl::follow_pipeline(exchange& ex, pipeline_i
                                                         const target_parts& t) {
   bool follow = t.query.count("follow") && t.query.at("follow") != "0";
   struct tracked {
-    std::string name;
     std::string state;
     std::uint64_t from = 0;
     bool log_done = false;
@@ -1204,50 +1203,66 @@ asio::awaitable<void> coordinator_impl::follow_pipeline(exchange& ex, pipeline_i
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
     timer->expires_after(std::chrono::seconds(2));
     hub_.add(id, timer);
+    struct job_view {
+      job_id id;
+      std::string name, state, reason;
+      bool started;  // handed to a runner at least once: it may have a log
+      bool quiet;    // ended, and no built-in slot writes its log any more
+    };
     struct snapshot {
-      std::vector<std::tuple<job_id, std::string, std::string, std::string, bool>> jobs;
+      std::vector<job_view> jobs;
       std::string state, reason;
       bool finished = false;
     };
     auto snap = co_await on_strand([&] {
       snapshot s;
       const auto* p = sched_.pipeline(id);
+      s.jobs.reserve(p->jobs.size());
       for (const auto& j : p->jobs) {
-        bool quiet = finished(j.state) && !builtin_running_.count(j.id);
-        s.jobs.emplace_back(j.id, j.name, std::string(to_string(j.state)), j.reason, quiet);
+        s.jobs.push_back(job_view{j.id, j.name, std::string(to_string(j.state)), j.reason,
+                                  j.attempts > 0,
+                                  finished(j.state) && !builtin_running_.count(j.id)});
       }
       s.state = std::string(to_string(p->state));
       s.reason = p->reason;
       s.finished = p->state != pipeline_state::running;
       return s;
     });
-    std::string out;
-    bool all_quiet = true;
-    for (const auto& [jid, name, state, reason, quiet] : snap.jobs) {
-      auto& tr = jobs[jid];
-      tr.name = name;
-      if (!tr.log_done) {
-        auto page = co_await blocking([&] { return logs_->read(jid, tr.from, 2000, {}); });
-        if (page) {
-          for (const auto& e : page->entries) {
-            auto o = log_entry_json(e);
-            o["type"] = "line";
-            o["job"] = jid;
-            o["name"] = name;
-            out += json::serialize(o);
-            out += '\n';
-          }
-          tr.from = page->next;
-          if (page->done || (quiet && page->entries.empty())) tr.log_done = quiet || page->done;
+    // Every started job's new lines in one trip to the blocking pool.
+    bool advanced = false;
+    std::string out = co_await blocking([&] {
+      std::string lines;
+      for (const auto& j : snap.jobs) {
+        auto& tr = jobs[j.id];
+        if (tr.log_done || !j.started) continue;
+        auto page = logs_->read(j.id, tr.from, 2000, {});
+        if (!page) continue;
+        for (const auto& e : page->entries) {
+          auto o = log_entry_json(e);
+          o["type"] = "line";
+          o["job"] = j.id;
+          o["name"] = j.name;
+          lines += json::serialize(o);
+          lines += '\n';
         }
+        bool moved = page->next != tr.from;
+        advanced = advanced || moved;
+        tr.from = page->next;
+        if (page->done || (j.quiet && !moved)) tr.log_done = true;
       }
-      if (state != tr.state) {
-        tr.state = state;
-        out += json::serialize(json::object{
-            {"type", "job"}, {"job", jid}, {"name", name}, {"state", state}, {"reason", reason}});
+      return lines;
+    });
+    bool all_quiet = true;
+    for (const auto& j : snap.jobs) {
+      auto& tr = jobs[j.id];
+      if (j.state != tr.state) {
+        tr.state = j.state;
+        const json::object event{{"type", "job"},     {"job", j.id},       {"name", j.name},
+                                 {"state", j.state}, {"reason", j.reason}};
+        out += json::serialize(event);
         out += '\n';
       }
-      if (!tr.log_done || !quiet) all_quiet = false;
+      if (!j.quiet || (j.started && !tr.log_done)) all_quiet = false;
     }
     if (!out.empty()) {
       idle_since = std::chrono::steady_clock::now();
@@ -1261,7 +1276,7 @@ asio::awaitable<void> coordinator_impl::follow_pipeline(exchange& ex, pipeline_i
       break;
     }
     if (!follow) break;
-    if (!out.empty()) continue;
+    if (!out.empty() || advanced) continue;
     if (std::chrono::steady_clock::now() - idle_since > std::chrono::seconds(2)) {
       static constexpr std::string_view kKeepalive = "{\"type\":\"keepalive\"}\n";
       if (co_await ex.write(std::as_bytes(std::span(kKeepalive.data(), kKeepalive.size())))) {

@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner format format-check clean
+.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner bench-ci format format-check clean
 
 all: release
 
@@ -84,6 +84,12 @@ bench-oci: release
 BENCH_RUNNER_ARGS ?=
 bench-runner: release
 	/usr/bin/python3 bench/runner/run.py build/release/cli/pantry $(BENCH_RUNNER_ARGS)
+
+# The CI coordinator: `pantry submit` to output and result against `pantry run` of the same step,
+# 1,000 jobs on 2 slots, following a 100 MB log (bench/README.md). Needs root.
+BENCH_CI_ARGS ?=
+bench-ci: release
+	/usr/bin/python3 bench/ci/run.py build/release/cli/pantry $(BENCH_CI_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
 

@@ -2,9 +2,12 @@
 
 // Wakes coroutines that wait for something to happen to a pipeline (a log line, a job's state)
 // without polling: a waiter registers a timer under the pipeline's id and waits on it with its
-// deadline; notify() cancels every timer registered under that id, on the timer's own executor
-// (a timer is not thread-safe; the waiter's executor is a strand, so the cancel runs after its
-// wait began). Cheap when nobody waits: one mutex and a map lookup. Thread-safe.
+// deadline; notify() expires every timer registered under that id, on the timer's own executor
+// (a timer is not thread-safe). Expiring, not cancelling: a waiter may still be on its way to
+// the wait when the wake-up runs (it registers, then reads a log page or visits the strand, then
+// waits), and a cancel with no wait pending is lost, so the waiter slept to its deadline (2 s
+// per page when following a busy log); an expired timer's next wait completes at once. Cheap when
+// nobody waits: one mutex and a map lookup. Thread-safe.
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -34,7 +37,7 @@ class hub {
       waiters_.erase(it);
     }
     for (auto& w : woken) {
-      if (auto t = w.lock()) boost::asio::post(t->get_executor(), [t] { t->cancel(); });
+      if (auto t = w.lock()) wake(t);
     }
   }
 
@@ -46,12 +49,17 @@ class hub {
     }
     for (auto& [key, v] : all) {
       for (auto& w : v) {
-        if (auto t = w.lock()) boost::asio::post(t->get_executor(), [t] { t->cancel(); });
+        if (auto t = w.lock()) wake(t);
       }
     }
   }
 
  private:
+  static void wake(const std::shared_ptr<boost::asio::steady_timer>& t) {
+    boost::asio::post(t->get_executor(),
+                      [t] { t->expires_at(boost::asio::steady_timer::time_point::min()); });
+  }
+
   std::mutex mutex_;
   std::map<std::uint64_t, std::vector<std::weak_ptr<boost::asio::steady_timer>>> waiters_;
 };

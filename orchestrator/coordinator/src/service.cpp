@@ -52,9 +52,9 @@ using runner::respond_text;
 constexpr std::size_t kMaxSubmit = std::size_t{1} << 20;
 constexpr std::size_t kMaxTree = std::size_t{2} << 30;
 constexpr std::string_view kBuiltinRunner = "built-in";
-// Finished pipelines the scheduler keeps in memory (answers list the newest; the journal keeps
-// them all).
-constexpr std::size_t kPipelinesInMemory = 5000;
+// Jobs of finished pipelines the scheduler keeps in memory (about 5 KiB each; answers list the
+// newest pipelines; the journal keeps them all).
+constexpr std::size_t kFinishedJobsInMemory = 20'000;
 
 enum class role { read = 1, submit = 2, runner = 3, admin = 4 };
 
@@ -240,6 +240,22 @@ class coordinator_impl final : public coordinator_service,
     co_return co_await proxy::off_thread(blocking_, std::move(f));
   }
 
+  // On the strand: memory stays bounded, the oldest finished pipelines beyond
+  // kFinishedJobsInMemory jobs leave the scheduler (their journal entries stay, with the history
+  // later features read).
+  void forget_old_pipelines() {
+    std::size_t keep = 0;
+    std::size_t jobs = 0;
+    for (const auto* p : sched_.pipelines("", SIZE_MAX)) {  // newest first
+      if (p->state == pipeline_state::running) continue;
+      jobs += p->jobs.size();
+      if (jobs > kFinishedJobsInMemory && keep > 0) break;
+      ++keep;
+    }
+    for (auto id : sched_.forget_finished(keep))
+      specs_.erase(id);
+  }
+
   // On the strand: acts on what a scheduler call changed.
   void commit(const changes& ch);
   // On the strand: the journal writer, when it is idle and something is dirty.
@@ -407,8 +423,7 @@ result<void> coordinator_impl::start() {
   auto now = clock::now();
   std::size_t count = loaded.size();
   auto ch = sched_.restore(std::move(loaded), now);
-  for (auto id : sched_.forget_finished(kPipelinesInMemory))
-    specs_.erase(id);
+  forget_old_pipelines();
   // Pipelines whose spec no longer parses (a newer pantry's) cannot run: cancel them.
   for (const auto* p : sched_.pipelines("", SIZE_MAX)) {
     if (p->state == pipeline_state::running && !spec_of(p->id)) {
@@ -438,6 +453,7 @@ result<void> coordinator_impl::start() {
       *strand_,
       [self = shared_from_this()]() -> asio::awaitable<void> {
         auto last_prune = clock::time_point{};
+        auto last_forget = clock::time_point{};
         while (!self->stopping_) {
           self->reaper_->expires_after(std::chrono::milliseconds(500));
           boost::system::error_code ec;
@@ -460,12 +476,13 @@ result<void> coordinator_impl::start() {
               ++it;
             }
           }
+          if (now - last_forget > std::chrono::minutes(1)) {
+            last_forget = now;
+            self->forget_old_pipelines();
+          }
           if (now - last_prune > std::chrono::hours(1)) {
             last_prune = now;
-            // Memory stays bounded: the oldest finished pipelines leave the scheduler (their
-            // journal entries stay, with the history later features read).
-            for (auto id : self->sched_.forget_finished(kPipelinesInMemory))
-              self->specs_.erase(id);
+
             auto logs = self->logs_;
             auto arts = self->artifacts_;
             asio::post(self->blocking_, [logs, arts, now] {
@@ -1257,8 +1274,11 @@ asio::awaitable<void> coordinator_impl::follow_pipeline(exchange& ex, pipeline_i
       auto& tr = jobs[j.id];
       if (j.state != tr.state) {
         tr.state = j.state;
-        const json::object event{{"type", "job"},     {"job", j.id},       {"name", j.name},
-                                 {"state", j.state}, {"reason", j.reason}};
+        const json::object event{{"type", "job"},
+                                 {"job", j.id},
+                                 {"name", j.name},
+                                 {"state", j.state},
+                                 {"reason", j.reason}};
         out += json::serialize(event);
         out += '\n';
       }

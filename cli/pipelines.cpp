@@ -238,6 +238,7 @@ int submit_command(const submit_options& o) {
       fs::remove(archive, ec);
       return fail(head.error().message);
     }
+    const std::string files = std::to_string(packed->stats.files) + " files";
     if (head->status == 404) {
       auto put = client.put_file(http::verb::put, "/api/v1/sources/" + digest, archive,
                                  "application/zstd");
@@ -245,7 +246,11 @@ int submit_command(const submit_options& o) {
         fs::remove(archive, ec);
         return fail("uploading the tree: " + (put ? message_of(*put) : put.error().message));
       }
-    } else if (head->status != 200) {
+      std::cerr << "pantry: tree " << digest << " (" << files << ") sent, " << packed->size
+                << " bytes compressed\n";
+    } else if (head->status == 200) {
+      std::cerr << "pantry: tree " << digest << " (" << files << ") is in pantry already\n";
+    } else {
       fs::remove(archive, ec);
       return fail("checking for the tree: " + message_of(*head));
     }

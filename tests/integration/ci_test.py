@@ -429,6 +429,8 @@ jobs:
             self.assertTrue(jobs["image"]["image"].startswith("local/ci/built@sha256:"), jobs)
             self.assertEqual(jobs["check"]["image"], jobs["image"]["image"], jobs)
             images.append(jobs["image"]["image"])
+            # An unchanged tree is not sent twice.
+            self.assertIn("in pantry already" if attempt else "sent,", r.stderr, r.stderr)
         # The second pipeline's build is all cache hits: the same image.
         self.assertEqual(images[0], images[1])
 

@@ -115,20 +115,6 @@ int fail(const std::string& message) {
   return kExitFailed;
 }
 
-std::string git_output(const fs::path& dir, const std::string& args) {
-  std::string cmd = "git -C '" + dir.string() + "' " + args + " 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return {};
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, p))
-    out += buf;
-  ::pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-    out.pop_back();
-  return out;
-}
-
 const char* colour_of(const std::string& name) {
   static const char* kColours[] = {"\033[36m", "\033[35m", "\033[34m", "\033[33m", "\033[32m"};
   std::size_t h = std::hash<std::string>{}(name);
@@ -214,7 +200,8 @@ int submit_command(const submit_options& o) {
   body["project"] =
       o.project ? *o.project : fs::weakly_canonical(fs::absolute(dir), ec).filename().string();
   if (o.patch) body["patch"] = *o.patch;
-  std::string commit = o.commit ? *o.commit : (o.git ? "" : git_output(dir, "rev-parse HEAD"));
+  std::string commit = o.commit ? *o.commit : "";
+  if (!o.commit && !o.git) commit = orchestrator::coordinator::head_commit(dir).value_or("");
   if (!commit.empty()) body["commit"] = commit;
 
   auto conn = connect(o.where, o.wait);

@@ -362,4 +362,15 @@ result<packed_tree> pack_tree(const std::filesystem::path& dir,
   return packed;
 }
 
+std::optional<std::string> head_commit(const std::filesystem::path& dir,
+                                       const std::filesystem::path& git) {
+  auto out = detail::run_git(git, {"-C", dir.string(), "rev-parse", "--verify", "-q", "HEAD"},
+                             detail::caller_git_environment(), kGitTimeout);
+  if (!out || !out->status.success()) return std::nullopt;
+  std::string sha(trim_ascii_space(out->out));
+  bool hex = sha.size() == 40 && sha.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex) return std::nullopt;
+  return sha;
+}
+
 }  // namespace pantry::orchestrator::coordinator

@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -171,6 +172,22 @@ TEST_F(SourceTest, InAGitWorkTreeGitignoreIsRespected) {
   // A subdirectory of the work tree: its own files, named from it.
   ASSERT_TRUE(pack_tree(repo / "src", dir_ / "src.tar.zst"));
   EXPECT_EQ(paths(read_tar(dir_ / "src.tar.zst")), (std::vector<std::string>{"main.c"}));
+}
+
+TEST_F(SourceTest, HeadCommitIsTheWorkTreesCheckedOutCommit) {
+  const fs::path repo = dir_ / "repo";
+  fs::create_directories(repo);
+  EXPECT_EQ(head_commit(repo), std::nullopt);  // not a work tree
+  sh("cd " + repo.string() + " && git init -q");
+  EXPECT_EQ(head_commit(repo), std::nullopt);  // no commit yet
+  write_file(repo / "a.txt", "a\n");
+  sh("cd " + repo.string() + " && git add a.txt && git commit -qm one && git rev-parse HEAD > " +
+     (dir_ / "head").string());
+  std::ifstream in(dir_ / "head");
+  std::string expected;
+  std::getline(in, expected);
+  EXPECT_EQ(head_commit(repo), expected);
+  EXPECT_EQ(head_commit(repo, dir_ / "no-such-git"), std::nullopt);
 }
 
 TEST_F(SourceTest, PackOfAMissingDirectoryFails) {

@@ -57,6 +57,11 @@ result<packed_tree> pack_tree(const std::filesystem::path& dir,
                               const std::filesystem::path& out_file,
                               const std::filesystem::path& git = "/usr/bin/git");
 
+// The commit checked out in the git work tree `dir` (`git rev-parse HEAD`: 40 hex digits), or
+// nullopt when `dir` is in no work tree, has no commit yet, or git is missing.
+std::optional<std::string> head_commit(const std::filesystem::path& dir,
+                                       const std::filesystem::path& git = "/usr/bin/git");
+
 // Unpacks an archive of pack_tree's kind (a tar, zstd- or gzip-compressed or not) into `dir`,
 // which must be empty or absent (then it is created). Refuses, naming the entry: absolute paths,
 // ".." components, symlinks whose target is absolute or leads out of `dir` (also through other

@@ -58,7 +58,7 @@ asio::awaitable<void> files_route::handle(exchange& ex) {
     co_await plain(ex, http::status::not_found,
                    std::string(req.target()) + " is not a file that an index page served by " +
                        "pantry lists (" + e.error().message +
-                       "); pantry fetches only listed files");
+                       "); pantry fetches only files that a project's /simple/ page lists");
     co_return;
   }
   if (!e->attribute(kAttrGenerate).empty() && !e->target) {

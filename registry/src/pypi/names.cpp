@@ -1,5 +1,8 @@
 #include "pantry/registry/pypi/names.h"
 
+#include "keys.h"
+#include "url.h"
+
 #include <array>
 
 namespace pantry::registry::pypi {
@@ -80,6 +83,19 @@ std::optional<dist_filename> parse_dist_filename(std::string_view filename,
   if (legacy) version = version.substr(0, version.find('-'));
   if (version.empty()) return std::nullopt;
   return dist_filename{std::string(stem.substr(0, sep)), std::string(version), false};
+}
+
+std::optional<std::string> project_of_file_location(std::string_view location) {
+  std::string_view path = location.substr(0, location.find('?'));
+  const std::size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return std::nullopt;  // a host alone names no file
+  std::string filename = detail::percent_decode(path.substr(slash + 1));
+  if (filename.ends_with(keys::kMetadataSuffix)) {
+    filename.resize(filename.size() - keys::kMetadataSuffix.size());
+  }
+  auto dist = parse_dist_filename(filename, "");
+  if (!dist || !is_valid_project_name(dist->project)) return std::nullopt;
+  return normalize_project_name(dist->project);
 }
 
 }  // namespace pantry::registry::pypi

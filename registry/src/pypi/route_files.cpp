@@ -1,12 +1,15 @@
 // /files/<upstream>/<location>: files an index page listed, and their .metadata files.
 
 #include "pantry/registry/pypi/file_path.h"
+#include "pantry/registry/pypi/names.h"
 #include "pantry/registry/pypi/wheel.h"
 
 #include "keys.h"
 #include "routes.h"
 
 #include <boost/asio/this_coro.hpp>
+
+#include <algorithm>
 
 namespace pantry::registry::pypi {
 
@@ -22,7 +25,8 @@ constexpr std::size_t kCopyBuffer = 256 * 1024;
 
 }  // namespace
 
-files_route::files_route(std::shared_ptr<const context> ctx) : ctx_(std::move(ctx)) {}
+files_route::files_route(std::shared_ptr<const context> ctx, std::shared_ptr<simple_route> pages)
+    : ctx_(std::move(ctx)), pages_(std::move(pages)) {}
 
 asio::awaitable<void> files_route::handle(exchange& ex) {
   ex.set_route("pypi_files");
@@ -44,11 +48,17 @@ asio::awaitable<void> files_route::handle(exchange& ex) {
   }
   const std::string key = keys::file(u->name, loc->location);
   auto e = ctx_->store->get_entry(key);
+  if (!e) e = co_await listed_by_page(*u, loc->location, key);
   if (!e) {
+    if (!e.error().is(errc::not_found)) {
+      const error why = e.error();
+      co_await index_failure(ex, why);
+      co_return;
+    }
     co_await plain(ex, http::status::not_found,
-                   std::string(req.target()) +
-                       " is not a file that an index page served by pantry listed; pantry "
-                       "fetches only listed files: ask for the project's /simple/ page first");
+                   std::string(req.target()) + " is not a file that an index page served by " +
+                       "pantry lists (" + e.error().message +
+                       "); pantry fetches only files that a project's /simple/ page lists");
     co_return;
   }
   if (!e->attribute(kAttrGenerate).empty() && !e->target) {
@@ -61,6 +71,29 @@ asio::awaitable<void> files_route::handle(exchange& ex) {
     co_return;
   }
   co_await serve_file(ex, *u, *e);
+}
+
+asio::awaitable<result<cache::entry>> files_route::listed_by_page(const config::pypi_upstream& u,
+                                                                  std::string location,
+                                                                  std::string key) {
+  // Only a page can make a URL fetchable, and only a page of a project this upstream is asked
+  // for: otherwise pantry would fetch whatever a client names under a configured host.
+  auto project = project_of_file_location(location);
+  if (!project) {
+    co_return error(errc::not_found, "its file name names no project");
+  }
+  const auto asked = ctx_->upstreams_for(*project);
+  if (std::find(asked.begin(), asked.end(), &u) == asked.end()) {
+    co_return error(errc::not_found, "project \"" + *project + "\" is not asked of " + u.name);
+  }
+  auto page = co_await pages_->resolve_page(u, *project);
+  if (!page.entry) co_return page.entry.error();
+  auto e = ctx_->store->get_entry(key);
+  if (!e) {
+    co_return error(errc::not_found,
+                    "the page of \"" + *project + "\" on " + u.name + " does not list it");
+  }
+  co_return e;
 }
 
 asio::awaitable<void> files_route::serve_file(exchange& ex, const config::pypi_upstream& u,

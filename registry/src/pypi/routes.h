@@ -56,9 +56,12 @@ class simple_route : public std::enable_shared_from_this<simple_route> {
   // /simple and everything under /simple/ (the project list goes to project_list).
   boost::asio::awaitable<void> handle(proxy::exchange& ex);
 
- private:
+  // `project`'s (normalized) page of upstream `u`, from the index cache: fresh, revalidated or
+  // fetched (one request for concurrent callers), storing the files it lists as fetchable.
   boost::asio::awaitable<index_cache::answer> resolve_page(const config::pypi_upstream& u,
                                                            std::string project);
+
+ private:
   // Reads upstream's page, makes every file it lists fetchable and stores both renderings.
   boost::asio::awaitable<index_cache::answer> fetch_page(const config::pypi_upstream& u,
                                                          std::string project,
@@ -93,12 +96,14 @@ class json_api_route : public std::enable_shared_from_this<json_api_route> {
   const std::shared_ptr<index_cache> index_;
 };
 
-// Files a cached index listed: served from the cache, else fetched once (single flight) and
+// Files an index page listed: served from the cache, else fetched once (single flight) and
 // checked against the hash the index gave; .metadata files upstream lacks are made from the
-// wheel.
+// wheel. A file no cached page lists (a lock file's URL after the cache was lost) sends for the
+// page of the project its file name names, from the upstream its path names, through `pages`;
+// a URL that page does not list is never fetched.
 class files_route {
  public:
-  explicit files_route(std::shared_ptr<const context> ctx);
+  files_route(std::shared_ptr<const context> ctx, std::shared_ptr<simple_route> pages);
 
   // Everything under /files/.
   boost::asio::awaitable<void> handle(proxy::exchange& ex);
@@ -106,6 +111,12 @@ class files_route {
  private:
   boost::asio::awaitable<void> serve_file(proxy::exchange& ex, const config::pypi_upstream& u,
                                           const cache::entry& e);
+  // The entry under `key` (the file at `location` of `u`) once the page of the project its file
+  // name names has been resolved: errc::not_found when the name names no project, `u` is not
+  // asked for that project, or the page does not list the file; the page's failure otherwise.
+  boost::asio::awaitable<result<cache::entry>> listed_by_page(const config::pypi_upstream& u,
+                                                              std::string location,
+                                                              std::string key);
   // A wheel's METADATA that upstream does not offer: made from the cached wheel (fetched first
   // if needed) and cached itself.
   boost::asio::awaitable<void> serve_generated_metadata(proxy::exchange& ex,
@@ -113,6 +124,7 @@ class files_route {
                                                         const std::string& key, cache::entry e);
 
   const std::shared_ptr<const context> ctx_;
+  const std::shared_ptr<simple_route> pages_;
 };
 
 }  // namespace pantry::registry::pypi

@@ -24,7 +24,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         index_(std::make_shared<index_cache>(ctx_, std::move(upstream))),
         simple_(std::make_shared<simple_route>(ctx_, index_)),
         json_api_(std::make_shared<json_api_route>(ctx_, index_)),
-        files_(std::make_shared<files_route>(ctx_)) {}
+        files_(std::make_shared<files_route>(ctx_, simple_)) {}
 
   void install(proxy::server& srv) override {
     auto self = shared_from_this();

@@ -47,5 +47,35 @@ TEST(PypiNamesTest, ParsesSdistAndLegacyNamesWithTheProjectName) {
   EXPECT_EQ(parse_dist_filename("README.txt", "readme"), std::nullopt);
 }
 
+TEST(PypiNamesTest, ProjectOfAFileLocationFollowsTheWheelAndSdistRules) {
+  EXPECT_EQ(
+      project_of_file_location("files.pythonhosted.org/packages/ab/cd/pip-23.0.1-py3-none-any.whl"),
+      "pip");
+  // A wheel's name is escaped with '_' and may be spelled in any case: normalized.
+  EXPECT_EQ(project_of_file_location("h:8080/p/Foo_Bar-1.0-1-py3-none-any.whl"), "foo-bar");
+  EXPECT_EQ(project_of_file_location("h/p/zope.interface-6.0-cp311-cp311-linux_x86_64.whl"),
+            "zope-interface");
+  // pip and S3-backed indexes percent-encode a local version's '+'.
+  EXPECT_EQ(project_of_file_location("h/whl/torch-2.0.0%2Bcpu-cp311-cp311-linux_x86_64.whl"),
+            "torch");
+  EXPECT_EQ(project_of_file_location("h/p/python-dateutil-2.8.2.tar.gz"), "python-dateutil");
+  EXPECT_EQ(project_of_file_location("h/p/pantry_demo.util-1.0.zip"), "pantry-demo-util");
+  EXPECT_EQ(project_of_file_location("h/p/Requests-0.2.0.TAR.GZ"), "requests");
+  EXPECT_EQ(project_of_file_location("h/p/setuptools-0.6c11-py2.7.egg"), "setuptools");
+  // PEP 658 metadata files and query strings name the file they belong to.
+  EXPECT_EQ(project_of_file_location("h/p/demo-1.0-py3-none-any.whl.metadata"), "demo");
+  EXPECT_EQ(project_of_file_location("h/p/demo-1.0.tar.gz?sig=1-2.zip"), "demo");
+}
+
+TEST(PypiNamesTest, FileNamesThatNameNoProjectGiveNone) {
+  for (std::string_view location :
+       {"h", "h/", "h/p/", "h/p/README.txt", "h/p/demo.tar.gz", "h/p/demo-.tar.gz",
+        "h/p/-1.0.tar.gz", "h/p/demo-1.0-any.whl", "h/p/a-b-c-d-e-f-g.whl", "h/p/.metadata",
+        "h/p/demo-1.0.tar.gz.metadata.metadata", "h/p/de%20mo-1.0.tar.gz", "h/p/_demo-1.0.zip",
+        "h/p/d%C3%A9mo-1.0-py3-none-any.whl", "h/p/demo%2F1-1.0.tar.gz", "h/p/demo-1.0.whl"}) {
+    EXPECT_EQ(project_of_file_location(location), std::nullopt) << location;
+  }
+}
+
 }  // namespace
 }  // namespace pantry::registry::pypi

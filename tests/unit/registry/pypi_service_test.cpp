@@ -632,24 +632,121 @@ TEST_F(PypiServiceTest, FileMissedBeforeAnotherFlightCommittedItIsNotFetchedAgai
   EXPECT_EQ(upstream_gets(file_target(sdist_)), 1u) << h_.upstream().describe_requests();
 }
 
-TEST_F(PypiServiceTest, FileNoPageListedIs404WithoutAskingUpstream) {
+// A lock file's URL after the cache was lost (a new pantry, a wiped data dir): the page of the
+// project the file name names is fetched from the upstream the path names, then the file.
+TEST_F(PypiServiceTest, FileNoCachedPageListsIsServedOnceItsProjectsPageListsIt) {
+  install(config());
+  script_page("a", "demo", {sdist_, wheel_});
+  script_file(sdist_, sdist_.body);
+  script_file(wheel_, wheel_.body);
+
+  auto r = h_.get(pantry_file_path("a", sdist_));
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_TRUE(r.complete) << r;
+  EXPECT_EQ(r.body, sdist_.body) << r;
+  EXPECT_EQ(upstream_gets(page_target("a", "demo")), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_gets(file_target(sdist_)), 1u) << h_.upstream().describe_requests();
+
+  // The page is cached like any page: the wheel it also listed needs no second page request.
+  auto w = h_.get(pantry_file_path("a", wheel_));
+  EXPECT_EQ(w.status, 200u) << w;
+  EXPECT_EQ(w.body, wheel_.body) << w;
+  EXPECT_EQ(upstream_gets(page_target("a", "demo")), 1u) << h_.upstream().describe_requests();
+  auto page = get_page();
+  EXPECT_EQ(page.status, 200u) << page;
+  EXPECT_EQ(page.outcome, proxy::cache_outcome::hit) << page;
+}
+
+TEST_F(PypiServiceTest, MetadataFileNoCachedPageListsIsServedOnceItsProjectsPageListsIt) {
+  install(config());
+  const std::string metadata = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n";
+  const std::string base = h_.upstream().base();
+  upstream_answer page;
+  page.headers = {{"Content-Type", "text/html"}};
+  page.body = "<a href=\"" + base + file_target(wheel_) + "#sha256=" + sha256_hex(wheel_.body) +
+              "\" data-core-metadata=\"sha256=" + sha256_hex(metadata) + "\">" + wheel_.name +
+              "</a>\n";
+  h_.upstream().script(page_target("a", "demo"), std::move(page));
+  upstream_answer meta;
+  meta.headers = {{"Content-Type", "application/octet-stream"}};
+  meta.body = metadata;
+  h_.upstream().script(file_target(wheel_) + ".metadata", std::move(meta));
+
+  auto r = h_.get(pantry_file_path("a", wheel_) + ".metadata");
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_EQ(r.body, metadata) << r;
+  EXPECT_EQ(upstream_gets(page_target("a", "demo")), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_gets(file_target(wheel_)), 0u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiServiceTest, FileItsProjectsPageDoesNotListIs404AndNeverFetched) {
   install(config());
   script_file(sdist_, sdist_.body);
+  script_page("a", "demo", {wheel_});
+
   auto r = h_.get(pantry_file_path("a", sdist_));
   EXPECT_EQ(r.status, 404u) << r;
-  EXPECT_THAT(r.body, HasSubstr("/simple/")) << r;
-
-  // Listed for one project, but not this file.
-  script_page("a", "demo", {wheel_});
-  ASSERT_EQ(get_page().status, 200u);
-  auto unlisted = h_.get(pantry_file_path("a", sdist_));
-  EXPECT_EQ(unlisted.status, 404u) << unlisted;
+  EXPECT_THAT(r.body, HasSubstr("does not list it")) << r;
+  // A fresh page is not asked again for every unlisted URL.
+  auto again = h_.get(pantry_file_path("a", sdist_));
+  EXPECT_EQ(again.status, 404u) << again;
+  EXPECT_EQ(upstream_gets(page_target("a", "demo")), 1u) << h_.upstream().describe_requests();
   EXPECT_EQ(upstream_gets(file_target(sdist_)), 0u) << h_.upstream().describe_requests();
 
-  auto unknown = h_.get("/files/nope/127.0.0.1:1/packages/x.tar.gz");
+  // A project upstream does not have: its 404 page lists nothing.
+  upstream_file other{"other-2.0.tar.gz", pattern(100, 3)};
+  script_file(other, other.body);
+  auto missing = h_.get(pantry_file_path("a", other));
+  EXPECT_EQ(missing.status, 404u) << missing;
+  EXPECT_EQ(upstream_gets(file_target(other)), 0u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiServiceTest, FileNameThatNamesNoProjectIs404WithoutAnyUpstreamRequest) {
+  install(config());
+  upstream_file readme{"README.txt", "hello"};
+  script_file(readme, readme.body);
+  auto r = h_.get(pantry_file_path("a", readme));
+  EXPECT_EQ(r.status, 404u) << r;
+  EXPECT_THAT(r.body, HasSubstr("names no project")) << r;
+  auto bare = h_.get("/files/a/127.0.0.1:" + std::to_string(h_.upstream().port()) + "/demo");
+  EXPECT_EQ(bare.status, 404u) << bare;
+
+  auto unknown = h_.get("/files/nope/127.0.0.1:1/packages/x-1.0.tar.gz");
   EXPECT_EQ(unknown.status, 404u) << unknown;
   auto hostile = h_.get("/files/a/127.0.0.1:1/../etc/passwd");
   EXPECT_EQ(hostile.status, 400u) << hostile;
+  EXPECT_EQ(h_.upstream().request_count(), 0u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiServiceTest, FileOfAProjectRoutedToAnotherUpstreamIs404WithoutAnyUpstreamRequest) {
+  auto c = config();
+  c.upstreams.push_back(upstream("b"));
+  c.routes.push_back({"demo", "b"});
+  install(c);
+  script_page("a", "demo", {sdist_});
+  script_file(sdist_, sdist_.body);
+
+  auto r = h_.get(pantry_file_path("a", sdist_));
+  EXPECT_EQ(r.status, 404u) << r;
+  EXPECT_THAT(r.body, HasSubstr("not asked of a")) << r;
+  EXPECT_EQ(h_.upstream().request_count(), 0u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiServiceTest, FileWhosePageCannotBeHadIs502OrOffline404) {
+  install(config());
+  h_.upstream().script_status(page_target("a", "demo"), 503);
+  script_file(sdist_, sdist_.body);
+  auto r = h_.get(pantry_file_path("a", sdist_));
+  EXPECT_EQ(r.status, 502u) << r;
+  EXPECT_EQ(upstream_gets(file_target(sdist_)), 0u) << h_.upstream().describe_requests();
+
+  auto c = config();
+  c.offline = true;
+  install(c);
+  const auto before = h_.upstream().request_count();
+  auto offline = h_.get(pantry_file_path("a", sdist_));
+  EXPECT_EQ(offline.status, 404u) << offline;
+  EXPECT_EQ(h_.upstream().request_count(), before) << h_.upstream().describe_requests();
 }
 
 TEST_F(PypiServiceTest, RangeOfACachedFileIsPartial) {

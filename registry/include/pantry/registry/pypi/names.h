@@ -28,4 +28,12 @@ struct dist_filename {
 std::optional<dist_filename> parse_dist_filename(std::string_view filename,
                                                  std::string_view project);
 
+// The PEP 503 normalized project that the file at `location` (a pantry file location,
+// "<host[:port]>/<path>[?<query>]", see file_path.h) belongs to, read off its file name alone:
+// the last path segment, percent-decoded, without a PEP 658 ".metadata" suffix, split by the
+// wheel and sdist naming rules (parse_dist_filename with no project; an sdist's name ends at its
+// last '-'). nullopt when that name is no distribution's or its project part is not a valid
+// project name: such a URL can be listed by no page pantry would ask for.
+std::optional<std::string> project_of_file_location(std::string_view location);
+
 }  // namespace pantry::registry::pypi

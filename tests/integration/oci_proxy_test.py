@@ -574,6 +574,10 @@ class OciProxyTest(unittest.TestCase):
                          [(sha256(sig), "application/vnd.example.sig", "old way")], r)
         self.assertEqual(self.reg.count("GET", f"/v2/{repo}/manifests/{tag}", since=mark), 1,
                          self.reg.entries(mark))
+        # Cached like a tag: within tag_ttl pantry does not ask again.
+        again = self.api("GET", f"/v2/{repo}/referrers/{subject}")
+        self.assertEqual(again.json(), r.json())
+        self.assertEqual(self.reg.count(None, "/v2/", since=mark), 2, self.reg.entries(mark))
         f = self.api("GET", f"/v2/{repo}/referrers/{subject}?artifactType=application/x.other")
         self.assertEqual((f.headers["OCI-Filters-Applied"], f.json()["manifests"]),
                          ("artifactType", []), f)

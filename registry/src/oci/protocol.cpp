@@ -113,6 +113,11 @@ result<api_path> parse_api_path(std::string_view path, bool read) {
                      " is not a repository name: lowercase letters and digits, separated by "
                      "'.', '_', '__', '-' or '/', e.g. library/busybox");
   };
+  auto digest_error = [](std::string_view reference) {
+    return error(errc::invalid_argument,
+                 "DIGEST_INVALID " + quote(reference) +
+                     " is not a digest pantry serves; use sha256:<64 lowercase hex digits>");
+  };
   api_path out;
   std::string_view name;
   if (rest.ends_with("/tags/list")) {
@@ -158,18 +163,14 @@ result<api_path> parse_api_path(std::string_view path, bool read) {
     name = rest.substr(0, r);
     out.reference = std::string(rest.substr(r + std::string_view("/referrers/").size()));
     if (!is_digest(out.reference)) {
-      return error(errc::invalid_argument,
-                   "DIGEST_INVALID " + quote(out.reference) +
-                       " is not a digest pantry serves; use sha256:<64 lowercase hex digits>");
+      return digest_error(out.reference);
     }
   } else if (auto b = rest.rfind("/blobs/"); b != std::string_view::npos) {
     out.kind = api_kind::blob;
     name = rest.substr(0, b);
     out.reference = std::string(rest.substr(b + std::string_view("/blobs/").size()));
     if (!is_digest(out.reference)) {
-      return error(errc::invalid_argument,
-                   "DIGEST_INVALID " + quote(out.reference) +
-                       " is not a digest pantry serves; use sha256:<64 lowercase hex digits>");
+      return digest_error(out.reference);
     }
   } else {
     return error(errc::invalid_argument,

@@ -131,7 +131,7 @@ boost::asio::awaitable<void> serve_proxied_tags(const proxied_context& ctx, prox
                                                 const target& t, const std::string& name);
 
 // GET/HEAD /v2/<name>/referrers/<digest> of a proxied name (referrers.cpp): the upstream's
-// referrers API, else its referrers tag schema; never cached.
+// referrers API, else its referrers tag schema; cached like a tag (tag_ttl, stale on failure).
 boost::asio::awaitable<void> serve_proxied_referrers(const proxied_context& ctx,
                                                      proxy::exchange& ex, const target& t,
                                                      const std::string& ref);

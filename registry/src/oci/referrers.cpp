@@ -1,10 +1,14 @@
 // Referrers lists of proxied names (OCI 1.1): asked of the upstream's referrers API; when the
 // upstream answers 404 there (a registry without the API, such as distribution 2.8), read from
 // the index kept under the referrers tag schema, as the spec tells clients to. Either way the
-// client gets the referrers API's answer, filtered here by artifactType.
+// client gets the referrers API's answer, filtered here by artifactType. The whole list is cached
+// like a tag (../freshness.h with tag_ttl): fresh for tag_ttl, asked again after, and served
+// stale when upstream then fails.
 
 #include "pantry/registry/oci/protocol.h"
 
+#include "../http_serve.h"
+#include "keys.h"
 #include "proxied.h"
 #include "respond.h"
 
@@ -63,23 +67,73 @@ asio::awaitable<result<std::vector<referrer>>> upstream_referrers(const proxied_
   co_return std::move(*list);
 }
 
+// The referrers list a cache entry holds, or nullopt when it cannot be read back.
+std::optional<std::vector<referrer>> read_cached(cache::store& store, const cache::entry& e) {
+  auto body = detail::read_small_blob(store, *e.target);
+  if (!body) return std::nullopt;
+  auto list = parse_referrers_index(*body);
+  if (!list) return std::nullopt;
+  return std::move(*list);
+}
+
 }  // namespace
 
 asio::awaitable<void> serve_proxied_referrers(const proxied_context& ctx, exchange& ex,
                                               const target& t, const std::string& ref) {
   const auto subject = cache::digest::parse(ref).value();
-  proxied_answer failed;
-  auto list = co_await upstream_referrers(ctx, t, subject, failed);
+  const std::string key = keys::referrers(t.key_prefix, ref);
+  const auto rules = ctx.tag_rules();
+  auto cached = ctx.store->get_entry(key);
+  const cache::entry* have = cached && cached->target ? &*cached : nullptr;
+  std::optional<std::vector<referrer>> list;
+  std::string_view warning;
+  if (freshness::on_request(have, rules, cache::clock::now()).act ==
+      freshness::action::serve_cached) {
+    list = read_cached(*ctx.store, *have);
+    if (list) ex.set_outcome(proxy::cache_outcome::hit);
+  }
   if (!list) {
-    if (failed.upstream_failed) ctx.report.failed(t.up->upstream().name);
-    co_await answer_failure(ex, failed);
-    co_return;
+    proxied_answer failed;
+    auto fetched = co_await upstream_referrers(ctx, t, subject, failed);
+    if (fetched) {
+      const std::string body = referrers_index(*fetched, "");
+      cache::entry e;
+      e.target = cache::digest::of(body);
+      e.content_type = std::string(kOciIndex);
+      freshness::stamp(e, rules, cache::clock::now());
+      auto stored = co_await detail::off_thread(ctx.blocking, [&]() -> result<void> {
+        auto put = ctx.store->put_blob(std::as_bytes(std::span(body)), e.content_type, false);
+        if (!put) return put.error();
+        return ctx.store->put_entry(key, e);
+      });
+      // An answer that could not be stored is still the answer.
+      (void)stored;
+      list = std::move(*fetched);
+      ex.set_outcome(proxy::cache_outcome::miss);
+    } else {
+      if (failed.upstream_failed) ctx.report.failed(t.up->upstream().name);
+      freshness::upstream_answer said;
+      said.what = failed.upstream_failed ? freshness::upstream_answer::kind::failed
+                                         : freshness::upstream_answer::kind::gone;
+      said.status = static_cast<int>(failed.status);
+      said.reason = failed.message;
+      auto d = freshness::on_answer(have, said, rules, cache::clock::now());
+      if (d.act == freshness::action::serve_stale) list = read_cached(*ctx.store, *have);
+      if (!list) {
+        co_await answer_failure(ex, failed);
+        co_return;
+      }
+      warning = d.warning;
+      ex.set_outcome(d.outcome);
+      ctx.report.served_stale(t.up->upstream().name, d.reason);
+    }
   }
   const std::string artifact_type = query_param(ex.request().target(), "artifactType");
   http::response<http::string_body> res{http::status::ok, 11};
   api_headers(res);
   res.set(http::field::content_type, kOciIndex);
   if (!artifact_type.empty()) res.set("OCI-Filters-Applied", "artifactType");
+  if (!warning.empty()) res.set(http::field::warning, warning);
   res.body() = referrers_index(*list, artifact_type);
   res.prepare_payload();
   co_await ex.respond(std::move(res));

@@ -922,20 +922,31 @@ TEST_F(OciHostedTest, ManifestReadByAReferenceThatIsNeitherTagNorDigestIsUnknown
   EXPECT_EQ(error_code_of(put), "TAG_INVALID") << put;
 }
 
+// An upstream's referrers answer (an OCI index) listing `referrers` as (manifest, artifactType,
+// note annotation or "" for none), each with a made-up size.
+upstream_answer referrers_answer(
+    const std::vector<std::tuple<image, std::string, std::string>>& referrers) {
+  upstream_answer a;
+  a.headers = {{"Content-Type", "application/vnd.oci.image.index.v1+json"}};
+  a.body =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)";
+  for (const auto& [m, type, note] : referrers) {
+    if (a.body.back() == '}') a.body += ",";
+    a.body += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"digest":")" +
+              m.digest() + R"(","artifactType":")" + type + "\"";
+    if (!note.empty()) a.body += R"(,"annotations":{"note":")" + note + "\"}";
+    a.body += "}";
+  }
+  a.body += "]}";
+  return a;
+}
+
 TEST_F(OciServiceTest, ProxiedReferrersComeFromTheUpstreamsApiFilteredHere) {
   install(config());
   const image sig = make_referrer(app_, "application/vnd.example.sig", "signed");
   const image sbom = make_referrer(app_, "application/vnd.example.sbom", "sbom");
-  upstream_answer a;
-  a.headers = {{"Content-Type", "application/vnd.oci.image.index.v1+json"}};
-  a.body =
-      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
-      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-      sig.digest() +
-      R"(","size":10,"artifactType":"application/vnd.example.sig","annotations":{"note":"signed"}},)"
-      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-      sbom.digest() +
-      R"(","size":11,"artifactType":"application/vnd.example.sbom","annotations":{"note":"sbom"}}]})";
+  const upstream_answer a = referrers_answer({{sig, "application/vnd.example.sig", "signed"},
+                                              {sbom, "application/vnd.example.sbom", "sbom"}});
   h_.upstream().script("/v2/team/app/referrers/" + app_.digest(), a);
   auto r = h_.get("/v2/team/app/referrers/" + app_.digest() +
                   "?artifactType=application/vnd.example.sbom");
@@ -953,13 +964,7 @@ TEST_F(OciServiceTest, ProxiedReferrersFallBackToTheTagSchemaWhenUpstreamHasNoAp
   const image sig = make_referrer(app_, "application/vnd.example.sig", "old way");
   // Upstream answers 404 for the API (unscripted); the client-maintained index is a tag.
   const std::string tag = "sha256-" + app_.digest().substr(7);
-  upstream_answer a;
-  a.headers = {{"Content-Type", "application/vnd.oci.image.index.v1+json"}};
-  a.body =
-      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
-      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-      sig.digest() +
-      R"(","size":10,"artifactType":"application/vnd.example.sig","annotations":{"note":"old way"}}]})";
+  const upstream_answer a = referrers_answer({{sig, "application/vnd.example.sig", "old way"}});
   h_.upstream().script(manifest_target("team/app", tag), a);
   auto r = h_.get("/v2/team/app/referrers/" + app_.digest());
   EXPECT_EQ(r.status, 200u) << r;
@@ -971,6 +976,42 @@ TEST_F(OciServiceTest, ProxiedReferrersFallBackToTheTagSchemaWhenUpstreamHasNoAp
   auto none = h_.get("/v2/team/app/referrers/" + other.digest());
   EXPECT_EQ(none.status, 200u) << none;
   EXPECT_TRUE(referrers_of(none).empty()) << none;
+}
+
+TEST_F(OciServiceTest, ProxiedReferrersAreCachedLikeATagAndServedStaleWhenUpstreamFails) {
+  const image sig = make_referrer(app_, "application/vnd.example.sig", "signed");
+  const upstream_answer a = referrers_answer({{sig, "application/vnd.example.sig", ""}});
+  const std::string api = "/v2/team/app/referrers/" + app_.digest();
+  h_.upstream().script(api, a);
+  const auto want = std::vector<std::tuple<std::string, std::string, std::string>>{
+      {sig.digest(), "application/vnd.example.sig", ""}};
+
+  install(config(3600s));
+  auto first = h_.get(api);
+  EXPECT_EQ(first.outcome, proxy::cache_outcome::miss) << first;
+  auto second = h_.get(api);
+  EXPECT_EQ(second.outcome, proxy::cache_outcome::hit) << second;
+  EXPECT_EQ(referrers_of(second), want) << second;
+  EXPECT_EQ(h_.upstream().request_count(), 1u) << h_.upstream().describe_requests();
+
+  // Past tag_ttl upstream is asked again; failing, it leaves the cached list standing in.
+  install(config(0s));
+  const std::string expiring = "/v2/team/app/referrers/" + make_image(8).digest();
+  h_.upstream().script(expiring, a);
+  ASSERT_EQ(h_.get(expiring).outcome, proxy::cache_outcome::miss);
+  h_.upstream().script_status(expiring, 503);
+  auto stale = h_.get(expiring);
+  EXPECT_EQ(stale.status, 200u) << stale;
+  EXPECT_EQ(stale.outcome, proxy::cache_outcome::stale) << stale;
+  EXPECT_EQ(stale.header("Warning"), "111 pantry \"Revalidation Failed\"") << stale;
+  EXPECT_EQ(referrers_of(stale), want) << stale;
+  EXPECT_EQ(h_.upstream().requests_for(expiring).size(), 2u) << h_.upstream().describe_requests();
+
+  // Nothing cached and upstream failing: the spec's error, not an empty list.
+  h_.upstream().script_status("/v2/team/app/referrers/" + make_image(9).digest(), 503);
+  auto failed = h_.get("/v2/team/app/referrers/" + make_image(9).digest());
+  EXPECT_EQ(failed.status, 502u) << failed;
+  EXPECT_EQ(error_code_of(failed), "UNAVAILABLE") << failed;
 }
 
 }  // namespace

@@ -245,10 +245,10 @@ result<manifest_refs> parse_manifest(std::string_view body, std::string_view con
                  "MANIFEST_INVALID Docker schema 1 manifests are not supported; push the image "
                  "as Docker schema 2 or OCI");
   }
+  // A subject pantry cannot read (another algorithm) is left out rather than refusing the
+  // manifest: the pusher then gets no OCI-Subject and keeps the referrers tag itself.
   if (auto s = o.find("subject"); s != o.end()) {
-    auto d = read_descriptor(s->value(), "subject");
-    if (!d) return d.error();
-    out.subject = std::move(*d);
+    if (auto d = read_descriptor(s->value(), "subject")) out.subject = std::move(*d);
   }
   if (const auto* at = string_at(o, "artifactType")) out.artifact_type = std::string(*at);
   if (auto a = o.find("annotations"); a != o.end() && a->value().is_object()) {

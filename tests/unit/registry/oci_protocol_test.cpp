@@ -345,6 +345,14 @@ TEST(OciSpec, ManifestSubjectArtifactTypeAndAnnotationsAreRead) {
   // exist in the repository".
   EXPECT_EQ(refs->blobs.size(), 1u);
   EXPECT_TRUE(refs->manifests.empty());
+  // A subject of another algorithm is no subject pantry processes (so no OCI-Subject), and no
+  // reason to refuse the manifest.
+  std::string sha512 = spec::referrer_manifest();
+  sha512.replace(sha512.find(spec::kSubject), spec::kSubject.size(),
+                 "sha512:" + std::string(128, 'd'));
+  auto other = parse_manifest(sha512, "");
+  ASSERT_TRUE(other) << other.error().message;
+  EXPECT_FALSE(other->subject.has_value());
 }
 
 // "The descriptors MUST include an `artifactType` field that is set to the value of the

@@ -89,8 +89,9 @@ struct manifest_refs {
   bool is_index = false;              // an OCI index or a Docker manifest list
   std::vector<descriptor> blobs;      // config and layers (image manifests)
   std::vector<descriptor> manifests;  // the platform manifests (indexes)
-  // OCI 1.1: the manifest this one refers to (a signature's or SBOM's image), if any. It is no
-  // reference gc follows: a referrer may be pushed before its subject, or outlive it.
+  // OCI 1.1: the manifest this one refers to (a signature's or SBOM's image), if any and if
+  // sha256. It is no reference gc follows: a referrer may be pushed before its subject, or
+  // outlive it.
   std::optional<descriptor> subject;
   std::string artifact_type;                       // the artifactType field, "" when absent
   std::map<std::string, std::string> annotations;  // the string-valued annotations

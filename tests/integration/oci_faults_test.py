@@ -906,7 +906,8 @@ class FaultTest(unittest.TestCase):
             ("/v2/Bad/Name/manifests/latest", 400, "NAME_INVALID"),
             ("/v2/fault/Busybox/blobs/" + layer, 400, "NAME_INVALID"),
             ("/v2/fault/busybox/blobs/sha256:xyz", 400, "DIGEST_INVALID"),
-            ("/v2/fault/busybox/manifests/sha256:xyz", 400, "DIGEST_INVALID"),
+            # A read by a reference that is neither a tag nor a digest names no manifest.
+            ("/v2/fault/busybox/manifests/sha256:xyz", 404, "MANIFEST_UNKNOWN"),
             ("/v2/fault/busybox/blobs/sha256:" + "A" * 64, 400, "DIGEST_INVALID"),
             ("/v2/fault/busybox/blobs/md5:" + "0" * 32, 400, "DIGEST_INVALID"),
             ("/v2/../x/manifests/a", (400, 404), ("NAME_INVALID", "NAME_UNKNOWN")),
@@ -914,7 +915,8 @@ class FaultTest(unittest.TestCase):
             ("/v2/fault/%2e%2e/busybox/manifests/latest", (400, 404), ("NAME_INVALID", "NAME_UNKNOWN")),
             ("/v2/fault//busybox/manifests/latest", (400, 404), ("NAME_INVALID", "NAME_UNKNOWN")),
             ("/v2/fault%2Fbusybox/manifests/latest", (400, 404), ("NAME_INVALID", "NAME_UNKNOWN")),
-            ("/v2/fault/busybox/manifests/latest/../../x", 400, ("TAG_INVALID", "NAME_INVALID")),
+            ("/v2/fault/busybox/manifests/latest/../../x", (400, 404),
+             ("MANIFEST_UNKNOWN", "NAME_INVALID")),
             ("/v2/busybox/manifests/latest?ns=nosuch.example", 404, "NAME_UNKNOWN"),
         ]
         before = (self.up.total(), self.dead.total(), self.hub.total(), self.tok.total())

@@ -6,7 +6,9 @@ docker-registry upstream (tests/fixtures/oci_registry.py) holding images built o
 platform out of an index by digest, tag_ttl revalidation with HEAD, blobs only under
 repositories that reference them, Range, tags/list, hosted pushes (monolithic, chunked, mount
 from hosted and from proxied repositories, manifest checks, login through pantry's token endpoint), `pantry cache gc` of unreferenced
-hosted blobs, and finally every pull again with the upstream stopped.
+hosted blobs, OCI 1.1 referrers (hosted: pushed with skopeo and HTTP; proxied: docker-registry 2.8
+has no referrers API, so pantry reads the referrers tag schema), and finally every pull again
+with the upstream stopped.
 
     /usr/bin/python3 tests/integration/oci_proxy_test.py build/asan/cli/pantry
 """
@@ -287,7 +289,9 @@ class OciProxyTest(unittest.TestCase):
         for path, status, code in [
                 ("/v2/Bad/manifests/latest", 400, "NAME_INVALID"),
                 ("/v2/a/blobs/sha256:xyz", 400, "DIGEST_INVALID"),
-                ("/v2/a/manifests/-bad", 400, "TAG_INVALID"),
+                # distribution answers a read by a reference that is no tag as unknown.
+                ("/v2/a/manifests/-bad", 404, "MANIFEST_UNKNOWN"),
+                ("/v2/a/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN"),
                 ("/v2/a/b", 404, "NAME_UNKNOWN"),
                 ("/v2/org/none/manifests/latest", 404, "MANIFEST_UNKNOWN")]:
             with self.subTest(path):
@@ -458,6 +462,127 @@ class OciProxyTest(unittest.TestCase):
         upstream = self.skopeo("inspect", "--tls-verify=false", "--raw",
                                self.ref("org/schema2:latest"))
         self.assertEqual(sha256(raw), sha256(upstream))
+
+
+    # ---- OCI 1.1 referrers ----
+
+    @staticmethod
+    def http(base, method, path, headers=(), body=None):
+        """A raw request to `base` ("http://host:port"), as api() does for pantry."""
+        host, port = base.split("//", 1)[1].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers))
+            r = conn.getresponse()
+            return Response(r.status, r.headers, r.read())
+        finally:
+            conn.close()
+
+    def push_artifact(self, base, repo, subject_digest, subject_size, artifact_type, note,
+                      auth=()):
+        """Pushes an artifact manifest (its config blob first) whose subject is the given
+        manifest; returns (the manifest's bytes, the PUT's response)."""
+        config = json.dumps({"note": note}).encode()
+        up = self.http(base, "POST", f"/v2/{repo}/blobs/uploads/", auth)
+        self.assertEqual(up.status, 202, up)
+        loc = up.headers["Location"]
+        loc = loc.split("//", 1)[1].split("/", 1)[1] if "//" in loc else loc.lstrip("/")
+        sep = "&" if "?" in loc else "?"
+        put = self.http(base, "PUT", f"/{loc}{sep}digest={sha256(config)}",
+                        list(auth) + [("Content-Type", "application/octet-stream")], config)
+        self.assertEqual(put.status, 201, put)
+        manifest = {"schemaVersion": 2, "mediaType": moi.OCI_MANIFEST,
+                    "config": {"mediaType": "application/vnd.example.config.v1+json",
+                               "digest": sha256(config), "size": len(config)},
+                    "layers": [],
+                    "subject": {"mediaType": moi.OCI_MANIFEST, "digest": subject_digest,
+                                "size": subject_size},
+                    "annotations": {"org.example.note": note}}
+        if artifact_type:
+            manifest["artifactType"] = artifact_type
+        raw = json.dumps(manifest).encode()
+        r = self.http(base, "PUT", f"/v2/{repo}/manifests/{sha256(raw)}",
+                      list(auth) + [("Content-Type", moi.OCI_MANIFEST)], raw)
+        return raw, r
+
+    def test_referrers_of_a_hosted_image(self):
+        creds = f"{USER}:{TOKEN}"
+        auth = [("Authorization", basic(USER, TOKEN))]
+        self.skopeo("copy", "--dest-tls-verify=false", "--dest-creds", creds,
+                    oci_registry.source_ref(self.images["busybox"]["layout"]),
+                    self.ref("local/signed:1"))
+        subject = self.images["busybox"]["digest"]
+        size = len(self.skopeo("inspect", "--tls-verify=false", "--raw",
+                               self.ref("local/signed:1")))
+        base = f"http://{self.host}"
+        sig, r = self.push_artifact(base, "local/signed", subject, size,
+                                    "application/vnd.example.sig", "signed", auth)
+        self.assertEqual((r.status, r.headers["OCI-Subject"]), (201, subject), r)
+        sbom, r = self.push_artifact(base, "local/signed", subject, size, None, "sbom", auth)
+        self.assertEqual(r.status, 201, r)
+
+        r = self.api("GET", f"/v2/local/signed/referrers/{subject}")
+        self.assertEqual((r.status, r.headers["Content-Type"]), (200, moi.OCI_INDEX), r)
+        got = sorted((m["digest"], m["size"], m["mediaType"], m["artifactType"],
+                      m["annotations"]["org.example.note"]) for m in r.json()["manifests"])
+        self.assertEqual(got, sorted([
+            (sha256(sig), len(sig), moi.OCI_MANIFEST, "application/vnd.example.sig", "signed"),
+            (sha256(sbom), len(sbom), moi.OCI_MANIFEST, "application/vnd.example.config.v1+json",
+             "sbom")]))
+        f = self.api("GET", f"/v2/local/signed/referrers/{subject}"
+                            "?artifactType=application/vnd.example.sig")
+        self.assertEqual(f.headers["OCI-Filters-Applied"], "artifactType", f)
+        self.assertEqual([m["digest"] for m in f.json()["manifests"]], [sha256(sig)], f)
+        none = self.api("GET", "/v2/local/signed/referrers/sha256:" + "0" * 64)
+        self.assertEqual((none.status, none.json()["manifests"]), (200, []), none)
+        # skopeo pulls a referrer by digest like any manifest.
+        raw = self.skopeo("inspect", "--tls-verify=false", "--raw",
+                          self.ref(f"local/signed@{sha256(sig)}"))
+        self.assertEqual(raw, sig)
+        # Deleted, it leaves the list.
+        d = self.api("DELETE", f"/v2/local/signed/manifests/{sha256(sig)}", auth)
+        self.assertEqual(d.status, 202, d)
+        r = self.api("GET", f"/v2/local/signed/referrers/{subject}")
+        self.assertEqual([m["digest"] for m in r.json()["manifests"]], [sha256(sbom)], r)
+
+    def test_referrers_of_a_proxied_image_through_the_tag_schema(self):
+        # docker-registry 2.8 has no referrers API: a client keeps the list itself as an index
+        # tagged sha256-<hex> (the spec's referrers tag schema), and pantry reads that tag.
+        repo = "org/schema2"
+        subject = self.pushed["org/schema2:latest"]
+        size = len(self.reg.inspect_raw("org/schema2:latest"))
+        api = self.http(self.reg.url, "GET", f"/v2/{repo}/referrers/{subject}")
+        self.assertEqual(api.status, 404, f"docker-registry grew a referrers API: {api}")
+        sig, r = self.push_artifact(self.reg.url, repo, subject, size,
+                                    "application/vnd.example.sig", "old way")
+        self.assertEqual(r.status, 201, r)
+        self.assertNotIn("OCI-Subject", r.headers, "so clients fall back to the tag schema")
+        index = json.dumps({"schemaVersion": 2, "mediaType": moi.OCI_INDEX, "manifests": [
+            {"mediaType": moi.OCI_MANIFEST, "digest": sha256(sig), "size": len(sig),
+             "artifactType": "application/vnd.example.sig",
+             "annotations": {"org.example.note": "old way"}}]}).encode()
+        tag = "sha256-" + subject.split(":", 1)[1]
+        r = self.http(self.reg.url, "PUT", f"/v2/{repo}/manifests/{tag}",
+                      [("Content-Type", moi.OCI_INDEX)], index)
+        self.assertEqual(r.status, 201, r)
+
+        mark = self.reg.mark()
+        r = self.api("GET", f"/v2/{repo}/referrers/{subject}")
+        self.assertEqual((r.status, r.headers["Content-Type"]), (200, moi.OCI_INDEX), r)
+        self.assertEqual([(m["digest"], m["artifactType"], m["annotations"]["org.example.note"])
+                          for m in r.json()["manifests"]],
+                         [(sha256(sig), "application/vnd.example.sig", "old way")], r)
+        self.assertEqual(self.reg.count("GET", f"/v2/{repo}/manifests/{tag}", since=mark), 1,
+                         self.reg.entries(mark))
+        # Cached like a tag: within tag_ttl pantry does not ask again.
+        again = self.api("GET", f"/v2/{repo}/referrers/{subject}")
+        self.assertEqual(again.json(), r.json())
+        self.assertEqual(self.reg.count(None, "/v2/", since=mark), 2, self.reg.entries(mark))
+        f = self.api("GET", f"/v2/{repo}/referrers/{subject}?artifactType=application/x.other")
+        self.assertEqual((f.headers["OCI-Filters-Applied"], f.json()["manifests"]),
+                         ("artifactType", []), f)
+        none = self.api("GET", f"/v2/{repo}/referrers/sha256:" + "1" * 64)
+        self.assertEqual((none.status, none.json()["manifests"]), (200, []), none)
 
     def test_gc_removes_hosted_blobs_no_manifest_references(self):
         work = os.path.join(self.work, "gc")

@@ -125,6 +125,15 @@ asio::awaitable<void> hosted_repos::handle(exchange& ex, const api_path& api) {
       ex.set_route("oci_hosted_tags");
       co_await tags(ex, api);
       co_return;
+    case api_kind::referrers:
+      ex.set_route("oci_hosted_referrers");
+      if (read) {
+        co_await referrers(ex, api);
+      } else {
+        co_await oci_error(ex, http::status::method_not_allowed, "UNSUPPORTED",
+                           "referrers lists answer GET and HEAD; push a manifest with a subject");
+      }
+      co_return;
     case api_kind::upload:
       ex.set_route("oci_hosted_upload");
       if (method == http::verb::post && api.reference.empty()) {
@@ -222,6 +231,47 @@ asio::awaitable<void> hosted_repos::tags(exchange& ex, const api_path& api) {
   co_await ex.respond(std::move(res));
 }
 
+asio::awaitable<void> hosted_repos::referrers(exchange& ex, const api_path& api) {
+  const auto subject = cache::digest::parse(api.reference).value();
+  const std::string prefix = keys::manifest(keys::hosted_repo(api.name), "");
+  std::vector<cache::entry> manifests;
+  auto walked = store_->for_each_entry(prefix, [&](std::string_view, const cache::entry& e) {
+    if (e.target) manifests.push_back(e);
+    return true;
+  });
+  if (!walked) {
+    co_await oci_error(ex, http::status::service_unavailable, "UNAVAILABLE",
+                       walked.error().message);
+    co_return;
+  }
+  auto found = co_await detail::off_thread(blocking_, [&]() -> result<std::vector<referrer>> {
+    std::vector<referrer> out;
+    for (const auto& e : manifests) {
+      auto body = detail::read_small_blob(*store_, *e.target);
+      if (!body) {
+        if (body.error().is(errc::not_found)) continue;  // deleted meanwhile
+        return error(body.error().code, "cannot read manifest " + e.target->str() + " of " +
+                                            api.name + ": " + body.error().message);
+      }
+      if (auto r = as_referrer(*body, e.content_type, subject)) out.push_back(std::move(*r));
+    }
+    return out;
+  });
+  if (!found) {
+    co_await oci_error(ex, http::status::service_unavailable, "UNAVAILABLE", found.error().message);
+    co_return;
+  }
+  const std::string artifact_type = query_param(ex.request().target(), "artifactType");
+  http::response<http::string_body> res{http::status::ok, 11};
+  api_headers(res);
+  res.set(http::field::content_type, kOciIndex);
+  if (!artifact_type.empty()) res.set("OCI-Filters-Applied", "artifactType");
+  res.body() = referrers_index(*found, artifact_type);
+  res.prepare_payload();
+  ex.set_outcome(cache_outcome::hit);
+  co_await ex.respond(std::move(res));
+}
+
 // ---- manifests ----
 
 asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& api) {
@@ -303,6 +353,8 @@ asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& a
   api_headers(res);
   res.set(http::field::location, "/v2/" + api.name + "/manifests/" + d.str());
   res.set("Docker-Content-Digest", d.str());
+  // The referrers list reads the subject from the stored manifest, so it is processed.
+  if (refs->subject) res.set("OCI-Subject", refs->subject->digest.str());
   res.prepare_payload();
   co_await ex.respond(std::move(res));
 }

@@ -6,8 +6,9 @@
 // checks out. A cross-repository mount takes a blob from another hosted repository, or
 // from a proxied one whose cached manifests reference it (an image built on a pulled base pushes
 // only its own layers), and pins it. Manifest PUT (by tag or digest) is refused unless every blob
-// and manifest it references is in the repository. GET/HEAD, manifest DELETE and tags/list as the
-// spec has them.
+// and manifest it references is in the repository (a `subject` need not be: the spec lets a
+// signature arrive before its image). GET/HEAD, manifest DELETE, tags/list and the OCI 1.1
+// referrers list as the spec has them.
 
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
@@ -53,6 +54,9 @@ class hosted_repos {
   boost::asio::awaitable<void> manifest_delete(proxy::exchange& ex, const api_path& api);
   boost::asio::awaitable<void> blob_get(proxy::exchange& ex, const api_path& api);
   boost::asio::awaitable<void> tags(proxy::exchange& ex, const api_path& api);
+  // Every manifest of the repository whose subject is api.reference, read from the manifests
+  // themselves (no separate index to keep in step: a deleted referrer is simply gone).
+  boost::asio::awaitable<void> referrers(proxy::exchange& ex, const api_path& api);
   boost::asio::awaitable<void> upload_start(proxy::exchange& ex, const api_path& api);
   boost::asio::awaitable<void> upload_patch(proxy::exchange& ex, const api_path& api);
   boost::asio::awaitable<void> upload_put(proxy::exchange& ex, const api_path& api);

@@ -7,6 +7,7 @@
 //   oci/tag/<repo key>:<tag>            a tag: the manifest it resolved to (a TTL when proxied)
 //   oci/manifest/<repo key>@<digest>    a manifest the repository holds (immutable)
 //   oci/blob/<repo key>@<digest>        a blob the repository's manifests reference (immutable)
+//   oci/referrers/<repo key>@<digest>   a proxied subject's referrers list (an index; a TTL)
 //
 // The repository key is "<upstream>/<repo>" for a proxied name (the upstream's name from
 // oci.upstreams, the repository's name there, library/ added for Docker Hub) and
@@ -43,6 +44,12 @@ inline std::string manifest(std::string_view repo_key, std::string_view digest) 
 inline std::string blob(std::string_view repo_key, std::string_view digest) {
   std::string k = "oci/blob/";
   k.append(repo_key).append("@").append(digest);
+  return k;
+}
+
+inline std::string referrers(std::string_view repo_key, std::string_view subject) {
+  std::string k = "oci/referrers/";
+  k.append(repo_key).append("@").append(subject);
   return k;
 }
 

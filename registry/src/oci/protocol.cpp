@@ -100,7 +100,7 @@ bool is_digest(std::string_view reference) {
   return reference.starts_with("sha256:") && cache::digest::parse(reference).has_value();
 }
 
-result<api_path> parse_api_path(std::string_view path) {
+result<api_path> parse_api_path(std::string_view path, bool read) {
   if (path == "/v2" || path == "/v2/") return api_path{api_kind::ping, {}, {}};
   if (!path.starts_with("/v2/")) {
     return error(errc::invalid_argument, "NOT_FOUND " + quote(path) + " is not under /v2/");
@@ -112,6 +112,11 @@ result<api_path> parse_api_path(std::string_view path) {
                  "NAME_INVALID " + quote(name) +
                      " is not a repository name: lowercase letters and digits, separated by "
                      "'.', '_', '__', '-' or '/', e.g. library/busybox");
+  };
+  auto digest_error = [](std::string_view reference) {
+    return error(errc::invalid_argument,
+                 "DIGEST_INVALID " + quote(reference) +
+                     " is not a digest pantry serves; use sha256:<64 lowercase hex digits>");
   };
   api_path out;
   std::string_view name;
@@ -134,6 +139,13 @@ result<api_path> parse_api_path(std::string_view path) {
     name = rest.substr(0, m);
     out.reference = std::string(rest.substr(m + std::string_view("/manifests/").size()));
     if (!valid_tag(out.reference) && !is_digest(out.reference)) {
+      if (read) {
+        // distribution answers a read of such a reference as of a manifest it does not hold;
+        // the spec only says what a reference is and that an unknown manifest is a 404.
+        return error(errc::invalid_argument,
+                     "MANIFEST_UNKNOWN " + quote(out.reference) +
+                         " is neither a tag nor a sha256 digest, so no manifest has it");
+      }
       if (out.reference.find(':') != std::string::npos) {
         return error(errc::invalid_argument,
                      "DIGEST_INVALID " + quote(out.reference) +
@@ -144,19 +156,27 @@ result<api_path> parse_api_path(std::string_view path) {
                        " is not a tag: up to 128 of letters, digits, '_', '.' and '-', not "
                        "starting with '.' or '-'");
     }
+  } else if (auto r = rest.rfind("/referrers/");
+             r != std::string_view::npos &&
+             rest.find('/', r + std::string_view("/referrers/").size()) == std::string_view::npos) {
+    out.kind = api_kind::referrers;
+    name = rest.substr(0, r);
+    out.reference = std::string(rest.substr(r + std::string_view("/referrers/").size()));
+    if (!is_digest(out.reference)) {
+      return digest_error(out.reference);
+    }
   } else if (auto b = rest.rfind("/blobs/"); b != std::string_view::npos) {
     out.kind = api_kind::blob;
     name = rest.substr(0, b);
     out.reference = std::string(rest.substr(b + std::string_view("/blobs/").size()));
     if (!is_digest(out.reference)) {
-      return error(errc::invalid_argument,
-                   "DIGEST_INVALID " + quote(out.reference) +
-                       " is not a digest pantry serves; use sha256:<64 lowercase hex digits>");
+      return digest_error(out.reference);
     }
   } else {
-    return error(errc::invalid_argument, "NOT_FOUND " + quote(path) +
-                                             " is no registry endpoint: use /v2/<name>/manifests/"
-                                             "<reference>, /blobs/<digest> or /tags/list");
+    return error(errc::invalid_argument,
+                 "NOT_FOUND " + quote(path) +
+                     " is no registry endpoint: use /v2/<name>/manifests/"
+                     "<reference>, /blobs/<digest>, /tags/list or /referrers/<digest>");
   }
   if (!valid_name(name)) return name_error(name);
   out.name = std::string(name);
@@ -225,6 +245,17 @@ result<manifest_refs> parse_manifest(std::string_view body, std::string_view con
                  "MANIFEST_INVALID Docker schema 1 manifests are not supported; push the image "
                  "as Docker schema 2 or OCI");
   }
+  // A subject pantry cannot read (another algorithm) is left out rather than refusing the
+  // manifest: the pusher then gets no OCI-Subject and keeps the referrers tag itself.
+  if (auto s = o.find("subject"); s != o.end()) {
+    if (auto d = read_descriptor(s->value(), "subject")) out.subject = std::move(*d);
+  }
+  if (const auto* at = string_at(o, "artifactType")) out.artifact_type = std::string(*at);
+  if (auto a = o.find("annotations"); a != o.end() && a->value().is_object()) {
+    for (const auto& [k, v] : a->value().get_object()) {
+      if (v.is_string()) out.annotations.emplace(std::string(k), std::string(v.get_string()));
+    }
+  }
   auto manifests = o.find("manifests");
   out.is_index = type == kOciIndex || type == kDockerList ||
                  (type != kOciManifest && type != kDockerManifest && manifests != o.end());
@@ -258,6 +289,80 @@ result<manifest_refs> parse_manifest(std::string_view body, std::string_view con
     out.blobs.push_back(std::move(*d));
   }
   return out;
+}
+
+std::optional<referrer> as_referrer(std::string_view body, std::string_view content_type,
+                                    const cache::digest& subject) {
+  auto refs = parse_manifest(body, content_type);
+  if (!refs || !refs->subject || refs->subject->digest != subject) return std::nullopt;
+  referrer r;
+  r.media_type = refs->media_type.empty() ? bare_type(content_type) : refs->media_type;
+  r.digest = cache::digest::of(body);
+  r.size = body.size();
+  r.artifact_type = refs->artifact_type;
+  // An image manifest without one is typed by its config; an index without one stays untyped.
+  if (r.artifact_type.empty() && !refs->is_index && !refs->blobs.empty()) {
+    r.artifact_type = refs->blobs.front().media_type;
+  }
+  r.annotations = std::move(refs->annotations);
+  return r;
+}
+
+std::string referrers_index(const std::vector<referrer>& referrers,
+                            std::string_view artifact_type) {
+  json::array list;
+  for (const auto& r : referrers) {
+    if (!artifact_type.empty() && r.artifact_type != artifact_type) continue;
+    json::object d;
+    d["mediaType"] = r.media_type;
+    d["size"] = r.size;
+    d["digest"] = r.digest.str();
+    if (!r.artifact_type.empty()) d["artifactType"] = r.artifact_type;
+    if (!r.annotations.empty()) {
+      json::object a;
+      for (const auto& [k, v] : r.annotations)
+        a[k] = v;
+      d["annotations"] = std::move(a);
+    }
+    list.push_back(std::move(d));
+  }
+  json::object root;
+  root["schemaVersion"] = 2;
+  root["mediaType"] = kOciIndex;
+  root["manifests"] = std::move(list);
+  return json::serialize(root);
+}
+
+result<std::vector<referrer>> parse_referrers_index(std::string_view body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  const json::object* o = !ec && v.is_object() ? &v.get_object() : nullptr;
+  auto m = o ? o->find("manifests") : nullptr;
+  if (!o || m == o->end() || !m->value().is_array()) {
+    return error(errc::invalid_argument, "the referrers list is not an image index");
+  }
+  std::vector<referrer> out;
+  for (const auto& item : m->value().get_array()) {
+    auto d = read_descriptor(item, "referrer");
+    if (!d) continue;
+    referrer r;
+    r.media_type = std::move(d->media_type);
+    r.digest = d->digest;
+    r.size = d->size;
+    const auto& io = item.get_object();
+    if (const auto* at = string_at(io, "artifactType")) r.artifact_type = std::string(*at);
+    if (auto a = io.find("annotations"); a != io.end() && a->value().is_object()) {
+      for (const auto& [k, val] : a->value().get_object()) {
+        if (val.is_string()) r.annotations.emplace(std::string(k), std::string(val.get_string()));
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string referrers_tag(const cache::digest& subject) {
+  return "sha256-" + subject.hex();
 }
 
 std::vector<challenge> parse_challenges(std::string_view h) {

@@ -3,8 +3,9 @@
 // The pull-through side of the registry: names that resolve to an upstream. Manifests
 // (manifests.cpp: by digest immutable, by tag under the freshness policy of ../freshness.h),
 // blobs (blobs.cpp: single flight, served under a repository only if its manifests reference
-// them) and tag lists (tag_list.cpp: passed through, sorted and paged). The service (service.cpp)
-// resolves a name to a `target` and hands the request here.
+// them), tag lists (tag_list.cpp: passed through, sorted and paged) and referrers lists
+// (referrers.cpp). The service (service.cpp) resolves a name to a `target` and hands the request
+// here.
 
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
@@ -128,5 +129,11 @@ boost::asio::awaitable<void> serve_proxied_blob(const proxied_context& ctx, prox
 // GET /v2/<name>/tags/list of a proxied name (`name` as the client wrote it).
 boost::asio::awaitable<void> serve_proxied_tags(const proxied_context& ctx, proxy::exchange& ex,
                                                 const target& t, const std::string& name);
+
+// GET/HEAD /v2/<name>/referrers/<digest> of a proxied name (referrers.cpp): the upstream's
+// referrers API, else its referrers tag schema; cached like a tag (tag_ttl, stale on failure).
+boost::asio::awaitable<void> serve_proxied_referrers(const proxied_context& ctx,
+                                                     proxy::exchange& ex, const target& t,
+                                                     const std::string& ref);
 
 }  // namespace pantry::registry::oci

@@ -58,7 +58,8 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     auto space = m.find(' ');
     std::string code = m.substr(0, space);
     std::string text = space == std::string::npos ? m : m.substr(space + 1);
-    auto status = code == "NOT_FOUND" ? http::status::not_found : http::status::bad_request;
+    const bool unknown = code == "NOT_FOUND" || code == "MANIFEST_UNKNOWN";
+    auto status = unknown ? http::status::not_found : http::status::bad_request;
     if (code == "NOT_FOUND") code = "NAME_UNKNOWN";
     co_await oci_error(ex, status, code, text);
   }
@@ -103,7 +104,8 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   asio::awaitable<void> handle(exchange& ex) {
     const auto& req = ex.request();
     const std::string path = detail::path_of(req.target());
-    auto api = parse_api_path(path);
+    auto api =
+        parse_api_path(path, req.method() == http::verb::get || req.method() == http::verb::head);
     if (!api) {
       ex.set_route("oci");
       co_await parse_error(ex, api.error());
@@ -164,6 +166,10 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       case api_kind::tags:
         ex.set_route("oci_tags");
         co_await serve_proxied_tags(*ctx_, ex, *t, api->name);
+        break;
+      case api_kind::referrers:
+        ex.set_route("oci_referrers");
+        co_await serve_proxied_referrers(*ctx_, ex, *t, api->reference);
         break;
       default:
         ex.set_route("oci");

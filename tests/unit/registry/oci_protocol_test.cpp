@@ -2,12 +2,14 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
 namespace pantry::registry::oci {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 const std::string kDigest = "sha256:" + std::string(64, 'a');
@@ -260,6 +262,179 @@ TEST(OciTagPage, AnNThatIsNoNumberMeansEveryTag) {
     EXPECT_EQ(page.tags, (std::vector<std::string>{"a", "b", "c"})) << "n=" << n;
     EXPECT_EQ(page.next, "") << "n=" << n;
   }
+}
+
+// ---- Spec-exact answers: each rule quotes distribution-spec v1.1 ----
+
+namespace spec {
+
+const std::string kSubject = "sha256:" + std::string(64, 'c');
+const std::string kConfigType = "application/vnd.example.config.v1+json";
+
+// An artifact manifest referring to kSubject; `extra` is added to its top-level object.
+std::string referrer_manifest(const std::string& extra = "") {
+  return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+         R"("config":{"mediaType":")" +
+         kConfigType + R"(","digest":")" + kDigest + R"(","size":2},"layers":[],)" +
+         R"("subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+         kSubject + R"(","size":7})" + extra + "}";
+}
+
+}  // namespace spec
+
+// "`<reference>` MUST be either (a) the digest of the manifest or (b) a tag." and "If the
+// manifest is not found in the repository, the response code MUST be `404 Not Found`." (Pulling
+// manifests): a read of a reference that is neither names no manifest, as distribution answers.
+TEST(OciSpec, ReadOfAManifestByAnInvalidReferenceIsManifestUnknown) {
+  for (const char* ref : {".INVALID_MANIFEST_NAME", "-x", "md5:abc", "sha256:xyz"}) {
+    auto read = parse_api_path(std::string("/v2/a/manifests/") + ref, /*read=*/true);
+    ASSERT_FALSE(read) << ref;
+    EXPECT_THAT(read.error().message, StartsWith("MANIFEST_UNKNOWN")) << ref;
+  }
+}
+
+// The same references pushed are a client error: end-7 (PUT manifests) fails with 400, and
+// distribution answers TAG_INVALID ("manifest tag did not match URI") or DIGEST_INVALID.
+TEST(OciSpec, PushOfAManifestByAnInvalidReferenceStaysInvalid) {
+  auto tag = parse_api_path("/v2/a/manifests/.INVALID_MANIFEST_NAME", /*read=*/false);
+  ASSERT_FALSE(tag);
+  EXPECT_THAT(tag.error().message, StartsWith("TAG_INVALID"));
+  auto digest = parse_api_path("/v2/a/manifests/md5:abc", /*read=*/false);
+  ASSERT_FALSE(digest);
+  EXPECT_THAT(digest.error().message, StartsWith("DIGEST_INVALID"));
+  // A blob's digest stays a 400 for reads too.
+  auto blob = parse_api_path("/v2/a/blobs/sha256:xyz", /*read=*/true);
+  ASSERT_FALSE(blob);
+  EXPECT_THAT(blob.error().message, StartsWith("DIGEST_INVALID"));
+}
+
+// "To fetch the list of referrers, perform a `GET` request to a path in the following format:
+// `/v2/<name>/referrers/<digest>`" and "If the request is invalid, such as a `<digest>` with an
+// invalid syntax, a `400 Bad Request` MUST be returned." (Listing Referrers)
+TEST(OciSpec, ReferrersPathNamesTheSubjectDigest) {
+  auto r = parse_api_path("/v2/local/app/referrers/" + kDigest, true);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->kind, api_kind::referrers);
+  EXPECT_EQ(r->name, "local/app");
+  EXPECT_EQ(r->reference, kDigest);
+  auto bad = parse_api_path("/v2/local/app/referrers/sha256:nothex", true);
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message, StartsWith("DIGEST_INVALID"));
+  // A repository may be called "referrers": only a last segment after it is a digest.
+  auto named = parse_api_path("/v2/x/referrers/blobs/" + kDigest, true);
+  ASSERT_TRUE(named) << named.error().message;
+  EXPECT_EQ(named->kind, api_kind::blob);
+  EXPECT_EQ(named->name, "x/referrers");
+}
+
+// "When processing a request for an image manifest with the `subject` field, a registry
+// implementation that supports the referrers API MUST respond with the response header
+// `OCI-Subject: <subject digest>`" (Pushing Manifests with Subject): the subject is parsed.
+TEST(OciSpec, ManifestSubjectArtifactTypeAndAnnotationsAreRead) {
+  auto refs = parse_manifest(spec::referrer_manifest(R"(,"artifactType":"application/x.sig",)"
+                                                     R"("annotations":{"k":"v","n":1})"),
+                             "");
+  ASSERT_TRUE(refs) << refs.error().message;
+  ASSERT_TRUE(refs->subject.has_value());
+  EXPECT_EQ(refs->subject->digest.str(), spec::kSubject);
+  EXPECT_EQ(refs->artifact_type, "application/x.sig");
+  EXPECT_THAT(refs->annotations, ElementsAre(std::pair<const std::string, std::string>("k", "v")))
+      << "only string annotations are annotations";
+  // The subject is no blob or manifest a push must hold: "A registry MUST initially accept an
+  // otherwise valid manifest with a `subject` field that references a manifest that does not
+  // exist in the repository".
+  EXPECT_EQ(refs->blobs.size(), 1u);
+  EXPECT_TRUE(refs->manifests.empty());
+  // A subject of another algorithm is no subject pantry processes (so no OCI-Subject), and no
+  // reason to refuse the manifest.
+  std::string sha512 = spec::referrer_manifest();
+  sha512.replace(sha512.find(spec::kSubject), spec::kSubject.size(),
+                 "sha512:" + std::string(128, 'd'));
+  auto other = parse_manifest(sha512, "");
+  ASSERT_TRUE(other) << other.error().message;
+  EXPECT_FALSE(other->subject.has_value());
+}
+
+// "The descriptors MUST include an `artifactType` field that is set to the value of the
+// `artifactType` in the image manifest or index, if present. If the `artifactType` is empty or
+// missing in the image manifest, the value of `artifactType` MUST be set to the config descriptor
+// `mediaType` value. If the `artifactType` is empty or missing in an index, the `artifactType`
+// MUST be omitted. The descriptors MUST include annotations from the image manifest or index."
+TEST(OciSpec, ReferrerDescriptorTakesArtifactTypeElseConfigTypeAndAnnotations) {
+  const auto subject = cache::digest::parse(spec::kSubject).value();
+  const std::string typed =
+      spec::referrer_manifest(R"(,"artifactType":"application/x.sbom","annotations":{"a":"b"})");
+  auto r = as_referrer(typed, "", subject);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->media_type, kOciManifest);
+  EXPECT_EQ(r->digest, cache::digest::of(typed));
+  EXPECT_EQ(r->size, typed.size());
+  EXPECT_EQ(r->artifact_type, "application/x.sbom");
+  EXPECT_EQ(r->annotations.at("a"), "b");
+
+  auto untyped = as_referrer(spec::referrer_manifest(), "", subject);
+  ASSERT_TRUE(untyped.has_value());
+  EXPECT_EQ(untyped->artifact_type, spec::kConfigType);
+
+  const std::string index =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],)"
+      R"("subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      spec::kSubject + R"(","size":7}})";
+  auto idx = as_referrer(index, "", subject);
+  ASSERT_TRUE(idx.has_value());
+  EXPECT_EQ(idx->media_type, kOciIndex);
+  EXPECT_EQ(idx->artifact_type, "");
+  EXPECT_THAT(referrers_index({*idx}, ""), Not(HasSubstr("artifactType")));
+
+  // Another subject, or none: not a referrer of this one.
+  EXPECT_FALSE(as_referrer(typed, "", cache::digest::parse(kDigest2).value()).has_value());
+  EXPECT_FALSE(as_referrer(R"({"config":{"digest":")" + kDigest + R"(","size":1},"layers":[]})",
+                           kOciManifest, subject)
+                   .has_value());
+}
+
+// "Upon success, the response MUST be a JSON body with an image index containing a list of
+// descriptors." and "If a query results in no matching referrers, an empty manifest list MUST
+// be returned."
+TEST(OciSpec, ReferrersListIsAnImageIndexEvenWhenEmpty) {
+  boost::system::error_code ec;
+  auto empty = boost::json::parse(referrers_index({}, ""), ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(empty.at("schemaVersion").as_int64(), 2);
+  EXPECT_EQ(empty.at("mediaType").as_string(), kOciIndex);
+  EXPECT_TRUE(empty.at("manifests").as_array().empty());
+}
+
+// "If filtering is requested and applied, the response MUST include a header
+// `OCI-Filters-Applied: artifactType`": the list holds only that type (the header is the
+// service's).
+TEST(OciSpec, ArtifactTypeFilterKeepsOnlyThatType) {
+  const auto subject = cache::digest::parse(spec::kSubject).value();
+  auto sig =
+      as_referrer(spec::referrer_manifest(R"(,"artifactType":"application/x.sig")"), "", subject);
+  auto sbom =
+      as_referrer(spec::referrer_manifest(R"(,"artifactType":"application/x.sbom")"), "", subject);
+  ASSERT_TRUE(sig && sbom);
+  auto doc = boost::json::parse(referrers_index({*sig, *sbom}, "application/x.sbom"));
+  const auto& list = doc.at("manifests").as_array();
+  ASSERT_EQ(list.size(), 1u) << boost::json::serialize(doc);
+  EXPECT_EQ(list[0].at("artifactType").as_string(), "application/x.sbom");
+  EXPECT_EQ(list[0].at("digest").as_string(), sbom->digest.str());
+  EXPECT_EQ(list[0].at("size").to_number<std::uint64_t>(), sbom->size);
+  EXPECT_EQ(list[0].at("mediaType").as_string(), kOciManifest);
+  // What a proxied upstream answered reads back the same.
+  auto back = parse_referrers_index(referrers_index({*sig, *sbom}, ""));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, (std::vector<referrer>{*sig, *sbom}));
+  EXPECT_FALSE(parse_referrers_index(R"({"tags":[]})"));
+}
+
+// "The Referrers Tag associated with a Content Digest MUST match the Truncated Algorithm, a `-`
+// character, and the Truncated Encoded section" (Referrers Tag Schema), e.g. sha256:aaa… ->
+// sha256-aaa….
+TEST(OciSpec, ReferrersTagSchema) {
+  EXPECT_EQ(referrers_tag(cache::digest::parse(kDigest).value()), "sha256-" + std::string(64, 'a'));
+  EXPECT_TRUE(valid_tag(referrers_tag(cache::digest::parse(kDigest).value())));
 }
 
 }  // namespace

@@ -13,9 +13,11 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace pantry::registry::testing {
@@ -773,6 +775,243 @@ TEST_F(OciServiceTest, ProxiedTagListKeepsTheUpstreamsPaging) {
   EXPECT_EQ(tags_of(r), (std::vector<std::string>{"a", "b"})) << r;
   EXPECT_EQ(r.header("Link"), "</v2/registry.test/team/app/tags/list?n=2&last=b>; rel=\"next\"")
       << r;
+}
+
+// ---- OCI 1.1 referrers --------------------------------------------------------------------------
+
+// An artifact (a signature, an SBOM) attached to `subject`: an OCI manifest with an empty config,
+// no layers, `artifactType` (when not empty) and one annotation.
+image make_referrer(const image& subject, std::string_view artifact_type, std::string_view note) {
+  image i;
+  i.media_type = std::string(kOciManifest);
+  i.config = "{}";
+  i.manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)";
+  if (!artifact_type.empty())
+    i.manifest += R"("artifactType":")" + std::string(artifact_type) + R"(",)";
+  i.manifest += R"("config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":")" +
+                i.config_digest() + R"(","size":2},"layers":[],"subject":{"mediaType":")" +
+                subject.media_type + R"(","digest":")" + subject.digest() + R"(","size":)" +
+                std::to_string(subject.manifest.size()) + R"(},"annotations":{"note":")" +
+                std::string(note) + R"("}})";
+  return i;
+}
+
+// The "manifests" of a referrers answer as (digest, artifactType, note annotation).
+std::vector<std::tuple<std::string, std::string, std::string>> referrers_of(
+    const recorded_response& r) {
+  std::vector<std::tuple<std::string, std::string, std::string>> out;
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(r.body, ec);
+  if (ec || !doc.is_object()) return out;
+  for (const auto& m : doc.at("manifests").as_array()) {
+    const auto& o = m.as_object();
+    std::string type =
+        o.contains("artifactType") ? std::string(o.at("artifactType").as_string()) : std::string();
+    std::string note;
+    if (o.contains("annotations")) note = o.at("annotations").at("note").as_string();
+    out.emplace_back(std::string(o.at("digest").as_string()), type, note);
+  }
+  return out;
+}
+
+TEST_F(OciHostedTest, ReferrersListsEveryManifestWhoseSubjectIsTheDigest) {
+  install(hosted_config());
+  push_image("hosted/app", "v1", app_);
+  const image sig = make_referrer(app_, "application/vnd.example.sig", "signed");
+  const image sbom = make_referrer(app_, "", "sbom");  // typed by its config
+  ASSERT_EQ(push_blob("hosted/app", sig.config).status, 201u);
+  auto pushed = push_manifest("hosted/app", sig.digest(), sig);
+  ASSERT_EQ(pushed.status, 201u) << pushed;
+  EXPECT_EQ(pushed.header("OCI-Subject"), app_.digest()) << pushed;
+  ASSERT_EQ(push_manifest("hosted/app", sbom.digest(), sbom).status, 201u);
+  auto plain = push_manifest("hosted/app", "v2", make_image(7));
+  EXPECT_FALSE(plain.has_header("OCI-Subject")) << plain;
+
+  auto all = h_.get("/v2/hosted/app/referrers/" + app_.digest());
+  EXPECT_EQ(all.status, 200u) << all;
+  EXPECT_EQ(all.header("Content-Type"), "application/vnd.oci.image.index.v1+json") << all;
+  EXPECT_FALSE(all.has_header("OCI-Filters-Applied")) << all;
+  EXPECT_EQ(all.route, "oci_hosted_referrers") << all;
+  auto found = referrers_of(all);
+  std::sort(found.begin(), found.end());
+  auto want = std::vector<std::tuple<std::string, std::string, std::string>>{
+      {sig.digest(), "application/vnd.example.sig", "signed"},
+      {sbom.digest(), "application/vnd.oci.empty.v1+json", "sbom"}};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(found, want) << all;
+  EXPECT_THAT(all.body, HasSubstr("\"size\":" + std::to_string(sig.manifest.size()))) << all;
+
+  auto only = h_.get("/v2/hosted/app/referrers/" + app_.digest() +
+                     "?artifactType=application%2Fvnd.example.sig");
+  EXPECT_EQ(only.status, 200u) << only;
+  EXPECT_EQ(only.header("OCI-Filters-Applied"), "artifactType") << only;
+  EXPECT_EQ(referrers_of(only).size(), 1u) << only;
+
+  // An unknown digest, or another repository: an empty list, never a 404.
+  auto none = h_.get("/v2/hosted/app/referrers/sha256:" + std::string(64, '0'));
+  EXPECT_EQ(none.status, 200u) << none;
+  EXPECT_THAT(none.body, HasSubstr("\"manifests\":[]")) << none;
+  auto elsewhere = h_.get("/v2/hosted/other/referrers/" + app_.digest());
+  EXPECT_EQ(elsewhere.status, 200u) << elsewhere;
+  EXPECT_TRUE(referrers_of(elsewhere).empty()) << elsewhere;
+
+  // A deleted referrer leaves the list.
+  fake_request del;
+  del.method = http::verb::delete_;
+  del.target = manifest_target("hosted/app", sig.digest());
+  del.headers = login();
+  ASSERT_EQ(h_.serve(std::move(del)).status, 202u);
+  auto after = h_.get("/v2/hosted/app/referrers/" + app_.digest());
+  ASSERT_EQ(referrers_of(after).size(), 1u) << after;
+  EXPECT_EQ(std::get<0>(referrers_of(after)[0]), sbom.digest()) << after;
+  EXPECT_EQ(h_.upstream().request_count(), 0u) << h_.upstream().describe_requests();
+}
+
+// gc keeps what a referrer references like any manifest's content, and drops it with the
+// referrer.
+TEST_F(OciHostedTest, GcKeepsWhatOnlyAReferrerReferences) {
+  install(hosted_config());
+  push_image("hosted/app", "v1", app_);
+  image sbom = make_referrer(app_, "application/vnd.example.sbom", "sbom");
+  sbom.config = R"({"sbom":"only this referrer uses me"})";
+  const std::string empty_config = R"("application/vnd.oci.empty.v1+json","digest":")" +
+                                   make_referrer(app_, "", "").config_digest() + R"(","size":2)";
+  sbom.manifest.replace(sbom.manifest.find(empty_config), empty_config.size(),
+                        R"("application/vnd.example.sbom.config","digest":")" +
+                            sbom.config_digest() + R"(","size":)" +
+                            std::to_string(sbom.config.size()));
+  ASSERT_EQ(push_blob("hosted/app", sbom.config).status, 201u);
+  ASSERT_EQ(push_manifest("hosted/app", sbom.digest(), sbom).status, 201u);
+  const auto config_id = cache::digest::parse(sbom.config_digest()).value();
+
+  auto kept = oci::collect_hosted_garbage(*h_.store(), 0s);
+  ASSERT_TRUE(kept) << kept.error().message;
+  EXPECT_EQ(kept->references_removed, 0u);
+  EXPECT_TRUE(h_.store()->stat_blob(config_id)) << "the referrer's config went";
+  EXPECT_EQ(h_.get(blob_target("hosted/app", sbom.config_digest())).status, 200u);
+
+  fake_request del;
+  del.method = http::verb::delete_;
+  del.target = manifest_target("hosted/app", sbom.digest());
+  del.headers = login();
+  ASSERT_EQ(h_.serve(std::move(del)).status, 202u);
+  auto swept = oci::collect_hosted_garbage(*h_.store(), 0s);
+  ASSERT_TRUE(swept) << swept.error().message;
+  EXPECT_EQ(swept->references_removed, 1u);
+  EXPECT_FALSE(h_.store()->stat_blob(config_id)) << "an unreferenced config stayed";
+  EXPECT_EQ(h_.get(blob_target("hosted/app", app_.layer_digest())).status, 200u);
+}
+
+TEST_F(OciHostedTest, ReferrerMayBePushedBeforeItsSubject) {
+  install(hosted_config());
+  const image sig = make_referrer(app_, "application/vnd.example.sig", "early");
+  ASSERT_EQ(push_blob("hosted/app", sig.config).status, 201u);
+  auto r = push_manifest("hosted/app", sig.digest(), sig);
+  EXPECT_EQ(r.status, 201u) << r;
+  EXPECT_EQ(r.header("OCI-Subject"), app_.digest()) << r;
+  EXPECT_EQ(referrers_of(h_.get("/v2/hosted/app/referrers/" + app_.digest())).size(), 1u);
+}
+
+TEST_F(OciHostedTest, ManifestReadByAReferenceThatIsNeitherTagNorDigestIsUnknown) {
+  install(hosted_config());
+  auto get = h_.get(manifest_target("hosted/app", ".INVALID_MANIFEST_NAME"));
+  EXPECT_EQ(get.status, 404u) << get;
+  EXPECT_EQ(error_code_of(get), "MANIFEST_UNKNOWN") << get;
+  auto put = push_manifest("hosted/app", ".INVALID_MANIFEST_NAME", app_);
+  EXPECT_EQ(put.status, 400u) << put;
+  EXPECT_EQ(error_code_of(put), "TAG_INVALID") << put;
+}
+
+// An upstream's referrers answer (an OCI index) listing `referrers` as (manifest, artifactType,
+// note annotation or "" for none), each with a made-up size.
+upstream_answer referrers_answer(
+    const std::vector<std::tuple<image, std::string, std::string>>& referrers) {
+  upstream_answer a;
+  a.headers = {{"Content-Type", "application/vnd.oci.image.index.v1+json"}};
+  a.body =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)";
+  for (const auto& [m, type, note] : referrers) {
+    if (a.body.back() == '}') a.body += ",";
+    a.body += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"digest":")" +
+              m.digest() + R"(","artifactType":")" + type + "\"";
+    if (!note.empty()) a.body += R"(,"annotations":{"note":")" + note + "\"}";
+    a.body += "}";
+  }
+  a.body += "]}";
+  return a;
+}
+
+TEST_F(OciServiceTest, ProxiedReferrersComeFromTheUpstreamsApiFilteredHere) {
+  install(config());
+  const image sig = make_referrer(app_, "application/vnd.example.sig", "signed");
+  const image sbom = make_referrer(app_, "application/vnd.example.sbom", "sbom");
+  const upstream_answer a = referrers_answer({{sig, "application/vnd.example.sig", "signed"},
+                                              {sbom, "application/vnd.example.sbom", "sbom"}});
+  h_.upstream().script("/v2/team/app/referrers/" + app_.digest(), a);
+  auto r = h_.get("/v2/team/app/referrers/" + app_.digest() +
+                  "?artifactType=application/vnd.example.sbom");
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_EQ(r.route, "oci_referrers") << r;
+  EXPECT_EQ(r.header("OCI-Filters-Applied"), "artifactType") << r;
+  EXPECT_EQ(referrers_of(r), (std::vector<std::tuple<std::string, std::string, std::string>>{
+                                 {sbom.digest(), "application/vnd.example.sbom", "sbom"}}))
+      << r;
+  EXPECT_EQ(h_.upstream().request_count(), 1u) << h_.upstream().describe_requests();
+}
+
+TEST_F(OciServiceTest, ProxiedReferrersFallBackToTheTagSchemaWhenUpstreamHasNoApi) {
+  install(config());
+  const image sig = make_referrer(app_, "application/vnd.example.sig", "old way");
+  // Upstream answers 404 for the API (unscripted); the client-maintained index is a tag.
+  const std::string tag = "sha256-" + app_.digest().substr(7);
+  const upstream_answer a = referrers_answer({{sig, "application/vnd.example.sig", "old way"}});
+  h_.upstream().script(manifest_target("team/app", tag), a);
+  auto r = h_.get("/v2/team/app/referrers/" + app_.digest());
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_EQ(referrers_of(r), (std::vector<std::tuple<std::string, std::string, std::string>>{
+                                 {sig.digest(), "application/vnd.example.sig", "old way"}}))
+      << r;
+  // Neither the API nor the tag: no referrers, still 200.
+  const image other = make_image(9);
+  auto none = h_.get("/v2/team/app/referrers/" + other.digest());
+  EXPECT_EQ(none.status, 200u) << none;
+  EXPECT_TRUE(referrers_of(none).empty()) << none;
+}
+
+TEST_F(OciServiceTest, ProxiedReferrersAreCachedLikeATagAndServedStaleWhenUpstreamFails) {
+  const image sig = make_referrer(app_, "application/vnd.example.sig", "signed");
+  const upstream_answer a = referrers_answer({{sig, "application/vnd.example.sig", ""}});
+  const std::string api = "/v2/team/app/referrers/" + app_.digest();
+  h_.upstream().script(api, a);
+  const auto want = std::vector<std::tuple<std::string, std::string, std::string>>{
+      {sig.digest(), "application/vnd.example.sig", ""}};
+
+  install(config(3600s));
+  auto first = h_.get(api);
+  EXPECT_EQ(first.outcome, proxy::cache_outcome::miss) << first;
+  auto second = h_.get(api);
+  EXPECT_EQ(second.outcome, proxy::cache_outcome::hit) << second;
+  EXPECT_EQ(referrers_of(second), want) << second;
+  EXPECT_EQ(h_.upstream().request_count(), 1u) << h_.upstream().describe_requests();
+
+  // Past tag_ttl upstream is asked again; failing, it leaves the cached list standing in.
+  install(config(0s));
+  const std::string expiring = "/v2/team/app/referrers/" + make_image(8).digest();
+  h_.upstream().script(expiring, a);
+  ASSERT_EQ(h_.get(expiring).outcome, proxy::cache_outcome::miss);
+  h_.upstream().script_status(expiring, 503);
+  auto stale = h_.get(expiring);
+  EXPECT_EQ(stale.status, 200u) << stale;
+  EXPECT_EQ(stale.outcome, proxy::cache_outcome::stale) << stale;
+  EXPECT_EQ(stale.header("Warning"), "111 pantry \"Revalidation Failed\"") << stale;
+  EXPECT_EQ(referrers_of(stale), want) << stale;
+  EXPECT_EQ(h_.upstream().requests_for(expiring).size(), 2u) << h_.upstream().describe_requests();
+
+  // Nothing cached and upstream failing: the spec's error, not an empty list.
+  h_.upstream().script_status("/v2/team/app/referrers/" + make_image(9).digest(), 503);
+  auto failed = h_.get("/v2/team/app/referrers/" + make_image(9).digest());
+  EXPECT_EQ(failed.status, 502u) << failed;
+  EXPECT_EQ(error_code_of(failed), "UNAVAILABLE") << failed;
 }
 
 }  // namespace

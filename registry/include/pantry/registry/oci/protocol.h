@@ -2,7 +2,8 @@
 
 // The pure parts of the OCI distribution protocol (distribution-spec v1.1): request paths,
 // repository names, tags and digests, manifest media types and Accept matching, what a manifest
-// references, WWW-Authenticate challenges and token answers. No networking: the service calls it.
+// references, OCI 1.1 referrers lists, WWW-Authenticate challenges and token answers. No
+// networking: the service calls it.
 
 #include "pantry/cache/digest.h"
 #include "pantry/error.h"
@@ -31,24 +32,28 @@ inline constexpr std::string_view kAllManifests =
     "application/vnd.docker.distribution.manifest.v2+json";
 
 enum class api_kind {
-  ping,      // /v2/
-  manifest,  // /v2/<name>/manifests/<reference>
-  blob,      // /v2/<name>/blobs/<digest>
-  tags,      // /v2/<name>/tags/list
-  upload,    // /v2/<name>/blobs/uploads/ (reference empty) or …/uploads/<id>
-  catalog,   // /v2/_catalog
+  ping,       // /v2/
+  manifest,   // /v2/<name>/manifests/<reference>
+  blob,       // /v2/<name>/blobs/<digest>
+  tags,       // /v2/<name>/tags/list
+  upload,     // /v2/<name>/blobs/uploads/ (reference empty) or …/uploads/<id>
+  catalog,    // /v2/_catalog
+  referrers,  // /v2/<name>/referrers/<digest>
 };
 
 struct api_path {
   api_kind kind = api_kind::ping;
   std::string name;       // the repository name as the client wrote it
-  std::string reference;  // tag or digest (manifest), digest (blob), upload id (upload)
+  std::string reference;  // tag or digest (manifest), digest (blob, referrers), upload id (upload)
 };
 
-// Parses the path part of a /v2/ request target (no query). Errors are errc::invalid_argument
-// with the spec's error code as the first word of the message: "NAME_INVALID …",
-// "TAG_INVALID …", "DIGEST_INVALID …", or "NOT_FOUND …" for a path that is no API endpoint.
-result<api_path> parse_api_path(std::string_view path);
+// Parses the path part of a /v2/ request target (no query) of a request that reads (`read`: GET
+// or HEAD) or writes. Errors are errc::invalid_argument with the spec's error code as the first
+// word of the message: "NAME_INVALID …", "TAG_INVALID …", "DIGEST_INVALID …", "NOT_FOUND …" for
+// a path that is no API endpoint, and "MANIFEST_UNKNOWN …" when a read names a manifest by a
+// reference that is neither a tag nor a digest (a write with one is "TAG_INVALID" or
+// "DIGEST_INVALID"), as distribution answers.
+result<api_path> parse_api_path(std::string_view path, bool read = false);
 
 // distribution-spec: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*,
 // at most 255 characters.
@@ -84,12 +89,47 @@ struct manifest_refs {
   bool is_index = false;              // an OCI index or a Docker manifest list
   std::vector<descriptor> blobs;      // config and layers (image manifests)
   std::vector<descriptor> manifests;  // the platform manifests (indexes)
+  // OCI 1.1: the manifest this one refers to (a signature's or SBOM's image), if any and if
+  // sha256. It is no reference gc follows: a referrer may be pushed before its subject, or
+  // outlive it.
+  std::optional<descriptor> subject;
+  std::string artifact_type;                       // the artifactType field, "" when absent
+  std::map<std::string, std::string> annotations;  // the string-valued annotations
 };
 
 // Parses a manifest's JSON. `content_type` (the Content-Type it came with) decides the kind when
 // the body names no mediaType. Errors (errc::invalid_argument) start with "MANIFEST_INVALID".
 // Descriptors with a digest of another algorithm than sha256 are refused.
 result<manifest_refs> parse_manifest(std::string_view body, std::string_view content_type);
+
+// A manifest as a referrers list describes it (distribution-spec 1.1, "Listing Referrers").
+struct referrer {
+  std::string media_type;
+  cache::digest digest;
+  std::uint64_t size = 0;
+  std::string artifact_type;  // the manifest's artifactType, else its config's mediaType
+  std::map<std::string, std::string> annotations;
+  friend bool operator==(const referrer&, const referrer&) = default;
+};
+
+// The descriptor that lists manifest `body` (stored with `content_type`) among the referrers of
+// `subject`, or nullopt when its subject is another manifest, it has none, or it is no manifest.
+std::optional<referrer> as_referrer(std::string_view body, std::string_view content_type,
+                                    const cache::digest& subject);
+
+// The body of a referrers answer: an OCI image index of `referrers` in the order given, only
+// those whose artifactType is `artifact_type` when that is not empty. An empty list is an index
+// with an empty "manifests" array, never an error.
+std::string referrers_index(const std::vector<referrer>& referrers, std::string_view artifact_type);
+
+// The descriptors of a referrers answer or of an index kept under the referrers tag schema
+// (`body`, an OCI image index). Descriptors pantry cannot serve (not sha256) are left out.
+// errc::invalid_argument when `body` is no index.
+result<std::vector<referrer>> parse_referrers_index(std::string_view body);
+
+// The tag under which a registry without the referrers API keeps `subject`'s referrers list
+// (the spec's "referrers tag schema"): "sha256-<hex>".
+std::string referrers_tag(const cache::digest& subject);
 
 // One challenge of a WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"`.
 struct challenge {

@@ -1128,20 +1128,16 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
 asio::awaitable<void> coordinator_impl::follow_log(exchange& ex, job_id job,
                                                    const target_parts& t) {
   log_filter filter;
-  std::optional<std::regex> pattern;
+  std::shared_ptr<const std::regex> pattern;
   if (auto s = t.query.find("step"); s != t.query.end()) filter.step = s->second;
   if (auto g = t.query.find("grep"); g != t.query.end() && !g->second.empty()) {
-    std::string problem;
-    try {
-      pattern.emplace(g->second, std::regex::ECMAScript);
-      filter.pattern = &*pattern;
-    } catch (const std::regex_error& e) {
-      problem = "grep: \"" + g->second + "\" is not a regular expression: " + e.what();
-    }
-    if (!problem.empty()) {
-      co_await fail(ex, http::status::bad_request, problem);
+    auto compiled = compile_log_pattern(g->second);
+    if (!compiled) {
+      co_await fail(ex, http::status::bad_request, "grep: " + compiled.error().message);
       co_return;
     }
+    pattern = std::move(*compiled);
+    filter.pattern = pattern.get();
   }
   bool follow = t.query.count("follow") && t.query.at("follow") != "0";
   bool ndjson = t.query.count("format") && t.query.at("format") == "ndjson";

@@ -115,12 +115,16 @@ TEST_F(LogStoreTest, FiltersByStepAndPattern) {
   ASSERT_TRUE(ok(logs->close(7)));
 
   EXPECT_EQ(read_all(*logs, 7, {"install", nullptr}).size(), 5u);
-  std::regex failed("^FAILED");
-  auto hits = read_all(*logs, 7, {"", &failed});
+  auto failed = compile_log_pattern("^FAILED");
+  ASSERT_TRUE(failed) << failed.error().message;
+  auto hits = read_all(*logs, 7, {"", failed->get()});
   EXPECT_EQ(texts(hits),
             (std::vector<std::string>{"FAILED test_add - assert 1 == 2", "FAILED test_sub"}));
   EXPECT_EQ(hits[0].seq, 5u + 3u);
-  EXPECT_TRUE(read_all(*logs, 7, {"install", &failed}).empty());
+  EXPECT_TRUE(read_all(*logs, 7, {"install", failed->get()}).empty());
+  auto bad = compile_log_pattern("(unclosed");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("(unclosed"), std::string::npos) << bad.error().message;
 }
 
 TEST_F(LogStoreTest, LinesSpanChunkBoundariesAndSurviveReopen) {

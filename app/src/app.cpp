@@ -14,6 +14,7 @@
 #include "pantry/proxy/service.h"
 #include "pantry/registry/oci/service.h"
 #include "pantry/registry/pypi/service.h"
+#include "pantry/web/service.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/host_name.hpp>
@@ -43,6 +44,7 @@ struct parts {
   std::shared_ptr<cache::store> store;
   std::shared_ptr<proxy::metrics_registry> metrics;
   std::shared_ptr<proxy::client> upstream;
+  std::shared_ptr<proxy::upstream_health> health;  // what `upstream` last saw from each origin
   std::shared_ptr<proxy::flight_table> flights;
   asio::any_io_executor blocking;  // cache writes and other blocking work, off the I/O threads
 };
@@ -52,6 +54,7 @@ struct parts {
 std::vector<std::shared_ptr<proxy::service>> make_services(const config::config& cfg,
                                                            const parts& p) {
   std::vector<std::shared_ptr<proxy::service>> services = {
+      web::web_service::create(cfg, p.store, p.metrics, p.health, PANTRY_VERSION),
       registry::pypi::service::create(cfg.pypi, p.store, p.upstream, p.flights, p.metrics,
                                       p.blocking),
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
@@ -88,8 +91,10 @@ proxy::server_options server_options_of(const config::config& cfg) {
   return so;
 }
 
-proxy::client_options client_options_of(const config::config& cfg) {
+proxy::client_options client_options_of(const config::config& cfg,
+                                        std::shared_ptr<proxy::upstream_health> health) {
   proxy::client_options co;
+  co.health = std::move(health);
   co.connect_timeout = cfg.upstream.connect_timeout;
   co.header_timeout = cfg.upstream.header_timeout;
   co.idle_timeout = cfg.upstream.idle_timeout;
@@ -166,13 +171,14 @@ result<void> app_impl::assemble() {
   if (!srv) return srv.error();
   server_ = std::move(*srv);
 
-  upstream_ = proxy::client::create(server_->executor(), client_options_of(cfg_));
+  auto health = std::make_shared<proxy::upstream_health>();
+  upstream_ = proxy::client::create(server_->executor(), client_options_of(cfg_, health));
   flights_ = std::make_shared<proxy::flight_table>(store_, upstream_);
   blocking_.emplace(2);
   control_ = control_endpoint{loopback_url(cfg_.listen.host, server_->port()), new_control_token(),
                               static_cast<long>(::getpid())};
   services_ = make_services(cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_,
-                                        flights_, blocking_->get_executor()});
+                                        std::move(health), flights_, blocking_->get_executor()});
   for (auto& s : services_)
     s->install(*server_);
 

@@ -295,6 +295,8 @@ class client_impl final : public client, public std::enable_shared_from_this<cli
         env_(opt.use_env_proxy ? detail::read_proxy_env() : detail::proxy_env{}) {}
 
   asio::awaitable<result<response>> send(request req) override;
+  // send() without the health record: the request and its redirects.
+  asio::awaitable<result<response>> send_following(request& req);
 
   // Takes back a connection whose response was read completely and allowed keep-alive.
   void release(const std::string& key, std::unique_ptr<connection> c);
@@ -813,6 +815,24 @@ asio::awaitable<result<std::unique_ptr<response::impl>>> client_impl::send_once(
 
 asio::awaitable<result<response>> client_impl::send(request req) {
   auto self = shared_from_this();  // pools and contexts outlive this call
+  const std::shared_ptr<upstream_health> health = opt_.health;
+  std::optional<std::string> origin;
+  if (health) origin = upstream_health::origin_of(req.url);
+  auto r = co_await send_following(req);
+  if (origin) {
+    const auto now = upstream_health::clock::now();
+    if (r && r->status() < 500) {
+      health->succeeded(*origin, now);
+    } else if (r) {
+      health->failed(*origin, now, "HTTP " + std::to_string(r->status()) + " from " + r->url());
+    } else if (!r.error().is(errc::cancelled)) {
+      health->failed(*origin, now, r.error().message);
+    }
+  }
+  co_return r;
+}
+
+asio::awaitable<result<response>> client_impl::send_following(request& req) {
   auto first = parse_target(req.url);
   if (!first) {
     co_return error(errc::invalid_argument, std::string(http::to_string(req.method)) + " " +
@@ -865,6 +885,31 @@ asio::awaitable<result<response>> client_impl::send(request req) {
     next->basic_auth = t.basic_auth;
     t = std::move(*next);
   }
+}
+
+std::optional<std::string> upstream_health::origin_of(std::string_view url) {
+  auto t = parse_target(url);
+  if (!t) return std::nullopt;
+  return std::string(t->tls ? "https://" : "http://") + t->authority;
+}
+
+void upstream_health::succeeded(const std::string& origin, clock::time_point at) {
+  std::lock_guard lock(mutex_);
+  records_[origin].last_success = at;
+}
+
+void upstream_health::failed(const std::string& origin, clock::time_point at,
+                             std::string_view why) {
+  std::lock_guard lock(mutex_);
+  auto& r = records_[origin];
+  r.last_failure = at;
+  r.failure = why;
+}
+
+upstream_health::record upstream_health::of(const std::string& origin) const {
+  std::lock_guard lock(mutex_);
+  auto it = records_.find(origin);
+  return it == records_.end() ? record{} : it->second;
 }
 
 }  // namespace pantry::proxy

@@ -1,5 +1,6 @@
 #include "pantry/proxy/metrics.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <string>
@@ -122,6 +123,20 @@ std::uint64_t metrics_registry::counter(const std::string& name, const labels& l
   if (f == families_.end() || !f->second.is_counter) return 0;
   auto s = f->second.values.find(l);
   return s == f->second.values.end() ? 0 : s->second.count.load(std::memory_order_relaxed);
+}
+
+std::uint64_t metrics_registry::counter_sum(const std::string& name, const labels& match) const {
+  std::lock_guard lock(mutex_);
+  auto f = families_.find(name);
+  if (f == families_.end() || !f->second.is_counter) return 0;
+  std::uint64_t sum = 0;
+  for (const auto& [l, s] : f->second.values) {
+    const bool all = std::all_of(match.begin(), match.end(), [&l = l](const auto& m) {
+      return std::find(l.begin(), l.end(), m) != l.end();
+    });
+    if (all) sum += s.count.load(std::memory_order_relaxed);
+  }
+  return sum;
 }
 
 std::string metrics_registry::render() const {

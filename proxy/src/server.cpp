@@ -395,10 +395,11 @@ class server_impl final : public server {
   std::atomic<std::int64_t>& in_flight() noexcept { return *in_flight_; }
   bool stopping() const noexcept { return stopping_.load(std::memory_order_relaxed); }
 
-  // The route with the longest prefix of `path`, or null.
+  // The route with the longest prefix of `path`, or null. "/" is the front page's alone (see
+  // server::route).
   const route_entry* match(std::string_view path) const noexcept {
     for (const auto& r : routes_) {
-      if (path.starts_with(r.prefix)) return &r;
+      if (r.prefix == "/" ? path == "/" : path.starts_with(r.prefix)) return &r;
     }
     return nullptr;
   }

@@ -1,7 +1,8 @@
 #pragma once
 
 // Small text helpers every layer needs, written once: ASCII case folding and comparison,
-// trimming, port numbers and PEP 503 project-name normalization. ASCII only on purpose: HTTP
+// trimming, port numbers, PEP 503 project-name normalization, HTML escaping and byte counts for
+// people. ASCII only on purpose: HTTP
 // header names, media types, URL schemes and project names are ASCII by their specs, and a
 // locale-dependent std::tolower would make a header match depend on the environment.
 
@@ -48,5 +49,11 @@ bool is_normalized_project_name(std::string_view name) noexcept;
 // True iff `name` is a valid project name (PEP 508): ASCII letters, digits, '-', '_' and '.',
 // starting and ending with a letter or digit. Such a name is safe in a URL path and a cache key.
 bool is_valid_project_name(std::string_view name) noexcept;
+
+// Appends `s` with &, <, >, " and ' escaped, fit for a quoted attribute value or text.
+void append_html_escaped(std::string& out, std::string_view s);
+
+// "512 B", "1.5 KiB", "48.3 MiB", … (binary units, one decimal above bytes).
+std::string human_bytes(std::uint64_t n);
 
 }  // namespace pantry

@@ -210,30 +210,6 @@ std::string decode_entities(std::string_view s, bool in_attribute) {
   return out;
 }
 
-void append_html_escaped(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-}
-
 void append_json_string(std::string& out, std::string_view raw) {
   static constexpr char kHex[] = "0123456789abcdef";
   // Invalid UTF-8 would make the whole document invalid JSON; repair it (rarely needed).

@@ -26,8 +26,8 @@ void append_utf8(std::string& out, char32_t cp);
 // Unknown names stay literal.
 std::string decode_entities(std::string_view s, bool in_attribute);
 
-// Appends `s` with &, <, >, " and ' escaped, fit for a quoted attribute value or text.
-void append_html_escaped(std::string& out, std::string_view s);
+// pantry/text.h's, used unqualified here.
+using pantry::append_html_escaped;
 
 // Appends `s` (valid UTF-8) as a JSON string literal, quotes included.
 void append_json_string(std::string& out, std::string_view s);

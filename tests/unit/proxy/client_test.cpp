@@ -682,6 +682,61 @@ TEST_F(ClientTest, UserInfoBecomesBasicAuthAndStaysOutOfTheUrl) {
   EXPECT_THAT(server.heads()[0], HasSubstr("Authorization: Basic dXNlcjpwdw==\r\n"));
 }
 
+TEST_F(ClientTest, HealthRecordsAnswersAndFailuresPerOriginWithoutUserInfo) {
+  test_server server([](test_conn& conn, std::string) -> asio::awaitable<bool> {
+    co_return co_await conn.write(reply(503, "down"));
+  });
+  std::uint16_t closed_port = 0;
+  {
+    asio::io_context tmp;
+    tcp::acceptor a(tmp, {asio::ip::make_address("127.0.0.1"), 0});
+    closed_port = a.local_endpoint().port();
+  }
+  auto o = options();
+  o.health = std::make_shared<upstream_health>();
+  auto c = make_client(o);
+  const std::string closed = "http://127.0.0.1:" + std::to_string(closed_port);
+  const std::string open = "http://127.0.0.1:" + std::to_string(server.port());
+  EXPECT_EQ(upstream_health::origin_of(
+                "http://user:pw-s3cret@127.0.0.1:" + std::to_string(closed_port) + "/simple/"),
+            std::optional<std::string>(closed));
+  EXPECT_EQ(upstream_health::origin_of("HTTPS://PyPI.org:443/simple/"),
+            std::optional<std::string>("https://pypi.org"));
+  EXPECT_EQ(upstream_health::origin_of("ftp://x/"), std::nullopt);
+
+  const auto before = upstream_health::clock::now();
+  auto refused = fetch_sync(
+      *c, get("http://user:pw-s3cret@127.0.0.1:" + std::to_string(closed_port) + "/simple/"));
+  ASSERT_FALSE(refused.has_value());
+  auto r = o.health->of(closed);
+  EXPECT_FALSE(r.last_success.has_value());
+  ASSERT_TRUE(r.last_failure.has_value());
+  EXPECT_GE(*r.last_failure, before);
+  EXPECT_THAT(r.failure, HasSubstr("refused"));
+  EXPECT_THAT(r.failure, Not(HasSubstr("pw-s3cret")));
+
+  auto down = fetch_sync(*c, get(open + "/x"));
+  ASSERT_TRUE(down.has_value()) << down.error().message;
+  r = o.health->of(open);
+  EXPECT_FALSE(r.last_success.has_value()) << "a 503 is not an answer";
+  ASSERT_TRUE(r.last_failure.has_value());
+  EXPECT_EQ(r.failure, "HTTP 503 from " + open + "/x");
+}
+
+TEST_F(ClientTest, HealthCountsA404AsAnAnswer) {
+  test_server server([](test_conn& conn, std::string) -> asio::awaitable<bool> {
+    co_return co_await conn.write(reply(404, "no such project"));
+  });
+  auto o = options();
+  o.health = std::make_shared<upstream_health>();
+  auto c = make_client(o);
+  auto r = fetch_sync(*c, get(server.url("/simple/nope/")));
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const auto rec = o.health->of("http://127.0.0.1:" + std::to_string(server.port()));
+  EXPECT_TRUE(rec.last_success.has_value());
+  EXPECT_FALSE(rec.last_failure.has_value());
+}
+
 // ---- redirects --------------------------------------------------------------------------------
 
 TEST_F(ClientTest, RedirectToAnotherOriginDropsCredentials) {

@@ -122,3 +122,23 @@ TEST(MetricsTest, ConcurrentAddsAreAllCounted) {
 
 }  // namespace
 }  // namespace pantry::proxy
+
+namespace pantry::proxy {
+namespace {
+
+TEST(MetricsTest, CounterSumAddsEverySeriesWithTheGivenLabels) {
+  metrics_registry m;
+  m.add("req", {{"route", "a"}, {"outcome", "hit"}}, 3);
+  m.add("req", {{"route", "b"}, {"outcome", "hit"}}, 4);
+  m.add("req", {{"route", "b"}, {"outcome", "miss"}}, 5);
+  m.set("gauge", {{"outcome", "hit"}}, 100);
+  EXPECT_EQ(m.counter_sum("req", {{"outcome", "hit"}}), 7u);
+  EXPECT_EQ(m.counter_sum("req", {{"outcome", "miss"}, {"route", "b"}}), 5u);
+  EXPECT_EQ(m.counter_sum("req", {}), 12u);
+  EXPECT_EQ(m.counter_sum("req", {{"outcome", "stale"}}), 0u);
+  EXPECT_EQ(m.counter_sum("gauge", {{"outcome", "hit"}}), 0u) << "a gauge is not a counter";
+  EXPECT_EQ(m.counter_sum("none", {}), 0u);
+}
+
+}  // namespace
+}  // namespace pantry::proxy

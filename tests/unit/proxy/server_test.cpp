@@ -263,12 +263,24 @@ TEST(ServerTest, LongestPrefixWins) {
     srv.route("/a/", [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "a"); });
   });
   test_client c(s.port());
-  EXPECT_EQ(c.get("/x").body(), "root");
+  EXPECT_EQ(c.get("/").body(), "root");
   EXPECT_EQ(c.get("/a/x").body(), "a");
   EXPECT_EQ(c.get("/a/b/c").body(), "ab");
   EXPECT_EQ(c.get("/a/bc").body(), "a");
-  EXPECT_EQ(c.get("/a?q=/a/b/").body(), "root");
+  EXPECT_EQ(c.get("/?q=/a/b/").body(), "root");
   EXPECT_EQ(c.get("/healthz").body(), "ok");
+}
+
+TEST(ServerTest, RootPrefixTakesOnlyTheRootSoUnknownPathsStill404) {
+  running_server s([](server& srv) {
+    srv.route("/", [](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, "root"); });
+  });
+  test_client c(s.port());
+  EXPECT_EQ(c.get("/?x=1").body(), "root");
+  auto r = c.get("/nope/x");
+  EXPECT_EQ(r.result_int(), 404u) << r.body();
+  EXPECT_THAT(r.body(), HasSubstr("no route for path /nope/x"));
+  EXPECT_EQ(c.get("/a").result_int(), 404u);
 }
 
 TEST(ServerTest, UnknownPathIs404NamingThePath) {

@@ -22,16 +22,49 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace pantry::proxy {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
+
+// What the upstream client last saw from each origin ("https://pypi.org", "http://10.0.0.5:5000"),
+// for the front page: when a request there last got an answer and when one last failed, and why.
+// An answer is any response below 500 (a 404 or a 401 still says the upstream is up); a failure
+// is an error before the response header (connect, TLS, timeout) or a 5xx. A request is counted
+// once, against the origin of the URL it was sent to (not of a redirect's target), when its
+// header has arrived; a body that fails later is not counted here (the fetch's own error says
+// so). A request the caller cancelled counts as neither. Thread-safe: any thread records and reads.
+class upstream_health {
+ public:
+  using clock = std::chrono::system_clock;
+  struct record {
+    std::optional<clock::time_point> last_success;
+    std::optional<clock::time_point> last_failure;
+    std::string failure;  // the last failure's message (it names the URL, never its user info)
+  };
+
+  // The origin of an absolute http(s) URL as the records are keyed: lowercase scheme and host,
+  // the port only when it is not the scheme's default, no user info, no path. nullopt when `url`
+  // is not an absolute http:// or https:// URL.
+  static std::optional<std::string> origin_of(std::string_view url);
+
+  void succeeded(const std::string& origin, clock::time_point at);
+  void failed(const std::string& origin, clock::time_point at, std::string_view why);
+  // What was recorded for `origin` (empty fields when nothing was).
+  record of(const std::string& origin) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, record> records_;  // guarded by mutex_
+};
 
 struct client_options {
   std::chrono::milliseconds connect_timeout{10'000};
@@ -43,6 +76,8 @@ struct client_options {
   // Read HTTP_PROXY / HTTPS_PROXY / NO_PROXY (and lowercase forms) from the environment.
   bool use_env_proxy = true;
   std::string user_agent = "pantry";
+  // Where every request's outcome is recorded; null: nowhere.
+  std::shared_ptr<upstream_health> health;
 };
 
 // Per-request TLS settings: a PEM CA bundle to trust instead of the system store.

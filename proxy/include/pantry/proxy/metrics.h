@@ -39,6 +39,9 @@ class metrics_registry {
 
   // The current value of counter `name` with `l`, 0 if never added to (tests and benchmarks).
   std::uint64_t counter(const std::string& name, const labels& l = {}) const;
+  // The sum of counter `name` over every series whose labels include each of `match` (all of
+  // them when `match` is empty); 0 if none. Takes the registry's lock.
+  std::uint64_t counter_sum(const std::string& name, const labels& match) const;
 
   // Prometheus text format, version 0.0.4.
   std::string render() const;

@@ -141,7 +141,9 @@ class server {
   virtual ~server() = default;
 
   // Routes requests whose target path starts with `prefix` to `h`; the longest prefix wins.
-  // Call before run(). /healthz and /metrics are built in.
+  // The prefix "/" is the exception: it matches the path "/" alone (a front page), so that a
+  // path no other prefix takes still gets the server's 404. Call before run(). /healthz and
+  // /metrics are built in.
   virtual void route(std::string prefix, handler h) = 0;
 
   // The bound port.

@@ -1,0 +1,238 @@
+#include "pantry/web/front_page.h"
+
+#include "pantry/config/config.h"
+#include "pantry/web/layout.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace pantry::web {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A config with two PyPI upstreams (one with credentials in its URL), two OCI upstreams (one
+// with a username and password), hosted repositories with a user, and CI tokens and secrets:
+// every secret the page must never show.
+config::config secretive_config() {
+  config::config cfg = config::defaults();
+  cfg.pypi.upstreams = {
+      {"pypi", "https://pypi.org/simple/", std::nullopt},
+      {"private", "https://alice:pypi-s3cret-Pass@pkgs.example.com/simple/", std::nullopt},
+  };
+  cfg.oci.default_upstream = "docker.io";
+  config::oci_upstream hub{"docker.io", "https://registry-1.docker.io", std::nullopt, "", ""};
+  config::oci_upstream ghcr{"ghcr.io", "https://ghcr.io", std::nullopt, "bob", "ghp-oci-s3cret"};
+  cfg.oci.upstreams = {hub, ghcr};
+  cfg.oci.hosted.prefix = "team/";
+  cfg.oci.hosted.users = {{"carol", "hosted-user-token-s3cret"}};
+  cfg.ci.enabled = true;
+  cfg.ci.tokens = {{"ci", "ci-token-s3cret-0123456789", config::ci_role::submit}};
+  cfg.cache.max_size = 8ull << 30;
+  return cfg;
+}
+
+const std::vector<std::string> kSecrets = {"pypi-s3cret-Pass", "alice", "ghp-oci-s3cret",
+                                           "hosted-user-token-s3cret",
+                                           "ci-token-s3cret-0123456789"};
+
+base_address at(std::string authority, std::string scheme = "http") {
+  base_address b;
+  b.scheme = std::move(scheme);
+  b.authority = std::move(authority);
+  return b;
+}
+
+const client_setting* setting(const std::vector<client_setting>& all, std::string_view id) {
+  for (const auto& s : all) {
+    if (s.id == id) return &s;
+  }
+  return nullptr;
+}
+
+TEST(FrontPageTest, BaseAddressIsTheHostHeaderWhenItIsAHost) {
+  EXPECT_EQ(base_address_of("pantry.internal:8585", "", "127.0.0.1:1").url(),
+            "http://pantry.internal:8585");
+  EXPECT_EQ(base_address_of("Pantry.Internal", "", "127.0.0.1:1").url(), "http://pantry.internal");
+  EXPECT_EQ(base_address_of("10.0.0.5:8585", "https", "x:1").url(), "https://10.0.0.5:8585");
+  EXPECT_EQ(base_address_of("[::1]:8585", "", "x:1").url(), "http://[::1]:8585");
+  EXPECT_EQ(base_address_of("[::1]:8585", "", "x:1").host(), "[::1]");
+  EXPECT_EQ(base_address_of("pantry.internal:8585", "", "x:1").host(), "pantry.internal");
+}
+
+TEST(FrontPageTest, BaseAddressRefusesAHostHeaderThatIsNotAHost) {
+  for (std::string_view bad :
+       {"", "user:pw@pantry:8585", "pantry/x", "pan try", "pantry:", "pantry:99999", "<b>:1",
+        "pantry:85\"85", "[::1", "[zz]:1", "pantry:1:2", "a\"onmouseover=\"x"}) {
+    EXPECT_EQ(base_address_of(bad, "", "127.0.0.1:8585").authority, "127.0.0.1:8585")
+        << "Host: " << bad;
+  }
+}
+
+TEST(FrontPageTest, WithoutUserInfoDropsCredentialsAndNothingElse) {
+  EXPECT_EQ(without_user_info("https://u:p@pkgs.example.com/simple/"),
+            "https://pkgs.example.com/simple/");
+  EXPECT_EQ(without_user_info("https://token@pkgs.example.com:8443/x/"),
+            "https://pkgs.example.com:8443/x/");
+  EXPECT_EQ(without_user_info("https://pypi.org/simple/"), "https://pypi.org/simple/");
+  EXPECT_EQ(without_user_info("not a url with secret"), "(not a URL)");
+}
+
+TEST(FrontPageTest, PythonSettingsNameTheIndexAsReached) {
+  auto s = client_settings(secretive_config(), at("pantry.internal:8585"));
+  const auto* pip = setting(s, "pip");
+  ASSERT_NE(pip, nullptr);
+  EXPECT_EQ(pip->text,
+            "export PIP_INDEX_URL=http://pantry.internal:8585/simple/\n"
+            "export PIP_TRUSTED_HOST=pantry.internal\n");
+  const auto* conf = setting(s, "pip-conf");
+  ASSERT_NE(conf, nullptr);
+  EXPECT_EQ(conf->text,
+            "[global]\nindex-url = http://pantry.internal:8585/simple/\n"
+            "trusted-host = pantry.internal\n");
+  ASSERT_NE(setting(s, "uv"), nullptr);
+  EXPECT_THAT(setting(s, "uv")->text,
+              HasSubstr("export UV_DEFAULT_INDEX=http://pantry.internal:8585/simple/\n"));
+  ASSERT_NE(setting(s, "poetry"), nullptr);
+  EXPECT_THAT(setting(s, "poetry")->text,
+              HasSubstr("url = \"http://pantry.internal:8585/simple/\""));
+}
+
+TEST(FrontPageTest, ContainerSettingsMirrorEachUpstream) {
+  auto s = client_settings(secretive_config(), at("10.1.2.3:8585"));
+  const auto* dockerd = setting(s, "dockerd");
+  ASSERT_NE(dockerd, nullptr);
+  EXPECT_EQ(dockerd->text,
+            "{\n  \"registry-mirrors\": [\"http://10.1.2.3:8585\"],\n"
+            "  \"insecure-registries\": [\"10.1.2.3:8585\"]\n}\n");
+  const auto* podman = setting(s, "podman");
+  ASSERT_NE(podman, nullptr);
+  EXPECT_EQ(podman->text,
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n"
+            "[[registry.mirror]]\nlocation = \"10.1.2.3:8585\"\ninsecure = true\n\n"
+            "[[registry]]\nprefix = \"ghcr.io\"\nlocation = \"ghcr.io\"\n"
+            "[[registry.mirror]]\nlocation = \"10.1.2.3:8585/ghcr.io\"\ninsecure = true\n");
+  const auto* hub = setting(s, "containerd-docker.io");
+  ASSERT_NE(hub, nullptr);
+  EXPECT_EQ(hub->where, "/etc/containerd/certs.d/docker.io/hosts.toml");
+  EXPECT_EQ(hub->text,
+            "server = \"https://registry-1.docker.io\"\n\n[host.\"http://10.1.2.3:8585\"]\n"
+            "  capabilities = [\"pull\", \"resolve\"]\n");
+  ASSERT_NE(setting(s, "containerd-ghcr.io"), nullptr);
+}
+
+TEST(FrontPageTest, HttpsBehindAProxyNeedsNoInsecureLines) {
+  auto s = client_settings(secretive_config(), at("pantry.example.com", "https"));
+  for (const auto& c : s) {
+    EXPECT_THAT(c.text, Not(HasSubstr("insecure"))) << c.id;
+    EXPECT_THAT(c.text, Not(HasSubstr("trusted-host"))) << c.id;
+    EXPECT_THAT(c.text, Not(HasSubstr("TRUSTED_HOST"))) << c.id;
+  }
+  EXPECT_THAT(setting(s, "pip")->text,
+              HasSubstr("PIP_INDEX_URL=https://pantry.example.com/simple/"));
+}
+
+TEST(FrontPageTest, DockerdMirrorOnlyWhenTheDefaultUpstreamIsDockerHub) {
+  auto cfg = secretive_config();
+  cfg.oci.default_upstream = "ghcr.io";
+  EXPECT_EQ(setting(client_settings(cfg, at("p:1")), "dockerd"), nullptr);
+}
+
+TEST(FrontPageTest, NeitherFormShowsASecret) {
+  auto cfg = secretive_config();
+  auto page = make_front_page(cfg, at("pantry.internal:8585"), "0.1.0");
+  page.upstreams[1].last_failure = system_clock::now();
+  page.upstreams[1].failure = "GET https://pkgs.example.com/simple/x/: connection refused";
+  const std::string html = render_html(page);
+  const std::string json = render_json(page);
+  for (const auto& secret : kSecrets) {
+    EXPECT_THAT(html, Not(HasSubstr(secret))) << "the HTML shows " << secret;
+    EXPECT_THAT(json, Not(HasSubstr(secret))) << "the JSON shows " << secret;
+  }
+  EXPECT_THAT(html, HasSubstr("https://pkgs.example.com/simple/"));
+  EXPECT_THAT(html, HasSubstr("(with credentials)"));
+  EXPECT_THAT(json, HasSubstr("\"url\":\"https://pkgs.example.com/simple/\""));
+  EXPECT_THAT(json, HasSubstr("\"credentials\":true"));
+}
+
+TEST(FrontPageTest, RemoteRunnersCoordinatorIsShownWithoutItsToken) {
+  auto cfg = secretive_config();
+  cfg.ci.runner_of.url = "https://runner:coord-s3cret@ci.example.com:8585";
+  cfg.ci.runner_of.token = "runner-token-s3cret-0123";
+  auto page = make_front_page(cfg, at("p:1"), "0.1.0");
+  EXPECT_EQ(page.runner_of, "https://ci.example.com:8585");
+  for (const auto& out : {render_html(page), render_json(page)}) {
+    EXPECT_THAT(out, Not(HasSubstr("coord-s3cret")));
+    EXPECT_THAT(out, Not(HasSubstr("runner-token-s3cret")));
+    EXPECT_THAT(out, HasSubstr("https://ci.example.com:8585"));
+  }
+}
+
+TEST(FrontPageTest, HtmlEscapesEveryString) {
+  front_page page;
+  page.version = "<script>alert(1)</script>";
+  page.base = at("evil\"><img src=x>");
+  page.upstreams.push_back({"pypi", "n<a>", "https://h/<x>", false, std::nullopt,
+                            system_clock::now(), "<b>bad</b> & \"worse\""});
+  page.settings.push_back({"id\"", "client<", "where>", "text </code></pre><script>"});
+  page.ci = true;
+  const std::string html = render_html(page);
+  EXPECT_THAT(html, Not(HasSubstr("<script")));
+  EXPECT_THAT(html, Not(HasSubstr("<img")));
+  EXPECT_THAT(html, Not(HasSubstr("<b>bad")));
+  EXPECT_THAT(html, Not(HasSubstr("<a>")));
+  EXPECT_THAT(html, HasSubstr("&lt;script&gt;alert(1)&lt;/script&gt;"));
+  EXPECT_THAT(html, HasSubstr("&lt;b&gt;bad&lt;/b&gt; &amp; &quot;worse&quot;"));
+  EXPECT_THAT(html, HasSubstr("text &lt;/code&gt;&lt;/pre&gt;&lt;script&gt;"));
+}
+
+TEST(FrontPageTest, HtmlHasTheSectionsAndNoScriptsOrExternalAssets) {
+  auto page = make_front_page(secretive_config(), at("pantry.internal:8585"), "0.1.0");
+  page.cache.bytes = 3 << 20;
+  page.cache.hits = 41;
+  page.cache.misses = 7;
+  const std::string html = render_html(page);
+  EXPECT_THAT(html, HasSubstr("<!DOCTYPE html>"));
+  for (std::string_view id : {"serves", "clients", "upstreams", "cache", "ci"}) {
+    EXPECT_THAT(html, HasSubstr("<section id=\"" + std::string(id) + "\">"));
+  }
+  EXPECT_THAT(html, HasSubstr("3.0 MiB of 8.0 GiB quota"));
+  EXPECT_THAT(html, HasSubstr("<th>hits since start</th><td>41</td>"));
+  EXPECT_THAT(html, HasSubstr("<th>misses since start</th><td>7</td>"));
+  EXPECT_THAT(html, HasSubstr("http://pantry.internal:8585/api/v1/"));
+  EXPECT_THAT(html, HasSubstr("<a href=\"/\" aria-current=\"page\">Overview</a>"));
+  EXPECT_THAT(html, Not(HasSubstr("<script")));
+  EXPECT_THAT(html, Not(HasSubstr("src=")));
+  EXPECT_THAT(html, Not(HasSubstr("<link")));
+  EXPECT_THAT(html, Not(HasSubstr("twine")));
+}
+
+TEST(FrontPageTest, JsonCarriesTheSameFacts) {
+  auto page = make_front_page(secretive_config(), at("pantry.internal:8585"), "0.1.0");
+  page.cache.hits = 2;
+  const std::string json = render_json(page);
+  EXPECT_THAT(json, HasSubstr("\"index_url\":\"http://pantry.internal:8585/simple/\""));
+  EXPECT_THAT(json, HasSubstr("\"api\":\"http://pantry.internal:8585/api/v1/\""));
+  EXPECT_THAT(json, HasSubstr("\"hits\":2"));
+  EXPECT_THAT(json, HasSubstr("\"last_success\":null"));
+  EXPECT_THAT(json, HasSubstr("\"id\":\"containerd-ghcr.io\""));
+}
+
+TEST(FrontPageTest, JsonOnlyWhenAskedForBeforeHtml) {
+  EXPECT_FALSE(wants_json({}));
+  EXPECT_FALSE(wants_json({"*/*"}));
+  EXPECT_FALSE(
+      wants_json({"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}));
+  EXPECT_TRUE(wants_json({"application/json"}));
+  EXPECT_TRUE(wants_json({"application/json, */*;q=0.5"}));
+  EXPECT_TRUE(wants_json({"text/html;q=0.5", "application/json"}));
+  EXPECT_FALSE(wants_json({"application/json;q=0.5, text/html"}));
+  EXPECT_FALSE(wants_json({"application/json;q=0"}));
+}
+
+}  // namespace
+}  // namespace pantry::web

@@ -145,7 +145,9 @@ def pipeline_id(stdout):
     return m.group(1)
 
 
-class CiTest(unittest.TestCase):
+class CiBase(unittest.TestCase):
+    """The site and the project helpers both halves share; its own tests are in the halves."""
+
     @classmethod
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="pantry-ci-test-")
@@ -216,6 +218,10 @@ jobs:
     def jobs_of(self, pid):
         return {j["name"]: j for j in self.site.api_json(f"/api/v1/pipelines/{pid}")["jobs"]}
 
+
+class CiTest(CiBase):
+    """Pipelines green and red, bad input, a log cut at its limit."""
+
     def test_a_green_then_red(self):
         d = self.project("tiny", self.pipeline_spec())
         r = self.site.pantry_cmd("submit", "-C", d, "--project", "tiny", "--patch", "1",
@@ -258,45 +264,6 @@ jobs:
         self.assertEqual(jobs["package"]["attempts"], 0, jobs)
         log = self.site.pantry_cmd("logs", str(jobs["test 1/2"]["id"]))
         self.assertIn("assert 4 == 5", log.stdout, log.stdout[-3000:])
-
-    def test_b_supersede(self):
-        slow = self.project("slow", f"""image: {self.base}
-jobs:
-  slow:
-    run: sleep 300
-""")
-        r = self.site.pantry_cmd("submit", "-C", slow, "--project", "sup", "--patch", "7")
-        self.assertEqual(r.returncode, 0, described(r))
-        first = pipeline_id(r.stdout)
-        deadline = time.monotonic() + 120
-        while self.jobs_of(first)["slow"]["state"] != "running":
-            self.assertLess(time.monotonic(), deadline, self.jobs_of(first))
-            time.sleep(0.1)
-        time.sleep(1)  # the container is up
-        quick = self.project("quick", f"""image: {self.base}
-jobs:
-  quick:
-    run: echo quick
-""")
-        r = self.site.pantry_cmd("submit", "-C", quick, "--project", "sup", "--patch", "7")
-        self.assertEqual(r.returncode, 0, described(r))
-        second = pipeline_id(r.stdout)
-        p = self.site.api_json(f"/api/v1/pipelines/{first}")
-        self.assertEqual(p["state"], "cancelled", p)
-        self.assertEqual(p["superseded_by"], int(second), p)
-        # Its container is killed: the job's process is gone from the runner's runc root soon.
-        deadline = time.monotonic() + 10
-        while True:
-            ls = run(["runc", "--root", f"/run/pantry-ci-test/{self.site.ident}/runc", "list",
-                      "--format", "json"])
-            running = [c for c in json.loads(ls.stdout or "null") or []
-                       if c.get("status") == "running"]
-            if not running:
-                break
-            self.assertLess(time.monotonic(), deadline, running)
-            time.sleep(0.1)
-        metrics = self.site.api("/metrics", token=None)[1]
-        self.assertRegex(metrics, r'pantry_ci_superseded_total\{project="sup"\} 1')
 
     def test_c_bad_input(self):
         bad = self.project("bad", f"""image: {self.base}
@@ -373,6 +340,49 @@ jobs:
         self.assertEqual(status, 200)
         self.assertLess(len(text), 2 * 1024 * 1024, text[-500:])
         self.assertRegex(text, r"cut at")
+
+
+class CiLifecycleTest(CiBase):
+    """Supersede, a restart, the image build job, git sources."""
+
+    def test_b_supersede(self):
+        slow = self.project("slow", f"""image: {self.base}
+jobs:
+  slow:
+    run: sleep 300
+""")
+        r = self.site.pantry_cmd("submit", "-C", slow, "--project", "sup", "--patch", "7")
+        self.assertEqual(r.returncode, 0, described(r))
+        first = pipeline_id(r.stdout)
+        deadline = time.monotonic() + 120
+        while self.jobs_of(first)["slow"]["state"] != "running":
+            self.assertLess(time.monotonic(), deadline, self.jobs_of(first))
+            time.sleep(0.1)
+        time.sleep(1)  # the container is up
+        quick = self.project("quick", f"""image: {self.base}
+jobs:
+  quick:
+    run: echo quick
+""")
+        r = self.site.pantry_cmd("submit", "-C", quick, "--project", "sup", "--patch", "7")
+        self.assertEqual(r.returncode, 0, described(r))
+        second = pipeline_id(r.stdout)
+        p = self.site.api_json(f"/api/v1/pipelines/{first}")
+        self.assertEqual(p["state"], "cancelled", p)
+        self.assertEqual(p["superseded_by"], int(second), p)
+        # Its container is killed: the job's process is gone from the runner's runc root soon.
+        deadline = time.monotonic() + 10
+        while True:
+            ls = run(["runc", "--root", f"/run/pantry-ci-test/{self.site.ident}/runc", "list",
+                      "--format", "json"])
+            running = [c for c in json.loads(ls.stdout or "null") or []
+                       if c.get("status") == "running"]
+            if not running:
+                break
+            self.assertLess(time.monotonic(), deadline, running)
+            time.sleep(0.1)
+        metrics = self.site.api("/metrics", token=None)[1]
+        self.assertRegex(metrics, r'pantry_ci_superseded_total\{project="sup"\} 1')
 
     def test_e_restart_requeues(self):
         spec = f"""image: {self.base}

@@ -161,7 +161,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         break;
       case api_kind::blob:
         ex.set_route("oci_blob");
-        co_await serve_proxied_blob(*ctx_, ex, *t, api->name, api->reference);
+        co_await serve_proxied_blob(ctx_, ex, *t, api->name, api->reference);
         break;
       case api_kind::tags:
         ex.set_route("oci_tags");

@@ -483,6 +483,42 @@ TEST_F(OciServiceTest, CachedBlobIsNotServedUnderARepositoryWhoseManifestsDoNotR
       << h_.upstream().describe_requests();
 }
 
+// Existence checks coalesce like fetches: clients that ask at once for a blob no cached manifest
+// of the repository references share one upstream HEAD (and then one GET), not one each.
+TEST_F(OciServiceTest, ConcurrentGetsOfAnUnreferencedBlobShareOneUpstreamHead) {
+  given_a_cached_manifest();
+  script_blob("other/app", app_.layer_digest(), app_.layer);
+  const std::string target = blob_target("other/app", app_.layer_digest());
+  std::vector<fake_request> reqs;
+  for (int i = 0; i < 50; ++i)
+    reqs.push_back(get(target));
+  auto rs = h_.serve_together(std::move(reqs));
+  ASSERT_EQ(rs.size(), 50u);
+  for (const auto& r : rs) {
+    EXPECT_EQ(r.status, 200u) << r;
+    EXPECT_EQ(r.body, app_.layer) << r;
+    EXPECT_EQ(r.header("Docker-Content-Digest"), app_.layer_digest()) << r;
+  }
+  EXPECT_EQ(upstream_requests(http::verb::head, target), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 1u) << h_.upstream().describe_requests();
+}
+
+// A failed check is shared too: every client gets the upstream's 404, from one HEAD.
+TEST_F(OciServiceTest, ConcurrentGetsOfABlobTheUpstreamDeniesShareOneUpstreamHead) {
+  given_a_cached_manifest();
+  const std::string target = blob_target("other/app", app_.layer_digest());
+  std::vector<fake_request> reqs;
+  for (int i = 0; i < 10; ++i)
+    reqs.push_back(get(target));
+  auto rs = h_.serve_together(std::move(reqs));
+  for (const auto& r : rs) {
+    EXPECT_EQ(r.status, 404u) << r;
+    EXPECT_EQ(error_code_of(r), "BLOB_UNKNOWN") << r;
+  }
+  EXPECT_EQ(upstream_requests(http::verb::head, target), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 0u) << h_.upstream().describe_requests();
+}
+
 // ---- one upstream request per object, whatever the timing -------------------------------------
 //
 // Client B looks in the cache and misses; before it goes on, client A's request fetches and

@@ -703,6 +703,58 @@ TEST_F(OciHostedTest, ManifestReferencingAMissingBlobIsRefused) {
   EXPECT_EQ(error_code_of(pulled), "MANIFEST_UNKNOWN") << pulled;
 }
 
+// The OCI distribution spec, "Mounting a blob from another repository": "The registry MAY treat
+// the `from` parameter as optional, and it MAY cross-mount the blob if it can be found." and
+// "Alternatively, if a registry does not support cross-repository mounting or is unable to mount
+// the requested blob, it SHOULD return a `202`." pantry looks in every repository the client may
+// read.
+TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAHostedRepositoryThatHoldsIt) {
+  install(hosted_config());
+  ASSERT_EQ(push_blob("hosted/base", app_.layer).status, 201u);
+  fake_request req;
+  req.method = http::verb::post;
+  req.target = "/v2/hosted/app/blobs/uploads/?mount=" + app_.layer_digest();
+  req.headers = login();
+  auto r = h_.serve(std::move(req));
+  EXPECT_EQ(r.status, 201u) << r;
+  EXPECT_EQ(r.header("Location"), blob_target("hosted/app", app_.layer_digest())) << r;
+  EXPECT_EQ(r.header("Docker-Content-Digest"), app_.layer_digest()) << r;
+  auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
+  EXPECT_EQ(pulled.status, 200u) << pulled;
+  EXPECT_EQ(pulled.body, app_.layer) << pulled;
+}
+
+TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAProxiedRepositoryThatHoldsIt) {
+  given_a_cached_manifest();
+  ASSERT_EQ(h_.get(blob_target("team/app", app_.layer_digest())).status, 200u);
+  install(hosted_config());
+  const auto asked = h_.upstream().request_count();
+  fake_request req;
+  req.method = http::verb::post;
+  req.target = "/v2/hosted/app/blobs/uploads/?mount=" + app_.layer_digest();
+  req.headers = login();
+  auto r = h_.serve(std::move(req));
+  EXPECT_EQ(r.status, 201u) << r;
+  EXPECT_EQ(r.header("Location"), blob_target("hosted/app", app_.layer_digest())) << r;
+  auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
+  EXPECT_EQ(pulled.status, 200u) << pulled;
+  EXPECT_EQ(pulled.body, app_.layer) << pulled;
+  EXPECT_EQ(h_.upstream().request_count(), asked) << h_.upstream().describe_requests();
+}
+
+TEST_F(OciHostedTest, MountWithoutFromOfABlobNoRepositoryHoldsStartsAnUpload) {
+  install(hosted_config());
+  fake_request req;
+  req.method = http::verb::post;
+  req.target = "/v2/hosted/app/blobs/uploads/?mount=" + app_.layer_digest();
+  req.headers = login();
+  auto r = h_.serve(std::move(req));
+  EXPECT_EQ(r.status, 202u) << r;
+  EXPECT_THAT(r.header("Location"), HasSubstr("/v2/hosted/app/blobs/uploads/")) << r;
+  auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
+  EXPECT_EQ(pulled.status, 404u) << pulled;
+}
+
 TEST_F(OciHostedTest, UploadWithTheWrongDigestStoresNothing) {
   install(hosted_config());
   fake_request req;

@@ -628,6 +628,15 @@ class OciHostedTest : public OciServiceTest {
     return h_.serve(std::move(req));
   }
 
+  // POST …/blobs/uploads/?mount=<digest>, no `from`.
+  recorded_response mount_without_from(std::string_view repo, const std::string& digest) {
+    fake_request req;
+    req.method = http::verb::post;
+    req.target = "/v2/" + std::string(repo) + "/blobs/uploads/?mount=" + digest;
+    req.headers = login();
+    return h_.serve(std::move(req));
+  }
+
   recorded_response push_manifest(std::string_view repo, std::string_view ref, const image& i) {
     fake_request req;
     req.method = http::verb::put;
@@ -711,11 +720,7 @@ TEST_F(OciHostedTest, ManifestReferencingAMissingBlobIsRefused) {
 TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAHostedRepositoryThatHoldsIt) {
   install(hosted_config());
   ASSERT_EQ(push_blob("hosted/base", app_.layer).status, 201u);
-  fake_request req;
-  req.method = http::verb::post;
-  req.target = "/v2/hosted/app/blobs/uploads/?mount=" + app_.layer_digest();
-  req.headers = login();
-  auto r = h_.serve(std::move(req));
+  auto r = mount_without_from("hosted/app", app_.layer_digest());
   EXPECT_EQ(r.status, 201u) << r;
   EXPECT_EQ(r.header("Location"), blob_target("hosted/app", app_.layer_digest())) << r;
   EXPECT_EQ(r.header("Docker-Content-Digest"), app_.layer_digest()) << r;
@@ -729,11 +734,7 @@ TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAProxiedRepositoryThatHold
   ASSERT_EQ(h_.get(blob_target("team/app", app_.layer_digest())).status, 200u);
   install(hosted_config());
   const auto asked = h_.upstream().request_count();
-  fake_request req;
-  req.method = http::verb::post;
-  req.target = "/v2/hosted/app/blobs/uploads/?mount=" + app_.layer_digest();
-  req.headers = login();
-  auto r = h_.serve(std::move(req));
+  auto r = mount_without_from("hosted/app", app_.layer_digest());
   EXPECT_EQ(r.status, 201u) << r;
   EXPECT_EQ(r.header("Location"), blob_target("hosted/app", app_.layer_digest())) << r;
   auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
@@ -744,11 +745,7 @@ TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAProxiedRepositoryThatHold
 
 TEST_F(OciHostedTest, MountWithoutFromOfABlobNoRepositoryHoldsStartsAnUpload) {
   install(hosted_config());
-  fake_request req;
-  req.method = http::verb::post;
-  req.target = "/v2/hosted/app/blobs/uploads/?mount=" + app_.layer_digest();
-  req.headers = login();
-  auto r = h_.serve(std::move(req));
+  auto r = mount_without_from("hosted/app", app_.layer_digest());
   EXPECT_EQ(r.status, 202u) << r;
   EXPECT_THAT(r.header("Location"), HasSubstr("/v2/hosted/app/blobs/uploads/")) << r;
   auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));

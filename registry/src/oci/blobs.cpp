@@ -16,38 +16,74 @@ using proxy::cache_outcome;
 using proxy::exchange;
 using clock = cache::clock;
 
-asio::awaitable<void> serve_proxied_blob(const proxied_context& ctx, exchange& ex, const target& t,
-                                         const std::string& name, const std::string& ref) {
+namespace {
+
+// Asks the upstream whether t.repo has blob `ref` (a HEAD) and, when it does, records that in the
+// cache as a manifest would (key, with the size the upstream gave). Returns the stored entry, or
+// the failure to answer with.
+asio::awaitable<proxied_answer> check_blob_upstream(std::shared_ptr<const proxied_context> ctx,
+                                                    target t, std::string name, std::string ref,
+                                                    std::string key) {
+  cache::store& store = *ctx->store;
+  // A check that ended after this client looked in the cache has left the coalescer: what it
+  // stored answers this one too, without another HEAD.
+  if (auto stored = store.get_entry(key)) {
+    proxied_answer a;
+    a.entry = std::move(*stored);
+    a.coalesced = true;
+    co_return a;
+  }
+  ctx->report.sent(t.up->upstream().name);
+  const std::string path = "/v2/" + t.repo + "/blobs/" + ref;
+  http::fields no_headers;
+  auto res = co_await t.up->send(http::verb::head, path, t.repo, no_headers);
+  if (!res) {
+    auto a = unreachable(res.error());
+    a.message = "cannot ask " + t.up->upstream().name + " for blob " + ref + " of " + name + ": " +
+                res.error().message;
+    co_return a;
+  }
+  if (res->status() != 200)
+    co_return failure(t, "blob " + ref + " in " + t.repo, *res, "BLOB_UNKNOWN");
+  cache::entry b;
+  b.target = cache::digest::parse(ref).value();
+  b.content_type = std::string(kBlobType);
+  b.fetched_at = clock::now();
+  b.expires_at = b.fetched_at + kForever;
+  if (auto n = res->content_length()) {
+    b.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(*n));
+  }
+  co_await detail::off_thread(ctx->blocking, [&] { return store.put_entry(key, b); });
+  proxied_answer a;
+  a.entry = std::move(b);
+  co_return a;
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_proxied_blob(const std::shared_ptr<const proxied_context>& ctx_ptr,
+                                         exchange& ex, const target& t, const std::string& name,
+                                         const std::string& ref) {
+  const proxied_context& ctx = *ctx_ptr;
   cache::store& store = *ctx.store;
   const auto id = cache::digest::parse(ref).value();
   const std::string key = keys::blob(t.key_prefix, ref);
   auto known = store.get_entry(key);
   if (!known) {
     // No manifest of this repository that pantry has seen references the blob: only the
-    // upstream can say whether the repository has it.
-    ctx.report.sent(t.up->upstream().name);
-    auto res = co_await t.up->send(http::verb::head, "/v2/" + t.repo + "/blobs/" + ref, t.repo, {});
-    if (!res) {
-      co_await oci_error(ex, http::status::bad_gateway, "UNAVAILABLE",
-                         "cannot ask " + t.up->upstream().name + " for blob " + ref + " of " +
-                             name + ": " + res.error().message);
-      co_return;
-    }
-    if (res->status() != 200) {
-      auto a = failure(t, "blob " + ref + " in " + t.repo, *res, "BLOB_UNKNOWN");
+    // upstream can say whether the repository has it. One HEAD per blob and repository at a
+    // time (the key names both, and the upstream): clients that ask meanwhile share its answer.
+    std::function<asio::awaitable<proxied_answer>()> fn =
+        [ctx_ptr, t, name, ref, key]() -> asio::awaitable<proxied_answer> {
+      return check_blob_upstream(ctx_ptr, t, name, ref, key);
+    };
+    bool joined = false;
+    auto a = co_await ctx.blob_checks.run(key, std::move(fn), joined);
+    if (!a.entry) {
       co_await answer_failure(ex, a);
       co_return;
     }
-    cache::entry b;
-    b.target = id;
-    b.content_type = std::string(kBlobType);
-    b.fetched_at = clock::now();
-    b.expires_at = b.fetched_at + kForever;
-    if (auto n = res->content_length()) {
-      b.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(*n));
-    }
-    co_await detail::off_thread(ctx.blocking, [&] { return store.put_entry(key, b); });
-    known = b;
+    known = std::move(*a.entry);
   }
   http::fields extra;
   api_headers(extra);

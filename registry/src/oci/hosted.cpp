@@ -68,12 +68,13 @@ struct hosted_repos::upload {
 
 hosted_repos::hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
                            asio::any_io_executor blocking, const pantry_auth& auth,
-                           proxied_key_fn proxied_key)
+                           proxied_key_fn proxied_key, mountable_upstream_fn mountable_upstream)
     : cfg_(cfg),
       store_(std::move(store)),
       blocking_(std::move(blocking)),
       auth_(auth),
       proxied_key_(std::move(proxied_key)),
+      mountable_upstream_(std::move(mountable_upstream)),
       dir_(store_->opts().data_dir / "uploads") {
   // Uploads do not survive a restart: what a dead process left is removed.
   std::error_code ec;
@@ -589,6 +590,28 @@ asio::awaitable<bool> hosted_repos::finish(exchange& ex, const std::string& name
   co_return true;
 }
 
+std::optional<std::string> hosted_repos::repository_holding(const std::string& digest) const {
+  const auto id = cache::digest::parse(digest);
+  if (!id) return std::nullopt;
+  const std::string suffix = "@" + digest;
+  constexpr std::string_view kBlobKeys = "oci/blob/";
+  std::optional<std::string> found;
+  // One walk over every repository's blob keys: a push asks this once per layer it would
+  // otherwise upload, and the walk is a read of the entries database, no blob is touched.
+  (void)store_->for_each_entry(kBlobKeys, [&](std::string_view key, const cache::entry& e) {
+    if (!key.ends_with(suffix) || e.target != *id) return true;
+    std::string_view repo_key = key.substr(kBlobKeys.size());
+    repo_key.remove_suffix(suffix.size());
+    const bool hosted = repo_key.starts_with("hosted/");
+    if (hosted || mountable_upstream_(repo_key.substr(0, repo_key.find('/')))) {
+      found = std::string(repo_key);
+      return false;
+    }
+    return true;
+  });
+  return found;
+}
+
 asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& api) {
   const auto& target = ex.request().target();
   const std::string mount = query_param(target, "mount");
@@ -597,6 +620,10 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
   if (!mount.empty() && is_digest(mount) && !from.empty()) {
     source =
         from.starts_with(cfg_.prefix) ? std::optional(keys::hosted_repo(from)) : proxied_key_(from);
+  } else if (!mount.empty() && is_digest(mount)) {
+    // No `from`: the spec lets the registry find a repository itself ("The registry MAY treat
+    // the `from` parameter as optional, and it MAY cross-mount the blob if it can be found").
+    source = co_await detail::off_thread(blocking_, [&] { return repository_holding(mount); });
   }
   if (source) {
     // Only what `from`'s own manifests reference can be mounted from it.
@@ -617,7 +644,8 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
         return r;
       });
       if (put) {
-        spdlog::info("oci: {} mounted from {} into {}", mount, from, api.name);
+        spdlog::info("oci: {} mounted from {} into {}", mount, from.empty() ? *source : from,
+                     api.name);
         co_await blob_created(ex, api.name, mount);
         co_return;
       }

@@ -37,10 +37,14 @@ class hosted_repos {
   // The cache key prefix ("<upstream>/<repo>") of a proxied name that blobs may be mounted from,
   // or nullopt (not proxied, or its upstream's credentials keep its content from open pulls).
   using proxied_key_fn = std::function<std::optional<std::string>(std::string_view name)>;
+  // Whether blobs that upstream `name` (of oci.upstreams) gave pantry may be mounted into a
+  // hosted repository by a mount without `from` (false when its credentials keep its content
+  // from open pulls, as for proxied_key_fn).
+  using mountable_upstream_fn = std::function<bool(std::string_view name)>;
 
   hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
                boost::asio::any_io_executor blocking, const pantry_auth& auth,
-               proxied_key_fn proxied_key);
+               proxied_key_fn proxied_key, mountable_upstream_fn mountable_upstream);
   ~hosted_repos();
 
   // Any request for a hosted name (auth is checked here).
@@ -75,6 +79,9 @@ class hosted_repos {
                                       std::shared_ptr<upload> u, const std::string& digest);
   boost::asio::awaitable<void> upload_accepted(proxy::exchange& ex, const std::string& name,
                                                const upload& u, http::status status);
+  // The cache key prefix of a repository the pushing client may read (any hosted one, or a
+  // proxied one of a mountable upstream) whose blob keys hold `digest`, or nullopt. Blocks.
+  std::optional<std::string> repository_holding(const std::string& digest) const;
   std::shared_ptr<upload> find_upload(const std::string& name, const std::string& id);
   void drop_upload(const std::string& id);
 
@@ -83,6 +90,7 @@ class hosted_repos {
   const boost::asio::any_io_executor blocking_;
   const pantry_auth& auth_;
   const proxied_key_fn proxied_key_;
+  const mountable_upstream_fn mountable_upstream_;
   const std::filesystem::path dir_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<upload>> uploads_;  // by id; guarded by mutex_

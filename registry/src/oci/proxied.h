@@ -38,6 +38,19 @@ struct target {
   std::string key_prefix;       // the repository key of its cache keys (keys.h)
 };
 
+// An upstream's answer about a manifest (or its failure, for blobs and tag lists too).
+struct proxied_answer {
+  std::optional<cache::entry> entry;  // the stored manifest (target set)
+  http::status status = http::status::ok;
+  std::string code;  // the spec's error code
+  std::string message;
+  std::string retry_after;
+  bool upstream_failed = false;  // a failure a cached copy may stand in for (5xx, 429, network)
+  // Nothing was sent: the entry was stored by a request that ended after the client looked in
+  // the cache (proxied_manifests::stored_meanwhile), so the client counts as joined to it.
+  bool coalesced = false;
+};
+
 // What the pull-through routes share. Owned by the service; a fetch that outlives its request
 // keeps it alive through the route that started it.
 struct proxied_context {
@@ -58,19 +71,10 @@ struct proxied_context {
   const boost::asio::any_io_executor blocking;
   // By upstream name; a target points into it.
   const std::map<std::string, std::unique_ptr<upstream_auth>, std::less<>> upstreams;
-};
-
-// An upstream's answer about a manifest (or its failure, for blobs and tag lists too).
-struct proxied_answer {
-  std::optional<cache::entry> entry;  // the stored manifest (target set)
-  http::status status = http::status::ok;
-  std::string code;  // the spec's error code
-  std::string message;
-  std::string retry_after;
-  bool upstream_failed = false;  // a failure a cached copy may stand in for (5xx, 429, network)
-  // Nothing was sent: the entry was stored by a request that ended after the client looked in
-  // the cache (proxied_manifests::stored_meanwhile), so the client counts as joined to it.
-  bool coalesced = false;
+  // Upstream HEADs of blobs no cached manifest of their repository references, keyed by the
+  // blob's cache key (upstream, repository and digest): one at a time per key, its answer shared
+  // by every client that asks meanwhile (blobs.cpp). Mutable: the routes hold the context const.
+  mutable detail::coalescer<proxied_answer> blob_checks;
 };
 
 // What an upstream's failure status `s` for `what` means for the client; `unknown_code` is the
@@ -122,9 +126,10 @@ class proxied_manifests : public std::enable_shared_from_this<proxied_manifests>
 };
 
 // GET/HEAD /v2/<name>/blobs/<digest> of a proxied name (`name` as the client wrote it).
-boost::asio::awaitable<void> serve_proxied_blob(const proxied_context& ctx, proxy::exchange& ex,
-                                                const target& t, const std::string& name,
-                                                const std::string& ref);
+// `ctx` is shared: a HEAD it starts upstream outlives the request.
+boost::asio::awaitable<void> serve_proxied_blob(const std::shared_ptr<const proxied_context>& ctx,
+                                                proxy::exchange& ex, const target& t,
+                                                const std::string& name, const std::string& ref);
 
 // GET /v2/<name>/tags/list of a proxied name (`name` as the client wrote it).
 boost::asio::awaitable<void> serve_proxied_tags(const proxied_context& ctx, proxy::exchange& ex,

@@ -28,17 +28,23 @@ class service_impl final : public service, public std::enable_shared_from_this<s
                                                std::move(metrics), blocking)),
         cfg_(ctx_->cfg),
         auth_(cfg_.hosted, std::move(control_token)),
-        hosted_(cfg_.hosted, std::move(store), std::move(blocking), auth_,
-                [this](std::string_view name) -> std::optional<std::string> {
-                  auto t = resolve(name, "");
-                  if (!t || t->up == nullptr) return std::nullopt;
-                  // What an upstream's credentials pulled is only for clients that log in; a
-                  // hosted repository anyone may pull from does not get it by a mount.
-                  if (!t->up->upstream().username.empty() && !cfg_.hosted.pull_auth) {
-                    return std::nullopt;
-                  }
-                  return t->key_prefix;
-                }),
+        hosted_(
+            cfg_.hosted, std::move(store), std::move(blocking), auth_,
+            [this](std::string_view name) -> std::optional<std::string> {
+              auto t = resolve(name, "");
+              if (!t || t->up == nullptr) return std::nullopt;
+              // What an upstream's credentials pulled is only for clients that log in; a
+              // hosted repository anyone may pull from does not get it by a mount.
+              if (!t->up->upstream().username.empty() && !cfg_.hosted.pull_auth) {
+                return std::nullopt;
+              }
+              return t->key_prefix;
+            },
+            [this](std::string_view upstream) {
+              auto it = ctx_->upstreams.find(upstream);
+              if (it == ctx_->upstreams.end()) return false;
+              return it->second->upstream().username.empty() || cfg_.hosted.pull_auth;
+            }),
         manifests_(std::make_shared<proxied_manifests>(ctx_)) {}
 
   void install(proxy::server& srv) override {
@@ -161,7 +167,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         break;
       case api_kind::blob:
         ex.set_route("oci_blob");
-        co_await serve_proxied_blob(*ctx_, ex, *t, api->name, api->reference);
+        co_await serve_proxied_blob(ctx_, ex, *t, api->name, api->reference);
         break;
       case api_kind::tags:
         ex.set_route("oci_tags");

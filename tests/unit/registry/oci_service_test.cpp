@@ -483,6 +483,42 @@ TEST_F(OciServiceTest, CachedBlobIsNotServedUnderARepositoryWhoseManifestsDoNotR
       << h_.upstream().describe_requests();
 }
 
+// Existence checks coalesce like fetches: clients that ask at once for a blob no cached manifest
+// of the repository references share one upstream HEAD (and then one GET), not one each.
+TEST_F(OciServiceTest, ConcurrentGetsOfAnUnreferencedBlobShareOneUpstreamHead) {
+  given_a_cached_manifest();
+  script_blob("other/app", app_.layer_digest(), app_.layer);
+  const std::string target = blob_target("other/app", app_.layer_digest());
+  std::vector<fake_request> reqs;
+  for (int i = 0; i < 50; ++i)
+    reqs.push_back(get(target));
+  auto rs = h_.serve_together(std::move(reqs));
+  ASSERT_EQ(rs.size(), 50u);
+  for (const auto& r : rs) {
+    EXPECT_EQ(r.status, 200u) << r;
+    EXPECT_EQ(r.body, app_.layer) << r;
+    EXPECT_EQ(r.header("Docker-Content-Digest"), app_.layer_digest()) << r;
+  }
+  EXPECT_EQ(upstream_requests(http::verb::head, target), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 1u) << h_.upstream().describe_requests();
+}
+
+// A failed check is shared too: every client gets the upstream's 404, from one HEAD.
+TEST_F(OciServiceTest, ConcurrentGetsOfABlobTheUpstreamDeniesShareOneUpstreamHead) {
+  given_a_cached_manifest();
+  const std::string target = blob_target("other/app", app_.layer_digest());
+  std::vector<fake_request> reqs;
+  for (int i = 0; i < 10; ++i)
+    reqs.push_back(get(target));
+  auto rs = h_.serve_together(std::move(reqs));
+  for (const auto& r : rs) {
+    EXPECT_EQ(r.status, 404u) << r;
+    EXPECT_EQ(error_code_of(r), "BLOB_UNKNOWN") << r;
+  }
+  EXPECT_EQ(upstream_requests(http::verb::head, target), 1u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_requests(http::verb::get, target), 0u) << h_.upstream().describe_requests();
+}
+
 // ---- one upstream request per object, whatever the timing -------------------------------------
 //
 // Client B looks in the cache and misses; before it goes on, client A's request fetches and
@@ -592,6 +628,15 @@ class OciHostedTest : public OciServiceTest {
     return h_.serve(std::move(req));
   }
 
+  // POST …/blobs/uploads/?mount=<digest>, no `from`.
+  recorded_response mount_without_from(std::string_view repo, const std::string& digest) {
+    fake_request req;
+    req.method = http::verb::post;
+    req.target = "/v2/" + std::string(repo) + "/blobs/uploads/?mount=" + digest;
+    req.headers = login();
+    return h_.serve(std::move(req));
+  }
+
   recorded_response push_manifest(std::string_view repo, std::string_view ref, const image& i) {
     fake_request req;
     req.method = http::verb::put;
@@ -665,6 +710,46 @@ TEST_F(OciHostedTest, ManifestReferencingAMissingBlobIsRefused) {
   auto pulled = h_.get(manifest_target("hosted/app", "v1"));
   EXPECT_EQ(pulled.status, 404u) << pulled;
   EXPECT_EQ(error_code_of(pulled), "MANIFEST_UNKNOWN") << pulled;
+}
+
+// The OCI distribution spec, "Mounting a blob from another repository": "The registry MAY treat
+// the `from` parameter as optional, and it MAY cross-mount the blob if it can be found." and
+// "Alternatively, if a registry does not support cross-repository mounting or is unable to mount
+// the requested blob, it SHOULD return a `202`." pantry looks in every repository the client may
+// read.
+TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAHostedRepositoryThatHoldsIt) {
+  install(hosted_config());
+  ASSERT_EQ(push_blob("hosted/base", app_.layer).status, 201u);
+  auto r = mount_without_from("hosted/app", app_.layer_digest());
+  EXPECT_EQ(r.status, 201u) << r;
+  EXPECT_EQ(r.header("Location"), blob_target("hosted/app", app_.layer_digest())) << r;
+  EXPECT_EQ(r.header("Docker-Content-Digest"), app_.layer_digest()) << r;
+  auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
+  EXPECT_EQ(pulled.status, 200u) << pulled;
+  EXPECT_EQ(pulled.body, app_.layer) << pulled;
+}
+
+TEST_F(OciHostedTest, MountWithoutFromTakesTheBlobFromAProxiedRepositoryThatHoldsIt) {
+  given_a_cached_manifest();
+  ASSERT_EQ(h_.get(blob_target("team/app", app_.layer_digest())).status, 200u);
+  install(hosted_config());
+  const auto asked = h_.upstream().request_count();
+  auto r = mount_without_from("hosted/app", app_.layer_digest());
+  EXPECT_EQ(r.status, 201u) << r;
+  EXPECT_EQ(r.header("Location"), blob_target("hosted/app", app_.layer_digest())) << r;
+  auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
+  EXPECT_EQ(pulled.status, 200u) << pulled;
+  EXPECT_EQ(pulled.body, app_.layer) << pulled;
+  EXPECT_EQ(h_.upstream().request_count(), asked) << h_.upstream().describe_requests();
+}
+
+TEST_F(OciHostedTest, MountWithoutFromOfABlobNoRepositoryHoldsStartsAnUpload) {
+  install(hosted_config());
+  auto r = mount_without_from("hosted/app", app_.layer_digest());
+  EXPECT_EQ(r.status, 202u) << r;
+  EXPECT_THAT(r.header("Location"), HasSubstr("/v2/hosted/app/blobs/uploads/")) << r;
+  auto pulled = h_.get(blob_target("hosted/app", app_.layer_digest()));
+  EXPECT_EQ(pulled.status, 404u) << pulled;
 }
 
 TEST_F(OciHostedTest, UploadWithTheWrongDigestStoresNothing) {

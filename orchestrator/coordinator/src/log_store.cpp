@@ -8,6 +8,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -228,7 +229,7 @@ class log_store_impl final : public log_store {
           log->tail_ndjson.size() >= kChunkBytes ||
           (!log->tail.empty() && std::chrono::steady_clock::now() - log->tail_since >= kFlushAge);
     }
-    notify(wake);
+    notify(std::move(wake));
     if (write_now) return write_tail(job, *log, false);
     return {};
   }
@@ -475,7 +476,7 @@ class log_store_impl final : public log_store {
         wake = take_waiters_locked(job, 0, true);
       }
     }
-    notify(wake);
+    notify(std::move(wake));
     return {};
   }
 
@@ -526,7 +527,7 @@ class log_store_impl final : public log_store {
       logs_.erase(job);
       wake = take_waiters_locked(job, 0, true);
     }
-    notify(wake);
+    notify(std::move(wake));
     return bytes;
   }
 
@@ -564,10 +565,15 @@ class log_store_impl final : public log_store {
     return out;
   }
 
-  // Outside mutex_: a channel may run a completion inline.
-  static void notify(const std::vector<waiter_ptr>& wake) {
-    for (const auto& w : wake)
-      w->channel.try_send(boost::system::error_code{});
+  // Outside mutex_. Each wake-up runs on the waiter's own executor and takes the notifier's
+  // reference with it: the waiter (its channel is bound to that executor) is then never released
+  // last on this thread, after the follower finished and its io_context may be gone (ASan saw
+  // exactly that in LogStoreTest.ConcurrentWritersAndFollowersSeeEveryLine).
+  static void notify(std::vector<waiter_ptr> wake) {
+    for (auto& w : wake) {
+      auto ex = w->channel.get_executor();
+      asio::post(ex, [w = std::move(w)] { w->channel.try_send(boost::system::error_code{}); });
+    }
   }
 
   const std::shared_ptr<cache::store> store_;

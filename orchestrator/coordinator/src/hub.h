@@ -37,7 +37,7 @@ class hub {
       waiters_.erase(it);
     }
     for (auto& w : woken) {
-      if (auto t = w.lock()) wake(t);
+      if (auto t = w.lock()) wake(std::move(t));
     }
   }
 
@@ -49,15 +49,19 @@ class hub {
     }
     for (auto& [key, v] : all) {
       for (auto& w : v) {
-        if (auto t = w.lock()) wake(t);
+        if (auto t = w.lock()) wake(std::move(t));
       }
     }
   }
 
  private:
-  static void wake(const std::shared_ptr<boost::asio::steady_timer>& t) {
-    boost::asio::post(t->get_executor(),
-                      [t] { t->expires_at(boost::asio::steady_timer::time_point::min()); });
+  // The reference moves into the handler, so the timer is never released last on the notifying
+  // thread (its executor's context may be gone by then).
+  static void wake(std::shared_ptr<boost::asio::steady_timer> t) {
+    auto ex = t->get_executor();
+    boost::asio::post(ex, [t = std::move(t)] {
+      t->expires_at(boost::asio::steady_timer::time_point::min());
+    });
   }
 
   std::mutex mutex_;

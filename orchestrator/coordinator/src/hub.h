@@ -59,9 +59,8 @@ class hub {
   // thread (its executor's context may be gone by then).
   static void wake(std::shared_ptr<boost::asio::steady_timer> t) {
     auto ex = t->get_executor();
-    boost::asio::post(ex, [t = std::move(t)] {
-      t->expires_at(boost::asio::steady_timer::time_point::min());
-    });
+    boost::asio::post(
+        ex, [t = std::move(t)] { t->expires_at(boost::asio::steady_timer::time_point::min()); });
   }
 
   std::mutex mutex_;

@@ -3,6 +3,8 @@
 
 #include "pipelines.h"
 
+#include "pantry/orchestrator/coordinator/ticket.h"
+
 #include <functional>
 #include <map>
 
@@ -74,10 +76,6 @@ bool is_number(const std::string& s) {
          s != "0";
 }
 
-bool is_commit(const std::string& s) {
-  return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
-
 }  // namespace
 
 result<submit_options> parse_submit_args(const std::vector<std::string>& args) {
@@ -100,7 +98,7 @@ result<submit_options> parse_submit_args(const std::vector<std::string>& args) {
   if (o.git && !o.commit) {
     return usage("pantry submit: --git needs --commit SHA (the 40 hex digits of the commit)");
   }
-  if (o.commit && !is_commit(*o.commit)) {
+  if (o.commit && !orchestrator::coordinator::is_commit_id(*o.commit)) {
     return usage("pantry submit: --commit " + *o.commit +
                  " is not a full commit id; give the 40 hex digits `git rev-parse HEAD` prints");
   }

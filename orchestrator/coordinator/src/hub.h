@@ -41,19 +41,6 @@ class hub {
     }
   }
 
-  void notify_all() {
-    std::map<std::uint64_t, std::vector<std::weak_ptr<boost::asio::steady_timer>>> all;
-    {
-      std::lock_guard lock(mutex_);
-      all.swap(waiters_);
-    }
-    for (auto& [key, v] : all) {
-      for (auto& w : v) {
-        if (auto t = w.lock()) wake(std::move(t));
-      }
-    }
-  }
-
  private:
   // The reference moves into the handler, so the timer is never released last on the notifying
   // thread (its executor's context may be gone by then).

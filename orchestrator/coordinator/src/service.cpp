@@ -534,7 +534,6 @@ void coordinator_impl::record_end(const job_record& j, const pipeline_record& p)
 }
 
 void coordinator_impl::commit(const changes& ch) {
-  auto now = clock::now();
   for (auto id : ch.dirty) {
     dirty_.insert(id);
     hub_.notify(id);
@@ -581,7 +580,6 @@ void coordinator_impl::commit(const changes& ch) {
     }
   }
   if (ch.work_ready) work_hub_.notify(0);
-  (void)now;
   flush_journal();
 }
 
@@ -893,7 +891,9 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
       co_return;
     }
     if (method != http::verb::get) {
-      co_await fail(ex, http::status::method_not_allowed, "use GET or POST");
+      co_await fail(ex, http::status::method_not_allowed,
+                    std::string(ex.request().method_string()) +
+                        " is not allowed on /api/v1/pipelines; use GET or POST");
       co_return;
     }
     if (!co_await allowed(ex, role::read)) co_return;
@@ -1337,7 +1337,9 @@ asio::awaitable<void> coordinator_impl::sources_route(exchange& ex) {
     co_return;
   }
   if (method != http::verb::put) {
-    co_await fail(ex, http::status::method_not_allowed, "use HEAD, GET or PUT");
+    co_await fail(ex, http::status::method_not_allowed,
+                  std::string(ex.request().method_string()) +
+                      " is not allowed on a source; use HEAD, GET or PUT");
     co_return;
   }
   if (!co_await allowed(ex, role::submit)) co_return;

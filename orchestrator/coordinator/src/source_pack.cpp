@@ -1,5 +1,6 @@
 #include "git_run.h"
 #include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/coordinator/ticket.h"
 #include "pantry/orchestrator/runner/fd.h"
 #include "pantry/text.h"
 
@@ -368,8 +369,7 @@ std::optional<std::string> head_commit(const std::filesystem::path& dir,
                              detail::caller_git_environment(), kGitTimeout);
   if (!out || !out->status.success()) return std::nullopt;
   std::string sha(trim_ascii_space(out->out));
-  bool hex = sha.size() == 40 && sha.find_first_not_of("0123456789abcdef") == std::string::npos;
-  if (!hex) return std::nullopt;
+  if (!is_commit_id(sha)) return std::nullopt;
   return sha;
 }
 

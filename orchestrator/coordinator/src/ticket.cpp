@@ -13,18 +13,15 @@ namespace json = boost::json;
 using runner::detail::json_reader;
 using runner::detail::to_array;
 
-bool is_commit(std::string_view s) {
-  return s.size() == 40 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+bool is_lower_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool is_tree_digest(std::string_view s) {
   constexpr std::string_view kPrefix = "sha256:";
-  if (!s.starts_with(kPrefix) || s.size() != kPrefix.size() + 64) return false;
-  s.remove_prefix(kPrefix.size());
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return s.starts_with(kPrefix) && s.size() == kPrefix.size() + 64 &&
+         is_lower_hex(s.substr(kPrefix.size()));
 }
 
 result<const json::object*> as_object(const json::value& v, const json_reader& r,
@@ -61,7 +58,7 @@ result<source_ref> read_source(const json::object& o, const json_reader& r) {
     s.type = source_ref::kind::git;
     s.git_url = std::string(url);
     if (auto e = r.read(o, "commit", "source.commit", s.commit)) return *e;
-    if (!is_commit(s.commit)) {
+    if (!is_commit_id(s.commit)) {
       return r.fail("source.commit", "\"" + s.commit.substr(0, 80) +
                                          "\" is not a full commit id; give the 40 lowercase "
                                          "hex digits `git rev-parse HEAD` prints");
@@ -72,6 +69,10 @@ result<source_ref> read_source(const json::object& o, const json_reader& r) {
 }
 
 }  // namespace
+
+bool is_commit_id(std::string_view s) noexcept {
+  return s.size() == 40 && is_lower_hex(s);
+}
 
 json::object to_json(const source_ref& s) {
   json::object o;

@@ -158,6 +158,14 @@ TEST(SubmitRequestTest, BadSubmissionsNameTheMember) {
   EXPECT_EQ(parse_submit_request(R"({"project":"p","spec":"x"})")->spec_file, ".pantry.yml");
 }
 
+TEST(TicketTest, CommitIdsAreFortyLowercaseHexDigits) {
+  EXPECT_TRUE(is_commit_id(kCommit));
+  EXPECT_FALSE(is_commit_id(kCommit.substr(1)));
+  EXPECT_FALSE(is_commit_id("0123456789ABCDEF0123456789abcdef01234567"));
+  EXPECT_FALSE(is_commit_id("g123456789abcdef0123456789abcdef01234567"));
+  EXPECT_FALSE(is_commit_id(""));
+}
+
 TEST(JobScriptTest, OneStepIsTheScriptItself) {
   EXPECT_EQ(job_script({"pytest -x"}, "n0nce"), "pytest -x");
 }

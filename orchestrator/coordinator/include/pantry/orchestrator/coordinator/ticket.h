@@ -23,6 +23,9 @@
 
 namespace pantry::orchestrator::coordinator {
 
+// True iff `s` is a full git commit id as `git rev-parse` prints it: 40 lowercase hex digits.
+bool is_commit_id(std::string_view s) noexcept;
+
 // Where a pipeline's files come from.
 struct source_ref {
   enum class kind { none, tree, git };

@@ -1221,6 +1221,14 @@ class HtpasswdTest(AuthTestBase):
                                       f"{dict(headers)} {body[:300]!r}{self.logs()}")
         status = request(self.pantry.port, f"/v2/local/copy/blobs/{layer}")[1]
         self.assertEqual(status, 404, f"the layer is readable under local/copy{self.logs()}")
+        # Nor does a mount without `from` (the spec's automatic content discovery) find it there.
+        status, headers, body = request(
+            self.pantry.port, f"/v2/local/copy/blobs/uploads/?mount={layer}", method="POST",
+            headers=auth)[1:]
+        self.assertEqual(status, 202, f"mount without from of a credentialed upstream's layer: "
+                                      f"{status} {dict(headers)} {body[:300]!r}{self.logs()}")
+        status = request(self.pantry.port, f"/v2/local/copy/blobs/{layer}")[1]
+        self.assertEqual(status, 404, f"the layer is readable under local/copy{self.logs()}")
 
 
 if __name__ == "__main__":

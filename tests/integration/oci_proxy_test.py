@@ -14,6 +14,7 @@ with the upstream stopped.
 """
 
 import base64
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -583,6 +584,24 @@ class OciProxyTest(unittest.TestCase):
                          ("artifactType", []), f)
         none = self.api("GET", f"/v2/{repo}/referrers/sha256:" + "1" * 64)
         self.assertEqual((none.status, none.json()["manifests"]), (200, []), none)
+
+    def test_referrers_herd_asks_upstream_once(self):
+        # 30 clients ask at once for a list pantry has not cached: one upstream ask (the API's
+        # 404, then the referrers tag's 404) answers them all, with an empty list.
+        repo = "org/multi"
+        subject = "sha256:" + "2" * 64
+        mark = self.reg.mark()
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            got = list(pool.map(lambda _: self.api("GET", f"/v2/{repo}/referrers/{subject}"),
+                                range(30)))
+        self.assertEqual({(r.status, tuple(r.json()["manifests"])) for r in got}, {(200, ())},
+                         got[:3])
+        asked = [(e["method"], e["uri"], e["status"]) for e in self.reg.entries(mark)]
+        self.assertEqual(
+            (self.reg.count("GET", f"/v2/{repo}/referrers/", since=mark),
+             self.reg.count("GET", f"/v2/{repo}/manifests/sha256-", since=mark)), (1, 1),
+            f"upstream asks for one referrers list wanted by 30 clients at once "
+            f"({len(asked)} requests; the first: {asked[:4]})")
 
     def test_gc_removes_hosted_blobs_no_manifest_references(self):
         work = os.path.join(self.work, "gc")

@@ -53,6 +53,13 @@ struct proxied_answer {
 
 // What the pull-through routes share. Owned by the service; a fetch that outlives its request
 // keeps it alive through the route that started it.
+// A referrers list asked of the upstream: the list, or the failure to answer with.
+struct fetched_referrers {
+  std::optional<std::vector<referrer>> list;
+  proxied_answer failed;
+  bool stored_meanwhile = false;  // the list came from the cache, stored by an ask just ended
+};
+
 struct proxied_context {
   // One upstream_auth per item of cfg.upstreams, sending through `client`.
   proxied_context(const config::oci_config& cfg, std::shared_ptr<cache::store> store,
@@ -75,6 +82,9 @@ struct proxied_context {
   // blob's cache key (upstream, repository and digest): one at a time per key, its answer shared
   // by every client that asks meanwhile (blobs.cpp). Mutable: the routes hold the context const.
   mutable detail::coalescer<proxied_answer> blob_checks;
+  // Upstream asks for a referrers list, keyed by the list's cache key: one at a time per key,
+  // its list (or failure) shared by every client that asks meanwhile (referrers.cpp).
+  mutable detail::coalescer<fetched_referrers> referrer_fetches;
 };
 
 // What an upstream's failure status `s` for `what` means for the client; `unknown_code` is the
@@ -137,8 +147,10 @@ boost::asio::awaitable<void> serve_proxied_tags(const proxied_context& ctx, prox
 
 // GET/HEAD /v2/<name>/referrers/<digest> of a proxied name (referrers.cpp): the upstream's
 // referrers API, else its referrers tag schema; cached like a tag (tag_ttl, stale on failure).
-boost::asio::awaitable<void> serve_proxied_referrers(const proxied_context& ctx,
-                                                     proxy::exchange& ex, const target& t,
-                                                     const std::string& ref);
+// One upstream ask per list at a time, shared by the clients that want it meanwhile; `ctx` is
+// shared because that ask outlives the request that started it.
+boost::asio::awaitable<void> serve_proxied_referrers(
+    const std::shared_ptr<const proxied_context>& ctx, proxy::exchange& ex, const target& t,
+    const std::string& ref);
 
 }  // namespace pantry::registry::oci

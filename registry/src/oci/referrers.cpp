@@ -76,56 +76,86 @@ std::optional<std::vector<referrer>> read_cached(cache::store& store, const cach
   return std::move(*list);
 }
 
+// Asks the upstream for the referrers list under `key` and stores it. Runs once per key at a
+// time (ctx->referrer_fetches): a list that an ask which ended after the client looked in the
+// cache has stored answers without asking again.
+asio::awaitable<fetched_referrers> fetch_referrers(std::shared_ptr<const proxied_context> ctx,
+                                                   target t, cache::digest subject,
+                                                   std::string key) {
+  const auto rules = ctx->tag_rules();
+  fetched_referrers out;
+  if (auto stored = ctx->store->get_entry(key); stored && stored->target) {
+    if (freshness::on_request(&*stored, rules, cache::clock::now()).act ==
+        freshness::action::serve_cached) {
+      out.list = read_cached(*ctx->store, *stored);
+      out.stored_meanwhile = out.list.has_value();
+      if (out.list) co_return out;
+    }
+  }
+  auto fetched = co_await upstream_referrers(*ctx, t, subject, out.failed);
+  if (!fetched) co_return out;
+  const std::string body = referrers_index(*fetched, "");
+  cache::entry e;
+  e.target = cache::digest::of(body);
+  e.content_type = std::string(kOciIndex);
+  freshness::stamp(e, rules, cache::clock::now());
+  auto stored = co_await detail::off_thread(ctx->blocking, [&]() -> result<void> {
+    auto put = ctx->store->put_blob(std::as_bytes(std::span(body)), e.content_type, false);
+    if (!put) return put.error();
+    return ctx->store->put_entry(key, e);
+  });
+  // An answer that could not be stored is still the answer.
+  (void)stored;
+  out.list = std::move(*fetched);
+  co_return out;
+}
+
 }  // namespace
 
-asio::awaitable<void> serve_proxied_referrers(const proxied_context& ctx, exchange& ex,
-                                              const target& t, const std::string& ref) {
+asio::awaitable<void> serve_proxied_referrers(const std::shared_ptr<const proxied_context>& ctx,
+                                              exchange& ex, const target& t,
+                                              const std::string& ref) {
   const auto subject = cache::digest::parse(ref).value();
   const std::string key = keys::referrers(t.key_prefix, ref);
-  const auto rules = ctx.tag_rules();
-  auto cached = ctx.store->get_entry(key);
+  const auto rules = ctx->tag_rules();
+  auto cached = ctx->store->get_entry(key);
   const cache::entry* have = cached && cached->target ? &*cached : nullptr;
   std::optional<std::vector<referrer>> list;
   std::string_view warning;
   if (freshness::on_request(have, rules, cache::clock::now()).act ==
       freshness::action::serve_cached) {
-    list = read_cached(*ctx.store, *have);
+    list = read_cached(*ctx->store, *have);
     if (list) ex.set_outcome(proxy::cache_outcome::hit);
   }
   if (!list) {
-    proxied_answer failed;
-    auto fetched = co_await upstream_referrers(ctx, t, subject, failed);
-    if (fetched) {
-      const std::string body = referrers_index(*fetched, "");
-      cache::entry e;
-      e.target = cache::digest::of(body);
-      e.content_type = std::string(kOciIndex);
-      freshness::stamp(e, rules, cache::clock::now());
-      auto stored = co_await detail::off_thread(ctx.blocking, [&]() -> result<void> {
-        auto put = ctx.store->put_blob(std::as_bytes(std::span(body)), e.content_type, false);
-        if (!put) return put.error();
-        return ctx.store->put_entry(key, e);
-      });
-      // An answer that could not be stored is still the answer.
-      (void)stored;
-      list = std::move(*fetched);
-      ex.set_outcome(proxy::cache_outcome::miss);
+    std::function<asio::awaitable<fetched_referrers>()> fn =
+        [ctx, t, subject, key]() -> asio::awaitable<fetched_referrers> {
+      return fetch_referrers(ctx, t, subject, key);
+    };
+    bool joined = false;
+    auto fetched = co_await ctx->referrer_fetches.run(key, std::move(fn), joined);
+    if (fetched.list) {
+      list = std::move(fetched.list);
+      ex.set_outcome(joined || fetched.stored_meanwhile ? proxy::cache_outcome::coalesced
+                                                        : proxy::cache_outcome::miss);
     } else {
-      if (failed.upstream_failed) ctx.report.failed(t.up->upstream().name);
+      const proxied_answer& failed = fetched.failed;
+      // One failure of the upstream however many clients waited for it.
+      if (failed.upstream_failed && !joined) ctx->report.failed(t.up->upstream().name);
       freshness::upstream_answer said;
       said.what = failed.upstream_failed ? freshness::upstream_answer::kind::failed
                                          : freshness::upstream_answer::kind::gone;
       said.status = static_cast<int>(failed.status);
       said.reason = failed.message;
       auto d = freshness::on_answer(have, said, rules, cache::clock::now());
-      if (d.act == freshness::action::serve_stale) list = read_cached(*ctx.store, *have);
+      if (d.act == freshness::action::serve_stale) list = read_cached(*ctx->store, *have);
       if (!list) {
         co_await answer_failure(ex, failed);
         co_return;
       }
       warning = d.warning;
       ex.set_outcome(d.outcome);
-      ctx.report.served_stale(t.up->upstream().name, d.reason);
+      ctx->report.served_stale(t.up->upstream().name, d.reason);
     }
   }
   const std::string artifact_type = query_param(ex.request().target(), "artifactType");

@@ -175,7 +175,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
         break;
       case api_kind::referrers:
         ex.set_route("oci_referrers");
-        co_await serve_proxied_referrers(*ctx_, ex, *t, api->reference);
+        co_await serve_proxied_referrers(ctx_, ex, *t, api->reference);
         break;
       default:
         ex.set_route("oci");

@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""Three pantry instances behind a real HAProxy using the deployed deploy/haproxy/haproxy.cfg.
+
+HAProxy hashes each request's path onto a ring of the instances (balance uri, hash-type
+consistent), so an index page, a wheel, a manifest or a layer always goes to the same instance,
+and an instance asked for a /files/ URL whose index page another instance served resolves the
+file through that page itself. What this test checks, with pip and skopeo as the clients, a real
+nginx as the PyPI upstream and a real docker-registry as the container registry upstream:
+
+- round one: every file and blob is fetched from its upstream exactly once across the three
+  instances, and the objects are spread over more than one instance;
+- round two (fresh clients): nothing at all is asked upstream;
+- one instance killed: the clients still succeed, and nothing is fetched upstream more than once
+  more (the killed instance's share, by whichever instance takes its keys);
+- the instance restarted on its data dir: it serves what it had, nothing is fetched upstream;
+- hosted content (a push, then a pull) and pantry's registry tokens go to the one instance that
+  owns them.
+
+Run by ctest with the pantry binary as the first argument:
+    tests/integration/scale_haproxy_test.py build/debug/cli/pantry
+"""
+
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import make_oci_images as moi  # noqa: E402
+import nginx_pypi  # noqa: E402
+import oci_registry  # noqa: E402
+from pantry_serve import Pantry, clean_env, free_port, get  # noqa: E402
+
+PANTRY = None
+PYTHON = "/usr/bin/python3"
+HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
+USER = "ci-pusher"
+TOKEN = "scale-test-token-0123456789"
+IMAGES = ("library/busybox:1.36", "org/multi:latest")
+FILE_SUFFIXES = (".whl", ".tar.gz", ".metadata")
+
+
+class HAProxy:
+    """haproxy -f deploy/haproxy/haproxy.cfg -db, with the instances' addresses in the
+    environment the config reads."""
+
+    def __init__(self, workdir, instances):
+        self.port = free_port()
+        self.stats_port = free_port()
+        env = dict(os.environ, PANTRY_LB_BIND=f"127.0.0.1:{self.port}",
+                   PANTRY_LB_STATS=f"127.0.0.1:{self.stats_port}")
+        for i, p in enumerate(instances, 1):
+            env[f"PANTRY_{i}"] = f"127.0.0.1:{p.port}"
+        self.log_path = os.path.join(workdir, "haproxy.log")
+        self.log = open(self.log_path, "w")
+        check = subprocess.run(["haproxy", "-c", "-f", HAPROXY_CFG], env=env,
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy -c refused {HAPROXY_CFG}:\n{check.stdout}{check.stderr}")
+        self.process = subprocess.Popen(["haproxy", "-db", "-f", HAPROXY_CFG], env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL,
+                                        preexec_fn=nginx_pypi.die_with_parent)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def servers(self):
+        """{(backend, server): status} from the stats page's CSV ("UP", "DOWN", ...)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}/stats;csv",
+                                    timeout=10) as r:
+            lines = r.read().decode().splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        out = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(",")))
+            if row.get("svname") not in ("FRONTEND", "BACKEND", None):
+                out[(row["pxname"], row["svname"])] = row["status"].split()[0]
+        return out
+
+    def wait_status(self, server, want, timeout=30):
+        """Waits until every backend's SERVER has status WANT ("UP" or "DOWN")."""
+        deadline = time.monotonic() + timeout
+        got = {}
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"haproxy exited with {self.process.returncode}:\n"
+                                     f"{self.tail()}")
+            try:
+                got = {k: v for k, v in self.servers().items() if k[1] == server}
+            except OSError:
+                got = {}
+            if got and all(v == want for v in got.values()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{server} is not {want} in haproxy after {timeout} s: {got}\n"
+                             f"{self.tail()}")
+
+    def tail(self, lines=30):
+        self.log.flush()
+        with open(self.log_path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class ScaleOutBehindHAProxyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-scale-haproxy-test-")
+        cls.nginx = None
+        cls.reg = None
+        cls.lb = None
+        cls.pantries = []
+        try:
+            cls.nginx = nginx_pypi.start(os.path.join(cls.work, "pypi"), build=True)
+            cls.images = moi.build(os.path.join(cls.work, "images"))["images"]
+            cls.reg = oci_registry.Registry("open", os.path.join(cls.work, "registry"))
+            cls.reg.push(cls.images["busybox"]["layout"], "latest", "library/busybox:1.36")
+            cls.reg.push(cls.images["multi"]["layout"], "latest", "org/multi:latest")
+            for i in range(3):
+                cls.pantries.append(cls.start_pantry(i))
+            cls.lb = HAProxy(cls.work, cls.pantries)
+            for i in range(3):
+                cls.lb.wait_status(f"pantry{i + 1}", "UP")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.lb is not None:
+            cls.lb.stop()
+        for p in cls.pantries:
+            p.stop()
+        if cls.reg is not None:
+            cls.reg.close()
+        if cls.nginx is not None:
+            cls.nginx.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    @classmethod
+    def start_pantry(cls, i, port=None):
+        return Pantry(PANTRY, os.path.join(cls.work, f"pantry{i + 1}"), cls.nginx.index_url,
+                      port=port,
+                      upstream_timeouts="connect_timeout: 5s, header_timeout: 10s, "
+                                        "idle_timeout: 10s",
+                      oci=f"""\
+  default_upstream: docker.io
+  upstreams:
+    - {{name: docker.io, url: "{cls.reg.url}"}}
+  tag_ttl: 10m
+  hosted:
+    prefix: local/
+    users: [{{name: {USER}, token: "{TOKEN}"}}]
+""")
+
+    def logs(self):
+        text = f"\n--- haproxy log tail:\n{self.lb.tail()}"
+        for i, p in enumerate(self.pantries, 1):
+            text += f"\n--- pantry{i} log tail:\n{p.tail(15)}"
+        return text
+
+    # ---- the clients ----
+
+    def pip_round(self, name):
+        """pip installs the demo app and a real wheel through HAProxy into a fresh venv."""
+        venv = os.path.join(self.work, f"venv-{name}")
+        subprocess.run([PYTHON, "-m", "venv", venv], check=True, env=clean_env())
+        env = clean_env()
+        env.update(PIP_INDEX_URL=self.lb.url("/simple/"), PIP_RETRIES="5")
+        cmd = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "pantry-demo-app",
+               "wheel==0.38.4"]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, f"{name}: {' '.join(cmd)}:\n{r.stdout}\n{r.stderr}"
+                                          f"{self.logs()}")
+        r = subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "list",
+                            "--format", "json"], env=env, capture_output=True, text=True,
+                           check=True)
+        got = {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"]
+               for p in json.loads(r.stdout)}
+        self.assertEqual({k: got.get(k) for k in ("pantry-demo-app", "pantry-demo-lib",
+                                                  "pantry-demo-util", "wheel")},
+                         {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1",
+                          "pantry-demo-util": "1.0", "wheel": "0.38.4"}, f"{name}: {got}")
+
+    def skopeo_round(self, name):
+        """skopeo copies each image (every platform) through HAProxy, retrying as docker does."""
+        for ref in IMAGES:
+            dest = os.path.join(self.work, f"pull-{name}-{ref.replace('/', '_').replace(':', '_')}")
+            cmd = ["skopeo", "copy", "--all", "--retry-times", "3", "--src-tls-verify=false",
+                   f"docker://127.0.0.1:{self.lb.port}/{ref}", f"dir:{dest}"]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, f"{name}: {' '.join(cmd)}:\n{r.stdout}{r.stderr}"
+                                              f"{self.logs()}")
+            shutil.rmtree(dest, ignore_errors=True)
+
+    # ---- what reached the upstreams ----
+
+    def pypi_files_fetched(self, since):
+        """{path: GETs} of wheels, sdists and metadata files nginx answered since entry SINCE."""
+        got = collections.Counter()
+        for e in nginx_pypi.read_access_log(self.nginx.access_log)[since:]:
+            uri = e.get("uri", e.get("request", ""))
+            if e.get("method", "GET") == "GET" and uri.split("?")[0].endswith(FILE_SUFFIXES):
+                got[uri] += 1
+        return got
+
+    def pypi_mark(self):
+        return len(nginx_pypi.read_access_log(self.nginx.access_log))
+
+    def blobs_fetched(self, since):
+        """{path: GETs} of blobs docker-registry answered since its mark SINCE."""
+        got = collections.Counter()
+        for e in self.reg.entries(since):
+            if e["method"] == "GET" and "/blobs/" in e["path"]:
+                got[e["path"]] += 1
+        return got
+
+    def upstream_mark(self):
+        return self.pypi_mark(), self.reg.mark()
+
+    def fetched(self, mark):
+        both = self.pypi_files_fetched(mark[0])
+        both.update(self.blobs_fetched(mark[1]))
+        return both
+
+    def everything_asked(self, mark):
+        """Every request either upstream answered since MARK."""
+        pypi = [e.get("uri", e.get("request")) for e in
+                nginx_pypi.read_access_log(self.nginx.access_log)[mark[0]:]]
+        oci = [(e["method"], e["uri"]) for e in self.reg.entries(mark[1])]
+        return pypi, oci
+
+    # ---- the scenario, in order ----
+
+    def test_a_first_round_fetches_each_object_once_across_the_instances(self):
+        mark = self.upstream_mark()
+        self.pip_round("first")
+        self.skopeo_round("first")
+        got = self.fetched(mark)
+        self.assertTrue(any(p.endswith(".whl") for p in got), f"no wheel fetched: {got}")
+        self.assertTrue(any("/blobs/" in p for p in got), f"no blob fetched: {got}")
+        self.assertEqual({p: n for p, n in got.items() if n != 1}, {},
+                         f"objects fetched upstream more than once across three instances: "
+                         f"{dict(got)}{self.logs()}")
+        holding = [p.blobs()[0] for p in self.pantries]
+        self.assertGreaterEqual(sum(1 for n in holding if n > 0), 2,
+                                f"blobs per instance {holding}: the hash did not spread the load")
+
+    def test_b_second_round_is_all_cache_hits(self):
+        mark = self.upstream_mark()
+        self.pip_round("second")
+        self.skopeo_round("second")
+        pypi, oci = self.everything_asked(mark)
+        self.assertEqual((pypi, oci), ([], []),
+                         f"fresh clients made pantry ask upstream again{self.logs()}")
+
+    def test_c_an_instance_killed_then_restarted(self):
+        victim = self.pantries[1]
+        port = victim.port
+        held = victim.blobs()[0]
+        self.assertGreater(held, 0, "pantry2 holds nothing: the test would prove nothing")
+        victim.process.send_signal(signal.SIGKILL)
+        victim.stop()  # reaps it, closes its log
+        mark = self.upstream_mark()
+        # Clients right after the kill (before the health check notices): HAProxy's retry on
+        # another instance, and the clients' own retries, hide it.
+        self.pip_round("killed")
+        self.skopeo_round("killed")
+        self.lb.wait_status("pantry2", "DOWN")
+        got = self.fetched(mark)
+        self.assertEqual({p: n for p, n in got.items() if n != 1}, {},
+                         f"after a kill, objects fetched more than once more: {dict(got)}"
+                         f"{self.logs()}")
+        self.assertGreater(len(got), 0, "the killed instance's share was never fetched again: "
+                                        "did it own anything the clients asked for?")
+
+        # Restarted on its data dir and port: it serves what it had.
+        self.pantries[1] = self.start_pantry(1, port=port)
+        self.lb.wait_status("pantry2", "UP")
+        mark = self.upstream_mark()
+        self.pip_round("restarted")
+        self.skopeo_round("restarted")
+        got = self.fetched(mark)
+        self.assertEqual(dict(got), {}, f"the restarted instance lost its cache{self.logs()}")
+
+    def test_d_hosted_content_and_tokens_go_to_the_owner(self):
+        ref = f"127.0.0.1:{self.lb.port}/local/app:1"
+        src = oci_registry.source_ref(self.images["busybox"]["layout"])
+        cmd = ["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{TOKEN}",
+               src, f"docker://{ref}"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"push through haproxy:\n{r.stdout}{r.stderr}"
+                                          f"{self.logs()}")
+        for _ in range(3):
+            dest = os.path.join(self.work, "hosted-pull")
+            r = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
+                                f"dir:{dest}"], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, f"pull of a hosted image through haproxy:\n"
+                                              f"{r.stdout}{r.stderr}{self.logs()}")
+            shutil.rmtree(dest, ignore_errors=True)
+        status, _, body = get(self.pantries[0].url("/v2/local/app/tags/list"))
+        self.assertEqual((status, json.loads(body).get("tags")), (200, ["1"]), body[:300])
+
+
+if __name__ == "__main__":
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

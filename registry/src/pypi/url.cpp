@@ -297,16 +297,21 @@ result<std::string> file_location_of(const boost::urls::url_view_base& u) {
   }
   const std::string_view path = u.encoded_path();
   if (path.empty() || path.front() != '/') return fail("it has no path");
+  // Each segment in one spelling, pip's: every byte but the unreserved ones escaped, hex in upper
+  // case. pip re-escapes the links it is given (a ':' or '+' in a path reaches pantry as "%3A",
+  // "%2B") while indexes escape as they like, so without this one file would have several
+  // locations; the links of another pantry's pages (pantry in tiers) hold a ':' in their path.
   std::size_t start = 1;
   for (;;) {
     const std::size_t slash = path.find('/', start);
     const std::string_view segment = path.substr(
         start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (const char* problem = segment_problem(segment)) return fail(problem);
+    location += '/';
+    location += percent_encode_segment(percent_decode(segment));
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
-  location += path;
   if (u.has_query()) {
     location += '?';
     location += u.encoded_query();

@@ -93,6 +93,25 @@ TEST(PypiFilePathTest, ParseReadsAPercentEncodedPortSeparator) {
   EXPECT_EQ(in_path->location, "h/p%3Aq/a-1.0.tar.gz");
 }
 
+TEST(PypiFilePathTest, OneFileHasOneLocationHoweverItsPathIsEscaped) {
+  // pip escapes every byte of a path but the unreserved ones; indexes (and another pantry's
+  // pages, whose links hold "127.0.0.1:8080" in their path) escape less, or in lower case.
+  const std::string canonical = "/files/up/h/files/up/127.0.0.1%3A8080/a/torch-2.0%2Bcpu~1.whl";
+  for (std::string_view url : {"http://h/files/up/127.0.0.1:8080/a/torch-2.0+cpu~1.whl",
+                               "http://h/files/up/127.0.0.1%3a8080/a/torch-2.0%2bcpu%7E1.whl",
+                               "http://h/files/up/127.0.0.1%3A8080/%61/torch-2.0%2Bcpu~1.whl"}) {
+    EXPECT_EQ(file_path_for("up", url), canonical) << url;
+  }
+  for (std::string_view target : {"/files/up/h/files/up/127.0.0.1:8080/a/torch-2.0+cpu~1.whl",
+                                  "/files/up/h/files/up/127.0.0.1%3A8080/a/torch-2.0%2bcpu~1.whl"}) {
+    auto parsed = parse_file_path(target);
+    ASSERT_TRUE(ok(parsed)) << target;
+    EXPECT_EQ("/files/up/" + parsed->location, canonical) << target;
+  }
+  // The query is the upstream's business (a signed URL): kept as given.
+  EXPECT_EQ(file_path_for("up", "http://h/a.whl?sig=a%2bb+c"), "/files/up/h/a.whl?sig=a%2bb+c");
+}
+
 TEST(PypiFilePathTest, ParseRejectsHostilePaths) {
   const std::vector<std::string_view> targets = {
       "/simple/pip/",

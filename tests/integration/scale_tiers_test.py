@@ -8,7 +8,8 @@ and skopeo as the clients:
 
 - each file and blob is fetched from the fixtures once, however many edges' clients ask;
 - with the central stopped, each edge still serves everything it has cached (fresh clients
-  install and pull), and answers what it never had with a 502 that names the central.
+  install and pull), answers what it never had with a 502 that names the central, and stays
+  ready on /readyz (degraded, the central listed as failing).
 
 Run by ctest with the pantry binary as the first argument:
     tests/integration/scale_tiers_test.py build/debug/cli/pantry
@@ -131,8 +132,15 @@ class TiersTest(unittest.TestCase):
 
     def test_a_one_fixture_fetch_per_object_for_every_edge(self):
         for i, edge in enumerate(self.edges, 1):
+            status, _, body = edge.fetch("/readyz")
+            self.assertEqual(status, 200, body[:500])
+            self.assertEqual({u["state"] for u in json.loads(body)["upstreams"]}, {"unknown"},
+                             f"edge{i} before any request: {body[:500]!r}")
             self.pip_install(edge, f"edge{i}")
             self.pull(edge, f"edge{i}")
+            ready = json.loads(edge.fetch("/readyz")[2])
+            self.assertEqual((ready["degraded"], {u["state"] for u in ready["upstreams"]}),
+                             (False, {"up"}), f"edge{i} after its clients: {ready}")
         got = self.fixture_fetches()
         self.assertTrue(any(p.endswith(".whl") for p in got), f"no wheel fetched: {got}")
         self.assertTrue(any("/blobs/" in p for p in got), f"no blob fetched: {got}")
@@ -156,6 +164,14 @@ class TiersTest(unittest.TestCase):
                                          {"Accept": "application/vnd.oci.image.manifest.v1+json"})
             self.assertEqual(status, 502, f"edge{i}: an uncached manifest with the central down: "
                                           f"{status} {body[:300]!r}")
+            # Still ready (it serves its cache), and says which upstream fails.
+            status, _, body = edge.fetch("/readyz")
+            self.assertEqual(status, 200, f"edge{i}: /readyz with the central down: {body[:500]!r}")
+            ready = json.loads(body)
+            self.assertEqual((ready["ready"], ready["degraded"], ready["cache"]), (True, True, "ok"),
+                             ready)
+            self.assertEqual({(u["protocol"], u["state"]) for u in ready["upstreams"]},
+                             {("pypi", "failing"), ("oci", "failing")}, ready)
 
 
 if __name__ == "__main__":

@@ -525,4 +525,46 @@ std::string render_json(const front_page& p) {
   return json::serialize(o) + "\n";
 }
 
+readiness assess_readiness(const std::vector<upstream_state>& upstreams,
+                           const std::string& cache_problem) {
+  readiness r;
+  r.ready = cache_problem.empty();
+  bool degraded = false;
+  json::array ups;
+  for (const auto& u : upstreams) {
+    // The later of the two records is the upstream's state now.
+    const char* state = "unknown";
+    if (u.last_failure && (!u.last_success || *u.last_failure > *u.last_success)) {
+      state = "failing";
+      degraded = true;
+    } else if (u.last_success) {
+      state = "up";
+    }
+    json::object uo;
+    uo["protocol"] = u.protocol;
+    uo["name"] = u.name;
+    uo["url"] = u.url;
+    uo["state"] = state;
+    uo["last_success"] = time_or_null(u.last_success);
+    uo["last_failure"] = time_or_null(u.last_failure);
+    if (u.last_failure) {
+      uo["failure"] = u.failure;
+    } else {
+      uo["failure"] = nullptr;
+    }
+    ups.push_back(std::move(uo));
+  }
+  json::object o;
+  o["ready"] = r.ready;
+  o["degraded"] = degraded;
+  if (r.ready) {
+    o["cache"] = "ok";
+  } else {
+    o["cache"] = cache_problem;
+  }
+  o["upstreams"] = std::move(ups);
+  r.json = json::serialize(o) + "\n";
+  return r;
+}
+
 }  // namespace pantry::web

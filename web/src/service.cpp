@@ -42,11 +42,15 @@ class web_service_impl final : public proxy::service,
     fallback_ = h + ":" + std::to_string(srv.port());
     auto self = shared_from_this();
     srv.route("/", [self](proxy::exchange& ex) { return self->front(ex); });
+    srv.route("/readyz", [self](proxy::exchange& ex) { return self->ready(ex); });
   }
 
  private:
   asio::awaitable<void> front(proxy::exchange& ex);
+  asio::awaitable<void> ready(proxy::exchange& ex);
   front_page gather(const proxy::exchange& ex) const;
+  // Fills in what the upstream client last saw from each upstream.
+  void add_health(std::vector<upstream_state>& upstreams) const;
 
   const config::config cfg_;
   const std::shared_ptr<cache::store> store_;
@@ -56,21 +60,24 @@ class web_service_impl final : public proxy::service,
   std::string fallback_;  // set by install(), read-only after
 };
 
+void web_service_impl::add_health(std::vector<upstream_state>& upstreams) const {
+  if (!health_) return;
+  for (auto& u : upstreams) {
+    auto origin = proxy::upstream_health::origin_of(u.url);
+    if (!origin) continue;
+    auto r = health_->of(*origin);
+    u.last_success = r.last_success;
+    u.last_failure = r.last_failure;
+    u.failure = std::move(r.failure);
+  }
+}
+
 front_page web_service_impl::gather(const proxy::exchange& ex) const {
   const auto& req = ex.request();
   auto page = make_front_page(
       cfg_, base_address_of(req[http::field::host], req["X-Forwarded-Proto"], fallback_), version_);
   page.now = system_clock::now();
-  if (health_) {
-    for (auto& u : page.upstreams) {
-      auto origin = proxy::upstream_health::origin_of(u.url);
-      if (!origin) continue;
-      auto r = health_->of(*origin);
-      u.last_success = r.last_success;
-      u.last_failure = r.last_failure;
-      u.failure = std::move(r.failure);
-    }
-  }
+  add_health(page.upstreams);
   if (auto st = store_->get_stats()) {
     page.cache.bytes = st->bytes;
     page.cache.objects = st->objects;
@@ -113,6 +120,26 @@ asio::awaitable<void> web_service_impl::front(proxy::exchange& ex) {
   res.set(http::field::cache_control, "no-store");
   res.set(http::field::vary, "Accept");
   res.set("X-Content-Type-Options", "nosniff");
+  co_await ex.respond(std::move(res));
+}
+
+asio::awaitable<void> web_service_impl::ready(proxy::exchange& ex) {
+  ex.set_route("readyz");
+  // One read transaction: the cache is open and readable (a key nothing writes).
+  std::string cache_problem;
+  auto probe = store_->get_entry("readyz/probe");
+  if (!probe && !probe.error().is(errc::not_found)) {
+    cache_problem = "the cache cannot be read: " + probe.error().message;
+  }
+  auto upstreams = upstreams_of(cfg_);
+  add_health(upstreams);
+  const readiness r = assess_readiness(upstreams, cache_problem);
+  if (!r.ready) spdlog::warn("web: /readyz answers 503: {}", cache_problem);
+  http::response<http::string_body> res{
+      r.ready ? http::status::ok : http::status::service_unavailable, ex.request().version()};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = r.json;
   co_await ex.respond(std::move(res));
 }
 

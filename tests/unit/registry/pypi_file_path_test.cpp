@@ -102,8 +102,9 @@ TEST(PypiFilePathTest, OneFileHasOneLocationHoweverItsPathIsEscaped) {
                                "http://h/files/up/127.0.0.1%3A8080/%61/torch-2.0%2Bcpu~1.whl"}) {
     EXPECT_EQ(file_path_for("up", url), canonical) << url;
   }
-  for (std::string_view target : {"/files/up/h/files/up/127.0.0.1:8080/a/torch-2.0+cpu~1.whl",
-                                  "/files/up/h/files/up/127.0.0.1%3A8080/a/torch-2.0%2bcpu~1.whl"}) {
+  for (std::string_view target :
+       {"/files/up/h/files/up/127.0.0.1:8080/a/torch-2.0+cpu~1.whl",
+        "/files/up/h/files/up/127.0.0.1%3A8080/a/torch-2.0%2bcpu~1.whl"}) {
     auto parsed = parse_file_path(target);
     ASSERT_TRUE(ok(parsed)) << target;
     EXPECT_EQ("/files/up/" + parsed->location, canonical) << target;

@@ -234,5 +234,41 @@ TEST(FrontPageTest, JsonOnlyWhenAskedForBeforeHtml) {
   EXPECT_FALSE(wants_json({"application/json;q=0"}));
 }
 
+TEST(FrontPageTest, ReadyWhileTheCacheReadsEvenWithAFailingUpstream) {
+  const auto t0 = system_clock::from_time_t(1'800'000'000);
+  auto ups = upstreams_of(secretive_config());
+  ASSERT_GE(ups.size(), 3u);
+  ups[0].last_success = t0;  // up
+  ups[1].last_success = t0;  // failed after it last answered
+  ups[1].last_failure = t0 + std::chrono::seconds(5);
+  ups[1].failure = "connect to 10.0.0.9:443: connection refused";
+  const readiness r = assess_readiness(ups, "");
+  EXPECT_TRUE(r.ready);
+  EXPECT_THAT(r.json, HasSubstr("\"ready\":true"));
+  EXPECT_THAT(r.json, HasSubstr("\"degraded\":true"));
+  EXPECT_THAT(r.json, HasSubstr("\"cache\":\"ok\""));
+  EXPECT_THAT(r.json, HasSubstr("\"state\":\"up\""));
+  EXPECT_THAT(r.json, HasSubstr("\"state\":\"failing\""));
+  EXPECT_THAT(r.json, HasSubstr("\"state\":\"unknown\""));
+  EXPECT_THAT(r.json, HasSubstr("connection refused"));
+  for (const auto& secret : kSecrets)
+    EXPECT_THAT(r.json, Not(HasSubstr(secret)));
+
+  // Answered again after the failure: up, and no longer degraded.
+  ups[1].last_success = t0 + std::chrono::seconds(9);
+  ups.resize(2);
+  const readiness again = assess_readiness(ups, "");
+  EXPECT_THAT(again.json, HasSubstr("\"degraded\":false")) << again.json;
+}
+
+TEST(FrontPageTest, NotReadyWhenTheCacheCannotBeRead) {
+  const readiness r = assess_readiness(upstreams_of(secretive_config()),
+                                       "the cache cannot be read: mdb_txn_begin: I/O error");
+  EXPECT_FALSE(r.ready);
+  EXPECT_THAT(r.json, HasSubstr("\"ready\":false"));
+  EXPECT_THAT(r.json,
+              HasSubstr("\"cache\":\"the cache cannot be read: mdb_txn_begin: I/O error\""));
+}
+
 }  // namespace
 }  // namespace pantry::web

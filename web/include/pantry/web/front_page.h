@@ -99,6 +99,20 @@ struct front_page {
 front_page make_front_page(const config::config& cfg, const base_address& base,
                            std::string version);
 
+// What `GET /readyz` answers, for load balancers and Kubernetes' readiness probe. pantry is
+// ready while its cache answers a read (`cache_problem` is empty): an upstream that fails does
+// not make it unready, since it keeps serving what it has cached; such an upstream is listed as
+// "failing" (its last request failed), beside "up" (its last one got an answer) and "unknown"
+// (not asked since start), and the answer then says "degraded": true. The JSON holds no secret
+// (the upstreams as upstreams_of gives them).
+struct readiness {
+  bool ready = false;  // 200 when true, else 503
+  std::string json;    // {"ready", "degraded", "cache", "upstreams": [{protocol, name, url, state,
+                       //  last_success, last_failure, failure}]}
+};
+readiness assess_readiness(const std::vector<upstream_state>& upstreams,
+                           const std::string& cache_problem);
+
 // True iff the Accept header lines prefer JSON: application/json is named with q > 0 and at
 // least text/html's q (0 when not named). Browsers, curl's `*/*` and no header get HTML.
 bool wants_json(const std::vector<std::string_view>& accept_lines);

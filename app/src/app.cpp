@@ -175,6 +175,13 @@ result<void> app_impl::assemble() {
   upstream_ = proxy::client::create(server_->executor(), client_options_of(cfg_, health));
   flights_ = std::make_shared<proxy::flight_table>(store_, upstream_);
   blocking_.emplace(2);
+  // Tokens signed with a key kept in the data dir outlive a restart; instances behind one load
+  // balancer share the configured key instead.
+  if (cfg_.oci.hosted.token_key.empty()) {
+    auto key = registry::oci::data_dir_token_key(cfg_.data_dir);
+    if (!key) return key.error();
+    cfg_.oci.hosted.token_key = std::move(*key);
+  }
   control_ = control_endpoint{loopback_url(cfg_.listen.host, server_->port()), new_control_token(),
                               static_cast<long>(::getpid())};
   services_ = make_services(cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_,

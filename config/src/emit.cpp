@@ -15,17 +15,18 @@ std::optional<std::string> placeholder_problem(std::string_view value, std::stri
          " here (`pantry config show --secrets` prints the configured one)";
 }
 
-std::optional<std::string> read_token(reader& r, const entry& e) {
+std::optional<std::string> read_token(reader& r, const entry& e, std::size_t min_chars) {
   auto s = r.as_scalar(e, "a token");
   if (!s) return std::nullopt;
   if (auto why = placeholder_problem(*s, "token")) {
     r.fail(e, *why);
     return std::nullopt;
   }
-  if (s->size() < 16) {
+  if (s->size() < min_chars) {
     // The value is a secret: never echo it.
-    r.fail(e, "the token has " + std::to_string(s->size()) +
-                  " characters; use at least 16, e.g. the output of `openssl rand -hex 24`");
+    r.fail(e, "the " + std::string(e.key) + " has " + std::to_string(s->size()) +
+                  " characters; use at least " + std::to_string(min_chars) +
+                  ", e.g. the output of `openssl rand -hex 24`");
     return std::nullopt;
   }
   return s;

@@ -49,6 +49,6 @@ std::optional<std::string> placeholder_problem(std::string_view value, std::stri
 
 // A token that grants access (oci.hosted.users, ci.tokens): at least 16 characters, not the
 // placeholder. Reports a problem without echoing the value (it is a secret) and returns nullopt.
-std::optional<std::string> read_token(reader& r, const entry& e);
+std::optional<std::string> read_token(reader& r, const entry& e, std::size_t min_chars = 16);
 
 }  // namespace pantry::config::detail

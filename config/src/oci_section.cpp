@@ -17,7 +17,8 @@ namespace {
 
 constexpr std::array<std::string_view, 4> kOciKeys = {"default_upstream", "upstreams", "tag_ttl",
                                                       "hosted"};
-constexpr std::array<std::string_view, 3> kHostedKeys = {"prefix", "users", "pull_auth"};
+constexpr std::array<std::string_view, 4> kHostedKeys = {"prefix", "users", "pull_auth",
+                                                         "token_key"};
 constexpr std::array<std::string_view, 2> kUserKeys = {"name", "token"};
 
 // A hosted prefix is the start of a repository name: path components of [a-z0-9._-], each
@@ -111,6 +112,8 @@ void read_hosted(reader& r, const entry& e, config& c) {
       read_users(r, f, c);
     } else if (f.key == "pull_auth") {
       if (auto b = r.read_bool(f)) c.oci.hosted.pull_auth = *b;
+    } else if (f.key == "token_key") {
+      if (auto k = read_token(r, f, 32)) c.oci.hosted.token_key = std::move(*k);
     }
   });
 }
@@ -194,6 +197,8 @@ void emit_oci(YAML::Emitter& out, const config& c, secrets s) {
     emit_key(o, "token", secret(u.token, s));
   });
   emit_key(out, "pull_auth", c.oci.hosted.pull_auth);
+  if (!c.oci.hosted.token_key.empty())
+    emit_key(out, "token_key", secret(c.oci.hosted.token_key, s));
   out << YAML::EndMap;
   out << YAML::EndMap;
 }

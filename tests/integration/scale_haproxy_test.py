@@ -13,13 +13,14 @@ nginx as the PyPI upstream and a real docker-registry as the container registry 
 - one instance killed: the clients still succeed, and nothing is fetched upstream more than once
   more (the killed instance's share, by whichever instance takes its keys);
 - the instance restarted on its data dir: it serves what it had, nothing is fetched upstream;
-- hosted content (a push, then a pull) and pantry's registry tokens go to the one instance that
-  owns them.
+- hosted content (a push, then a pull) goes to the one instance that owns it, and a registry
+  token any instance issued is accepted by all of them (a shared oci.hosted.token_key).
 
 Run by ctest with the pantry binary as the first argument:
     tests/integration/scale_haproxy_test.py build/debug/cli/pantry
 """
 
+import base64
 import collections
 import json
 import os
@@ -46,6 +47,7 @@ PYTHON = "/usr/bin/python3"
 HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
 USER = "ci-pusher"
 TOKEN = "scale-test-token-0123456789"
+TOKEN_KEY = "one-key-for-every-instance-0123456789"  # oci.hosted.token_key, shared
 IMAGES = ("library/busybox:1.36", "org/multi:latest")
 FILE_SUFFIXES = (".whl", ".tar.gz", ".metadata")
 
@@ -171,6 +173,7 @@ class ScaleOutBehindHAProxyTest(unittest.TestCase):
   hosted:
     prefix: local/
     users: [{{name: {USER}, token: "{TOKEN}"}}]
+    token_key: "{TOKEN_KEY}"
 """)
 
     def logs(self):
@@ -320,6 +323,21 @@ class ScaleOutBehindHAProxyTest(unittest.TestCase):
             shutil.rmtree(dest, ignore_errors=True)
         status, _, body = get(self.pantries[0].url("/v2/local/app/tags/list"))
         self.assertEqual((status, json.loads(body).get("tags")), (200, ["1"]), body[:300])
+
+        # A token one instance issued is good at every other (they share oci.hosted.token_key);
+        # a token with a wrong signature is good nowhere.
+        basic = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+        status, _, body = get(self.pantries[1].url("/auth/token?service=pantry&scope="
+                                                   "repository:local/app:pull,push"),
+                              {"Authorization": basic})
+        self.assertEqual(status, 200, body[:300])
+        token = json.loads(body)["token"]
+        forged = token[:-1] + ("0" if token[-1] != "0" else "1")
+        for i, p in enumerate(self.pantries, 1):
+            status, _, body = get(p.url("/v2/"), {"Authorization": f"Bearer {token}"})
+            self.assertEqual(status, 200, f"pantry{i} refused pantry2's token: {body[:300]!r}")
+            status, _, body = get(p.url("/v2/"), {"Authorization": f"Bearer {forged}"})
+            self.assertEqual(status, 401, f"pantry{i} took a forged token: {body[:300]!r}")
 
 
 if __name__ == "__main__":

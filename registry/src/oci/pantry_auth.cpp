@@ -45,9 +45,13 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }  // namespace
 
 pantry_auth::pantry_auth(const config::oci_hosted& cfg, std::string control_token)
-    : cfg_(cfg), control_token_(std::move(control_token)) {
-  if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
-    throw std::runtime_error("pantry: no randomness for the registry token key");
+    : cfg_(cfg), control_token_(std::move(control_token)), key_(cfg.token_key) {
+  if (key_.empty()) {
+    key_.resize(32);
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key_.data()), static_cast<int>(key_.size())) !=
+        1) {
+      throw std::runtime_error("pantry: no randomness for the registry token key");
+    }
   }
 }
 
@@ -57,8 +61,9 @@ std::string pantry_auth::issue(const std::string& user, std::int64_t expires) co
   std::string payload = user + "." + std::to_string(expires);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(), mac, &len);
+  HMAC(EVP_sha256(), reinterpret_cast<const unsigned char*>(key_.data()),
+       static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(payload.data()),
+       payload.size(), mac, &len);
   return payload + "." + hex(mac, len);
 }
 

@@ -20,7 +20,9 @@ namespace pantry::registry::oci {
 
 class pantry_auth {
  public:
-  // `control_token`: pantry's own credential (service.h), "" for none.
+  // `control_token`: pantry's own credential (service.h), "" for none. Tokens are signed with
+  // cfg.token_key, or with a random key of this object's own when it is empty (tokens then die
+  // with it).
   explicit pantry_auth(const config::oci_hosted& cfg, std::string control_token = {});
 
   // The identity of a request that carries the control token.
@@ -50,7 +52,7 @@ class pantry_auth {
 
   const config::oci_hosted cfg_;
   const std::string control_token_;
-  std::array<unsigned char, 32> key_{};
+  std::string key_;  // the HMAC key
 };
 
 }  // namespace pantry::registry::oci

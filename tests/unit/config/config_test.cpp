@@ -44,7 +44,10 @@ config unusual_config() {
   c.oci.upstreams = {{"ghcr.io", "https://ghcr.io", std::nullopt, "", ""},
                      {"registry.local", "http://[::1]:5000", "ca bundle.pem", "bot", "p@ss: word"}};
   c.oci.tag_ttl = seconds(0);
-  c.oci.hosted = {"team/images/", {{"ci", "0123456789abcdef-\"quoted\""}}, true};
+  c.oci.hosted = {"team/images/",
+                  {{"ci", "0123456789abcdef-\"quoted\""}},
+                  true,
+                  "a-token-key: of at least 32 characters"};
   c.runner.enabled = false;
   c.runner.runc = "/opt/runc v1/runc";
   c.runner.runc_root = "/run/ci: 'a'/runc";
@@ -419,6 +422,8 @@ TEST(ConfigTest, ShownConfigHidesSecretsAndItsPlaceholderIsRefused) {
   EXPECT_THAT(hidden, Not(HasSubstr("0123456789abcdef"))) << hidden;
   EXPECT_THAT(hidden, HasSubstr("password: <hidden>")) << hidden;
   EXPECT_THAT(hidden, HasSubstr("token: <hidden>")) << hidden;
+  EXPECT_THAT(hidden, Not(HasSubstr("of at least 32 characters"))) << hidden;
+  EXPECT_THAT(hidden, HasSubstr("token_key: <hidden>")) << hidden;
   EXPECT_THAT(to_yaml(c, secrets::shown), HasSubstr("p@ss: word"));
   // Run as it is printed, the hidden config would log in with "<hidden>": it is refused.
   const std::string msg = error_of(hidden);
@@ -438,6 +443,10 @@ TEST(ConfigTest, HostedErrorsNeverEchoTokens) {
   EXPECT_THAT(short_token, HasSubstr("oci.hosted.users[0].token: the token has 7 characters; use "
                                      "at least 16"));
   EXPECT_THAT(short_token, Not(HasSubstr("hunter2")));
+  const std::string short_key = error_of("oci:\n  hosted:\n    token_key: shared-but-short\n");
+  EXPECT_THAT(short_key, HasSubstr("test.yaml:3:16: oci.hosted.token_key: the token_key has 16 "
+                                   "characters; use at least 32"));
+  EXPECT_THAT(short_key, Not(HasSubstr("shared-but-short")));
   EXPECT_THAT(
       error_of("oci:\n  hosted:\n    users: [{name: ci, token: 0123456789abcdef}, {name: ci, "
                "token: 0123456789abcdef}]\n"),

@@ -85,6 +85,10 @@ struct oci_hosted {
   std::string prefix;
   std::vector<oci_user> users;
   bool pull_auth = false;  // true: pulling hosted images needs a user too
+  // Signs the tokens /auth/token issues; at least 32 characters. Set the same on every instance
+  // behind one load balancer, so that each accepts the tokens the others issued. Empty: a key
+  // generated into the data dir (registry-token.key) at first start and kept across restarts.
+  std::string token_key;
   friend bool operator==(const oci_hosted&, const oci_hosted&) = default;
 };
 

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 
 namespace pantry::registry::oci {
@@ -37,6 +38,13 @@ class service : public proxy::service {
   // Routes /v2/ of `srv` to this service.
   void install(proxy::server& srv) override = 0;
 };
+
+// The key that signs the registry's tokens when oci.hosted.token_key is not set: the one in
+// `<data_dir>/registry-token.key`, made there at first use (64 hex characters of fresh randomness,
+// mode 0600, written whole or not at all), so that tokens outlive a restart. A file that holds
+// anything else is an error that names it and says to delete it (a new key is then made) or to
+// fix it; so is a file that cannot be read or written.
+result<std::string> data_dir_token_key(const std::filesystem::path& data_dir);
 
 struct hosted_gc_report {
   std::uint64_t references_removed = 0;  // blob entries of hosted repositories no manifest uses

@@ -261,6 +261,31 @@ TEST(JunitTest, TestIdFromAttributes) {
   EXPECT_EQ(junit_test_id("v1.2/test", "v1.2.test.K", "m"), "v1.2/test::K::m");
 }
 
+// The report of pantry_pytest_test.py's PLUGIN_SUITE as the plugin and pytest 7.2 write it; that
+// test checks the plugin still writes exactly these testcases, and this one reads them.
+TEST(JunitTest, ReadsTheReportThePytestPluginWrites) {
+  const auto path = std::filesystem::path(PANTRY_TEST_DATA_DIR) / "pytest_plugin_junit.xml";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in) << path;
+  const std::string xml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto r = read_junit_xml(xml, path.string());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_THAT(ids(*r),
+              ::testing::ElementsAre("test_a.py::test_ok", "test_a.py::test_flaky",
+                                     "test_a.py::test_broken", "test_a.py::test_param[a::b]",
+                                     "test_a.py::test_param[1-\\xe9]", "test_a.py::test_skipped"));
+  const test_result* flaky = find(*r, "test_a.py::test_flaky");
+  EXPECT_EQ(flaky->outcome, test_outcome::failed);
+  EXPECT_EQ(flaky->rerun, test_outcome::passed);
+  EXPECT_EQ(flaky->message, "AssertionError: fails every other run");
+  EXPECT_EQ(flaky->file, "test_a.py");
+  const test_result* broken = find(*r, "test_a.py::test_broken");
+  EXPECT_EQ(broken->outcome, test_outcome::failed);
+  EXPECT_EQ(broken->rerun, test_outcome::failed);
+  EXPECT_EQ(find(*r, "test_a.py::test_ok")->rerun, std::nullopt);
+  EXPECT_EQ(find(*r, "test_a.py::test_skipped")->outcome, test_outcome::skipped);
+}
+
 class JunitDirTest : public test_util::temp_dir_test {
  protected:
   void write(const std::filesystem::path& rel, std::string_view text) {

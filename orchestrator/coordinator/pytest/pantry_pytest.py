@@ -3,7 +3,7 @@ shard, re-runs each failing test once, and records the re-run where pantry's JUn
 finds it. No dependency beyond pytest (7.2 or later); enable it with PYTEST_PLUGINS=pantry_pytest
 and this file's directory on PYTHONPATH (the runner mounts it read-only in every job).
 
-Environment (docs/ARCHITECTURE.md, "The pytest plugin"):
+Environment (docs/ARCHITECTURE.md, "Test intelligence"):
 
 PANTRY_TEST_ORDER  path of the order file (format "pantry-test-order", version 1; see
                    orchestrator/coordinator/include/pantry/orchestrator/coordinator/test_order.h).

@@ -52,6 +52,12 @@ std::vector<job_id> jobs_of(const std::vector<test_run>& runs) {
 
 class TestHistoryTest : public cache_store_test {};
 
+TEST_F(TestHistoryTest, KeyFormatIsStable) {
+  // A cache written by one version is read by the next: the format never changes silently.
+  EXPECT_EQ(keys::test_run("acme/shop", 7), "ci/tests/acme/shop#00000000000000000007");
+  EXPECT_EQ(keys::test_runs_of("acme"), "ci/tests/acme#");
+}
+
 TEST_F(TestHistoryTest, RecordedRunsReadBackWholeAfterARestart) {
   auto history = test_history::open(cache_);
   test_run run = run_of(7, 1, "a1b2", {});

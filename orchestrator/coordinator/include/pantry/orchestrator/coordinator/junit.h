@@ -5,7 +5,7 @@
 // the pantry pytest plugin's properties (below), and the shapes other runners write: a root
 // `testsuites` or `testsuite`, nested suites, `file` attributes on a suite or a case,
 // `failure`, `error`, `skipped`, Maven Surefire's `flakyFailure`/`rerunFailure`. Output
-// elements (`system-out`, `system-err`) are ignored. See docs/ARCHITECTURE.md, "Test history".
+// elements (`system-out`, `system-err`) are ignored. See docs/ARCHITECTURE.md, "Test intelligence".
 //
 // Never throws and never crashes on malformed or huge XML: every limit is checked, and every
 // problem is an error value whose message names the file and says what to do.

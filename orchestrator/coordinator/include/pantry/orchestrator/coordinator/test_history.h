@@ -4,7 +4,7 @@
 // shard, kept in the cache store as the coordinator keeps its journal, and the questions the
 // coordinator asks of it (pure functions over the runs): which tests failed lately, how long each
 // takes, which are flaky and why, the slowest, and how often a test passed since a time.
-// See docs/ARCHITECTURE.md, "Test history".
+// See docs/ARCHITECTURE.md, "Test intelligence".
 
 #include "pantry/cache/store.h"
 #include "pantry/error.h"

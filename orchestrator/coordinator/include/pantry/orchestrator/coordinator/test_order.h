@@ -17,7 +17,7 @@
 // its group is "changed" when its file (the id up to the first "::") is in changed_files, else
 // "new"; it runs after the listed tests of its group, in the runner's own order. `seconds` is
 // absent for a test without a duration. Readers ignore members they do not know; a new version
-// number means an incompatible change. See docs/ARCHITECTURE.md, "Test order and shards".
+// number means an incompatible change. See docs/ARCHITECTURE.md, "Test intelligence".
 
 #include "pantry/error.h"
 #include "pantry/orchestrator/coordinator/test_history.h"

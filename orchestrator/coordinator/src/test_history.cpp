@@ -265,6 +265,22 @@ double median(std::vector<double> values) {
 
 }  // namespace
 
+test_run make_test_run(const pipeline_record& p, const job_record& j,
+                       std::vector<test_result> results) {
+  test_run run;
+  run.project = p.project;
+  run.job = j.id;
+  run.pipeline = p.id;
+  run.job_name = j.spec_name;
+  run.commit = p.commit;
+  run.patch = p.patch;
+  run.shard = j.shard;
+  run.shards = j.shards;
+  run.time = j.finished_at;
+  run.results = std::move(results);
+  return run;
+}
+
 std::unique_ptr<test_history> test_history::open(std::shared_ptr<cache::store> store,
                                                  history_options options) {
   return std::make_unique<history_impl>(std::move(store), options);
@@ -452,6 +468,90 @@ std::size_t passes_since(std::span<const test_run> runs, std::string_view id,
     }
   }
   return n;
+}
+
+namespace {
+
+json::value outcome_or_null(const std::optional<test_outcome>& o) {
+  return o ? json::value(to_string(*o)) : json::value(nullptr);
+}
+
+json::value ms_or_null(const std::optional<clock::time_point>& t) {
+  return t ? json::value(detail::to_ms(*t)) : json::value(nullptr);
+}
+
+}  // namespace
+
+json::object to_json(const test_result& r) {
+  json::object o;
+  o["id"] = r.id;
+  o["file"] = r.file;
+  o["classname"] = r.classname;
+  o["name"] = r.name;
+  o["outcome"] = to_string(r.outcome);
+  o["seconds"] = r.seconds;
+  o["rerun"] = outcome_or_null(r.rerun);
+  o["message"] = r.message;
+  return o;
+}
+
+json::object to_json(const test_stat& s) {
+  json::object o;
+  o["id"] = s.id;
+  o["file"] = s.file;
+  o["runs"] = s.runs;
+  o["passes"] = s.passes;
+  o["failures"] = s.failures;
+  o["skips"] = s.skips;
+  o["seconds"] = s.seconds ? json::value(*s.seconds) : json::value(nullptr);
+  o["last_outcome"] = to_string(s.last_outcome);
+  o["first_seen"] = detail::to_ms(s.first_seen);
+  o["last_seen"] = detail::to_ms(s.last_seen);
+  o["last_failed"] = ms_or_null(s.last_failed);
+  o["last_failed_job"] = s.last_failed_job;
+  o["failed_recently"] = s.failed_recently;
+  return o;
+}
+
+json::object to_json(const test_failure& f) {
+  json::object o;
+  o["id"] = f.id;
+  o["outcome"] = to_string(f.outcome);
+  o["rerun"] = outcome_or_null(f.rerun);
+  o["job"] = f.job;
+  o["pipeline"] = f.pipeline;
+  o["commit"] = f.commit;
+  o["time"] = detail::to_ms(f.time);
+  o["message"] = f.message;
+  return o;
+}
+
+json::object to_json(const flaky_test& t) {
+  json::object o;
+  o["id"] = t.id;
+  o["file"] = t.file;
+  o["runs"] = t.runs;
+  o["flakes"] = t.flakes;
+  o["rate"] = t.rate;
+  json::array commits;
+  for (const std::string& c : t.commits)
+    commits.emplace_back(c);
+  o["commits"] = std::move(commits);
+  o["first_seen"] = detail::to_ms(t.first_seen);
+  o["first_flaked"] = detail::to_ms(t.first_flaked);
+  o["last_flaked"] = detail::to_ms(t.last_flaked);
+  json::array evidence;
+  for (const flake& f : t.evidence) {
+    json::object e;
+    e["kind"] = to_string(f.kind);
+    e["commit"] = f.commit;
+    e["failed_job"] = f.failed_job;
+    e["passed_job"] = f.passed_job;
+    e["time"] = detail::to_ms(f.time);
+    evidence.emplace_back(std::move(e));
+  }
+  o["evidence"] = std::move(evidence);
+  return o;
 }
 
 }  // namespace pantry::orchestrator::coordinator

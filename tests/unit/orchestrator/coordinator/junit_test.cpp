@@ -227,6 +227,22 @@ TEST(JunitTest, LimitsAreErrorsThatSayWhatToDo) {
   EXPECT_THAT(error_of(deep), HasSubstr("nested more than 32 deep"));
 }
 
+TEST(JunitTest, DeeplyNestedElementsNeitherRecurseNorCrash) {
+  // pugixml parses and frees without recursion; the reader walks only suites, to a bounded depth.
+  constexpr int kDepth = 300000;
+  std::string xml = "<testsuite>";
+  for (int i = 0; i < kDepth; ++i)
+    xml += "<a>";
+  for (int i = 0; i < kDepth; ++i)
+    xml += "</a>";
+  xml += "<testcase name=\"x\"/></testsuite>";
+  auto r = read_junit_xml(xml, "deep.xml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->size(), 1u);
+  EXPECT_THAT(error_of(xml.substr(0, 11 + 3 * kDepth)),
+              HasSubstr("junit: report.xml: is not well-formed XML at byte"));
+}
+
 TEST(JunitTest, HugeDocumentOfManyCasesReadsWithinLimits) {
   std::string xml = "<testsuite>";
   for (int i = 0; i < 50000; ++i) {

@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <boost/json/serialize.hpp>
+
 #include <string>
 #include <vector>
 
@@ -303,6 +305,63 @@ TEST(TestHistoryQueriesTest, SlowestAndPassesSince) {
   EXPECT_EQ(passes_since(runs, "a::slow", at(0)), 2u);
   EXPECT_EQ(passes_since(runs, "a::slow", at(2)), 1u) << "a failure passed on re-run is no pass";
   EXPECT_EQ(passes_since(runs, "a::slow", at(10)), 0u);
+}
+
+TEST(TestHistoryQueriesTest, MakeTestRunTakesTheJobsAndPipelinesFields) {
+  pipeline_record p;
+  p.id = 12;
+  p.project = "acme/shop";
+  p.commit = "0123abcd";
+  p.patch = "feature-x";
+  job_record j;
+  j.id = 40;
+  j.pipeline = 12;
+  j.name = "test 2/3";
+  j.spec_name = "test";
+  j.shard = 2;
+  j.shards = 3;
+  j.finished_at = at(5);
+  test_run run = make_test_run(p, j, {result_of("a::b", test_outcome::passed, 1)});
+  EXPECT_EQ(run.project, "acme/shop");
+  EXPECT_EQ(run.job, 40u);
+  EXPECT_EQ(run.pipeline, 12u);
+  EXPECT_EQ(run.job_name, "test");
+  EXPECT_EQ(run.commit, "0123abcd");
+  EXPECT_EQ(run.patch, "feature-x");
+  EXPECT_EQ(run.shard, 2);
+  EXPECT_EQ(run.shards, 3);
+  EXPECT_EQ(run.time, at(5));
+  ASSERT_EQ(run.results.size(), 1u);
+}
+
+TEST(TestHistoryQueriesTest, ApiFormsSpellTimesOutcomesAndMissingValues) {
+  std::vector<test_run> runs = {
+      run_of(1, 1, "c",
+             {result_of("f.py::t", test_outcome::failed, 0.5, test_outcome::passed),
+              result_of("f.py::s", test_outcome::skipped, 0)}),
+  };
+  const auto ms = [](int minute) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(at(minute).time_since_epoch())
+        .count();
+  };
+  auto stats = summarize(runs, {});
+  ASSERT_EQ(stats.size(), 2u);
+  const std::string skipped = boost::json::serialize(to_json(stats[0]));
+  EXPECT_EQ(skipped, R"({"id":"f.py::s","file":"f.py","runs":1,"passes":0,"failures":0,"skips":1,)"
+                     R"("seconds":null,"last_outcome":"skipped","first_seen":)" +
+                         std::to_string(ms(1)) + R"(,"last_seen":)" + std::to_string(ms(1)) +
+                         R"(,"last_failed":null,"last_failed_job":0,"failed_recently":false})");
+  auto flaky = flaky_tests(runs);
+  ASSERT_EQ(flaky.size(), 1u);
+  const std::string f = boost::json::serialize(to_json(flaky[0]));
+  EXPECT_THAT(f, HasSubstr(R"("flakes":1,"rate":1E0,"commits":["c"],)")) << f;
+  EXPECT_THAT(f, HasSubstr(R"("evidence":[{"kind":"rerun","commit":"c","failed_job":1,)")) << f;
+  auto failures = recent_failures(runs, 5);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_THAT(boost::json::serialize(to_json(failures[0])),
+              HasSubstr(R"({"id":"f.py::t","outcome":"failed","rerun":"passed","job":1,)"));
+  EXPECT_THAT(boost::json::serialize(to_json(runs[0].results[1])),
+              HasSubstr(R"("outcome":"skipped","seconds":0E0,"rerun":null,)"));
 }
 
 }  // namespace

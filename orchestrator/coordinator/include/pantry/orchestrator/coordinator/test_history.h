@@ -10,6 +10,9 @@
 #include "pantry/error.h"
 #include "pantry/orchestrator/coordinator/ids.h"
 #include "pantry/orchestrator/coordinator/junit.h"
+#include "pantry/orchestrator/coordinator/scheduler.h"
+
+#include <boost/json/object.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -33,6 +36,11 @@ struct test_run {
   clock::time_point time;     // when the job finished
   std::vector<test_result> results;
 };
+
+// The run of job `j` of pipeline `p` (its project, commit, patch, spec name, shard and finish
+// time) with `results`: what the executor records when a test job ends.
+test_run make_test_run(const pipeline_record& p, const job_record& j,
+                       std::vector<test_result> results);
 
 struct history_options {
   // Runs kept per project; recording one more drops the oldest (by job id). Enough for the
@@ -154,5 +162,13 @@ std::vector<test_stat> slowest(std::span<const test_stat> stats, std::size_t n);
 // needed): the count that lets a quarantined test out.
 std::size_t passes_since(std::span<const test_run> runs, std::string_view id,
                          clock::time_point since);
+
+// ---- The API's forms: times as integer milliseconds since the Unix epoch, outcomes as
+// to_string spells them, seconds as numbers, a missing value as null ----
+
+boost::json::object to_json(const test_result& r);
+boost::json::object to_json(const test_stat& s);
+boost::json::object to_json(const test_failure& f);
+boost::json::object to_json(const flaky_test& t);
 
 }  // namespace pantry::orchestrator::coordinator

@@ -223,17 +223,24 @@ class PantryPlugin:
         excinfo = outcome.excinfo
         if excinfo is not None and issubclass(excinfo[0], KeyboardInterrupt):
             return
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_sep("-", "pantry: running %d failed test%s once more" % (
+                len(self.failed), "" if len(self.failed) == 1 else "s"))
         for item in self.failed:
-            self._run_again(item, None)
+            self._run_again(item, None, at_end=True)
 
-    def _run_again(self, item, nextitem):
+    def _run_again(self, item, nextitem, at_end=False):
         """Runs item once more, marked as a re-run; True iff the re-run failed."""
         item.user_properties.append((RERUN_PROPERTY, "1"))
         self.rerunning = True
         try:
             item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
             reports = runtestprotocol(item, nextitem=nextitem, log=True)
-            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            if not at_end:
+                # At the end the terminal's progress is complete already: it would print
+                # another "[100%]" after each re-run.
+                item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         finally:
             self.rerunning = False
             item.user_properties.remove((RERUN_PROPERTY, "1"))

@@ -178,13 +178,14 @@ class history_impl final : public test_history {
     return prune(run.project);
   }
 
-  result<std::vector<test_run>> runs(std::string_view project) override {
+  result<std::vector<test_run>> runs(std::string_view project, std::size_t newest) override {
     if (auto e = check_project(project)) return *e;
     auto listed = list(project);
     if (!listed) return listed.error();
+    const std::size_t skip = listed->size() > newest ? listed->size() - newest : 0;
     std::vector<test_run> out;
-    out.reserve(listed->size());
-    for (const std::string& key : *listed) {
+    out.reserve(listed->size() - skip);
+    for (const std::string& key : std::span(*listed).subspan(skip)) {
       auto bytes = store_->get_record(key);
       if (!bytes) {
         // Pruned between the walk and this read: the run is gone, not broken.

@@ -119,6 +119,8 @@ TEST_F(TestHistoryTest, KeepsTheNewestRunsPerProjectAndProjectsApart) {
   auto runs = history->runs("acme/shop");
   ASSERT_TRUE(runs) << runs.error().message;
   EXPECT_THAT(jobs_of(*runs), ElementsAre(3u, 4u, 5u));
+  EXPECT_THAT(jobs_of(history->runs("acme/shop", 2).value()), ElementsAre(4u, 5u));
+  EXPECT_TRUE(history->runs("acme/shop", 0).value().empty());
   EXPECT_THAT(jobs_of(history->runs("acme/shop/api").value()), ElementsAre(9u));
   EXPECT_THAT(jobs_of(history->runs("acme").value()), ElementsAre(9u));
   EXPECT_FALSE(cache_->get_record(keys::test_run("acme/shop", 1)))

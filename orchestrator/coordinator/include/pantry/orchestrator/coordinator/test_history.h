@@ -15,6 +15,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -44,8 +45,9 @@ test_run make_test_run(const pipeline_record& p, const job_record& j,
 
 struct history_options {
   // Runs kept per project; recording one more drops the oldest (by job id). Enough for the
-  // durations' medians and for flaky evidence across several days of a busy project.
-  std::size_t max_runs_per_project = 200;
+  // durations' medians and for flaky evidence across several days of a busy project, while a
+  // whole read of a 10,000-test project stays around a hundred MB.
+  std::size_t max_runs_per_project = 100;
 };
 
 // The store of runs. Thread-safe; every call blocks on the cache store (call it off the I/O
@@ -63,9 +65,12 @@ class test_history {
   // the job is 0; store errors as they come.
   virtual result<void> record(const test_run& run) = 0;
 
-  // The project's runs, oldest first (by job id). A run whose stored record is unreadable is
-  // reported as errc::corrupt naming its key; the caller may drop it with remove_run.
-  virtual result<std::vector<test_run>> runs(std::string_view project) = 0;
+  // The project's newest `newest` runs (all by default), oldest first (by job id). Every run is
+  // read whole: planning an order needs the recent ones only, so ask for fewer there. A run
+  // whose stored record is unreadable is reported as errc::corrupt naming its key; the caller
+  // may drop it with remove_run.
+  virtual result<std::vector<test_run>> runs(
+      std::string_view project, std::size_t newest = std::numeric_limits<std::size_t>::max()) = 0;
 
   // Deletes one run. errc::not_found if it is not stored.
   virtual result<void> remove_run(std::string_view project, job_id job) = 0;

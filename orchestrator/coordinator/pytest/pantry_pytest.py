@@ -15,6 +15,9 @@ PANTRY_FAIL_FAST   "1": stop at the first failing test whose re-run fails too.
 PANTRY_JUNIT       a directory; unless --junitxml is given, the report is written there as
                    pytest.xml (pytest-shard-K.xml for shard K).
 
+Test ids are pytest's node ids, relative to pytest's rootdir: run pytest from the project's root
+(where pantry reads changed files from), or give it --rootdir there, so that they match.
+
 A test the order file does not list goes to shard 1 + fnv1a64(node id) mod shards, and runs
 after the listed tests of its group: "changed" when its file is in the file's changed_files,
 else "new". Every testcase of the JUnit report carries the property pantry.id (the node id,

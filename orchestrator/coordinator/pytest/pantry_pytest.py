@@ -13,7 +13,8 @@ PANTRY_SHARDS      the number of shards; 0 or 1 (or unset) runs every test.
 PANTRY_RERUN       "0" turns the re-run of failing tests off (default: on).
 PANTRY_FAIL_FAST   "1": stop at the first failing test whose re-run fails too.
 PANTRY_JUNIT       a directory; unless --junitxml is given, the report is written there as
-                   pytest.xml (pytest-shard-K.xml for shard K).
+                   pytest.xml (pytest-shard-K.xml for shard K; pytest-2.xml, ... when a
+                   job runs pytest more than once).
 
 Test ids are pytest's node ids, relative to pytest's rootdir: run pytest from the project's root
 (where pantry reads changed files from), or give it --rootdir there, so that they match.
@@ -267,6 +268,16 @@ def _flag(environ, name, default):
     return text == "1"
 
 
+def _report_path(directory, stem):
+    """directory/stem.xml, or stem-2.xml, -3, ... when a run of this job wrote that already."""
+    path = os.path.join(directory, stem + ".xml")
+    n = 2
+    while os.path.lexists(path):
+        path = os.path.join(directory, "%s-%d.xml" % (stem, n))
+        n += 1
+    return path
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     environ = os.environ
@@ -282,8 +293,7 @@ def pytest_configure(config):
             )
     junit_dir = environ.get("PANTRY_JUNIT", "").strip()
     if junit_dir and not getattr(config.option, "xmlpath", None):
-        name = "pytest.xml" if shards == 1 else "pytest-shard-%d.xml" % shard
-        config.option.xmlpath = os.path.join(junit_dir, name)
+        config.option.xmlpath = _report_path(junit_dir, "pytest" if shards == 1 else "pytest-shard-%d" % shard)
     plugin = PantryPlugin(
         config,
         order,

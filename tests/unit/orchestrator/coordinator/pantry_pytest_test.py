@@ -288,3 +288,19 @@ def test_pytest_plugins_variable_enables_it_in_a_fresh_process(pytester, monkeyp
         ("test_b", (("pantry.id", "test_one.py::test_b"),)),
         ("test_b", (("pantry.id", "test_one.py::test_b"), ("pantry.rerun", "1"))),
     ], names
+
+
+def test_each_run_of_a_job_writes_its_own_report(pytester, monkeypatch):
+    pytester.makepyfile(test_one="def test_a(): pass\n")
+    junit = pytester.path / "reports"
+    monkeypatch.setenv("PANTRY_JUNIT", str(junit))
+    monkeypatch.setenv("PANTRY_SHARDS", "2")
+    monkeypatch.setenv("PANTRY_SHARD", "2")
+    for _ in range(3):
+        pytester.runpytest("-p", "pantry_pytest", "-p", "no:cacheprovider")
+    assert sorted(os.listdir(junit)) == [
+        "pytest-shard-2-2.xml", "pytest-shard-2-3.xml", "pytest-shard-2.xml"]
+    # --junitxml wins over PANTRY_JUNIT
+    pytester.runpytest("-p", "pantry_pytest", "-p", "no:cacheprovider", "--junitxml", "mine.xml")
+    assert (pytester.path / "mine.xml").exists()
+    assert len(os.listdir(junit)) == 3

@@ -1,6 +1,6 @@
 #pragma once
 
-// Every store key of the coordinator (its journal, logs and artifacts), in one place.
+// Every store key of the coordinator (its journal, logs, artifacts and test history), in one place.
 
 #include "pantry/orchestrator/coordinator/ids.h"
 
@@ -37,6 +37,21 @@ inline std::string pipeline(pipeline_id id) {
   char digits[24];
   std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(id));
   return std::string(kPipelinePrefix) + digits;
+}
+
+// Entry and record: the test results of one job of a project (test_history.h). The entry is the
+// index a walk lists (attributes time, tests); the record holds the results' JSON. '#' is in no
+// project name, so that one project's prefix never matches another's ("a" and "a/b").
+inline constexpr std::string_view kTestRunPrefix = "ci/tests/";
+inline std::string test_runs_of(std::string_view project) {
+  std::string key(kTestRunPrefix);
+  key.append(project).push_back('#');
+  return key;
+}
+inline std::string test_run(std::string_view project, job_id job) {
+  char digits[24];
+  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(job));
+  return test_runs_of(project) + digits;
 }
 
 // The job id at the end of a key under `prefix`, or nullopt if it is not a number.

@@ -1,0 +1,59 @@
+// libFuzzer target for the JUnit XML reader (coordinator/junit.h), which reads whatever a test
+// job wrote into its PANTRY_JUNIT directory, and for the order file reader (test_order.h), which
+// another runner's tooling may hand back. Checked for every input: reading never crashes and
+// either fails with an errc::invalid_argument message that names the source, or gives results
+// with non-empty ids, finite non-negative times, messages within their limit, and ids that are
+// unique; an order file that parses writes back to text that parses to the same order.
+
+#include "pantry/orchestrator/coordinator/junit.h"
+#include "pantry/orchestrator/coordinator/test_order.h"
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <set>
+#include <string>
+#include <string_view>
+
+namespace {
+
+namespace coordinator = pantry::orchestrator::coordinator;
+
+void check(bool ok, const char* what, std::size_t size) {
+  if (ok) return;
+  std::fprintf(stderr, "junit_fuzz: %s failed for input of %zu bytes\n", what, size);
+  __builtin_trap();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  coordinator::junit_limits limits;
+  limits.max_test_cases = 10000;
+  auto results = coordinator::read_junit_xml(text, "fuzz.xml", limits);
+  if (!results) {
+    check(results.error().is(pantry::errc::invalid_argument), "the error code", size);
+    check(results.error().message.starts_with("junit: fuzz.xml: "), "the error message", size);
+  } else {
+    std::set<std::string> ids;
+    for (const auto& r : *results) {
+      check(!r.id.empty(), "a non-empty id", size);
+      check(ids.insert(r.id).second, "unique ids", size);
+      check(std::isfinite(r.seconds) && r.seconds >= 0, "the time", size);
+      check(r.message.size() <= coordinator::kMaxMessage, "the message's length", size);
+    }
+  }
+
+  auto order = coordinator::parse_order_file(text);
+  if (!order) {
+    check(order.error().is(pantry::errc::invalid_argument), "the order file's error code", size);
+    return 0;
+  }
+  const std::string once = coordinator::to_order_file(*order);
+  auto again = coordinator::parse_order_file(once);
+  check(again.has_value(), "re-reading the order file", size);
+  check(coordinator::to_order_file(*again) == once, "the order file's round trip", size);
+  return 0;
+}

@@ -1,6 +1,7 @@
 #include "pantry/registry/pypi/requirements.h"
 
 #include "pantry/registry/pypi/names.h"
+#include "pantry/registry/pypi/pep440.h"
 #include "text.h"
 
 #include <algorithm>
@@ -25,180 +26,6 @@ bool is_alnum(char c) noexcept {
 
 bool ends_with_icase(std::string_view s, std::string_view suffix) noexcept {
   return s.size() >= suffix.size() && ascii_iequals(s.substr(s.size() - suffix.size()), suffix);
-}
-
-// ---- PEP 440 ----------------------------------------------------------------------------------
-
-// A parsed PEP 440 version. Numbers are kept as digit strings without leading zeros, so that no
-// version, however long its numbers, overflows.
-struct pep440 {
-  std::string epoch = "0";
-  std::vector<std::string> release;
-  std::string pre_label;  // "", "a", "b" or "rc"
-  std::string pre_number;
-  bool has_post = false;
-  std::string post_number;
-  bool has_dev = false;
-  std::string dev_number;
-  std::vector<std::string> local;  // lowercase segments, numeric ones without leading zeros
-};
-
-std::string strip_zeros(std::string_view digits) {
-  while (digits.size() > 1 && digits.front() == '0')
-    digits.remove_prefix(1);
-  return std::string(digits);
-}
-
-class version_parser {
- public:
-  explicit version_parser(std::string_view s) : s_(s) {}
-
-  std::optional<pep440> parse() {
-    pep440 v;
-    if (peek() == 'v' || peek() == 'V') ++pos_;
-    auto first = digits();
-    if (first.empty()) return std::nullopt;
-    if (peek() == '!') {
-      ++pos_;
-      v.epoch = strip_zeros(first);
-      first = digits();
-      if (first.empty()) return std::nullopt;
-    }
-    v.release.push_back(strip_zeros(first));
-    while (peek() == '.' && is_digit(peek(1))) {
-      ++pos_;
-      v.release.push_back(strip_zeros(digits()));
-    }
-    // Labels are tried longest first where one begins another ("preview" before "pre").
-    static constexpr std::array<std::pair<std::string_view, std::string_view>, 8> kPre = {{
-        {"alpha", "a"},
-        {"a", "a"},
-        {"beta", "b"},
-        {"b", "b"},
-        {"preview", "rc"},
-        {"pre", "rc"},
-        {"rc", "rc"},
-        {"c", "rc"},
-    }};
-    if (auto label = labelled(kPre)) {
-      v.pre_label = std::string(*label);
-      v.pre_number = number_after_label();
-    }
-    if (peek() == '-' && is_digit(peek(1))) {
-      ++pos_;
-      v.has_post = true;
-      v.post_number = strip_zeros(digits());
-    } else {
-      static constexpr std::array<std::pair<std::string_view, std::string_view>, 3> kPost = {{
-          {"post", "post"},
-          {"rev", "post"},
-          {"r", "post"},
-      }};
-      if (labelled(kPost)) {
-        v.has_post = true;
-        v.post_number = number_after_label();
-      }
-    }
-    static constexpr std::array<std::pair<std::string_view, std::string_view>, 1> kDev = {{
-        {"dev", "dev"},
-    }};
-    if (labelled(kDev)) {
-      v.has_dev = true;
-      v.dev_number = number_after_label();
-    }
-    if (peek() == '+') {
-      ++pos_;
-      for (;;) {
-        const std::size_t start = pos_;
-        while (is_alnum(peek()))
-          ++pos_;
-        if (pos_ == start) return std::nullopt;
-        std::string segment = ascii_lower(s_.substr(start, pos_ - start));
-        const bool numeric = std::all_of(segment.begin(), segment.end(), is_digit);
-        v.local.push_back(numeric ? strip_zeros(segment) : segment);
-        if (!is_separator(peek())) break;
-        ++pos_;
-      }
-    }
-    if (pos_ != s_.size()) return std::nullopt;
-    return v;
-  }
-
- private:
-  static bool is_separator(char c) noexcept { return c == '-' || c == '_' || c == '.'; }
-
-  char peek(std::size_t ahead = 0) const noexcept {
-    return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0';
-  }
-
-  std::string_view digits() {
-    const std::size_t start = pos_;
-    while (is_digit(peek()))
-      ++pos_;
-    return s_.substr(start, pos_ - start);
-  }
-
-  // An optional separator and one of `labels` (case-insensitive); returns the normalized label
-  // and leaves the position after it, or leaves the position where it was.
-  template <std::size_t N>
-  std::optional<std::string_view> labelled(
-      const std::array<std::pair<std::string_view, std::string_view>, N>& labels) {
-    const std::size_t save = pos_;
-    if (is_separator(peek())) ++pos_;
-    for (const auto& [spelling, normal] : labels) {
-      if (s_.size() - pos_ >= spelling.size() &&
-          ascii_iequals(s_.substr(pos_, spelling.size()), spelling)) {
-        pos_ += spelling.size();
-        return normal;
-      }
-    }
-    pos_ = save;
-    return std::nullopt;
-  }
-
-  // The number after a label, with an optional separator before it; "0" when there is none.
-  std::string number_after_label() {
-    if (is_separator(peek()) && is_digit(peek(1))) ++pos_;
-    auto n = digits();
-    return n.empty() ? std::string("0") : strip_zeros(n);
-  }
-
-  std::string_view s_;
-  std::size_t pos_ = 0;
-};
-
-std::optional<pep440> parse_pep440(std::string_view text) {
-  return version_parser(trim_ascii_space(text)).parse();
-}
-
-std::string to_string(const pep440& v) {
-  std::string out;
-  if (v.epoch != "0") out += v.epoch + "!";
-  for (std::size_t i = 0; i < v.release.size(); ++i) {
-    if (i > 0) out += '.';
-    out += v.release[i];
-  }
-  if (!v.pre_label.empty()) out += v.pre_label + v.pre_number;
-  if (v.has_post) out += ".post" + v.post_number;
-  if (v.has_dev) out += ".dev" + v.dev_number;
-  for (std::size_t i = 0; i < v.local.size(); ++i) {
-    out += i == 0 ? '+' : '.';
-    out += v.local[i];
-  }
-  return out;
-}
-
-// PEP 440 equality of the public parts: the release compares as if padded with zeros.
-bool same_public_version(const pep440& a, const pep440& b) {
-  const std::size_t n = std::max(a.release.size(), b.release.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::string_view x = i < a.release.size() ? std::string_view(a.release[i]) : "0";
-    const std::string_view y = i < b.release.size() ? std::string_view(b.release[i]) : "0";
-    if (x != y) return false;
-  }
-  return a.epoch == b.epoch && a.pre_label == b.pre_label && a.pre_number == b.pre_number &&
-         a.has_post == b.has_post && a.post_number == b.post_number && a.has_dev == b.has_dev &&
-         a.dev_number == b.dev_number;
 }
 
 // ---- wheel tags -------------------------------------------------------------------------------
@@ -821,19 +648,22 @@ requirements load_requirements(const std::vector<std::string>& paths, const file
 }
 
 std::optional<std::string> normalize_version(std::string_view version) {
-  auto v = parse_pep440(version);
+  auto v = version::parse(version);
   if (!v) return std::nullopt;
-  return to_string(*v);
+  return v->str();
 }
 
 bool version_matches(const pin& p, std::string_view candidate) {
-  if (p.arbitrary) return ascii_iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
-  const auto want = parse_pep440(p.version);
-  const auto have = parse_pep440(candidate);
-  if (!want || !have)
+  const auto same_spelling = [&] {
     return ascii_iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
-  if (!same_public_version(*want, *have)) return false;
-  return want->local.empty() || want->local == have->local;
+  };
+  if (p.arbitrary) return same_spelling();
+  auto want = version::parse(p.version);
+  auto have = version::parse(candidate);
+  if (!want || !have) return same_spelling();
+  // The pin is the clause ==version; its own parse cannot fail once the version parsed.
+  auto clause = specifier::parse("==" + want->str());
+  return clause && clause->matches(*have);
 }
 
 bool wheel_matches(std::string_view filename, const file_filter& filter) {

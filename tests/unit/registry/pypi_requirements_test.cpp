@@ -250,11 +250,13 @@ TEST(PypiRequirementsTest, NormalizesVersionsAsPep440) {
       {"1.0+Ubuntu-1", "1.0+ubuntu.1"},
       {"1.0+abc.007", "1.0+abc.7"},
       {" 1.0 ", "1.0"},
+      // The PEP's grammar lets a label's separator stand without a number after it.
+      {"1.0-dev-", "1.0.dev0"},
   };
   for (const auto& [in, want] : cases)
     EXPECT_EQ(normalize_version(in), std::optional<std::string>(want)) << in;
-  for (std::string_view bad :
-       {"", "abc", "1.0.", "1..0", "1.0+", "1.0+a..b", "1.0-", "1.0 2", "1.0-dev-", "1!", "dev1"}) {
+  for (std::string_view bad : {"", "abc", "1.0.", "1..0", "1.0+", "1.0+a..b", "1.0-", "1.0 2",
+                               "1.0-dev-1-", "1!", "dev1"}) {
     EXPECT_EQ(normalize_version(bad), std::nullopt) << bad;
   }
 }

@@ -1,5 +1,6 @@
 #include "pantry/registry/pypi/requirements.h"
 
+#include "pantry/registry/pypi/markers.h"
 #include "pantry/registry/pypi/names.h"
 #include "pantry/registry/pypi/pep440.h"
 #include "text.h"
@@ -18,10 +19,6 @@ constexpr int kMaxIncludeDepth = 32;
 
 bool is_digit(char c) noexcept {
   return c >= '0' && c <= '9';
-}
-
-bool is_alnum(char c) noexcept {
-  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 bool ends_with_icase(std::string_view s, std::string_view suffix) noexcept {
@@ -349,111 +346,37 @@ constexpr std::string_view kPinsNeeded =
     "cache warm needs every requirement pinned with == (name==version), as pip-compile writes "
     "them";
 
-// Parses the requirement part of a line (PEP 508, names only).
+// Parses the requirement part of a line (PEP 508) and checks that it is a pin.
 result<pin> parse_requirement(std::string_view text) {
   const auto quoted = "\"" + std::string(text) + "\"";
   auto not_pinned = [&](std::string_view why) {
     return error(errc::invalid_argument,
                  quoted + ": " + std::string(why) + "; " + std::string(kPinsNeeded));
   };
+  // pip reads these as URLs or paths before PEP 508 has a say.
   if (text.find("://") != std::string_view::npos || text.starts_with(".") ||
       text.starts_with("/") || text.starts_with("~") || text.find('\\') != std::string_view::npos) {
     return not_pinned("a URL or path names no version on an index");
   }
-  std::size_t pos = 0;
-  while (pos < text.size() &&
-         (is_alnum(text[pos]) || text[pos] == '-' || text[pos] == '_' || text[pos] == '.')) {
-    ++pos;
+  auto r = requirement::parse(text);
+  if (!r) return r.error();
+  if (!r->url.empty()) return not_pinned("a URL requirement names no version on an index");
+  const auto& clauses = r->specifiers.clauses();
+  if (clauses.empty()) return not_pinned("no version");
+  const specifier& clause = clauses.front();
+  if (clauses.size() > 1 || (clause.operation != specifier::op::equal &&
+                             clause.operation != specifier::op::arbitrary_equal)) {
+    return not_pinned("a version range, not a pin");
   }
-  const std::string_view name = text.substr(0, pos);
-  if (!is_valid_project_name(name)) {
-    if (pos < text.size() && text[pos] == '/') {
-      return not_pinned("a URL or path names no version on an index");
-    }
-    return error(errc::invalid_argument, quoted + ": not a requirement (no project name)");
-  }
+  if (clause.wildcard) return not_pinned("a wildcard (==X.*) is a range, not a pin");
   pin p;
-  p.name = normalize_project_name(name);
+  p.name = normalize_project_name(r->name);
   p.text = std::string(text);
-  auto skip_space = [&] {
-    while (pos < text.size() && is_ascii_space(text[pos]))
-      ++pos;
-  };
-  skip_space();
-  if (pos < text.size() && text[pos] == '[') {
-    const std::size_t close = text.find(']', pos);
-    if (close == std::string_view::npos) {
-      return error(errc::invalid_argument, quoted + ": '[' of the extras is not closed");
-    }
-    std::string_view list = text.substr(pos + 1, close - pos - 1);
-    for (std::size_t start = 0; start <= list.size();) {
-      std::size_t comma = list.find(',', start);
-      if (comma == std::string_view::npos) comma = list.size();
-      const std::string_view extra = trim_ascii_space(list.substr(start, comma - start));
-      if (!extra.empty()) {
-        if (!is_valid_project_name(extra)) {
-          return error(errc::invalid_argument,
-                       quoted + ": \"" + std::string(extra) + "\" is not an extra's name");
-        }
-        p.extras.emplace_back(extra);
-      }
-      start = comma + 1;
-    }
-    pos = close + 1;
-    skip_space();
-  }
-  if (pos < text.size() && text[pos] == '@') {
-    return not_pinned("a URL requirement names no version on an index");
-  }
-  std::string_view rest = text.substr(pos);
-  std::string_view spec = rest;
-  if (const std::size_t semi = rest.find(';'); semi != std::string_view::npos) {
-    spec = rest.substr(0, semi);
-    p.marker = std::string(trim_ascii_space(rest.substr(semi + 1)));
-    if (p.marker.empty()) {
-      return error(errc::invalid_argument, quoted + ": nothing after ';' (no marker)");
-    }
-  }
-  spec = trim_ascii_space(spec);
-  if (spec.starts_with("(")) {
-    if (!spec.ends_with(")")) {
-      return error(errc::invalid_argument, quoted + ": '(' of the version is not closed");
-    }
-    spec = trim_ascii_space(spec.substr(1, spec.size() - 2));
-  }
-  if (spec.empty()) return not_pinned("no version");
-  if (spec.find(',') != std::string_view::npos) return not_pinned("a version range, not a pin");
-  static constexpr std::array<std::string_view, 8> kOperators = {
-      "===", "==", "!=", "<=", ">=", "~=", "<", ">"};
-  std::string_view op;
-  for (auto o : kOperators) {
-    if (spec.starts_with(o)) {
-      op = o;
-      break;
-    }
-  }
-  if (op.empty()) {
-    return error(errc::invalid_argument,
-                 quoted + ": \"" + std::string(spec) + "\" is not a version specifier");
-  }
-  if (op != "==" && op != "===") return not_pinned("a version range, not a pin");
-  const std::string_view version = trim_ascii_space(spec.substr(op.size()));
-  if (version.empty()) return not_pinned("no version after " + std::string(op));
-  // What a PEP 440 version (or a legacy one) is made of; === takes anything but whitespace.
-  for (char c : version) {
-    const bool ok = op == "===" ? !is_ascii_space(c)
-                                : is_alnum(c) || c == '.' || c == '-' || c == '_' || c == '+' ||
-                                      c == '!' || c == '*';
-    if (!ok) {
-      return error(errc::invalid_argument,
-                   quoted + ": \"" + std::string(version) + "\" is not a version");
-    }
-  }
-  if (op == "==" && version.find('*') != std::string_view::npos) {
-    return not_pinned("a wildcard (==X.*) is a range, not a pin");
-  }
-  p.arbitrary = op == "===";
-  p.version = std::string(version);
+  p.extras = std::move(r->extras);
+  p.arbitrary = clause.operation == specifier::op::arbitrary_equal;
+  p.version = clause.text;
+  // A pin's marker is kept as written; a pin has no URL, so its first ';' starts the marker.
+  if (r->environment) p.marker = std::string(trim_ascii_space(text.substr(text.find(';') + 1)));
   return p;
 }
 

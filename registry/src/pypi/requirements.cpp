@@ -3,6 +3,7 @@
 #include "pantry/registry/pypi/markers.h"
 #include "pantry/registry/pypi/names.h"
 #include "pantry/registry/pypi/pep440.h"
+#include "pantry/registry/pypi/requirements_syntax.h"
 #include "text.h"
 
 #include <algorithm>
@@ -146,202 +147,6 @@ bool python_matches(const wheel_tags& t, std::pair<unsigned, unsigned> version) 
 
 // ---- requirements files -----------------------------------------------------------------------
 
-struct logical_line {
-  std::size_t number = 0;  // of its first physical line
-  std::string text;
-};
-
-// The position of a comment as pip finds it ("#" at the start or after whitespace), or npos.
-std::size_t comment_start(std::string_view line) {
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    if (line[i] == '#' && (i == 0 || is_ascii_space(line[i - 1]))) return i;
-  }
-  return std::string_view::npos;
-}
-
-// Physical lines joined where one ends in a backslash, as pip joins them: a line with a comment
-// ends the run even if it ends in a backslash.
-std::vector<logical_line> join_lines(std::string_view text) {
-  std::vector<logical_line> out;
-  std::optional<logical_line> pending;
-  std::size_t number = 0;
-  for (std::size_t start = 0; start < text.size();) {
-    std::size_t nl = text.find('\n', start);
-    if (nl == std::string_view::npos) nl = text.size();
-    std::string_view line = text.substr(start, nl - start);
-    start = nl + 1;
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const bool continues =
-        !line.empty() && line.back() == '\\' && comment_start(line) == std::string_view::npos;
-    if (continues) {
-      while (!line.empty() && line.back() == '\\')
-        line.remove_suffix(1);
-      if (!pending) pending = logical_line{number, {}};
-      pending->text += line;
-      continue;
-    }
-    if (pending) {
-      pending->text += line;
-      out.push_back(std::move(*pending));
-      pending.reset();
-    } else {
-      out.push_back(logical_line{number, std::string(line)});
-    }
-  }
-  if (pending) out.push_back(std::move(*pending));
-  return out;
-}
-
-// Splits on whitespace, honouring single and double quotes as a POSIX shell does (pip reads the
-// options of a line with shlex).
-std::vector<std::string> shell_words(std::string_view s) {
-  std::vector<std::string> out;
-  std::string word;
-  bool in_word = false;
-  char quote = 0;
-  for (char c : s) {
-    if (quote != 0) {
-      if (c == quote) {
-        quote = 0;
-      } else {
-        word += c;
-      }
-      continue;
-    }
-    if (is_ascii_space(c)) {
-      if (in_word) out.push_back(std::move(word));
-      word.clear();
-      in_word = false;
-      continue;
-    }
-    in_word = true;
-    if (c == '"' || c == '\'') {
-      quote = c;
-    } else {
-      word += c;
-    }
-  }
-  if (in_word) out.push_back(std::move(word));
-  return out;
-}
-
-enum class option_kind {
-  requirement,      // -r FILE
-  constraint,       // -c FILE
-  editable,         // -e
-  hash,             // --hash ALGO:HEX (on a requirement's line)
-  per_requirement,  // ignored, takes a value (on a requirement's line)
-  ignored_value,    // ignored line option that takes a value
-  ignored_flag,     // ignored line option without a value
-};
-
-struct option_spec {
-  std::string_view name;  // "--long" or "-x"
-  option_kind kind;
-};
-
-constexpr std::array<option_spec, 24> kOptions = {{
-    {"-r", option_kind::requirement},
-    {"--requirement", option_kind::requirement},
-    {"-c", option_kind::constraint},
-    {"--constraint", option_kind::constraint},
-    {"-e", option_kind::editable},
-    {"--editable", option_kind::editable},
-    {"--hash", option_kind::hash},
-    {"--global-option", option_kind::per_requirement},
-    {"--install-option", option_kind::per_requirement},
-    {"--config-settings", option_kind::per_requirement},
-    {"-C", option_kind::per_requirement},
-    {"-i", option_kind::ignored_value},
-    {"--index-url", option_kind::ignored_value},
-    {"--extra-index-url", option_kind::ignored_value},
-    {"-f", option_kind::ignored_value},
-    {"--find-links", option_kind::ignored_value},
-    {"--trusted-host", option_kind::ignored_value},
-    {"--no-binary", option_kind::ignored_value},
-    {"--only-binary", option_kind::ignored_value},
-    {"--use-feature", option_kind::ignored_value},
-    {"--no-index", option_kind::ignored_flag},
-    {"--pre", option_kind::ignored_flag},
-    {"--prefer-binary", option_kind::ignored_flag},
-    {"--require-hashes", option_kind::ignored_flag},
-}};
-
-struct option {
-  option_kind kind;
-  std::string name;
-  std::string value;
-};
-
-// Reads the options in `words`; on failure returns the message.
-result<std::vector<option>> parse_options(const std::vector<std::string>& words) {
-  std::vector<option> out;
-  for (std::size_t i = 0; i < words.size(); ++i) {
-    const std::string& w = words[i];
-    const option_spec* spec = nullptr;
-    std::optional<std::string> value;
-    for (const auto& s : kOptions) {
-      if (w == s.name) {
-        spec = &s;
-      } else if (s.name.starts_with("--") && w.starts_with(s.name) && w.size() > s.name.size() &&
-                 w[s.name.size()] == '=') {
-        spec = &s;
-        value = w.substr(s.name.size() + 1);
-      } else if (!s.name.starts_with("--") && w.starts_with(s.name) && w.size() > 2) {
-        spec = &s;  // "-rfile.txt"
-        value = w.substr(2);
-      }
-      if (spec != nullptr) break;
-    }
-    if (spec == nullptr) {
-      return error(errc::invalid_argument, w.starts_with("-")
-                                               ? "unknown option " + w
-                                               : "unexpected \"" + w + "\" among the options");
-    }
-    const bool takes_value = spec->kind != option_kind::ignored_flag;
-    if (!takes_value && value) {
-      return error(errc::invalid_argument, std::string(spec->name) + " takes no value");
-    }
-    if (takes_value && !value) {
-      if (i + 1 >= words.size()) {
-        return error(errc::invalid_argument, std::string(spec->name) + " needs a value");
-      }
-      value = words[++i];
-    }
-    out.push_back(option{spec->kind, std::string(spec->name), value.value_or("")});
-  }
-  return out;
-}
-
-bool is_hex(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-  });
-}
-
-// "sha256:<hex>" -> {algorithm, lowercase hex}, or the reason it is not one.
-result<std::pair<std::string, std::string>> parse_hash(std::string_view value) {
-  static constexpr std::array<std::pair<std::string_view, std::size_t>, 3> kAlgorithms = {{
-      {"sha256", 64},
-      {"sha384", 96},
-      {"sha512", 128},
-  }};
-  const std::size_t colon = value.find(':');
-  if (colon != std::string_view::npos) {
-    const std::string algorithm = ascii_lower(value.substr(0, colon));
-    const std::string_view hex = value.substr(colon + 1);
-    for (const auto& [name, length] : kAlgorithms) {
-      if (algorithm == name && hex.size() == length && is_hex(hex)) {
-        return std::pair(algorithm, ascii_lower(hex));
-      }
-    }
-  }
-  return error(errc::invalid_argument,
-               "--hash=" + std::string(value) +
-                   ": expected sha256:<64 hex digits> (or sha384:<96>, sha512:<128>)");
-}
-
 constexpr std::string_view kPinsNeeded =
     "cache warm needs every requirement pinned with == (name==version), as pip-compile writes "
     "them";
@@ -354,8 +159,7 @@ result<pin> parse_requirement(std::string_view text) {
                  quoted + ": " + std::string(why) + "; " + std::string(kPinsNeeded));
   };
   // pip reads these as URLs or paths before PEP 508 has a say.
-  if (text.find("://") != std::string_view::npos || text.starts_with(".") ||
-      text.starts_with("/") || text.starts_with("~") || text.find('\\') != std::string_view::npos) {
+  if (names_url_or_path(text)) {
     return not_pinned("a URL or path names no version on an index");
   }
   auto r = requirement::parse(text);
@@ -400,57 +204,38 @@ class parser {
 
   void parse(std::string_view text, const std::string& file, int depth) {
     seen_.insert(std::filesystem::path(file).lexically_normal().string());
-    for (auto& line : join_lines(text)) {
-      std::string_view s = line.text;
-      if (const std::size_t c = comment_start(s); c != std::string_view::npos) s = s.substr(0, c);
-      s = trim_ascii_space(s);
-      if (s.empty()) continue;
-      parse_line(s, file, file + ":" + std::to_string(line.number), depth);
+    for (const auto& line : split_requirements_lines(text)) {
+      const std::string where = file + ":" + std::to_string(line.first_number);
+      auto parts = split_requirements_line(line.text);
+      if (!parts) {
+        fail(where, parts.error().message);
+      } else if (!parts->requirement.empty()) {
+        requirement_line(*parts, where);
+      } else if (!parts->options.empty()) {
+        option_line(*parts, line.text, file, where, depth);
+      }
     }
   }
 
   requirements take() { return std::move(out_); }
 
  private:
-  void parse_line(std::string_view s, const std::string& file, const std::string& where,
-                  int depth) {
-    // As pip: the requirement is every word before the first that starts with '-'.
-    std::size_t options_at = s.size();
-    for (std::size_t i = 0; i < s.size();) {
-      while (i < s.size() && is_ascii_space(s[i]))
-        ++i;
-      if (i < s.size() && s[i] == '-') {
-        options_at = i;
-        break;
-      }
-      while (i < s.size() && !is_ascii_space(s[i]))
-        ++i;
-    }
-    const std::string_view requirement = trim_ascii_space(s.substr(0, options_at));
-    auto options = parse_options(shell_words(s.substr(options_at)));
-    if (!options) {
-      fail(where, options.error().message);
-      return;
-    }
-    if (requirement.empty()) {
-      option_line(*options, s, file, where, depth);
-      return;
-    }
-    auto p = parse_requirement(requirement);
+  void requirement_line(const line_parts& parts, const std::string& where) {
+    auto p = parse_requirement(parts.requirement);
     if (!p) {
       fail(where, p.error().message);
       return;
     }
-    for (const auto& o : *options) {
-      if (o.kind == option_kind::hash) {
-        auto h = parse_hash(o.value);
+    for (const auto& o : parts.options) {
+      if (o.kind == line_option_kind::hash) {
+        auto h = parse_hash_option(o.value);
         if (!h) {
-          fail(where, "\"" + std::string(requirement) + "\": " + h.error().message);
+          fail(where, "\"" + parts.requirement + "\": " + h.error().message);
           return;
         }
         p->hashes[h->first].insert(h->second);
-      } else if (o.kind == option_kind::requirement || o.kind == option_kind::constraint ||
-                 o.kind == option_kind::editable) {
+      } else if (o.kind == line_option_kind::requirement ||
+                 o.kind == line_option_kind::constraint || o.kind == line_option_kind::editable) {
         fail(where, o.name + " must be on a line of its own");
         return;
       }
@@ -459,31 +244,35 @@ class parser {
     add(std::move(*p));
   }
 
-  void option_line(const std::vector<option>& options, std::string_view line,
-                   const std::string& file, const std::string& where, int depth) {
-    for (const auto& o : options) {
+  void option_line(const line_parts& parts, std::string_view text, const std::string& file,
+                   const std::string& where, int depth) {
+    for (const auto& o : parts.options) {
       switch (o.kind) {
-        case option_kind::editable:
-          fail(where, "\"" + std::string(line) +
+        case line_option_kind::editable: {
+          const std::string_view shown =
+              trim_ascii_space(text.substr(0, requirements_comment_start(text)));
+          fail(where, "\"" + std::string(shown) +
                           "\": an editable requirement names no version on an index; " +
                           std::string(kPinsNeeded));
           return;
-        case option_kind::hash:
-        case option_kind::per_requirement:
+        }
+        case line_option_kind::hash:
+        case line_option_kind::per_requirement:
           fail(where, o.name + " needs a requirement on the same line");
           return;
-        case option_kind::requirement:
-        case option_kind::constraint:
+        case line_option_kind::requirement:
+        case line_option_kind::constraint:
           include(o, file, where, depth);
           break;
-        case option_kind::ignored_value:
-        case option_kind::ignored_flag:
+        case line_option_kind::index:
+        case line_option_kind::other_value:
+        case line_option_kind::flag:
           break;
       }
     }
   }
 
-  void include(const option& o, const std::string& file, const std::string& where, int depth) {
+  void include(const line_option& o, const std::string& file, const std::string& where, int depth) {
     if (o.value.find("://") != std::string::npos) {
       fail(where, o.name + " " + o.value + ": files named by URL are not read; name a local file");
       return;

@@ -76,8 +76,20 @@ std::optional<std::string_view> via_annotation(std::string_view comment_body) {
   return trim_ascii_space(rest);
 }
 
-// Where, in the requirement as written, the version of its one == / === clause stands.
-std::optional<std::pair<std::size_t, std::size_t>> version_span(std::string_view requirement) {
+// True iff the last physical line of `text` (its final line end aside) ends in a continuation
+// backslash, so that pip would join whatever follows to it.
+bool continues(std::string_view text) {
+  if (text.ends_with('\n')) text.remove_suffix(1);
+  if (text.ends_with('\r')) text.remove_suffix(1);
+  const std::size_t nl = text.rfind('\n');
+  const std::string_view line = nl == std::string_view::npos ? text : text.substr(nl + 1);
+  return line.ends_with('\\') && pypi::requirements_comment_start(line) == std::string_view::npos;
+}
+
+// Where, in the requirement as written, the version `written` of its one == / === clause
+// stands.
+std::optional<std::pair<std::size_t, std::size_t>> version_span(std::string_view requirement,
+                                                                std::string_view written) {
   // Neither a name nor extras hold '=', so the first "==" is the clause's operator.
   std::size_t at = requirement.find("==");
   if (at == std::string_view::npos) return std::nullopt;
@@ -85,13 +97,8 @@ std::optional<std::pair<std::size_t, std::size_t>> version_span(std::string_view
   if (at < requirement.size() && requirement[at] == '=') ++at;
   while (at < requirement.size() && is_ascii_space(requirement[at]))
     ++at;
-  std::size_t end = at;
-  while (end < requirement.size() && !is_ascii_space(requirement[end]) && requirement[end] != ')' &&
-         requirement[end] != ';' && requirement[end] != ',') {
-    ++end;
-  }
-  if (end == at) return std::nullopt;
-  return std::pair(at, end);
+  if (written.empty() || requirement.substr(at, written.size()) != written) return std::nullopt;
+  return std::pair(at, at + written.size());
 }
 
 class document_reader {
@@ -277,7 +284,8 @@ result<void> requirements_file::set_pin(std::size_t index, const registry::pypi:
   }
   const requirement_entry& e = requirements_[index];
   const std::string where = path_ + ":" + std::to_string(e.line) + ": " + e.requirement_text;
-  const auto span = e.pinned_version() ? version_span(e.requirement_text) : std::nullopt;
+  const auto pinned = e.pinned_version();
+  const auto span = pinned ? version_span(e.requirement_text, *pinned) : std::nullopt;
   if (!span) {
     return error(errc::invalid_argument,
                  where +
@@ -369,8 +377,12 @@ result<void> requirements_file::add_pin(std::string_view name,
   } else if (!requirements_.empty()) {
     at = requirements_.back().via_end;
   }
-  if (at > 0 && text_[at - 1] != '\n') block = eol + block;
-  return splice(at, at, block);
+  std::string prefix;
+  if (at > 0 && text_[at - 1] != '\n') prefix = eol;
+  // A last line ending in a backslash would join the new requirement to it: a blank line ends
+  // that line, as pip reads it.
+  if (continues(std::string_view(text_).substr(0, at))) prefix += eol;
+  return splice(at, at, prefix + block);
 }
 
 result<void> requirements_file::splice(std::size_t begin, std::size_t end,

@@ -213,6 +213,11 @@ TEST(PinsRequirementsFileTest, SetPinAtTheEndOfAFileWithoutNewline) {
   auto arbitrary = read("legacy===2004d\n");
   ASSERT_TRUE(arbitrary.set_pin("legacy", v("2005"), {}).has_value());
   EXPECT_EQ(arbitrary.render(), "legacy===2005\n");
+  // === takes any text, a ')' included: all of it is the version (found by the fuzzer).
+  auto odd = read("odd===.0.4) # c\n");
+  ASSERT_TRUE(odd.set_pin("odd", v("2.0"), {}).has_value());
+  EXPECT_EQ(odd.render(), "odd===2.0 # c\n");
+  EXPECT_EQ(odd.requirements()[0].pinned_version(), std::optional<std::string>("2.0"));
 }
 
 TEST(PinsRequirementsFileTest, SetPinErrorsLeaveTheDocumentAsItWas) {
@@ -272,6 +277,11 @@ TEST(PinsRequirementsFileTest, AddPinGoesInAlphabeticalPlaceWithItsVia) {
   auto no_newline = read("# only a comment");
   ASSERT_TRUE(no_newline.add_pin("a", v("1"), {}, "b").has_value());
   EXPECT_EQ(no_newline.render(), "# only a comment\na==1\n    # via b\n");
+  // A last line continued by a backslash is ended by a blank line first (found by the fuzzer).
+  auto continued = read("a==1 \\\n");
+  ASSERT_TRUE(continued.add_pin("b", v("1"), {}, "a").has_value());
+  EXPECT_EQ(continued.render(), "a==1 \\\n\nb==1\n    # via a\n");
+  EXPECT_EQ(continued.requirements().size(), 2u);
   auto crlf = read("b==1\r\n");
   ASSERT_TRUE(crlf.add_pin("A_Pkg", v("1"), {kH0}, "b").has_value());
   EXPECT_EQ(crlf.render(), "A_Pkg==1 \\\r\n    --hash=" + kH0 + "\r\n    # via b\r\nb==1\r\n");

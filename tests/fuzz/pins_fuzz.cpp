@@ -3,7 +3,7 @@
 // crash, hang or throw; a document renders its input byte for byte, an edit changes only its own
 // byte range, a found image's range holds what was read, and a schedule's next time is later.
 
-#include "pantry/orchestrator/pins/cron.h"
+#include "pantry/config/cron.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
 
@@ -75,7 +75,7 @@ void check_images(const pins::image_sites& sites, std::string_view text) {
 }
 
 void check_cron(std::string_view text) {
-  auto s = pins::cron_schedule::parse(text);
+  auto s = pantry::config::cron_schedule::parse(text);
   if (!s) return;
   const auto from =
       std::chrono::sys_days{std::chrono::year{2024} / 2 / 28} + std::chrono::hours{23};

@@ -1,4 +1,4 @@
-#include "pantry/orchestrator/pins/cron.h"
+#include "pantry/config/cron.h"
 
 #include "pantry/text.h"
 
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace pantry::orchestrator::pins {
+namespace pantry::config {
 namespace {
 
 // Long enough for any date-and-weekday rule: the Gregorian weekdays repeat every 28 years
@@ -252,4 +252,4 @@ std::optional<std::chrono::sys_seconds> cron_schedule::next_after(
   return std::nullopt;
 }
 
-}  // namespace pantry::orchestrator::pins
+}  // namespace pantry::config

@@ -2,7 +2,8 @@
 
 // Cron schedules, for the pin bot's `schedule:` (when `pantry serve` checks for upgrades): the
 // 5-field syntax of cron(5) and its @ macros, and the next time one fires after a given time.
-// Times are UTC.
+// Times are UTC. Here in config, so that reading a config can check a schedule (`pantry config
+// check`) and the pin bot (orchestrator/pins) can run it.
 //
 // Pure code: the caller gives the time; nothing here reads a clock.
 
@@ -14,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-namespace pantry::orchestrator::pins {
+namespace pantry::config {
 
 class cron_schedule {
  public:
@@ -52,4 +53,4 @@ class cron_schedule {
   bool weekdays_star_ = false;  // the day-of-week field starts with '*'
 };
 
-}  // namespace pantry::orchestrator::pins
+}  // namespace pantry::config

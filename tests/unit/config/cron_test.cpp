@@ -1,7 +1,7 @@
 // Cron schedules: field syntax, errors that name the field and value, and next fire times
 // across month ends, leap years and the day-of-month / day-of-week rule.
 
-#include "pantry/orchestrator/pins/cron.h"
+#include "pantry/config/cron.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace pantry::orchestrator::pins {
+namespace pantry::config {
 namespace {
 
 using namespace std::chrono;
@@ -49,7 +49,7 @@ std::vector<std::string> next(std::string_view text, sys_seconds from, int n) {
   return out;
 }
 
-TEST(PinsCronTest, NextFireTimes) {
+TEST(CronTest, NextFireTimes) {
   const auto from = at(2024, 1, 30, 10, 17, 42);  // a Tuesday
   EXPECT_EQ(next("*/15 * * * *", from, 3),
             (std::vector<std::string>{"2024-01-30 10:30", "2024-01-30 10:45", "2024-01-30 11:00"}));
@@ -71,7 +71,7 @@ TEST(PinsCronTest, NextFireTimes) {
                                       "2024-01-31 09:05"}));
 }
 
-TEST(PinsCronTest, MonthEndsAndLeapYears) {
+TEST(CronTest, MonthEndsAndLeapYears) {
   EXPECT_EQ(next("0 0 31 * *", at(2024, 1, 31, 12), 3),
             (std::vector<std::string>{"2024-03-31 00:00", "2024-05-31 00:00", "2024-07-31 00:00"}));
   EXPECT_EQ(next("0 0 29 2 *", at(2024, 3, 1), 2),
@@ -84,7 +84,7 @@ TEST(PinsCronTest, MonthEndsAndLeapYears) {
             (std::vector<std::string>{"2024-01-01 00:00"}));
 }
 
-TEST(PinsCronTest, DayOfMonthOrDayOfWeek) {
+TEST(CronTest, DayOfMonthOrDayOfWeek) {
   // Both restricted: the 13th or a Friday.
   EXPECT_EQ(next("0 0 13 * fri", at(2024, 9, 1), 4),
             (std::vector<std::string>{"2024-09-06 00:00", "2024-09-13 00:00", "2024-09-20 00:00",
@@ -102,7 +102,7 @@ TEST(PinsCronTest, DayOfMonthOrDayOfWeek) {
       << "the 29th, then February's Mondays";
 }
 
-TEST(PinsCronTest, Macros) {
+TEST(CronTest, Macros) {
   const auto from = at(2024, 5, 15, 13, 45);  // a Wednesday
   EXPECT_EQ(next("@hourly", from, 1), (std::vector<std::string>{"2024-05-15 14:00"}));
   EXPECT_EQ(next("@daily", from, 1), (std::vector<std::string>{"2024-05-16 00:00"}));
@@ -114,7 +114,7 @@ TEST(PinsCronTest, Macros) {
   EXPECT_EQ(cron(" 0  6\t* * 1 ").str(), "0  6\t* * 1");
 }
 
-TEST(PinsCronTest, ErrorsNameTheFieldAndTheValue) {
+TEST(CronTest, ErrorsNameTheFieldAndTheValue) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"0 25 * * *", "cron schedule \"0 25 * * *\": hour \"25\" is out of range 0-23"},
       {"60 * * * *", "minute \"60\" is out of range 0-59"},
@@ -150,4 +150,4 @@ TEST(PinsCronTest, ErrorsNameTheFieldAndTheValue) {
 }
 
 }  // namespace
-}  // namespace pantry::orchestrator::pins
+}  // namespace pantry::config

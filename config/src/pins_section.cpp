@@ -2,13 +2,13 @@
 // upgrades it proposes (pre-releases, release age, groups, ignores, how many at once) and the
 // repositories it keeps current, each with the forge its pull requests go to.
 
+#include "address.h"
 #include "chars.h"
 #include "emit.h"
 #include "message.h"
 #include "section.h"
 
 #include "pantry/config/cron.h"
-#include "pantry/text.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -66,31 +66,6 @@ constexpr unsigned kMaxOpen = 100;
 
 constexpr std::string_view kRepositoryExample =
     "[{name: app, url: \"https://git.example/team/app.git\", files: [requirements.txt]}]";
-
-// Why `url` is no URL the pin bot can fetch with git over HTTP, or nullopt.
-std::optional<std::string> http_url_problem(std::string_view url) {
-  std::string_view rest;
-  if (url.starts_with("https://")) {
-    rest = url.substr(8);
-  } else if (url.starts_with("http://")) {
-    rest = url.substr(7);
-  } else {
-    return std::string("is not an http:// or https:// URL");
-  }
-  const std::string_view authority = rest.substr(0, rest.find('/'));
-  if (authority.empty()) return std::string("has no host");
-  if (authority.find('@') != std::string_view::npos) {
-    return std::string(
-        "holds credentials; remove them from the URL and put the token in a file named by "
-        "token_file (it is sent as a header, never in a URL or a log)");
-  }
-  if (std::any_of(url.begin(), url.end(), [](char c) {
-        return is_ascii_space(c) || is_control(static_cast<unsigned char>(c));
-      })) {
-    return std::string("holds white space or control characters");
-  }
-  return std::nullopt;
-}
 
 // An absolute path of a file holding a secret.
 std::optional<std::string> read_secret_file(reader& r, const entry& e) {
@@ -183,7 +158,7 @@ void read_forge(reader& r, const entry& e, pins_forge& forge) {
     } else if (f.key == "api") {
       auto s = r.as_text(f, "the forge's API URL, e.g. https://api.github.com");
       if (!s) return;
-      if (auto why = http_url_problem(*s)) {
+      if (auto why = url_problem(*s, url_kind::git_or_api)) {
         r.fail(f, quote(*s) + " " + *why);
         return;
       }
@@ -265,7 +240,7 @@ void read_repositories(reader& r, const entry& e, pins_config& pins) {
     } else if (f.key == "url") {
       auto s = r.as_text(f, "a git URL, e.g. https://git.example/team/app.git");
       if (!s) return;
-      if (auto why = http_url_problem(*s)) {
+      if (auto why = url_problem(*s, url_kind::git_or_api)) {
         r.fail(f, quote(*s) + " " + *why);
         return;
       }

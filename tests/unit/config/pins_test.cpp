@@ -135,8 +135,9 @@ TEST(PinsConfigTest, RepositoriesAreChecked) {
   EXPECT_THAT(error_of(repo("{name: a, path: /x, url: \"https://h/x\", files: [r.txt]}")),
               HasSubstr("both are set"));
   EXPECT_THAT(error_of(repo("{name: a, url: \"https://user:secret@h/x\", files: [r.txt]}")),
-              HasSubstr("pins.repositories[0].url: \"https://user:secret@h/x\" holds "
-                        "credentials; remove them from the URL and put the token in a file"));
+              HasSubstr("pins.repositories[0].url: \"https://user:secret@h/x\" has "
+                        "credentials in it; remove the user:password@ part and put the token in "
+                        "the file token_file names"));
   EXPECT_THAT(error_of(repo("{name: a, url: \"git@h:x.git\", files: [r.txt]}")),
               HasSubstr("is not an http:// or https:// URL"));
   EXPECT_THAT(error_of(repo("{name: a, path: x, files: [r.txt]}")),

@@ -36,8 +36,9 @@ bool is_ipv6_literal(std::string_view s) {
 }  // namespace
 
 std::optional<std::string> url_problem(std::string_view url, url_kind kind) {
-  const std::string example =
-      kind == url_kind::pypi_index ? "https://pypi.org/simple/" : "https://registry-1.docker.io";
+  const std::string example = kind == url_kind::pypi_index     ? "https://pypi.org/simple/"
+                              : kind == url_kind::oci_registry ? "https://registry-1.docker.io"
+                                                               : "https://git.example/team/app.git";
   std::string_view rest;
   if (url.starts_with("https://")) {
     rest = url.substr(8);
@@ -58,6 +59,10 @@ std::optional<std::string> url_problem(std::string_view url, url_kind kind) {
   const std::string_view authority = rest.substr(0, slash);
   const std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
   if (authority.find('@') != std::string_view::npos) {
+    if (kind == url_kind::git_or_api) {
+      return "has credentials in it; remove the user:password@ part and put the token in the "
+             "file token_file names (it is sent as a header, never in a URL or a log)";
+    }
     return "has credentials in it; remove the user:password@ part from the URL";
   }
   std::string_view host = authority;

@@ -1,6 +1,9 @@
 #include "pantry/registry/pypi/requirements.h"
 
+#include "pantry/registry/pypi/markers.h"
 #include "pantry/registry/pypi/names.h"
+#include "pantry/registry/pypi/pep440.h"
+#include "pantry/registry/pypi/requirements_syntax.h"
 #include "text.h"
 
 #include <algorithm>
@@ -19,186 +22,8 @@ bool is_digit(char c) noexcept {
   return c >= '0' && c <= '9';
 }
 
-bool is_alnum(char c) noexcept {
-  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
 bool ends_with_icase(std::string_view s, std::string_view suffix) noexcept {
   return s.size() >= suffix.size() && ascii_iequals(s.substr(s.size() - suffix.size()), suffix);
-}
-
-// ---- PEP 440 ----------------------------------------------------------------------------------
-
-// A parsed PEP 440 version. Numbers are kept as digit strings without leading zeros, so that no
-// version, however long its numbers, overflows.
-struct pep440 {
-  std::string epoch = "0";
-  std::vector<std::string> release;
-  std::string pre_label;  // "", "a", "b" or "rc"
-  std::string pre_number;
-  bool has_post = false;
-  std::string post_number;
-  bool has_dev = false;
-  std::string dev_number;
-  std::vector<std::string> local;  // lowercase segments, numeric ones without leading zeros
-};
-
-std::string strip_zeros(std::string_view digits) {
-  while (digits.size() > 1 && digits.front() == '0')
-    digits.remove_prefix(1);
-  return std::string(digits);
-}
-
-class version_parser {
- public:
-  explicit version_parser(std::string_view s) : s_(s) {}
-
-  std::optional<pep440> parse() {
-    pep440 v;
-    if (peek() == 'v' || peek() == 'V') ++pos_;
-    auto first = digits();
-    if (first.empty()) return std::nullopt;
-    if (peek() == '!') {
-      ++pos_;
-      v.epoch = strip_zeros(first);
-      first = digits();
-      if (first.empty()) return std::nullopt;
-    }
-    v.release.push_back(strip_zeros(first));
-    while (peek() == '.' && is_digit(peek(1))) {
-      ++pos_;
-      v.release.push_back(strip_zeros(digits()));
-    }
-    // Labels are tried longest first where one begins another ("preview" before "pre").
-    static constexpr std::array<std::pair<std::string_view, std::string_view>, 8> kPre = {{
-        {"alpha", "a"},
-        {"a", "a"},
-        {"beta", "b"},
-        {"b", "b"},
-        {"preview", "rc"},
-        {"pre", "rc"},
-        {"rc", "rc"},
-        {"c", "rc"},
-    }};
-    if (auto label = labelled(kPre)) {
-      v.pre_label = std::string(*label);
-      v.pre_number = number_after_label();
-    }
-    if (peek() == '-' && is_digit(peek(1))) {
-      ++pos_;
-      v.has_post = true;
-      v.post_number = strip_zeros(digits());
-    } else {
-      static constexpr std::array<std::pair<std::string_view, std::string_view>, 3> kPost = {{
-          {"post", "post"},
-          {"rev", "post"},
-          {"r", "post"},
-      }};
-      if (labelled(kPost)) {
-        v.has_post = true;
-        v.post_number = number_after_label();
-      }
-    }
-    static constexpr std::array<std::pair<std::string_view, std::string_view>, 1> kDev = {{
-        {"dev", "dev"},
-    }};
-    if (labelled(kDev)) {
-      v.has_dev = true;
-      v.dev_number = number_after_label();
-    }
-    if (peek() == '+') {
-      ++pos_;
-      for (;;) {
-        const std::size_t start = pos_;
-        while (is_alnum(peek()))
-          ++pos_;
-        if (pos_ == start) return std::nullopt;
-        std::string segment = ascii_lower(s_.substr(start, pos_ - start));
-        const bool numeric = std::all_of(segment.begin(), segment.end(), is_digit);
-        v.local.push_back(numeric ? strip_zeros(segment) : segment);
-        if (!is_separator(peek())) break;
-        ++pos_;
-      }
-    }
-    if (pos_ != s_.size()) return std::nullopt;
-    return v;
-  }
-
- private:
-  static bool is_separator(char c) noexcept { return c == '-' || c == '_' || c == '.'; }
-
-  char peek(std::size_t ahead = 0) const noexcept {
-    return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0';
-  }
-
-  std::string_view digits() {
-    const std::size_t start = pos_;
-    while (is_digit(peek()))
-      ++pos_;
-    return s_.substr(start, pos_ - start);
-  }
-
-  // An optional separator and one of `labels` (case-insensitive); returns the normalized label
-  // and leaves the position after it, or leaves the position where it was.
-  template <std::size_t N>
-  std::optional<std::string_view> labelled(
-      const std::array<std::pair<std::string_view, std::string_view>, N>& labels) {
-    const std::size_t save = pos_;
-    if (is_separator(peek())) ++pos_;
-    for (const auto& [spelling, normal] : labels) {
-      if (s_.size() - pos_ >= spelling.size() &&
-          ascii_iequals(s_.substr(pos_, spelling.size()), spelling)) {
-        pos_ += spelling.size();
-        return normal;
-      }
-    }
-    pos_ = save;
-    return std::nullopt;
-  }
-
-  // The number after a label, with an optional separator before it; "0" when there is none.
-  std::string number_after_label() {
-    if (is_separator(peek()) && is_digit(peek(1))) ++pos_;
-    auto n = digits();
-    return n.empty() ? std::string("0") : strip_zeros(n);
-  }
-
-  std::string_view s_;
-  std::size_t pos_ = 0;
-};
-
-std::optional<pep440> parse_pep440(std::string_view text) {
-  return version_parser(trim_ascii_space(text)).parse();
-}
-
-std::string to_string(const pep440& v) {
-  std::string out;
-  if (v.epoch != "0") out += v.epoch + "!";
-  for (std::size_t i = 0; i < v.release.size(); ++i) {
-    if (i > 0) out += '.';
-    out += v.release[i];
-  }
-  if (!v.pre_label.empty()) out += v.pre_label + v.pre_number;
-  if (v.has_post) out += ".post" + v.post_number;
-  if (v.has_dev) out += ".dev" + v.dev_number;
-  for (std::size_t i = 0; i < v.local.size(); ++i) {
-    out += i == 0 ? '+' : '.';
-    out += v.local[i];
-  }
-  return out;
-}
-
-// PEP 440 equality of the public parts: the release compares as if padded with zeros.
-bool same_public_version(const pep440& a, const pep440& b) {
-  const std::size_t n = std::max(a.release.size(), b.release.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::string_view x = i < a.release.size() ? std::string_view(a.release[i]) : "0";
-    const std::string_view y = i < b.release.size() ? std::string_view(b.release[i]) : "0";
-    if (x != y) return false;
-  }
-  return a.epoch == b.epoch && a.pre_label == b.pre_label && a.pre_number == b.pre_number &&
-         a.has_post == b.has_post && a.post_number == b.post_number && a.has_dev == b.has_dev &&
-         a.dev_number == b.dev_number;
 }
 
 // ---- wheel tags -------------------------------------------------------------------------------
@@ -322,311 +147,40 @@ bool python_matches(const wheel_tags& t, std::pair<unsigned, unsigned> version) 
 
 // ---- requirements files -----------------------------------------------------------------------
 
-struct logical_line {
-  std::size_t number = 0;  // of its first physical line
-  std::string text;
-};
-
-// The position of a comment as pip finds it ("#" at the start or after whitespace), or npos.
-std::size_t comment_start(std::string_view line) {
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    if (line[i] == '#' && (i == 0 || is_ascii_space(line[i - 1]))) return i;
-  }
-  return std::string_view::npos;
-}
-
-// Physical lines joined where one ends in a backslash, as pip joins them: a line with a comment
-// ends the run even if it ends in a backslash.
-std::vector<logical_line> join_lines(std::string_view text) {
-  std::vector<logical_line> out;
-  std::optional<logical_line> pending;
-  std::size_t number = 0;
-  for (std::size_t start = 0; start < text.size();) {
-    std::size_t nl = text.find('\n', start);
-    if (nl == std::string_view::npos) nl = text.size();
-    std::string_view line = text.substr(start, nl - start);
-    start = nl + 1;
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const bool continues =
-        !line.empty() && line.back() == '\\' && comment_start(line) == std::string_view::npos;
-    if (continues) {
-      while (!line.empty() && line.back() == '\\')
-        line.remove_suffix(1);
-      if (!pending) pending = logical_line{number, {}};
-      pending->text += line;
-      continue;
-    }
-    if (pending) {
-      pending->text += line;
-      out.push_back(std::move(*pending));
-      pending.reset();
-    } else {
-      out.push_back(logical_line{number, std::string(line)});
-    }
-  }
-  if (pending) out.push_back(std::move(*pending));
-  return out;
-}
-
-// Splits on whitespace, honouring single and double quotes as a POSIX shell does (pip reads the
-// options of a line with shlex).
-std::vector<std::string> shell_words(std::string_view s) {
-  std::vector<std::string> out;
-  std::string word;
-  bool in_word = false;
-  char quote = 0;
-  for (char c : s) {
-    if (quote != 0) {
-      if (c == quote) {
-        quote = 0;
-      } else {
-        word += c;
-      }
-      continue;
-    }
-    if (is_ascii_space(c)) {
-      if (in_word) out.push_back(std::move(word));
-      word.clear();
-      in_word = false;
-      continue;
-    }
-    in_word = true;
-    if (c == '"' || c == '\'') {
-      quote = c;
-    } else {
-      word += c;
-    }
-  }
-  if (in_word) out.push_back(std::move(word));
-  return out;
-}
-
-enum class option_kind {
-  requirement,      // -r FILE
-  constraint,       // -c FILE
-  editable,         // -e
-  hash,             // --hash ALGO:HEX (on a requirement's line)
-  per_requirement,  // ignored, takes a value (on a requirement's line)
-  ignored_value,    // ignored line option that takes a value
-  ignored_flag,     // ignored line option without a value
-};
-
-struct option_spec {
-  std::string_view name;  // "--long" or "-x"
-  option_kind kind;
-};
-
-constexpr std::array<option_spec, 24> kOptions = {{
-    {"-r", option_kind::requirement},
-    {"--requirement", option_kind::requirement},
-    {"-c", option_kind::constraint},
-    {"--constraint", option_kind::constraint},
-    {"-e", option_kind::editable},
-    {"--editable", option_kind::editable},
-    {"--hash", option_kind::hash},
-    {"--global-option", option_kind::per_requirement},
-    {"--install-option", option_kind::per_requirement},
-    {"--config-settings", option_kind::per_requirement},
-    {"-C", option_kind::per_requirement},
-    {"-i", option_kind::ignored_value},
-    {"--index-url", option_kind::ignored_value},
-    {"--extra-index-url", option_kind::ignored_value},
-    {"-f", option_kind::ignored_value},
-    {"--find-links", option_kind::ignored_value},
-    {"--trusted-host", option_kind::ignored_value},
-    {"--no-binary", option_kind::ignored_value},
-    {"--only-binary", option_kind::ignored_value},
-    {"--use-feature", option_kind::ignored_value},
-    {"--no-index", option_kind::ignored_flag},
-    {"--pre", option_kind::ignored_flag},
-    {"--prefer-binary", option_kind::ignored_flag},
-    {"--require-hashes", option_kind::ignored_flag},
-}};
-
-struct option {
-  option_kind kind;
-  std::string name;
-  std::string value;
-};
-
-// Reads the options in `words`; on failure returns the message.
-result<std::vector<option>> parse_options(const std::vector<std::string>& words) {
-  std::vector<option> out;
-  for (std::size_t i = 0; i < words.size(); ++i) {
-    const std::string& w = words[i];
-    const option_spec* spec = nullptr;
-    std::optional<std::string> value;
-    for (const auto& s : kOptions) {
-      if (w == s.name) {
-        spec = &s;
-      } else if (s.name.starts_with("--") && w.starts_with(s.name) && w.size() > s.name.size() &&
-                 w[s.name.size()] == '=') {
-        spec = &s;
-        value = w.substr(s.name.size() + 1);
-      } else if (!s.name.starts_with("--") && w.starts_with(s.name) && w.size() > 2) {
-        spec = &s;  // "-rfile.txt"
-        value = w.substr(2);
-      }
-      if (spec != nullptr) break;
-    }
-    if (spec == nullptr) {
-      return error(errc::invalid_argument, w.starts_with("-")
-                                               ? "unknown option " + w
-                                               : "unexpected \"" + w + "\" among the options");
-    }
-    const bool takes_value = spec->kind != option_kind::ignored_flag;
-    if (!takes_value && value) {
-      return error(errc::invalid_argument, std::string(spec->name) + " takes no value");
-    }
-    if (takes_value && !value) {
-      if (i + 1 >= words.size()) {
-        return error(errc::invalid_argument, std::string(spec->name) + " needs a value");
-      }
-      value = words[++i];
-    }
-    out.push_back(option{spec->kind, std::string(spec->name), value.value_or("")});
-  }
-  return out;
-}
-
-bool is_hex(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-  });
-}
-
-// "sha256:<hex>" -> {algorithm, lowercase hex}, or the reason it is not one.
-result<std::pair<std::string, std::string>> parse_hash(std::string_view value) {
-  static constexpr std::array<std::pair<std::string_view, std::size_t>, 3> kAlgorithms = {{
-      {"sha256", 64},
-      {"sha384", 96},
-      {"sha512", 128},
-  }};
-  const std::size_t colon = value.find(':');
-  if (colon != std::string_view::npos) {
-    const std::string algorithm = ascii_lower(value.substr(0, colon));
-    const std::string_view hex = value.substr(colon + 1);
-    for (const auto& [name, length] : kAlgorithms) {
-      if (algorithm == name && hex.size() == length && is_hex(hex)) {
-        return std::pair(algorithm, ascii_lower(hex));
-      }
-    }
-  }
-  return error(errc::invalid_argument,
-               "--hash=" + std::string(value) +
-                   ": expected sha256:<64 hex digits> (or sha384:<96>, sha512:<128>)");
-}
-
 constexpr std::string_view kPinsNeeded =
     "cache warm needs every requirement pinned with == (name==version), as pip-compile writes "
     "them";
 
-// Parses the requirement part of a line (PEP 508, names only).
+// Parses the requirement part of a line (PEP 508) and checks that it is a pin.
 result<pin> parse_requirement(std::string_view text) {
   const auto quoted = "\"" + std::string(text) + "\"";
   auto not_pinned = [&](std::string_view why) {
     return error(errc::invalid_argument,
                  quoted + ": " + std::string(why) + "; " + std::string(kPinsNeeded));
   };
-  if (text.find("://") != std::string_view::npos || text.starts_with(".") ||
-      text.starts_with("/") || text.starts_with("~") || text.find('\\') != std::string_view::npos) {
+  // pip reads these as URLs or paths before PEP 508 has a say.
+  if (names_url_or_path(text)) {
     return not_pinned("a URL or path names no version on an index");
   }
-  std::size_t pos = 0;
-  while (pos < text.size() &&
-         (is_alnum(text[pos]) || text[pos] == '-' || text[pos] == '_' || text[pos] == '.')) {
-    ++pos;
+  auto r = requirement::parse(text);
+  if (!r) return r.error();
+  if (!r->url.empty()) return not_pinned("a URL requirement names no version on an index");
+  const auto& clauses = r->specifiers.clauses();
+  if (clauses.empty()) return not_pinned("no version");
+  const specifier& clause = clauses.front();
+  if (clauses.size() > 1 || (clause.operation != specifier::op::equal &&
+                             clause.operation != specifier::op::arbitrary_equal)) {
+    return not_pinned("a version range, not a pin");
   }
-  const std::string_view name = text.substr(0, pos);
-  if (!is_valid_project_name(name)) {
-    if (pos < text.size() && text[pos] == '/') {
-      return not_pinned("a URL or path names no version on an index");
-    }
-    return error(errc::invalid_argument, quoted + ": not a requirement (no project name)");
-  }
+  if (clause.wildcard) return not_pinned("a wildcard (==X.*) is a range, not a pin");
   pin p;
-  p.name = normalize_project_name(name);
+  p.name = normalize_project_name(r->name);
   p.text = std::string(text);
-  auto skip_space = [&] {
-    while (pos < text.size() && is_ascii_space(text[pos]))
-      ++pos;
-  };
-  skip_space();
-  if (pos < text.size() && text[pos] == '[') {
-    const std::size_t close = text.find(']', pos);
-    if (close == std::string_view::npos) {
-      return error(errc::invalid_argument, quoted + ": '[' of the extras is not closed");
-    }
-    std::string_view list = text.substr(pos + 1, close - pos - 1);
-    for (std::size_t start = 0; start <= list.size();) {
-      std::size_t comma = list.find(',', start);
-      if (comma == std::string_view::npos) comma = list.size();
-      const std::string_view extra = trim_ascii_space(list.substr(start, comma - start));
-      if (!extra.empty()) {
-        if (!is_valid_project_name(extra)) {
-          return error(errc::invalid_argument,
-                       quoted + ": \"" + std::string(extra) + "\" is not an extra's name");
-        }
-        p.extras.emplace_back(extra);
-      }
-      start = comma + 1;
-    }
-    pos = close + 1;
-    skip_space();
-  }
-  if (pos < text.size() && text[pos] == '@') {
-    return not_pinned("a URL requirement names no version on an index");
-  }
-  std::string_view rest = text.substr(pos);
-  std::string_view spec = rest;
-  if (const std::size_t semi = rest.find(';'); semi != std::string_view::npos) {
-    spec = rest.substr(0, semi);
-    p.marker = std::string(trim_ascii_space(rest.substr(semi + 1)));
-    if (p.marker.empty()) {
-      return error(errc::invalid_argument, quoted + ": nothing after ';' (no marker)");
-    }
-  }
-  spec = trim_ascii_space(spec);
-  if (spec.starts_with("(")) {
-    if (!spec.ends_with(")")) {
-      return error(errc::invalid_argument, quoted + ": '(' of the version is not closed");
-    }
-    spec = trim_ascii_space(spec.substr(1, spec.size() - 2));
-  }
-  if (spec.empty()) return not_pinned("no version");
-  if (spec.find(',') != std::string_view::npos) return not_pinned("a version range, not a pin");
-  static constexpr std::array<std::string_view, 8> kOperators = {
-      "===", "==", "!=", "<=", ">=", "~=", "<", ">"};
-  std::string_view op;
-  for (auto o : kOperators) {
-    if (spec.starts_with(o)) {
-      op = o;
-      break;
-    }
-  }
-  if (op.empty()) {
-    return error(errc::invalid_argument,
-                 quoted + ": \"" + std::string(spec) + "\" is not a version specifier");
-  }
-  if (op != "==" && op != "===") return not_pinned("a version range, not a pin");
-  const std::string_view version = trim_ascii_space(spec.substr(op.size()));
-  if (version.empty()) return not_pinned("no version after " + std::string(op));
-  // What a PEP 440 version (or a legacy one) is made of; === takes anything but whitespace.
-  for (char c : version) {
-    const bool ok = op == "===" ? !is_ascii_space(c)
-                                : is_alnum(c) || c == '.' || c == '-' || c == '_' || c == '+' ||
-                                      c == '!' || c == '*';
-    if (!ok) {
-      return error(errc::invalid_argument,
-                   quoted + ": \"" + std::string(version) + "\" is not a version");
-    }
-  }
-  if (op == "==" && version.find('*') != std::string_view::npos) {
-    return not_pinned("a wildcard (==X.*) is a range, not a pin");
-  }
-  p.arbitrary = op == "===";
-  p.version = std::string(version);
+  p.extras = std::move(r->extras);
+  p.arbitrary = clause.operation == specifier::op::arbitrary_equal;
+  p.version = clause.text;
+  // A pin's marker is kept as written; a pin has no URL, so its first ';' starts the marker.
+  if (r->environment) p.marker = std::string(trim_ascii_space(text.substr(text.find(';') + 1)));
   return p;
 }
 
@@ -650,57 +204,38 @@ class parser {
 
   void parse(std::string_view text, const std::string& file, int depth) {
     seen_.insert(std::filesystem::path(file).lexically_normal().string());
-    for (auto& line : join_lines(text)) {
-      std::string_view s = line.text;
-      if (const std::size_t c = comment_start(s); c != std::string_view::npos) s = s.substr(0, c);
-      s = trim_ascii_space(s);
-      if (s.empty()) continue;
-      parse_line(s, file, file + ":" + std::to_string(line.number), depth);
+    for (const auto& line : split_requirements_lines(text)) {
+      const std::string where = file + ":" + std::to_string(line.first_number);
+      auto parts = split_requirements_line(line.text);
+      if (!parts) {
+        fail(where, parts.error().message);
+      } else if (!parts->requirement.empty()) {
+        requirement_line(*parts, where);
+      } else if (!parts->options.empty()) {
+        option_line(*parts, line.text, file, where, depth);
+      }
     }
   }
 
   requirements take() { return std::move(out_); }
 
  private:
-  void parse_line(std::string_view s, const std::string& file, const std::string& where,
-                  int depth) {
-    // As pip: the requirement is every word before the first that starts with '-'.
-    std::size_t options_at = s.size();
-    for (std::size_t i = 0; i < s.size();) {
-      while (i < s.size() && is_ascii_space(s[i]))
-        ++i;
-      if (i < s.size() && s[i] == '-') {
-        options_at = i;
-        break;
-      }
-      while (i < s.size() && !is_ascii_space(s[i]))
-        ++i;
-    }
-    const std::string_view requirement = trim_ascii_space(s.substr(0, options_at));
-    auto options = parse_options(shell_words(s.substr(options_at)));
-    if (!options) {
-      fail(where, options.error().message);
-      return;
-    }
-    if (requirement.empty()) {
-      option_line(*options, s, file, where, depth);
-      return;
-    }
-    auto p = parse_requirement(requirement);
+  void requirement_line(const line_parts& parts, const std::string& where) {
+    auto p = parse_requirement(parts.requirement);
     if (!p) {
       fail(where, p.error().message);
       return;
     }
-    for (const auto& o : *options) {
-      if (o.kind == option_kind::hash) {
-        auto h = parse_hash(o.value);
+    for (const auto& o : parts.options) {
+      if (o.kind == line_option_kind::hash) {
+        auto h = parse_hash_option(o.value);
         if (!h) {
-          fail(where, "\"" + std::string(requirement) + "\": " + h.error().message);
+          fail(where, "\"" + parts.requirement + "\": " + h.error().message);
           return;
         }
         p->hashes[h->first].insert(h->second);
-      } else if (o.kind == option_kind::requirement || o.kind == option_kind::constraint ||
-                 o.kind == option_kind::editable) {
+      } else if (o.kind == line_option_kind::requirement ||
+                 o.kind == line_option_kind::constraint || o.kind == line_option_kind::editable) {
         fail(where, o.name + " must be on a line of its own");
         return;
       }
@@ -709,31 +244,35 @@ class parser {
     add(std::move(*p));
   }
 
-  void option_line(const std::vector<option>& options, std::string_view line,
-                   const std::string& file, const std::string& where, int depth) {
-    for (const auto& o : options) {
+  void option_line(const line_parts& parts, std::string_view text, const std::string& file,
+                   const std::string& where, int depth) {
+    for (const auto& o : parts.options) {
       switch (o.kind) {
-        case option_kind::editable:
-          fail(where, "\"" + std::string(line) +
+        case line_option_kind::editable: {
+          const std::string_view shown =
+              trim_ascii_space(text.substr(0, requirements_comment_start(text)));
+          fail(where, "\"" + std::string(shown) +
                           "\": an editable requirement names no version on an index; " +
                           std::string(kPinsNeeded));
           return;
-        case option_kind::hash:
-        case option_kind::per_requirement:
+        }
+        case line_option_kind::hash:
+        case line_option_kind::per_requirement:
           fail(where, o.name + " needs a requirement on the same line");
           return;
-        case option_kind::requirement:
-        case option_kind::constraint:
+        case line_option_kind::requirement:
+        case line_option_kind::constraint:
           include(o, file, where, depth);
           break;
-        case option_kind::ignored_value:
-        case option_kind::ignored_flag:
+        case line_option_kind::index:
+        case line_option_kind::other_value:
+        case line_option_kind::flag:
           break;
       }
     }
   }
 
-  void include(const option& o, const std::string& file, const std::string& where, int depth) {
+  void include(const line_option& o, const std::string& file, const std::string& where, int depth) {
     if (o.value.find("://") != std::string::npos) {
       fail(where, o.name + " " + o.value + ": files named by URL are not read; name a local file");
       return;
@@ -821,19 +360,22 @@ requirements load_requirements(const std::vector<std::string>& paths, const file
 }
 
 std::optional<std::string> normalize_version(std::string_view version) {
-  auto v = parse_pep440(version);
+  auto v = version::parse(version);
   if (!v) return std::nullopt;
-  return to_string(*v);
+  return v->str();
 }
 
 bool version_matches(const pin& p, std::string_view candidate) {
-  if (p.arbitrary) return ascii_iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
-  const auto want = parse_pep440(p.version);
-  const auto have = parse_pep440(candidate);
-  if (!want || !have)
+  const auto same_spelling = [&] {
     return ascii_iequals(trim_ascii_space(p.version), trim_ascii_space(candidate));
-  if (!same_public_version(*want, *have)) return false;
-  return want->local.empty() || want->local == have->local;
+  };
+  if (p.arbitrary) return same_spelling();
+  auto want = version::parse(p.version);
+  auto have = version::parse(candidate);
+  if (!want || !have) return same_spelling();
+  // The pin is the clause ==version; its own parse cannot fail once the version parsed.
+  auto clause = specifier::parse("==" + want->str());
+  return clause && clause->matches(*have);
 }
 
 bool wheel_matches(std::string_view filename, const file_filter& filter) {

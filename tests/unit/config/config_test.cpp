@@ -65,6 +65,24 @@ config unusual_config() {
   c.ci.runner_timeout = seconds(1);
   c.ci.log_limits = {1, seconds(5400), 1};
   c.ci.artifact_limits = {1536, seconds(86400), 1ULL << 40};
+  c.pins.enabled = true;
+  c.pins.schedule = "*/5 1-3 * jan,feb sun";
+  c.pins.python = {"3.9", "3.12.1"};
+  c.pins.platforms = {"macos-arm64", "windows-x86_64"};
+  c.pins.prereleases = pins_prereleases::always;
+  c.pins.min_release_age = seconds(5400);
+  c.pins.max_open = 100;
+  c.pins.groups = {{"py.test", "pytest*"}, {"b", "[a-z]?x: 'y' #1"}};
+  c.pins.ignore = {"boto*", "x: \"y\""};
+  c.pins.repositories = {
+      {"app",
+       "",
+       "https://git.example/team/app.git",
+       "/etc/t #1: 'x'",
+       "release/1.x",
+       {"requirements.txt", "ci/Contain erfile"},
+       {pins_forge_kind::gitlab, "https://gitlab.example/api/v4", "group/sub/app", "/etc/g: t"}},
+      {"local", "/srv/git/local ~ é", "", "", "", {".pantry.yml"}, {}}};
   return c;
 }
 

@@ -217,6 +217,67 @@ struct ci_config {
 // keys and messages as it is.
 bool is_ci_name(std::string_view name) noexcept;
 
+// Which pre-releases the pin bot proposes (`pins.prereleases`).
+enum class pins_prereleases {
+  never,      // none, even for a pin that is one
+  if_pinned,  // only as the upgrade of a pin that is itself a pre-release (PEP 440's rule)
+  always,     // any newer version
+};
+// "never", "if_pinned", "always".
+std::string_view to_string(pins_prereleases p) noexcept;
+
+// Where the pin bot opens pull requests (`pins.repositories[].forge`).
+enum class pins_forge_kind { none, github, gitlab, gitea };
+// "none", "github", "gitlab", "gitea".
+std::string_view to_string(pins_forge_kind k) noexcept;
+
+struct pins_forge {
+  pins_forge_kind kind = pins_forge_kind::none;  // none: branches only, no pull requests
+  std::string api;         // the REST API's base URL, http(s)://, e.g. https://api.github.com
+  std::string repository;  // "OWNER/NAME" (GitLab: the project's path, groups included)
+  std::string token_file;  // absolute path of the file holding the API token (a secret)
+  friend bool operator==(const pins_forge&, const pins_forge&) = default;
+};
+
+// A repository whose pins the pin bot keeps current (`pins.repositories`).
+struct pins_repository {
+  std::string name;        // is_ci_name(); unique; the project of its pipelines
+  std::string path;        // an absolute path of a local clone; or
+  std::string url;         // a git URL (http(s)://), without credentials; exactly one is set
+  std::string token_file;  // url only: absolute path of the file holding an HTTP token; "" none
+  std::string branch;      // the base branch; "" for the remote's default
+  // The files it pins, relative to the repository root, without "..": requirements files,
+  // Containerfiles, .pantry.yml. At least one; unique.
+  std::vector<std::string> files;
+  pins_forge forge;
+  friend bool operator==(const pins_repository&, const pins_repository&) = default;
+};
+
+// Upgrades whose names match `match` (glob_match on PEP 503-normalized names) go into one patch.
+struct pins_group {
+  std::string name;   // is_ci_name(); unique; the group's branch is pantry/pins/<name>
+  std::string match;  // a glob, e.g. "pytest*"
+  friend bool operator==(const pins_group&, const pins_group&) = default;
+};
+
+// The pin bot (orchestrator/pins): one CI-checked patch per upgrade, on a schedule.
+struct pins_config {
+  bool enabled = false;
+  std::string schedule;  // cron syntax (pantry/config/cron.h), as written, trimmed
+  // The Python versions the pins are for, "MAJOR.MINOR" (or "MAJOR.MINOR.MICRO"); at least one.
+  std::vector<std::string> python;
+  // The platforms the pins are for, "PLATFORM-MACHINE" with PLATFORM linux, macos or windows
+  // (e.g. linux-x86_64, macos-arm64); at least one.
+  std::vector<std::string> platforms;
+  pins_prereleases prereleases = pins_prereleases::if_pinned;
+  std::chrono::seconds min_release_age{0};    // a release younger than this is not proposed yet
+  unsigned max_open = 0;                      // open branches at once (each costs a CI run), 1..100
+  std::vector<pins_group> groups;             // names unique
+  std::vector<std::string> ignore;            // globs of names never upgraded
+  std::vector<pins_repository> repositories;  // names unique
+  friend bool operator==(const pins_config&, const pins_config&) = default;
+};
+
 struct config {
   listen_address listen;
   std::string data_dir;
@@ -227,6 +288,7 @@ struct config {
   oci_config oci;
   runner_config runner;
   ci_config ci;
+  pins_config pins;
   friend bool operator==(const config&, const config&) = default;
 };
 

@@ -66,7 +66,8 @@ using file_reader = std::function<result<std::string>(const std::string& path)>;
 // `--trusted-host`, `--no-binary`, `--only-binary`, `--prefer-binary`, `--pre`,
 // `--require-hashes` and `--use-feature` are ignored.
 //
-// Errors, each naming FILE:LINE and quoting the text: a requirement that is not pinned with one
+// Errors, each naming FILE:LINE and quoting the text: a requirement that is not PEP 508
+// (requirement::parse of markers.h, so `==` takes PEP 440 versions only), one not pinned with one
 // `==` or `===` clause (`foo`, `foo>=1`, `foo==1.*`, `foo==1,<2`), a URL or path requirement,
 // `-e`, an unknown option, a malformed --hash, an include that cannot be read or that nests more
 // than 32 files deep. Environment variables (`${VAR}`) are not expanded.
@@ -79,12 +80,14 @@ requirements load_requirements(const std::vector<std::string>& paths, const file
 
 // The PEP 440 normalized form of `version` ("V1.0-RC.1" -> "1.0rc1", "1.0-1" -> "1.0.post1",
 // "2!1.0.DEV" -> "2!1.0.dev0", "1.0+Ubuntu-1" -> "1.0+ubuntu.1"); nullopt when it is not a PEP 440
-// version. Trailing zeros of the release stay ("1.0.0" stays "1.0.0").
+// version. Trailing zeros of the release stay ("1.0.0" stays "1.0.0"). version::str() of
+// pep440.h, for callers that hold a string.
 std::optional<std::string> normalize_version(std::string_view version);
 
 // True iff a file of version `candidate` satisfies `p`. For `==`, both sides are compared as
-// PEP 440 versions: release segments padded with zeros (1.0 == 1.0.0 == 1), spellings normalized
-// (1.0rc1 == 1.0-RC-1), and a candidate's local label ignored when the pin has none
+// PEP 440 versions (the clause `==version` of pep440.h): release segments padded with zeros (1.0
+// == 1.0.0 == 1), spellings normalized (1.0rc1 == 1.0-RC-1), and a candidate's local label ignored
+// when the pin has none
 // (==1.0 takes 1.0+cpu). A side that is not a PEP 440 version matches only the same string (case
 // aside), as does every `===` pin.
 bool version_matches(const pin& p, std::string_view candidate);

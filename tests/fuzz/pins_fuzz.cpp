@@ -1,0 +1,97 @@
+// libFuzzer target for the pin bot's readers (orchestrator/pins): requirements file documents
+// and their edits, image references in Containerfiles and .pantry.yml, cron schedules. None may
+// crash, hang or throw; a document renders its input byte for byte, an edit changes only its own
+// byte range, a found image's range holds what was read, and a schedule's next time is later.
+
+#include "pantry/config/cron.h"
+#include "pantry/orchestrator/pins/image_refs.h"
+#include "pantry/orchestrator/pins/requirements_file.h"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace {
+
+namespace pins = pantry::orchestrator::pins;
+namespace pypi = pantry::registry::pypi;
+
+constexpr std::string_view kHash =
+    "sha256:6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d";
+constexpr std::string_view kDigest =
+    "sha256:4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a";
+
+void check(bool ok, const char* what, std::string_view input) {
+  if (ok) return;
+  std::fprintf(stderr, "pins_fuzz: %s failed for input of %zu bytes\n", what, input.size());
+  __builtin_trap();
+}
+
+// `after` is `before` with [begin, end) replaced: the bytes around it are unchanged.
+bool spliced(std::string_view before, std::string_view after, std::size_t begin, std::size_t end) {
+  const std::size_t tail = before.size() - end;
+  return after.size() >= begin + tail && after.substr(0, begin) == before.substr(0, begin) &&
+         after.substr(after.size() - tail) == before.substr(end);
+}
+
+void check_requirements(std::string_view text) {
+  auto doc = pins::requirements_file::parse(std::string(text), "fuzz.txt");
+  if (!doc) return;
+  check(doc->render() == text, "a document renders its input", text);
+  const auto version = pypi::version::parse("9.9.9").value();
+  for (std::size_t i = 0; i < doc->requirements().size() && i < 4; ++i) {
+    auto copy = *doc;
+    const auto e = copy.requirements()[i];
+    check(e.begin <= e.end && e.end <= e.via_end && e.via_end <= text.size(),
+          "ranges are ordered and in the text", text);
+    if (copy.set_pin(i, version, {std::string(kHash)})) {
+      check(spliced(text, copy.render(), e.begin, e.end), "set_pin changes only its lines", text);
+      check(copy.requirements()[i].pinned_version() == "9.9.9", "set_pin pins the version", text);
+    } else {
+      check(copy.render() == text, "a failed set_pin changes nothing", text);
+    }
+  }
+  auto added = *doc;
+  if (added.add_pin("zz-fuzz-new", version, {std::string(kHash)}, "fuzz")) {
+    check(added.find("zz-fuzz-new").size() == 1, "add_pin adds the requirement", text);
+    check(added.requirements().size() == doc->requirements().size() + 1,
+          "add_pin adds one requirement", text);
+  }
+}
+
+void check_images(const pins::image_sites& sites, std::string_view text) {
+  for (const auto& site : sites.images) {
+    check(site.begin <= site.end && site.end <= text.size() &&
+              text.substr(site.begin, site.end - site.begin) == site.written,
+          "an image's range holds what was read", text);
+    auto rewritten = pins::replace_digest(text, site, kDigest);
+    check(rewritten.has_value(), "replace_digest of a found image", text);
+    check(spliced(text, *rewritten, site.begin, site.end), "replace_digest changes only its range",
+          text);
+  }
+}
+
+void check_cron(std::string_view text) {
+  auto s = pantry::config::cron_schedule::parse(text);
+  if (!s) return;
+  const auto from =
+      std::chrono::sys_days{std::chrono::year{2024} / 2 / 28} + std::chrono::hours{23};
+  const auto next = s->next_after(from);
+  check(!next || *next > from, "the next fire time is later", text);
+  if (next)
+    check(!s->next_after(*next) || *s->next_after(*next) > *next, "and the one after", text);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  check_requirements(input);
+  check_images(pins::find_containerfile_images(input), input);
+  if (auto sites = pins::find_pipeline_images(input, "fuzz.yml")) check_images(*sites, input);
+  if (size <= 256) check_cron(input);
+  return 0;
+}

@@ -19,8 +19,8 @@ namespace {
 
 constexpr std::string_view kPatternExample = "e.g. \"mycorp-*\"";
 
-constexpr std::array<std::string_view, 6> kPypiKeys = {
-    "upstreams", "index_ttl", "negative_ttl", "offline", "routes", "hosted"};
+constexpr std::array<std::string_view, 6> kPypiKeys = {"upstreams", "index_ttl", "negative_ttl",
+                                                       "offline",   "routes",    "hosted"};
 constexpr std::array<std::string_view, 2> kRouteKeys = {"pattern", "upstream"};
 constexpr std::array<std::string_view, 2> kHostedKeys = {"name", "uploaders"};
 
@@ -28,13 +28,14 @@ constexpr std::string_view kHostedExample = "[{name: team, uploaders: [ci]}]";
 
 // The first path segments pantry's own routes take: a hosted index named like one would never
 // see its uploads.
-constexpr std::array<std::string_view, 8> kReservedNames = {"simple", "files",  "pypi",    "v2",
-                                                            "auth",   "api",    "healthz", "metrics"};
+constexpr std::array<std::string_view, 8> kReservedNames = {
+    "simple", "files", "pypi", "v2", "auth", "api", "healthz", "metrics"};
 
 // Why `name` cannot be a hosted index's name (its URL prefix /<name>/), or nullopt.
 std::optional<std::string> hosted_name_problem(std::string_view name) {
   constexpr std::string_view hint = "use lowercase letters, digits, '.', '_' and '-', e.g. team";
-  if (name.empty() || name.size() > 64) return "is not 1 to 64 characters long; " + std::string(hint);
+  if (name.empty() || name.size() > 64)
+    return "is not 1 to 64 characters long; " + std::string(hint);
   if (!(is_lower_alpha(name[0]) || is_digit(name[0]))) {
     return "does not start with a lowercase letter or digit; " + std::string(hint);
   }
@@ -59,8 +60,8 @@ std::string repeated_hosted(std::string_view name, std::string_view first_path, 
 std::optional<std::vector<std::string>> read_uploaders(reader& r, const entry& f) {
   constexpr std::string_view example = "[ci, alice]";
   if (!f.value.IsSequence()) {
-    r.fail(f, "is " + kind_of(f.value) +
-                  ", expected a list of names from oci.hosted.users, e.g. " + std::string(example));
+    r.fail(f, "is " + kind_of(f.value) + ", expected a list of names from oci.hosted.users, e.g. " +
+                  std::string(example));
     return std::nullopt;
   }
   std::vector<std::string> names;
@@ -84,9 +85,10 @@ std::optional<std::vector<std::string>> read_uploaders(reader& r, const entry& f
     names.push_back(name);
   }
   if (ok && names.empty()) {
-    r.fail(f, "is empty, so no one could upload to the index; list at least one name from "
-              "oci.hosted.users, e.g. " +
-                  std::string(example));
+    r.fail(f,
+           "is empty, so no one could upload to the index; list at least one name from "
+           "oci.hosted.users, e.g. " +
+               std::string(example));
     return std::nullopt;
   }
   if (!ok) return std::nullopt;
@@ -101,8 +103,8 @@ void read_hosted(reader& r, const entry& e, config& c) {
       {"name", "the index's URL prefix, e.g. team"},
       {"uploaders", "a list of names from oci.hosted.users, e.g. [ci]"},
   }};
-  const std::string not_a_list = ", expected a list of hosted indexes; write [] for none, e.g. " +
-                                 std::string(kHostedExample);
+  const std::string not_a_list =
+      ", expected a list of hosted indexes; write [] for none, e.g. " + std::string(kHostedExample);
   const std::string not_a_map =
       ", expected a map with name and uploaders, e.g. " + std::string(kHostedExample);
   const list_rules<pypi_hosted> rules = {
@@ -311,8 +313,9 @@ void check_hosted(reader& r, const config& c) {
     const std::string path = "pypi.hosted[" + std::to_string(i) + "]";
     for (const auto& u : c.pypi.upstreams) {
       if (u.name != h.name) continue;
-      const YAML::Mark at = r.noted(path + ".name").value_or(
-          hosted_mark.value_or(upstreams_mark.value_or(users_mark.value_or(YAML::Mark()))));
+      const YAML::Mark at = r.noted(path + ".name")
+                                .value_or(hosted_mark.value_or(
+                                    upstreams_mark.value_or(users_mark.value_or(YAML::Mark()))));
       r.fail(at, path + ".name",
              quote(h.name) +
                  " is also the name of an upstream in pypi.upstreams; give the hosted index "

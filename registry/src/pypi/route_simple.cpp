@@ -19,8 +19,12 @@ using proxy::cache_outcome;
 using proxy::exchange;
 using clock = cache::clock;
 
-simple_route::simple_route(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index)
-    : ctx_(ctx), index_(index), list_(std::make_shared<project_list>(ctx, index)) {}
+simple_route::simple_route(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index,
+                           std::shared_ptr<hosted_route> hosted)
+    : ctx_(ctx),
+      index_(index),
+      hosted_(hosted),
+      list_(std::make_shared<project_list>(ctx, index, hosted)) {}
 
 asio::awaitable<void> simple_route::handle(exchange& ex) {
   ex.set_route("pypi_simple");
@@ -60,6 +64,19 @@ asio::awaitable<void> simple_route::handle(exchange& ex) {
                    "none of the Accept header's types is served here; accept "
                    "application/vnd.pypi.simple.v1+json, "
                    "application/vnd.pypi.simple.v1+html or text/html");
+    co_return;
+  }
+
+  // A hosted project shadows every upstream's project of that name (dependency confusion).
+  auto hosted = hosted_->find(normal);
+  if (!hosted) {
+    co_await plain(ex, http::status::service_unavailable,
+                   "cannot read hosted project \"" + normal + "\": " + hosted.error().message);
+    co_return;
+  }
+  if (*hosted) {
+    ex.set_outcome(cache_outcome::hit);
+    co_await hosted_->serve_page(ex, **hosted, *chosen);
     co_return;
   }
 

@@ -279,8 +279,9 @@ TEST(ConfigTest, UnknownKeyInTheWrongSectionNamesTheRightOne) {
 TEST(ConfigTest, UnknownKeyFarFromAnyListsTheKnownKeys) {
   const std::string msg = error_of("pypi:\n  frobnicate: 3\n");
   EXPECT_THAT(msg, StartsWith("test.yaml:2:3: pypi.frobnicate: \"frobnicate\" is not a known key"));
-  EXPECT_THAT(msg,
-              HasSubstr("known keys here: upstreams, index_ttl, negative_ttl, offline, routes, hosted"));
+  EXPECT_THAT(
+      msg,
+      HasSubstr("known keys here: upstreams, index_ttl, negative_ttl, offline, routes, hosted"));
 }
 
 TEST(ConfigTest, UnknownUpstreamKeySuggestsNearest) {
@@ -923,8 +924,8 @@ TEST(ConfigTest, ReadsHostedIndexes) {
                             "    - name: team\n"
                             "      uploaders: [ci, alice]\n"
                             "    - {name: ml.models, uploaders: [alice]}\n");
-  EXPECT_EQ(c.pypi.hosted, (std::vector<pypi_hosted>{{"team", {"ci", "alice"}},
-                                                     {"ml.models", {"alice"}}}));
+  EXPECT_EQ(c.pypi.hosted,
+            (std::vector<pypi_hosted>{{"team", {"ci", "alice"}}, {"ml.models", {"alice"}}}));
   EXPECT_TRUE(parse_ok("").pypi.hosted.empty()) << "none by default";
 }
 
@@ -939,9 +940,10 @@ TEST(ConfigTest, HostedNameMustBeAFreeUrlPrefix) {
                         "metrics); choose another name"));
   EXPECT_THAT(error_of(head + "name: -x}\n"), HasSubstr("does not start with a lowercase letter"));
   EXPECT_THAT(error_of(head + "name: pypi}\n"), HasSubstr("one of pantry's own routes"));
-  EXPECT_THAT(error_of(std::string(kUsers) +
-                       "pypi:\n  hosted: [{name: a, uploaders: [ci]}, {name: a, uploaders: [ci]}]\n"),
-              HasSubstr("pypi.hosted[1].name: \"a\" is already the name of pypi.hosted[0] (line 5)"));
+  EXPECT_THAT(
+      error_of(std::string(kUsers) +
+               "pypi:\n  hosted: [{name: a, uploaders: [ci]}, {name: a, uploaders: [ci]}]\n"),
+      HasSubstr("pypi.hosted[1].name: \"a\" is already the name of pypi.hosted[0] (line 5)"));
 }
 
 TEST(ConfigTest, HostedNameMustNotBeAnUpstreamsName) {
@@ -952,19 +954,20 @@ TEST(ConfigTest, HostedNameMustNotBeAnUpstreamsName) {
 }
 
 TEST(ConfigTest, HostedUploadersMustBeOciHostedUsers) {
-  EXPECT_EQ(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: [ci, bob]}]\n"),
-            "test.yaml:5:41: pypi.hosted[0].uploaders[1]: \"bob\" is not a user of "
-            "oci.hosted.users, whose names and tokens hosted indexes share; add {name: bob, "
-            "token: ...} there, or use one of: ci, alice");
+  EXPECT_EQ(
+      error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: [ci, bob]}]\n"),
+      "test.yaml:5:41: pypi.hosted[0].uploaders[1]: \"bob\" is not a user of "
+      "oci.hosted.users, whose names and tokens hosted indexes share; add {name: bob, "
+      "token: ...} there, or use one of: ci, alice");
   EXPECT_THAT(error_of("pypi:\n  hosted: [{name: team, uploaders: [ci]}]\n"),
               HasSubstr("\"ci\" is not a user of oci.hosted.users"));
   EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: []}]\n"),
               HasSubstr("pypi.hosted[0].uploaders: is empty, so no one could upload"));
   EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: ci}]\n"),
               HasSubstr("expected a list of names from oci.hosted.users"));
-  EXPECT_THAT(error_of(std::string(kUsers) +
-                       "pypi:\n  hosted: [{name: team, uploaders: [ci, ci]}]\n"),
-              HasSubstr("\"ci\" is listed twice; list each uploader once"));
+  EXPECT_THAT(
+      error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: [ci, ci]}]\n"),
+      HasSubstr("\"ci\" is listed twice; list each uploader once"));
   EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team}]\n"),
               HasSubstr("uploaders"));
 }

@@ -29,8 +29,8 @@ void check(bool ok, const char* what, std::string_view input) {
 struct transcript : pypi::multipart_parser::handler {
   std::string text;
   pantry::result<void> part_begin(const pypi::form_part& p) override {
-    text += "[begin " + p.name + "|" + (p.filename ? *p.filename : "-") + "|" + p.content_type +
-            "]";
+    text +=
+        "[begin " + p.name + "|" + (p.filename ? *p.filename : "-") + "|" + p.content_type + "]";
     return {};
   }
   pantry::result<void> part_data(std::span<const std::byte> bytes) override {
@@ -75,7 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view rest = input.substr(1);
   const std::size_t nl = rest.find('\n');
   const std::string_view content_type = rest.substr(0, nl);
-  const std::string_view body = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+  const std::string_view body =
+      nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
 
   (void)pypi::parse_content_disposition(content_type);
   auto boundary = pypi::multipart_boundary(content_type);

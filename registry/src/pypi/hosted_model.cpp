@@ -49,7 +49,9 @@ constexpr std::uint8_t kSigma[10][16] = {
     {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
 };
 
-constexpr std::uint64_t rotr(std::uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+constexpr std::uint64_t rotr(std::uint64_t x, int n) {
+  return (x >> n) | (x << (64 - n));
+}
 
 class blake2b {
  public:

@@ -91,9 +91,8 @@ result<std::string> multipart_boundary(std::string_view content_type) {
     if (p.name != "boundary") continue;
     if (p.value.empty() || p.value.size() > 70 || p.value.back() == ' ' ||
         !std::all_of(p.value.begin(), p.value.end(), is_boundary_char)) {
-      return error(errc::invalid_argument,
-                   "the multipart boundary " + quote_for_message(p.value) +
-                       " is not 1 to 70 of the characters RFC 2046 allows");
+      return error(errc::invalid_argument, "the multipart boundary " + quote_for_message(p.value) +
+                                               " is not 1 to 70 of the characters RFC 2046 allows");
     }
     return p.value;
   }
@@ -105,11 +104,11 @@ result<form_part> parse_content_disposition(std::string_view value) {
   const std::size_t semi = value.find(';');
   const std::string_view type = trim_ascii_space(value.substr(0, semi));
   if (!ascii_iequals(type, "form-data")) {
-    return error(errc::invalid_argument, "a part's Content-Disposition is " +
-                                             quote_for_message(value) + ", not form-data");
+    return error(errc::invalid_argument,
+                 "a part's Content-Disposition is " + quote_for_message(value) + ", not form-data");
   }
-  auto params =
-      parse_parameters(semi == std::string_view::npos ? std::string_view() : value.substr(semi + 1));
+  auto params = parse_parameters(semi == std::string_view::npos ? std::string_view()
+                                                                : value.substr(semi + 1));
   if (!params) {
     return error(errc::invalid_argument, "a part's Content-Disposition " +
                                              quote_for_message(value) +
@@ -126,8 +125,8 @@ result<form_part> parse_content_disposition(std::string_view value) {
     }
   }
   if (!named) {
-    return error(errc::invalid_argument, "a part's Content-Disposition " +
-                                             quote_for_message(value) + " has no name");
+    return error(errc::invalid_argument,
+                 "a part's Content-Disposition " + quote_for_message(value) + " has no name");
   }
   return part;
 }

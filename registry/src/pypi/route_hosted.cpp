@@ -123,8 +123,9 @@ result<std::size_t> pread_some(int fd, std::uint64_t offset, std::span<std::byte
   for (;;) {
     ssize_t r = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return error(errc::io_error, std::string("cannot read the upload back: ") +
-                                                std::strerror(errno));
+    if (r < 0)
+      return error(errc::io_error,
+                   std::string("cannot read the upload back: ") + std::strerror(errno));
     return static_cast<std::size_t>(r);
   }
 }
@@ -319,9 +320,8 @@ asio::awaitable<void> hosted_route::handle(exchange& ex) {
     }
   }
   ex.set_route("pypi_hosted");
-  const std::string why = path +
-                          " is no endpoint of the hosted index " + index->name +
-                          ": POST /" + index->name + "/ uploads, PUT or DELETE /" + index->name +
+  const std::string why = path + " is no endpoint of the hosted index " + index->name + ": POST /" +
+                          index->name + "/ uploads, PUT or DELETE /" + index->name +
                           "/<project>/<version>/yank yanks, /" + index->name +
                           "/simple/<project>/ lists";
   co_await plain(ex, http::status::not_found, why);
@@ -345,8 +345,7 @@ asio::awaitable<bool> hosted_route::authorize(exchange& ex, const config::pypi_h
                     extra);
     co_return false;
   }
-  if (std::find(index.uploaders.begin(), index.uploaders.end(), id.user) ==
-      index.uploaders.end()) {
+  if (std::find(index.uploaders.begin(), index.uploaders.end(), id.user) == index.uploaders.end()) {
     std::string list;
     for (const auto& u : index.uploaders)
       list += (list.empty() ? "" : ", ") + u;
@@ -398,12 +397,12 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
       co_return;
     }
     if (!form.pending.empty()) {
-      const int wrote =
-          co_await detail::off_thread(ctx_->blocking, [&] { return write_all(file.fd, form.pending); });
+      const int wrote = co_await detail::off_thread(
+          ctx_->blocking, [&] { return write_all(file.fd, form.pending); });
       form.pending.clear();
       if (wrote != 0) {
-        const std::string why = "cannot write the upload to " + file.path.string() + ": " +
-                                std::strerror(wrote);
+        const std::string why =
+            "cannot write the upload to " + file.path.string() + ": " + std::strerror(wrote);
         co_await refuse(ex, http::status::insufficient_storage, why);
         co_return;
       }
@@ -451,8 +450,9 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
     }
   }
   if (problem.empty() && !any_digest) {
-    problem = "Include at least one message digest: sha256_digest, md5_digest or "
-              "blake2_256_digest";
+    problem =
+        "Include at least one message digest: sha256_digest, md5_digest or "
+        "blake2_256_digest";
   }
   if (!problem.empty()) {
     co_await refuse(ex, http::status::bad_request, problem);
@@ -460,7 +460,8 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
   }
   const auto sha = cache::digest::parse_hex(got.sha256);
   if (!sha) {
-    co_await refuse(ex, http::status::internal_server_error, "sha256 " + got.sha256 + " unreadable");
+    co_await refuse(ex, http::status::internal_server_error,
+                    "sha256 " + got.sha256 + " unreadable");
     co_return;
   }
 
@@ -490,8 +491,7 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
   record.size = form.size;
   const auto now = clock::now();
   record.upload_time = upload_time(now);
-  record.requires_python =
-      metadata ? metadata_field(*metadata, "Requires-Python") : std::nullopt;
+  record.requires_python = metadata ? metadata_field(*metadata, "Requires-Python") : std::nullopt;
   if (!record.requires_python && !form.field("requires_python").empty()) {
     record.requires_python = form.field("requires_python");
   }
@@ -521,12 +521,11 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
     }
     if (const hosted_file* f = project.find(record.filename)) {
       if (f->sha256 == record.sha256) return stored_result{outcome::same_bytes, {}};
-      return stored_result{
-          outcome::refused,
-          "File already exists: " + record.filename + " is in " + index.name +
-              " with sha256 " + f->sha256 + " (uploaded " + f->upload_time +
-              "); these bytes have sha256 " + record.sha256 +
-              ". A file name is never reused: upload a new version"};
+      return stored_result{outcome::refused,
+                           "File already exists: " + record.filename + " is in " + index.name +
+                               " with sha256 " + f->sha256 + " (uploaded " + f->upload_time +
+                               "); these bytes have sha256 " + record.sha256 +
+                               ". A file name is never reused: upload a new version"};
     }
     // The file's bytes, pinned; bytes already in the cache (the same file proxied, or in
     // another project) are pinned where they are.
@@ -567,11 +566,10 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
       if (!md) return md.error();
       if (auto pin = store.set_pinned(*md, true); !pin) return pin.error();
       record.metadata_sha256 = md->hex();
-      entries.emplace_back(
-          keys::hosted_file(index.name, checked->project,
-                            record.filename + std::string(keys::kMetadataSuffix)),
-          hosted_entry(*md, media_type_of(std::string(keys::kMetadataSuffix)), now,
-                       metadata->size()));
+      entries.emplace_back(keys::hosted_file(index.name, checked->project,
+                                             record.filename + std::string(keys::kMetadataSuffix)),
+                           hosted_entry(*md, media_type_of(std::string(keys::kMetadataSuffix)), now,
+                                        metadata->size()));
     }
     project.files.push_back(record);
     auto rec = store_record(store, project, now);
@@ -592,8 +590,8 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
     co_return;
   }
   if (stored->what == outcome::stored) {
-    spdlog::info("pypi: {} uploaded to {} ({} bytes, sha256 {})", record.filename, index.name,
-                 size, record.sha256);
+    spdlog::info("pypi: {} uploaded to {} ({} bytes, sha256 {})", record.filename, index.name, size,
+                 record.sha256);
   }
   const std::string done = stored->what == outcome::stored
                                ? "OK: " + record.filename + " is in " + index.name
@@ -646,8 +644,8 @@ asio::awaitable<void> hosted_route::yank(exchange& ex, const config::pypi_hosted
   }
   const std::string key = keys::hosted_project(index.name, normal);
   cache::store& store = *ctx_->store;
-  auto changed = co_await detail::off_thread(
-      ctx_->blocking, [&]() -> result<std::optional<hosted_project>> {
+  auto changed =
+      co_await detail::off_thread(ctx_->blocking, [&]() -> result<std::optional<hosted_project>> {
         std::lock_guard lock(records_);
         auto existing = read_record(store, key);
         if (!existing) return existing.error();
@@ -705,9 +703,8 @@ asio::awaitable<void> hosted_route::serve_file(exchange& ex, const config::pypi_
                                : result<cache::blob_reader>(error(errc::not_found, ""));
   if (!reader) {
     const std::string why = "the hosted index " + index.name + " has no file " +
-                            quote_for_message(rest) +
-                            "; its projects' pages list what it has: /" + index.name +
-                            "/simple/<project>/";
+                            quote_for_message(rest) + "; its projects' pages list what it has: /" +
+                            index.name + "/simple/<project>/";
     co_await plain(ex, http::status::not_found, why);
     co_return;
   }
@@ -747,8 +744,8 @@ asio::awaitable<void> hosted_route::serve_simple(exchange& ex, const config::pyp
   }
   if (name.ends_with('/')) name.remove_suffix(1);
   if (name.empty() || name.find('/') != std::string_view::npos || !is_valid_project_name(name)) {
-    const std::string why = quote_for_message(name) + " is not a project name; request " + base +
-                            "<project>/";
+    const std::string why =
+        quote_for_message(name) + " is not a project name; request " + base + "<project>/";
     co_await plain(ex, http::status::not_found, why);
     co_return;
   }
@@ -823,10 +820,11 @@ result<void> hosted_route::add_names(std::map<std::string, std::string>& names,
   for (const auto& h : ctx_->cfg.hosted) {
     if (!index.empty() && h.name != index) continue;
     const std::string prefix = keys::hosted_project(h.name, "");
-    auto walked = ctx_->store->for_each_entry(prefix, [&](std::string_view key, const cache::entry& e) {
-      if (e.target) records.emplace_back(std::string(key.substr(prefix.size())), *e.target);
-      return true;
-    });
+    auto walked =
+        ctx_->store->for_each_entry(prefix, [&](std::string_view key, const cache::entry& e) {
+          if (e.target) records.emplace_back(std::string(key.substr(prefix.size())), *e.target);
+          return true;
+        });
     if (!walked) return walked.error();
   }
   // The spelling as uploaded is in the record, read after the walk (which must not wait).

@@ -53,7 +53,8 @@ TEST(PypiHostedTest, AcceptsWheelsAndSdistsOfTheFormsProjectAndVersion) {
   auto s = check_upload_filename("demo-lib-2.0rc1.tar.gz", "Demo-Lib", "2.0RC1", "sdist");
   ASSERT_TRUE(s) << s.error().message;
   EXPECT_FALSE(s->wheel);
-  EXPECT_TRUE(check_upload_filename("demo_lib-1!2.0+local.zip", "demo-lib", "1!2.0+local", "sdist"));
+  EXPECT_TRUE(
+      check_upload_filename("demo_lib-1!2.0+local.zip", "demo-lib", "1!2.0+local", "sdist"));
 }
 
 TEST(PypiHostedTest, RefusesFileNamesThatDoNotFitTheForm) {

@@ -10,8 +10,9 @@
 namespace pantry::registry::pypi {
 
 void PrintTo(const form_part& p, std::ostream* os) {
-  *os << "{name=\"" << p.name << "\", filename=" << (p.filename ? "\"" + *p.filename + "\"" : "none")
-      << ", content_type=\"" << p.content_type << "\"}";
+  *os << "{name=\"" << p.name
+      << "\", filename=" << (p.filename ? "\"" + *p.filename + "\"" : "none") << ", content_type=\""
+      << p.content_type << "\"}";
 }
 
 namespace {
@@ -103,9 +104,10 @@ TEST(PypiMultipartTest, ParsesTheSameFormFedOneByteAtATime) {
 
 TEST(PypiMultipartTest, StreamsALargePartInPiecesWithoutHoldingIt) {
   const std::string big(1 << 20, 'w');
-  const std::string body = "--b\r\nContent-Disposition: form-data; name=content; filename=x.whl\r\n"
-                           "\r\n" +
-                           big + "\r\n--b--";
+  const std::string body =
+      "--b\r\nContent-Disposition: form-data; name=content; filename=x.whl\r\n"
+      "\r\n" +
+      big + "\r\n--b--";
   recorder r;
   multipart_parser p("b", r);
   for (std::size_t i = 0; i < body.size(); i += 65536) {
@@ -120,8 +122,9 @@ TEST(PypiMultipartTest, StreamsALargePartInPiecesWithoutHoldingIt) {
 TEST(PypiMultipartTest, SkipsThePreambleAndTransportPadding) {
   recorder r;
   multipart_parser p("b", r);
-  ASSERT_TRUE(p.feed(bytes_of("preamble text\r\n--b  \t\r\nContent-Disposition: form-data; "
-                              "name=a\r\n\r\n1\r\n--b--")));
+  ASSERT_TRUE(
+      p.feed(bytes_of("preamble text\r\n--b  \t\r\nContent-Disposition: form-data; "
+                      "name=a\r\n\r\n1\r\n--b--")));
   ASSERT_TRUE(p.finish());
   ASSERT_EQ(r.parts.size(), 1u);
   EXPECT_EQ(r.parts[0].body, "1");

@@ -680,7 +680,7 @@ asio::awaitable<void> hosted_route::yank(exchange& ex, const config::pypi_hosted
     if (ascii_iequals(f.version, version)) files.emplace_back(f.filename);
   }
   o["files"] = std::move(files);
-  spdlog::info("pypi: {} {} of {} {}", reason ? "yanked" : "un-yanked", version, normal,
+  spdlog::info("pypi: {} {} {} in {}", reason ? "yanked" : "un-yanked", normal, version,
                index.name);
   http::response<http::string_body> res{http::status::ok, 11};
   res.set(http::field::content_type, "application/json");

@@ -112,7 +112,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (body.size() % 2 == 0) f.yanked = std::string(name);
   p.files.push_back(f);
   auto back = pypi::parse_hosted_project(pypi::serialize_hosted_project(p));
-  check(back.has_value() && *back == p, "a hosted project record round-trips", input);
+  check(back.has_value(), "a hosted project record parses back", input);
+  // Equal when every string is valid UTF-8 (serialize repairs the others): the repaired record
+  // is a fixed point.
+  auto again = pypi::parse_hosted_project(pypi::serialize_hosted_project(*back));
+  check(again.has_value() && *again == *back, "a hosted project record round-trips", input);
   (void)pypi::set_yanked(p, f.version, std::nullopt);
   (void)pypi::hosted_page(p, "/team/files/x/");
   return 0;

@@ -3,6 +3,9 @@
 #include "pantry/registry/pypi/names.h"
 #include "pantry/text.h"
 
+#include "text.h"
+
+#include <boost/algorithm/hex.hpp>
 #include <boost/json.hpp>
 
 #include <openssl/evp.h>
@@ -10,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 
 namespace pantry::registry::pypi {
@@ -19,13 +23,9 @@ namespace json = boost::json;
 namespace {
 
 std::string hex_of(const unsigned char* p, std::size_t n) {
-  static constexpr char digits[] = "0123456789abcdef";
   std::string out;
   out.reserve(n * 2);
-  for (std::size_t i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
-  }
+  boost::algorithm::hex_lower(p, p + n, std::back_inserter(out));
   return out;
 }
 
@@ -285,19 +285,22 @@ const hosted_file* hosted_project::find(std::string_view filename) const {
 }
 
 std::string serialize_hosted_project(const hosted_project& p) {
+  // Boost.JSON writes a string's bytes as they are: invalid UTF-8 would make a record no parser
+  // reads back, and the project unreadable.
+  const auto text = [](std::string_view s) { return json::string(detail::valid_utf8(s)); };
   json::object o;
-  o["name"] = p.name;
+  o["name"] = text(p.name);
   json::array files;
   for (const auto& f : p.files) {
     json::object j;
-    j["filename"] = f.filename;
-    j["version"] = f.version;
-    j["sha256"] = f.sha256;
+    j["filename"] = text(f.filename);
+    j["version"] = text(f.version);
+    j["sha256"] = text(f.sha256);
     j["size"] = f.size;
-    j["upload_time"] = f.upload_time;
-    if (f.requires_python) j["requires_python"] = *f.requires_python;
-    if (f.metadata_sha256) j["metadata_sha256"] = *f.metadata_sha256;
-    if (f.yanked) j["yanked"] = *f.yanked;
+    j["upload_time"] = text(f.upload_time);
+    if (f.requires_python) j["requires_python"] = text(*f.requires_python);
+    if (f.metadata_sha256) j["metadata_sha256"] = text(*f.metadata_sha256);
+    if (f.yanked) j["yanked"] = text(*f.yanked);
     files.push_back(std::move(j));
   }
   o["files"] = std::move(files);

@@ -6,10 +6,10 @@
 
 #include "keys.h"
 #include "routes.h"
+#include "text.h"
 
 #include <boost/json.hpp>
 
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -40,18 +40,6 @@ constexpr std::size_t kMaxFieldBytes = 8 * 1024 * 1024;
 constexpr std::size_t kMaxYankBody = 64 * 1024;
 // How long an upload waits for another write of the same bytes to finish.
 constexpr std::chrono::seconds kConcurrentWriteWait{60};
-
-std::string random_name() {
-  unsigned char b[12];
-  RAND_bytes(b, sizeof b);
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
 
 // PEP 700's upload-time: "yyyy-mm-ddThh:mm:ss.ffffffZ".
 std::string upload_time(clock::time_point t) {
@@ -139,7 +127,7 @@ result<std::optional<std::pair<cache::digest, hosted_project>>> read_record(
     return e.error();
   }
   if (!e->target) return std::nullopt;
-  auto text = detail::read_small_blob(store, *e->target);
+  auto text = registry::detail::read_small_blob(store, *e->target);
   if (!text) return error(text.error().code, key + ": " + text.error().message);
   auto p = parse_hosted_project(*text);
   if (!p) return error(p.error().code, key + ": " + p.error().message);
@@ -154,7 +142,8 @@ cache::entry hosted_entry(const cache::digest& target, std::string content_type,
   e.content_type = std::move(content_type);
   e.fetched_at = now;
   e.expires_at = clock::time_point::max();
-  if (size) e.attributes.emplace_back(std::string(detail::kSizeAttribute), std::to_string(*size));
+  if (size)
+    e.attributes.emplace_back(std::string(registry::detail::kSizeAttribute), std::to_string(*size));
   return e;
 }
 
@@ -250,7 +239,7 @@ hosted_route::hosted_route(std::shared_ptr<const context> ctx, const config::oci
 }
 
 asio::awaitable<void> hosted_route::handle(exchange& ex) {
-  const std::string path = detail::path_of(ex.request().target());
+  const std::string path = registry::detail::path_of(ex.request().target());
   const config::pypi_hosted* index = nullptr;
   std::string_view rest;
   for (const auto& h : ctx_->cfg.hosted) {
@@ -368,16 +357,16 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
 
   // The file goes to a temporary file as it arrives, then into the cache once it is checked.
   temp_file file;
-  file.path = dir_ / random_name();
-  const auto opened = co_await detail::off_thread(ctx_->blocking, [&] {
-    const int fd = ::open(file.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  std::string name_template = (dir_ / "upload-XXXXXX").string();
+  const auto opened = co_await registry::detail::off_thread(ctx_->blocking, [&] {
+    const int fd = ::mkostemp(name_template.data(), O_CLOEXEC);
     return std::make_pair(fd, fd < 0 ? errno : 0);
   });
   file.fd = opened.first;
+  if (file.fd >= 0) file.path = name_template;
   if (file.fd < 0) {
     const std::string why = "cannot make a file for the upload in " + dir_.string() + ": " +
                             std::strerror(opened.second);
-    file.path.clear();
     co_await refuse(ex, http::status::insufficient_storage, why);
     co_return;
   }
@@ -397,7 +386,7 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
       co_return;
     }
     if (!form.pending.empty()) {
-      const int wrote = co_await detail::off_thread(
+      const int wrote = co_await registry::detail::off_thread(
           ctx_->blocking, [&] { return write_all(file.fd, form.pending); });
       form.pending.clear();
       if (wrote != 0) {
@@ -475,7 +464,7 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
       return pread_some(fd, offset, out);
     };
     const std::string filename = *form.filename;
-    auto extracted = co_await detail::off_thread(
+    auto extracted = co_await registry::detail::off_thread(
         ctx_->blocking, [&] { return extract_wheel_metadata(source, filename); });
     if (!extracted) {
       const std::string why = "Invalid wheel: " + extracted.error().message;
@@ -495,6 +484,9 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
   if (!record.requires_python && !form.field("requires_python").empty()) {
     record.requires_python = form.field("requires_python");
   }
+  // Read as a browser reads an index page: an invalid UTF-8 sequence becomes U+FFFD.
+  if (record.requires_python)
+    record.requires_python = pypi::detail::valid_utf8(*record.requires_python);
 
   // Into the cache: the file, its metadata and the new record, under the records lock so that
   // two uploads to one project never lose one another's file.
@@ -507,79 +499,81 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
   const std::string display_name = form.field("name");
   const std::uint64_t size = form.size;
   cache::store& store = *ctx_->store;
-  auto stored = co_await detail::off_thread(ctx_->blocking, [&]() -> result<stored_result> {
-    std::lock_guard lock(records_);
-    auto existing = read_record(store, project_key);
-    if (!existing) return existing.error();
-    hosted_project project;
-    std::optional<cache::digest> old_record;
-    if (*existing) {
-      old_record = (*existing)->first;
-      project = std::move((*existing)->second);
-    } else {
-      project.name = display_name;
-    }
-    if (const hosted_file* f = project.find(record.filename)) {
-      if (f->sha256 == record.sha256) return stored_result{outcome::same_bytes, {}};
-      return stored_result{outcome::refused,
-                           "File already exists: " + record.filename + " is in " + index.name +
-                               " with sha256 " + f->sha256 + " (uploaded " + f->upload_time +
-                               "); these bytes have sha256 " + record.sha256 +
-                               ". A file name is never reused: upload a new version"};
-    }
-    // The file's bytes, pinned; bytes already in the cache (the same file proxied, or in
-    // another project) are pinned where they are.
-    const auto give_up = std::chrono::steady_clock::now() + kConcurrentWriteWait;
-    for (;;) {
-      if (store.stat_blob(*sha)) {
-        if (auto pin = store.set_pinned(*sha, true); !pin) return pin.error();
-        break;
-      }
-      auto w = store.begin_blob(*sha, media_type_of(record.filename), size, true);
-      if (!w) {
-        if (!w.error().is(errc::already_exists)) return w.error();
-        if (std::chrono::steady_clock::now() > give_up) {
-          return error(errc::io_error, "another write of " + sha->str() + " has not finished in " +
-                                           std::to_string(kConcurrentWriteWait.count()) +
-                                           " s; upload again");
+  auto stored =
+      co_await registry::detail::off_thread(ctx_->blocking, [&]() -> result<stored_result> {
+        std::lock_guard lock(records_);
+        auto existing = read_record(store, project_key);
+        if (!existing) return existing.error();
+        hosted_project project;
+        std::optional<cache::digest> old_record;
+        if (*existing) {
+          old_record = (*existing)->first;
+          project = std::move((*existing)->second);
+        } else {
+          project.name = display_name;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        continue;
-      }
-      std::vector<std::byte> chunk(1 << 20);
-      for (std::uint64_t offset = 0; offset < size;) {
-        auto r = pread_some(file.fd, offset, chunk);
-        if (!r) return r.error();
-        if (*r == 0) return error(errc::io_error, "the upload's file is shorter than received");
-        if (auto wr = w->write(std::span(chunk).first(*r)); !wr) return wr.error();
-        offset += *r;
-      }
-      if (auto info = w->commit(); !info) return info.error();
-      break;
-    }
-    std::vector<std::pair<std::string, cache::entry>> entries;
-    entries.emplace_back(keys::hosted_file(index.name, checked->project, record.filename),
-                         hosted_entry(*sha, media_type_of(record.filename), now, size));
-    if (metadata) {
-      auto md = store.put_blob(std::as_bytes(std::span(*metadata)),
-                               media_type_of(std::string(keys::kMetadataSuffix)), true);
-      if (!md) return md.error();
-      if (auto pin = store.set_pinned(*md, true); !pin) return pin.error();
-      record.metadata_sha256 = md->hex();
-      entries.emplace_back(keys::hosted_file(index.name, checked->project,
-                                             record.filename + std::string(keys::kMetadataSuffix)),
-                           hosted_entry(*md, media_type_of(std::string(keys::kMetadataSuffix)), now,
-                                        metadata->size()));
-    }
-    project.files.push_back(record);
-    auto rec = store_record(store, project, now);
-    if (!rec) return rec.error();
-    const cache::digest new_record = *rec->target;
-    entries.emplace_back(project_key, std::move(*rec));
-    if (auto put = store.put_entries(entries); !put) return put.error();
-    release_record(store, old_record, new_record);
-    return stored_result{};
-  });
+        if (const hosted_file* f = project.find(record.filename)) {
+          if (f->sha256 == record.sha256) return stored_result{outcome::same_bytes, {}};
+          return stored_result{outcome::refused,
+                               "File already exists: " + record.filename + " is in " + index.name +
+                                   " with sha256 " + f->sha256 + " (uploaded " + f->upload_time +
+                                   "); these bytes have sha256 " + record.sha256 +
+                                   ". A file name is never reused: upload a new version"};
+        }
+        // The file's bytes, pinned; bytes already in the cache (the same file proxied, or in
+        // another project) are pinned where they are.
+        const auto give_up = std::chrono::steady_clock::now() + kConcurrentWriteWait;
+        for (;;) {
+          if (store.stat_blob(*sha)) {
+            if (auto pin = store.set_pinned(*sha, true); !pin) return pin.error();
+            break;
+          }
+          auto w = store.begin_blob(*sha, media_type_of(record.filename), size, true);
+          if (!w) {
+            if (!w.error().is(errc::already_exists)) return w.error();
+            if (std::chrono::steady_clock::now() > give_up) {
+              return error(errc::io_error,
+                           "another write of " + sha->str() + " has not finished in " +
+                               std::to_string(kConcurrentWriteWait.count()) + " s; upload again");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            continue;
+          }
+          std::vector<std::byte> chunk(1 << 20);
+          for (std::uint64_t offset = 0; offset < size;) {
+            auto r = pread_some(file.fd, offset, chunk);
+            if (!r) return r.error();
+            if (*r == 0) return error(errc::io_error, "the upload's file is shorter than received");
+            if (auto wr = w->write(std::span(chunk).first(*r)); !wr) return wr.error();
+            offset += *r;
+          }
+          if (auto info = w->commit(); !info) return info.error();
+          break;
+        }
+        std::vector<std::pair<std::string, cache::entry>> entries;
+        entries.emplace_back(keys::hosted_file(index.name, checked->project, record.filename),
+                             hosted_entry(*sha, media_type_of(record.filename), now, size));
+        if (metadata) {
+          auto md = store.put_blob(std::as_bytes(std::span(*metadata)),
+                                   media_type_of(std::string(keys::kMetadataSuffix)), true);
+          if (!md) return md.error();
+          if (auto pin = store.set_pinned(*md, true); !pin) return pin.error();
+          record.metadata_sha256 = md->hex();
+          entries.emplace_back(
+              keys::hosted_file(index.name, checked->project,
+                                record.filename + std::string(keys::kMetadataSuffix)),
+              hosted_entry(*md, media_type_of(std::string(keys::kMetadataSuffix)), now,
+                           metadata->size()));
+        }
+        project.files.push_back(record);
+        auto rec = store_record(store, project, now);
+        if (!rec) return rec.error();
+        const cache::digest new_record = *rec->target;
+        entries.emplace_back(project_key, std::move(*rec));
+        if (auto put = store.put_entries(entries); !put) return put.error();
+        release_record(store, old_record, new_record);
+        return stored_result{};
+      });
   if (!stored) {
     const std::string why = "cannot store " + record.filename + ": " + stored.error().message;
     co_await refuse(ex, http::status::service_unavailable, why);
@@ -644,8 +638,8 @@ asio::awaitable<void> hosted_route::yank(exchange& ex, const config::pypi_hosted
   }
   const std::string key = keys::hosted_project(index.name, normal);
   cache::store& store = *ctx_->store;
-  auto changed =
-      co_await detail::off_thread(ctx_->blocking, [&]() -> result<std::optional<hosted_project>> {
+  auto changed = co_await registry::detail::off_thread(
+      ctx_->blocking, [&]() -> result<std::optional<hosted_project>> {
         std::lock_guard lock(records_);
         auto existing = read_record(store, key);
         if (!existing) return existing.error();
@@ -710,7 +704,7 @@ asio::awaitable<void> hosted_route::serve_file(exchange& ex, const config::pypi_
   }
   ex.set_outcome(cache_outcome::hit);
   const std::string type = e->content_type;
-  co_await detail::serve_blob(ex, *reader, type);
+  co_await registry::detail::serve_blob(ex, *reader, type);
 }
 
 asio::awaitable<void> hosted_route::serve_simple(exchange& ex, const config::pypi_hosted& index,
@@ -755,10 +749,7 @@ asio::awaitable<void> hosted_route::serve_simple(exchange& ex, const config::pyp
     co_return;
   }
   if (!chosen) {
-    co_await plain(ex, http::status::not_acceptable,
-                   "none of the Accept header's types is served here; accept "
-                   "application/vnd.pypi.simple.v1+json, "
-                   "application/vnd.pypi.simple.v1+html or text/html");
+    co_await not_acceptable(ex);
     co_return;
   }
   auto record = read_record(*ctx_->store, keys::hosted_project(index.name, normal));
@@ -805,7 +796,7 @@ asio::awaitable<void> hosted_route::serve_page(exchange& ex, const found& f,
   res.set(http::field::etag, etag);
   // An upload or a yank shows at once: clients revalidate every time (a 304 costs nothing).
   res.set(http::field::cache_control, "max-age=0, must-revalidate");
-  if (detail::etag_matches(ex, etag)) {
+  if (registry::detail::etag_matches(ex, etag)) {
     res.result(http::status::not_modified);
   } else {
     res.body() = std::move(body);
@@ -830,7 +821,7 @@ result<void> hosted_route::add_names(std::map<std::string, std::string>& names,
   // The spelling as uploaded is in the record, read after the walk (which must not wait).
   for (const auto& [normal, id] : records) {
     if (names.contains(normal)) continue;
-    auto text = detail::read_small_blob(*ctx_->store, id);
+    auto text = registry::detail::read_small_blob(*ctx_->store, id);
     auto p = text ? parse_hosted_project(*text) : result<hosted_project>(text.error());
     names.emplace(normal, p ? p->name : normal);
   }

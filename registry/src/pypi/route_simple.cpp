@@ -60,10 +60,7 @@ asio::awaitable<void> simple_route::handle(exchange& ex) {
   }
   auto chosen = negotiate(ex.header_values(http::field::accept));
   if (!chosen) {
-    co_await plain(ex, http::status::not_acceptable,
-                   "none of the Accept header's types is served here; accept "
-                   "application/vnd.pypi.simple.v1+json, "
-                   "application/vnd.pypi.simple.v1+html or text/html");
+    co_await not_acceptable(ex);
     co_return;
   }
 

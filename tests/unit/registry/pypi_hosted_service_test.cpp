@@ -72,8 +72,8 @@ class PypiHostedServiceTest : public ::testing::Test {
     cfg_.index_ttl = std::chrono::seconds(3600);
     cfg_.hosted.push_back({"team", {"ci"}});
     accounts_.users = {{"ci", std::string(kToken)}, {"reader", "reader-token-0123456789"}};
-    pypi::service::create(cfg_, h_.store(), h_.client(), h_.flights(), h_.metrics(),
-                          h_.blocking(), accounts_)
+    pypi::service::create(cfg_, h_.store(), h_.client(), h_.flights(), h_.metrics(), h_.blocking(),
+                          accounts_)
         ->install(h_.server());
   }
 
@@ -172,9 +172,10 @@ TEST_F(PypiHostedServiceTest, AWrongDigestOrNoDigestIsRefusedAndNothingStored) {
   f.md5 = "00000000000000000000000000000000";
   auto r = upload(f);
   EXPECT_EQ(r.status, 400u) << r;
-  EXPECT_THAT(r.body, HasSubstr("The digest supplied does not match a digest calculated from "
-                                "the uploaded file: md5_digest is \"00000000000000000000000000000000"
-                                "\", the 9 bytes received have "));
+  EXPECT_THAT(r.body,
+              HasSubstr("The digest supplied does not match a digest calculated from "
+                        "the uploaded file: md5_digest is \"00000000000000000000000000000000"
+                        "\", the 9 bytes received have "));
   f.md5.clear();
   f.sha256.clear();
   r = upload(f);
@@ -230,9 +231,9 @@ TEST_F(PypiHostedServiceTest, AFileNameIsNeverReusedButTheSameBytesAreANoOp) {
 
 TEST_F(PypiHostedServiceTest, AHostedNameShadowsTheUpstreamsProject) {
   // The upstream has demo too; once demo is hosted, only the hosted file is listed.
-  h_.upstream().script_status("/a/simple/demo/", 200, {{"Content-Type", "text/html"}},
-                              "<a href=\"/x/demo-9.0.tar.gz#sha256=" + sha256_hex("u") +
-                                  "\">demo-9.0.tar.gz</a>");
+  h_.upstream().script_status(
+      "/a/simple/demo/", 200, {{"Content-Type", "text/html"}},
+      "<a href=\"/x/demo-9.0.tar.gz#sha256=" + sha256_hex("u") + "\">demo-9.0.tar.gz</a>");
   ASSERT_EQ(upload(sdist("mine")).status, 200u);
   const auto p = page("demo");
   ASSERT_EQ(p.at("files").as_array().size(), 1u);

@@ -125,6 +125,12 @@ TEST(PypiHostedTest, ProjectRecordRoundTrips) {
   ASSERT_FALSE(bad);
   EXPECT_THAT(bad.error().message, HasSubstr("a file lacks filename, version, sha256"));
   EXPECT_FALSE(parse_hosted_project("[]"));
+  // Invalid UTF-8 is repaired, so that the record still parses.
+  hosted_project odd = sample();
+  odd.files[0].requires_python = std::string(">=3.8 \xff");
+  auto repaired = parse_hosted_project(serialize_hosted_project(odd));
+  ASSERT_TRUE(repaired) << repaired.error().message;
+  EXPECT_EQ(repaired->files[0].requires_python, ">=3.8 \xef\xbf\xbd");
 }
 
 TEST(PypiHostedTest, PageListsEveryFileWithItsHostedUrlAndPep700Fields) {

@@ -98,8 +98,10 @@ struct hosted_project {
   friend bool operator==(const hosted_project&, const hosted_project&) = default;
 };
 
-// The record's JSON (what pantry stores) and back. parse fails with errc::corrupt naming the key
-// when the JSON is not such a record.
+// The record's JSON (what pantry stores) and back: parse(serialize(p)) == p when every string of
+// `p` is valid UTF-8 (serialize replaces invalid sequences with U+FFFD, so that what it writes
+// always parses). parse fails with errc::corrupt naming what is missing when the JSON is not
+// such a record.
 std::string serialize_hosted_project(const hosted_project& p);
 result<hosted_project> parse_hosted_project(std::string_view json);
 

@@ -10,6 +10,7 @@ name order, each building on the state the ones before left.
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 import unittest
 import urllib.error
 import urllib.request
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
@@ -61,6 +63,16 @@ def build(release, wheel=True, sdist=False, outdir=None):
     return out
 
 
+def build_big_wheel(release, outdir, extra_bytes):
+    """A wheel of `release` carrying `extra_bytes` random (incompressible) bytes."""
+    name, data = mk.build_wheel(release, mk.core_metadata(release), MTIME)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        entries = [(n, zf.read(n)) for n in zf.namelist()]
+    entries.insert(0, (f"{mk.module_name(release)}/blob.bin", os.urandom(extra_bytes)))
+    with open(os.path.join(outdir, name), "wb") as f:
+        f.write(mk.zip_bytes(entries, MTIME))
+
+
 def basic(user, token):
     return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
@@ -92,12 +104,16 @@ class HostedIndexTest(unittest.TestCase):
                 ("tool-1.1", mk.Release("Team.Tool", "1.1", ("pantry-demo-lib>=1.0",),
                                         requires_python=">=3.7"), False),
                 ("util-5.0", mk.Release("pantry-demo-util", "5.0"), False),
-                ("tool-1.0-other", mk.Release("Team.Tool", "1.0", ("pantry-demo-app",)), True),
-                ("tool-9.0", mk.Release("Team.Tool", "9.0"), False)):
+                ("tool-1.0-other", mk.Release("Team.Tool", "1.0", ("pantry-demo-app",)), True)):
             d = os.path.join(cls.work, "dist", key)
             os.makedirs(d)
             cls.dirs[key] = d
             cls.dists[key] = build(release, sdist=sdist, outdir=d)
+        # Refused uploads: 4 MiB, more than the server drops of a body the handler did not read
+        # (1 MiB), so that twine must still see the 403 the server answered before reading it.
+        cls.dirs["tool-9.0"] = os.path.join(cls.work, "dist", "tool-9.0")
+        os.makedirs(cls.dirs["tool-9.0"])
+        build_big_wheel(mk.Release("Team.Tool", "9.0"), cls.dirs["tool-9.0"], 4 << 20)
 
     @classmethod
     def start_pantry(cls):

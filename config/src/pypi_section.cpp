@@ -22,7 +22,7 @@ constexpr std::string_view kPatternExample = "e.g. \"mycorp-*\"";
 constexpr std::array<std::string_view, 6> kPypiKeys = {"upstreams", "index_ttl", "negative_ttl",
                                                        "offline",   "routes",    "hosted"};
 constexpr std::array<std::string_view, 2> kRouteKeys = {"pattern", "upstream"};
-constexpr std::array<std::string_view, 2> kHostedKeys = {"name", "uploaders"};
+constexpr std::array<std::string_view, 3> kHostedKeys = {"name", "uploaders", "merge"};
 
 constexpr std::string_view kHostedExample = "[{name: team, uploaders: [ci]}]";
 
@@ -56,43 +56,49 @@ std::string repeated_hosted(std::string_view name, std::string_view first_path, 
          std::to_string(first_line) + "); give each hosted index its own name";
 }
 
-// A hosted index's uploaders: a list of user names, each at most once.
-std::optional<std::vector<std::string>> read_uploaders(reader& r, const entry& f) {
-  constexpr std::string_view example = "[ci, alice]";
+std::optional<std::string> route_pattern_problem(std::string_view pattern);
+
+// A list of scalars, each at most once: a hosted index's uploaders (user names, checked against
+// oci.hosted.users later) or its merge patterns (`problem` says why one is wrong, or nullopt).
+// `what` names an item ("a user name from oci.hosted.users"), `example` a good list.
+std::optional<std::vector<std::string>> read_scalar_list(
+    reader& r, const entry& f, std::string_view what, std::string_view example,
+    std::optional<std::string> (*problem)(std::string_view)) {
   if (!f.value.IsSequence()) {
-    r.fail(f, "is " + kind_of(f.value) + ", expected a list of names from oci.hosted.users, e.g. " +
+    r.fail(f, "is " + kind_of(f.value) + ", expected a list of " + std::string(what) + ", e.g. " +
                   std::string(example));
     return std::nullopt;
   }
-  std::vector<std::string> names;
+  std::vector<std::string> items;
   bool ok = true;
   for (std::size_t i = 0; i < f.value.size(); ++i) {
     const YAML::Node& n = f.value[i];
     const std::string path = f.path + "[" + std::to_string(i) + "]";
     if (!n.IsScalar() || n.Scalar().empty()) {
       r.fail(n.Mark(), path,
-             "is " + kind_of(n) + ", expected a user name from oci.hosted.users, e.g. ci");
+             "is " + kind_of(n) + ", expected " + std::string(what) + ", e.g. " +
+                 std::string(example));
       ok = false;
       continue;
     }
-    const std::string& name = n.Scalar();
-    if (std::find(names.begin(), names.end(), name) != names.end()) {
-      r.fail(n.Mark(), path, quote(name) + " is listed twice; list each uploader once");
+    const std::string& item = n.Scalar();
+    if (std::find(items.begin(), items.end(), item) != items.end()) {
+      r.fail(n.Mark(), path, quote(item) + " is listed twice; list each once");
       ok = false;
       continue;
+    }
+    if (problem != nullptr) {
+      if (auto why = problem(item)) {
+        r.fail(n.Mark(), path, quote(item) + " " + *why);
+        ok = false;
+        continue;
+      }
     }
     r.note(path, n.Mark());
-    names.push_back(name);
-  }
-  if (ok && names.empty()) {
-    r.fail(f,
-           "is empty, so no one could upload to the index; list at least one name from "
-           "oci.hosted.users, e.g. " +
-               std::string(example));
-    return std::nullopt;
+    items.push_back(item);
   }
   if (!ok) return std::nullopt;
-  return names;
+  return items;
 }
 
 // pypi.hosted, replacing the current list if nothing in it is wrong. Whether the names clash
@@ -127,7 +133,18 @@ void read_hosted(reader& r, const entry& e, config& c) {
       h.name = std::move(*s);
       r.note(f.path, f.mark());
     } else if (f.key == "uploaders") {
-      if (auto names = read_uploaders(r, f)) h.uploaders = std::move(*names);
+      auto names = read_scalar_list(r, f, "names from oci.hosted.users", "[ci, alice]", nullptr);
+      if (names && names->empty()) {
+        r.fail(f,
+               "is empty, so no one could upload to the index; list at least one name from "
+               "oci.hosted.users, e.g. [ci, alice]");
+        return;
+      }
+      if (names) h.uploaders = std::move(*names);
+    } else if (f.key == "merge") {
+      auto patterns = read_scalar_list(r, f, "globs over normalized project names",
+                                       "[\"numpy\", \"mycorp-*\"]", route_pattern_problem);
+      if (patterns) h.merge = std::move(*patterns);
     }
   });
   if (!hosted) return;
@@ -363,6 +380,10 @@ void emit_pypi(YAML::Emitter& out, const config& c, secrets s) {
     o << YAML::Key << "uploaders" << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const auto& u : h.uploaders)
       o << u;
+    o << YAML::EndSeq;
+    o << YAML::Key << "merge" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& m : h.merge)
+      o << m;
     o << YAML::EndSeq;
   });
   out << YAML::EndMap;

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <set>
 #include <thread>
 
 namespace pantry::registry::pypi {
@@ -779,11 +780,31 @@ result<std::optional<hosted_route::found>> hosted_route::find(std::string_view p
   return std::nullopt;
 }
 
+bool hosted_route::merges(const config::pypi_hosted& index, std::string_view project) {
+  return std::any_of(index.merge.begin(), index.merge.end(), [&](const std::string& pattern) {
+    return config::glob_match(pattern, project);
+  });
+}
+
 asio::awaitable<void> hosted_route::serve_page(exchange& ex, const found& f,
-                                               const negotiated& chosen) {
+                                               const negotiated& chosen,
+                                               const project_page* upstream) {
   const std::string files =
       "/" + f.index->name + "/files/" + normalize_project_name(f.project.name) + "/";
-  const project_page page = hosted_page(f.project, files);
+  project_page page = hosted_page(f.project, files);
+  if (upstream != nullptr) {
+    std::set<std::string> hosted_names;
+    for (const auto& file : page.files)
+      hosted_names.insert(file.filename);
+    for (const auto& file : upstream->files) {
+      if (!hosted_names.contains(file.filename)) page.files.push_back(file);
+    }
+    for (const auto& v : upstream->versions) {
+      if (std::find(page.versions.begin(), page.versions.end(), v) == page.versions.end()) {
+        page.versions.push_back(v);
+      }
+    }
+  }
   const auto same = [](std::string_view url) { return std::string(url); };
   std::string body = chosen.rep == representation::json ? render_project_json(page, same)
                                                         : render_project_html(page, same);

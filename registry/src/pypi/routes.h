@@ -63,9 +63,15 @@ class hosted_route : public std::enable_shared_from_this<hosted_route> {
   // none does; an error when its record cannot be read. Reads the cache; does not block long.
   result<std::optional<found>> find(std::string_view project) const;
 
-  // Serves the page of `f` in the representation `chosen`, with an ETag of its bytes.
+  // Serves the page of `f` in the representation `chosen`, with an ETag of its bytes. With
+  // `upstream` (an index's page of the project, for a name the index merges), its files follow
+  // the hosted ones, except those whose file name a hosted file has.
   boost::asio::awaitable<void> serve_page(proxy::exchange& ex, const found& f,
-                                          const negotiated& chosen);
+                                          const negotiated& chosen,
+                                          const project_page* upstream = nullptr);
+
+  // Whether `index` merges the upstreams' files into the page of `project` (pypi.hosted's merge).
+  static bool merges(const config::pypi_hosted& index, std::string_view project);
 
   // Adds every hosted project to `names` (normalized -> name as uploaded), unless a name is
   // there already; `index` empty: of every index.
@@ -136,6 +142,13 @@ class simple_route : public std::enable_shared_from_this<simple_route> {
   boost::asio::awaitable<void> serve_page(proxy::exchange& ex, const cache::entry& e,
                                           const negotiated& chosen, proxy::cache_outcome outcome,
                                           std::string_view warning);
+  // A hosted project whose index merges it: its files, then those of the upstreams' page.
+  boost::asio::awaitable<void> serve_merged(proxy::exchange& ex, hosted_route::found f,
+                                            std::string project, negotiated chosen);
+
+  // The origin that relative file links of a stored page are resolved against when it is read
+  // back to be merged: a reserved name (RFC 6761), stripped again before rendering.
+  static constexpr std::string_view kMergeBase = "http://pantry.invalid";
 
   const std::shared_ptr<const context> ctx_;
   const std::shared_ptr<index_cache> index_;

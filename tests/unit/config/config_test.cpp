@@ -45,7 +45,7 @@ config unusual_config() {
                      {"registry.local", "http://[::1]:5000", "ca bundle.pem", "bot", "p@ss: word"}};
   c.oci.tag_ttl = seconds(0);
   c.oci.hosted = {"team/images/", {{"ci", "0123456789abcdef-\"quoted\""}}, true};
-  c.pypi.hosted = {{"team", {"ci"}}, {"ml.models_2", {"ci"}}};
+  c.pypi.hosted = {{"team", {"ci"}, {"numpy", "mycorp-*"}}, {"ml.models_2", {"ci"}, {}}};
   c.runner.enabled = false;
   c.runner.runc = "/opt/runc v1/runc";
   c.runner.runc_root = "/run/ci: 'a'/runc";
@@ -924,8 +924,8 @@ TEST(ConfigTest, ReadsHostedIndexes) {
                             "    - name: team\n"
                             "      uploaders: [ci, alice]\n"
                             "    - {name: ml.models, uploaders: [alice]}\n");
-  EXPECT_EQ(c.pypi.hosted,
-            (std::vector<pypi_hosted>{{"team", {"ci", "alice"}}, {"ml.models", {"alice"}}}));
+  EXPECT_EQ(c.pypi.hosted, (std::vector<pypi_hosted>{{"team", {"ci", "alice"}, {}},
+                                                     {"ml.models", {"alice"}, {}}}));
   EXPECT_TRUE(parse_ok("").pypi.hosted.empty()) << "none by default";
 }
 
@@ -944,6 +944,21 @@ TEST(ConfigTest, HostedNameMustBeAFreeUrlPrefix) {
       error_of(std::string(kUsers) +
                "pypi:\n  hosted: [{name: a, uploaders: [ci]}, {name: a, uploaders: [ci]}]\n"),
       HasSubstr("pypi.hosted[1].name: \"a\" is already the name of pypi.hosted[0] (line 5)"));
+}
+
+TEST(ConfigTest, HostedMergePatternsAreRoutePatterns) {
+  const config c = parse_ok(std::string(kUsers) +
+                            "pypi:\n  hosted: [{name: team, uploaders: [ci], merge: [numpy, "
+                            "\"mycorp-*\"]}]\n");
+  EXPECT_EQ(c.pypi.hosted.at(0).merge, (std::vector<std::string>{"numpy", "mycorp-*"}));
+  EXPECT_EQ(error_of(std::string(kUsers) +
+                     "pypi:\n  hosted: [{name: team, uploaders: [ci], merge: [My_Lib]}]\n"),
+            "test.yaml:5:50: pypi.hosted[0].merge[0]: \"My_Lib\" is not written in PEP 503 "
+            "normalized form, which is what routes match (lowercase; each run of '-', '_' and '.' "
+            "is one '-'); write \"my-lib\"");
+  EXPECT_THAT(error_of(std::string(kUsers) +
+                       "pypi:\n  hosted: [{name: team, uploaders: [ci], merge: numpy}]\n"),
+              HasSubstr("expected a list of globs over normalized project names"));
 }
 
 TEST(ConfigTest, HostedNameMustNotBeAnUpstreamsName) {
@@ -967,7 +982,7 @@ TEST(ConfigTest, HostedUploadersMustBeOciHostedUsers) {
               HasSubstr("expected a list of names from oci.hosted.users"));
   EXPECT_THAT(
       error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: [ci, ci]}]\n"),
-      HasSubstr("\"ci\" is listed twice; list each uploader once"));
+      HasSubstr("\"ci\" is listed twice; list each once"));
   EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team}]\n"),
               HasSubstr("uploaders"));
 }

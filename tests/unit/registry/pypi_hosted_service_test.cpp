@@ -70,7 +70,7 @@ class PypiHostedServiceTest : public ::testing::Test {
     u.url = h_.upstream().base() + "/a/simple/";
     cfg_.upstreams.push_back(u);
     cfg_.index_ttl = std::chrono::seconds(3600);
-    cfg_.hosted.push_back({"team", {"ci"}});
+    cfg_.hosted.push_back({"team", {"ci"}, {}});
     accounts_.users = {{"ci", std::string(kToken)}, {"reader", "reader-token-0123456789"}};
     pypi::service::create(cfg_, h_.store(), h_.client(), h_.flights(), h_.metrics(), h_.blocking(),
                           accounts_)
@@ -245,6 +245,38 @@ TEST_F(PypiHostedServiceTest, AHostedNameShadowsTheUpstreamsProject) {
   // The project list names it as uploaded.
   auto root = h_.get("/team/simple/", {{"Accept", std::string(kJson)}});
   EXPECT_THAT(root.body, HasSubstr("\"name\":\"Demo\""));
+}
+
+TEST_F(PypiHostedServiceTest, AnIndexThatMergesANameAddsTheUpstreamsOtherFiles) {
+  cfg_.hosted[0].merge = {"de*"};
+  pypi::service::create(cfg_, h_.store(), h_.client(), h_.flights(), h_.metrics(), h_.blocking(),
+                        accounts_)
+      ->install(h_.server());
+  const std::string theirs = "their 0.9";
+  h_.upstream().script_status("/a/simple/demo/", 200, {{"Content-Type", "text/html"}},
+                              "<a href=\"/x/demo-0.9.tar.gz#sha256=" + sha256_hex(theirs) +
+                                  "\">demo-0.9.tar.gz</a><a href=\"/x/demo-1.0.tar.gz#sha256=" +
+                                  sha256_hex("their 1.0") + "\">demo-1.0.tar.gz</a>");
+  h_.upstream().script_status("/x/demo-0.9.tar.gz", 200, {}, theirs);
+  ASSERT_EQ(upload(sdist("mine")).status, 200u);
+  const auto p = page("demo");
+  const auto& files = p.at("files").as_array();
+  ASSERT_EQ(files.size(), 2u) << p;
+  // The hosted file first; of the upstream's, only the name the index does not have.
+  EXPECT_EQ(files.at(0).at("hashes").at("sha256").as_string(), sha256_hex("mine"));
+  EXPECT_EQ(files.at(1).at("filename").as_string(), "demo-0.9.tar.gz");
+  const std::string url(files.at(1).at("url").as_string());
+  EXPECT_TRUE(url.starts_with("/files/a/127.0.0.1:")) << url;
+  auto got = h_.get(url);
+  EXPECT_EQ(got.status, 200u) << got;
+  EXPECT_EQ(got.body, theirs);
+  // A name no merge pattern matches is the index's alone.
+  form other = sdist("other");
+  other.name = "other";
+  other.filename = "other-1.0.tar.gz";
+  ASSERT_EQ(upload(other).status, 200u);
+  EXPECT_EQ(page("other").at("files").as_array().size(), 1u);
+  EXPECT_TRUE(h_.upstream().requests_for("/a/simple/other/").empty());
 }
 
 TEST_F(PypiHostedServiceTest, YankAndUnyankAVersion) {

@@ -30,7 +30,7 @@ config::config secretive_config() {
   cfg.oci.upstreams = {hub, ghcr};
   cfg.oci.hosted.prefix = "team/";
   cfg.oci.hosted.users = {{"carol", "hosted-user-token-s3cret"}};
-  cfg.pypi.hosted = {{"team-py", {"carol"}}};
+  cfg.pypi.hosted = {{"team-py", {"carol"}, {}}};
   cfg.ci.enabled = true;
   cfg.ci.tokens = {{"ci", "ci-token-s3cret-0123456789", config::ci_role::submit}};
   cfg.cache.max_size = 8ull << 30;

@@ -59,6 +59,10 @@ struct pypi_hosted {
   // The users who may upload and yank: names of oci.hosted.users (same Basic auth, the token as
   // password); at least one.
   std::vector<std::string> uploaders;
+  // Globs (as pypi.routes patterns) of the projects whose pages also list the upstreams' files,
+  // after the hosted ones (a hosted file name wins); empty: none, every hosted project is served
+  // from this index alone.
+  std::vector<std::string> merge;
   friend bool operator==(const pypi_hosted&, const pypi_hosted&) = default;
 };
 

@@ -4,6 +4,7 @@
 #include "pantry/registry/pypi/wheel.h"
 #include "pantry/text.h"
 
+#include "../hosted_file.h"
 #include "keys.h"
 #include "routes.h"
 #include "text.h"
@@ -22,7 +23,6 @@
 #include <cstring>
 #include <ctime>
 #include <set>
-#include <thread>
 
 namespace pantry::registry::pypi {
 
@@ -33,14 +33,11 @@ using clock = cache::clock;
 
 namespace {
 
-constexpr std::size_t kBodyBuffer = 256 * 1024;
 // The form's text fields together (the long description is the largest); warehouse's own limit
 // on a description is far below this.
 constexpr std::size_t kMaxFieldBytes = 8 * 1024 * 1024;
 // A yank's JSON body.
 constexpr std::size_t kMaxYankBody = 64 * 1024;
-// How long an upload waits for another write of the same bytes to finish.
-constexpr std::chrono::seconds kConcurrentWriteWait{60};
 
 // PEP 700's upload-time: "yyyy-mm-ddThh:mm:ss.ffffffZ".
 std::string upload_time(clock::time_point t) {
@@ -91,22 +88,6 @@ struct temp_file {
     }
   }
 };
-
-// Writes all of `bytes` to `fd`; 0 or errno.
-int write_all(int fd, std::span<const std::byte> bytes) {
-  const std::byte* p = bytes.data();
-  std::size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t w = ::write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += w;
-    left -= static_cast<std::size_t>(w);
-  }
-  return 0;
-}
 
 result<std::size_t> pread_some(int fd, std::uint64_t offset, std::span<std::byte> out) {
   for (;;) {
@@ -373,7 +354,7 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
   }
   upload_form form;
   multipart_parser parser(std::move(*boundary), form);
-  std::vector<std::byte> buf(kBodyBuffer);
+  std::vector<std::byte> buf(registry::detail::kUploadBuffer);
   for (;;) {
     auto n = co_await ex.read_body(buf);
     if (!n) {
@@ -388,7 +369,7 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
     }
     if (!form.pending.empty()) {
       const int wrote = co_await registry::detail::off_thread(
-          ctx_->blocking, [&] { return write_all(file.fd, form.pending); });
+          ctx_->blocking, [&] { return registry::detail::write_all(file.fd, form.pending); });
       form.pending.clear();
       if (wrote != 0) {
         const std::string why =
@@ -523,33 +504,10 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
         }
         // The file's bytes, pinned; bytes already in the cache (the same file proxied, or in
         // another project) are pinned where they are.
-        const auto give_up = std::chrono::steady_clock::now() + kConcurrentWriteWait;
-        for (;;) {
-          if (store.stat_blob(*sha)) {
-            if (auto pin = store.set_pinned(*sha, true); !pin) return pin.error();
-            break;
-          }
-          auto w = store.begin_blob(*sha, media_type_of(record.filename), size, true);
-          if (!w) {
-            if (!w.error().is(errc::already_exists)) return w.error();
-            if (std::chrono::steady_clock::now() > give_up) {
-              return error(errc::io_error,
-                           "another write of " + sha->str() + " has not finished in " +
-                               std::to_string(kConcurrentWriteWait.count()) + " s; upload again");
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            continue;
-          }
-          std::vector<std::byte> chunk(1 << 20);
-          for (std::uint64_t offset = 0; offset < size;) {
-            auto r = pread_some(file.fd, offset, chunk);
-            if (!r) return r.error();
-            if (*r == 0) return error(errc::io_error, "the upload's file is shorter than received");
-            if (auto wr = w->write(std::span(chunk).first(*r)); !wr) return wr.error();
-            offset += *r;
-          }
-          if (auto info = w->commit(); !info) return info.error();
-          break;
+        if (auto put = registry::detail::store_pinned_file(
+                store, *sha, media_type_of(record.filename), file.fd, size, file.path);
+            !put) {
+          return put.error();
         }
         std::vector<std::pair<std::string, cache::entry>> entries;
         entries.emplace_back(keys::hosted_file(index.name, checked->project, record.filename),

@@ -56,7 +56,7 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
   std::vector<std::shared_ptr<proxy::service>> services = {
       web::web_service::create(cfg, p.store, p.metrics, p.health, PANTRY_VERSION),
       registry::pypi::service::create(cfg.pypi, p.store, p.upstream, p.flights, p.metrics,
-                                      p.blocking),
+                                      p.blocking, cfg.oci.hosted),
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
                                      p.control_token),
   };

@@ -95,7 +95,10 @@ void read_users(reader& r, const entry& e, config& c) {
                  "a user needs both name and token, e.g. " + std::string(example));
         }
       });
-  if (users) c.oci.hosted.users = std::move(*users);
+  if (!users) return;
+  c.oci.hosted.users = std::move(*users);
+  // For pypi.hosted's uploaders, which must name these users.
+  r.note(e.path, e.key_node.Mark());
 }
 
 void read_hosted(reader& r, const entry& e, config& c) {

@@ -136,6 +136,16 @@ void append_services(std::string& out, const front_page& p) {
     }
     out += ".</li>\n";
   }
+  if (!p.pypi_hosted.empty()) {
+    out += "<li><strong>Private Python packages</strong>: twine uploads to ";
+    for (std::size_t i = 0; i < p.pypi_hosted.size(); ++i) {
+      if (i > 0) out += ", ";
+      append_code(out, base + "/" + p.pypi_hosted[i] + "/");
+    }
+    out +=
+        " (a user of <code>oci.hosted.users</code>, the token as password); their projects are "
+        "served on <code>/simple/</code> in place of any upstream's of the same name.</li>\n";
+  }
   if (!oci_names.empty() || !p.oci_hosted_prefix.empty()) {
     out += "<li><strong>A container registry</strong> (OCI distribution) at ";
     append_code(out, base + "/v2/");
@@ -351,6 +361,13 @@ std::vector<client_setting> client_settings(const config::config& cfg, const bas
                    "[[tool.poetry.source]]\nname = \"pantry\"\nurl = \"" + index +
                        "\"\npriority = \"primary\"   # poetry before 1.5: default = true\n"});
   }
+  for (const auto& h : cfg.pypi.hosted) {
+    out.push_back({"twine-" + h.name, "twine (" + h.name + ")",
+                   "~/.pypirc, then twine upload -r " + h.name + " dist/*",
+                   "[distutils]\nindex-servers = " + h.name + "\n\n[" + h.name +
+                       "]\nrepository = " + url + "/" + h.name +
+                       "/\nusername = <a user of oci.hosted.users>\npassword = <its token>\n"});
+  }
   if (!cfg.oci.upstreams.empty()) {
     if (cfg.oci.default_upstream == "docker.io") {
       std::string daemon = "{\n  \"registry-mirrors\": [\"" + url + "\"]";
@@ -389,6 +406,8 @@ front_page make_front_page(const config::config& cfg, const base_address& base,
   p.cache.quota = cfg.cache.max_size;
   p.default_oci_upstream = cfg.oci.default_upstream;
   p.oci_hosted_prefix = cfg.oci.hosted.prefix;
+  for (const auto& h : cfg.pypi.hosted)
+    p.pypi_hosted.push_back(h.name);
   p.runner = cfg.runner.enabled;
   p.ci = cfg.ci.enabled && cfg.ci.runner_of.url.empty();
   if (!cfg.ci.runner_of.url.empty()) p.runner_of = without_user_info(cfg.ci.runner_of.url);
@@ -467,6 +486,16 @@ std::string render_json(const front_page& p) {
     s["index_url"] = p.base.url() + "/simple/";
     s["upstreams"] = std::move(pypi);
     serves["pypi"] = std::move(s);
+  }
+  if (!p.pypi_hosted.empty()) {
+    json::array hosted;
+    for (const auto& name : p.pypi_hosted) {
+      json::object h;
+      h["name"] = name;
+      h["repository_url"] = p.base.url() + "/" + name + "/";
+      hosted.push_back(std::move(h));
+    }
+    serves["pypi_hosted"] = std::move(hosted);
   }
   if (!oci.empty() || !p.oci_hosted_prefix.empty()) {
     json::object s;

@@ -1,5 +1,6 @@
 #include "hosted.h"
 
+#include "../hosted_file.h"
 #include "../http_serve.h"
 #include "keys.h"
 #include "respond.h"
@@ -18,7 +19,6 @@
 #include <charconv>
 #include <cstring>
 #include <set>
-#include <thread>
 #include <vector>
 
 namespace pantry::registry::oci {
@@ -29,11 +29,6 @@ using proxy::exchange;
 using clock = cache::clock;
 
 namespace {
-
-// How long an upload waits for another upload of the same blob to finish writing it.
-constexpr std::chrono::seconds kConcurrentWriteWait{60};
-
-constexpr std::size_t kBodyBuffer = 256 * 1024;
 
 std::string random_id() {
   unsigned char b[16];
@@ -277,7 +272,7 @@ asio::awaitable<void> hosted_repos::referrers(exchange& ex, const api_path& api)
 
 asio::awaitable<void> hosted_repos::manifest_put(exchange& ex, const api_path& api) {
   std::string body;
-  std::vector<std::byte> buf(kBodyBuffer);
+  std::vector<std::byte> buf(detail::kUploadBuffer);
   for (;;) {
     auto n = co_await ex.read_body(buf);
     if (!n) co_return;  // the connection is gone
@@ -485,26 +480,14 @@ asio::awaitable<void> hosted_repos::upload_accepted(exchange& ex, const std::str
 }
 
 asio::awaitable<bool> hosted_repos::receive(exchange& ex, upload& u) {
-  std::vector<std::byte> buf(kBodyBuffer);
+  std::vector<std::byte> buf(detail::kUploadBuffer);
   for (;;) {
     auto n = co_await ex.read_body(buf);
     if (!n) co_return false;
     if (*n == 0) co_return true;
     u.hash.update(std::span(buf).first(*n));
-    auto wrote = co_await detail::off_thread(blocking_, [&]() -> int {
-      const std::byte* p = buf.data();
-      std::size_t left = *n;
-      while (left > 0) {
-        ssize_t w = ::write(u.fd, p, left);
-        if (w < 0) {
-          if (errno == EINTR) continue;
-          return errno;
-        }
-        p += w;
-        left -= static_cast<std::size_t>(w);
-      }
-      return 0;
-    });
+    auto wrote = co_await detail::off_thread(
+        blocking_, [&] { return detail::write_all(u.fd, std::span(buf).first(*n)); });
     if (wrote != 0) {
       co_await oci_error(
           ex, http::status::insufficient_storage, "BLOB_UPLOAD_INVALID",
@@ -532,41 +515,8 @@ asio::awaitable<bool> hosted_repos::finish(exchange& ex, const std::string& name
                            got.str() + ", not " + digest + "; nothing was stored");
     co_return false;
   }
-  auto stored = co_await detail::off_thread(blocking_, [&]() -> result<void> {
-    // Two pushes of one blob at once (two builds of one image, two CI jobs pushing a shared
-    // base layer): the second finds the first still writing it (already_exists, not yet
-    // visible). It waits for that write to commit, or to fail and leave the blob to it.
-    const auto give_up = std::chrono::steady_clock::now() + kConcurrentWriteWait;
-    result<cache::blob_writer> w = error(errc::already_exists, "");
-    for (;;) {
-      if (store_->stat_blob(got)) return store_->set_pinned(got, true);
-      w = store_->begin_blob(got, std::string(kBlobType), u->size, true);
-      if (w || !w.error().is(errc::already_exists)) break;
-      if (std::chrono::steady_clock::now() > give_up) {
-        return error(errc::io_error,
-                     "another upload of " + got.str() + " has been writing it for " +
-                         std::to_string(kConcurrentWriteWait.count()) + " s; push again");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!w) return w.error();
-    std::vector<std::byte> buf(1 << 20);
-    std::uint64_t offset = 0;
-    while (offset < u->size) {
-      ssize_t r = ::pread(u->fd, buf.data(), buf.size(), static_cast<off_t>(offset));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        return error(errc::io_error, "cannot read back " + u->path.string() + ": " +
-                                         (r < 0 ? std::strerror(errno) : "short file"));
-      }
-      if (auto wr = w->write(std::span(buf).first(static_cast<std::size_t>(r))); !wr) {
-        return wr.error();
-      }
-      offset += static_cast<std::uint64_t>(r);
-    }
-    auto info = w->commit();
-    if (!info) return info.error();
-    return {};
+  auto stored = co_await detail::off_thread(blocking_, [&] {
+    return detail::store_pinned_file(*store_, got, std::string(kBlobType), u->fd, u->size, u->path);
   });
   if (!stored) {
     drop_upload(u->id);

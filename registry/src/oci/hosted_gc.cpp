@@ -2,6 +2,7 @@
 #include "pantry/registry/oci/service.h"
 
 #include "../http_serve.h"
+#include "../pypi/keys.h"
 #include "keys.h"
 
 #include <set>
@@ -71,7 +72,12 @@ result<hosted_gc_report> collect_hosted_garbage(cache::store& store, std::chrono
   walked = store.for_each_entry("", [&](std::string_view key, const cache::entry& e) {
     if (e.target && candidates.contains(*e.target)) {
       any_refs.insert(*e.target);
-      if (key.starts_with(kBlobs) || key.starts_with(kManifests)) hosted_refs.insert(*e.target);
+      // A hosted Python file with the same bytes is hosted content too: never unpinned here.
+      if (key.starts_with(kBlobs) || key.starts_with(kManifests) ||
+          key.starts_with(pypi::keys::kHostedPrefix) ||
+          key.starts_with(pypi::keys::kHostedFilePrefix)) {
+        hosted_refs.insert(*e.target);
+      }
     }
     return true;
   });

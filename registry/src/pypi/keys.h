@@ -9,10 +9,14 @@
 //   pypi/json/<upstream>/<project>[/<version>]    a JSON API answer
 //   pypi/file/<upstream>/<location>               a file an index listed (wheel, sdist)
 //   pypi/file/<upstream>/<location>.metadata      its PEP 658 metadata file
+//   pypi/hosted/<index>/<project>                 a hosted project's record (hosted.h's JSON)
+//   pypi/hosted-file/<index>/<project>/<filename> a file uploaded to a hosted index
+//   pypi/hosted-file/<index>/<project>/<filename>.metadata  its PEP 658 metadata file
 //
-// <upstream> is the name of a pypi.upstreams item, <project> a PEP 503 normalized name,
-// <location> the upstream URL without its scheme (see file_path.h). A page or JSON key may hold
-// a negative answer (status 404 or 410, no target).
+// <index> is the name of a pypi.hosted item (hosted entries never expire and point at pinned
+// blobs, outside the quota); <upstream> is the name of a pypi.upstreams item, <project> a PEP 503
+// normalized name, <location> the upstream URL without its scheme (see file_path.h). A page or JSON
+// key may hold a negative answer (status 404 or 410, no target).
 
 #include <string>
 #include <string_view>
@@ -61,6 +65,25 @@ inline std::string metadata(std::string_view upstream, std::string_view file_loc
 // The key of the file whose metadata file has key `metadata_key` (made by metadata()).
 inline std::string file_of_metadata(std::string_view metadata_key) {
   return std::string(metadata_key.substr(0, metadata_key.size() - kMetadataSuffix.size()));
+}
+
+// What every hosted project record's key starts with (a scan lists the hosted projects), and
+// every hosted file's.
+inline constexpr std::string_view kHostedPrefix = "pypi/hosted/";
+inline constexpr std::string_view kHostedFilePrefix = "pypi/hosted-file/";
+
+inline std::string hosted_project(std::string_view index, std::string_view project) {
+  std::string k(kHostedPrefix);
+  k.append(index).append("/").append(project);
+  return k;
+}
+
+// Also the key of a hosted file's metadata file, when `filename` ends in kMetadataSuffix.
+inline std::string hosted_file(std::string_view index, std::string_view project,
+                               std::string_view filename) {
+  std::string k(kHostedFilePrefix);
+  k.append(index).append("/").append(project).append("/").append(filename);
+  return k;
 }
 
 }  // namespace pantry::registry::pypi::keys

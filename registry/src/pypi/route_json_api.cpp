@@ -60,8 +60,9 @@ std::string origin_of(const exchange& ex) {
 }  // namespace
 
 json_api_route::json_api_route(std::shared_ptr<const context> ctx,
-                               std::shared_ptr<index_cache> index)
-    : ctx_(std::move(ctx)), index_(std::move(index)) {}
+                               std::shared_ptr<index_cache> index,
+                               std::shared_ptr<const hosted_route> hosted)
+    : ctx_(std::move(ctx)), index_(std::move(index)), hosted_(std::move(hosted)) {}
 
 asio::awaitable<void> json_api_route::handle(exchange& ex) {
   ex.set_route("pypi_json");
@@ -98,6 +99,16 @@ asio::awaitable<void> json_api_route::handle(exchange& ex) {
   const std::string suffix = version.empty() ? "json" : std::string(version) + "/json";
   if (normal != name) {
     co_await redirect(ex, "/pypi/" + normal + "/" + suffix);
+    co_return;
+  }
+  // An upstream's answer for a hosted project's name would describe someone else's files.
+  auto hosted = hosted_->find(normal);
+  if (!hosted || *hosted) {
+    const std::string why =
+        hosted ? "project \"" + normal + "\" is hosted in " + (*hosted)->index->name +
+                     ", which the JSON API does not serve; its files are on /simple/" + normal + "/"
+               : "cannot read hosted project \"" + normal + "\": " + hosted.error().message;
+    co_await plain(ex, hosted ? http::status::not_found : http::status::service_unavailable, why);
     co_return;
   }
   std::vector<std::string> asked;

@@ -15,12 +15,19 @@ namespace pantry::registry::pypi {
 namespace asio = boost::asio;
 using proxy::exchange;
 
-project_list::project_list(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index)
-    : ctx_(std::move(ctx)), index_(std::move(index)) {}
+project_list::project_list(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index,
+                           std::shared_ptr<const hosted_route> hosted)
+    : ctx_(std::move(ctx)), index_(std::move(index)), hosted_(std::move(hosted)) {}
 
 asio::awaitable<void> project_list::serve(exchange& ex) {
   std::map<std::string, std::string> names;  // normalized -> name as an index spells it
   std::string_view warning;
+  // Hosted names first: theirs is the spelling /simple/<project>/ serves.
+  if (auto added = hosted_->add_names(names); !added) {
+    const error why = added.error();
+    co_await plain(ex, http::status::service_unavailable, why.message);
+    co_return;
+  }
   for (const auto& u : ctx_->cfg.upstreams) {
     const config::pypi_upstream* up = &u;
     auto self = shared_from_this();

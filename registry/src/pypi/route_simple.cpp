@@ -19,8 +19,12 @@ using proxy::cache_outcome;
 using proxy::exchange;
 using clock = cache::clock;
 
-simple_route::simple_route(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index)
-    : ctx_(ctx), index_(index), list_(std::make_shared<project_list>(ctx, index)) {}
+simple_route::simple_route(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index,
+                           std::shared_ptr<hosted_route> hosted)
+    : ctx_(ctx),
+      index_(index),
+      hosted_(hosted),
+      list_(std::make_shared<project_list>(ctx, index, hosted)) {}
 
 asio::awaitable<void> simple_route::handle(exchange& ex) {
   ex.set_route("pypi_simple");
@@ -56,10 +60,24 @@ asio::awaitable<void> simple_route::handle(exchange& ex) {
   }
   auto chosen = negotiate(ex.header_values(http::field::accept));
   if (!chosen) {
-    co_await plain(ex, http::status::not_acceptable,
-                   "none of the Accept header's types is served here; accept "
-                   "application/vnd.pypi.simple.v1+json, "
-                   "application/vnd.pypi.simple.v1+html or text/html");
+    co_await not_acceptable(ex);
+    co_return;
+  }
+
+  // A hosted project shadows every upstream's project of that name (dependency confusion).
+  auto hosted = hosted_->find(normal);
+  if (!hosted) {
+    co_await plain(ex, http::status::service_unavailable,
+                   "cannot read hosted project \"" + normal + "\": " + hosted.error().message);
+    co_return;
+  }
+  if (*hosted && !hosted_route::merges(*(*hosted)->index, normal)) {
+    ex.set_outcome(cache_outcome::hit);
+    co_await hosted_->serve_page(ex, **hosted, *chosen);
+    co_return;
+  }
+  if (*hosted) {
+    co_await serve_merged(ex, std::move(**hosted), normal, *chosen);
     co_return;
   }
 
@@ -81,6 +99,44 @@ asio::awaitable<void> simple_route::handle(exchange& ex) {
   const std::string list = join_names(asked);
   co_await plain(ex, http::status::not_found,
                  "project \"" + normal + "\" is not on any index pantry asked (" + list + ")");
+}
+
+asio::awaitable<void> simple_route::serve_merged(exchange& ex, hosted_route::found f,
+                                                 std::string project, negotiated chosen) {
+  // The upstreams' page as pantry stored it (JSON, its file links already pantry's /files/
+  // paths), read back; the first upstream that has the project, as for any page.
+  std::optional<project_page> upstream;
+  cache_outcome outcome = cache_outcome::hit;
+  for (const auto* u : ctx_->upstreams_for(project)) {
+    auto page = co_await resolve_page(*u, project);
+    if (!page.entry) {
+      const error why = page.entry.error();
+      co_await index_failure(ex, why);
+      co_return;
+    }
+    if (page.entry->status != 200) continue;
+    outcome = page.outcome;
+    auto text = read_blob_text(*ctx_->store, page.entry->attribute(kAttrJson));
+    auto parsed =
+        text ? parse_project_json(*text, std::string(kMergeBase) + "/simple/" + project + "/")
+             : result<project_page>(text.error());
+    if (!parsed) {
+      const std::string why = "the cached page of \"" + project + "\" of " + u->name +
+                              " cannot be read (" + parsed.error().message + "); retry";
+      co_await plain(ex, http::status::service_unavailable, why);
+      co_return;
+    }
+    upstream = std::move(*parsed);
+    break;
+  }
+  if (upstream) {
+    // Back to the paths pantry wrote.
+    for (auto& file : upstream->files) {
+      if (file.url.starts_with(kMergeBase)) file.url.erase(0, kMergeBase.size());
+    }
+  }
+  ex.set_outcome(outcome);
+  co_await hosted_->serve_page(ex, f, chosen, upstream ? &*upstream : nullptr);
 }
 
 asio::awaitable<index_cache::answer> simple_route::resolve_page(const config::pypi_upstream& u,

@@ -49,6 +49,13 @@ std::vector<const config::pypi_upstream*> context::upstreams_for(std::string_vie
   return out;
 }
 
+asio::awaitable<void> not_acceptable(exchange& ex) {
+  co_await plain(ex, http::status::not_acceptable,
+                 "none of the Accept header's types is served here; accept "
+                 "application/vnd.pypi.simple.v1+json, "
+                 "application/vnd.pypi.simple.v1+html or text/html");
+}
+
 asio::awaitable<void> plain(exchange& ex, http::status status, std::string body,
                             http::fields extra) {
   http::response<http::string_body> res{status, 11};

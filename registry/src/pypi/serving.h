@@ -65,6 +65,8 @@ struct context {
 // A text/plain answer (a newline added if `body` lacks one).
 boost::asio::awaitable<void> plain(proxy::exchange& ex, http::status status, std::string body,
                                    http::fields extra = {});
+// 406 for a simple API page whose Accept header takes none of its representations, naming them.
+boost::asio::awaitable<void> not_acceptable(proxy::exchange& ex);
 // 301 to `location`.
 boost::asio::awaitable<void> redirect(proxy::exchange& ex, std::string location);
 // An index answer that could not be had: 404 for errc::not_found (offline and not cached), else

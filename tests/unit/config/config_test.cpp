@@ -48,6 +48,7 @@ config unusual_config() {
                   {{"ci", "0123456789abcdef-\"quoted\""}},
                   true,
                   "a-token-key: of at least 32 characters"};
+  c.pypi.hosted = {{"team", {"ci"}, {"numpy", "mycorp-*"}}, {"ml.models_2", {"ci"}, {}}};
   c.runner.enabled = false;
   c.runner.runc = "/opt/runc v1/runc";
   c.runner.runc_root = "/run/ci: 'a'/runc";
@@ -299,8 +300,9 @@ TEST(ConfigTest, UnknownKeyInTheWrongSectionNamesTheRightOne) {
 TEST(ConfigTest, UnknownKeyFarFromAnyListsTheKnownKeys) {
   const std::string msg = error_of("pypi:\n  frobnicate: 3\n");
   EXPECT_THAT(msg, StartsWith("test.yaml:2:3: pypi.frobnicate: \"frobnicate\" is not a known key"));
-  EXPECT_THAT(msg,
-              HasSubstr("known keys here: upstreams, index_ttl, negative_ttl, offline, routes"));
+  EXPECT_THAT(
+      msg,
+      HasSubstr("known keys here: upstreams, index_ttl, negative_ttl, offline, routes, hosted"));
 }
 
 TEST(ConfigTest, UnknownUpstreamKeySuggestsNearest) {
@@ -934,6 +936,83 @@ constexpr std::string_view kTwoIndexes =
     "  upstreams:\n"
     "    - {name: internal, url: 'https://pypi.internal/simple/'}\n"
     "    - {name: pypi, url: 'https://pypi.org/simple/'}\n";
+
+// --- pypi.hosted ---
+
+constexpr std::string_view kUsers =
+    "oci:\n"
+    "  hosted:\n"
+    "    users: [{name: ci, token: 0123456789abcdef}, {name: alice, token: fedcba9876543210}]\n";
+
+TEST(ConfigTest, ReadsHostedIndexes) {
+  const config c = parse_ok(std::string(kUsers) +
+                            "pypi:\n"
+                            "  hosted:\n"
+                            "    - name: team\n"
+                            "      uploaders: [ci, alice]\n"
+                            "    - {name: ml.models, uploaders: [alice]}\n");
+  EXPECT_EQ(c.pypi.hosted, (std::vector<pypi_hosted>{{"team", {"ci", "alice"}, {}},
+                                                     {"ml.models", {"alice"}, {}}}));
+  EXPECT_TRUE(parse_ok("").pypi.hosted.empty()) << "none by default";
+}
+
+TEST(ConfigTest, HostedNameMustBeAFreeUrlPrefix) {
+  const std::string head = std::string(kUsers) + "pypi:\n  hosted:\n    - {uploaders: [ci], ";
+  EXPECT_EQ(error_of(head + "name: tEam}\n"),
+            "test.yaml:6:31: pypi.hosted[0].name: \"tEam\" is not lowercase letters, digits, '.', "
+            "'_' and '-'; use lowercase letters, digits, '.', '_' and '-', e.g. team");
+  EXPECT_THAT(error_of(head + "name: simple}\n"),
+              HasSubstr("pypi.hosted[0].name: \"simple\" is the first path segment of one of "
+                        "pantry's own routes (simple, files, pypi, v2, auth, api, healthz, "
+                        "metrics); choose another name"));
+  EXPECT_THAT(error_of(head + "name: -x}\n"), HasSubstr("does not start with a lowercase letter"));
+  EXPECT_THAT(error_of(head + "name: pypi}\n"), HasSubstr("one of pantry's own routes"));
+  EXPECT_THAT(
+      error_of(std::string(kUsers) +
+               "pypi:\n  hosted: [{name: a, uploaders: [ci]}, {name: a, uploaders: [ci]}]\n"),
+      HasSubstr("pypi.hosted[1].name: \"a\" is already the name of pypi.hosted[0] (line 5)"));
+}
+
+TEST(ConfigTest, HostedMergePatternsAreRoutePatterns) {
+  const config c = parse_ok(std::string(kUsers) +
+                            "pypi:\n  hosted: [{name: team, uploaders: [ci], merge: [numpy, "
+                            "\"mycorp-*\"]}]\n");
+  EXPECT_EQ(c.pypi.hosted.at(0).merge, (std::vector<std::string>{"numpy", "mycorp-*"}));
+  EXPECT_EQ(error_of(std::string(kUsers) +
+                     "pypi:\n  hosted: [{name: team, uploaders: [ci], merge: [My_Lib]}]\n"),
+            "test.yaml:5:50: pypi.hosted[0].merge[0]: \"My_Lib\" is not written in PEP 503 "
+            "normalized form, which is what routes match (lowercase; each run of '-', '_' and '.' "
+            "is one '-'); write \"my-lib\"");
+  EXPECT_THAT(error_of(std::string(kUsers) +
+                       "pypi:\n  hosted: [{name: team, uploaders: [ci], merge: numpy}]\n"),
+              HasSubstr("expected a list of globs over normalized project names"));
+}
+
+TEST(ConfigTest, HostedNameMustNotBeAnUpstreamsName) {
+  EXPECT_EQ(error_of(std::string(kUsers) + std::string(kTwoIndexes) +
+                     "  hosted: [{name: internal, uploaders: [ci]}]\n"),
+            "test.yaml:8:19: pypi.hosted[0].name: \"internal\" is also the name of an upstream in "
+            "pypi.upstreams; give the hosted index another name, e.g. internal-hosted");
+}
+
+TEST(ConfigTest, HostedUploadersMustBeOciHostedUsers) {
+  EXPECT_EQ(
+      error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: [ci, bob]}]\n"),
+      "test.yaml:5:41: pypi.hosted[0].uploaders[1]: \"bob\" is not a user of "
+      "oci.hosted.users, whose names and tokens hosted indexes share; add {name: bob, "
+      "token: ...} there, or use one of: ci, alice");
+  EXPECT_THAT(error_of("pypi:\n  hosted: [{name: team, uploaders: [ci]}]\n"),
+              HasSubstr("\"ci\" is not a user of oci.hosted.users"));
+  EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: []}]\n"),
+              HasSubstr("pypi.hosted[0].uploaders: is empty, so no one could upload"));
+  EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: ci}]\n"),
+              HasSubstr("expected a list of names from oci.hosted.users"));
+  EXPECT_THAT(
+      error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team, uploaders: [ci, ci]}]\n"),
+      HasSubstr("\"ci\" is listed twice; list each once"));
+  EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team}]\n"),
+              HasSubstr("uploaders"));
+}
 
 TEST(ConfigTest, ReadsRoutes) {
   const config c = parse_ok(std::string(kTwoIndexes) +

@@ -20,6 +20,17 @@ TEST(PypiKeysTest, EveryFormatIsTheOneCachesHold) {
             "pypi/file/pypi/files.example/a/b-1.0-py3-none-any.whl.metadata");
 }
 
+TEST(PypiKeysTest, HostedFormatsAndTheirPrefixes) {
+  EXPECT_EQ(pypi::keys::hosted_project("team", "demo-lib"), "pypi/hosted/team/demo-lib");
+  EXPECT_EQ(pypi::keys::hosted_file("team", "demo-lib", "demo_lib-1.0.tar.gz"),
+            "pypi/hosted-file/team/demo-lib/demo_lib-1.0.tar.gz");
+  // A project scan never meets a file's key, nor a page's.
+  const std::string file = pypi::keys::hosted_file("team", "x", "x-1.0.tar.gz");
+  EXPECT_FALSE(file.starts_with(pypi::keys::kHostedPrefix)) << file;
+  EXPECT_TRUE(file.starts_with(pypi::keys::kHostedFilePrefix)) << file;
+  EXPECT_FALSE(pypi::keys::page("team", "x").starts_with(pypi::keys::kHostedPrefix));
+}
+
 TEST(PypiKeysTest, ScansAndParsesInvertTheBuilders) {
   const std::string page = pypi::keys::page("main", "zope-interface");
   EXPECT_TRUE(page.starts_with(pypi::keys::kPagePrefix)) << page;

@@ -30,6 +30,7 @@ config::config secretive_config() {
   cfg.oci.upstreams = {hub, ghcr};
   cfg.oci.hosted.prefix = "team/";
   cfg.oci.hosted.users = {{"carol", "hosted-user-token-s3cret"}};
+  cfg.pypi.hosted = {{"team-py", {"carol"}, {}}};
   cfg.ci.enabled = true;
   cfg.ci.tokens = {{"ci", "ci-token-s3cret-0123456789", config::ci_role::submit}};
   cfg.cache.max_size = 8ull << 30;
@@ -100,6 +101,22 @@ TEST(FrontPageTest, PythonSettingsNameTheIndexAsReached) {
   ASSERT_NE(setting(s, "poetry"), nullptr);
   EXPECT_THAT(setting(s, "poetry")->text,
               HasSubstr("url = \"http://pantry.internal:8585/simple/\""));
+}
+
+TEST(FrontPageTest, TwineSettingsNameEachHostedIndexAsReached) {
+  auto s = client_settings(secretive_config(), at("pantry.internal:8585"));
+  const auto* twine = setting(s, "twine-team-py");
+  ASSERT_NE(twine, nullptr);
+  EXPECT_EQ(twine->text,
+            "[distutils]\nindex-servers = team-py\n\n[team-py]\n"
+            "repository = http://pantry.internal:8585/team-py/\n"
+            "username = <a user of oci.hosted.users>\npassword = <its token>\n");
+  auto page = make_front_page(secretive_config(), at("pantry.internal:8585"), "0.1.0");
+  EXPECT_THAT(render_html(page),
+              HasSubstr("twine uploads to <code>http://pantry.internal:8585/team-py/</code>"));
+  EXPECT_THAT(render_json(page),
+              HasSubstr("\"pypi_hosted\":[{\"name\":\"team-py\",\"repository_url\":"
+                        "\"http://pantry.internal:8585/team-py/\"}]"));
 }
 
 TEST(FrontPageTest, ContainerSettingsMirrorEachUpstream) {
@@ -208,7 +225,12 @@ TEST(FrontPageTest, HtmlHasTheSectionsAndNoScriptsOrExternalAssets) {
   EXPECT_THAT(html, Not(HasSubstr("<script")));
   EXPECT_THAT(html, Not(HasSubstr("src=")));
   EXPECT_THAT(html, Not(HasSubstr("<link")));
-  EXPECT_THAT(html, Not(HasSubstr("twine")));
+  // twine's settings only with a hosted index to upload to.
+  EXPECT_THAT(html, HasSubstr("twine (team-py)"));
+  config::config no_hosted = secretive_config();
+  no_hosted.pypi.hosted.clear();
+  EXPECT_THAT(render_html(make_front_page(no_hosted, at("pantry.internal:8585"), "0.1.0")),
+              Not(HasSubstr("twine")));
 }
 
 TEST(FrontPageTest, JsonCarriesTheSameFacts) {

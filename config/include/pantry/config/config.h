@@ -48,6 +48,24 @@ struct pypi_route {
   friend bool operator==(const pypi_route&, const pypi_route&) = default;
 };
 
+// A Python package index pantry hosts itself (pypi.hosted): `twine upload --repository-url
+// http://<pantry>/<name>/` stores files there, and a project uploaded to it is served on
+// /simple/<project>/ from the hosted index alone, never merged with an upstream's files.
+struct pypi_hosted {
+  // The index's URL prefix /<name>/: [a-z0-9][a-z0-9._-]* (at most 64), unique among the hosted
+  // indexes, no pypi.upstreams name and none of pantry's own first path segments (simple, files,
+  // pypi, v2, auth, api, healthz, metrics).
+  std::string name;
+  // The users who may upload and yank: names of oci.hosted.users (same Basic auth, the token as
+  // password); at least one.
+  std::vector<std::string> uploaders;
+  // Globs (as pypi.routes patterns) of the projects whose pages also list the upstreams' files,
+  // after the hosted ones (a hosted file name wins); empty: none, every hosted project is served
+  // from this index alone.
+  std::vector<std::string> merge;
+  friend bool operator==(const pypi_hosted&, const pypi_hosted&) = default;
+};
+
 struct pypi_config {
   std::vector<pypi_upstream> upstreams;  // priority order; names unique
   std::chrono::seconds index_ttl{0};     // 0: revalidate an index page on every request
@@ -57,6 +75,7 @@ struct pypi_config {
   // The first route whose pattern matches a project's normalized name decides its one upstream;
   // a project no route matches is looked up in `upstreams` in priority order. May be empty.
   std::vector<pypi_route> routes;
+  std::vector<pypi_hosted> hosted;  // names unique; checked first for every project
   friend bool operator==(const pypi_config&, const pypi_config&) = default;
 };
 

@@ -86,11 +86,12 @@ struct front_page {
   std::vector<client_setting> settings;
   std::vector<upstream_state> upstreams;
   cache_totals cache;
-  std::string default_oci_upstream;  // served at the registry's root
-  std::string oci_hosted_prefix;     // "" when nothing is hosted
-  bool runner = false;               // pantry run / pantry build
-  bool ci = false;                   // the coordinator's API at /api/v1/
-  std::string runner_of;             // a coordinator this pantry runs jobs for (no user info)
+  std::string default_oci_upstream;      // served at the registry's root
+  std::string oci_hosted_prefix;         // "" when nothing is hosted
+  std::vector<std::string> pypi_hosted;  // names of the hosted Python indexes (pypi.hosted)
+  bool runner = false;                   // pantry run / pantry build
+  bool ci = false;                       // the coordinator's API at /api/v1/
+  std::string runner_of;                 // a coordinator this pantry runs jobs for (no user info)
   system_clock::time_point now;
 };
 

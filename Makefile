@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner bench-ci format format-check clean
+.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner bench-ci bench-scale format format-check clean
 
 all: release
 
@@ -90,6 +90,13 @@ bench-runner: release
 BENCH_CI_ARGS ?=
 bench-ci: release
 	/usr/bin/python3 bench/ci/run.py build/release/cli/pantry $(BENCH_CI_ARGS)
+
+# One pantry against three behind HAProxy (deploy/haproxy/haproxy.cfg): the hop's cost on a warm
+# workload, one upstream fetch per object on a cold herd, the keys that move when a fourth
+# instance joins (bench/README.md).
+BENCH_SCALE_ARGS ?=
+bench-scale: release
+	/usr/bin/python3 bench/scale/run.py build/release/cli/pantry $(BENCH_SCALE_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
 

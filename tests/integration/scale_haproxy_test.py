@@ -30,98 +30,23 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_oci_images as moi  # noqa: E402
 import nginx_pypi  # noqa: E402
 import oci_registry  # noqa: E402
-from pantry_serve import Pantry, clean_env, free_port, get  # noqa: E402
+from haproxy import HAProxy  # noqa: E402
+from pantry_serve import Pantry, clean_env, get  # noqa: E402
 
 PANTRY = None
 PYTHON = "/usr/bin/python3"
-HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
 USER = "ci-pusher"
 TOKEN = "scale-test-token-0123456789"
 TOKEN_KEY = "one-key-for-every-instance-0123456789"  # oci.hosted.token_key, shared
 IMAGES = ("library/busybox:1.36", "org/multi:latest")
 FILE_SUFFIXES = (".whl", ".tar.gz", ".metadata")
-
-
-class HAProxy:
-    """haproxy -f deploy/haproxy/haproxy.cfg -db, with the instances' addresses in the
-    environment the config reads."""
-
-    def __init__(self, workdir, instances):
-        self.port = free_port()
-        self.stats_port = free_port()
-        env = dict(os.environ, PANTRY_LB_BIND=f"127.0.0.1:{self.port}",
-                   PANTRY_LB_STATS=f"127.0.0.1:{self.stats_port}")
-        for i, p in enumerate(instances, 1):
-            env[f"PANTRY_{i}"] = f"127.0.0.1:{p.port}"
-        self.log_path = os.path.join(workdir, "haproxy.log")
-        self.log = open(self.log_path, "w")
-        check = subprocess.run(["haproxy", "-c", "-f", HAPROXY_CFG], env=env,
-                               capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy -c refused {HAPROXY_CFG}:\n{check.stdout}{check.stderr}")
-        self.process = subprocess.Popen(["haproxy", "-db", "-f", HAPROXY_CFG], env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL,
-                                        preexec_fn=nginx_pypi.die_with_parent)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def servers(self):
-        """{(backend, server): status} from the stats page's CSV ("UP", "DOWN", ...)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}/stats;csv",
-                                    timeout=10) as r:
-            lines = r.read().decode().splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        out = {}
-        for line in lines[1:]:
-            row = dict(zip(header, line.split(",")))
-            if row.get("svname") not in ("FRONTEND", "BACKEND", None):
-                out[(row["pxname"], row["svname"])] = row["status"].split()[0]
-        return out
-
-    def wait_status(self, server, want, timeout=30):
-        """Waits until every backend's SERVER has status WANT ("UP" or "DOWN")."""
-        deadline = time.monotonic() + timeout
-        got = {}
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"haproxy exited with {self.process.returncode}:\n"
-                                     f"{self.tail()}")
-            try:
-                got = {k: v for k, v in self.servers().items() if k[1] == server}
-            except OSError:
-                got = {}
-            if got and all(v == want for v in got.values()):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{server} is not {want} in haproxy after {timeout} s: {got}\n"
-                             f"{self.tail()}")
-
-    def tail(self, lines=30):
-        self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 class ScaleOutBehindHAProxyTest(unittest.TestCase):
@@ -276,6 +201,13 @@ class ScaleOutBehindHAProxyTest(unittest.TestCase):
         pypi, oci = self.everything_asked(mark)
         self.assertEqual((pypi, oci), ([], []),
                          f"fresh clients made pantry ask upstream again{self.logs()}")
+        # Every path went to one instance each time it was asked.
+        servers = collections.defaultdict(set)
+        for server, _, path in self.lb.routed():
+            servers[path].add(server)
+        self.assertGreater(len(servers), 10, self.lb.tail())
+        self.assertEqual({p: s for p, s in servers.items() if len(s) > 1}, {},
+                         "paths HAProxy sent to more than one instance")
 
     def test_c_an_instance_killed_then_restarted(self):
         victim = self.pantries[1]

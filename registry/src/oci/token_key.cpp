@@ -27,14 +27,16 @@ bool is_key_text(std::string_view s) {
   return true;
 }
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 // The key in `path`, or an error that names the file.
 result<std::string> read_key(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return error(errc::io_error, "cannot read the registry token key " + path.string() + ": " +
-                                     errno_text(errno));
+    return error(errc::io_error,
+                 "cannot read the registry token key " + path.string() + ": " + errno_text(errno));
   }
   std::ostringstream text;
   text << in.rdbuf();
@@ -82,8 +84,8 @@ result<std::string> data_dir_token_key(const std::filesystem::path& data_dir) {
   ::close(fd);
   if (!written) {
     ::unlink(tmp.c_str());
-    return error(errc::io_error,
-                 "cannot write a new registry token key " + tmp.string() + ": " + errno_text(write_errno));
+    return error(errc::io_error, "cannot write a new registry token key " + tmp.string() + ": " +
+                                     errno_text(write_errno));
   }
   const int linked = ::link(tmp.c_str(), path.c_str());
   const int link_errno = errno;

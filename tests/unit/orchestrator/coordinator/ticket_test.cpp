@@ -42,6 +42,7 @@ ticket full_ticket() {
   t.network = runner::network_mode::none;
   t.tmpfs = 1 << 20;
   t.timeout = std::chrono::milliseconds(60'000);
+  t.test_order = R"({"format":"pantry-test-order","version":1,"shards":1,"tests":[]})";
   return t;
 }
 
@@ -67,6 +68,7 @@ TEST(TicketTest, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back->network, runner::network_mode::none);
   EXPECT_EQ(back->tmpfs, t.tmpfs);
   EXPECT_EQ(back->timeout, t.timeout);
+  EXPECT_EQ(back->test_order, t.test_order);
   EXPECT_FALSE(back->build);
 }
 
@@ -99,6 +101,7 @@ TEST(TicketTest, BadTicketsNameTheMember) {
   expect_error(R"({"job":1,"pipeline":1,"lease":1,"network":"bridge"})", "network");
   expect_error(R"({"job":1,"pipeline":1,"lease":1,"secrets":[1]})", "secrets");
   expect_error(R"({"job":1,"pipeline":1,"lease":1,"artifacts_from":["x"]})", "artifacts_from");
+  expect_error(R"({"job":1,"pipeline":1,"lease":1,"test_order":{}})", "test_order");
   expect_error(R"([1,2])", "(document)");
 }
 

@@ -3,10 +3,16 @@
 // another runner's tooling may hand back. Checked for every input: reading never crashes and
 // either fails with an errc::invalid_argument message that names the source, or gives results
 // with non-empty ids, finite non-negative times, messages within their limit, and ids that are
-// unique; an order file that parses writes back to text that parses to the same order.
+// unique; an order file that parses writes back to text that parses to the same order; test
+// results as a remote runner posts them (test_history.h's test_results_from_json) either fail
+// with errc::invalid_argument or hold results as checked above that write back to the same JSON.
 
 #include "pantry/orchestrator/coordinator/junit.h"
+#include "pantry/orchestrator/coordinator/test_history.h"
 #include "pantry/orchestrator/coordinator/test_order.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -43,6 +49,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       check(ids.insert(r.id).second, "unique ids", size);
       check(std::isfinite(r.seconds) && r.seconds >= 0, "the time", size);
       check(r.message.size() <= coordinator::kMaxMessage, "the message's length", size);
+    }
+  }
+
+  boost::system::error_code ec;
+  const boost::json::value posted = boost::json::parse(text, ec);
+  if (!ec) {
+    auto got = coordinator::test_results_from_json(posted, 10000);
+    if (!got) {
+      check(got.error().is(pantry::errc::invalid_argument), "the results' error code", size);
+      check(got.error().message.starts_with("test results: "), "the results' error", size);
+    } else {
+      boost::json::array back;
+      for (const auto& r : *got) {
+        check(!r.id.empty(), "a posted result's id", size);
+        check(std::isfinite(r.seconds) && r.seconds >= 0, "a posted result's time", size);
+        check(r.message.size() <= coordinator::kMaxMessage, "a posted message's length", size);
+        back.emplace_back(coordinator::to_json(r));
+      }
+      auto again = coordinator::test_results_from_json(back);
+      check(again.has_value() && again->size() == got->size(), "re-reading the results", size);
+      for (std::size_t i = 0; i < got->size(); ++i) {
+        check(boost::json::serialize(coordinator::to_json((*again)[i])) ==
+                  boost::json::serialize(back[i]),
+              "the results' round trip", size);
+      }
     }
   }
 

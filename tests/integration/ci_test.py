@@ -4,8 +4,9 @@ runs the jobs on its built-in runner, on the Debian Python image (tests/fixtures
 with pip going through pantry to the PyPI fixture (nginx).
 
 The project, made by the test: a tiny package with four test files, a flake8 `lint` job (which
-keeps a report as its artifact), a `test` job with `parallel: 2` (each shard runs the test files
-of its number, after pip-installing pantry-demo-lib through pantry), and a `package` job that
+keeps a report as its artifact), a `test` job with `parallel: 2` (each shard runs pytest on every
+test file after pip-installing pantry-demo-lib through pantry; pantry's plugin keeps to the
+shard's tests, so that every test runs in exactly one shard), and a `package` job that
 needs both, finds lint's artifact in its workspace and builds a wheel with `python -m build`.
 Checked: a green run (`--wait` exits 0, the wheel comes back with `pantry artifacts`, every job
 passed, `pantry logs --grep` filters); a commit with a failing test (red, `--wait` exits 1, the
@@ -210,7 +211,7 @@ jobs:
       - /tmp/venv/bin/pip install --disable-pip-version-check pantry-demo-lib
       - /tmp/venv/bin/python -c "import importlib.metadata as m; print('lib', m.version('pantry-demo-lib'))"
       - echo "shard $PANTRY_SHARD of $PANTRY_SHARDS"
-      - /tmp/venv/bin/python -m pytest -v $(ls tests/test_*.py | sort | awk -v s=$PANTRY_SHARD -v n=$PANTRY_SHARDS 'NR % n == s % n')
+      - /tmp/venv/bin/python -m pytest -v tests
   package:
     needs: [lint, test]
     run:
@@ -221,6 +222,15 @@ jobs:
 
     def jobs_of(self, pid):
         return {j["name"]: j for j in self.site.api_json(f"/api/v1/pipelines/{pid}")["jobs"]}
+
+    def ran_in(self, job):
+        """The test ids a job's log shows with their first outcome (pytest -v)."""
+        status, text = self.site.api(f"/api/v1/jobs/{job['id']}/log")
+        self.assertEqual(status, 200, text)
+        ran = {}
+        for m in re.finditer(r"(tests/test_\w+\.py::\S+) (PASSED|FAILED)", text):
+            ran.setdefault(m.group(1), m.group(2))
+        return ran
 
 
 class CiTest(CiBase):
@@ -254,6 +264,10 @@ class CiTest(CiBase):
         listed = self.site.pantry_cmd("jobs", "--project", "tiny")
         self.assertEqual(listed.returncode, 0, described(listed))
         self.assertIn("package", listed.stdout)
+        # The shards split the tests: each test ran in exactly one of them.
+        shards = [self.ran_in(jobs[f"test {k}/2"]) for k in (1, 2)]
+        self.assertEqual(sorted([*shards[0], *shards[1]]),
+                         [f"tests/test_{n}.py::test_add_{n}" for n in range(1, 5)], shards)
 
         # The same project with test_3 failing: red, and package never starts.
         d = self.project("tiny", self.pipeline_spec(), failing=True)
@@ -263,10 +277,14 @@ class CiTest(CiBase):
         pid = pipeline_id(r.stdout)
         jobs = self.jobs_of(pid)
         failed = [n for n, j in jobs.items() if j["state"] == "failed"]
-        self.assertEqual(failed, ["test 1/2"], jobs)  # shard 1 runs tests 1 and 3
+        # The shard that ran test_3 (the split comes from the first run's durations).
+        holder = [f"test {k}/2" for k in (1, 2)
+                  if "tests/test_3.py::test_add_3" in self.ran_in(jobs[f"test {k}/2"])]
+        self.assertEqual(len(holder), 1, jobs)
+        self.assertEqual(failed, holder, jobs)
         self.assertIn(jobs["package"]["state"], ("cancelled", "skipped"), jobs)
         self.assertEqual(jobs["package"]["attempts"], 0, jobs)
-        log = self.site.pantry_cmd("logs", str(jobs["test 1/2"]["id"]))
+        log = self.site.pantry_cmd("logs", str(jobs[holder[0]]["id"]))
         self.assertIn("assert 4 == 5", log.stdout, log.stdout[-3000:])
 
     def test_c_bad_input(self):

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <ctime>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -407,7 +407,8 @@ void print_flaky(const json::array& flaky) {
     if (!t) continue;
     auto rate = t->if_contains("rate");
     char r[16];
-    std::snprintf(r, sizeof r, "%.0f%%", rate && rate->is_number() ? rate->to_number<double>() * 100 : 0.0);
+    std::snprintf(r, sizeof r, "%.0f%%",
+                  rate && rate->is_number() ? rate->to_number<double>() * 100 : 0.0);
     std::printf("%-6s %-6s %-6s %-21s %s\n", count_of(*t, "flakes").c_str(),
                 count_of(*t, "runs").c_str(), r, time_of(t->if_contains("last_flaked")).c_str(),
                 str_of(*t, "id").c_str());

@@ -237,8 +237,7 @@ class job_run {
     std::string counts = std::to_string(report.results.size()) + " tests in " +
                          std::to_string(report.files) + " JUnit files: " + std::to_string(passed) +
                          " passed, " + std::to_string(failed) + " failed, " +
-                         std::to_string(skipped) + " skipped, " + std::to_string(reran) +
-                         " re-run";
+                         std::to_string(skipped) + " skipped, " + std::to_string(reran) + " re-run";
     if (auto r = up_->put_test_results(std::move(report.results)); !r) {
       say(kStepFinish, "tests: " + counts + "; not recorded: " + r.error().message);
       return;
@@ -270,8 +269,7 @@ class job_run {
       req.step.volumes.push_back({junit_dir().string(), std::string(kJobJunitDir), false});
       req.step.volumes.push_back({plugin_dir().string(), std::string(kJobPluginDir), true});
       if (have_order_) {
-        req.step.env.push_back(std::string(kTestOrderVariable) + "=" +
-                               std::string(kJobTestOrder));
+        req.step.env.push_back(std::string(kTestOrderVariable) + "=" + std::string(kJobTestOrder));
         req.step.volumes.push_back(
             {order_dir().string(), fs::path(kJobTestOrder).parent_path().string(), true});
       }

@@ -886,7 +886,8 @@ asio::awaitable<void> coordinator_impl::plan_tests(const assignment& a, ticket& 
     return std::make_pair(j->spec_name, std::max(1, j->shards));
   });
   if (!job) co_return;
-  t.test_order = co_await blocking([&] { return plan_order_file(t.project, job->first, job->second); });
+  t.test_order =
+      co_await blocking([&] { return plan_order_file(t.project, job->first, job->second); });
 }
 
 std::string coordinator_impl::plan_order_file(const std::string& project,

@@ -517,12 +517,12 @@ result<std::vector<test_result>> test_results_from_json(const json::value& v,
     if (o == nullptr) return bad(at, "expected an object");
     test_result r;
     // Required strings first, then the optional ones (absent or null is "").
-    for (auto [key, into, required] : {std::tuple<std::string_view, std::string*, bool>{
-                                           "id", &r.id, true},
-                                       {"name", &r.name, true},
-                                       {"file", &r.file, false},
-                                       {"classname", &r.classname, false},
-                                       {"message", &r.message, false}}) {
+    for (auto [key, into, required] :
+         {std::tuple<std::string_view, std::string*, bool>{"id", &r.id, true},
+          {"name", &r.name, true},
+          {"file", &r.file, false},
+          {"classname", &r.classname, false},
+          {"message", &r.message, false}}) {
       const json::value* m = o->if_contains(key);
       if (m == nullptr || m->is_null()) {
         if (required) return bad(at + "." + std::string(key), "missing");

@@ -3,7 +3,8 @@
 // another runner's tooling may hand back. Checked for every input: reading never crashes and
 // either fails with an errc::invalid_argument message that names the source, or gives results
 // with non-empty ids, finite non-negative times, messages within their limit, and ids that are
-// unique; an order file that parses writes back to text that parses to the same order; test
+// unique; an order file that parses writes back to text that parses to the same order (durations
+// to within Boost.JSON's number parsing); test
 // results as a remote runner posts them (test_history.h's test_results_from_json) either fail
 // with errc::invalid_argument or hold results as checked above that write back to the same JSON.
 
@@ -85,6 +86,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string once = coordinator::to_order_file(*order);
   auto again = coordinator::parse_order_file(once);
   check(again.has_value(), "re-reading the order file", size);
-  check(coordinator::to_order_file(*again) == once, "the order file's round trip", size);
+  // Compared member by member: Boost.JSON 1.81 parses numbers to within an ulp or so, not
+  // correctly rounded ("3E119" reads back as 2.9999999999999997E119), so the text may differ in
+  // the last digit of a duration.
+  check(again->shards == order->shards && again->changed_files == order->changed_files &&
+            again->tests.size() == order->tests.size(),
+        "the order file's round trip", size);
+  for (std::size_t i = 0; i < order->tests.size(); ++i) {
+    const auto& a = order->tests[i];
+    const auto& b = again->tests[i];
+    check(a.id == b.id && a.shard == b.shard && a.group == b.group &&
+              a.seconds.has_value() == b.seconds.has_value(),
+          "the order file's round trip", size);
+    if (a.seconds) {
+      check(std::fabs(*a.seconds - *b.seconds) <= 1e-12 * std::fabs(*a.seconds),
+            "the order file's durations", size);
+    }
+  }
   return 0;
 }

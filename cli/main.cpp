@@ -98,7 +98,11 @@ commands:
              A job's log (-f: follow it live); --step: setup, report, run (or run N), finish.
   cancel PIPELINE | cancel --job JOB    Cancel a pipeline or one job.
   artifacts JOB -o DIR  Download the files the job kept (its `artifacts:`) into DIR.
-             These five reach the `pantry serve` of the data dir, or --url with --token
+  tests [--project P] [--flaky | --slowest N]
+             The project's (default: this directory's name) tests from their JUnit reports:
+             runs, passes, failures, median seconds, last outcome; --flaky: the tests that
+             failed and passed on one commit, with the evidence; --slowest N: the N slowest.
+             These six reach the `pantry serve` of the data dir, or --url with --token
              (PANTRY_URL, PANTRY_TOKEN: a token of the serve's ci.tokens).
   version               Print the version.
 

@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -366,6 +367,131 @@ int artifacts_command(const artifacts_options& o) {
   return kExitOk;
 }
 
+namespace {
+
+// Milliseconds since the Unix epoch as "2026-12-07 00:12:03Z"; "-" for null or 0.
+std::string time_of(const json::value* v) {
+  if (!v || !v->is_number()) return "-";
+  auto ms = v->to_number<std::int64_t>();
+  if (ms <= 0) return "-";
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char b[32];
+  std::strftime(b, sizeof b, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return b;
+}
+
+std::string count_of(const json::object& o, std::string_view k) {
+  auto v = o.if_contains(k);
+  return v && v->is_number() ? std::to_string(v->to_number<std::uint64_t>()) : std::string("?");
+}
+
+std::string seconds_of(const json::object& o, std::string_view k) {
+  auto v = o.if_contains(k);
+  if (!v || !v->is_number()) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", v->to_number<double>());
+  return b;
+}
+
+const json::array* array_of(const json::object& o, std::string_view k) {
+  auto v = o.if_contains(k);
+  return v ? v->if_array() : nullptr;
+}
+
+void print_flaky(const json::array& flaky) {
+  std::printf("%-6s %-6s %-6s %-21s %s\n", "FLAKES", "RUNS", "RATE", "LAST FLAKED", "TEST");
+  for (const auto& e : flaky) {
+    const auto* t = e.if_object();
+    if (!t) continue;
+    auto rate = t->if_contains("rate");
+    char r[16];
+    std::snprintf(r, sizeof r, "%.0f%%",
+                  rate && rate->is_number() ? rate->to_number<double>() * 100 : 0.0);
+    std::printf("%-6s %-6s %-6s %-21s %s\n", count_of(*t, "flakes").c_str(),
+                count_of(*t, "runs").c_str(), r, time_of(t->if_contains("last_flaked")).c_str(),
+                str_of(*t, "id").c_str());
+    if (const auto* evidence = array_of(*t, "evidence")) {
+      for (const auto& ev : *evidence) {
+        const auto* x = ev.if_object();
+        if (!x) continue;
+        std::string commit = str_of(*x, "commit");
+        if (str_of(*x, "kind") == "rerun") {
+          std::printf("       failed, then passed its re-run in job %s",
+                      count_of(*x, "failed_job").c_str());
+        } else {
+          std::printf("       failed in job %s, passed in job %s",
+                      count_of(*x, "failed_job").c_str(), count_of(*x, "passed_job").c_str());
+        }
+        std::printf("%s\n", commit.empty() ? "" : (" on commit " + commit.substr(0, 12)).c_str());
+      }
+    }
+  }
+}
+
+void print_tests(const json::array& tests) {
+  std::printf("%-7s %-5s %-5s %-5s %-5s %-10s %-21s %s\n", "LAST", "RUNS", "PASS", "FAIL", "SKIP",
+              "SECONDS", "LAST FAILED", "TEST");
+  for (const auto& e : tests) {
+    const auto* t = e.if_object();
+    if (!t) continue;
+    std::printf("%-7s %-5s %-5s %-5s %-5s %-10s %-21s %s\n", str_of(*t, "last_outcome").c_str(),
+                count_of(*t, "runs").c_str(), count_of(*t, "passes").c_str(),
+                count_of(*t, "failures").c_str(), count_of(*t, "skips").c_str(),
+                seconds_of(*t, "seconds").c_str(), time_of(t->if_contains("last_failed")).c_str(),
+                str_of(*t, "id").c_str());
+  }
+}
+
+}  // namespace
+
+int tests_command(const tests_options& o) {
+  std::error_code ec;
+  std::string project =
+      o.project ? *o.project : fs::weakly_canonical(fs::current_path(ec), ec).filename().string();
+  auto conn = connect(o.where, false);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+  std::string path = "/api/v1/projects/" + project + "/tests";
+  if (o.flaky) path += "?flaky=1";
+  if (o.slowest) path += "?slowest=" + std::to_string(*o.slowest);
+  auto r = client.call(http::verb::get, path);
+  if (!r) return fail(r.error().message);
+  if (r->status != 200) return fail(message_of(*r));
+  boost::system::error_code jec;
+  auto v = json::parse(r->body, jec);
+  if (jec || !v.is_object()) return fail("pantry answered something that is not a test list");
+  const auto& answer = v.get_object();
+  const std::string runs = count_of(answer, "runs");
+  if (o.flaky) {
+    const auto* flaky = array_of(answer, "flaky");
+    if (!flaky) return fail("pantry answered something that is not a flaky test list");
+    std::printf("project %s: %zu flaky tests in %s runs\n", project.c_str(), flaky->size(),
+                runs.c_str());
+    if (!flaky->empty()) print_flaky(*flaky);
+    return kExitOk;
+  }
+  const auto* tests = array_of(answer, "tests");
+  if (!tests) return fail("pantry answered something that is not a test list");
+  if (o.slowest) {
+    std::printf("project %s: the %zu slowest tests in %s runs\n", project.c_str(), tests->size(),
+                runs.c_str());
+  } else {
+    std::size_t failing = 0;
+    for (const auto& t : *tests) {
+      if (const auto* x = t.if_object()) {
+        auto last = str_of(*x, "last_outcome");
+        if (last == "failed" || last == "error") ++failing;
+      }
+    }
+    std::printf("project %s: %zu tests in %s runs, %zu failing in their last run\n",
+                project.c_str(), tests->size(), runs.c_str(), failing);
+  }
+  if (!tests->empty()) print_tests(*tests);
+  return kExitOk;
+}
+
 }  // namespace pantry::cli
 
 namespace pantry::cli {
@@ -386,6 +512,7 @@ std::optional<result<int>> pipeline_command(const std::string& command,
   if (command == "logs") return dispatch(parse_logs_args(args), &logs_command);
   if (command == "cancel") return dispatch(parse_cancel_args(args), &cancel_command);
   if (command == "artifacts") return dispatch(parse_artifacts_args(args), &artifacts_command);
+  if (command == "tests") return dispatch(parse_tests_args(args), &tests_command);
   return std::nullopt;
 }
 

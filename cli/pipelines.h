@@ -1,12 +1,13 @@
 #pragma once
 
 // The coordinator's commands: `pantry submit`, `pantry jobs`, `pantry logs`, `pantry cancel`,
-// `pantry artifacts` — clients of a running `pantry serve` (its /api/v1/, see
+// `pantry artifacts`, `pantry tests` — clients of a running `pantry serve` (its /api/v1/, see
 // orchestrator/coordinator/service.h), found through the data dir's control file or given with
 // --url and --token (or PANTRY_URL and PANTRY_TOKEN).
 
 #include "pantry/error.h"
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,14 +60,23 @@ struct artifacts_options {
   std::string out_dir;
 };
 
+// `pantry tests`: a project's test history (GET /api/v1/projects/<project>/tests).
+struct tests_options {
+  coordinator_options where;
+  std::optional<std::string> project;  // default: the current directory's name, as submit's
+  bool flaky = false;                  // --flaky: the flaky tests with their evidence
+  std::optional<std::size_t> slowest;  // --slowest N: the N slowest tests
+};
+
 // Parsers of the arguments after the command's name; errors name the argument.
 result<submit_options> parse_submit_args(const std::vector<std::string>& args);
 result<jobs_options> parse_jobs_args(const std::vector<std::string>& args);
 result<logs_options> parse_logs_args(const std::vector<std::string>& args);
 result<cancel_options> parse_cancel_args(const std::vector<std::string>& args);
 result<artifacts_options> parse_artifacts_args(const std::vector<std::string>& args);
+result<tests_options> parse_tests_args(const std::vector<std::string>& args);
 
-// Runs `command` when it is one of these five: its exit status, or the usage error naming the
+// Runs `command` when it is one of these six: its exit status, or the usage error naming the
 // bad argument; nullopt when it is another command.
 std::optional<result<int>> pipeline_command(const std::string& command,
                                             const std::vector<std::string>& args);
@@ -78,5 +88,6 @@ int jobs_command(const jobs_options& o);
 int logs_command(const logs_options& o);
 int cancel_command(const cancel_options& o);
 int artifacts_command(const artifacts_options& o);
+int tests_command(const tests_options& o);
 
 }  // namespace pantry::cli

@@ -167,4 +167,29 @@ result<artifacts_options> parse_artifacts_args(const std::vector<std::string>& a
   return o;
 }
 
+result<tests_options> parse_tests_args(const std::vector<std::string>& args) {
+  tests_options o;
+  std::vector<option_rule> rules;
+  where_rules(o.where, rules);
+  std::optional<std::string> slowest;
+  rules.push_back({{"--project"}, true, [&o](const std::string& v) { o.project = v; }});
+  rules.push_back({{"--flaky"}, false, [&o](const std::string&) { o.flaky = true; }});
+  rules.push_back({{"--slowest"}, true, [&slowest](const std::string& v) { slowest = v; }});
+  auto rest = parse("tests", args, std::move(rules));
+  if (!rest) return rest.error();
+  if (!rest->empty()) return usage("pantry tests: unexpected argument " + rest->front());
+  if (o.project && o.project->empty()) return usage("pantry tests: --project needs a name");
+  if (slowest) {
+    if (!is_number(*slowest) || slowest->size() > 6) {
+      return usage("pantry tests: --slowest " + *slowest +
+                   " is not a count; give a number from 1 to 999999");
+    }
+    o.slowest = static_cast<std::size_t>(std::stoul(*slowest));
+  }
+  if (o.flaky && o.slowest) {
+    return usage("pantry tests: give one of --flaky and --slowest N, not both");
+  }
+  return o;
+}
+
 }  // namespace pantry::cli

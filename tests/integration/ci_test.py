@@ -4,8 +4,9 @@ runs the jobs on its built-in runner, on the Debian Python image (tests/fixtures
 with pip going through pantry to the PyPI fixture (nginx).
 
 The project, made by the test: a tiny package with four test files, a flake8 `lint` job (which
-keeps a report as its artifact), a `test` job with `parallel: 2` (each shard runs the test files
-of its number, after pip-installing pantry-demo-lib through pantry), and a `package` job that
+keeps a report as its artifact), a `test` job with `parallel: 2` (each shard runs pytest on every
+test file after pip-installing pantry-demo-lib through pantry; pantry's plugin keeps to the
+shard's tests, so that every test runs in exactly one shard), and a `package` job that
 needs both, finds lint's artifact in its workspace and builds a wheel with `python -m build`.
 Checked: a green run (`--wait` exits 0, the wheel comes back with `pantry artifacts`, every job
 passed, `pantry logs --grep` filters); a commit with a failing test (red, `--wait` exits 1, the
@@ -15,6 +16,10 @@ container is gone); bad input (a malformed .pantry.yml exits 2 naming line and f
 runs; an unknown token gets 401; a secret is masked in the log and absent from every answer); a
 job printing 1 GB is cut at the configured limit; a coordinator killed with SIGKILL with jobs
 queued and running: after the restart the queued job runs and the running one is re-queued once.
+CiTestHistoryTest (issue 16's wiring): a project of 30 pytest tests, the one failing last in
+pytest's own order; the first pipeline's JUnit report is recorded (`pantry tests` and the API
+list every test, the failing one as failing), and in the second pipeline the failing test runs
+first (its line comes before every other test's in the job's log).
 
 Usage: ci_test.py PANTRY_BINARY
 """
@@ -206,7 +211,7 @@ jobs:
       - /tmp/venv/bin/pip install --disable-pip-version-check pantry-demo-lib
       - /tmp/venv/bin/python -c "import importlib.metadata as m; print('lib', m.version('pantry-demo-lib'))"
       - echo "shard $PANTRY_SHARD of $PANTRY_SHARDS"
-      - /tmp/venv/bin/python -m pytest -v $(ls tests/test_*.py | sort | awk -v s=$PANTRY_SHARD -v n=$PANTRY_SHARDS 'NR % n == s % n')
+      - /tmp/venv/bin/python -m pytest -v tests
   package:
     needs: [lint, test]
     run:
@@ -217,6 +222,15 @@ jobs:
 
     def jobs_of(self, pid):
         return {j["name"]: j for j in self.site.api_json(f"/api/v1/pipelines/{pid}")["jobs"]}
+
+    def ran_in(self, job):
+        """The test ids a job's log shows with their first outcome (pytest -v)."""
+        status, text = self.site.api(f"/api/v1/jobs/{job['id']}/log")
+        self.assertEqual(status, 200, text)
+        ran = {}
+        for m in re.finditer(r"(tests/test_\w+\.py::\S+) (PASSED|FAILED)", text):
+            ran.setdefault(m.group(1), m.group(2))
+        return ran
 
 
 class CiTest(CiBase):
@@ -250,6 +264,10 @@ class CiTest(CiBase):
         listed = self.site.pantry_cmd("jobs", "--project", "tiny")
         self.assertEqual(listed.returncode, 0, described(listed))
         self.assertIn("package", listed.stdout)
+        # The shards split the tests: each test ran in exactly one of them.
+        shards = [self.ran_in(jobs[f"test {k}/2"]) for k in (1, 2)]
+        self.assertEqual(sorted([*shards[0], *shards[1]]),
+                         [f"tests/test_{n}.py::test_add_{n}" for n in range(1, 5)], shards)
 
         # The same project with test_3 failing: red, and package never starts.
         d = self.project("tiny", self.pipeline_spec(), failing=True)
@@ -259,10 +277,14 @@ class CiTest(CiBase):
         pid = pipeline_id(r.stdout)
         jobs = self.jobs_of(pid)
         failed = [n for n, j in jobs.items() if j["state"] == "failed"]
-        self.assertEqual(failed, ["test 1/2"], jobs)  # shard 1 runs tests 1 and 3
+        # The shard that ran test_3 (the split comes from the first run's durations).
+        holder = [f"test {k}/2" for k in (1, 2)
+                  if "tests/test_3.py::test_add_3" in self.ran_in(jobs[f"test {k}/2"])]
+        self.assertEqual(len(holder), 1, jobs)
+        self.assertEqual(failed, holder, jobs)
         self.assertIn(jobs["package"]["state"], ("cancelled", "skipped"), jobs)
         self.assertEqual(jobs["package"]["attempts"], 0, jobs)
-        log = self.site.pantry_cmd("logs", str(jobs["test 1/2"]["id"]))
+        log = self.site.pantry_cmd("logs", str(jobs[holder[0]]["id"]))
         self.assertIn("assert 4 == 5", log.stdout, log.stdout[-3000:])
 
     def test_c_bad_input(self):
@@ -491,6 +513,109 @@ jobs:
         self.assertEqual(r.returncode, 1, described(r))
         jobs = self.jobs_of(pipeline_id(r.stdout))
         self.assertIn("file", jobs["show"]["reason"], jobs)
+
+
+HISTORY_TESTS = {
+    # 28 passing tests over three files (one slow enough to be the slowest), and test_zulu.py.
+    "tests/test_alpha.py": "".join(f"def test_alpha_{n}():\n    assert {n} + 1 == {n + 1}\n\n\n"
+                                   for n in range(10)),
+    "tests/test_beta.py": "import pytest\n\n\n@pytest.mark.parametrize('n', range(10))\n"
+                          "def test_beta(n):\n    assert n * 2 == n + n\n",
+    "tests/test_gamma.py": "import time\n\n\ndef test_gamma_slow():\n    time.sleep(0.3)\n\n\n" +
+                           "".join(f"def test_gamma_{n}():\n    assert str({n}) == '{n}'\n\n\n"
+                                   for n in range(7)),
+    # pytest runs this file last and this test last in it.
+    "tests/test_zulu.py": "def test_zulu_ok():\n    assert True\n\n\n"
+                          "def test_zulu_fails():\n    assert 2 + 2 == 5\n",
+}
+FAILING = "tests/test_zulu.py::test_zulu_fails"
+TEST_LINE = re.compile(r"(tests/test_\w+\.py::\S+) (PASSED|FAILED)")
+
+
+class CiTestHistoryTest(CiBase):
+    """A job's JUnit results in the project's test history, and its order planned from it."""
+
+    def history_project(self):
+        d = os.path.join(self.work, "history")
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(os.path.join(d, "tests"))
+        for path, text in HISTORY_TESTS.items():
+            with open(os.path.join(d, path), "w") as f:
+                f.write(text)
+        with open(os.path.join(d, ".pantry.yml"), "w") as f:
+            f.write(f"""image: {self.base}
+jobs:
+  test:
+    run:
+      - test -d "$PANTRY_JUNIT" && test -r "$PANTRY_TEST_ORDER" && echo "plugins=$PYTEST_PLUGINS"
+      - python3 -m pytest -v -p no:cacheprovider tests
+""")
+        return d
+
+    def job_log(self, pid):
+        job = self.jobs_of(pid)["test"]["id"]
+        status, text = self.site.api(f"/api/v1/jobs/{job}/log")
+        self.assertEqual(status, 200, text)
+        return text
+
+    def test_h_results_recorded_then_failing_test_first(self):
+        d = self.history_project()
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "history", "--patch", "1",
+                                 "--wait", "--no-color")
+        self.assertEqual(r.returncode, 1, described(r) + "\n" + self.site.pantry.tail())
+        log = self.job_log(pipeline_id(r.stdout))
+        self.assertIn("plugins=pantry_pytest", log, log[-3000:])
+        order = [m.group(1) for m in TEST_LINE.finditer(log)]
+        self.assertEqual(len(set(order)), 30, order)
+        # Without history, pytest's own order: the failing test is the last of the 30 (its
+        # re-run at the session's end comes after).
+        self.assertEqual(order[29], FAILING, order)
+        self.assertRegex(log, r"tests: 30 tests in 1 JUnit files: 29 passed, 1 failed, "
+                              r"0 skipped, 1 re-run; recorded")
+
+        listed = self.site.pantry_cmd("tests", "--project", "history")
+        self.assertEqual(listed.returncode, 0, described(listed))
+        self.assertIn("project history: 30 tests in 1 runs, 1 failing in their last run",
+                      listed.stdout)
+        rows = {line.split()[-1]: line.split()[0] for line in listed.stdout.splitlines()[2:]}
+        self.assertEqual(len(rows), 30, listed.stdout)
+        self.assertEqual(rows[FAILING], "failed", listed.stdout)
+        self.assertEqual({t for t, last in rows.items() if last != "passed"}, {FAILING},
+                         listed.stdout)
+
+        # The API, with the read token: every test, the failure, the slowest, no flaky test.
+        status, text = self.site.api("/api/v1/projects/history/tests", token=READ_TOKEN)
+        self.assertEqual(status, 200, text)
+        answer = json.loads(text)
+        self.assertEqual(answer["runs"], 1, answer)
+        self.assertEqual(len(answer["tests"]), 30, answer)
+        self.assertEqual([f["id"] for f in answer["recent_failures"]], [FAILING], answer)
+        self.assertEqual(answer["recent_failures"][0]["rerun"], "failed", answer)
+        self.assertIn("assert", answer["recent_failures"][0]["message"], answer)
+        status, text = self.site.api("/api/v1/projects/history/tests?slowest=1", token=READ_TOKEN)
+        self.assertEqual(status, 200, text)
+        self.assertEqual([t["id"] for t in json.loads(text)["tests"]],
+                         ["tests/test_gamma.py::test_gamma_slow"], text)
+        flaky = self.site.pantry_cmd("tests", "--project", "history", "--flaky")
+        self.assertEqual(flaky.returncode, 0, described(flaky))
+        self.assertIn("0 flaky tests in 1 runs", flaky.stdout)
+        status, text = self.site.api("/api/v1/projects/history/tests?slowest=many",
+                                     token=READ_TOKEN)
+        self.assertEqual(status, 400, text)
+        self.assertIn("many", text)
+        status, text = self.site.api("/api/v1/projects/history/tests", token=None)
+        self.assertEqual(status, 401, text)
+
+        # The second pipeline: the test that failed runs first.
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "history", "--patch", "2",
+                                 "--wait", "--no-color")
+        self.assertEqual(r.returncode, 1, described(r))
+        log = self.job_log(pipeline_id(r.stdout))
+        order = [m.group(1) for m in TEST_LINE.finditer(log)]
+        self.assertEqual(len(set(order)), 30, order)
+        self.assertEqual(order[0], FAILING, order)
+        listed = self.site.pantry_cmd("tests", "--project", "history")
+        self.assertIn("30 tests in 2 runs", listed.stdout, described(listed))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ A first pipeline's long job holds the built-in slot; the runner takes the next p
 (its `runner` is the runner token's name) and is killed with SIGKILL while the job runs. The
 coordinator re-queues the job once, when the runner has been silent for 2 s; it completes on the
 built-in runner (attempts 2) once the first pipeline is cancelled. The killed runner's container
-is swept by the runner itself when it starts again. Needs root.
+is swept by the runner itself when it starts again. Then a job on the runner writes a JUnit report
+and a malformed one into its PANTRY_JUNIT: the results reach the coordinator's test history
+(POST /api/v1/runners/jobs/<id>/tests) and the malformed file is a line in the job's log. Needs
+root.
 
 Usage: remote_runner_test.py PANTRY_BINARY
 """
@@ -268,6 +271,33 @@ class RemoteRunnerTest(unittest.TestCase):
         self.runner.start()
         self.wait_for("the killed runner's container swept",
                       lambda: not containers(self.runner.places["runc_root"]), seconds=30)
+
+        # Test results from the remote runner, while the built-in slot is busy again.
+        long_pid = self.submit("long", "sleep 300")
+        self.wait_for("the long job on the built-in runner",
+                      lambda: self.job_of(long_pid)["state"] == "running")
+        report = ('<testsuite name="t"><testcase classname="t" name="remote_ok" file="t.py" '
+                  'time="0.5"/><testcase classname="t" name="remote_bad" file="t.py" time="0.25">'
+                  '<failure message="boom">boom</failure></testcase></testsuite>')
+        pid = self.submit("reports", f"test -r \"$PANTRY_TEST_ORDER\"; "
+                                     f"echo '{report}' > \"$PANTRY_JUNIT/report.xml\"; "
+                                     f"echo '<testsuite' > \"$PANTRY_JUNIT/broken.xml\"")
+        job = self.wait_for("the reporting job's end",
+                            lambda: (lambda j: j if j["state"] in ("passed", "failed", "cancelled")
+                                     else None)(self.job_of(pid)))
+        log = self.api(f"/api/v1/jobs/{job['id']}/log")[1]
+        self.assertEqual((job["state"], job["runner"]), ("passed", "box"), f"{job}\n{log}")
+        self.assertIn("broken.xml", log)
+        self.assertIn("tests: 2 tests in 1 JUnit files: 1 passed, 1 failed, 0 skipped, 0 re-run; "
+                      "recorded", log)
+        status, text = self.api("/api/v1/projects/reports/tests")
+        self.assertEqual(status, 200, text)
+        tests = {t["id"]: t for t in json.loads(text)["tests"]}
+        self.assertEqual(sorted(tests), ["t.py::remote_bad", "t.py::remote_ok"], text)
+        self.assertEqual(tests["t.py::remote_bad"]["last_outcome"], "failed", text)
+        self.assertEqual(tests["t.py::remote_ok"]["seconds"], 0.5, text)
+        status, text = self.api(f"/api/v1/pipelines/{long_pid}/cancel", method="POST")
+        self.assertEqual(status, 200, text)
         self.assertEqual(self.runner.stop(), 0, self.runner.tail())
 
 

@@ -173,6 +173,7 @@ class PantryPlugin:
         self.failed_ids = set()
         self.rerunning = False
         self._pending = None  # the node id of the running item when it failed
+        self.all_elsewhere = False  # tests were collected, and every one is another shard's
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items):
@@ -191,7 +192,20 @@ class PantryPlugin:
             item.user_properties.append((ID_PROPERTY, item.nodeid))
         if deselected:
             config.hook.pytest_deselected(items=deselected)
+        self.all_elsewhere = bool(deselected) and not selected
         items[:] = selected
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        # A shard that the split left without tests (few tests, or all of them in other shards
+        # by the hash) has nothing to run, which is not a failure: pytest's "no tests collected"
+        # (exit status 5) would make the job red.
+        if self.all_elsewhere and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK
+            terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                terminal.write_line("pantry: shard %d of %d has none of the collected tests" % (
+                    self.shard, self.shards))
 
     def pytest_runtest_logreport(self, report):
         if self.rerunning or not report.failed or report.nodeid in self.failed_ids:

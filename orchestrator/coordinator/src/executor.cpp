@@ -2,6 +2,7 @@
 
 #include "pantry/orchestrator/builder/build.h"
 #include "pantry/orchestrator/builder/http_backend.h"
+#include "pantry/orchestrator/coordinator/pytest_plugin.h"
 #include "pantry/orchestrator/coordinator/source.h"
 #include "pantry/orchestrator/runner/container.h"
 #include "pantry/proxy/off_thread.h"
@@ -181,6 +182,73 @@ class job_run {
     return {};
   }
 
+  // Blocking: the directories mounted for the test files (kJobJunitDir…). A problem is a line in
+  // the log and a job without them, never a failed job: tests run as they would elsewhere.
+  void prepare_tests() {
+    auto fail = [this](const std::string& what, const std::error_code& ec) {
+      say(kStepSetup, "tests: " + what + ": " + ec.message() +
+                          "; the job runs without PANTRY_JUNIT and the pytest plugin");
+    };
+    std::error_code ec;
+    for (const auto& d : {junit_dir(), plugin_dir(), order_dir()}) {
+      fs::create_directories(d, ec);
+      if (ec) return fail("creating " + d.string(), ec);
+    }
+    // The step may run as any user of its image: everyone may write the reports.
+    fs::permissions(junit_dir(), fs::perms::all, ec);
+    if (ec) return fail("opening " + junit_dir().string() + " to the job's user", ec);
+    if (auto r = write_pytest_plugin(plugin_dir()); !r) {
+      say(kStepSetup, "tests: " + r.error().message + "; the job runs without the pytest plugin");
+      return;
+    }
+    if (!t_.test_order.empty()) {
+      auto file = order_dir() / fs::path(kJobTestOrder).filename();
+      std::ofstream out(file, std::ios::binary | std::ios::trunc);
+      out << t_.test_order;
+      out.close();
+      if (!out) {
+        say(kStepSetup, "tests: cannot write " + file.string() + "; the job runs without " +
+                            std::string(kTestOrderVariable));
+      } else {
+        have_order_ = true;
+      }
+    }
+    have_tests_ = true;
+  }
+
+  // Blocking: the JUnit reports into the uplink. Problems are lines in the log.
+  void collect_tests() {
+    if (!have_tests_) return;
+    junit_report report = read_junit_dir(junit_dir());
+    for (const auto& p : report.problems)
+      say(kStepFinish, "tests: " + p);
+    if (report.results.empty()) return;
+    std::size_t passed = 0, failed = 0, skipped = 0, reran = 0;
+    for (const auto& r : report.results) {
+      if (is_failure(r.outcome)) {
+        ++failed;
+      } else if (r.outcome == test_outcome::skipped) {
+        ++skipped;
+      } else {
+        ++passed;
+      }
+      if (r.rerun) ++reran;
+    }
+    std::string counts = std::to_string(report.results.size()) + " tests in " +
+                         std::to_string(report.files) + " JUnit files: " + std::to_string(passed) +
+                         " passed, " + std::to_string(failed) + " failed, " +
+                         std::to_string(skipped) + " skipped, " + std::to_string(reran) + " re-run";
+    if (auto r = up_->put_test_results(std::move(report.results)); !r) {
+      say(kStepFinish, "tests: " + counts + "; not recorded: " + r.error().message);
+      return;
+    }
+    say(kStepFinish, "tests: " + counts + "; recorded");
+  }
+
+  fs::path junit_dir() const { return files_ / "junit"; }
+  fs::path plugin_dir() const { return files_ / "pytest"; }
+  fs::path order_dir() const { return files_ / "order"; }
+
   void clean_up() {
     std::error_code ec;
     fs::remove_all(dir_, ec);
@@ -191,10 +259,21 @@ class job_run {
     runner::step_request req;
     req.image = t_.image;
     req.allow_unpinned = t_.allow_unpinned;
-    req.step.argv = {"/bin/sh", "-ec", job_script(t_.steps, nonce_)};
+    req.step.argv = {"/bin/sh", "-ec",
+                     (have_tests_ ? test_prelude() : std::string()) + job_script(t_.steps, nonce_)};
     req.step.entrypoint = std::vector<std::string>{};
     for (const auto& [k, v] : t_.env)
       req.step.env.push_back(k + "=" + v);
+    if (have_tests_) {
+      req.step.env.push_back(std::string(kJunitVariable) + "=" + std::string(kJobJunitDir));
+      req.step.volumes.push_back({junit_dir().string(), std::string(kJobJunitDir), false});
+      req.step.volumes.push_back({plugin_dir().string(), std::string(kJobPluginDir), true});
+      if (have_order_) {
+        req.step.env.push_back(std::string(kTestOrderVariable) + "=" + std::string(kJobTestOrder));
+        req.step.volumes.push_back(
+            {order_dir().string(), fs::path(kJobTestOrder).parent_path().string(), true});
+      }
+    }
     req.step.working_dir = "/workspace";
     req.step.network = t_.network;
     req.step.project_dir = workspace_.string();
@@ -244,6 +323,8 @@ class job_run {
   std::shared_ptr<job_uplink> up_;
   std::shared_ptr<runner::step_cancel> cancel_;
   fs::path dir_, workspace_, files_;
+  bool have_tests_ = false;  // the test directories are mounted (prepare_tests)
+  bool have_order_ = false;  // and the order file with them
   std::string nonce_ = runner::random_hex16();
   std::string marker_prefix_ = "\x1epantry-step " + nonce_ + " ";
   std::string step_ = t_.steps.size() <= 1 ? "run" : "run 1";
@@ -296,6 +377,13 @@ std::string step_marker(std::string_view nonce, std::size_t index) {
   return "\x1epantry-step " + std::string(nonce) + " " + std::to_string(index);
 }
 
+std::string test_prelude() {
+  return "export PYTHONPATH=\"" + std::string(kJobPluginDir) +
+         "${PYTHONPATH:+:$PYTHONPATH}\"\n"
+         "export PYTEST_PLUGINS=\"" +
+         std::string(kPytestPluginModule) + "${PYTEST_PLUGINS:+,$PYTEST_PLUGINS}\"\n";
+}
+
 std::string job_script(const std::vector<std::string>& steps, std::string_view nonce) {
   if (steps.size() == 1) return steps.front();
   std::string s;
@@ -329,6 +417,10 @@ asio::awaitable<job_outcome> execute_job(const ticket& t, const executor_context
   } else if (!ctx.runner) {
     out.reason = "this pantry has no runner (runc and root are needed)";
   } else {
+    co_await proxy::off_thread(ctx.blocking, [&] {
+      run.prepare_tests();
+      return 0;
+    });
     auto sink = [&run](const runner::step_event& e) { run.on_event(e); };
     auto step = co_await ctx.runner->run_step(run.step_request(), sink, cancel);
     if (!step) {
@@ -345,6 +437,13 @@ asio::awaitable<job_outcome> execute_job(const ticket& t, const executor_context
           run.say(kStepFinish, "note: " + note);
           return 0;
         });
+      // A cancelled job's reports are partial, and its lease may be gone: not recorded.
+      if (!cancel->cancelled()) {
+        co_await proxy::off_thread(ctx.blocking, [&] {
+          run.collect_tests();
+          return 0;
+        });
+      }
     }
   }
   co_await proxy::off_thread(ctx.blocking, [&] {

@@ -3,6 +3,7 @@
 #include "pantry/orchestrator/coordinator/api_client.h"
 #include "pantry/orchestrator/coordinator/executor.h"
 #include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/coordinator/test_history.h"
 #include "pantry/orchestrator/coordinator/ticket.h"
 #include "pantry/proxy/server.h"
 
@@ -96,6 +97,19 @@ class remote_uplink final : public job_uplink {
     if (!r) return r.error();
     if (r->status != 200) return lease_check(api_client::failure("", *r), "the secret " + name);
     return std::move(r->body);
+  }
+
+  result<void> put_test_results(std::vector<test_result> results) override {
+    json::array a;
+    a.reserve(results.size());
+    for (const auto& r : results)
+      a.emplace_back(to_json(r));
+    http::fields h;
+    h.set(http::field::content_type, "application/json");
+    auto r = files_.call(http::verb::post, job_path(job_, lease_, "tests"), json::serialize(a), h);
+    if (!r) return r.error();
+    if (r->status / 100 != 2) return lease_check(api_client::failure("", *r), "the test results");
+    return {};
   }
 
   // Every line sent (before the job's finish is reported); true unless the lease was lost.

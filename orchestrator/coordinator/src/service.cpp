@@ -8,6 +8,8 @@
 #include "pantry/orchestrator/coordinator/pipeline_spec.h"
 #include "pantry/orchestrator/coordinator/scheduler.h"
 #include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/coordinator/test_history.h"
+#include "pantry/orchestrator/coordinator/test_order.h"
 #include "pantry/orchestrator/coordinator/ticket.h"
 #include "pantry/orchestrator/runner/step_stream.h"
 #include "pantry/proxy/off_thread.h"
@@ -51,6 +53,12 @@ using runner::respond_text;
 
 constexpr std::size_t kMaxSubmit = std::size_t{1} << 20;
 constexpr std::size_t kMaxTree = std::size_t{2} << 30;
+// A job's test results as a remote runner posts them: about 300 bytes a test, a 100,000-test
+// job with long failure messages fits.
+constexpr std::size_t kMaxTestResults = std::size_t{64} << 20;
+// The runs a job's order is planned from: the durations' median needs 5 passing runs and
+// "failed recently" 10 runs of the job; the rest of a project's jobs and shards share the window.
+constexpr std::size_t kPlanRuns = 50;
 constexpr std::string_view kBuiltinRunner = "built-in";
 // Jobs of finished pipelines the scheduler keeps in memory (about 5 KiB each; answers list the
 // newest pipelines; the journal keeps them all).
@@ -172,11 +180,16 @@ class local_uplink final : public job_uplink {
   result<void> fetch_artifacts(job_id job, const fs::path& file) override;
   result<void> put_artifacts(const fs::path& file) override;
   result<std::string> secret(const std::string& name) override;
+  result<void> put_test_results(std::vector<test_result> results) override;
+
+  // The results put, once the job has run (the executor's calls are done).
+  std::vector<test_result> take_test_results() { return std::move(tests_); }
 
  private:
   std::shared_ptr<coordinator_impl> c_;
   job_id job_;
   pipeline_id pipeline_;
+  std::vector<test_result> tests_;  // recorded by run_builtin before the job's finish
 };
 
 class coordinator_impl final : public coordinator_service,
@@ -204,6 +217,7 @@ class coordinator_impl final : public coordinator_service,
     srv.route("/api/v1/jobs", [self](exchange& ex) { return self->jobs_route(ex); });
     srv.route("/api/v1/sources/", [self](exchange& ex) { return self->sources_route(ex); });
     srv.route("/api/v1/runners/", [self](exchange& ex) { return self->runners_route(ex); });
+    srv.route("/api/v1/projects/", [self](exchange& ex) { return self->projects_route(ex); });
   }
 
   result<void> start() override;
@@ -282,6 +296,14 @@ class coordinator_impl final : public coordinator_service,
       bool secure);
   bool needs_secrets(const job_record& j) const;  // on the strand
   asio::awaitable<void> run_builtin(assignment a, ticket t);
+  // The order file of a claimed job from its project's test history into the ticket ("" for the
+  // image build, or when the history cannot be read: the job then runs in pytest's own order).
+  asio::awaitable<void> plan_tests(const assignment& a, ticket& t);
+  // Blocking: the order file of job `spec_name` (of `shards`) of `project`.
+  std::string plan_order_file(const std::string& project, const std::string& spec_name,
+                              int shards) const;
+  // Records the test results of `job` (still running: its finish comes after) in the history.
+  asio::awaitable<std::optional<error>> record_tests(job_id job, std::vector<test_result> results);
   void record_end(const job_record& j, const pipeline_record& p);
 
   // --- HTTP ---
@@ -291,6 +313,7 @@ class coordinator_impl final : public coordinator_service,
   asio::awaitable<void> jobs_route(exchange& ex);
   asio::awaitable<void> sources_route(exchange& ex);
   asio::awaitable<void> runners_route(exchange& ex);
+  asio::awaitable<void> projects_route(exchange& ex);
   asio::awaitable<void> submit(exchange& ex);
   asio::awaitable<void> follow_log(exchange& ex, job_id job, const target_parts& t);
   asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
@@ -309,6 +332,7 @@ class coordinator_impl final : public coordinator_service,
   std::optional<asio::strand<asio::any_io_executor>> strand_;
   std::shared_ptr<log_store> logs_;
   std::shared_ptr<artifact_store> artifacts_;
+  std::shared_ptr<test_history> history_;
   std::optional<asio::thread_pool> job_pool_;  // the jobs' blocking work (workspaces, git, builds)
   std::shared_ptr<git_mirrors> mirrors_;
   detail::hub hub_;       // log lines and state changes, by pipeline
@@ -366,6 +390,11 @@ result<std::string> local_uplink::secret(const std::string& name) {
   return c_->read_secret(name);
 }
 
+result<void> local_uplink::put_test_results(std::vector<test_result> results) {
+  tests_ = std::move(results);
+  return {};
+}
+
 // --- life ---
 
 result<void> coordinator_impl::start() {
@@ -383,6 +412,7 @@ result<void> coordinator_impl::start() {
   auto arts = artifact_store::open(store_, al);
   if (!arts) return arts.error();
   artifacts_ = std::move(*arts);
+  history_ = test_history::open(store_);
   // Never file: (a submitter would read this machine's repositories) nor ssh (with this
   // machine's keys); credentials for https come from ci.secrets (source.auth_secret).
   git_options git;
@@ -797,6 +827,7 @@ asio::awaitable<void> coordinator_impl::slot_loop(std::string name) {
       co_await fail_unstarted(a, filled.error().message);
       continue;
     }
+    co_await plan_tests(a, t);
     co_await run_builtin(a, std::move(t));
   }
 }
@@ -817,6 +848,21 @@ asio::awaitable<void> coordinator_impl::run_builtin(assignment a, ticket t) {
   auto self = shared_from_this();
   auto uplink = std::make_shared<local_uplink>(self, a.job, a.pipeline);
   job_outcome out = co_await execute_job(t, ctx, uplink, cancel);
+  // Before the finish, so that whoever sees the job end finds its tests in the history.
+  if (auto tests = uplink->take_test_results(); !tests.empty()) {
+    auto failed = co_await record_tests(a.job, std::move(tests));
+    if (failed) {
+      co_await blocking([&] {
+        std::vector<log_entry> v(1);
+        v[0].time = clock::now();
+        v[0].stream = log_stream::pantry;
+        v[0].step = "finish";
+        v[0].text = "tests: not recorded: " + failed->message;
+        (void)logs_->append(a.job, std::move(v));
+        return 0;
+      });
+    }
+  }
   auto final_state = co_await on_strand([&] {
     builtin_running_.erase(a.job);
     auto ch = sched_.finish(a.job, a.lease, out, clock::now());
@@ -831,6 +877,58 @@ asio::awaitable<void> coordinator_impl::run_builtin(assignment a, ticket t) {
     });
   }
   hub_.notify(a.pipeline);
+}
+
+asio::awaitable<void> coordinator_impl::plan_tests(const assignment& a, ticket& t) {
+  auto job = co_await on_strand([&]() -> std::optional<std::pair<std::string, int>> {
+    const auto* j = sched_.job(a.job);
+    if (!j || j->image_build) return std::nullopt;
+    return std::make_pair(j->spec_name, std::max(1, j->shards));
+  });
+  if (!job) co_return;
+  t.test_order =
+      co_await blocking([&] { return plan_order_file(t.project, job->first, job->second); });
+}
+
+std::string coordinator_impl::plan_order_file(const std::string& project,
+                                              const std::string& spec_name, int shards) const {
+  summary_options so;
+  so.job_name = spec_name;
+  std::vector<test_stat> stats;
+  if (auto runs = history_->runs(project, kPlanRuns)) {
+    stats = summarize(*runs, so);
+  } else {
+    spdlog::warn("ci: {}: the test history cannot be read ({}); its job {} runs in its own order",
+                 project, runs.error().message, spec_name);
+  }
+  order_request req;
+  req.shards = std::clamp(shards, 1, kMaxShards);
+  auto plan = plan_test_order(stats, req);
+  if (!plan) {
+    spdlog::warn("ci: {}: planning the order of job {}: {}", project, spec_name,
+                 plan.error().message);
+    return {};
+  }
+  return to_order_file(*plan);
+}
+
+asio::awaitable<std::optional<error>> coordinator_impl::record_tests(
+    job_id job, std::vector<test_result> results) {
+  auto run = co_await on_strand([&]() -> std::optional<test_run> {
+    const auto* j = sched_.job(job);
+    const auto* p = j ? sched_.pipeline(j->pipeline) : nullptr;
+    if (!p) return std::nullopt;
+    test_run r = make_test_run(*p, *j, std::move(results));
+    r.time = clock::now();  // the job is finishing: its finished_at is not set yet
+    return r;
+  });
+  if (!run) co_return std::nullopt;
+  auto recorded = co_await blocking([&] { return history_->record(*run); });
+  if (!recorded) {
+    spdlog::warn("ci: job {}: recording its tests: {}", job, recorded.error().message);
+    co_return recorded.error();
+  }
+  co_return std::nullopt;
 }
 
 // --- HTTP ---
@@ -960,6 +1058,80 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
     co_return;
   }
   co_await respond_json(ex, http::status::ok, *body);
+}
+
+// GET /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]: the project's test history.
+asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
+  auto t = split_target(ex.request().target(), "/api/v1/projects");
+  if (t.segments.size() < 2 || t.segments.back() != "tests") {
+    co_await fail(ex, http::status::not_found,
+                  "no such route; a project's tests are /api/v1/projects/<project>/tests");
+    co_return;
+  }
+  if (ex.request().method() != http::verb::get) {
+    co_await fail(ex, http::status::method_not_allowed,
+                  std::string(ex.request().method_string()) + " is not allowed here; use GET");
+    co_return;
+  }
+  if (!co_await allowed(ex, role::read)) co_return;
+  std::string project;
+  for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
+    project += (i ? "/" : "") + t.segments[i];
+  bool flaky = false;
+  std::optional<std::size_t> slowest_n;
+  if (auto f = t.query.find("flaky"); f != t.query.end()) {
+    if (f->second != "1" && f->second != "0" && f->second != "true" && f->second != "false") {
+      co_await fail(ex, http::status::bad_request,
+                    "flaky: \"" + f->second.substr(0, 40) + "\" is not 1 or 0");
+      co_return;
+    }
+    flaky = f->second == "1" || f->second == "true";
+  }
+  if (auto n = t.query.find("slowest"); n != t.query.end()) {
+    auto v = parse_id(n->second);
+    if (!v) {
+      co_await fail(ex, http::status::bad_request,
+                    "slowest: \"" + n->second.substr(0, 40) +
+                        "\" is not a count; give ?slowest=N with N of at least 1");
+      co_return;
+    }
+    slowest_n = static_cast<std::size_t>(std::min<std::uint64_t>(*v, 100'000));
+  }
+  auto answer = co_await blocking([&]() -> result<json::object> {
+    auto runs = history_->runs(project);
+    if (!runs) return runs.error();
+    json::object o;
+    o["project"] = project;
+    o["runs"] = runs->size();
+    if (flaky) {
+      json::array list;
+      for (const auto& f : flaky_tests(*runs))
+        list.emplace_back(to_json(f));
+      o["flaky"] = std::move(list);
+      return o;
+    }
+    auto stats = summarize(*runs, {});
+    if (slowest_n) stats = slowest(stats, *slowest_n);
+    json::array tests;
+    for (const auto& st : stats)
+      tests.emplace_back(to_json(st));
+    o["tests"] = std::move(tests);
+    if (!slowest_n) {
+      json::array failures;
+      for (const auto& f : recent_failures(*runs, 100))
+        failures.emplace_back(to_json(f));
+      o["recent_failures"] = std::move(failures);
+    }
+    return o;
+  });
+  if (!answer) {
+    const auto status = answer.error().code == errc::invalid_argument
+                            ? http::status::bad_request
+                            : http::status::service_unavailable;
+    co_await fail(ex, status, answer.error().message);
+    co_return;
+  }
+  co_await respond_json(ex, http::status::ok, *answer);
 }
 
 asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
@@ -1445,6 +1617,7 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       co_await ex.respond(std::move(res));
       co_return;
     }
+    co_await plan_tests(a, tk);
     const json::object answer = to_json(tk);
     co_await respond_json(ex, http::status::ok, answer);
     co_return;
@@ -1505,6 +1678,31 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
       co_return;
     }
     const json::object answer{{"ok", true}};
+    co_await respond_json(ex, http::status::ok, answer);
+    co_return;
+  }
+  if (what == "tests" && method == http::verb::post) {
+    auto text = co_await runner::read_body(ex, kMaxTestResults);
+    if (!text) co_return;
+    boost::system::error_code ec;
+    auto v = json::parse(*text, ec);
+    if (ec) {
+      co_await fail(ex, http::status::bad_request,
+                    "the test results are not JSON (" + ec.message() + ")");
+      co_return;
+    }
+    auto results = test_results_from_json(v);
+    if (!results) {
+      co_await fail(ex, http::status::unprocessable_entity, results.error().message);
+      co_return;
+    }
+    const std::size_t count = results->size();
+    auto failed = co_await record_tests(*id, std::move(*results));
+    if (failed) {
+      co_await fail(ex, http::status::service_unavailable, failed->message);
+      co_return;
+    }
+    const json::object answer{{"recorded", count}};
     co_await respond_json(ex, http::status::ok, answer);
     co_return;
   }

@@ -8,8 +8,10 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -494,6 +496,74 @@ json::object to_json(const test_result& r) {
   o["rerun"] = outcome_or_null(r.rerun);
   o["message"] = r.message;
   return o;
+}
+
+result<std::vector<test_result>> test_results_from_json(const json::value& v,
+                                                        std::size_t max_results) {
+  auto bad = [](const std::string& where, const std::string& why) {
+    return error(errc::invalid_argument, "test results: " + where + ": " + why);
+  };
+  const json::array* a = v.if_array();
+  if (a == nullptr) return bad("(document)", "expected an array of results");
+  if (a->size() > max_results) {
+    return bad("(document)", std::to_string(a->size()) + " results; at most " +
+                                 std::to_string(max_results) + " are taken from one job");
+  }
+  std::vector<test_result> out;
+  out.reserve(a->size());
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    const json::object* o = (*a)[i].if_object();
+    if (o == nullptr) return bad(at, "expected an object");
+    test_result r;
+    // Required strings first, then the optional ones (absent or null is "").
+    for (auto [key, into, required] :
+         {std::tuple<std::string_view, std::string*, bool>{"id", &r.id, true},
+          {"name", &r.name, true},
+          {"file", &r.file, false},
+          {"classname", &r.classname, false},
+          {"message", &r.message, false}}) {
+      const json::value* m = o->if_contains(key);
+      if (m == nullptr || m->is_null()) {
+        if (required) return bad(at + "." + std::string(key), "missing");
+        continue;
+      }
+      if (!m->is_string()) return bad(at + "." + std::string(key), "expected a string");
+      *into = m->get_string();
+    }
+    if (r.id.empty()) return bad(at + ".id", "empty");
+    if (r.message.size() > kMaxMessage) r.message.resize(kMaxMessage);
+    auto outcome_at = [&](std::string_view key) -> result<std::optional<test_outcome>> {
+      const json::value* m = o->if_contains(key);
+      if (m == nullptr || m->is_null()) return std::optional<test_outcome>();
+      const json::string* text = m->if_string();
+      auto parsed = text ? parse_test_outcome(*text) : std::nullopt;
+      if (!parsed) {
+        return bad(at + "." + std::string(key),
+                   (text ? "\"" + std::string(text->subview().substr(0, 40)) + "\""
+                         : std::string("a non-string")) +
+                       " is not passed, failed, error or skipped");
+      }
+      return std::optional<test_outcome>(*parsed);
+    };
+    auto outcome = outcome_at("outcome");
+    if (!outcome) return outcome.error();
+    if (!*outcome) return bad(at + ".outcome", "missing");
+    r.outcome = **outcome;
+    auto rerun = outcome_at("rerun");
+    if (!rerun) return rerun.error();
+    r.rerun = *rerun;
+    const json::value* seconds = o->if_contains("seconds");
+    if (seconds == nullptr || !seconds->is_number()) {
+      return bad(at + ".seconds", "expected a number");
+    }
+    r.seconds = seconds->to_number<double>();
+    if (!std::isfinite(r.seconds) || r.seconds < 0) {
+      return bad(at + ".seconds", "expected a non-negative number");
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 json::object to_json(const test_stat& s) {

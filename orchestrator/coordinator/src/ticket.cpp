@@ -133,6 +133,7 @@ json::object to_json(const ticket& t) {
   o["network"] = runner::to_string(t.network);
   if (t.tmpfs) o["tmpfs"] = *t.tmpfs;
   o["timeout_ms"] = static_cast<std::int64_t>(t.timeout.count());
+  if (!t.test_order.empty()) o["test_order"] = t.test_order;
   return o;
 }
 
@@ -166,7 +167,8 @@ result<ticket> ticket_from_json(const json::value& v) {
                            {"project", &t.project},
                            {"patch", &t.patch},
                            {"commit", &t.commit},
-                           {"image", &t.image}}) {
+                           {"image", &t.image},
+                           {"test_order", &t.test_order}}) {
     if (auto e = r.read(o, key, key, *into)) return *e;
   }
   if (auto s = o.if_contains("source")) {

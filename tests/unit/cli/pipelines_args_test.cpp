@@ -114,5 +114,36 @@ TEST(PipelinesArgsTest, JobsTakesAProject) {
   EXPECT_EQ(o->where.data_dir, "/var/lib/pantry");
 }
 
+TEST(PipelinesArgsTest, TestsTakesAProjectAndOneView) {
+  auto plain = parse_tests_args({});
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_FALSE(plain->project);
+  EXPECT_FALSE(plain->flaky);
+  EXPECT_FALSE(plain->slowest);
+  auto flaky = parse_tests_args({"--flaky", "--project=acme/shop", "--url", "http://h:1"});
+  ASSERT_TRUE(flaky) << flaky.error().message;
+  EXPECT_TRUE(flaky->flaky);
+  EXPECT_EQ(flaky->project, "acme/shop");
+  EXPECT_EQ(flaky->where.url, "http://h:1");
+  auto slowest = parse_tests_args({"--slowest", "15"});
+  ASSERT_TRUE(slowest) << slowest.error().message;
+  EXPECT_EQ(slowest->slowest, 15u);
+}
+
+TEST(PipelinesArgsTest, TestsRefusesBadCountsAndBothViews) {
+  for (const args& a : {args{"--slowest", "0"}, args{"--slowest", "ten"}, args{"--slowest", "-3"},
+                        args{"--slowest", "99999999"}}) {
+    EXPECT_TRUE(usage_error(parse_tests_args(a), a, {"--slowest " + a[1], "not a count"}));
+  }
+  args both{"--flaky", "--slowest", "3"};
+  EXPECT_TRUE(usage_error(parse_tests_args(both), both, {"--flaky", "--slowest", "not both"}));
+  args missing{"--slowest"};
+  EXPECT_TRUE(usage_error(parse_tests_args(missing), missing, {"--slowest needs a value"}));
+  args extra{"acme"};
+  EXPECT_TRUE(usage_error(parse_tests_args(extra), extra, {"unexpected argument acme"}));
+  args empty{"--project="};
+  EXPECT_TRUE(usage_error(parse_tests_args(empty), empty, {"--project needs a name"}));
+}
+
 }  // namespace
 }  // namespace pantry::cli

@@ -164,6 +164,21 @@ def test_shards_without_an_order_file_split_by_the_hash(pytester, monkeypatch):
     assert len(seen) == 20 and len(set(seen)) == 20
 
 
+def test_a_shard_without_tests_passes(pytester, monkeypatch):
+    pytester.makepyfile(test_one="def test_only(): pass\n")
+    monkeypatch.setenv("PANTRY_SHARDS", "2")
+    mine = pantry_pytest.unknown_test_shard("test_one.py::test_only", 2)
+    monkeypatch.setenv("PANTRY_SHARD", str(3 - mine))
+    result = pytester.runpytest("-p", "pantry_pytest", "-v", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.outlines
+    assert ran(result) == []
+    result.stdout.fnmatch_lines(["pantry: shard %d of 2 has none of the collected tests" % (3 - mine)])
+    # Nothing collected at all is still pytest's "no tests collected".
+    (pytester.path / "test_one.py").unlink()
+    result = pytester.runpytest("-p", "pantry_pytest", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, result.outlines
+
+
 def test_failing_tests_are_rerun_once_and_the_report_marks_the_reruns(pytester, monkeypatch):
     pytester.makepyfile(**PLUGIN_SUITE)
     junit = pytester.path / "junit"

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <string>
@@ -364,6 +365,52 @@ TEST(TestHistoryQueriesTest, ApiFormsSpellTimesOutcomesAndMissingValues) {
               HasSubstr(R"({"id":"f.py::t","outcome":"failed","rerun":"passed","job":1,)"));
   EXPECT_THAT(boost::json::serialize(to_json(runs[0].results[1])),
               HasSubstr(R"("outcome":"skipped","seconds":0E0,"rerun":null,)"));
+}
+
+TEST(TestHistoryQueriesTest, ResultsRoundTripThroughTheirApiForm) {
+  std::vector<test_result> sent = {
+      result_of("tests/test_a.py::test_x[1-a]", test_outcome::failed, 0.25, test_outcome::passed),
+      result_of("tests/test_a.py::test_y", test_outcome::passed, 1.5),
+  };
+  sent[0].classname = "tests.test_a";
+  sent[0].message = "assert 1 == 2";
+  boost::json::array a;
+  for (const auto& r : sent)
+    a.emplace_back(to_json(r));
+  auto back = test_results_from_json(a);
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back->size(), 2u);
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(boost::json::serialize(to_json((*back)[i])), boost::json::serialize(to_json(sent[i])))
+        << "result " << i;
+  }
+}
+
+TEST(TestHistoryQueriesTest, BadResultsNameTheElementAndMember) {
+  auto expect_error = [](std::string_view text, std::string_view says, std::size_t max = 10) {
+    auto r = test_results_from_json(boost::json::parse(text), max);
+    ASSERT_FALSE(r) << text;
+    EXPECT_THAT(r.error().message, HasSubstr(says)) << text;
+  };
+  const std::string ok = R"({"id":"a::b","name":"b","outcome":"passed","seconds":1})";
+  expect_error(R"({"id":"a"})", "(document): expected an array");
+  expect_error(R"([1])", "[0]: expected an object");
+  expect_error("[" + ok + R"(,{"name":"b","outcome":"passed","seconds":1}])", "[1].id: missing");
+  expect_error(R"([{"id":"","name":"b","outcome":"passed","seconds":1}])", "[0].id: empty");
+  expect_error(R"([{"id":"a","name":7,"outcome":"passed","seconds":1}])",
+               "[0].name: expected a string");
+  expect_error(R"([{"id":"a","name":"b","outcome":"broken","seconds":1}])",
+               "[0].outcome: \"broken\" is not passed, failed, error or skipped");
+  expect_error(R"([{"id":"a","name":"b","outcome":"passed","rerun":3,"seconds":1}])",
+               "[0].rerun: a non-string is not");
+  expect_error(R"([{"id":"a","name":"b","outcome":"passed","seconds":-1}])",
+               "[0].seconds: expected a non-negative number");
+  expect_error(R"([{"id":"a","name":"b","outcome":"passed"}])", "[0].seconds: expected a number");
+  expect_error("[" + ok + "," + ok + "]", "2 results; at most 1", 1);
+  auto fine = test_results_from_json(boost::json::parse("[" + ok + "]"));
+  ASSERT_TRUE(fine) << fine.error().message;
+  EXPECT_FALSE(fine->front().rerun);
+  EXPECT_EQ(fine->front().file, "");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 namespace pantry::orchestrator::coordinator {
@@ -42,6 +43,7 @@ ticket full_ticket() {
   t.network = runner::network_mode::none;
   t.tmpfs = 1 << 20;
   t.timeout = std::chrono::milliseconds(60'000);
+  t.test_order = R"({"format":"pantry-test-order","version":1,"shards":1,"tests":[]})";
   return t;
 }
 
@@ -67,6 +69,7 @@ TEST(TicketTest, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back->network, runner::network_mode::none);
   EXPECT_EQ(back->tmpfs, t.tmpfs);
   EXPECT_EQ(back->timeout, t.timeout);
+  EXPECT_EQ(back->test_order, t.test_order);
   EXPECT_FALSE(back->build);
 }
 
@@ -99,6 +102,7 @@ TEST(TicketTest, BadTicketsNameTheMember) {
   expect_error(R"({"job":1,"pipeline":1,"lease":1,"network":"bridge"})", "network");
   expect_error(R"({"job":1,"pipeline":1,"lease":1,"secrets":[1]})", "secrets");
   expect_error(R"({"job":1,"pipeline":1,"lease":1,"artifacts_from":["x"]})", "artifacts_from");
+  expect_error(R"({"job":1,"pipeline":1,"lease":1,"test_order":{}})", "test_order");
   expect_error(R"([1,2])", "(document)");
 }
 
@@ -175,6 +179,38 @@ TEST(JobScriptTest, StepsArePrecededByTheirMarkers) {
   EXPECT_EQ(s, "printf '%s\\n' '" + step_marker("n0nce", 1) + "'\npip install .\n" +
                    "printf '%s\\n' '" + step_marker("n0nce", 2) + "'\npytest\n");
   EXPECT_EQ(step_marker("n0nce", 2), "\x1epantry-step n0nce 2");
+}
+
+// What `sh -ec` (Debian's dash, as in the job images) prints for test_prelude() and then
+// `script`, run under `env -i` with `vars`.
+std::string prelude_output(const std::string& vars, const std::string& script) {
+  std::string quoted;
+  for (char c : test_prelude() + script) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  std::string cmd = "env -i " + vars + " /bin/sh -ec '" + quoted + "'";
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p))
+      out += buf;
+    ::pclose(p);
+  }
+  return out;
+}
+
+TEST(JobScriptTest, PreludePutsThePluginFirstAndKeepsWhatWasSet) {
+  const std::string show = "echo \"$PYTHONPATH|$PYTEST_PLUGINS\"";
+  EXPECT_EQ(prelude_output("", show), std::string(kJobPluginDir) + "|pantry_pytest\n");
+  EXPECT_EQ(prelude_output("PYTHONPATH=/opt/lib PYTEST_PLUGINS=xdist.plugin", show),
+            std::string(kJobPluginDir) + ":/opt/lib|pantry_pytest,xdist.plugin\n");
+  // An empty value is as good as none: no empty PYTHONPATH entry (the working directory).
+  EXPECT_EQ(prelude_output("PYTHONPATH= PYTEST_PLUGINS=", show),
+            std::string(kJobPluginDir) + "|pantry_pytest\n");
 }
 
 }  // namespace

@@ -11,8 +11,20 @@
 //      pushed to pantry's hosted registry), its outcome the image by digest; any other job: its
 //      steps in one shell (`sh -ec`) in a container of the image on the runner, the workspace at
 //      /workspace, the job's environment, secrets as files, network and tmpfs as asked;
-//   3. the paths listed in `artifacts`, packed and handed to the uplink when the job passed;
-//   4. the workspace removed.
+//   3. the JUnit XML files the steps wrote into PANTRY_JUNIT, read (junit.h) and handed to the
+//      uplink for the project's test history, whether the job passed or not (unreadable files
+//      are a line in the log each, never a failed job);
+//   4. the paths listed in `artifacts`, packed and handed to the uplink when the job passed;
+//   5. the workspace removed.
+//
+// Every step container of a job (not the image build) gets pantry's test files, each a bind
+// mount of a directory of the job's own on the runner:
+//   kJobJunitDir     read-write, empty: PANTRY_JUNIT names it;
+//   kJobPluginDir    read-only: the pytest plugin (pytest_plugin.h), put first on PYTHONPATH and
+//                    first in PYTEST_PLUGINS by the job's shell, so that any image with pytest
+//                    runs with it and keeps its own PYTHONPATH and plugins after it;
+//   kJobTestOrder    read-only: the ticket's order file, named by PANTRY_TEST_ORDER (when the
+//                    ticket has one).
 //
 // The log gets every line: pantry's own ("setup", "finish"), the environment report ("report"),
 // the steps' output ("run", or "run 1", "run 2"… when `run` is a list). The runner masks secret
@@ -20,6 +32,7 @@
 
 #include "pantry/error.h"
 #include "pantry/orchestrator/coordinator/ids.h"
+#include "pantry/orchestrator/coordinator/junit.h"
 #include "pantry/orchestrator/coordinator/log_store.h"
 #include "pantry/orchestrator/coordinator/scheduler.h"
 #include "pantry/orchestrator/coordinator/ticket.h"
@@ -37,6 +50,11 @@ namespace pantry::orchestrator::coordinator {
 
 class git_mirrors;
 
+// Where a job's container finds pantry's test files (see above).
+inline constexpr std::string_view kJobJunitDir = "/run/pantry/junit";
+inline constexpr std::string_view kJobPluginDir = "/run/pantry/pytest";
+inline constexpr std::string_view kJobTestOrder = "/run/pantry/order/test-order.json";
+
 // The coordinator as a job sees it. Every call may block; the executor makes them on its blocking
 // executor, one at a time.
 class job_uplink {
@@ -53,6 +71,9 @@ class job_uplink {
   virtual result<void> put_artifacts(const std::filesystem::path& file) = 0;
   // A secret's value by name (the ticket's git auth_secret); errc::not_found naming it.
   virtual result<std::string> secret(const std::string& name) = 0;
+  // The test results of the job's JUnit reports, for the project's test history. Called at most
+  // once per job, after its steps and before its outcome is reported, only when there are results.
+  virtual result<void> put_test_results(std::vector<test_result> results) = 0;
 };
 
 struct executor_context {
@@ -71,6 +92,11 @@ struct executor_context {
 boost::asio::awaitable<job_outcome> execute_job(const ticket& t, const executor_context& ctx,
                                                 std::shared_ptr<job_uplink> uplink,
                                                 std::shared_ptr<runner::step_cancel> cancel);
+
+// The lines the job's shell runs before its steps: the plugin's directory first on PYTHONPATH
+// and the plugin first in PYTEST_PLUGINS, keeping the values the image and the job set. Shell
+// expansion, not the container's environment, because only the shell sees the image's values.
+std::string test_prelude();
 
 // The script `sh -ec` runs for `steps`: the steps in order, each preceded by a marker line
 // (step_marker) that tells the log where it starts. Pure; unit-tested.

@@ -10,6 +10,7 @@
 //   GET  /api/v1/runners/jobs/<id>/source?lease=L     the uploaded tree
 //   GET  /api/v1/runners/jobs/<id>/artifacts/<from>?lease=L
 //   PUT  /api/v1/runners/jobs/<id>/artifacts?lease=L
+//   POST /api/v1/runners/jobs/<id>/tests?lease=L      [test result…] (test_history.h's to_json)
 //   GET  /api/v1/runners/jobs/<id>/secrets/<name>?lease=L
 //   POST /api/v1/runners/jobs/<id>/finish?lease=L     {passed, exit_code, cpu_seconds, reason,
 //   image}

@@ -14,14 +14,21 @@
 // re-queued once (scheduler::restore).
 //
 // HTTP, all under /api/v1/ (JSON in and out; errors {"error": "…"} naming the bad field):
-//   POST /api/v1/pipelines                  submit {project, patch, commit, spec, spec_file,
-//   source} GET  /api/v1/pipelines[?project=P]      newest first GET  /api/v1/pipelines/<id> with
-//   its jobs POST /api/v1/pipelines/<id>/cancel GET  /api/v1/jobs[?project=P]           the jobs of
-//   the newest pipelines GET  /api/v1/jobs/<id> POST /api/v1/jobs/<id>/cancel GET
-//   /api/v1/jobs/<id>/log[?follow=1][&step=S][&grep=RE][&format=ndjson]   text by default GET
-//   /api/v1/jobs/<id>/artifacts        the tar.zst the job kept HEAD|PUT
-//   /api/v1/sources/sha256:<hex>   uploaded working trees, content-addressed /api/v1/runners/… the
-//   remote runners' protocol (remote_runner.h)
+//   POST /api/v1/pipelines                 submit {project, patch, commit, spec, spec_file, source}
+//   GET  /api/v1/pipelines[?project=P]     newest first
+//   GET  /api/v1/pipelines/<id>            with its jobs
+//   POST /api/v1/pipelines/<id>/cancel
+//   GET  /api/v1/jobs[?project=P]          the jobs of the newest pipelines
+//   GET  /api/v1/jobs/<id>
+//   POST /api/v1/jobs/<id>/cancel
+//   GET  /api/v1/jobs/<id>/log[?follow=1][&step=S][&grep=RE][&format=ndjson]  text by default
+//   GET  /api/v1/jobs/<id>/artifacts       the tar.zst the job kept
+//   HEAD|PUT /api/v1/sources/sha256:<hex>  uploaded working trees, content-addressed
+//   GET  /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]  the project's test history:
+//        {project, runs, tests: [test_stat…], recent_failures: [test_failure…]}; with flaky,
+//        {project, runs, flaky: [flaky_test…]}; with slowest, the N slowest tests only
+//        (test_history.h's to_json forms)
+//   /api/v1/runners/…                      the remote runners' protocol (remote_runner.h)
 // Tokens (config `ci.tokens`): read (GET), submit (also POST and PUT), runner (the runners'
 // protocol; the token's name is the runner's name); pantry's control token may do all.
 

@@ -172,6 +172,12 @@ std::size_t passes_since(std::span<const test_run> runs, std::string_view id,
 // to_string spells them, seconds as numbers, a missing value as null ----
 
 boost::json::object to_json(const test_result& r);
+// A job's results as a remote runner sends them: a JSON array of to_json(test_result) objects
+// (file, classname, message and rerun may be absent). At most `max_results`. Untrusted input (any
+// holder of a runner token): errc::invalid_argument naming the element and member, e.g.
+// "test results: [3].outcome: \"broken\" is not passed, failed, error or skipped".
+result<std::vector<test_result>> test_results_from_json(const boost::json::value& v,
+                                                        std::size_t max_results = 200000);
 boost::json::object to_json(const test_stat& s);
 boost::json::object to_json(const test_failure& f);
 boost::json::object to_json(const flaky_test& t);

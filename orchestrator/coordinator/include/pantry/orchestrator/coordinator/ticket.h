@@ -69,6 +69,10 @@ struct ticket {
   runner::network_mode network = runner::network_mode::isolated;
   std::optional<std::uint64_t> tmpfs;
   std::chrono::milliseconds timeout{0};  // 0: the runner's default
+  // The order file (test_order.h) the job's tests run in, planned from the project's test
+  // history when the job was claimed; the runner mounts it and names it in PANTRY_TEST_ORDER.
+  // "" for the image build job.
+  std::string test_order;
 };
 boost::json::object to_json(const ticket& t);
 result<ticket> ticket_from_json(const boost::json::value& v);

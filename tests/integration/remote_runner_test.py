@@ -265,6 +265,13 @@ class RemoteRunnerTest(unittest.TestCase):
         self.assertEqual(log.count("hello from remote"), 2, log)
         self.assertIn("done", log)
 
+        # The built-in slot busy again before the runner is back, so that the next job can only
+        # go to the runner (a runner that is up would race the built-in slot for this one).
+        long_pid = self.submit("long", "sleep 300")
+        self.wait_for("the long job on the built-in runner",
+                      lambda: self.job_of(long_pid)["state"] == "running")
+        self.assertEqual(self.job_of(long_pid)["runner"], "built-in")
+
         # The killed runner left its container behind (runc run --detach outlives pantry); the
         # runner sweeps its own places when it starts again.
         self.assertTrue(containers(self.runner.places["runc_root"]))
@@ -272,10 +279,7 @@ class RemoteRunnerTest(unittest.TestCase):
         self.wait_for("the killed runner's container swept",
                       lambda: not containers(self.runner.places["runc_root"]), seconds=30)
 
-        # Test results from the remote runner, while the built-in slot is busy again.
-        long_pid = self.submit("long", "sleep 300")
-        self.wait_for("the long job on the built-in runner",
-                      lambda: self.job_of(long_pid)["state"] == "running")
+        # Test results from the remote runner.
         report = ('<testsuite name="t"><testcase classname="t" name="remote_ok" file="t.py" '
                   'time="0.5"/><testcase classname="t" name="remote_bad" file="t.py" time="0.25">'
                   '<failure message="boom">boom</failure></testcase></testsuite>')

@@ -30,8 +30,8 @@ std::optional<std::chrono::system_clock::time_point> parse_upload_time(std::stri
     if (ec != std::errc() || p != s.data() + at + n) return std::nullopt;
     return v;
   };
-  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      s[13] != ':' || s[16] != ':')
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' ||
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
     return std::nullopt;
   const auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2),
              se = num(17, 2);
@@ -109,8 +109,7 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
 std::string rejection(const release& r, const upgrade_policy& policy,
                       const std::vector<pypi::marker_environment>& targets, bool prereleases_ok) {
   if (r.v.is_prerelease() && !prereleases_ok) return "a pre-release";
-  if (r.yanked)
-    return r.yank_reason.empty() ? "yanked" : "yanked (" + r.yank_reason + ")";
+  if (r.yanked) return r.yank_reason.empty() ? "yanked" : "yanked (" + r.yank_reason + ")";
   if (policy.min_release_age.count() > 0) {
     if (!r.upload_time) return "the index gives no upload time, so its age is unknown";
     const auto at = parse_upload_time(*r.upload_time);
@@ -140,10 +139,17 @@ std::string rejection(const release& r, const upgrade_policy& policy,
       if (std::find(specs.begin(), specs.end(), *f->requires_python) == specs.end())
         specs.push_back(*f->requires_python);
     }
-    if (!admitted)
-      return "requires Python " + join(specs, " or ") + ", not " + env.python_version;
+    if (!admitted) return "requires Python " + join(specs, " or ") + ", not " + env.python_version;
   }
   return "";
+}
+
+// The file to ask metadata for: one that advertises PEP 658 metadata, else the first.
+const pypi::file_entry* metadata_file(const release& r) {
+  for (const auto* f : r.files) {
+    if (f->core_metadata && !f->yanked) return f;
+  }
+  return r.files.front();
 }
 
 bool prereleases_allowed(const upgrade_policy& policy, const std::optional<version>& pinned) {
@@ -190,8 +196,8 @@ std::vector<pypi::marker_environment> targets_of(const requirement_entry& entry,
 
 // A project's state while a plan is made.
 struct project_state {
-  std::optional<version> v;  // its version in the file after the plan (nullopt: not pinned)
-  bool movable = false;      // a pin of the file the plan has not moved yet
+  std::optional<version> v;          // its version in the file after the plan (nullopt: not pinned)
+  bool movable = false;              // a pin of the file the plan has not moved yet
   std::vector<std::size_t> indexes;  // its requirements in the file
 };
 
@@ -216,7 +222,8 @@ class planner {
     if (it != releases_.end()) return &it->second.second;
     auto page = source_.page(name);
     if (!page) return page.error();
-    auto [slot, inserted] = releases_.emplace(name, std::make_pair(std::move(*page), std::vector<release>{}));
+    auto [slot, inserted] =
+        releases_.emplace(name, std::make_pair(std::move(*page), std::vector<release>{}));
     slot->second.second = releases_of(slot->second.first, name);
     return &slot->second.second;
   }
@@ -338,7 +345,7 @@ result<pin_plan> planner::run(std::size_t index) {
 
   if (chosen->files.empty()) return plan;  // cannot happen: a release has a file
   auto problem = check_requirements(
-      plan, {pending{entry.name, chosen->v, chosen->files.front(), entry.parsed.extras}});
+      plan, {pending{entry.name, chosen->v, metadata_file(*chosen), entry.parsed.extras}});
   if (!problem) return problem.error();
   if (!problem->empty()) {
     plan.result = pin_plan::outcome::skipped;
@@ -362,8 +369,8 @@ result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pend
     for (const auto& line : pypi::metadata_fields(*meta, "Requires-Dist")) {
       auto req = pypi::requirement::parse(line);
       if (!req) {
-        return item.name + " " + item.v.str() + "'s metadata has a Requires-Dist pip cannot read (" +
-               req.error().message + ")";
+        return item.name + " " + item.v.str() +
+               "'s metadata has a Requires-Dist pip cannot read (" + req.error().message + ")";
       }
       bool applies = false;
       for (auto env : targets_) {
@@ -380,7 +387,8 @@ result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pend
       auto found = state_.find(dep);
       if (found != state_.end() && !found->second.v) continue;  // named unpinned: pip resolves it
       if (found != state_.end() &&
-          (!req->url.empty() || req->specifiers.contains(*found->second.v, pypi::prereleases::allow)))
+          (!req->url.empty() ||
+           req->specifiers.contains(*found->second.v, pypi::prereleases::allow)))
         continue;
       if (found != state_.end() && !found->second.movable)
         return needed + ", which the pin " + dep + "==" + found->second.v->str() +
@@ -437,7 +445,7 @@ result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pend
         s.v = pick->v;
         s.movable = false;
       }
-      work.push_back(pending{dep, pick->v, pick->files.front(), req->extras});
+      work.push_back(pending{dep, pick->v, metadata_file(*pick), req->extras});
     }
   }
   return std::string();

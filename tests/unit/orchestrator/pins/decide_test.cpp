@@ -17,7 +17,9 @@ namespace {
 namespace pypi = registry::pypi;
 using namespace std::chrono_literals;
 
-std::string hex_of(char c) { return std::string(64, c); }
+std::string hex_of(char c) {
+  return std::string(64, c);
+}
 
 // A fake index: pages and metadata as data, and the requests it received.
 struct fake_index {
@@ -47,21 +49,22 @@ struct fake_index {
   }
 
   index_source source() {
-    return index_source{
-        [this](const std::string& name) -> result<pypi::project_page> {
-          asked.push_back("page " + name);
-          if (down) return error(errc::io_error, "index.test: connection refused");
-          const auto it = pages.find(name);
-          if (it == pages.end()) return error(errc::not_found, "no project " + name);
-          return it->second;
-        },
-        [this](const std::string& name, const pypi::version& v,
-               const pypi::file_entry&) -> result<std::string> {
-          asked.push_back("metadata " + name + " " + v.str());
-          const auto it = metadata.find(name + " " + v.str());
-          if (it == metadata.end()) return "Metadata-Version: 2.1\nName: " + name + "\n\n";
-          return it->second;
-        }};
+    return index_source{[this](const std::string& name) -> result<pypi::project_page> {
+                          asked.push_back("page " + name);
+                          if (down) return error(errc::io_error, "index.test: connection refused");
+                          const auto it = pages.find(name);
+                          if (it == pages.end())
+                            return error(errc::not_found, "no project " + name);
+                          return it->second;
+                        },
+                        [this](const std::string& name, const pypi::version& v,
+                               const pypi::file_entry&) -> result<std::string> {
+                          asked.push_back("metadata " + name + " " + v.str());
+                          const auto it = metadata.find(name + " " + v.str());
+                          if (it == metadata.end())
+                            return "Metadata-Version: 2.1\nName: " + name + "\n\n";
+                          return it->second;
+                        }};
   }
 };
 
@@ -69,8 +72,8 @@ upgrade_policy policy_for(std::vector<std::string> pythons = {"3.11"}) {
   config::pins_config pins;
   pins.python = std::move(pythons);
   pins.platforms = {"linux-x86_64"};
-  auto p = upgrade_policy::from_config(
-      pins, std::chrono::sys_days(std::chrono::year(2026) / 6 / 1) + 0s);
+  auto p = upgrade_policy::from_config(pins,
+                                       std::chrono::sys_days(std::chrono::year(2026) / 6 / 1) + 0s);
   EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message);
   return *p;
 }
@@ -304,9 +307,9 @@ TEST(DecideTest, NewRequirementIsAddedPinnedAndHashedWithVia) {
   EXPECT_EQ(summary(plan), "flask 2.0.0 -> 3.0.0, +blinker 1.7.0, +markupsafe 2.1.0");
   ASSERT_TRUE(apply(doc, plan).has_value());
   EXPECT_EQ(doc.render(), "blinker==1.7.0 \\\n    --hash=sha256:" + hex_of('d') +
-                              " \\\n    --hash=sha256:" + hex_of('e') +
-                              "\n    # via flask\n" + hashed("flask", "3.0.0", 'b') +
-                              hashed("markupsafe", "2.1.0", 'f') + "    # via blinker\n");
+                              " \\\n    --hash=sha256:" + hex_of('e') + "\n    # via flask\n" +
+                              hashed("flask", "3.0.0", 'b') + hashed("markupsafe", "2.1.0", 'f') +
+                              "    # via blinker\n");
 }
 
 TEST(DecideTest, NewRequirementMissingFromTheIndexSkipsTheUpgrade) {
@@ -326,7 +329,8 @@ TEST(DecideTest, ExtrasOfThePinSelectRequirements) {
   idx.add("requests", "2.31.0", 'a');
   idx.add("requests", "2.32.0", 'b');
   idx.add("pysocks", "1.7.1", 'c');
-  idx.metadata["requests 2.32.0"] = "Name: requests\nRequires-Dist: PySocks>=1.5; extra == 'socks'\n";
+  idx.metadata["requests 2.32.0"] =
+      "Name: requests\nRequires-Dist: PySocks>=1.5; extra == 'socks'\n";
   const auto plain = doc_of(hashed("requests", "2.31.0", 'a'));
   EXPECT_TRUE(decide_ok(plain, 0, policy_for(), idx).added.empty());
   const auto socks = doc_of(hashed("requests[socks]", "2.31.0", 'a'));
@@ -386,11 +390,13 @@ TEST(DecideTest, PolicyFromConfigNamesABadPlatform) {
 }
 
 TEST(DecideTest, PageParsedFromJsonDrivesTheDecision) {
-  const std::string body = R"({"meta":{"api-version":"1.1"},"name":"six","versions":["1.0.0","1.1.0"],
+  const std::string body =
+      R"({"meta":{"api-version":"1.1"},"name":"six","versions":["1.0.0","1.1.0"],
     "files":[{"filename":"six-1.0.0-py3-none-any.whl","url":"six-1.0.0-py3-none-any.whl",
-              "hashes":{"sha256":")" + hex_of('a') + R"("},"size":1,"upload-time":"2025-01-01T00:00:00.000000Z"},
+              "hashes":{"sha256":")" +
+      hex_of('a') + R"("},"size":1,"upload-time":"2025-01-01T00:00:00.000000Z"},
              {"filename":"six-1.1.0.tar.gz","url":"six-1.1.0.tar.gz","hashes":{"sha256":")" +
-                           hex_of('9') + R"("},"size":1,"upload-time":"2025-02-01T00:00:00.000000Z",
+      hex_of('9') + R"("},"size":1,"upload-time":"2025-02-01T00:00:00.000000Z",
               "yanked":"bad sdist","requires-python":">=3.8"}]})";
   auto page = pypi::parse_project_json(body, "http://index.test/simple/six/");
   ASSERT_TRUE(page.has_value()) << page.error().message;

@@ -32,7 +32,7 @@ struct upgrade_policy {
   std::vector<registry::pypi::marker_environment> targets;
   config::pins_prereleases prereleases = config::pins_prereleases::if_pinned;
   std::chrono::seconds min_release_age{0};
-  std::vector<std::string> ignore;  // globs of normalized names never upgraded
+  std::vector<std::string> ignore;            // globs of normalized names never upgraded
   std::chrono::system_clock::time_point now;  // what "younger than min_release_age" counts from
 
   // The policy of `pins` at time `now`: its pythons × platforms as marker environments
@@ -56,8 +56,8 @@ struct index_source {
 
 // One pin at a version, as a plan changes or adds it.
 struct pin_change {
-  std::string name;                                 // normalized
-  std::optional<std::size_t> index;                 // into requirements(); nullopt for an added pin
+  std::string name;                  // normalized
+  std::optional<std::size_t> index;  // into requirements(); nullopt for an added pin
   std::optional<registry::pypi::version> old_version;  // nullopt for an added pin
   registry::pypi::version new_version;
   // "sha256:HEX" of every file of new_version the index lists that is not yanked, sorted (as

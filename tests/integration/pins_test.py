@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+"""`pantry pins check` against pantry in front of a real nginx PyPI.
+
+The fixture tree (make_pypi_upstream.py) has pantry-demo-util 0.9, 1.0 and 2.0 (Requires-Python
+>=3.99), pantry-demo-lib 1.0, 1.1 and 1.2 (yanked; needs util), pantry-demo-app 1.0 (yanked), 1.1
+and 2.0 (needs lib>=1.1); the test publishes pantry-pins-pre 1.0 and 1.1rc1, later 1.1. The
+requirements files are hash-pinned as pip-compile writes them, in repositories the config's pins:
+section names; the check must report each decision with its reasons and hashes, change no file,
+and exit 0, 1 or 2 as `pantry pins check` promises.
+
+Run by ctest with the pantry binary as the first argument:
+    tests/integration/pins_test.py build/debug/cli/pantry
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import make_pypi_upstream  # noqa: E402
+import nginx_pypi  # noqa: E402
+from make_pypi_upstream import Release  # noqa: E402
+from pantry_serve import Pantry, free_port  # noqa: E402
+
+PANTRY = None
+PRE = "pantry-pins-pre"
+
+
+def pinned(manifest, project, version):
+    """`project==version` with every file's hash, in pip-compile's layout."""
+    hashes = sorted(f["sha256"] for f in manifest["files"]
+                    if f["project"] == project and f["version"] == version)
+    lines = [f"{project}=={version} \\"]
+    lines += [f"    --hash=sha256:{h} \\" for h in hashes]
+    lines[-1] = lines[-1][:-2]
+    return "\n".join(lines) + "\n"
+
+
+def line_of(text, start):
+    """The 1-based number of the first line of `text` that starts with `start`."""
+    return next(i + 1 for i, line in enumerate(text.splitlines()) if line.startswith(start))
+
+
+class PinsCheckTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-pins-test-")
+        cls.tree = os.path.join(cls.work, "upstream")
+        cls.nginx = nginx_pypi.start(cls.tree, build=True)
+        with open(os.path.join(cls.tree, "manifest.json")) as f:
+            cls.manifest = json.load(f)
+        cls.pre_releases = [Release(PRE, "1.0"), Release(PRE, "1.1rc1")]
+        cls.pre_hashes = make_pypi_upstream.add_releases(cls.tree, cls.pre_releases,
+                                                         cls.nginx.files_base)
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
+                            index_ttl="1s")
+        m = cls.manifest
+        cls.files = {
+            "outdated": ("# pins the test checks\n--index-url http://127.0.0.1:1/simple/\n\n" +
+                         pinned(m, "pantry-demo-app", "1.1") + "    # via -r requirements.in\n" +
+                         pinned(m, "pantry-demo-lib", "1.0") + "    # via pantry-demo-app\n" +
+                         pinned(m, "pantry-demo-util", "0.9") + "    # via pantry-demo-lib\n"),
+            "yanked": pinned(m, "pantry-demo-lib", "1.2"),
+            "current": (pinned(m, "pantry-demo-util", "1.0") + "pantry-pins-pre==1.0 \\\n"
+                        f"    --hash=sha256:{cls.pre_hashes['pantry_pins_pre-1.0-py3-none-any.whl']}\n"),
+            "broken": pinned(m, "pantry-demo-util", "0.9") + "pantry-demo-lib===\n",
+        }
+        repos = []
+        for name, text in cls.files.items():
+            path = os.path.join(cls.work, "repos", name)
+            os.makedirs(path)
+            with open(os.path.join(path, "requirements.txt"), "w") as f:
+                f.write(text)
+            repos.append(f"    - {{name: {name}, path: {path}, files: [requirements.txt]}}\n")
+        cls.config = os.path.join(cls.work, "pins.yaml")
+        with open(cls.config, "w") as f:
+            f.write(f"data_dir: {os.path.join(cls.work, 'nodata')}\n"
+                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n"
+                    "  prereleases: if_pinned\n  repositories:\n" + "".join(repos))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pantry.stop()
+        cls.nginx.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def check(self, *args, pantry_url=None):
+        cmd = [PANTRY, "pins", "check", "--config", self.config,
+               "--pantry", pantry_url or self.pantry.url("")] + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout, r.stderr
+
+    def assert_untouched(self):
+        for name, text in self.files.items():
+            with open(os.path.join(self.work, "repos", name, "requirements.txt")) as f:
+                self.assertEqual(f.read(), text, f"{name}/requirements.txt changed")
+
+    def hash_line(self, project, version):
+        return [f"    {project} {version} --hash=sha256:{f['sha256']}"
+                for f in self.manifest["files"] if f["project"] == project and f["version"] == version]
+
+    def where(self, repo, project):
+        return f"{repo}/requirements.txt:{line_of(self.files[repo], project + '==')}"
+
+    def test_outdated_pins_are_reported_with_new_versions_hashes_and_reasons(self):
+        code, out, err = self.check("--repo", "outdated")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        lines = out.splitlines()
+        # app 2.0 needs lib>=1.1: the lib pin moves with it in the same patch.
+        self.assertIn(self.where("outdated", "pantry-demo-app") + ": pantry-demo-app 1.1 -> 2.0, "
+                      "pantry-demo-lib 1.0 -> 1.1", lines, out)
+        self.assertIn("    co-upgrade pantry-demo-lib 1.0 -> 1.1: pantry-demo-app 2.0 requires "
+                      "pantry-demo-lib>=1.1", lines, out)
+        for line in self.hash_line("pantry-demo-app", "2.0") + self.hash_line("pantry-demo-lib", "1.1"):
+            self.assertIn(line, lines, out)
+        # lib 1.2 is newer but yanked.
+        self.assertIn(self.where("outdated", "pantry-demo-lib") + ": pantry-demo-lib 1.0 -> 1.1", lines, out)
+        self.assertIn("    1.2: yanked (" + make_pypi_upstream.LIB_YANK_REASON + ")", lines, out)
+        # util 2.0 is excluded by its Requires-Python: 1.0 is proposed, util's sdist hashed too.
+        self.assertIn(self.where("outdated", "pantry-demo-util") + ": pantry-demo-util 0.9 -> 1.0", lines, out)
+        self.assertIn("    2.0: requires Python >=3.99, not 3.11", lines, out)
+        util = self.hash_line("pantry-demo-util", "1.0")
+        self.assertEqual(len(util), 2, self.manifest["files"])
+        for line in util:
+            self.assertIn(line, lines, out)
+        self.assert_untouched()
+
+    def test_a_yanked_pin_moves_down_and_brings_its_new_requirement(self):
+        code, out, err = self.check("--repo", "yanked")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        lines = out.splitlines()
+        self.assertIn(self.where("yanked", "pantry-demo-lib") + ": pantry-demo-lib 1.2 -> 1.1, +pantry-demo-util 1.0",
+                      lines, out)
+        self.assertIn("    1.2 is yanked (" + make_pypi_upstream.LIB_YANK_REASON + "); nothing "
+                      "newer qualifies, so moved down to the nearest release that does", lines, out)
+        # The requirement as lib's METADATA writes it (the fixture spells util's name oddly).
+        self.assertIn("    add pantry-demo-util==1.0: pantry-demo-lib 1.1 requires "
+                      f"{make_pypi_upstream.UTIL}>=0.9, which no pin of the file covers", lines, out)
+        self.assert_untouched()
+
+    def test_a_prerelease_is_not_proposed_and_a_second_check_changes_nothing(self):
+        for attempt in range(2):
+            code, out, err = self.check("--repo", "current")
+            self.assertEqual(code, 0, f"check {attempt + 1}: stdout:\n{out}\nstderr:\n{err}")
+            self.assertIn(self.where("current", PRE) + ": pantry-pins-pre 1.0 up to date",
+                          out.splitlines(), out)
+            self.assertIn("    1.1rc1: a pre-release", out.splitlines(), out)
+        self.assert_untouched()
+
+    def test_zz_a_new_release_is_found_after_the_index_ttl(self):
+        # Runs last (unittest sorts by name): the other tests see the tree without 1.1.
+        releases = self.pre_releases + [Release(PRE, "1.1")]
+        hashes = make_pypi_upstream.add_releases(self.tree, releases, self.nginx.files_base)
+        time.sleep(1.5)
+        code, out, err = self.check("--repo", "current", "--only", "Pantry_Pins.Pre")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(self.where("current", PRE) + ": pantry-pins-pre 1.0 -> 1.1", out.splitlines(), out)
+        self.assertIn("    pantry-pins-pre 1.1 --hash=sha256:" +
+                      hashes["pantry_pins_pre-1.1-py3-none-any.whl"], out.splitlines(), out)
+        self.assertNotIn("pantry-demo-util", out)
+        self.assert_untouched()
+
+    def test_a_malformed_line_is_named_and_the_file_left_as_it_is(self):
+        code, out, err = self.check("--repo", "broken")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(f"broken/requirements.txt:{line_of(self.files['broken'], 'pantry-demo-lib')}:",
+                      err)
+        self.assertEqual(out, "")
+        self.assert_untouched()
+
+    def test_an_unreachable_index_is_an_error_that_changes_nothing(self):
+        code, out, err = self.check("--repo", "outdated",
+                                    pantry_url=f"http://127.0.0.1:{free_port()}")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn("pantry-demo-app", err)
+        self.assert_untouched()
+
+    def test_an_unknown_repository_is_named(self):
+        code, out, err = self.check("--repo", "nope")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn('--repo "nope" is not a repository of pins', err)
+        self.assertIn("outdated, yanked, current, broken", err)
+
+
+if __name__ == "__main__":
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

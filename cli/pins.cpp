@@ -106,9 +106,8 @@ class http_index {
     auto r = client_.call(http::verb::get, path, {}, {}, kMaxMetadata);
     if (!r) return error(r.error().code, "the index at " + base_ + ": " + r.error().message);
     if (r->status != 200)
-      return api_client::failure("reading the metadata of " + name + " " + v.str() + " (" +
-                                     f.filename + ")",
-                                 *r);
+      return api_client::failure(
+          "reading the metadata of " + name + " " + v.str() + " (" + f.filename + ")", *r);
     return std::move(r->body);
   }
 
@@ -210,14 +209,15 @@ int run_pins_check(const pins_check_options& opt) {
       auto doc = pins::requirements_file::parse(std::move(*text), shown);
       if (!doc) {
         errors = true;
-        std::cerr << "pantry: pins check: " << doc.error().message << "\npantry: pins check: "
-                  << shown << " is left as it is\n";
+        std::cerr << "pantry: pins check: " << doc.error().message
+                  << "\npantry: pins check: " << shown << " is left as it is\n";
         continue;
       }
       const auto& reqs = doc->requirements();
       for (std::size_t i = 0; i < reqs.size(); ++i) {
         if (opt.only && reqs[i].name != *opt.only) continue;
-        if (!reqs[i].pinned_version()) continue;  // a range or URL: pip resolves it, nothing to move
+        if (!reqs[i].pinned_version())
+          continue;  // a range or URL: pip resolves it, nothing to move
         auto plan = pins::decide(*doc, i, *policy, source);
         if (!plan) {
           // An unreachable index decides nothing at all: stop instead of failing each pin alike.

@@ -507,6 +507,20 @@ result<void> apply(requirements_file& doc, const pin_plan& plan) {
     return error(errc::invalid_argument, "pins: the plan for " + plan.name + " is " +
                                              std::string(to_string(plan.result)) +
                                              ", not an upgrade: nothing to apply");
+  std::vector<const pin_change*> changes{&*plan.change};
+  for (const auto& c : plan.co_upgrades)
+    changes.push_back(&c);
+  for (const auto& c : plan.added)
+    changes.push_back(&c);
+  for (const auto* c : changes) {
+    // A file left out of the hashes would make pip refuse the file under --require-hashes.
+    if (!c->missing_digests.empty())
+      return error(errc::invalid_argument,
+                   "pins: " + c->name + " " + c->new_version.str() + ": " +
+                       c->missing_digests.front().filename +
+                       " has no sha256 on the index; download and hash it into the plan's "
+                       "hashes (and clear missing_digests) before applying");
+  }
   requirements_file edited = doc;
   auto r = edited.set_pin(*plan.change->index, plan.change->new_version, plan.change->hashes);
   if (!r) return r.error();

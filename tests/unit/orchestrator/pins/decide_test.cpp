@@ -352,6 +352,21 @@ TEST(DecideTest, FileWithoutDigestIsNoted) {
   EXPECT_EQ(plan.change->hashes, std::vector<std::string>{"sha256:" + hex_of('b')});
   EXPECT_NE(reasons_of(plan).find("no sha256 for six-2.0.0-py2-none-any.whl"), std::string::npos)
       << reasons_of(plan);
+
+  // Applied as it is, the file would lack a hash pip needs; hashed by the caller, it applies.
+  auto copy = doc;
+  const auto refused = apply(copy, plan);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message.find("six-2.0.0-py2-none-any.whl has no sha256"),
+            std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(copy.render(), doc.render());
+  auto hashed_plan = plan;
+  hashed_plan.change->hashes.push_back("sha256:" + hex_of('0'));
+  hashed_plan.change->missing_digests.clear();
+  ASSERT_TRUE(apply(copy, hashed_plan).has_value());
+  EXPECT_EQ(copy.render(), "six==2.0.0 \\\n    --hash=sha256:" + hex_of('b') +
+                               " \\\n    --hash=sha256:" + hex_of('0') + "\n");
 }
 
 TEST(DecideTest, IgnoredUnpinnedAndUnreachable) {

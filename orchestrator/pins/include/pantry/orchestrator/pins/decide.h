@@ -113,7 +113,8 @@ result<pin_plan> decide(const requirements_file& doc, std::size_t index,
                         const upgrade_policy& policy, const index_source& source);
 
 // Applies an `upgrade` plan to `doc`: set_pin for the change and each co-upgrade, add_pin for each
-// added pin (with its `via`). Errors (invalid_argument for a plan that is not an upgrade, or
+// added pin (with its `via`). Errors (invalid_argument for a plan that is not an upgrade or whose
+// changes still have missing_digests — the caller hashes those files into `hashes` first — or
 // set_pin/add_pin's): `doc` is left as it was.
 result<void> apply(requirements_file& doc, const pin_plan& plan);
 

@@ -111,6 +111,10 @@ commands:
              pins), the reasons and the new hashes below it, decided with pantry's own PyPI
              index (the serve of the data dir, PANTRY_URL or --pantry). Changes nothing; exit 0
              when every pin is current, 1 when something is out of date, 2 on an error.
+  pins bump [--config FILE] [--repo NAME] [--only NAME] [--pantry URL]
+             As check, and each upgrade becomes a branch pantry/pins/NAME-VERSION with one
+             commit, made in a scratch clone and pushed to the repository's path (its working
+             tree is not touched); an existing branch is left as it is. Exit 0 done, 2 on an error.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -414,10 +418,12 @@ int main(int argc, char** argv) {
       return pantry::cli::run_ci_check(*opt);
     }
     if (command == "pins") {
-      if (rest.empty() || rest[0] != "check") throw usage_error{"pins needs a subcommand: check"};
+      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump"))
+        throw usage_error{"pins needs a subcommand: check or bump"};
       auto opt = pantry::cli::parse_pins_check_args({rest.begin() + 1, rest.end()});
       if (!opt) throw usage_error{opt.error().message};
-      return pantry::cli::run_pins_check(*opt);
+      return rest[0] == "bump" ? pantry::cli::run_pins_bump(*opt)
+                               : pantry::cli::run_pins_check(*opt);
     }
     if (auto code = pantry::cli::pipeline_command(command, rest)) {
       if (!*code) throw usage_error{code->error().message};

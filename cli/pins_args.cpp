@@ -9,7 +9,7 @@ namespace pantry::cli {
 
 result<pins_check_options> parse_pins_check_args(const std::vector<std::string>& args) {
   const auto usage = [](std::string message) {
-    return error(errc::invalid_argument, "pantry pins check: " + std::move(message));
+    return error(errc::invalid_argument, "pantry pins: " + std::move(message));
   };
   pins_check_options o;
   for (std::size_t i = 0; i < args.size(); ++i) {

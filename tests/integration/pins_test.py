@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""`pantry pins check` against pantry in front of a real nginx PyPI.
+"""`pantry pins check` and `pantry pins bump` against pantry in front of a real nginx PyPI.
 
 The fixture tree (make_pypi_upstream.py) has pantry-demo-util 0.9, 1.0 and 2.0 (Requires-Python
 >=3.99), pantry-demo-lib 1.0, 1.1 and 1.2 (yanked; needs util), pantry-demo-app 1.0 (yanked), 1.1
 and 2.0 (needs lib>=1.1); the test publishes pantry-pins-pre 1.0 and 1.1rc1, later 1.1. The
 requirements files are hash-pinned as pip-compile writes them, in repositories the config's pins:
 section names; the check must report each decision with its reasons and hashes, change no file,
-and exit 0, 1 or 2 as `pantry pins check` promises.
+and exit 0, 1 or 2 as `pantry pins check` promises; bump must make one branch with one commit per
+upgrade in a git repository the test makes, leave its working tree alone, not make a branch twice,
+and each branch's file must install with `pip install --require-hashes` through pantry.
 
 Run by ctest with the pantry binary as the first argument:
     tests/integration/pins_test.py build/debug/cli/pantry
@@ -26,9 +28,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
 from make_pypi_upstream import Release  # noqa: E402
-from pantry_serve import Pantry, free_port  # noqa: E402
+from pantry_serve import Pantry, clean_env, free_port  # noqa: E402
 
 PANTRY = None
+PYTHON = "/usr/bin/python3"
 PRE = "pantry-pins-pre"
 
 
@@ -187,6 +190,94 @@ class PinsCheckTest(unittest.TestCase):
         self.assertIn('--repo "nope" is not a repository of pins', err)
         self.assertIn("outdated, yanked, current, broken", err)
 
+
+    def git(self, repo, *args):
+        r = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                           timeout=60, env=dict(clean_env(), GIT_CONFIG_NOSYSTEM="1",
+                                                HOME=self.work))
+        self.assertEqual(r.returncode, 0, f"git {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def test_bump_makes_one_branch_per_upgrade_and_pip_installs_each(self):
+        m = self.manifest
+        parts = {p: pinned(m, p, v) for p, v in
+                 (("pantry-demo-app", "1.1"), ("pantry-demo-lib", "1.0"), ("pantry-demo-util", "0.9"))}
+        text = ("# compiled\n" + parts["pantry-demo-app"] + "    # via -r requirements.in\n" +
+                parts["pantry-demo-lib"] + "    # via pantry-demo-app\n" +
+                parts["pantry-demo-util"] + "    # via pantry-demo-lib\n")
+        repo = os.path.join(self.work, "git", "app")
+        os.makedirs(repo)
+        with open(os.path.join(repo, "requirements.txt"), "w") as f:
+            f.write(text)
+        self.git(repo, "init", "-q", "-b", "main")
+        self.git(repo, "add", "requirements.txt")
+        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+        head = self.git(repo, "rev-parse", "HEAD").strip()
+        config = os.path.join(self.work, "git", "pins.yaml")
+        with open(config, "w") as f:
+            f.write("pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  repositories:\n"
+                    f"    - {{name: app, path: {repo}, files: [requirements.txt]}}\n")
+        cmd = [PANTRY, "pins", "bump", "--config", config, "--pantry", self.pantry.url("")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        branches = {
+            "pantry/pins/pantry-demo-app-2.0": {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1"},
+            "pantry/pins/pantry-demo-lib-1.1": {"pantry-demo-lib": "1.1"},
+            "pantry/pins/pantry-demo-util-1.0": {"pantry-demo-util": "1.0"},
+        }
+        made = self.git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/pantry/pins")
+        self.assertEqual(sorted(made.split()), sorted(branches), r.stdout)
+        # The user's working tree and branch are as they were.
+        self.assertEqual(self.git(repo, "rev-parse", "HEAD").strip(), head)
+        self.assertEqual(self.git(repo, "symbolic-ref", "--short", "HEAD").strip(), "main")
+        self.assertEqual(self.git(repo, "status", "--porcelain"), "")
+        with open(os.path.join(repo, "requirements.txt")) as f:
+            self.assertEqual(f.read(), text)
+
+        venv = os.path.join(self.work, "git", "venv")
+        subprocess.run([PYTHON, "-m", "venv", venv], check=True, env=clean_env(), timeout=120)
+        for branch, moved in branches.items():
+            self.assertEqual(self.git(repo, "rev-list", "--count", f"main..{branch}").strip(), "1")
+            subject = self.git(repo, "log", "-1", "--format=%s", branch).strip()
+            self.assertEqual(subject, "pins: " + ", ".join(
+                f"{p} {v_old} -> {moved[p]}" for p, v_old in
+                (("pantry-demo-app", "1.1"), ("pantry-demo-lib", "1.0"), ("pantry-demo-util", "0.9"))
+                if p in moved))
+            body = self.git(repo, "log", "-1", "--format=%b", branch)
+            self.assertIn("is the newest release that qualifies", body)
+            self.assertIn("Uploaded: 2023-", body)
+            self.assertIn("Pinned version yanked: no", body)
+            # Only the moved pins' lines differ: everything else byte for byte.
+            expected = text
+            for project, version in moved.items():
+                old = parts[project]
+                expected = expected.replace(old, pinned(m, project, version))
+            got = self.git(repo, "show", f"{branch}:requirements.txt")
+            self.assertEqual(got, expected, branch)
+            req = os.path.join(self.work, "git", branch.replace("/", "_") + ".txt")
+            with open(req, "w") as f:
+                f.write(got)
+            target = req + ".d"
+            pip = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet",
+                   "--disable-pip-version-check", "--index-url", self.pantry.index_url,
+                   "--require-hashes", "--target", target, "-r", req]
+            p = subprocess.run(pip, capture_output=True, text=True, env=clean_env(), timeout=300)
+            self.assertEqual(p.returncode, 0, f"{branch}: {p.stdout}\n{p.stderr}")
+            installed = {}
+            for n in os.listdir(target):
+                if n.endswith(".dist-info"):
+                    name, version = n[:-len(".dist-info")].rsplit("-", 1)
+                    installed[make_pypi_upstream.normalize(name)] = version
+            for project, version in moved.items():
+                self.assertEqual(installed.get(project), version, f"{branch}: {installed}")
+
+        # A second run finds the same upgrades and leaves their branches as they are.
+        tips = self.git(repo, "for-each-ref", "--format=%(objectname)", "refs/heads/pantry/pins")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertEqual(r.stdout.count("exists: left as it is"), 3, r.stdout)
+        self.assertEqual(self.git(repo, "for-each-ref", "--format=%(objectname)",
+                                  "refs/heads/pantry/pins"), tips)
 
 if __name__ == "__main__":
     PANTRY = os.path.abspath(sys.argv.pop(1))

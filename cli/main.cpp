@@ -8,6 +8,7 @@
 #include "pantry/config/config.h"
 #include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/registry/oci/service.h"
+#include "pins.h"
 #include "pipelines.h"
 #include "run.h"
 #include "signals.h"
@@ -104,6 +105,16 @@ commands:
              failed and passed on one commit, with the evidence; --slowest N: the N slowest.
              These six reach the `pantry serve` of the data dir, or --url with --token
              (PANTRY_URL, PANTRY_TOKEN: a token of the serve's ci.tokens).
+  pins check [--config FILE] [--repo NAME] [--only NAME] [--pantry URL]
+             What the pin bot would change in the requirements files of the config's
+             pins.repositories, and why: one line per pin (old -> new, co-upgrades, added
+             pins), the reasons and the new hashes below it, decided with pantry's own PyPI
+             index (the serve of the data dir, PANTRY_URL or --pantry). Changes nothing; exit 0
+             when every pin is current, 1 when something is out of date, 2 on an error.
+  pins bump [--config FILE] [--repo NAME] [--only NAME] [--pantry URL]
+             As check, and each upgrade becomes a branch pantry/pins/NAME-VERSION with one
+             commit, made in a scratch clone and pushed to the repository's path (its working
+             tree is not touched); an existing branch is left as it is. Exit 0 done, 2 on an error.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -405,6 +416,14 @@ int main(int argc, char** argv) {
       auto opt = pantry::cli::parse_ci_args(rest);
       if (!opt) throw usage_error{opt.error().message};
       return pantry::cli::run_ci_check(*opt);
+    }
+    if (command == "pins") {
+      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump"))
+        throw usage_error{"pins needs a subcommand: check or bump"};
+      auto opt = pantry::cli::parse_pins_check_args({rest.begin() + 1, rest.end()});
+      if (!opt) throw usage_error{opt.error().message};
+      return rest[0] == "bump" ? pantry::cli::run_pins_bump(*opt)
+                               : pantry::cli::run_pins_check(*opt);
     }
     if (auto code = pantry::cli::pipeline_command(command, rest)) {
       if (!*code) throw usage_error{code->error().message};

@@ -1,11 +1,16 @@
 // libFuzzer target for the pin bot's readers (orchestrator/pins): requirements file documents
-// and their edits, image references in Containerfiles and .pantry.yml, cron schedules. None may
-// crash, hang or throw; a document renders its input byte for byte, an edit changes only its own
-// byte range, a found image's range holds what was read, and a schedule's next time is later.
+// and their edits, image references in Containerfiles and .pantry.yml, cron schedules, and its
+// decisions with the input as every version's core metadata (a peer's bytes). None may crash,
+// hang or throw; a document renders its input byte for byte, an edit changes only its own byte
+// range, a found image's range holds what was read, a schedule's next time is later, and a
+// decision's edits either apply whole or leave the document as it was.
 
 #include "pantry/config/cron.h"
+#include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
+#include "pantry/registry/pypi/metadata.h"
+#include "pantry/text.h"
 
 #include <chrono>
 #include <cstddef>
@@ -85,6 +90,57 @@ void check_cron(std::string_view text) {
     check(!s->next_after(*next) || *s->next_after(*next) > *next, "and the one after", text);
 }
 
+// Every project has 1.0, 2.0 and 3.0rc1, each one wheel; the input is every version's METADATA, so
+// its Requires-Dist lines drive co-upgrades, added pins and their chains.
+void check_decide(std::string_view metadata) {
+  static const auto doc =
+      pins::requirements_file::parse("a==1.0\nb[x]==1.0 ; python_version >= \"3\"\n", "f.txt")
+          .value();
+  static const auto policy = [] {
+    pantry::config::pins_config c;
+    c.python = {"3.11", "3.8"};
+    c.platforms = {"linux-x86_64", "windows-x86_64"};
+    return pins::upgrade_policy::from_config(c, {}).value();
+  }();
+  const pins::index_source source{
+      [](const std::string& name) -> pantry::result<pypi::project_page> {
+        pypi::project_page page;
+        page.name = name;
+        std::string stem = name;
+        for (char& c : stem) {
+          if (c == '-') c = '_';
+        }
+        for (const char* v : {"1.0", "2.0", "3.0rc1"}) {
+          pypi::file_entry f;
+          f.filename = stem + "-" + v + "-py3-none-any.whl";
+          f.url = "http://fuzz/" + f.filename;
+          f.hashes["sha256"] = std::string(kHash.substr(7));
+          f.upload_time = "2024-01-01T00:00:00Z";
+          page.files.push_back(f);
+        }
+        return page;
+      },
+      [metadata](const std::string&, const pypi::version&, const pypi::file_entry&)
+          -> pantry::result<std::string> { return std::string(metadata); }};
+  for (std::size_t i = 0; i < doc.requirements().size(); ++i) {
+    auto plan = pins::decide(doc, i, policy, source);
+    check(plan.has_value(), "decide with a page that always answers", metadata);
+    if (plan->result != pins::pin_plan::outcome::upgrade) continue;
+    auto copy = doc;
+    if (pins::apply(copy, *plan)) {
+      // Added pins may sort before it: find it by name (each name is in the file once).
+      const auto found = copy.find(plan->name);
+      check(found.size() == 1 && found[0]->pinned_version() == plan->change->new_version.str(),
+            "apply pins the new version", metadata);
+    } else {
+      check(copy.render() == doc.render(), "a failed apply changes nothing", metadata);
+    }
+  }
+  for (const auto& field : pypi::metadata_fields(metadata, "Requires-Dist"))
+    check(!field.empty() && pantry::trim_ascii_space(field) == field,
+          "a metadata field is trimmed and not empty", metadata);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -93,5 +149,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_images(pins::find_containerfile_images(input), input);
   if (auto sites = pins::find_pipeline_images(input, "fuzz.yml")) check_images(*sites, input);
   if (size <= 256) check_cron(input);
+  if (size <= 4096) check_decide(input);
   return 0;
 }

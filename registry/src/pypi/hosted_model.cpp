@@ -1,5 +1,6 @@
 #include "pantry/registry/pypi/hosted.h"
 
+#include "pantry/registry/pypi/metadata.h"
 #include "pantry/registry/pypi/names.h"
 #include "pantry/text.h"
 
@@ -251,9 +252,21 @@ result<upload_file> check_upload_filename(std::string_view filename, std::string
   return out;
 }
 
-std::optional<std::string> metadata_field(std::string_view metadata, std::string_view field) {
-  std::optional<std::string> found;
+std::vector<std::string> metadata_fields(std::string_view metadata, std::string_view field) {
+  std::vector<std::string> found;
   bool in_field = false;
+  // Continuation lines are appended as they come; a field is trimmed (or dropped when empty) once
+  // the next header starts.
+  const auto finish = [&] {
+    if (!in_field) return;
+    in_field = false;
+    const std::string_view value = trim_ascii_space(found.back());
+    if (value.empty()) {
+      found.pop_back();
+    } else {
+      found.back() = std::string(value);
+    }
+  };
   while (!metadata.empty()) {
     const std::size_t eol = metadata.find('\n');
     std::string_view line = metadata.substr(0, eol);
@@ -261,18 +274,23 @@ std::optional<std::string> metadata_field(std::string_view metadata, std::string
     if (line.ends_with('\r')) line.remove_suffix(1);
     if (line.empty()) break;  // the headers end; the description follows
     if (line.front() == ' ' || line.front() == '\t') {
-      if (in_field) *found += " " + std::string(trim_ascii_space(line));
+      if (in_field) found.back() += " " + std::string(trim_ascii_space(line));
       continue;
     }
-    if (found) break;  // the first such field is complete
+    finish();
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
     in_field = ascii_iequals(trim_ascii_space(line.substr(0, colon)), field);
-    if (in_field) found = std::string(trim_ascii_space(line.substr(colon + 1)));
+    if (in_field) found.emplace_back(trim_ascii_space(line.substr(colon + 1)));
   }
-  if (found && trim_ascii_space(*found).empty()) return std::nullopt;
-  if (found) *found = std::string(trim_ascii_space(*found));
+  finish();
   return found;
+}
+
+std::optional<std::string> metadata_field(std::string_view metadata, std::string_view field) {
+  auto all = metadata_fields(metadata, field);
+  if (all.empty()) return std::nullopt;
+  return std::move(all.front());
 }
 
 // ---- the project record ----

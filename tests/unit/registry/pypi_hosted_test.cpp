@@ -1,4 +1,5 @@
 #include "pantry/registry/pypi/hosted.h"
+#include "pantry/registry/pypi/metadata.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -99,6 +100,24 @@ TEST(PypiHostedTest, ReadsAMetadataField) {
   EXPECT_EQ(metadata_field(meta, "Summary"), std::nullopt);
   EXPECT_EQ(metadata_field("Name: x\n\nSummary: later\n", "Summary"), std::nullopt);
   EXPECT_EQ(metadata_field("Requires-Python:\nName: x\n", "Requires-Python"), std::nullopt);
+}
+
+TEST(PypiHostedTest, MetadataFieldsReadsEveryHeaderOfAMultipleUseField) {
+  const std::string meta =
+      "Metadata-Version: 2.1\r\n"
+      "Name: demo\r\n"
+      "Requires-Dist: idna (>=2.5,\r\n"
+      "  <4)\r\n"
+      "requires-dist: urllib3; extra == 'x'\r\n"
+      "Requires-Dist:\r\n"
+      "Provides-Extra: x\r\n"
+      "Requires-Dist:   certifi  \r\n"
+      "\r\n"
+      "Requires-Dist: in-the-description\n";
+  EXPECT_THAT(metadata_fields(meta, "Requires-Dist"),
+              testing::ElementsAre("idna (>=2.5, <4)", "urllib3; extra == 'x'", "certifi"));
+  EXPECT_THAT(metadata_fields(meta, "Summary"), testing::IsEmpty());
+  EXPECT_THAT(metadata_fields("Requires-Dist: a", "requires-dist"), testing::ElementsAre("a"));
 }
 
 hosted_project sample() {

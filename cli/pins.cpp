@@ -1,0 +1,412 @@
+// `pantry pins check` and `pantry pins bump`: the configured repositories' requirements files,
+// decided one pin at a time with pantry's PyPI index over HTTP; check writes nothing, bump makes
+// one branch per upgrade in a scratch clone and pushes it to the repository.
+
+#include "pins.h"
+
+#include "pantry/app/control.h"
+#include "pantry/config/config.h"
+#include "pantry/orchestrator/coordinator/api_client.h"
+#include "pantry/orchestrator/pins/decide.h"
+#include "pantry/orchestrator/pins/requirements_file.h"
+#include "pantry/orchestrator/runner/process.h"
+#include "pantry/registry/pypi/negotiate.h"
+#include "pantry/registry/pypi/simple.h"
+#include "pantry/text.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+extern char** environ;
+
+namespace pantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+namespace http = boost::beast::http;
+namespace pins = orchestrator::pins;
+namespace pypi = registry::pypi;
+namespace runner = orchestrator::runner;
+using orchestrator::coordinator::api_client;
+
+constexpr int kExitCurrent = 0;
+constexpr int kExitOutdated = 1;
+constexpr int kExitError = 2;
+// PyPI's largest JSON pages are tens of MiB; a METADATA is at most a few hundred KiB.
+constexpr std::size_t kMaxPage = std::size_t{256} << 20;
+constexpr std::size_t kMaxMetadata = std::size_t{16} << 20;
+
+result<std::string> read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return error(errc::not_found, path.string() + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return error(errc::io_error, path.string() + ": read failed");
+  return text.str();
+}
+
+// Files whose pins are images (Containerfiles, .pantry.yml), which `pins check` does not read yet.
+bool is_image_file(const fs::path& file) {
+  const std::string name = ascii_lower(file.filename().string());
+  return name == ".pantry.yml" || name == ".pantry.yaml" || name.find("containerfile") == 0 ||
+         name.find("dockerfile") == 0 || name.ends_with(".containerfile") ||
+         name.ends_with(".dockerfile");
+}
+
+// The path part of an absolute URL ("/files/..."); pantry's pages point at pantry itself.
+std::string path_of(const std::string& url) {
+  const std::size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const std::size_t slash = url.find('/', scheme + 3);
+  return slash == std::string::npos ? "/" : url.substr(slash);
+}
+
+// pantry's index as the engine asks it: one GET per page and per METADATA, each asked once.
+class http_index {
+ public:
+  explicit http_index(std::string base) : base_(base), client_(std::move(base), "", options()) {}
+
+  pins::index_source source() {
+    return {[this](const std::string& name) { return page(name); },
+            [this](const std::string& name, const pypi::version& v, const pypi::file_entry& f) {
+              return metadata(name, v, f);
+            }};
+  }
+
+ private:
+  static orchestrator::coordinator::api_client_options options() {
+    orchestrator::coordinator::api_client_options o;
+    o.user_agent = "pantry-pins/" PANTRY_VERSION;
+    // pantry answers a page once its upstreams have; these leave its own timeouts to report first.
+    o.header_timeout = std::chrono::seconds(120);
+    o.idle_timeout = std::chrono::seconds(60);
+    return o;
+  }
+
+  result<pypi::project_page> page(const std::string& name) {
+    if (auto it = pages_.find(name); it != pages_.end()) return it->second;
+    const std::string path = "/simple/" + name + "/";
+    http::fields headers;
+    headers.set(http::field::accept, std::string(pypi::kContentTypeJson));
+    auto r = client_.call(http::verb::get, path, {}, headers, kMaxPage);
+    if (!r) return error(r.error().code, "the index at " + base_ + ": " + r.error().message);
+    if (r->status == 404) return error(errc::not_found, "the index has no project " + name);
+    if (r->status != 200) return api_client::failure("reading the project page of " + name, *r);
+    auto parsed = pypi::parse_project_json(r->body, base_ + path);
+    if (!parsed) return error(parsed.error().code, base_ + path + ": " + parsed.error().message);
+    pages_.emplace(name, *parsed);
+    return *parsed;
+  }
+
+  result<std::string> metadata(const std::string& name, const pypi::version& v,
+                               const pypi::file_entry& f) {
+    const std::string path = path_of(f.url) + ".metadata";
+    auto r = client_.call(http::verb::get, path, {}, {}, kMaxMetadata);
+    if (!r) return error(r.error().code, "the index at " + base_ + ": " + r.error().message);
+    if (r->status != 200)
+      return api_client::failure(
+          "reading the metadata of " + name + " " + v.str() + " (" + f.filename + ")", *r);
+    return std::move(r->body);
+  }
+
+  std::string base_;
+  api_client client_;
+  std::map<std::string, pypi::project_page> pages_;
+};
+
+// --pantry, else $PANTRY_URL, else the serve of the config's data dir.
+result<std::string> index_url(const pins_check_options& opt, const config::config& cfg) {
+  if (opt.pantry) return *opt.pantry;
+  if (const char* env = std::getenv("PANTRY_URL"); env && *env) {
+    std::string url = env;
+    while (url.ends_with("/"))
+      url.pop_back();
+    return url;
+  }
+  auto found = app::find_control(cfg.data_dir);
+  if (!found) return found.error();
+  if (!*found)
+    return error(errc::not_found, "no `pantry serve` holds the data dir " + cfg.data_dir +
+                                      "; start one, or give --pantry URL of a pantry that runs");
+  return (*found)->url;
+}
+
+void print_plan(const std::string& where, const pins::pin_plan& plan) {
+  std::cout << where << ": " << pins::summary(plan) << '\n';
+  for (const auto& r : plan.reasons)
+    std::cout << "    " << r << '\n';
+  if (!plan.change || plan.result != pins::pin_plan::outcome::upgrade) return;
+  const auto hashes = [](const pins::pin_change& c) {
+    for (const auto& h : c.hashes)
+      std::cout << "    " << c.name << " " << c.new_version.str() << " --hash=" << h << '\n';
+  };
+  hashes(*plan.change);
+  for (const auto& c : plan.co_upgrades)
+    hashes(c);
+  for (const auto& c : plan.added)
+    hashes(c);
+}
+
+// The git CLI, found on PATH.
+result<std::string> git_program() {
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path && *path ? path : "/usr/bin:/bin";
+  while (!dirs.empty()) {
+    const std::size_t colon = dirs.find(':');
+    const fs::path candidate = fs::path(dirs.substr(0, colon)) / "git";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+  }
+  return error(errc::not_found, "git is not on PATH; pins bump makes its branches with it");
+}
+
+// Runs git with `args`; its stdout, or an error naming the command and git's own message.
+result<std::string> run_git(const std::string& git, std::vector<std::string> args) {
+  runner::spawn_options o;
+  o.program = git;
+  o.args = std::move(args);
+  o.output = runner::output_mode::separate;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e)
+    o.env.emplace_back(*e);
+  o.env.emplace_back("GIT_TERMINAL_PROMPT=0");
+  auto out = runner::run_process(o, std::chrono::minutes(10));
+  if (!out) return out.error();
+  if (!out->status.success()) {
+    std::string shown = "git";
+    for (const auto& a : o.args)
+      shown += " " + a;
+    std::string err = out->err;
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' '))
+      err.pop_back();
+    return error(errc::io_error,
+                 shown + ": " + runner::to_string(out->status) + (err.empty() ? "" : ": " + err));
+  }
+  return std::move(out->out);
+}
+
+// A scratch directory, removed with everything in it when this goes.
+class scratch_dir {
+ public:
+  static result<std::unique_ptr<scratch_dir>> make() {
+    const fs::path base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
+    std::string templ = (base / "pantry-pins-XXXXXX").string();
+    if (::mkdtemp(templ.data()) == nullptr)
+      return error(errc::io_error, "cannot make a scratch directory in " + base.string() + ": " +
+                                       std::strerror(errno));
+    return std::unique_ptr<scratch_dir>(new scratch_dir(templ));
+  }
+  ~scratch_dir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const noexcept { return path_; }
+
+ private:
+  explicit scratch_dir(fs::path p) : path_(std::move(p)) {}
+  fs::path path_;
+};
+
+// The commit message of a plan: old -> new as the subject, then why, when and what else.
+std::string commit_message(const pins::pin_plan& plan) {
+  std::string m = "pins: " + pins::summary(plan) + "\n\n";
+  for (const auto& r : plan.reasons)
+    m += r + "\n";
+  if (plan.change->upload_time) m += "\nUploaded: " + *plan.change->upload_time + "\n";
+  m += "Pinned version yanked: ";
+  m += plan.old_yanked ? "yes" + (plan.old_yank_reason.empty() ? std::string()
+                                                               : " (" + plan.old_yank_reason + ")")
+                       : std::string("no");
+  m += "\n";
+  return m;
+}
+
+// One branch with one commit for `plan`, in the scratch clone `clone` from commit `base`, pushed
+// to its origin. Returns the branch's name, or nullopt when origin already has it.
+result<std::optional<std::string>> make_branch(const std::string& git, const fs::path& clone,
+                                               const std::string& base, const std::string& file,
+                                               const pins::requirements_file& doc,
+                                               const pins::pin_plan& plan) {
+  const std::string branch = "pantry/pins/" + plan.name + "-" + plan.change->new_version.str();
+  const std::string dir = clone.string();
+  auto remote = run_git(git, {"-C", dir, "ls-remote", "--heads", "origin", "refs/heads/" + branch});
+  if (!remote) return remote.error();
+  if (!remote->empty()) return std::optional<std::string>();
+  auto edited = doc;
+  if (auto applied = pins::apply(edited, plan); !applied) return applied.error();
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"-C", dir, "checkout", "--quiet", "-B", branch, base}}) {
+    if (auto r = run_git(git, args); !r) return r.error();
+  }
+  {
+    std::ofstream out(clone / file, std::ios::binary | std::ios::trunc);
+    out << edited.render();
+    out.close();
+    if (!out) return error(errc::io_error, (clone / file).string() + ": write failed");
+  }
+  const std::vector<std::vector<std::string>> steps = {
+      {"-C", dir, "add", "--", file},
+      {"-C", dir, "-c", "user.name=pantry", "-c", "user.email=pantry@localhost", "commit",
+       "--quiet", "--no-verify", "-m", commit_message(plan)},
+      {"-C", dir, "push", "--quiet", "origin", "refs/heads/" + branch + ":refs/heads/" + branch},
+  };
+  for (const auto& args : steps) {
+    if (auto r = run_git(git, args); !r) return r.error();
+  }
+  return std::optional<std::string>(branch);
+}
+
+int run_pins(const pins_check_options& opt, bool bump) {
+  const std::string command = bump ? "pins bump" : "pins check";
+  const auto fail = [&](const std::string& message) {
+    std::cerr << "pantry: " << command << ": " << message << '\n';
+    return kExitError;
+  };
+  config::config cfg = config::defaults();
+  if (opt.config_file) {
+    auto loaded = config::load_file(*opt.config_file);
+    if (!loaded) return fail(loaded.error().message);
+    cfg = std::move(*loaded);
+  }
+  const std::string shown_config = opt.config_file ? *opt.config_file : "the built-in config";
+  if (cfg.pins.repositories.empty())
+    return fail("pins.repositories is empty in " + shown_config + ": nothing to check");
+  std::vector<const config::pins_repository*> repos;
+  for (const auto& r : cfg.pins.repositories) {
+    if (!opt.repo || r.name == *opt.repo) repos.push_back(&r);
+  }
+  if (repos.empty()) {
+    std::string names;
+    for (const auto& r : cfg.pins.repositories)
+      names += (names.empty() ? "" : ", ") + r.name;
+    return fail("--repo " + quote_for_message(*opt.repo) + " is not a repository of pins in " +
+                shown_config + " (it has " + names + ")");
+  }
+  auto policy = pins::upgrade_policy::from_config(cfg.pins, std::chrono::system_clock::now());
+  if (!policy) return fail(policy.error().message);
+  auto url = index_url(opt, cfg);
+  if (!url) return fail(url.error().message);
+  std::string git;
+  if (bump) {
+    auto found = git_program();
+    if (!found) return fail(found.error().message);
+    git = *found;
+  }
+  http_index index(*url);
+  const auto source = index.source();
+
+  bool errors = false;
+  bool outdated = false;
+  std::size_t checked = 0;
+  for (const auto* repo : repos) {
+    if (repo->path.empty()) {
+      errors = true;
+      std::cerr << "pantry: " << command << ": " << repo->name << ": " << repo->url
+                << " is a git URL; pins reads local clones only so far (set path:)\n";
+      continue;
+    }
+    // bump reads and edits the files of a scratch clone, never the user's working tree.
+    std::unique_ptr<scratch_dir> scratch;
+    fs::path root = repo->path;
+    std::string base;
+    if (bump) {
+      auto made = scratch_dir::make();
+      if (!made) return fail(made.error().message);
+      scratch = std::move(*made);
+      root = scratch->path() / "clone";
+      std::vector<std::string> args = {"clone", "--quiet", "--no-hardlinks"};
+      if (!repo->branch.empty()) args.insert(args.end(), {"--branch", repo->branch});
+      args.insert(args.end(), {"--", repo->path, root.string()});
+      auto cloned = run_git(git, args);
+      if (!cloned) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << repo->name << ": " << cloned.error().message
+                  << '\n';
+        continue;
+      }
+      auto head = run_git(git, {"-C", root.string(), "rev-parse", "HEAD"});
+      if (!head) return fail(head.error().message);
+      base = std::string(trim_ascii_space(*head));
+    }
+    for (const auto& file : repo->files) {
+      const std::string shown = repo->name + "/" + file;
+      if (is_image_file(file)) {
+        std::cout << shown << ": image pins are not checked by pins yet\n";
+        continue;
+      }
+      auto text = read_file(root / file);
+      if (!text) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << repo->name << ": " << text.error().message
+                  << '\n';
+        continue;
+      }
+      auto doc = pins::requirements_file::parse(std::move(*text), shown);
+      if (!doc) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << doc.error().message << "\npantry: " << command
+                  << ": " << shown << " is left as it is\n";
+        continue;
+      }
+      const auto& reqs = doc->requirements();
+      for (std::size_t i = 0; i < reqs.size(); ++i) {
+        if (opt.only && reqs[i].name != *opt.only) continue;
+        if (!reqs[i].pinned_version())
+          continue;  // a range or URL: pip resolves it, nothing to move
+        auto plan = pins::decide(*doc, i, *policy, source);
+        if (!plan) {
+          // An unreachable index decides nothing at all: stop instead of failing each pin alike.
+          std::cerr << "pantry: " << command << ": " << shown << ":" << reqs[i].line << ": "
+                    << reqs[i].name << ": " << plan.error().message << '\n';
+          if (!plan.error().is(errc::not_found)) return kExitError;
+          errors = true;
+          continue;
+        }
+        ++checked;
+        const std::string where = shown + ":" + std::to_string(reqs[i].line);
+        print_plan(where, *plan);
+        if (plan->result == pins::pin_plan::outcome::upgrade ||
+            plan->result == pins::pin_plan::outcome::skipped)
+          outdated = true;
+        if (!bump || plan->result != pins::pin_plan::outcome::upgrade) continue;
+        auto branch = make_branch(git, root, base, file, *doc, *plan);
+        if (!branch) {
+          errors = true;
+          std::cerr << "pantry: " << command << ": " << where << ": " << branch.error().message
+                    << '\n';
+        } else if (*branch) {
+          std::cout << "    made branch " << **branch << '\n';
+        } else {
+          std::cout << "    branch pantry/pins/" << plan->name << "-"
+                    << plan->change->new_version.str() << " exists: left as it is\n";
+        }
+      }
+    }
+  }
+  if (opt.only && checked == 0 && !errors)
+    return fail("--only " + *opt.only + ": no file of the checked repositories pins it");
+  if (errors) return kExitError;
+  if (bump) return kExitCurrent;
+  return outdated ? kExitOutdated : kExitCurrent;
+}
+
+}  // namespace
+
+int run_pins_check(const pins_check_options& opt) {
+  return run_pins(opt, false);
+}
+
+int run_pins_bump(const pins_check_options& opt) {
+  return run_pins(opt, true);
+}
+
+}  // namespace pantry::cli

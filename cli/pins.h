@@ -1,0 +1,44 @@
+#pragma once
+
+// `pantry pins check`: what the pin bot would change in the configured repositories' requirements
+// files, and why, decided with pantry's own PyPI index (orchestrator/pins/decide.h). It reads
+// the files and changes nothing. `pantry pins bump` makes those changes as git branches.
+
+#include "pantry/error.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pantry::cli {
+
+struct pins_check_options {
+  std::optional<std::string> config_file;  // --config: the `pins:` section and the data dir
+  std::optional<std::string> repo;         // --repo NAME: only this configured repository
+  std::optional<std::string> only;         // --only NAME: only this project (normalized)
+  std::optional<std::string> pantry;       // --pantry URL: the index's pantry, else the serve's
+};
+
+// Parses the arguments after `pantry pins check` (and `pantry pins bump`, which takes the same).
+// Errors (invalid_argument) name the argument: an unknown option, one without its value, a
+// positional argument, an --only that is not a project name, a --pantry that is not an http(s) URL.
+result<pins_check_options> parse_pins_check_args(const std::vector<std::string>& args);
+
+// Runs the check and returns the exit status: 0 when every pin is current, 1 when an upgrade is
+// proposed (or found and skipped, with the reason), 2 on an error (a config without pins
+// repositories, an unknown --repo, an unreadable or malformed requirements file, which is
+// reported with file and line, an unreachable index). One line per decision on stdout, each
+// reason and new hash indented below it; errors on stderr.
+int run_pins_check(const pins_check_options& opt);
+
+// `pantry pins bump`: for each upgrade the check proposes, one branch
+// `pantry/pins/<name>-<version>` with one commit (the file with that pin, its co-upgrades and
+// added pins, and their hashes; the message gives old -> new, the reasons, the upload time and the
+// yanked status), made with the git CLI in a scratch clone of the repository's path and pushed
+// back to it; the user's working tree and checked-out branch are never touched. A branch that
+// already exists is left as it is (the same upgrade is not made twice). Exit 0 when every branch
+// was made or existed, 2 on an error (as check's, or a git command that failed, named with its
+// output).
+int run_pins_bump(const pins_check_options& opt);
+
+}  // namespace pantry::cli

@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""`pantry pins check` and `pantry pins bump` against pantry in front of a real nginx PyPI.
+
+The fixture tree (make_pypi_upstream.py) has pantry-demo-util 0.9, 1.0 and 2.0 (Requires-Python
+>=3.99), pantry-demo-lib 1.0, 1.1 and 1.2 (yanked; needs util), pantry-demo-app 1.0 (yanked), 1.1
+and 2.0 (needs lib>=1.1); the test publishes pantry-pins-pre 1.0 and 1.1rc1, later 1.1. The
+requirements files are hash-pinned as pip-compile writes them, in repositories the config's pins:
+section names; the check must report each decision with its reasons and hashes, change no file,
+and exit 0, 1 or 2 as `pantry pins check` promises; bump must make one branch with one commit per
+upgrade in a git repository the test makes, leave its working tree alone, not make a branch twice,
+and each branch's file must install with `pip install --require-hashes` through pantry.
+
+Run by ctest with the pantry binary as the first argument:
+    tests/integration/pins_test.py build/debug/cli/pantry
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import make_pypi_upstream  # noqa: E402
+import nginx_pypi  # noqa: E402
+from make_pypi_upstream import Release  # noqa: E402
+from pantry_serve import Pantry, clean_env, free_port  # noqa: E402
+
+PANTRY = None
+PYTHON = "/usr/bin/python3"
+PRE = "pantry-pins-pre"
+
+
+def pinned(manifest, project, version):
+    """`project==version` with every file's hash, in pip-compile's layout."""
+    hashes = sorted(f["sha256"] for f in manifest["files"]
+                    if f["project"] == project and f["version"] == version)
+    lines = [f"{project}=={version} \\"]
+    lines += [f"    --hash=sha256:{h} \\" for h in hashes]
+    lines[-1] = lines[-1][:-2]
+    return "\n".join(lines) + "\n"
+
+
+def line_of(text, start):
+    """The 1-based number of the first line of `text` that starts with `start`."""
+    return next(i + 1 for i, line in enumerate(text.splitlines()) if line.startswith(start))
+
+
+class PinsCheckTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-pins-test-")
+        cls.tree = os.path.join(cls.work, "upstream")
+        cls.nginx = nginx_pypi.start(cls.tree, build=True)
+        with open(os.path.join(cls.tree, "manifest.json")) as f:
+            cls.manifest = json.load(f)
+        cls.pre_releases = [Release(PRE, "1.0"), Release(PRE, "1.1rc1")]
+        cls.pre_hashes = make_pypi_upstream.add_releases(cls.tree, cls.pre_releases,
+                                                         cls.nginx.files_base)
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
+                            index_ttl="1s")
+        m = cls.manifest
+        cls.files = {
+            "outdated": ("# pins the test checks\n--index-url http://127.0.0.1:1/simple/\n\n" +
+                         pinned(m, "pantry-demo-app", "1.1") + "    # via -r requirements.in\n" +
+                         pinned(m, "pantry-demo-lib", "1.0") + "    # via pantry-demo-app\n" +
+                         pinned(m, "pantry-demo-util", "0.9") + "    # via pantry-demo-lib\n"),
+            "yanked": pinned(m, "pantry-demo-lib", "1.2"),
+            "current": (pinned(m, "pantry-demo-util", "1.0") + "pantry-pins-pre==1.0 \\\n"
+                        f"    --hash=sha256:{cls.pre_hashes['pantry_pins_pre-1.0-py3-none-any.whl']}\n"),
+            "broken": pinned(m, "pantry-demo-util", "0.9") + "pantry-demo-lib===\n",
+        }
+        repos = []
+        for name, text in cls.files.items():
+            path = os.path.join(cls.work, "repos", name)
+            os.makedirs(path)
+            with open(os.path.join(path, "requirements.txt"), "w") as f:
+                f.write(text)
+            repos.append(f"    - {{name: {name}, path: {path}, files: [requirements.txt]}}\n")
+        cls.config = os.path.join(cls.work, "pins.yaml")
+        with open(cls.config, "w") as f:
+            f.write(f"data_dir: {os.path.join(cls.work, 'nodata')}\n"
+                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n"
+                    "  prereleases: if_pinned\n  repositories:\n" + "".join(repos))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pantry.stop()
+        cls.nginx.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def check(self, *args, pantry_url=None):
+        cmd = [PANTRY, "pins", "check", "--config", self.config,
+               "--pantry", pantry_url or self.pantry.url("")] + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout, r.stderr
+
+    def assert_untouched(self):
+        for name, text in self.files.items():
+            with open(os.path.join(self.work, "repos", name, "requirements.txt")) as f:
+                self.assertEqual(f.read(), text, f"{name}/requirements.txt changed")
+
+    def hash_line(self, project, version):
+        return [f"    {project} {version} --hash=sha256:{f['sha256']}"
+                for f in self.manifest["files"] if f["project"] == project and f["version"] == version]
+
+    def where(self, repo, project):
+        return f"{repo}/requirements.txt:{line_of(self.files[repo], project + '==')}"
+
+    def test_outdated_pins_are_reported_with_new_versions_hashes_and_reasons(self):
+        code, out, err = self.check("--repo", "outdated")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        lines = out.splitlines()
+        # app 2.0 needs lib>=1.1: the lib pin moves with it in the same patch.
+        self.assertIn(self.where("outdated", "pantry-demo-app") + ": pantry-demo-app 1.1 -> 2.0, "
+                      "pantry-demo-lib 1.0 -> 1.1", lines, out)
+        self.assertIn("    co-upgrade pantry-demo-lib 1.0 -> 1.1: pantry-demo-app 2.0 requires "
+                      "pantry-demo-lib>=1.1", lines, out)
+        for line in self.hash_line("pantry-demo-app", "2.0") + self.hash_line("pantry-demo-lib", "1.1"):
+            self.assertIn(line, lines, out)
+        # lib 1.2 is newer but yanked.
+        self.assertIn(self.where("outdated", "pantry-demo-lib") + ": pantry-demo-lib 1.0 -> 1.1", lines, out)
+        self.assertIn("    1.2: yanked (" + make_pypi_upstream.LIB_YANK_REASON + ")", lines, out)
+        # util 2.0 is excluded by its Requires-Python: 1.0 is proposed, util's sdist hashed too.
+        self.assertIn(self.where("outdated", "pantry-demo-util") + ": pantry-demo-util 0.9 -> 1.0", lines, out)
+        self.assertIn("    2.0: requires Python >=3.99, not 3.11", lines, out)
+        util = self.hash_line("pantry-demo-util", "1.0")
+        self.assertEqual(len(util), 2, self.manifest["files"])
+        for line in util:
+            self.assertIn(line, lines, out)
+        self.assert_untouched()
+
+    def test_a_yanked_pin_moves_down_and_brings_its_new_requirement(self):
+        code, out, err = self.check("--repo", "yanked")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        lines = out.splitlines()
+        self.assertIn(self.where("yanked", "pantry-demo-lib") + ": pantry-demo-lib 1.2 -> 1.1, +pantry-demo-util 1.0",
+                      lines, out)
+        self.assertIn("    1.2 is yanked (" + make_pypi_upstream.LIB_YANK_REASON + "); nothing "
+                      "newer qualifies, so moved down to the nearest release that does", lines, out)
+        # The requirement as lib's METADATA writes it (the fixture spells util's name oddly).
+        self.assertIn("    add pantry-demo-util==1.0: pantry-demo-lib 1.1 requires "
+                      f"{make_pypi_upstream.UTIL}>=0.9, which no pin of the file covers", lines, out)
+        self.assert_untouched()
+
+    def test_a_prerelease_is_not_proposed_and_a_second_check_changes_nothing(self):
+        for attempt in range(2):
+            code, out, err = self.check("--repo", "current")
+            self.assertEqual(code, 0, f"check {attempt + 1}: stdout:\n{out}\nstderr:\n{err}")
+            self.assertIn(self.where("current", PRE) + ": pantry-pins-pre 1.0 up to date",
+                          out.splitlines(), out)
+            self.assertIn("    1.1rc1: a pre-release", out.splitlines(), out)
+        self.assert_untouched()
+
+    def test_zz_a_new_release_is_found_after_the_index_ttl(self):
+        # Runs last (unittest sorts by name): the other tests see the tree without 1.1.
+        releases = self.pre_releases + [Release(PRE, "1.1")]
+        hashes = make_pypi_upstream.add_releases(self.tree, releases, self.nginx.files_base)
+        time.sleep(1.5)
+        code, out, err = self.check("--repo", "current", "--only", "Pantry_Pins.Pre")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(self.where("current", PRE) + ": pantry-pins-pre 1.0 -> 1.1", out.splitlines(), out)
+        self.assertIn("    pantry-pins-pre 1.1 --hash=sha256:" +
+                      hashes["pantry_pins_pre-1.1-py3-none-any.whl"], out.splitlines(), out)
+        self.assertNotIn("pantry-demo-util", out)
+        self.assert_untouched()
+
+    def test_a_malformed_line_is_named_and_the_file_left_as_it_is(self):
+        code, out, err = self.check("--repo", "broken")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(f"broken/requirements.txt:{line_of(self.files['broken'], 'pantry-demo-lib')}:",
+                      err)
+        self.assertEqual(out, "")
+        self.assert_untouched()
+
+    def test_an_unreachable_index_is_an_error_that_changes_nothing(self):
+        code, out, err = self.check("--repo", "outdated",
+                                    pantry_url=f"http://127.0.0.1:{free_port()}")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn("pantry-demo-app", err)
+        self.assert_untouched()
+
+    def test_an_unknown_repository_is_named(self):
+        code, out, err = self.check("--repo", "nope")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn('--repo "nope" is not a repository of pins', err)
+        self.assertIn("outdated, yanked, current, broken", err)
+
+
+    def git(self, repo, *args):
+        r = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
+                           timeout=60, env=dict(clean_env(), GIT_CONFIG_NOSYSTEM="1",
+                                                HOME=self.work))
+        self.assertEqual(r.returncode, 0, f"git {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def test_bump_makes_one_branch_per_upgrade_and_pip_installs_each(self):
+        m = self.manifest
+        parts = {p: pinned(m, p, v) for p, v in
+                 (("pantry-demo-app", "1.1"), ("pantry-demo-lib", "1.0"), ("pantry-demo-util", "0.9"))}
+        text = ("# compiled\n" + parts["pantry-demo-app"] + "    # via -r requirements.in\n" +
+                parts["pantry-demo-lib"] + "    # via pantry-demo-app\n" +
+                parts["pantry-demo-util"] + "    # via pantry-demo-lib\n")
+        repo = os.path.join(self.work, "git", "app")
+        os.makedirs(repo)
+        with open(os.path.join(repo, "requirements.txt"), "w") as f:
+            f.write(text)
+        self.git(repo, "init", "-q", "-b", "main")
+        self.git(repo, "add", "requirements.txt")
+        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+        head = self.git(repo, "rev-parse", "HEAD").strip()
+        config = os.path.join(self.work, "git", "pins.yaml")
+        with open(config, "w") as f:
+            f.write("pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  repositories:\n"
+                    f"    - {{name: app, path: {repo}, files: [requirements.txt]}}\n")
+        cmd = [PANTRY, "pins", "bump", "--config", config, "--pantry", self.pantry.url("")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        branches = {
+            "pantry/pins/pantry-demo-app-2.0": {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1"},
+            "pantry/pins/pantry-demo-lib-1.1": {"pantry-demo-lib": "1.1"},
+            "pantry/pins/pantry-demo-util-1.0": {"pantry-demo-util": "1.0"},
+        }
+        made = self.git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/pantry/pins")
+        self.assertEqual(sorted(made.split()), sorted(branches), r.stdout)
+        # The user's working tree and branch are as they were.
+        self.assertEqual(self.git(repo, "rev-parse", "HEAD").strip(), head)
+        self.assertEqual(self.git(repo, "symbolic-ref", "--short", "HEAD").strip(), "main")
+        self.assertEqual(self.git(repo, "status", "--porcelain"), "")
+        with open(os.path.join(repo, "requirements.txt")) as f:
+            self.assertEqual(f.read(), text)
+
+        venv = os.path.join(self.work, "git", "venv")
+        subprocess.run([PYTHON, "-m", "venv", venv], check=True, env=clean_env(), timeout=120)
+        for branch, moved in branches.items():
+            self.assertEqual(self.git(repo, "rev-list", "--count", f"main..{branch}").strip(), "1")
+            subject = self.git(repo, "log", "-1", "--format=%s", branch).strip()
+            self.assertEqual(subject, "pins: " + ", ".join(
+                f"{p} {v_old} -> {moved[p]}" for p, v_old in
+                (("pantry-demo-app", "1.1"), ("pantry-demo-lib", "1.0"), ("pantry-demo-util", "0.9"))
+                if p in moved))
+            body = self.git(repo, "log", "-1", "--format=%b", branch)
+            self.assertIn("is the newest release that qualifies", body)
+            self.assertIn("Uploaded: 2023-", body)
+            self.assertIn("Pinned version yanked: no", body)
+            # Only the moved pins' lines differ: everything else byte for byte.
+            expected = text
+            for project, version in moved.items():
+                old = parts[project]
+                expected = expected.replace(old, pinned(m, project, version))
+            got = self.git(repo, "show", f"{branch}:requirements.txt")
+            self.assertEqual(got, expected, branch)
+            req = os.path.join(self.work, "git", branch.replace("/", "_") + ".txt")
+            with open(req, "w") as f:
+                f.write(got)
+            target = req + ".d"
+            pip = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet",
+                   "--disable-pip-version-check", "--index-url", self.pantry.index_url,
+                   "--require-hashes", "--target", target, "-r", req]
+            p = subprocess.run(pip, capture_output=True, text=True, env=clean_env(), timeout=300)
+            self.assertEqual(p.returncode, 0, f"{branch}: {p.stdout}\n{p.stderr}")
+            installed = {}
+            for n in os.listdir(target):
+                if n.endswith(".dist-info"):
+                    name, version = n[:-len(".dist-info")].rsplit("-", 1)
+                    installed[make_pypi_upstream.normalize(name)] = version
+            for project, version in moved.items():
+                self.assertEqual(installed.get(project), version, f"{branch}: {installed}")
+
+        # A second run finds the same upgrades and leaves their branches as they are.
+        tips = self.git(repo, "for-each-ref", "--format=%(objectname)", "refs/heads/pantry/pins")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertEqual(r.stdout.count("exists: left as it is"), 3, r.stdout)
+        self.assertEqual(self.git(repo, "for-each-ref", "--format=%(objectname)",
+                                  "refs/heads/pantry/pins"), tips)
+
+if __name__ == "__main__":
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

@@ -1,0 +1,54 @@
+// The arguments of `pantry pins check`: options in any order, --name=VALUE, and usage errors
+// naming the argument.
+
+#include "pins.h"
+#include "usage_error.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace pantry::cli {
+namespace {
+
+using args = std::vector<std::string>;
+
+TEST(PinsArgsTest, CheckTakesEveryOptionInAnyOrder) {
+  auto o = parse_pins_check_args({"--only", "Typing_Extensions", "--repo=app", "--pantry",
+                                  "http://127.0.0.1:8585/simple/", "--config", "p.yaml"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->only, "typing-extensions");
+  EXPECT_EQ(o->repo, "app");
+  EXPECT_EQ(o->pantry, "http://127.0.0.1:8585");
+  EXPECT_EQ(o->config_file, "p.yaml");
+}
+
+TEST(PinsArgsTest, CheckDefaultsToEveryRepositoryAndTheServe) {
+  auto o = parse_pins_check_args({});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_FALSE(o->only);
+  EXPECT_FALSE(o->repo);
+  EXPECT_FALSE(o->pantry);
+  EXPECT_FALSE(o->config_file);
+}
+
+TEST(PinsArgsTest, CheckRejectsBadArgumentsNamingThem) {
+  args unknown{"--only-one", "x"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(unknown), unknown, {"--only-one"}));
+  args missing{"--repo"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(missing), missing, {"--repo", "needs a value"}));
+  args empty{"--config="};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(empty), empty, {"--config", "empty"}));
+  args stray{"requirements.txt"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(stray), stray, {"requirements.txt"}));
+  args bad_name{"--only", "-bad-"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(bad_name), bad_name, {"--only", "-bad-"}));
+  args bad_url{"--pantry", "ftp://x/"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(bad_url), bad_url, {"--pantry", "ftp://x/"}));
+  args no_host{"--pantry", "http:///simple"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(no_host), no_host, {"--pantry"}));
+}
+
+}  // namespace
+}  // namespace pantry::cli

@@ -24,7 +24,6 @@ import base64
 import collections
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -37,11 +36,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_oci_images as moi  # noqa: E402
 import nginx_pypi  # noqa: E402
 import oci_registry  # noqa: E402
+import clients  # noqa: E402
 from haproxy import HAProxy  # noqa: E402
-from pantry_serve import Pantry, clean_env, get  # noqa: E402
+from pantry_serve import Pantry, get  # noqa: E402
 
 PANTRY = None
-PYTHON = "/usr/bin/python3"
 USER = "ci-pusher"
 TOKEN = "scale-test-token-0123456789"
 TOKEN_KEY = "one-key-for-every-instance-0123456789"  # oci.hosted.token_key, shared
@@ -111,20 +110,11 @@ class ScaleOutBehindHAProxyTest(unittest.TestCase):
 
     def pip_round(self, name):
         """pip installs the demo app and a real wheel through HAProxy into a fresh venv."""
-        venv = os.path.join(self.work, f"venv-{name}")
-        subprocess.run([PYTHON, "-m", "venv", venv], check=True, env=clean_env())
-        env = clean_env()
-        env.update(PIP_INDEX_URL=self.lb.url("/simple/"), PIP_RETRIES="5")
-        cmd = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "pantry-demo-app",
-               "wheel==0.38.4"]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, f"{name}: {' '.join(cmd)}:\n{r.stdout}\n{r.stderr}"
-                                          f"{self.logs()}")
-        r = subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "list",
-                            "--format", "json"], env=env, capture_output=True, text=True,
-                           check=True)
-        got = {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"]
-               for p in json.loads(r.stdout)}
+        proc, got = clients.pip_install(self.work, name, self.lb.url("/simple/"),
+                                        ["pantry-demo-app", "wheel==0.38.4"],
+                                        env={"PIP_RETRIES": "5"})
+        self.assertEqual(proc.returncode, 0, f"{name}: {' '.join(proc.args)}:\n{proc.stdout}\n"
+                                             f"{proc.stderr}{self.logs()}")
         self.assertEqual({k: got.get(k) for k in ("pantry-demo-app", "pantry-demo-lib",
                                                   "pantry-demo-util", "wheel")},
                          {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1",
@@ -133,13 +123,10 @@ class ScaleOutBehindHAProxyTest(unittest.TestCase):
     def skopeo_round(self, name):
         """skopeo copies each image (every platform) through HAProxy, retrying as docker does."""
         for ref in IMAGES:
-            dest = os.path.join(self.work, f"pull-{name}-{ref.replace('/', '_').replace(':', '_')}")
-            cmd = ["skopeo", "copy", "--all", "--retry-times", "3", "--src-tls-verify=false",
-                   f"docker://127.0.0.1:{self.lb.port}/{ref}", f"dir:{dest}"]
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            self.assertEqual(r.returncode, 0, f"{name}: {' '.join(cmd)}:\n{r.stdout}{r.stderr}"
-                                              f"{self.logs()}")
-            shutil.rmtree(dest, ignore_errors=True)
+            proc = clients.skopeo_copy_all(f"127.0.0.1:{self.lb.port}/{ref}", self.work, name,
+                                           retries=3)
+            self.assertEqual(proc.returncode, 0, f"{name}: {' '.join(proc.args)}:\n{proc.stdout}"
+                                                 f"{proc.stderr}{self.logs()}")
 
     # ---- what reached the upstreams ----
 

@@ -18,9 +18,7 @@ Run by ctest with the pantry binary as the first argument:
 import collections
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -30,10 +28,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_oci_images as moi  # noqa: E402
 import nginx_pypi  # noqa: E402
 import oci_registry  # noqa: E402
-from pantry_serve import Pantry, clean_env  # noqa: E402
+import clients  # noqa: E402
+from pantry_serve import Pantry  # noqa: E402
 
 PANTRY = None
-PYTHON = "/usr/bin/python3"
 IMAGES = ("library/busybox:1.36", "org/multi:latest")
 FILE_SUFFIXES = (".whl", ".tar.gz", ".metadata")
 TIMEOUTS = "connect_timeout: 2s, header_timeout: 10s, idle_timeout: 10s"
@@ -90,33 +88,19 @@ class TiersTest(unittest.TestCase):
         return text
 
     def pip_install(self, edge, name):
-        venv = os.path.join(self.work, f"venv-{name}")
-        subprocess.run([PYTHON, "-m", "venv", venv], check=True, env=clean_env())
-        env = clean_env()
-        env.update(PIP_INDEX_URL=edge.url("/simple/"))
-        cmd = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "pantry-demo-app",
-               "wheel==0.38.4"]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, f"{name}: {' '.join(cmd)}:\n{r.stdout}\n{r.stderr}"
-                                          f"{self.logs()}")
-        r = subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "list",
-                            "--format", "json"], env=env, capture_output=True, text=True,
-                           check=True)
-        got = {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"]
-               for p in json.loads(r.stdout)}
+        proc, got = clients.pip_install(self.work, name, edge.url("/simple/"),
+                                        ["pantry-demo-app", "wheel==0.38.4"])
+        self.assertEqual(proc.returncode, 0, f"{name}: {' '.join(proc.args)}:\n{proc.stdout}\n"
+                                             f"{proc.stderr}{self.logs()}")
         self.assertEqual({k: got.get(k) for k in ("pantry-demo-app", "pantry-demo-lib", "wheel")},
                          {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1", "wheel": "0.38.4"},
                          f"{name}: {got}")
 
     def pull(self, edge, name):
         for ref in IMAGES:
-            dest = os.path.join(self.work, f"pull-{name}-{ref.replace('/', '_').replace(':', '_')}")
-            cmd = ["skopeo", "copy", "--all", "--src-tls-verify=false",
-                   f"docker://127.0.0.1:{edge.port}/{ref}", f"dir:{dest}"]
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            self.assertEqual(r.returncode, 0, f"{name}: {' '.join(cmd)}:\n{r.stdout}{r.stderr}"
-                                              f"{self.logs()}")
-            shutil.rmtree(dest, ignore_errors=True)
+            proc = clients.skopeo_copy_all(f"127.0.0.1:{edge.port}/{ref}", self.work, name)
+            self.assertEqual(proc.returncode, 0, f"{name}: {' '.join(proc.args)}:\n{proc.stdout}"
+                                                 f"{proc.stderr}{self.logs()}")
 
     def fixture_fetches(self):
         """{path: GETs} of files and blobs the fixtures answered."""

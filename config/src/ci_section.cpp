@@ -204,7 +204,8 @@ void read_quarantine(reader& r, const entry& e, ci_config& ci) {
     std::vector<std::string> ids;
     for (std::size_t i = 0; i < f.value.size(); ++i) {
       const entry item{f.key, f.key_node, f.value[i], f.path + "[" + std::to_string(i) + "]"};
-      auto id = r.as_text(item, "a test id as `pantry tests` shows it, e.g. tests/test_a.py::test_b");
+      auto id =
+          r.as_text(item, "a test id as `pantry tests` shows it, e.g. tests/test_a.py::test_b");
       if (!id) continue;
       if (id->empty() || id->size() > kMaxTestId ||
           id->find_first_of("\r\n") != std::string::npos) {

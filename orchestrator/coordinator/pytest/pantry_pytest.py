@@ -3,6 +3,10 @@ shard, re-runs each failing test once, and records the re-run where pantry's JUn
 finds it. No dependency beyond pytest (7.2 or later); enable it with PYTEST_PLUGINS=pantry_pytest
 and this file's directory on PYTHONPATH (the runner mounts it read-only in every job).
 
+With an older pytest it prints one line and registers nothing: the order, the shard split, the
+re-runs, fail fast and the quarantine are off (a sharded job then runs every test in each shard:
+slower, still correct), and only the JUnit report still goes to PANTRY_JUNIT.
+
 Environment (docs/ARCHITECTURE.md, "Test intelligence"):
 
 PANTRY_TEST_ORDER  path of the order file (format "pantry-test-order", version 2; see
@@ -34,6 +38,8 @@ stops at a quarantined test.
 
 import json
 import os
+import re
+import sys
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -45,6 +51,10 @@ GROUPS = ("failed", "changed", "new", "rest")
 ID_PROPERTY = "pantry.id"
 RERUN_PROPERTY = "pantry.rerun"
 QUARANTINED_PROPERTY = "pantry.quarantined"
+
+# The oldest pytest this plugin was run against (Debian 12's); its hooks and runtestprotocol's
+# signature are those of 7.2.
+OLDEST_PYTEST = (7, 2)
 
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
@@ -327,9 +337,25 @@ def _report_path(directory, stem):
     return path
 
 
+def version_tuple(text):
+    """(major, minor) of a version string such as "7.2.1" or "8.0.0rc1"; (0, 0) if unreadable."""
+    m = re.match(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     environ = os.environ
+    junit_dir = environ.get("PANTRY_JUNIT", "").strip()
+    if version_tuple(pytest.__version__) < OLDEST_PYTEST:
+        sys.stderr.write(
+            "pantry: pytest %s is older than %d.%d, the oldest this plugin was verified with: the "
+            "planned order, the shard split (each shard runs every test), re-runs, fail fast and "
+            "the quarantine are off; install pytest>=%d.%d in the image to have them\n"
+            % ((pytest.__version__,) + OLDEST_PYTEST + OLDEST_PYTEST))
+        if junit_dir and not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = _report_path(junit_dir, "pytest")
+        return
     shard, shards = read_shard(environ)
     order = None
     order_path = environ.get("PANTRY_TEST_ORDER", "").strip()
@@ -340,7 +366,6 @@ def pytest_configure(config):
                 "order file %s has %d shards but PANTRY_SHARDS=%d; pantry writes both from the "
                 "job's `parallel`, so the file is not this job's" % (order_path, order.shards, shards)
             )
-    junit_dir = environ.get("PANTRY_JUNIT", "").strip()
     if junit_dir and not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = _report_path(junit_dir, "pytest" if shards == 1 else "pytest-shard-%d" % shard)
     plugin = PantryPlugin(

@@ -130,7 +130,8 @@ class store_impl final : public quarantine_store {
     const std::string key = keys::quarantine(project);
     auto c = read(key);
     if (!c) return c.error();
-    bool changed = std::erase_if(c->added, [&](const quarantined_test& q) { return q.id == id; }) > 0;
+    bool changed =
+        std::erase_if(c->added, [&](const quarantined_test& q) { return q.id == id; }) > 0;
     if (in_config && std::find(c->released.begin(), c->released.end(), id) == c->released.end()) {
       c->released.emplace_back(id);
       changed = true;
@@ -173,7 +174,8 @@ std::vector<quarantined_test> merge_quarantine(std::span<const std::string> conf
                                                const quarantine_changes& changes) {
   std::vector<quarantined_test> out;
   auto listed = [&](std::string_view id) {
-    return std::any_of(out.begin(), out.end(), [&](const quarantined_test& q) { return q.id == id; });
+    return std::any_of(out.begin(), out.end(),
+                       [&](const quarantined_test& q) { return q.id == id; });
   };
   for (const std::string& id : config_ids) {
     if (listed(id) ||

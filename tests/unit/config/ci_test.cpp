@@ -151,9 +151,9 @@ TEST(CiConfigTest, QuarantineListsTestIdsPerProject) {
       "    team/web: []\n"
       "  quarantine_exit_passes: 3\n");
   ASSERT_EQ(c.ci.quarantine.size(), 2u);
-  EXPECT_EQ(c.ci.quarantine.at("app"),
-            (std::vector<std::string>{"tests/test_a.py::test_b[x-1]",
-                                      "tests/test_c.py::TestD::test_e"}));
+  EXPECT_EQ(
+      c.ci.quarantine.at("app"),
+      (std::vector<std::string>{"tests/test_a.py::test_b[x-1]", "tests/test_c.py::TestD::test_e"}));
   EXPECT_TRUE(c.ci.quarantine.at("team/web").empty());
   EXPECT_EQ(c.ci.quarantine_exit_passes, 3u);
   EXPECT_EQ(parse_ok(to_yaml(c, secrets::shown)), c);

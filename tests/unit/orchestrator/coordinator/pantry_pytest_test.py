@@ -294,6 +294,37 @@ def test_fail_fast_goes_past_a_quarantined_failure(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["test_a.py::test_broken RERUN FAILED*"])
 
 
+def test_an_older_pytest_turns_the_plugin_off_with_one_line(pytester, monkeypatch):
+    pytester.makepyfile(test_one="def test_b(): pass\ndef test_a(): assert False\n")
+    order = write_order(pytester, [("test_one.py::test_a", 2, "failed")], shards=2,
+                        quarantined=["test_one.py::test_a"])
+    junit = pytester.path / "junit"
+    monkeypatch.setenv("PANTRY_TEST_ORDER", order)
+    monkeypatch.setenv("PANTRY_SHARDS", "2")
+    monkeypatch.setenv("PANTRY_SHARD", "1")
+    monkeypatch.setenv("PANTRY_JUNIT", str(junit))
+    monkeypatch.setattr(pytest, "__version__", "7.1.3")
+    result = pytester.runpytest("-p", "pantry_pytest", "-v", "-p", "no:cacheprovider")
+    lines = [l for l in result.errlines if l.startswith("pantry: ")]
+    assert lines == [
+        "pantry: pytest 7.1.3 is older than 7.2, the oldest this plugin was verified with: the "
+        "planned order, the shard split (each shard runs every test), re-runs, fail fast and the "
+        "quarantine are off; install pytest>=7.2 in the image to have them"], result.errlines
+    # pytest's own order, every test in this shard, no re-run, the quarantined failure counts.
+    assert ran(result) == ["test_one.py::test_b", "test_one.py::test_a"], result.outlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "rerun" not in result.outlines[-1]
+    assert [name for name, _, _ in junit_testcases(junit / "pytest.xml")] == ["test_b", "test_a"]
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("7.2.1", (7, 2)), ("6.2.5", (6, 2)), ("8.0.0rc1", (8, 0)), ("10.1", (10, 1)), ("dev", (0, 0)),
+])
+def test_version_tuple(text, parsed):
+    assert pantry_pytest.version_tuple(text) == parsed
+    assert (parsed >= pantry_pytest.OLDEST_PYTEST) == (text in ("7.2.1", "8.0.0rc1", "10.1"))
+
+
 @pytest.mark.parametrize("env, message", [
     ({"PANTRY_SHARDS": "3", "PANTRY_SHARD": "4"}, "PANTRY_SHARD=4 is not from 1 to PANTRY_SHARDS=3"),
     ({"PANTRY_SHARDS": "3"}, "PANTRY_SHARDS=3 but PANTRY_SHARD is not set"),

@@ -19,8 +19,9 @@
 // "new"; it runs after the listed tests of its group, in the runner's own order. `seconds` is
 // absent for a test without a duration. `quarantined` (absent: none) lists the tests whose
 // failures must not fail the job (quarantine.h); version 2 added it, so that a reader that would
-// ignore it, and fail a job pantry meant to pass, refuses the file instead. Readers ignore members they do not know; a new version
-// number means an incompatible change. See docs/ARCHITECTURE.md, "Test intelligence".
+// ignore it, and fail a job pantry meant to pass, refuses the file instead. Readers ignore members
+// they do not know; a new version number means an incompatible change. See docs/ARCHITECTURE.md,
+// "Test intelligence".
 
 #include "pantry/error.h"
 #include "pantry/orchestrator/coordinator/test_history.h"
@@ -55,7 +56,7 @@ struct test_order {
   std::vector<std::string> changed_files;
   std::vector<std::string> quarantined;  // test ids whose failures do not fail the job
   std::vector<order_entry> tests;        // the run order
-  std::vector<double> shard_seconds;  // the estimated seconds of each shard (index shard - 1)
+  std::vector<double> shard_seconds;     // the estimated seconds of each shard (index shard - 1)
 };
 
 // 64-bit FNV-1a of the bytes of `text`: offset basis 14695981039346656037, prime 1099511628211.

@@ -101,47 +101,50 @@ class store_impl final : public quarantine_store {
 
   result<bool> add(std::string_view project, std::string_view id, bool in_config,
                    std::string_view by, clock::time_point now) override {
-    if (auto e = check_project(project)) return *e;
-    if (auto e = check_test_id(id)) return *e;
-    std::lock_guard lock(mutex_);
-    const std::string key = keys::quarantine(project);
-    auto c = read(key);
-    if (!c) return c.error();
-    bool changed = std::erase(c->released, id) > 0;
-    const bool listed = std::any_of(c->added.begin(), c->added.end(),
-                                    [&](const quarantined_test& q) { return q.id == id; });
-    if (!in_config && !listed) {
-      quarantined_test q;
-      q.id = std::string(id);
-      q.by = std::string(by);
-      q.since = now;
-      c->added.push_back(std::move(q));
-      changed = true;
-    }
-    if (!changed) return false;
-    if (auto w = write(key, *c); !w) return w.error();
-    return true;
+    return update(project, id, [&](quarantine_changes& c) {
+      bool changed = std::erase(c.released, id) > 0;
+      const bool listed = std::any_of(c.added.begin(), c.added.end(),
+                                      [&](const quarantined_test& q) { return q.id == id; });
+      if (!in_config && !listed) {
+        quarantined_test q;
+        q.id = std::string(id);
+        q.by = std::string(by);
+        q.since = now;
+        c.added.push_back(std::move(q));
+        changed = true;
+      }
+      return changed;
+    });
   }
 
   result<bool> remove(std::string_view project, std::string_view id, bool in_config) override {
+    return update(project, id, [&](quarantine_changes& c) {
+      bool changed =
+          std::erase_if(c.added, [&](const quarantined_test& q) { return q.id == id; }) > 0;
+      if (in_config && std::find(c.released.begin(), c.released.end(), id) == c.released.end()) {
+        c.released.emplace_back(id);
+        changed = true;
+      }
+      return changed;
+    });
+  }
+
+ private:
+  // Reads the project's changes, lets `change` edit them (true: it changed something) and
+  // writes them back, under the lock. True iff `change` changed something.
+  template <class Change>
+  result<bool> update(std::string_view project, std::string_view id, Change&& change) {
     if (auto e = check_project(project)) return *e;
     if (auto e = check_test_id(id)) return *e;
     std::lock_guard lock(mutex_);
     const std::string key = keys::quarantine(project);
     auto c = read(key);
     if (!c) return c.error();
-    bool changed =
-        std::erase_if(c->added, [&](const quarantined_test& q) { return q.id == id; }) > 0;
-    if (in_config && std::find(c->released.begin(), c->released.end(), id) == c->released.end()) {
-      c->released.emplace_back(id);
-      changed = true;
-    }
-    if (!changed) return false;
+    if (!change(*c)) return false;
     if (auto w = write(key, *c); !w) return w.error();
     return true;
   }
 
- private:
   result<quarantine_changes> read(const std::string& key) {
     auto e = store_->get_entry(key);
     if (!e) {

@@ -115,6 +115,27 @@ asio::awaitable<void> fail(exchange& ex, http::status status, std::string messag
   co_await respond_json(ex, status, answer);
 }
 
+// An answer computed off the I/O threads: 200 with it, or the error (400 for a bad argument, 503
+// when the store failed).
+asio::awaitable<void> respond_answer(exchange& ex, const result<json::object>& answer) {
+  if (!answer) {
+    const auto status = answer.error().code == errc::invalid_argument
+                            ? http::status::bad_request
+                            : http::status::service_unavailable;
+    co_await fail(ex, status, answer.error().message);
+    co_return;
+  }
+  co_await respond_json(ex, http::status::ok, *answer);
+}
+
+// The project of /api/v1/projects/<project>/<what>: every segment before the last.
+std::string project_of(const target_parts& t) {
+  std::string project;
+  for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
+    project += (i ? "/" : "") + t.segments[i];
+  return project;
+}
+
 double seconds_between(clock::time_point a, clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -902,10 +923,13 @@ asio::awaitable<void> coordinator_impl::plan_tests(const assignment& a, ticket& 
     return std::make_pair(j->spec_name, std::max(1, j->shards));
   });
   if (!job) co_return;
-  // On the jobs' pool, as their checkouts: a fetch may take a while. The built-in runner's
-  // checkout then finds the commit in the mirror.
-  auto changed = co_await proxy::off_thread(job_pool_->get_executor(),
-                                            [&] { return changed_files(t.source); });
+  // Only a git source with a base has changed files. Its fetch (the built-in runner's checkout
+  // then finds the commit in the mirror) runs on the blocking pool, as the history's reads do:
+  // the jobs' pool may be taken by running jobs, and the claim waits for this.
+  std::vector<std::string> changed;
+  if (t.source.type == source_ref::kind::git && !t.source.base.empty()) {
+    changed = co_await blocking([&] { return changed_files(t.source); });
+  }
   t.test_order = co_await blocking(
       [&] { return plan_order_file(t.project, job->first, job->second, std::move(changed)); });
 }
@@ -1193,9 +1217,7 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     co_return;
   }
   if (!co_await allowed(ex, role::read)) co_return;
-  std::string project;
-  for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
-    project += (i ? "/" : "") + t.segments[i];
+  const std::string project = project_of(t);
   bool flaky = false;
   std::optional<std::size_t> slowest_n;
   if (auto f = t.query.find("flaky"); f != t.query.end()) {
@@ -1249,14 +1271,7 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     }
     return o;
   });
-  if (!answer) {
-    const auto status = answer.error().code == errc::invalid_argument
-                            ? http::status::bad_request
-                            : http::status::service_unavailable;
-    co_await fail(ex, status, answer.error().message);
-    co_return;
-  }
-  co_await respond_json(ex, http::status::ok, *answer);
+  co_await respond_answer(ex, answer);
 }
 
 asio::awaitable<void> coordinator_impl::quarantine_route(exchange& ex, const target_parts& t) {
@@ -1271,9 +1286,7 @@ asio::awaitable<void> coordinator_impl::quarantine_route(exchange& ex, const tar
   if (!co_await allowed(ex, method == http::verb::get ? role::read : role::submit, &who)) {
     co_return;
   }
-  std::string project;
-  for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
-    project += (i ? "/" : "") + t.segments[i];
+  const std::string project = project_of(t);
   std::string test;
   if (method != http::verb::get) {
     auto it = t.query.find("test");
@@ -1318,14 +1331,7 @@ asio::awaitable<void> coordinator_impl::quarantine_route(exchange& ex, const tar
     o["quarantined"] = std::move(q);
     return o;
   });
-  if (!answer) {
-    const auto status = answer.error().code == errc::invalid_argument
-                            ? http::status::bad_request
-                            : http::status::service_unavailable;
-    co_await fail(ex, status, answer.error().message);
-    co_return;
-  }
-  co_await respond_json(ex, http::status::ok, *answer);
+  co_await respond_answer(ex, answer);
 }
 
 asio::awaitable<void> coordinator_impl::submit(exchange& ex) {

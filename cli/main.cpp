@@ -88,21 +88,24 @@ commands:
   ci check [FILE]       Validate a pipeline file (default .pantry.yml) without running it;
                         exit 0 with a summary, 2 with every problem (file:line:col: field: ...).
   submit [-f .pantry.yml] [-C DIR] [--project P] [--patch ID] [--commit SHA]
-         [--git URL --commit SHA [--auth-secret NAME]] [--wait] [--no-color]
+         [--git URL --commit SHA [--auth-secret NAME] [--base SHA]] [--wait] [--no-color]
          [--url URL --token T | --config FILE | --data-dir DIR]
              Submit the pipeline of FILE with the working tree DIR (packed, .gitignore
              respected, sent only if pantry lacks it) or a git commit; print the pipeline's URL.
              A newer submission for the same project and patch cancels the older one. --wait
-             streams the jobs' logs and exits 0 green, 1 red; a bad FILE exits 2.
+             streams the jobs' logs and exits 0 green, 1 red; a bad FILE exits 2. --base SHA:
+             the commit the change is based on; tests in the files changed since run early.
   jobs [--project P]    The jobs of the newest pipelines, with their states.
   logs [-f] JOB [--grep RE] [--step STEP]
              A job's log (-f: follow it live); --step: setup, report, run (or run N), finish.
   cancel PIPELINE | cancel --job JOB    Cancel a pipeline or one job.
   artifacts JOB -o DIR  Download the files the job kept (its `artifacts:`) into DIR.
-  tests [--project P] [--flaky | --slowest N]
+  tests [--project P] [--flaky | --slowest N | --quarantined | --quarantine ID | --unquarantine ID]
              The project's (default: this directory's name) tests from their JUnit reports:
              runs, passes, failures, median seconds, last outcome; --flaky: the tests that
-             failed and passed on one commit, with the evidence; --slowest N: the N slowest.
+             failed and passed on one commit, with the evidence; --slowest N: the N slowest;
+             --quarantined: the tests whose failures do not fail their job; --quarantine ID,
+             --unquarantine ID: put a test in quarantine or take it out.
              These six reach the `pantry serve` of the data dir, or --url with --token
              (PANTRY_URL, PANTRY_TOKEN: a token of the serve's ci.tokens).
   pins check [--config FILE] [--repo NAME] [--only NAME] [--pantry URL]

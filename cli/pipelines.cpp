@@ -9,6 +9,8 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -212,6 +214,7 @@ int submit_command(const submit_options& o) {
   if (o.git) {
     json::object source{{"git", *o.git}, {"commit", commit}};
     if (o.auth_secret) source["auth_secret"] = *o.auth_secret;
+    if (o.base) source["base"] = *o.base;
     body["source"] = std::move(source);
   } else {
     // The working tree, packed reproducibly: an unchanged tree has the same digest and is not
@@ -444,6 +447,18 @@ void print_tests(const json::array& tests) {
   }
 }
 
+void print_quarantined(const json::array& quarantined) {
+  std::printf("%-7s %-21s %-12s %s\n", "SOURCE", "SINCE", "BY", "TEST");
+  for (const auto& e : quarantined) {
+    const auto* t = e.if_object();
+    if (!t) continue;
+    const std::string by = str_of(*t, "by");
+    std::printf("%-7s %-21s %-12s %s\n", str_of(*t, "source").c_str(),
+                time_of(t->if_contains("since")).c_str(), by.empty() ? "-" : by.c_str(),
+                str_of(*t, "id").c_str());
+  }
+}
+
 }  // namespace
 
 int tests_command(const tests_options& o) {
@@ -453,6 +468,28 @@ int tests_command(const tests_options& o) {
   auto conn = connect(o.where, false);
   if (!conn) return fail(conn.error().message);
   api_client client(conn->url, conn->token);
+  const std::optional<std::string>& change = o.quarantine ? o.quarantine : o.unquarantine;
+  if (o.quarantined || change) {
+    std::string path = "/api/v1/projects/" + project + "/quarantine";
+    if (change) path += "?test=" + boost::urls::encode(*change, boost::urls::unreserved_chars);
+    auto method = !change ? http::verb::get : o.quarantine ? http::verb::put : http::verb::delete_;
+    auto r = client.call(method, path);
+    if (!r) return fail(r.error().message);
+    if (r->status != 200) return fail(message_of(*r));
+    boost::system::error_code jec;
+    auto v = json::parse(r->body, jec);
+    const auto* list = !jec && v.is_object() ? array_of(v.get_object(), "quarantined") : nullptr;
+    if (!list) return fail("pantry answered something that is not a quarantine list");
+    if (change) {
+      const auto* changed = v.get_object().if_contains("changed");
+      const bool did = changed && changed->is_bool() && changed->get_bool();
+      std::printf("%s %s quarantine%s\n", change->c_str(), o.quarantine ? "is in" : "is out of",
+                  did ? "" : " (it was already)");
+    }
+    std::printf("project %s: %zu quarantined tests\n", project.c_str(), list->size());
+    if (!list->empty()) print_quarantined(*list);
+    return kExitOk;
+  }
   std::string path = "/api/v1/projects/" + project + "/tests";
   if (o.flaky) path += "?flaky=1";
   if (o.slowest) path += "?slowest=" + std::to_string(*o.slowest);

@@ -31,6 +31,9 @@ struct submit_options {
   std::optional<std::string> commit;  // default: `git rev-parse HEAD` in dir, when it is a repo
   std::optional<std::string> git;     // --git URL: the runner fetches the commit from there
   std::optional<std::string> auth_secret;  // --auth-secret NAME: ci.secrets entry for --git
+  // --base SHA (with --git): the commit the change is based on; tests in the files changed
+  // since run early.
+  std::optional<std::string> base;
   bool wait = false;
   bool color = false;  // set from isatty(1) unless --no-color
 };
@@ -66,6 +69,10 @@ struct tests_options {
   std::optional<std::string> project;  // default: the current directory's name, as submit's
   bool flaky = false;                  // --flaky: the flaky tests with their evidence
   std::optional<std::size_t> slowest;  // --slowest N: the N slowest tests
+  bool quarantined = false;            // --quarantined: the quarantined tests
+  // --quarantine ID / --unquarantine ID: puts a test in quarantine or takes it out (PUT or
+  // DELETE /api/v1/projects/<project>/quarantine?test=ID), then lists the quarantined tests.
+  std::optional<std::string> quarantine, unquarantine;
 };
 
 // Parsers of the arguments after the command's name; errors name the argument.

@@ -89,6 +89,7 @@ result<submit_options> parse_submit_args(const std::vector<std::string>& args) {
   rules.push_back({{"--commit"}, true, [&o](const std::string& v) { o.commit = v; }});
   rules.push_back({{"--git"}, true, [&o](const std::string& v) { o.git = v; }});
   rules.push_back({{"--auth-secret"}, true, [&o](const std::string& v) { o.auth_secret = v; }});
+  rules.push_back({{"--base"}, true, [&o](const std::string& v) { o.base = v; }});
   rules.push_back({{"--wait"}, false, [&o](const std::string&) { o.wait = true; }});
   bool no_color = false;
   rules.push_back({{"--no-color"}, false, [&no_color](const std::string&) { no_color = true; }});
@@ -103,6 +104,15 @@ result<submit_options> parse_submit_args(const std::vector<std::string>& args) {
                  " is not a full commit id; give the 40 hex digits `git rev-parse HEAD` prints");
   }
   if (o.auth_secret && !o.git) return usage("pantry submit: --auth-secret goes with --git");
+  if (o.base && !o.git) {
+    return usage(
+        "pantry submit: --base goes with --git (an uploaded tree has no base pantry "
+        "could compare it with)");
+  }
+  if (o.base && !orchestrator::coordinator::is_commit_id(*o.base)) {
+    return usage("pantry submit: --base " + *o.base +
+                 " is not a full commit id; give the 40 hex digits `git merge-base` prints");
+  }
   o.color = !no_color;
   return o;
 }
@@ -175,6 +185,9 @@ result<tests_options> parse_tests_args(const std::vector<std::string>& args) {
   rules.push_back({{"--project"}, true, [&o](const std::string& v) { o.project = v; }});
   rules.push_back({{"--flaky"}, false, [&o](const std::string&) { o.flaky = true; }});
   rules.push_back({{"--slowest"}, true, [&slowest](const std::string& v) { slowest = v; }});
+  rules.push_back({{"--quarantined"}, false, [&o](const std::string&) { o.quarantined = true; }});
+  rules.push_back({{"--quarantine"}, true, [&o](const std::string& v) { o.quarantine = v; }});
+  rules.push_back({{"--unquarantine"}, true, [&o](const std::string& v) { o.unquarantine = v; }});
   auto rest = parse("tests", args, std::move(rules));
   if (!rest) return rest.error();
   if (!rest->empty()) return usage("pantry tests: unexpected argument " + rest->front());
@@ -186,8 +199,19 @@ result<tests_options> parse_tests_args(const std::vector<std::string>& args) {
     }
     o.slowest = static_cast<std::size_t>(std::stoul(*slowest));
   }
-  if (o.flaky && o.slowest) {
-    return usage("pantry tests: give one of --flaky and --slowest N, not both");
+  const int views = int(o.flaky) + int(o.slowest.has_value()) + int(o.quarantined) +
+                    int(o.quarantine.has_value()) + int(o.unquarantine.has_value());
+  if (views > 1) {
+    return usage(
+        "pantry tests: give one of --flaky, --slowest N, --quarantined, --quarantine ID and "
+        "--unquarantine ID");
+  }
+  for (const auto* id : {&o.quarantine, &o.unquarantine}) {
+    if (*id && (*id)->empty()) {
+      return usage(
+          "pantry tests: --quarantine and --unquarantine need a test id as `pantry "
+          "tests` shows it, e.g. tests/test_a.py::test_b");
+    }
   }
   return o;
 }

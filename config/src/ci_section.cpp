@@ -38,8 +38,9 @@ bool is_ci_name(std::string_view name) noexcept {
 namespace detail {
 namespace {
 
-constexpr std::array<std::string_view, 8> kCiKeys = {
-    "enabled", "slots", "tokens", "secrets", "runner_timeout", "logs", "artifacts", "runner_of"};
+constexpr std::array<std::string_view, 10> kCiKeys = {
+    "enabled", "slots",     "tokens",    "secrets",    "runner_timeout",
+    "logs",    "artifacts", "runner_of", "quarantine", "quarantine_exit_passes"};
 constexpr std::array<std::string_view, 3> kRunnerOfKeys = {"url", "token", "slots"};
 constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "token", "role"};
 constexpr std::array<std::string_view, 3> kLimitKeys = {"max_job", "keep_for", "max_total"};
@@ -164,6 +165,66 @@ void read_limits(reader& r, const entry& e, ci_storage_limits& limits, std::stri
   });
 }
 
+// The longest test id kept: pytest's node ids of deeply parametrized tests run long, and one
+// this long is a pasted log line.
+constexpr std::size_t kMaxTestId = 4096;
+// Passes in a row to leave quarantine: they are counted over the test history, which keeps a
+// project's last 100 runs, so a larger count would keep a test in quarantine for good.
+constexpr unsigned kMaxExitPasses = 100;
+
+constexpr std::string_view kQuarantineExample = "{app: [\"tests/test_net.py::test_timeout\"]}";
+
+// A project name as pipelines carry it: 1-200 of A-Z a-z 0-9 . _ - /.
+bool is_pipeline_project(std::string_view name) noexcept {
+  constexpr std::size_t kMaxProject = 200;
+  if (name.empty() || name.size() > kMaxProject) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return detail::is_alpha(c) || detail::is_digit(c) || c == '_' || c == '.' || c == '-' ||
+           c == '/';
+  });
+}
+
+// ci.quarantine: project -> test ids; replaced whole or not at all.
+void read_quarantine(reader& r, const entry& e, ci_config& ci) {
+  const std::size_t problems_before = r.problems();
+  std::map<std::string, std::vector<std::string>> quarantine;
+  r.read_named_map(e, kQuarantineExample, [&](const entry& f) {
+    if (!is_pipeline_project(f.key)) {
+      r.fail(f.key_node.Mark(), f.path,
+             quote(f.key) +
+                 " is not a project name; use the project of its pipelines (1 to 200 letters, "
+                 "digits, '_', '.', '-' and '/'), e.g. app");
+      return;
+    }
+    if (!f.value.IsSequence()) {
+      r.fail(f, describe(f.value) + " is " + kind_of(f.value) +
+                    ", expected a list of test ids, e.g. [\"tests/test_net.py::test_timeout\"]");
+      return;
+    }
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < f.value.size(); ++i) {
+      const entry item{f.key, f.key_node, f.value[i], f.path + "[" + std::to_string(i) + "]"};
+      auto id =
+          r.as_text(item, "a test id as `pantry tests` shows it, e.g. tests/test_a.py::test_b");
+      if (!id) continue;
+      if (id->empty() || id->size() > kMaxTestId ||
+          id->find_first_of("\r\n") != std::string::npos) {
+        r.fail(item, quote(id->substr(0, 80)) +
+                         " is not a test id; give one line of at most 4096 bytes as `pantry "
+                         "tests` shows it, e.g. tests/test_a.py::test_b");
+        continue;
+      }
+      if (std::find(ids.begin(), ids.end(), *id) != ids.end()) {
+        r.fail(item, quote(*id) + " is listed twice; list it once");
+        continue;
+      }
+      ids.push_back(std::move(*id));
+    }
+    quarantine[std::string(f.key)] = std::move(ids);
+  });
+  if (r.problems() == problems_before) ci.quarantine = std::move(quarantine);
+}
+
 // ci.runner_of: the coordinator this pantry takes jobs from.
 void read_runner_of(reader& r, const entry& e, ci_runner_of& of) {
   r.read_map(e, kRunnerOfKeys, [&](const entry& f) {
@@ -220,6 +281,13 @@ void read_ci(reader& r, const entry& e, config& c) {
       read_limits(r, f, ci.artifact_limits, "1GiB", "10GiB");
     } else if (f.key == "runner_of") {
       read_runner_of(r, f, ci.runner_of);
+    } else if (f.key == "quarantine") {
+      read_quarantine(r, f, ci);
+    } else if (f.key == "quarantine_exit_passes") {
+      if (auto n = r.read_count(f, 1, kMaxExitPasses,
+                                "use 1 to " + std::to_string(kMaxExitPasses) + ", e.g. 10")) {
+        ci.quarantine_exit_passes = *n;
+      }
     }
   });
 }
@@ -294,6 +362,20 @@ void emit_ci(YAML::Emitter& out, const config& c, secrets s) {
   emit_key(out, "runner_timeout", format_duration(ci.runner_timeout));
   emit_limits(out, "logs", ci.log_limits);
   emit_limits(out, "artifacts", ci.artifact_limits);
+  out << YAML::Key << "quarantine" << YAML::Value;
+  if (ci.quarantine.empty()) {
+    out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+  } else {
+    out << YAML::BeginMap;
+    for (const auto& [project, ids] : ci.quarantine) {
+      out << YAML::Key << project << YAML::Value << YAML::BeginSeq;
+      for (const auto& id : ids)
+        out << YAML::DoubleQuoted << id;
+      out << YAML::EndSeq;
+    }
+    out << YAML::EndMap;
+  }
+  emit_key(out, "quarantine_exit_passes", ci.quarantine_exit_passes);
   // Only when set: the defaults leave it out, so that `pantry config show` prints what reads back.
   if (!ci.runner_of.url.empty()) {
     out << YAML::Key << "runner_of" << YAML::Value << YAML::BeginMap;

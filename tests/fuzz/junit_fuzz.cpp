@@ -90,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // correctly rounded ("3E119" reads back as 2.9999999999999997E119), so the text may differ in
   // the last digit of a duration.
   check(again->shards == order->shards && again->changed_files == order->changed_files &&
-            again->tests.size() == order->tests.size(),
+            again->quarantined == order->quarantined && again->tests.size() == order->tests.size(),
         "the order file's round trip", size);
   for (std::size_t i = 0; i < order->tests.size(); ++i) {
     const auto& a = order->tests[i];

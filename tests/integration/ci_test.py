@@ -104,6 +104,8 @@ ci:
     - {{ name: viewer, token: "{READ_TOKEN}", role: read }}
   secrets: {{ api_key: {self.secret_file} }}
   logs: {{ max_job: 1MiB }}
+  quarantine: {{ history: ["{QUARANTINED_BY_CONFIG}"] }}
+  quarantine_exit_passes: 2
 """
         self.pantry = Pantry(PANTRY, self.work, self.index_url,
                              oci=("  hosted:\n    prefix: local/\n"
@@ -471,7 +473,7 @@ jobs:
         commit fetches only what is new into the same mirror; a file:// URL is refused."""
         repo = self.project("fromgit", f"""image: {self.base}
 jobs:
-  show: {{ run: "cat version.txt; git --version >/dev/null 2>&1 || true" }}
+  show: {{ run: "cat version.txt; echo; cat $PANTRY_TEST_ORDER; echo" }}
 """)
         env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
 
@@ -497,13 +499,19 @@ jobs:
                 self.assertLess(time.monotonic(), deadline, "git daemon did not start")
                 time.sleep(0.1)
             url = f"git://127.0.0.1:{port}/fromgit"
+            base = []
             for text in ("first version", "second version"):
                 sha = commit(text)
+                # The second is submitted with the first as its base: the order file names the
+                # file changed between them.
                 r = self.site.pantry_cmd("submit", "-C", repo, "--project", "fromgit", "--git",
-                                         url, "--commit", sha, "--wait", "--no-color")
+                                         url, "--commit", sha, *base, "--wait", "--no-color")
                 self.assertEqual(r.returncode, 0, described(r) + "\n" + self.site.pantry.tail())
                 self.assertIn(f"{url} at {sha}", r.stdout)
                 self.assertIn(text, r.stdout)
+                changed = '"changed_files":["version.txt"]' if base else '"changed_files":[]'
+                self.assertIn(changed, r.stdout)
+                base = ["--base", sha]
         finally:
             daemon.terminate()
             daemon.wait()
@@ -529,13 +537,15 @@ HISTORY_TESTS = {
                           "def test_zulu_fails():\n    assert 2 + 2 == 5\n",
 }
 FAILING = "tests/test_zulu.py::test_zulu_fails"
+# In the site's ci.quarantine; it passes, so it leaves after ci.quarantine_exit_passes (2) runs.
+QUARANTINED_BY_CONFIG = "tests/test_zulu.py::test_zulu_ok"
 TEST_LINE = re.compile(r"(tests/test_\w+\.py::\S+) (PASSED|FAILED)")
 
 
 class CiTestHistoryTest(CiBase):
     """A job's JUnit results in the project's test history, and its order planned from it."""
 
-    def history_project(self):
+    def history_project(self, job_keys=""):
         d = os.path.join(self.work, "history")
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(os.path.join(d, "tests"))
@@ -549,7 +559,7 @@ jobs:
     run:
       - test -d "$PANTRY_JUNIT" && test -r "$PANTRY_TEST_ORDER" && echo "plugins=$PYTEST_PLUGINS"
       - python3 -m pytest -v -p no:cacheprovider tests
-""")
+{job_keys}""")
         return d
 
     def job_log(self, pid):
@@ -616,6 +626,62 @@ jobs:
         self.assertEqual(order[0], FAILING, order)
         listed = self.site.pantry_cmd("tests", "--project", "history")
         self.assertIn("30 tests in 2 runs", listed.stdout, described(listed))
+        # The config's quarantined test passed its second run in a row: it leaves, and says so.
+        self.assertIn(f"tests: {QUARANTINED_BY_CONFIG} leaves quarantine: it passed 2 runs in a "
+                      "row (ci.quarantine_exit_passes: 2)", log)
+
+    def test_i_quarantined_failure_runs_but_the_pipeline_is_green(self):
+        d = self.history_project()
+        # A read token may look, not change.
+        status, text = self.site.api(f"/api/v1/projects/history/quarantine?test={FAILING}",
+                                     method="PUT", token=READ_TOKEN)
+        self.assertEqual(status, 403, text)
+        status, text = self.site.api("/api/v1/projects/history/quarantine", method="PUT")
+        self.assertEqual(status, 400, text)
+        self.assertIn("?test=ID", text)
+        put = self.site.pantry_cmd("tests", "--project", "history", "--quarantine", FAILING)
+        self.assertEqual(put.returncode, 0, described(put))
+        self.assertIn(f"{FAILING} is in quarantine", put.stdout)
+        listed = self.site.pantry_cmd("tests", "--project", "history", "--quarantined")
+        self.assertEqual(listed.returncode, 0, described(listed))
+        self.assertIn("project history: 1 quarantined tests", listed.stdout)
+        self.assertRegex(listed.stdout, r"api +\S+ \S+ +dev +" + re.escape(FAILING))
+
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "history", "--patch", "3",
+                                 "--wait", "--no-color")
+        self.assertEqual(r.returncode, 0, described(r) + "\n" + self.site.pantry.tail())
+        log = self.job_log(pipeline_id(r.stdout))
+        order = [m.group(1) for m in TEST_LINE.finditer(log)]
+        self.assertEqual(order[0], FAILING, order)
+        self.assertIn(f"{FAILING} FAILED", log)
+        self.assertIn(f"pantry: 1 quarantined test failed ({FAILING}); they do not fail the job",
+                      log)
+        # Still recorded as the failure it was, and shown as quarantined.
+        status, text = self.site.api("/api/v1/projects/history/tests", token=READ_TOKEN)
+        self.assertEqual(status, 200, text)
+        answer = json.loads(text)
+        self.assertEqual(answer["runs"], 3, answer)
+        last = {t["id"]: t["last_outcome"] for t in answer["tests"]}
+        self.assertEqual(last[FAILING], "failed", answer)
+        self.assertEqual([(q["id"], q["source"], q["by"]) for q in answer["quarantined"]],
+                         [(FAILING, "api", "dev")], answer)
+
+        out = self.site.pantry_cmd("tests", "--project", "history", "--unquarantine", FAILING)
+        self.assertEqual(out.returncode, 0, described(out))
+        self.assertIn("project history: 0 quarantined tests", out.stdout)
+
+    def test_j_fail_fast_stops_at_the_failure_that_runs_first(self):
+        d = self.history_project(job_keys="    fail_fast: true\n")
+        r = self.site.pantry_cmd("submit", "-C", d, "--project", "history", "--patch", "4",
+                                 "--wait", "--no-color")
+        self.assertEqual(r.returncode, 1, described(r) + "\n" + self.site.pantry.tail())
+        log = self.job_log(pipeline_id(r.stdout))
+        self.assertIn("PANTRY_FAIL_FAST=1", log)
+        order = [m.group(1) for m in TEST_LINE.finditer(log)]
+        # The failing test runs first, fails its immediate re-run, and nothing runs after it.
+        self.assertEqual(order, [FAILING], order)
+        self.assertIn(f"pantry: fail fast: {FAILING} failed and failed its re-run", log)
+        self.assertRegex(log, r"tests: 1 tests in 1 JUnit files: 0 passed, 1 failed")
 
 
 if __name__ == "__main__":

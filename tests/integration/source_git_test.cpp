@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -163,6 +164,47 @@ TEST_F(SourceGitTest, ChecksOutACommitAndFetchesOnlyWhatIsNew) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_FALSE(fs::exists(dir_ / "again" / "NEW"));
   EXPECT_EQ(count_objects(mirror), after);
+}
+
+TEST_F(SourceGitTest, ChangedFilesAreTheDiffOfTwoCommitsFetchedAsNeeded) {
+  // A change that edits, adds, deletes and moves files, one with a space and one with a byte
+  // git would quote without -z.
+  write(repo_ / "tests" / "test_a b.py", "def test_x(): pass\n");
+  write(repo_ / "tests" / "test_\xc3\xa9.py", "def test_y(): pass\n");
+  sh("cd " + repo_.string() + " && git add . && git commit -qm base");
+  const std::string base = head();
+  write(repo_ / "README", "changed\n");
+  write(repo_ / "tests" / "test_new.py", "def test_z(): pass\n");
+  write(repo_ / "tests" / "test_a b.py", "def test_x(): assert True\n");
+  sh("cd " + repo_.string() + " && git rm -q files/f0 && git mv files/f1 files/moved && " +
+     "git add . && git commit -qm change");
+  const std::string change = head();
+
+  git_mirrors mirrors(dir_ / "mirrors");
+  auto files = mirrors.changed_files(url(), base, change);
+  ASSERT_TRUE(files) << files.error().message;
+  std::sort(files->begin(), files->end());
+  EXPECT_EQ(*files, (std::vector<std::string>{"README", "files/f0", "files/f1", "files/moved",
+                                              "tests/test_a b.py", "tests/test_new.py"}));
+  // Both commits are in the mirror now: the same answer without the repository.
+  fs::rename(repo_, dir_ / "moved");
+  auto again = mirrors.changed_files(url(), change, base);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->size(), 6u);
+  auto none = mirrors.changed_files(url(), change, change);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_TRUE(none->empty());
+
+  auto bad = mirrors.changed_files(url(), "main", change);
+  ASSERT_FALSE(bad);
+  EXPECT_TRUE(bad.error().is(errc::invalid_argument)) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("\"main\" is not a commit"), std::string::npos)
+      << bad.error().message;
+  const std::string missing(40, 'b');
+  auto gone = mirrors.changed_files(url(), missing, change);
+  ASSERT_FALSE(gone);
+  EXPECT_TRUE(gone.error().is(errc::not_found)) << gone.error().message;
+  EXPECT_NE(gone.error().message.find(missing), std::string::npos) << gone.error().message;
 }
 
 TEST_F(SourceGitTest, ABadCommitIsAnErrorNamingItAndTheUrl) {

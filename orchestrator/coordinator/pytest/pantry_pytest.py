@@ -3,9 +3,13 @@ shard, re-runs each failing test once, and records the re-run where pantry's JUn
 finds it. No dependency beyond pytest (7.2 or later); enable it with PYTEST_PLUGINS=pantry_pytest
 and this file's directory on PYTHONPATH (the runner mounts it read-only in every job).
 
+With an older pytest it prints one line and registers nothing: the order, the shard split, the
+re-runs, fail fast and the quarantine are off (a sharded job then runs every test in each shard:
+slower, still correct), and only the JUnit report still goes to PANTRY_JUNIT.
+
 Environment (docs/ARCHITECTURE.md, "Test intelligence"):
 
-PANTRY_TEST_ORDER  path of the order file (format "pantry-test-order", version 1; see
+PANTRY_TEST_ORDER  path of the order file (format "pantry-test-order", version 2; see
                    orchestrator/coordinator/include/pantry/orchestrator/coordinator/test_order.h).
                    Unset: the collection order is kept.
 PANTRY_SHARD       this job's shard, 1..PANTRY_SHARDS (set by pantry for `parallel: N`).
@@ -25,20 +29,32 @@ else "new". Every testcase of the JUnit report carries the property pantry.id (t
 byte for byte); a re-run's testcase also carries pantry.rerun = 1. A re-run never changes the
 session's exit status: a test that failed once failed the job, and its re-run is evidence that
 it is flaky.
+
+Quarantined tests (the order file's "quarantined") run and are reported as usual, with the
+property pantry.quarantined = 1 on their testcases; when they are the only failures, the
+session's exit status is success, and the terminal (the job's log) names them. Fail fast never
+stops at a quarantined test.
 """
 
 import json
 import os
+import re
+import sys
 
 import pytest
 from _pytest.runner import runtestprotocol
 
 ORDER_FORMAT = "pantry-test-order"
-ORDER_VERSION = 1
+ORDER_VERSION = 2
 MAX_SHARDS = 100
 GROUPS = ("failed", "changed", "new", "rest")
 ID_PROPERTY = "pantry.id"
 RERUN_PROPERTY = "pantry.rerun"
+QUARANTINED_PROPERTY = "pantry.quarantined"
+
+# The oldest pytest this plugin was run against (Debian 12's); its hooks and runtestprotocol's
+# signature are those of 7.2.
+OLDEST_PYTEST = (7, 2)
 
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
@@ -96,9 +112,10 @@ def read_shard(environ):
 class Order:
     """An order file's contents: where each listed test runs and in which shard."""
 
-    def __init__(self, shards=1, changed_files=(), tests=()):
+    def __init__(self, shards=1, changed_files=(), tests=(), quarantined=()):
         self.shards = shards
         self.changed_files = set(changed_files)
+        self.quarantined = set(quarantined)
         # id -> (group rank, position, shard); the first listing of an id wins
         self.tests = {}
         for position, (test_id, group, shard) in enumerate(tests):
@@ -138,6 +155,9 @@ def read_order_file(path):
     changed = data.get("changed_files", [])
     if not isinstance(changed, list) or not all(isinstance(f, str) for f in changed):
         raise bad("changed_files: expected an array of paths")
+    quarantined = data.get("quarantined", [])
+    if not isinstance(quarantined, list) or not all(isinstance(t, str) and t for t in quarantined):
+        raise bad("quarantined: expected an array of test ids")
     tests = data.get("tests")
     if not isinstance(tests, list):
         raise bad("tests: expected an array")
@@ -154,7 +174,7 @@ def read_order_file(path):
         if group not in GROUPS:
             raise bad(where + ".group: expected one of " + ", ".join(GROUPS))
         entries.append((test_id, group, shard))
-    return Order(shards, changed, entries)
+    return Order(shards, changed, entries, quarantined)
 
 
 def _is_rerun(report):
@@ -174,6 +194,9 @@ class PantryPlugin:
         self.rerunning = False
         self._pending = None  # the node id of the running item when it failed
         self.all_elsewhere = False  # tests were collected, and every one is another shard's
+        self.quarantined = order.quarantined if order is not None else set()
+        self.quarantined_failures = 0  # failed reports of quarantined tests (as pytest counts)
+        self.quarantined_failed = []  # node ids of quarantined tests that failed, in order
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items):
@@ -190,6 +213,8 @@ class PantryPlugin:
             (selected if self.shards == 1 or shard == self.shard else deselected).append(item)
         for item in selected:
             item.user_properties.append((ID_PROPERTY, item.nodeid))
+            if item.nodeid in self.quarantined:
+                item.user_properties.append((QUARANTINED_PROPERTY, "1"))
         if deselected:
             config.hook.pytest_deselected(items=deselected)
         self.all_elsewhere = bool(deselected) and not selected
@@ -200,14 +225,31 @@ class PantryPlugin:
         # A shard that the split left without tests (few tests, or all of them in other shards
         # by the hash) has nothing to run, which is not a failure: pytest's "no tests collected"
         # (exit status 5) would make the job red.
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
         if self.all_elsewhere and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK
-            terminal = session.config.pluginmanager.get_plugin("terminalreporter")
             if terminal is not None:
                 terminal.write_line("pantry: shard %d of %d has none of the collected tests" % (
                     self.shard, self.shards))
+        if not self.quarantined_failed:
+            return
+        # Every failure pytest counted (collection errors and re-runs too) is a quarantined
+        # test's: the job passes. Any other failure keeps the exit status as it is.
+        only_quarantined = session.testsfailed == self.quarantined_failures
+        if only_quarantined and exitstatus == pytest.ExitCode.TESTS_FAILED:
+            session.exitstatus = pytest.ExitCode.OK
+        if terminal is not None:
+            terminal.write_line("pantry: %d quarantined test%s failed (%s); %s" % (
+                len(self.quarantined_failed), "" if len(self.quarantined_failed) == 1 else "s",
+                ", ".join(self.quarantined_failed),
+                "they do not fail the job" if only_quarantined
+                else "they do not count, but other tests failed too"))
 
     def pytest_runtest_logreport(self, report):
+        if report.failed and report.nodeid in self.quarantined and not hasattr(report, "wasxfail"):
+            self.quarantined_failures += 1
+            if report.nodeid not in self.quarantined_failed:
+                self.quarantined_failed.append(report.nodeid)
         if self.rerunning or not report.failed or report.nodeid in self.failed_ids:
             return
         self.failed_ids.add(report.nodeid)
@@ -223,12 +265,15 @@ class PantryPlugin:
         if not self.fail_fast:
             return
         session = item.session
+        quarantined = item.nodeid in self.quarantined
         if not self.rerun:
+            if quarantined:
+                return
             session.shouldfail = "pantry: fail fast: %s failed (PANTRY_FAIL_FAST=1)" % item.nodeid
             return
         # At once, not at the end: a failure that fails again stops the job now (shouldfail, as
         # -x does, so that the exit status is "tests failed", not "interrupted").
-        if self._run_again(item, nextitem):
+        if self._run_again(item, nextitem) and not quarantined:
             session.shouldfail = (
                 "pantry: fail fast: %s failed and failed its re-run (PANTRY_FAIL_FAST=1)" % item.nodeid
             )
@@ -292,9 +337,25 @@ def _report_path(directory, stem):
     return path
 
 
+def version_tuple(text):
+    """(major, minor) of a version string such as "7.2.1" or "8.0.0rc1"; (0, 0) if unreadable."""
+    m = re.match(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     environ = os.environ
+    junit_dir = environ.get("PANTRY_JUNIT", "").strip()
+    if version_tuple(pytest.__version__) < OLDEST_PYTEST:
+        sys.stderr.write(
+            "pantry: pytest %s is older than %d.%d, the oldest this plugin was verified with: the "
+            "planned order, the shard split (each shard runs every test), re-runs, fail fast and "
+            "the quarantine are off; install pytest>=%d.%d in the image to have them\n"
+            % ((pytest.__version__,) + OLDEST_PYTEST + OLDEST_PYTEST))
+        if junit_dir and not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = _report_path(junit_dir, "pytest")
+        return
     shard, shards = read_shard(environ)
     order = None
     order_path = environ.get("PANTRY_TEST_ORDER", "").strip()
@@ -305,7 +366,6 @@ def pytest_configure(config):
                 "order file %s has %d shards but PANTRY_SHARDS=%d; pantry writes both from the "
                 "job's `parallel`, so the file is not this job's" % (order_path, order.shards, shards)
             )
-    junit_dir = environ.get("PANTRY_JUNIT", "").strip()
     if junit_dir and not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = _report_path(junit_dir, "pytest" if shards == 1 else "pytest-shard-%d" % shard)
     plugin = PantryPlugin(

@@ -54,6 +54,11 @@ inline std::string test_run(std::string_view project, job_id job) {
   return test_runs_of(project) + digits;
 }
 
+// Entry: a project's quarantine changes (quarantine.h), their JSON in the attribute "changes".
+inline std::string quarantine(std::string_view project) {
+  return "ci/quarantine/" + std::string(project);
+}
+
 // The job id at the end of a key under `prefix`, or nullopt if it is not a number.
 inline std::optional<job_id> job_of(std::string_view key, std::string_view prefix) {
   if (!key.starts_with(prefix)) return std::nullopt;

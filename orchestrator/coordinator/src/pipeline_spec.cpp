@@ -29,9 +29,9 @@ constexpr unsigned kMaxParallel = 100;
 constexpr std::array<std::string_view, 5> kTopKeys = {"image", "build", "allow_unpinned",
                                                       "keep_going", "jobs"};
 constexpr std::array<std::string_view, 2> kBuildKeys = {"file", "context"};
-constexpr std::array<std::string_view, 10> kJobKeys = {"run",   "needs",   "parallel",  "timeout",
+constexpr std::array<std::string_view, 11> kJobKeys = {"run",   "needs",   "parallel",  "timeout",
                                                        "env",   "secrets", "artifacts", "network",
-                                                       "tmpfs", "image"};
+                                                       "tmpfs", "image",   "fail_fast"};
 // A job's keys are under "jobs.NAME": a job key at the top level is suggested there.
 constexpr std::array<yaml::key_set, 3> kMaps = {{
     {"", kTopKeys},
@@ -293,6 +293,8 @@ void read_job(yaml::reader& r, const entry& e, job_spec& job, std::vector<placed
       if (auto n = r.read_size(f, "1GiB")) job.tmpfs = *n;
     } else if (f.key == "image") {
       read_image(r, f, job.image, st);
+    } else if (f.key == "fail_fast") {
+      if (auto b = r.read_bool(f)) job.fail_fast = *b;
     }
   });
   if (!has_run) {

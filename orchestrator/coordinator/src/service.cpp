@@ -6,6 +6,8 @@
 #include "pantry/orchestrator/coordinator/executor.h"
 #include "pantry/orchestrator/coordinator/log_store.h"
 #include "pantry/orchestrator/coordinator/pipeline_spec.h"
+#include "pantry/orchestrator/coordinator/pytest_plugin.h"
+#include "pantry/orchestrator/coordinator/quarantine.h"
 #include "pantry/orchestrator/coordinator/scheduler.h"
 #include "pantry/orchestrator/coordinator/source.h"
 #include "pantry/orchestrator/coordinator/test_history.h"
@@ -111,6 +113,27 @@ bool over_tls_or_local(exchange& ex) {
 asio::awaitable<void> fail(exchange& ex, http::status status, std::string message) {
   const json::object answer{{"error", std::move(message)}};
   co_await respond_json(ex, status, answer);
+}
+
+// An answer computed off the I/O threads: 200 with it, or the error (400 for a bad argument, 503
+// when the store failed).
+asio::awaitable<void> respond_answer(exchange& ex, const result<json::object>& answer) {
+  if (!answer) {
+    const auto status = answer.error().code == errc::invalid_argument
+                            ? http::status::bad_request
+                            : http::status::service_unavailable;
+    co_await fail(ex, status, answer.error().message);
+    co_return;
+  }
+  co_await respond_json(ex, http::status::ok, *answer);
+}
+
+// The project of /api/v1/projects/<project>/<what>: every segment before the last.
+std::string project_of(const target_parts& t) {
+  std::string project;
+  for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
+    project += (i ? "/" : "") + t.segments[i];
+  return project;
 }
 
 double seconds_between(clock::time_point a, clock::time_point b) {
@@ -299,11 +322,24 @@ class coordinator_impl final : public coordinator_service,
   // The order file of a claimed job from its project's test history into the ticket ("" for the
   // image build, or when the history cannot be read: the job then runs in pytest's own order).
   asio::awaitable<void> plan_tests(const assignment& a, ticket& t);
-  // Blocking: the order file of job `spec_name` (of `shards`) of `project`.
-  std::string plan_order_file(const std::string& project, const std::string& spec_name,
-                              int shards) const;
-  // Records the test results of `job` (still running: its finish comes after) in the history.
+  // Blocking: the order file of job `spec_name` (of `shards`) of `project`, with
+  // `changed_files` first after the recent failures.
+  std::string plan_order_file(const std::string& project, const std::string& spec_name, int shards,
+                              std::vector<std::string> changed_files) const;
+  // Blocking (git, maybe a fetch): the files a git source changed since its base; empty when
+  // the source has no base (an uploaded tree never has one: no repository to compare it with)
+  // or git fails (a warning: the job then runs without a "changed" group).
+  std::vector<std::string> changed_files(const source_ref& source) const;
+  // Records the test results of `job` (still running: its finish comes after) in the history,
+  // then lets its quarantined tests that passed enough runs in a row out (a line in its log).
   asio::awaitable<std::optional<error>> record_tests(job_id job, std::vector<test_result> results);
+  // Blocking: the project's quarantined tests, the config's merged with the API's changes.
+  result<std::vector<quarantined_test>> quarantined_tests(const std::string& project) const;
+  // Blocking: takes the quarantined tests of `run` that passed ci.quarantine_exit_passes runs in
+  // a row out of quarantine; the lines to log, one per test.
+  std::vector<std::string> release_passing(const test_run& run);
+  // Blocking: one line in a job's log (the pantry stream, step "finish").
+  void log_line(job_id job, std::string text);
   void record_end(const job_record& j, const pipeline_record& p);
 
   // --- HTTP ---
@@ -314,6 +350,8 @@ class coordinator_impl final : public coordinator_service,
   asio::awaitable<void> sources_route(exchange& ex);
   asio::awaitable<void> runners_route(exchange& ex);
   asio::awaitable<void> projects_route(exchange& ex);
+  // GET (read), PUT and DELETE ?test=ID (submit) of /api/v1/projects/<project>/quarantine.
+  asio::awaitable<void> quarantine_route(exchange& ex, const target_parts& t);
   asio::awaitable<void> submit(exchange& ex);
   asio::awaitable<void> follow_log(exchange& ex, job_id job, const target_parts& t);
   asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
@@ -333,6 +371,7 @@ class coordinator_impl final : public coordinator_service,
   std::shared_ptr<log_store> logs_;
   std::shared_ptr<artifact_store> artifacts_;
   std::shared_ptr<test_history> history_;
+  std::shared_ptr<quarantine_store> quarantine_;
   std::optional<asio::thread_pool> job_pool_;  // the jobs' blocking work (workspaces, git, builds)
   std::shared_ptr<git_mirrors> mirrors_;
   detail::hub hub_;       // log lines and state changes, by pipeline
@@ -413,6 +452,7 @@ result<void> coordinator_impl::start() {
   if (!arts) return arts.error();
   artifacts_ = std::move(*arts);
   history_ = test_history::open(store_);
+  quarantine_ = quarantine_store::open(store_);
   // Never file: (a submitter would read this machine's repositories) nor ssh (with this
   // machine's keys); credentials for https come from ci.secrets (source.auth_secret).
   git_options git;
@@ -715,6 +755,8 @@ ticket coordinator_impl::make_ticket(const assignment& a,
     add("PANTRY_SHARD", std::to_string(j->shard));
     add("PANTRY_SHARDS", std::to_string(j->shards));
   }
+  // The pytest plugin stops at the first failure that fails its re-run too (pytest_plugin.h).
+  if (js->fail_fast) add(std::string(kFailFastVariable), "1");
   secret_names = js->secrets;
   t.artifacts = js->artifacts;
   for (auto need : j->needs) {
@@ -853,12 +895,7 @@ asio::awaitable<void> coordinator_impl::run_builtin(assignment a, ticket t) {
     auto failed = co_await record_tests(a.job, std::move(tests));
     if (failed) {
       co_await blocking([&] {
-        std::vector<log_entry> v(1);
-        v[0].time = clock::now();
-        v[0].stream = log_stream::pantry;
-        v[0].step = "finish";
-        v[0].text = "tests: not recorded: " + failed->message;
-        (void)logs_->append(a.job, std::move(v));
+        log_line(a.job, "tests: not recorded: " + failed->message);
         return 0;
       });
     }
@@ -886,12 +923,39 @@ asio::awaitable<void> coordinator_impl::plan_tests(const assignment& a, ticket& 
     return std::make_pair(j->spec_name, std::max(1, j->shards));
   });
   if (!job) co_return;
-  t.test_order =
-      co_await blocking([&] { return plan_order_file(t.project, job->first, job->second); });
+  // Only a git source with a base has changed files. Its fetch (the built-in runner's checkout
+  // then finds the commit in the mirror) runs on the blocking pool, as the history's reads do:
+  // the jobs' pool may be taken by running jobs, and the claim waits for this.
+  std::vector<std::string> changed;
+  if (t.source.type == source_ref::kind::git && !t.source.base.empty()) {
+    changed = co_await blocking([&] { return changed_files(t.source); });
+  }
+  t.test_order = co_await blocking(
+      [&] { return plan_order_file(t.project, job->first, job->second, std::move(changed)); });
+}
+
+std::vector<std::string> coordinator_impl::changed_files(const source_ref& source) const {
+  if (source.type != source_ref::kind::git || source.base.empty()) return {};
+  std::optional<std::string> auth;
+  if (!source.git_auth_secret.empty()) {
+    auto s = read_secret(source.git_auth_secret);
+    if (!s) {
+      spdlog::warn("ci: the changed files of {}: {}", source.git_url, s.error().message);
+      return {};
+    }
+    auth = std::move(*s);
+  }
+  auto files = mirrors_->changed_files(source.git_url, source.base, source.commit, auth);
+  if (!files) {
+    spdlog::warn("ci: {}; its tests run without a \"changed\" group", files.error().message);
+    return {};
+  }
+  return std::move(*files);
 }
 
 std::string coordinator_impl::plan_order_file(const std::string& project,
-                                              const std::string& spec_name, int shards) const {
+                                              const std::string& spec_name, int shards,
+                                              std::vector<std::string> changed_files) const {
   summary_options so;
   so.job_name = spec_name;
   std::vector<test_stat> stats;
@@ -903,13 +967,80 @@ std::string coordinator_impl::plan_order_file(const std::string& project,
   }
   order_request req;
   req.shards = std::clamp(shards, 1, kMaxShards);
+  req.changed_files = std::move(changed_files);
   auto plan = plan_test_order(stats, req);
   if (!plan) {
     spdlog::warn("ci: {}: planning the order of job {}: {}", project, spec_name,
                  plan.error().message);
     return {};
   }
+  if (auto quarantined = quarantined_tests(project)) {
+    for (const auto& q : *quarantined)
+      plan->quarantined.push_back(q.id);
+  } else {
+    // The config's list still holds: a job fails for a quarantined test only when the cache is
+    // unreadable and the test was added through the API.
+    spdlog::warn("ci: {}: the quarantine cannot be read ({}); job {} gets ci.quarantine's list",
+                 project, quarantined.error().message, spec_name);
+    if (auto it = ci_.quarantine.find(project); it != ci_.quarantine.end())
+      plan->quarantined = it->second;
+  }
   return to_order_file(*plan);
+}
+
+result<std::vector<quarantined_test>> coordinator_impl::quarantined_tests(
+    const std::string& project) const {
+  auto changes = quarantine_->changes(project);
+  if (!changes) return changes.error();
+  static const std::vector<std::string> kNone;
+  auto it = ci_.quarantine.find(project);
+  return merge_quarantine(it == ci_.quarantine.end() ? kNone : it->second, *changes);
+}
+
+std::vector<std::string> coordinator_impl::release_passing(const test_run& run) {
+  std::vector<std::string> lines;
+  auto quarantined = quarantined_tests(run.project);
+  if (!quarantined) {
+    lines.push_back("tests: the quarantine cannot be read: " + quarantined.error().message);
+    return lines;
+  }
+  std::optional<std::vector<test_run>> runs;  // read once, when a quarantined test ran
+  for (const quarantined_test& q : *quarantined) {
+    const bool ran = std::any_of(run.results.begin(), run.results.end(), [&](const test_result& r) {
+      return r.id == q.id && r.outcome == test_outcome::passed;
+    });
+    if (!ran) continue;
+    if (!runs) {
+      auto read = history_->runs(run.project);
+      if (!read) {
+        lines.push_back("tests: the history cannot be read to let tests out of quarantine: " +
+                        read.error().message);
+        return lines;
+      }
+      runs = std::move(*read);
+    }
+    const std::size_t passes = passes_in_a_row(*runs, q.id, q.since);
+    if (passes < ci_.quarantine_exit_passes) continue;
+    auto removed = quarantine_->remove(run.project, q.id, q.from_config);
+    if (!removed) {
+      lines.push_back("tests: " + q.id + " passed " + std::to_string(passes) +
+                      " runs in a row but cannot leave quarantine: " + removed.error().message);
+      continue;
+    }
+    lines.push_back("tests: " + q.id + " leaves quarantine: it passed " + std::to_string(passes) +
+                    " runs in a row (ci.quarantine_exit_passes: " +
+                    std::to_string(ci_.quarantine_exit_passes) + ")");
+  }
+  return lines;
+}
+
+void coordinator_impl::log_line(job_id job, std::string text) {
+  std::vector<log_entry> v(1);
+  v[0].time = clock::now();
+  v[0].stream = log_stream::pantry;
+  v[0].step = "finish";
+  v[0].text = std::move(text);
+  (void)logs_->append(job, std::move(v));
 }
 
 asio::awaitable<std::optional<error>> coordinator_impl::record_tests(
@@ -928,6 +1059,13 @@ asio::awaitable<std::optional<error>> coordinator_impl::record_tests(
     spdlog::warn("ci: job {}: recording its tests: {}", job, recorded.error().message);
     co_return recorded.error();
   }
+  co_await blocking([&] {
+    for (auto& line : release_passing(*run)) {
+      spdlog::info("ci: job {}: {}", job, line);
+      log_line(job, std::move(line));
+    }
+    return 0;
+  });
   co_return std::nullopt;
 }
 
@@ -1063,9 +1201,14 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
 // GET /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]: the project's test history.
 asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
   auto t = split_target(ex.request().target(), "/api/v1/projects");
+  if (t.segments.size() >= 2 && t.segments.back() == "quarantine") {
+    co_await quarantine_route(ex, t);
+    co_return;
+  }
   if (t.segments.size() < 2 || t.segments.back() != "tests") {
     co_await fail(ex, http::status::not_found,
-                  "no such route; a project's tests are /api/v1/projects/<project>/tests");
+                  "no such route; a project's tests are /api/v1/projects/<project>/tests, its "
+                  "quarantine /api/v1/projects/<project>/quarantine");
     co_return;
   }
   if (ex.request().method() != http::verb::get) {
@@ -1074,9 +1217,7 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     co_return;
   }
   if (!co_await allowed(ex, role::read)) co_return;
-  std::string project;
-  for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
-    project += (i ? "/" : "") + t.segments[i];
+  const std::string project = project_of(t);
   bool flaky = false;
   std::optional<std::size_t> slowest_n;
   if (auto f = t.query.find("flaky"); f != t.query.end()) {
@@ -1103,6 +1244,12 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     json::object o;
     o["project"] = project;
     o["runs"] = runs->size();
+    auto quarantined = quarantined_tests(project);
+    if (!quarantined) return quarantined.error();
+    json::array q;
+    for (const auto& test : *quarantined)
+      q.emplace_back(to_json(test));
+    o["quarantined"] = std::move(q);
     if (flaky) {
       json::array list;
       for (const auto& f : flaky_tests(*runs))
@@ -1124,14 +1271,67 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     }
     return o;
   });
-  if (!answer) {
-    const auto status = answer.error().code == errc::invalid_argument
-                            ? http::status::bad_request
-                            : http::status::service_unavailable;
-    co_await fail(ex, status, answer.error().message);
+  co_await respond_answer(ex, answer);
+}
+
+asio::awaitable<void> coordinator_impl::quarantine_route(exchange& ex, const target_parts& t) {
+  const auto method = ex.request().method();
+  if (method != http::verb::get && method != http::verb::put && method != http::verb::delete_) {
+    co_await fail(ex, http::status::method_not_allowed,
+                  std::string(ex.request().method_string()) +
+                      " is not allowed here; use GET, or PUT or DELETE with ?test=ID");
     co_return;
   }
-  co_await respond_json(ex, http::status::ok, *answer);
+  std::string who;
+  if (!co_await allowed(ex, method == http::verb::get ? role::read : role::submit, &who)) {
+    co_return;
+  }
+  const std::string project = project_of(t);
+  std::string test;
+  if (method != http::verb::get) {
+    auto it = t.query.find("test");
+    if (it == t.query.end()) {
+      co_await fail(ex, http::status::bad_request,
+                    "give the test id as ?test=ID (percent-encoded), as `pantry tests` shows it");
+      co_return;
+    }
+    test = it->second;
+    if (auto bad = check_test_id(test)) {
+      co_await fail(ex, http::status::bad_request, bad->message);
+      co_return;
+    }
+  }
+  auto answer = co_await blocking([&]() -> result<json::object> {
+    std::optional<bool> changed;
+    if (method != http::verb::get) {
+      auto in = ci_.quarantine.find(project);
+      const bool in_config =
+          in != ci_.quarantine.end() &&
+          std::find(in->second.begin(), in->second.end(), test) != in->second.end();
+      auto done = method == http::verb::put
+                      ? quarantine_->add(project, test, in_config, who, clock::now())
+                      : quarantine_->remove(project, test, in_config);
+      if (!done) return done.error();
+      changed = *done;
+      spdlog::info("ci: {}: {} {} quarantine by {}{}", project, test,
+                   method == http::verb::put ? "put in" : "taken out of", who,
+                   *done ? "" : " (no change)");
+    }
+    auto list = quarantined_tests(project);
+    if (!list) return list.error();
+    json::object o;
+    o["project"] = project;
+    if (changed) {
+      o["test"] = test;
+      o["changed"] = *changed;
+    }
+    json::array q;
+    for (const auto& entry : *list)
+      q.emplace_back(to_json(entry));
+    o["quarantined"] = std::move(q);
+    return o;
+  });
+  co_await respond_answer(ex, answer);
 }
 
 asio::awaitable<void> coordinator_impl::submit(exchange& ex) {

@@ -473,6 +473,21 @@ std::size_t passes_since(std::span<const test_run> runs, std::string_view id,
   return n;
 }
 
+std::size_t passes_in_a_row(std::span<const test_run> runs, std::string_view id,
+                            std::optional<clock::time_point> since) {
+  const auto order = in_time_order(runs);
+  std::size_t n = 0;
+  for (auto run = order.rbegin(); run != order.rend(); ++run) {
+    if (since && (*run)->time < *since) break;
+    for (const test_result& r : (*run)->results) {
+      if (r.id != id) continue;
+      if (is_failure(r.outcome)) return n;
+      if (r.outcome == test_outcome::passed) ++n;
+    }
+  }
+  return n;
+}
+
 namespace {
 
 json::value outcome_or_null(const std::optional<test_outcome>& o) {

@@ -180,6 +180,12 @@ std::string to_order_file(const test_order& order) {
   for (const std::string& f : order.changed_files)
     changed.emplace_back(f);
   o["changed_files"] = std::move(changed);
+  if (!order.quarantined.empty()) {
+    json::array quarantined;
+    for (const std::string& id : order.quarantined)
+      quarantined.emplace_back(id);
+    o["quarantined"] = std::move(quarantined);
+  }
   json::array tests;
   tests.reserve(order.tests.size());
   for (const order_entry& e : order.tests) {
@@ -225,6 +231,15 @@ result<test_order> parse_order_file(std::string_view text) {
     for (const json::value& f : changed->get_array()) {
       if (!f.is_string()) return bad_file("changed_files: expected an array of paths");
       order.changed_files.emplace_back(f.get_string());
+    }
+  }
+  if (const json::value* quarantined = o->if_contains("quarantined")) {
+    if (!quarantined->is_array()) return bad_file("quarantined: expected an array of test ids");
+    for (const json::value& id : quarantined->get_array()) {
+      if (!id.is_string() || id.get_string().empty()) {
+        return bad_file("quarantined: expected an array of test ids");
+      }
+      order.quarantined.emplace_back(id.get_string());
     }
   }
   const json::value* tests = o->if_contains("tests");

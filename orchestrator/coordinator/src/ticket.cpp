@@ -64,6 +64,12 @@ result<source_ref> read_source(const json::object& o, const json_reader& r) {
                                          "hex digits `git rev-parse HEAD` prints");
     }
     if (auto e = r.read(o, "auth_secret", "source.auth_secret", s.git_auth_secret)) return *e;
+    if (auto e = r.read(o, "base", "source.base", s.base)) return *e;
+    if (!s.base.empty() && !is_commit_id(s.base)) {
+      return r.fail("source.base", "\"" + s.base.substr(0, 80) +
+                                       "\" is not a full commit id; give the 40 lowercase hex "
+                                       "digits of the commit the change is based on");
+    }
   }
   return s;
 }
@@ -86,6 +92,7 @@ json::object to_json(const source_ref& s) {
       o["git"] = s.git_url;
       o["commit"] = s.commit;
       if (!s.git_auth_secret.empty()) o["auth_secret"] = s.git_auth_secret;
+      if (!s.base.empty()) o["base"] = s.base;
       break;
   }
   return o;

@@ -55,6 +55,15 @@ TEST(PipelinesArgsTest, SubmitOfAGitCommitNeedsTheWholeCommitId) {
   EXPECT_TRUE(usage_error(parse_submit_args(short_commit), short_commit, {"abc123", "40"}));
   args upper{"--commit", "0123456789ABCDEF0123456789abcdef01234567"};
   EXPECT_TRUE(usage_error(parse_submit_args(upper), upper, {"--commit"}));
+  auto based = parse_submit_args(
+      {"--git", "https://example.org/r.git", "--commit", kCommit, "--base", std::string(40, 'b')});
+  ASSERT_TRUE(based) << based.error().message;
+  EXPECT_EQ(based->base, std::string(40, 'b'));
+  args stray_base{"--base", std::string(40, 'b')};
+  EXPECT_TRUE(usage_error(parse_submit_args(stray_base), stray_base, {"--base goes with --git"}));
+  args short_base{"--git", "https://example.org/r.git", "--commit", kCommit, "--base", "abc"};
+  EXPECT_TRUE(usage_error(parse_submit_args(short_base), short_base,
+                          {"--base abc", "not a full commit id"}));
   args stray_secret{"--auth-secret", "forge"};
   EXPECT_TRUE(usage_error(parse_submit_args(stray_secret), stray_secret, {"--auth-secret"}));
 }
@@ -128,6 +137,16 @@ TEST(PipelinesArgsTest, TestsTakesAProjectAndOneView) {
   auto slowest = parse_tests_args({"--slowest", "15"});
   ASSERT_TRUE(slowest) << slowest.error().message;
   EXPECT_EQ(slowest->slowest, 15u);
+  auto listed = parse_tests_args({"--quarantined"});
+  ASSERT_TRUE(listed) << listed.error().message;
+  EXPECT_TRUE(listed->quarantined);
+  auto put = parse_tests_args({"--quarantine", "tests/a.py::test_b[x y]"});
+  ASSERT_TRUE(put) << put.error().message;
+  EXPECT_EQ(put->quarantine, "tests/a.py::test_b[x y]");
+  EXPECT_FALSE(put->unquarantine);
+  auto out = parse_tests_args({"--unquarantine=t::c"});
+  ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(out->unquarantine, "t::c");
 }
 
 TEST(PipelinesArgsTest, TestsRefusesBadCountsAndBothViews) {
@@ -136,7 +155,11 @@ TEST(PipelinesArgsTest, TestsRefusesBadCountsAndBothViews) {
     EXPECT_TRUE(usage_error(parse_tests_args(a), a, {"--slowest " + a[1], "not a count"}));
   }
   args both{"--flaky", "--slowest", "3"};
-  EXPECT_TRUE(usage_error(parse_tests_args(both), both, {"--flaky", "--slowest", "not both"}));
+  EXPECT_TRUE(usage_error(parse_tests_args(both), both, {"--flaky", "--slowest", "give one of"}));
+  args two{"--quarantined", "--quarantine", "t::a"};
+  EXPECT_TRUE(usage_error(parse_tests_args(two), two, {"--quarantined", "give one of"}));
+  args blank{"--quarantine="};
+  EXPECT_TRUE(usage_error(parse_tests_args(blank), blank, {"--quarantine", "need a test id"}));
   args missing{"--slowest"};
   EXPECT_TRUE(usage_error(parse_tests_args(missing), missing, {"--slowest needs a value"}));
   args extra{"acme"};

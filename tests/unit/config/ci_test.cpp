@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 namespace pantry::config {
 namespace {
@@ -30,6 +31,8 @@ TEST(CiConfigTest, DefaultsAreWhatTheExampleFileSays) {
   EXPECT_EQ(ci.runner_timeout, seconds(30));
   EXPECT_EQ(ci.log_limits, (ci_storage_limits{64 * kMiB, 30 * kDay, 2 * kGiB}));
   EXPECT_EQ(ci.artifact_limits, (ci_storage_limits{kGiB, 30 * kDay, 10 * kGiB}));
+  EXPECT_TRUE(ci.quarantine.empty());
+  EXPECT_EQ(ci.quarantine_exit_passes, 10u);
 }
 
 TEST(CiConfigTest, ReadsEveryKey) {
@@ -138,6 +141,36 @@ TEST(CiConfigTest, CiNamesAreFileNames) {
   EXPECT_FALSE(is_ci_name(".."));
   EXPECT_FALSE(is_ci_name("a/b"));
   EXPECT_FALSE(is_ci_name("a b"));
+}
+
+TEST(CiConfigTest, QuarantineListsTestIdsPerProject) {
+  const config c = parse_ok(
+      "ci:\n"
+      "  quarantine:\n"
+      "    app: [\"tests/test_a.py::test_b[x-1]\", tests/test_c.py::TestD::test_e]\n"
+      "    team/web: []\n"
+      "  quarantine_exit_passes: 3\n");
+  ASSERT_EQ(c.ci.quarantine.size(), 2u);
+  EXPECT_EQ(
+      c.ci.quarantine.at("app"),
+      (std::vector<std::string>{"tests/test_a.py::test_b[x-1]", "tests/test_c.py::TestD::test_e"}));
+  EXPECT_TRUE(c.ci.quarantine.at("team/web").empty());
+  EXPECT_EQ(c.ci.quarantine_exit_passes, 3u);
+  EXPECT_EQ(parse_ok(to_yaml(c, secrets::shown)), c);
+
+  EXPECT_THAT(error_of("ci:\n  quarantine: [a]\n"),
+              HasSubstr("ci.quarantine: \"[a]\" is a list, expected a map, e.g. {app: ["));
+  EXPECT_THAT(error_of("ci:\n  quarantine: {\"a b\": [t]}\n"),
+              HasSubstr("\"a b\" is not a project name"));
+  EXPECT_THAT(error_of("ci:\n  quarantine: {app: tests/t.py::x}\n"),
+              HasSubstr("ci.quarantine.app: \"tests/t.py::x\" is a single value, expected a "
+                        "list of test ids"));
+  EXPECT_THAT(error_of("ci:\n  quarantine: {app: [t, t]}\n"),
+              HasSubstr("ci.quarantine.app[1]: \"t\" is listed twice"));
+  EXPECT_THAT(error_of("ci:\n  quarantine: {app: [\"\"]}\n"),
+              HasSubstr("ci.quarantine.app[0]: \"\" is empty; set a test id"));
+  EXPECT_THAT(error_of("ci:\n  quarantine_exit_passes: 0\n"),
+              HasSubstr("ci.quarantine_exit_passes: "));
 }
 
 TEST(CiConfigTest, ShowHidesTokensAndRoundTrips) {

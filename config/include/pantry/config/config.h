@@ -228,6 +228,11 @@ struct ci_config {
   ci_storage_limits log_limits;
   ci_storage_limits artifact_limits;
   ci_runner_of runner_of;
+  // `ci.quarantine`: project (as its pipelines name it) -> test ids (the JUnit/pytest ids that
+  // `pantry tests` shows) whose failures do not fail their job; merged with the API's list.
+  std::map<std::string, std::vector<std::string>> quarantine;
+  // A quarantined test that passed this many of its runs in a row leaves quarantine; >= 1.
+  unsigned quarantine_exit_passes = 10;
   friend bool operator==(const ci_config&, const ci_config&) = default;
 };
 

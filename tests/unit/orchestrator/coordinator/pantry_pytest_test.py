@@ -57,11 +57,12 @@ def clean_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def write_order(pytester, tests, shards=1, changed_files=()):
+def write_order(pytester, tests, shards=1, changed_files=(), quarantined=()):
     path = pytester.path / "order.json"
     path.write_text(json.dumps({
-        "format": "pantry-test-order", "version": 1, "shards": shards,
+        "format": "pantry-test-order", "version": pantry_pytest.ORDER_VERSION, "shards": shards,
         "groups": ["failed", "changed", "new", "rest"], "changed_files": list(changed_files),
+        "quarantined": list(quarantined),
         "tests": [dict(zip(("id", "shard", "group"), t)) for t in tests],
     }))
     return str(path)
@@ -246,6 +247,84 @@ def test_fail_fast_without_rerun_stops_at_the_first_failure(pytester, monkeypatc
     assert ran(result) == ["test_a.py::test_ok", "test_a.py::test_flaky"], result.outlines
 
 
+def test_quarantined_failures_do_not_fail_the_session(pytester, monkeypatch):
+    pytester.makepyfile(**PLUGIN_SUITE)
+    junit = pytester.path / "junit"
+    monkeypatch.setenv("PANTRY_JUNIT", str(junit))
+    order = write_order(pytester, [], quarantined=["test_a.py::test_broken", "test_a.py::test_flaky"])
+    monkeypatch.setenv("PANTRY_TEST_ORDER", order)
+    result = pytester.runpytest("-p", "pantry_pytest", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK, result.outlines
+    # Still run, re-run and counted as failures: only the exit status ignores them.
+    result.stdout.fnmatch_lines([
+        "pantry: 2 quarantined tests failed (test_a.py::test_flaky, test_a.py::test_broken); "
+        "they do not fail the job",
+        "*2 failed, 3 passed, 1 skipped*, 2 rerun in*",
+    ])
+    quarantined = ("pantry.quarantined", "1")
+    marked = {(name, tags) for name, props, tags in junit_testcases(junit / "pytest.xml")
+              if quarantined in props}
+    assert marked == {("test_flaky", ("failure",)), ("test_broken", ("failure",)),
+                      ("test_flaky", ()), }, marked
+
+
+def test_quarantine_does_not_hide_other_failures(pytester, monkeypatch):
+    pytester.makepyfile(**PLUGIN_SUITE)
+    order = write_order(pytester, [], quarantined=["test_a.py::test_broken"])
+    monkeypatch.setenv("PANTRY_TEST_ORDER", order)
+    result = pytester.runpytest("-p", "pantry_pytest", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.outlines
+    result.stdout.fnmatch_lines([
+        "pantry: 1 quarantined test failed (test_a.py::test_broken); they do not count, but other "
+        "tests failed too",
+    ])
+
+
+def test_fail_fast_goes_past_a_quarantined_failure(pytester, monkeypatch):
+    pytester.makepyfile(**PLUGIN_SUITE)
+    order = write_order(pytester, [
+        ("test_a.py::test_broken", 1, "failed"),
+        ("test_a.py::test_ok", 1, "rest"),
+    ], quarantined=["test_a.py::test_broken", "test_a.py::test_flaky"])
+    monkeypatch.setenv("PANTRY_TEST_ORDER", order)
+    monkeypatch.setenv("PANTRY_FAIL_FAST", "1")
+    result = pytester.runpytest("-p", "pantry_pytest", "-v", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK, result.outlines
+    assert len(ran(result)) == 6, result.outlines
+    result.stdout.fnmatch_lines(["test_a.py::test_broken RERUN FAILED*"])
+
+
+def test_an_older_pytest_turns_the_plugin_off_with_one_line(pytester, monkeypatch):
+    pytester.makepyfile(test_one="def test_b(): pass\ndef test_a(): assert False\n")
+    order = write_order(pytester, [("test_one.py::test_a", 2, "failed")], shards=2,
+                        quarantined=["test_one.py::test_a"])
+    junit = pytester.path / "junit"
+    monkeypatch.setenv("PANTRY_TEST_ORDER", order)
+    monkeypatch.setenv("PANTRY_SHARDS", "2")
+    monkeypatch.setenv("PANTRY_SHARD", "1")
+    monkeypatch.setenv("PANTRY_JUNIT", str(junit))
+    monkeypatch.setattr(pytest, "__version__", "7.1.3")
+    result = pytester.runpytest("-p", "pantry_pytest", "-v", "-p", "no:cacheprovider")
+    lines = [l for l in result.errlines if l.startswith("pantry: ")]
+    assert lines == [
+        "pantry: pytest 7.1.3 is older than 7.2, the oldest this plugin was verified with: the "
+        "planned order, the shard split (each shard runs every test), re-runs, fail fast and the "
+        "quarantine are off; install pytest>=7.2 in the image to have them"], result.errlines
+    # pytest's own order, every test in this shard, no re-run, the quarantined failure counts.
+    assert ran(result) == ["test_one.py::test_b", "test_one.py::test_a"], result.outlines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "rerun" not in result.outlines[-1]
+    assert [name for name, _, _ in junit_testcases(junit / "pytest.xml")] == ["test_b", "test_a"]
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("7.2.1", (7, 2)), ("6.2.5", (6, 2)), ("8.0.0rc1", (8, 0)), ("10.1", (10, 1)), ("dev", (0, 0)),
+])
+def test_version_tuple(text, parsed):
+    assert pantry_pytest.version_tuple(text) == parsed
+    assert (parsed >= pantry_pytest.OLDEST_PYTEST) == (text in ("7.2.1", "8.0.0rc1", "10.1"))
+
+
 @pytest.mark.parametrize("env, message", [
     ({"PANTRY_SHARDS": "3", "PANTRY_SHARD": "4"}, "PANTRY_SHARD=4 is not from 1 to PANTRY_SHARDS=3"),
     ({"PANTRY_SHARDS": "3"}, "PANTRY_SHARDS=3 but PANTRY_SHARD is not set"),
@@ -267,12 +346,14 @@ def test_bad_environment_is_a_usage_error_naming_the_value(pytester, monkeypatch
 @pytest.mark.parametrize("content, message", [
     ("{", "not JSON"),
     ('{"format": "other"}', 'format: expected "pantry-test-order"'),
-    ('{"format": "pantry-test-order", "version": 2}', "version: expected 1"),
-    ('{"format": "pantry-test-order", "version": 1, "shards": 1, "tests": [{"id": "a", "shard": 2, "group": "rest"}]}',
+    ('{"format": "pantry-test-order", "version": 1}', "version: expected 2"),
+    ('{"format": "pantry-test-order", "version": 2, "shards": 1, "quarantined": [""], "tests": []}',
+     "quarantined: expected an array of test ids"),
+    ('{"format": "pantry-test-order", "version": 2, "shards": 1, "tests": [{"id": "a", "shard": 2, "group": "rest"}]}',
      "tests[0].shard: expected a whole number from 1 to 1"),
-    ('{"format": "pantry-test-order", "version": 1, "shards": 1, "tests": [{"id": "a", "shard": 1, "group": "soon"}]}',
+    ('{"format": "pantry-test-order", "version": 2, "shards": 1, "tests": [{"id": "a", "shard": 1, "group": "soon"}]}',
      "tests[0].group: expected one of failed, changed, new, rest"),
-    ('{"format": "pantry-test-order", "version": 1, "shards": 2, "tests": []}',
+    ('{"format": "pantry-test-order", "version": 2, "shards": 2, "tests": []}',
      "has 2 shards but PANTRY_SHARDS=1"),
 ])
 def test_bad_order_file_is_a_usage_error_naming_the_file(pytester, monkeypatch, content, message):

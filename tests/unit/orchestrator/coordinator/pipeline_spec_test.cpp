@@ -53,6 +53,7 @@ TEST(PipelineSpecTest, ReadsEveryKey) {
                                       "    secrets: [PYPI_TOKEN]\n"
                                       "    network: none\n"
                                       "    tmpfs: 512MiB\n"
+                                      "    fail_fast: true\n"
                                       "  package:\n"
                                       "    run: |\n"
                                       "      python -m build\n"
@@ -70,6 +71,7 @@ TEST(PipelineSpecTest, ReadsEveryKey) {
   EXPECT_EQ(lint.name, "lint");
   EXPECT_THAT(lint.run, ElementsAre("flake8 ."));
   EXPECT_EQ(lint.parallel, 1);
+  EXPECT_FALSE(lint.fail_fast);
   EXPECT_EQ(lint.network, runner::network_mode::isolated);
   EXPECT_EQ(lint.line, 4);
   const job_spec& test = spec.jobs[1];
@@ -81,6 +83,7 @@ TEST(PipelineSpecTest, ReadsEveryKey) {
   EXPECT_THAT(test.secrets, ElementsAre("PYPI_TOKEN"));
   EXPECT_EQ(test.network, runner::network_mode::none);
   EXPECT_EQ(test.tmpfs, 512u << 20);
+  EXPECT_TRUE(test.fail_fast);
   const job_spec& package = spec.jobs[2];
   EXPECT_THAT(package.run, ElementsAre("python -m build\nls dist\n"));
   EXPECT_THAT(package.needs, ElementsAre("lint", "test"));
@@ -111,6 +114,9 @@ TEST(PipelineSpecTest, WrongTypesNameTheFileLineColumnFieldAndValue) {
   EXPECT_THAT(error_of("keep_going: yes\n" + with_jobs("  t: {run: x}\n")),
               HasSubstr(".pantry.yml:1:13: keep_going: \"yes\" is not a boolean; use true or "
                         "false"));
+  EXPECT_THAT(error_of(with_jobs("  t: {run: x, fail_fast: soon}\n")),
+              HasSubstr(".pantry.yml:3:26: jobs.t.fail_fast: \"soon\" is not a boolean; use true "
+                        "or false"));
   EXPECT_THAT(error_of(with_jobs("  t: {run: x, network: host}\n")),
               HasSubstr("jobs.t.network: \"host\" is not allowed for a job"));
   EXPECT_THAT(error_of(with_jobs("  t: {run: x, network: bridge}\n")),

@@ -14,6 +14,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 clock::time_point at(int minute) {
   return clock::time_point(std::chrono::minutes(minute));
@@ -204,16 +205,20 @@ TEST(TestOrderTest, OrderFileRoundTripsAndIsDocumentedJson) {
   request.known_ids = std::vector<std::string>{"tests/a.py::x[1]", "r::b", "n::new"};
   auto order = plan_test_order(stats, request);
   ASSERT_TRUE(order);
+  EXPECT_THAT(to_order_file(*order), Not(HasSubstr("quarantined"))) << "absent when none";
+  order->quarantined = {"r::b", "tests/q.py::t[a b]"};
   const std::string text = to_order_file(*order);
-  EXPECT_THAT(text, HasSubstr(R"("format":"pantry-test-order","version":1,"shards":2,)"));
+  EXPECT_THAT(text, HasSubstr(R"("format":"pantry-test-order","version":2,"shards":2,)"));
   EXPECT_THAT(text, HasSubstr(R"("groups":["failed","changed","new","rest"])"));
   EXPECT_THAT(text, HasSubstr(R"("changed_files":["tests/c.py"])"));
+  EXPECT_THAT(text, HasSubstr(R"("quarantined":["r::b","tests/q.py::t[a b]"])"));
   EXPECT_THAT(text, HasSubstr(R"({"id":"tests/a.py::x[1]","shard":)"));
   EXPECT_THAT(text, HasSubstr(R"("group":"new"})")) << "no seconds for a new test";
   auto back = parse_order_file(text);
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->shards, 2);
   EXPECT_EQ(back->changed_files, order->changed_files);
+  EXPECT_EQ(back->quarantined, order->quarantined);
   ASSERT_EQ(back->tests.size(), 3u);
   for (std::size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(back->tests[i].id, order->tests[i].id);
@@ -231,10 +236,10 @@ TEST(TestOrderTest, BadOrderFilesNameTheProblem) {
   };
   EXPECT_THAT(error_of("{"), HasSubstr("test order: not JSON"));
   EXPECT_THAT(error_of("[]"), HasSubstr("not a JSON object"));
-  EXPECT_THAT(error_of(R"({"format":"x","version":1})"), HasSubstr("format: expected"));
-  EXPECT_THAT(error_of(R"({"format":"pantry-test-order","version":2})"),
-              HasSubstr("version: expected 1"));
-  constexpr std::string_view head = R"({"format":"pantry-test-order","version":1,)";
+  EXPECT_THAT(error_of(R"({"format":"x","version":2})"), HasSubstr("format: expected"));
+  EXPECT_THAT(error_of(R"({"format":"pantry-test-order","version":1})"),
+              HasSubstr("version: expected 2"));
+  constexpr std::string_view head = R"({"format":"pantry-test-order","version":2,)";
   EXPECT_THAT(error_of(std::string(head) + R"("shards":0,"tests":[]})"),
               HasSubstr("shards: expected a whole number from 1 to 100"));
   EXPECT_THAT(
@@ -250,6 +255,8 @@ TEST(TestOrderTest, BadOrderFilesNameTheProblem) {
               HasSubstr("tests[0].seconds: expected a number of at least 0"));
   EXPECT_THAT(error_of(std::string(head) + R"("shards":1,"changed_files":[1],"tests":[]})"),
               HasSubstr("changed_files: expected an array of paths"));
+  EXPECT_THAT(error_of(std::string(head) + R"("shards":1,"quarantined":[""],"tests":[]})"),
+              HasSubstr("quarantined: expected an array of test ids"));
 }
 
 }  // namespace

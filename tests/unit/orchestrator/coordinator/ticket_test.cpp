@@ -34,6 +34,7 @@ ticket full_ticket() {
   t.source.git_url = "https://example.org/tiny.git";
   t.source.commit = kCommit;
   t.source.git_auth_secret = "forge";
+  t.source.base = std::string(40, 'b');
   t.image = "local/python@sha256:abc";
   t.steps = {"pip install .", "pytest -x"};
   t.env = {{"A", "1"}, {"PANTRY_SHARD", "1"}};
@@ -60,6 +61,7 @@ TEST(TicketTest, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back->source.type, source_ref::kind::git);
   EXPECT_EQ(back->source.git_url, t.source.git_url);
   EXPECT_EQ(back->source.git_auth_secret, "forge");
+  EXPECT_EQ(back->source.base, std::string(40, 'b'));
   EXPECT_EQ(back->steps, t.steps);
   EXPECT_EQ(back->env, t.env);
   ASSERT_EQ(back->secrets.size(), 1u);
@@ -115,6 +117,13 @@ TEST(TicketTest, SourcesAreCheckedAndNeverCarryCredentials) {
       json::parse(R"({"git":"https://user:pw@h/r.git","commit":")" + kCommit + R"("})"));
   ASSERT_FALSE(creds);
   EXPECT_NE(creds.error().message.find("auth_secret"), std::string::npos) << creds.error().message;
+  EXPECT_TRUE(ok->base.empty());
+  auto bad_base = source_from_json(
+      json::parse(R"({"git":"https://h/r.git","commit":")" + kCommit + R"(","base":"main"})"));
+  ASSERT_FALSE(bad_base);
+  EXPECT_NE(bad_base.error().message.find("source.base: \"main\" is not a full commit id"),
+            std::string::npos)
+      << bad_base.error().message;
   auto short_commit = source_from_json(json::parse(R"({"git":"https://h/r.git","commit":"abc"})"));
   ASSERT_FALSE(short_commit);
   EXPECT_NE(short_commit.error().message.find("source.commit"), std::string::npos);

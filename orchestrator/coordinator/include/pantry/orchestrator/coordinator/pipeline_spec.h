@@ -14,6 +14,7 @@
 //     test:
 //       run: [pip install -e ., pytest]
 //       parallel: 2                              # PANTRY_SHARD=1..2, PANTRY_SHARDS=2
+//       fail_fast: true                          # PANTRY_FAIL_FAST=1
 //       timeout: 10m
 //       env: {PYTHONHASHSEED: "0"}
 //     package: {run: python -m build, needs: [lint, test], artifacts: [dist]}
@@ -44,6 +45,9 @@ struct job_spec {
   std::vector<std::string> run;    // the steps, each a shell script; `run:` a string is one step
   std::vector<std::string> needs;  // names of other jobs of the file, no repeats
   int parallel = 1;                // shards, 1..100
+  // true: PANTRY_FAIL_FAST=1, so that the pytest plugin stops the job's tests at the first
+  // failure that fails its re-run too (with failures first, seconds after the start).
+  bool fail_fast = false;
   std::optional<std::chrono::milliseconds> timeout;      // > 0; unset: the runner's default
   std::vector<std::pair<std::string, std::string>> env;  // in file order; names unique
   std::vector<std::string> secrets;    // names the coordinator's ci.secrets maps to files

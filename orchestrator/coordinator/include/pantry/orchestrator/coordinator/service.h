@@ -25,11 +25,15 @@
 //   GET  /api/v1/jobs/<id>/artifacts       the tar.zst the job kept
 //   HEAD|PUT /api/v1/sources/sha256:<hex>  uploaded working trees, content-addressed
 //   GET  /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]  the project's test history:
-//        {project, runs, tests: [test_stat…], recent_failures: [test_failure…]}; with flaky,
-//        {project, runs, flaky: [flaky_test…]}; with slowest, the N slowest tests only
-//        (test_history.h's to_json forms)
+//        {project, runs, quarantined: [quarantined_test…], tests: [test_stat…],
+//        recent_failures: [test_failure…]}; with flaky, {project, runs, quarantined, flaky:
+//        [flaky_test…]}; with slowest, the N slowest tests only (test_history.h's and
+//        quarantine.h's to_json forms)
+//   GET  /api/v1/projects/<project>/quarantine  {project, quarantined: [quarantined_test…]}
+//   PUT|DELETE /api/v1/projects/<project>/quarantine?test=ID  (submit) puts a test in quarantine
+//        or takes it out: {project, test, changed, quarantined}
 //   /api/v1/runners/…                      the remote runners' protocol (remote_runner.h)
-// Tokens (config `ci.tokens`): read (GET), submit (also POST and PUT), runner (the runners'
+// Tokens (config `ci.tokens`): read (GET), submit (also POST, PUT and DELETE), runner (the runners'
 // protocol; the token's name is the runner's name); pantry's control token may do all.
 
 #include "pantry/cache/store.h"

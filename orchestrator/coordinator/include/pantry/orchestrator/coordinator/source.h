@@ -15,8 +15,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pantry::orchestrator::coordinator {
 
@@ -111,10 +113,36 @@ class git_mirrors {
                         const std::filesystem::path& dir,
                         std::optional<std::string> auth_header = std::nullopt);
 
+  // The paths (relative to the repository root, as git prints them) of the files that differ
+  // between commits `base` and `commit` of the repository at `url` (`git diff --name-only
+  // --no-renames`: a moved file is its old and its new path), fetching either commit into the
+  // mirror first unless it is there. At most some 20,000 paths (the rest are left out). Errors
+  // as checkout's, naming both commits.
+  result<std::vector<std::string>> changed_files(
+      std::string_view url, std::string_view base, std::string_view commit,
+      std::optional<std::string> auth_header = std::nullopt);
+
   // The mirror directory of `url` (it exists once a checkout of that URL began).
   std::filesystem::path mirror_of(std::string_view url) const;
 
  private:
+  // A mirror holding the commits a call needs, and how git runs on it.
+  struct session {
+    std::filesystem::path mirror;
+    std::string git_dir;           // "--git-dir=<mirror>"
+    std::vector<std::string> env;  // isolated, with the auth header and allowed protocols
+    std::string secret;            // the auth header, masked in messages
+    std::string what;              // starts every message
+  };
+  // Checks the arguments, makes the mirror if needed and fetches each commit it lacks (under
+  // the mirror's lock).
+  result<session> open_session(std::string_view url, std::span<const std::string_view> commits,
+                               const std::optional<std::string>& auth_header,
+                               const std::string& what) const;
+  // Runs git; its stdout, or an error of `failure` (io_error on a timeout) naming `step`.
+  result<std::string> run(const session& s, std::vector<std::string> args, std::string_view step,
+                          errc failure) const;
+
   std::filesystem::path root_;
   git_options options_;
 };

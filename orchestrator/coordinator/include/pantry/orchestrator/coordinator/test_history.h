@@ -168,6 +168,13 @@ std::vector<test_stat> slowest(std::span<const test_stat> stats, std::size_t n);
 std::size_t passes_since(std::span<const test_run> runs, std::string_view id,
                          clock::time_point since);
 
+// How many of the test's latest runs in `runs` (of any job name; by finish time) at or after
+// `since` it passed in a row, newest backwards: a run where it failed or erred (even if its
+// re-run passed) ends the count; a skip neither counts nor ends it. The count that takes a test
+// out of quarantine (quarantine.h).
+std::size_t passes_in_a_row(std::span<const test_run> runs, std::string_view id,
+                            std::optional<clock::time_point> since);
+
 // ---- The API's forms: times as integer milliseconds since the Unix epoch, outcomes as
 // to_string spells them, seconds as numbers, a missing value as null ----
 

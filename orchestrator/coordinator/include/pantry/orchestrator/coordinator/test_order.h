@@ -6,18 +6,22 @@
 // seen, then the rest fastest first; with N shards, split by past durations (longest first onto
 // the least loaded shard), unknown tests by a hash both pantry and the plugin compute.
 //
-// The order file (format "pantry-test-order", version 1) is JSON:
-//   {"format": "pantry-test-order", "version": 1, "shards": 3,
+// The order file (format "pantry-test-order", version 2) is JSON:
+//   {"format": "pantry-test-order", "version": 2, "shards": 3,
 //    "groups": ["failed", "changed", "new", "rest"],
 //    "changed_files": ["tests/test_a.py"],
+//    "quarantined": ["tests/test_net.py::test_timeout"],
 //    "tests": [{"id": "tests/test_a.py::test_x[1]", "shard": 2, "group": "failed",
 //               "seconds": 0.25}, ...]}
 // `tests` is the run order of the whole job; a shard runs its tests in that order. A reader
 // places a test the file does not list as follows: its shard is unknown_test_shard(id, shards);
 // its group is "changed" when its file (the id up to the first "::") is in changed_files, else
 // "new"; it runs after the listed tests of its group, in the runner's own order. `seconds` is
-// absent for a test without a duration. Readers ignore members they do not know; a new version
-// number means an incompatible change. See docs/ARCHITECTURE.md, "Test intelligence".
+// absent for a test without a duration. `quarantined` (absent: none) lists the tests whose
+// failures must not fail the job (quarantine.h); version 2 added it, so that a reader that would
+// ignore it, and fail a job pantry meant to pass, refuses the file instead. Readers ignore members
+// they do not know; a new version number means an incompatible change. See docs/ARCHITECTURE.md,
+// "Test intelligence".
 
 #include "pantry/error.h"
 #include "pantry/orchestrator/coordinator/test_history.h"
@@ -32,7 +36,7 @@
 namespace pantry::orchestrator::coordinator {
 
 inline constexpr std::string_view kOrderFormat = "pantry-test-order";
-inline constexpr int kOrderVersion = 1;
+inline constexpr int kOrderVersion = 2;
 inline constexpr int kMaxShards = 100;  // as .pantry.yml's `parallel`
 
 enum class order_group { failed, changed, new_test, rest };
@@ -50,8 +54,9 @@ struct order_entry {
 struct test_order {
   int shards = 1;
   std::vector<std::string> changed_files;
-  std::vector<order_entry> tests;     // the run order
-  std::vector<double> shard_seconds;  // the estimated seconds of each shard (index shard - 1)
+  std::vector<std::string> quarantined;  // test ids whose failures do not fail the job
+  std::vector<order_entry> tests;        // the run order
+  std::vector<double> shard_seconds;     // the estimated seconds of each shard (index shard - 1)
 };
 
 // 64-bit FNV-1a of the bytes of `text`: offset basis 14695981039346656037, prime 1099511628211.

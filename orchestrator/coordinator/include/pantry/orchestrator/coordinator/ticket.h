@@ -33,6 +33,10 @@ struct source_ref {
   std::string tree;     // tree: "sha256:<hex>" of the archive `pantry submit` uploaded
   std::string git_url;  // git: the repository, without credentials
   std::string commit;   // git: 40 hex digits
+  // git: the commit the change is based on (40 hex digits; `pantry submit --base`), "" unknown.
+  // The files changed from it to `commit` run their tests early (test_order.h's "changed").
+  // An uploaded tree has no base: pantry holds no repository to compare it with.
+  std::string base;
   // git: a secret's name (ci.secrets) whose value is sent as the Authorization header
   // (http.extraHeader); "" for none.
   std::string git_auth_secret;

@@ -62,6 +62,8 @@ class forge_api {
   static result<forge_api> create(config::pins_forge forge);
 
   const config::pins_forge& forge() const noexcept { return forge_; }
+  // "github octo/app": how messages name the forge and repository.
+  std::string name() const;
 
   // The authorization header for `token` as the forge documents it: GitHub
   // {"Authorization", "Bearer T"}, GitLab {"PRIVATE-TOKEN", "T"}, Gitea {"Authorization", "token

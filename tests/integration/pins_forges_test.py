@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import unittest
 import urllib.parse
@@ -27,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 sys.path.insert(0, HERE)
-import nginx_pypi  # noqa: E402
-from pantry_serve import Pantry, clean_env  # noqa: E402
-from pins_test import pinned  # noqa: E402
+from pantry_serve import Pantry  # noqa: E402
+import pins_test  # noqa: E402
+from pins_test import pinned, start_index  # noqa: E402
 
 PANTRY = None
 TOKEN = "s3cret-forge-token"
@@ -188,11 +187,7 @@ def make_handler(forge):
 class PinsForgesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="pantry-pins-forges-test-")
-        cls.tree = os.path.join(cls.work, "upstream")
-        cls.nginx = nginx_pypi.start(cls.tree, build=True)
-        with open(os.path.join(cls.tree, "manifest.json")) as f:
-            cls.manifest = json.load(f)
+        start_index(cls, "pantry-pins-forges-test-")
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url)
         cls.forge = Forge()
         cls.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(cls.forge))
@@ -213,12 +208,7 @@ class PinsForgesTest(unittest.TestCase):
         cls.nginx.stop()
         shutil.rmtree(cls.work, ignore_errors=True)
 
-    def git(self, repo, *args):
-        r = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True,
-                           timeout=60, env=dict(clean_env(), GIT_CONFIG_NOSYSTEM="1",
-                                                HOME=self.work))
-        self.assertEqual(r.returncode, 0, f"git {' '.join(args)}: {r.stderr}")
-        return r.stdout
+    git = pins_test.PinsCheckTest.git
 
     def make_repo(self, name):
         m = self.manifest

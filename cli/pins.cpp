@@ -334,7 +334,13 @@ struct pr_opener {
     if (*closed) {
       auto listed = forge.list(pins::pr_state::closed, branch);
       if (!listed) return listed.error();
-      const std::string url = listed->empty() ? std::string() : listed->front().url;
+      std::string url;
+      for (const auto& pr : *listed) {
+        if (!pr.merged) {
+          url = pr.url;
+          break;
+        }
+      }
       if (auto r = declined.add(repo.name, branch, url); !r) return r.error();
       std::cout << "    declined: " << url << " was closed without merging; this version is "
                 << "skipped from now on (" << declined.file().string() << ")\n";

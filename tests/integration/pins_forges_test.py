@@ -318,6 +318,23 @@ class PinsForgesTest(unittest.TestCase):
             self.assertIn("answered 401", err)
             self.assertNotIn("not-the-token", err + out)
 
+    def test_open_prs_needs_bump_and_a_forge(self):
+        repo = self.make_repo("no-forge")
+        config = os.path.join(self.work, "no-forge.yaml")
+        with open(config, "w") as f:
+            f.write("pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  repositories:\n"
+                    f"    - {{name: no-forge, path: {repo}, files: [requirements.txt]}}\n")
+        code, out, err = self.bump(config)
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn("pantry: pins bump: no-forge: --open-prs needs the repository's forge "
+                      "(pins.repositories[].forge: kind, api, repository, token_file)", err)
+        self.assertEqual(self.git(repo, "for-each-ref", "refs/heads/pantry/pins"), "")
+        r = subprocess.run([PANTRY, "pins", "check", "--open-prs", "--config", config,
+                            "--pantry", self.pantry.url("")], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("--open-prs is for pins bump", r.stderr)
+
     def test_max_open_limits_the_pull_requests_opened(self):
         kind = "gitea"
         repo = self.make_repo("limited")

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -188,6 +190,31 @@ TEST(PinsForgeTest, AnExistingPullRequestIsRecognizedPerForge) {
   EXPECT_TRUE(gt.already_exists(409, "{}"));
   EXPECT_TRUE(
       gt.already_exists(422, R"({"message":"pull request already exists for these targets"})"));
+}
+
+TEST(PinsForgeTest, AMissingOrEmptyTokenFileIsNamedBeforeAnyRequest) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "pins-forge-token";
+  std::filesystem::create_directories(dir);
+  config::pins_forge f;
+  f.kind = pins_forge_kind::gitea;
+  f.api = "http://127.0.0.1:1";
+  f.repository = "o/a";
+  f.token_file = (dir / "absent").string();
+  auto missing = forge_client::create(f);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().message.find(f.token_file + " cannot be opened"), std::string::npos)
+      << missing.error().message;
+  f.token_file = (dir / "empty").string();
+  std::ofstream(f.token_file) << " \n";
+  auto empty = forge_client::create(f);
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_NE(empty.error().message.find(f.token_file + " is empty"), std::string::npos)
+      << empty.error().message;
+  f.token_file = (dir / "good").string();
+  std::ofstream(f.token_file) << "t0k\n";
+  auto good = forge_client::create(f);
+  EXPECT_TRUE(good.has_value()) << (good ? "" : good.error().message);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "pantry/config/config.h"
 #include "pantry/orchestrator/coordinator/api_client.h"
 #include "pantry/orchestrator/pins/decide.h"
+#include "pantry/orchestrator/pins/forge.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
 #include "pantry/orchestrator/runner/process.h"
 #include "pantry/registry/pypi/negotiate.h"
@@ -25,6 +26,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 
 extern char** environ;
@@ -265,6 +267,112 @@ result<std::optional<std::string>> make_branch(const std::string& git, const fs:
   return std::optional<std::string>(branch);
 }
 
+// The versions declined on a forge (a pull request closed without merging), which bump skips
+// from then on: <data_dir>/pins/declined.tsv, one "REPOSITORY<TAB>BRANCH<TAB>URL" a line, appended
+// to as they are found. A person may delete a line to have the version proposed again.
+class declined_record {
+ public:
+  static result<declined_record> load(fs::path file) {
+    declined_record d;
+    d.file_ = std::move(file);
+    std::error_code ec;
+    if (!fs::exists(d.file_, ec)) return d;
+    auto text = read_file(d.file_);
+    if (!text) return text.error();
+    std::istringstream lines(*text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      const std::size_t tab = line.find('\t');
+      if (tab == std::string::npos) continue;
+      const std::size_t end = line.find('\t', tab + 1);
+      d.entries_.emplace(line.substr(0, tab), line.substr(tab + 1, end - tab - 1));
+    }
+    return d;
+  }
+
+  bool has(const std::string& repo, const std::string& branch) const {
+    return entries_.contains({repo, branch});
+  }
+
+  result<void> add(const std::string& repo, const std::string& branch, const std::string& url) {
+    std::error_code ec;
+    fs::create_directories(file_.parent_path(), ec);
+    if (ec) {
+      return error(errc::io_error,
+                   file_.parent_path().string() + ": cannot create: " + ec.message());
+    }
+    std::ofstream out(file_, std::ios::binary | std::ios::app);
+    out << repo << '\t' << branch << '\t' << url << '\n';
+    out.close();
+    if (!out) return error(errc::io_error, file_.string() + ": write failed");
+    entries_.emplace(repo, branch);
+    return {};
+  }
+
+  const fs::path& file() const noexcept { return file_; }
+
+ private:
+  fs::path file_;
+  std::set<std::pair<std::string, std::string>> entries_;
+};
+
+// One repository's pull requests during a bump: how many of pantry/pins/* are open, and the
+// pull request of each branch.
+struct pr_opener {
+  const config::pins_repository& repo;
+  pins::forge_client& forge;
+  declined_record& declined;
+  std::string base;   // the branch the pull requests merge into
+  unsigned max_open;  // 0: no limit
+  std::size_t open_now;
+
+  // Opens or updates the pull request of `branch` and prints what happened. Returns false when
+  // the branch's pull request was closed without merging (the version is declined from now on).
+  result<bool> handle(const std::string& branch, const std::string& message) {
+    auto closed = forge.closed_unmerged(branch);
+    if (!closed) return closed.error();
+    if (*closed) {
+      auto listed = forge.list(pins::pr_state::closed, branch);
+      if (!listed) return listed.error();
+      std::string url;
+      for (const auto& pr : *listed) {
+        if (!pr.merged) {
+          url = pr.url;
+          break;
+        }
+      }
+      if (auto r = declined.add(repo.name, branch, url); !r) return r.error();
+      std::cout << "    declined: " << url << " was closed without merging; this version is "
+                << "skipped from now on (" << declined.file().string() << ")\n";
+      return false;
+    }
+    const std::size_t nl = message.find('\n');
+    const std::string title = message.substr(0, nl);
+    const std::string body =
+        nl == std::string::npos ? std::string() : std::string(trim_ascii_space(message.substr(nl)));
+    // At the limit only an open one is updated. Below it the forge is asked to open one, and its
+    // "already exists" (GitHub's 422) turns into an update of that one.
+    if (max_open != 0 && open_now >= max_open) {
+      auto existing = forge.find_open(branch);
+      if (!existing) return existing.error();
+      if (!*existing) {
+        std::cout << "    no pull request: " << open_now << " of pantry/pins/* are open "
+                  << "(pins.max_open " << max_open << ")\n";
+        return true;
+      }
+    }
+    auto made = forge.open_or_update(branch, base, title, body);
+    if (!made) return made.error();
+    if (made->created) {
+      ++open_now;
+      std::cout << "    opened " << made->pr.url << '\n';
+    } else {
+      std::cout << "    already open: " << made->pr.url << " (title and description updated)\n";
+    }
+    return true;
+  }
+};
+
 int run_pins(const pins_check_options& opt, bool bump) {
   const std::string command = bump ? "pins bump" : "pins check";
   const auto fail = [&](const std::string& message) {
@@ -295,6 +403,13 @@ int run_pins(const pins_check_options& opt, bool bump) {
   if (!policy) return fail(policy.error().message);
   auto url = index_url(opt, cfg);
   if (!url) return fail(url.error().message);
+  if (opt.open_prs && !bump) return fail("--open-prs is for pins bump (check changes nothing)");
+  std::optional<declined_record> declined;
+  if (bump) {
+    auto loaded = declined_record::load(fs::path(cfg.data_dir) / "pins" / "declined.tsv");
+    if (!loaded) return fail(loaded.error().message);
+    declined.emplace(std::move(*loaded));
+  }
   std::string git;
   if (bump) {
     auto found = git_program();
@@ -337,6 +452,47 @@ int run_pins(const pins_check_options& opt, bool bump) {
       if (!head) return fail(head.error().message);
       base = std::string(trim_ascii_space(*head));
     }
+    std::unique_ptr<pins::forge_client> forge;
+    std::optional<pr_opener> opener;
+    if (opt.open_prs) {
+      if (repo->forge.kind == config::pins_forge_kind::none) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << repo->name
+                  << ": --open-prs needs the repository's forge (pins.repositories[].forge: kind, "
+                     "api, repository, token_file)\n";
+        continue;
+      }
+      auto made = pins::forge_client::create(repo->forge);
+      std::optional<error> failed;
+      if (made) {
+        forge = std::move(*made);
+      } else {
+        failed = made.error();
+      }
+      std::string into = repo->branch;
+      if (!failed && into.empty()) {
+        auto current = run_git(git, {"-C", root.string(), "rev-parse", "--abbrev-ref", "HEAD"});
+        if (current) {
+          into = std::string(trim_ascii_space(*current));
+        } else {
+          failed = current.error();
+        }
+      }
+      if (!failed) {
+        auto open = forge->list(pins::pr_state::open, "pantry/pins/");
+        if (open) {
+          opener.emplace(
+              pr_opener{*repo, *forge, *declined, into, cfg.pins.max_open, open->size()});
+        } else {
+          failed = open.error();
+        }
+      }
+      if (failed) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << repo->name << ": " << failed->message << '\n';
+        continue;
+      }
+    }
     for (const auto& file : repo->files) {
       const std::string shown = repo->name + "/" + file;
       if (is_image_file(file)) {
@@ -378,6 +534,13 @@ int run_pins(const pins_check_options& opt, bool bump) {
             plan->result == pins::pin_plan::outcome::skipped)
           outdated = true;
         if (!bump || plan->result != pins::pin_plan::outcome::upgrade) continue;
+        const std::string name =
+            "pantry/pins/" + plan->name + "-" + plan->change->new_version.str();
+        if (declined->has(repo->name, name)) {
+          std::cout << "    declined before (its pull request was closed without merging): "
+                    << "skipped; see " << declined->file().string() << '\n';
+          continue;
+        }
         auto branch = make_branch(git, root, base, file, *doc, *plan);
         if (!branch) {
           errors = true;
@@ -388,6 +551,14 @@ int run_pins(const pins_check_options& opt, bool bump) {
         } else {
           std::cout << "    branch pantry/pins/" << plan->name << "-"
                     << plan->change->new_version.str() << " exists: left as it is\n";
+        }
+        if (branch && opener) {
+          auto handled = opener->handle(name, commit_message(*plan));
+          if (!handled) {
+            errors = true;
+            std::cerr << "pantry: " << command << ": " << where << ": " << handled.error().message
+                      << '\n';
+          }
         }
       }
     }

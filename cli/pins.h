@@ -17,11 +17,13 @@ struct pins_check_options {
   std::optional<std::string> repo;         // --repo NAME: only this configured repository
   std::optional<std::string> only;         // --only NAME: only this project (normalized)
   std::optional<std::string> pantry;       // --pantry URL: the index's pantry, else the serve's
+  bool open_prs = false;                   // --open-prs (bump only): a pull request per branch
 };
 
 // Parses the arguments after `pantry pins check` (and `pantry pins bump`, which takes the same).
 // Errors (invalid_argument) name the argument: an unknown option, one without its value, a
-// positional argument, an --only that is not a project name, a --pantry that is not an http(s) URL.
+// positional argument, an --only that is not a project name, a --pantry that is not an http(s) URL,
+// and --open-prs for check.
 result<pins_check_options> parse_pins_check_args(const std::vector<std::string>& args);
 
 // Runs the check and returns the exit status: 0 when every pin is current, 1 when an upgrade is
@@ -39,6 +41,14 @@ int run_pins_check(const pins_check_options& opt);
 // already exists is left as it is (the same upgrade is not made twice). Exit 0 when every branch
 // was made or existed, 2 on an error (as check's, or a git command that failed, named with its
 // output).
+//
+// With --open-prs, each branch (made now or before) also gets its pull request on the
+// repository's forge (pins.repositories[].forge, orchestrator/pins/forge.h), titled with the
+// commit's first line and described with the rest; one that is open already is updated, and its
+// URL is printed. No more than pins.max_open pull requests of pantry/pins/* branches are open at
+// once (counted on the forge first; 0: no limit); the branches beyond it are made without one.
+// A pull request closed without merging declines that version: it is written to
+// <data_dir>/pins/declined.tsv (repository, branch, URL) and that version is skipped from then on.
 int run_pins_bump(const pins_check_options& opt);
 
 }  // namespace pantry::cli

@@ -19,6 +19,11 @@ result<pins_check_options> parse_pins_check_args(const std::vector<std::string>&
       value = name.substr(eq + 1);
       name.resize(eq);
     }
+    if (name == "--open-prs") {
+      if (value) return usage("--open-prs takes no value");
+      o.open_prs = true;
+      continue;
+    }
     std::optional<std::string>* slot = nullptr;
     if (name == "--config") slot = &o.config_file;
     if (name == "--repo") slot = &o.repo;
@@ -26,7 +31,8 @@ result<pins_check_options> parse_pins_check_args(const std::vector<std::string>&
     if (name == "--pantry") slot = &o.pantry;
     if (!slot) {
       if (!name.starts_with("-")) return usage("takes no argument " + quote_for_message(name));
-      return usage("unknown option " + name + " (it takes --config, --repo, --only, --pantry)");
+      return usage("unknown option " + name +
+                   " (it takes --config, --repo, --only, --pantry, and for bump --open-prs)");
     }
     if (!value) {
       if (i + 1 >= args.size()) return usage(name + " needs a value");

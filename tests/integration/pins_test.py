@@ -50,14 +50,20 @@ def line_of(text, start):
     return next(i + 1 for i, line in enumerate(text.splitlines()) if line.startswith(start))
 
 
+def start_index(cls, prefix):
+    """Sets cls.work (a new temporary directory), cls.tree (the fixture tree in it, served by
+    nginx as cls.nginx) and cls.manifest (the tree's manifest.json)."""
+    cls.work = tempfile.mkdtemp(prefix=prefix)
+    cls.tree = os.path.join(cls.work, "upstream")
+    cls.nginx = nginx_pypi.start(cls.tree, build=True)
+    with open(os.path.join(cls.tree, "manifest.json")) as f:
+        cls.manifest = json.load(f)
+
+
 class PinsCheckTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="pantry-pins-test-")
-        cls.tree = os.path.join(cls.work, "upstream")
-        cls.nginx = nginx_pypi.start(cls.tree, build=True)
-        with open(os.path.join(cls.tree, "manifest.json")) as f:
-            cls.manifest = json.load(f)
+        start_index(cls, "pantry-pins-test-")
         cls.pre_releases = [Release(PRE, "1.0"), Release(PRE, "1.1rc1")]
         cls.pre_hashes = make_pypi_upstream.add_releases(cls.tree, cls.pre_releases,
                                                          cls.nginx.files_base)

@@ -33,6 +33,18 @@ TEST(PinsArgsTest, CheckDefaultsToEveryRepositoryAndTheServe) {
   EXPECT_FALSE(o->config_file);
 }
 
+TEST(PinsArgsTest, OpenPrsIsAFlagOffByDefault) {
+  auto on = parse_pins_check_args({"--repo", "app", "--open-prs"});
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_TRUE(on->open_prs);
+  EXPECT_EQ(on->repo, "app");
+  auto off = parse_pins_check_args({"--repo", "app"});
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->open_prs);
+  args valued{"--open-prs=yes"};
+  EXPECT_TRUE(usage_error(parse_pins_check_args(valued), valued, {"--open-prs", "takes no value"}));
+}
+
 TEST(PinsArgsTest, CheckRejectsBadArgumentsNamingThem) {
   args unknown{"--only-one", "x"};
   EXPECT_TRUE(usage_error(parse_pins_check_args(unknown), unknown, {"--only-one"}));

@@ -459,12 +459,17 @@ void print_quarantined(const json::array& quarantined) {
   }
 }
 
+// The project given, else the current directory's name (as submit's default).
+std::string project_or_cwd(const std::optional<std::string>& given) {
+  if (given) return *given;
+  std::error_code ec;
+  return fs::weakly_canonical(fs::current_path(ec), ec).filename().string();
+}
+
 }  // namespace
 
 int tests_command(const tests_options& o) {
-  std::error_code ec;
-  std::string project =
-      o.project ? *o.project : fs::weakly_canonical(fs::current_path(ec), ec).filename().string();
+  const std::string project = project_or_cwd(o.project);
   auto conn = connect(o.where, false);
   if (!conn) return fail(conn.error().message);
   api_client client(conn->url, conn->token);
@@ -543,9 +548,7 @@ std::string percent_text(const json::object& o, std::string_view k) {
 }  // namespace
 
 int measures_command(const measures_options& o) {
-  std::error_code ec;
-  std::string project =
-      o.project ? *o.project : fs::weakly_canonical(fs::current_path(ec), ec).filename().string();
+  const std::string project = project_or_cwd(o.project);
   auto conn = connect(o.where, false);
   if (!conn) return fail(conn.error().message);
   api_client client(conn->url, conn->token);

@@ -693,26 +693,19 @@ coordinator_impl::compute_measures(const measures_window& w, bool publish) {
                 "Flaky tests among those the window's pipelines ran");
   metrics_->set("pantry_ci_red_only_flaky_pipelines", l, static_cast<double>(a.red_only_flaky),
                 "Failed pipelines in the window red only because of flaky or quarantined tests");
-  if (a.flaky_test_rate) {
-    metrics_->set("pantry_ci_flaky_test_ratio", l, *a.flaky_test_rate,
-                  "Flaky tests / tests run in the window");
-  }
-  if (a.red_only_flaky_rate) {
-    metrics_->set("pantry_ci_red_only_flaky_ratio", l, *a.red_only_flaky_rate,
-                  "Red-only-because-flaky pipelines / failed pipelines in the window");
-  }
-  if (a.median_time_to_red) {
-    metrics_->set("pantry_ci_time_to_red_seconds", l, *a.median_time_to_red,
-                  "Median seconds from submit to the first failed job's end, over the window");
-  }
-  if (a.median_time_to_green) {
-    metrics_->set("pantry_ci_time_to_green_seconds", l, *a.median_time_to_green,
-                  "Median seconds from submit to a green result, over the window");
-  }
-  if (a.median_queue_wait) {
-    metrics_->set("pantry_ci_queue_wait_seconds", l, *a.median_queue_wait,
-                  "Median of a pipeline's summed queue wait, over the window");
-  }
+  const auto set_known = [&](const char* name, const std::optional<double>& v, const char* help) {
+    if (v) metrics_->set(name, l, *v, help);
+  };
+  set_known("pantry_ci_flaky_test_ratio", a.flaky_test_rate,
+            "Flaky tests / tests run in the window");
+  set_known("pantry_ci_red_only_flaky_ratio", a.red_only_flaky_rate,
+            "Red-only-because-flaky pipelines / failed pipelines in the window");
+  set_known("pantry_ci_time_to_red_seconds", a.median_time_to_red,
+            "Median seconds from submit to the first failed job's end, over the window");
+  set_known("pantry_ci_time_to_green_seconds", a.median_time_to_green,
+            "Median seconds from submit to a green result, over the window");
+  set_known("pantry_ci_queue_wait_seconds", a.median_queue_wait,
+            "Median of a pipeline's summed queue wait, over the window");
   metrics_->set("pantry_ci_window_cpu_seconds", l, a.cpu_seconds,
                 "Runner CPU-seconds of the window's pipelines");
   metrics_->set("pantry_ci_window_saved_seconds", {{"project", w.project}, {"by", "supersede"}},

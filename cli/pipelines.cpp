@@ -569,16 +569,16 @@ int measures_command(const measures_options& o) {
               project.c_str(), count_of(m, "pipelines").c_str(), count_of(m, "passed").c_str(),
               count_of(m, "failed").c_str(), count_of(m, "cancelled").c_str(),
               count_of(m, "window_days").c_str());
-  std::printf("  time to red       %s (median)\n", secs("median_time_to_red").c_str());
-  std::printf("  time to green     %s (median)\n", secs("median_time_to_green").c_str());
-  std::printf("  queue wait        %s (median per pipeline)\n", secs("median_queue_wait").c_str());
-  std::printf("  flaky tests       %s of %s tests run (%s)\n", count_of(m, "flaky_tests").c_str(),
+  std::printf("  time to red        %s (median)\n", secs("median_time_to_red").c_str());
+  std::printf("  time to green      %s (median)\n", secs("median_time_to_green").c_str());
+  std::printf("  queue wait         %s (median per pipeline)\n", secs("median_queue_wait").c_str());
+  std::printf("  flaky tests        %s of %s tests run (%s)\n", count_of(m, "flaky_tests").c_str(),
               count_of(m, "tests").c_str(), percent_text(m, "flaky_test_rate").c_str());
   std::printf("  red only by flakes %s of %s red pipelines (%s)\n",
               count_of(m, "red_only_flaky").c_str(), count_of(m, "failed").c_str(),
               percent_text(m, "red_only_flaky_rate").c_str());
-  std::printf("  runner CPU        %s\n", secs("cpu_seconds").c_str());
-  std::printf("  saved             %s by supersede, %s by stopping early\n",
+  std::printf("  runner CPU         %s\n", secs("cpu_seconds").c_str());
+  std::printf("  saved              %s by supersede, %s by stopping early\n",
               secs("saved_by_supersede").c_str(), secs("saved_by_stopping_early").c_str());
   return kExitOk;
 }

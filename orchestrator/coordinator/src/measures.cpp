@@ -28,12 +28,8 @@ bool made_red(const test_result& r) {
   return is_failure(r.outcome) && !(r.rerun && !is_failure(*r.rerun));
 }
 
-json::value seconds_or_null(const std::optional<double>& s) {
+json::value number_or_null(const std::optional<double>& s) {
   return s ? json::value(*s) : json::value(nullptr);
-}
-
-json::value rate_or_null(const std::optional<double>& r) {
-  return seconds_or_null(r);
 }
 
 }  // namespace
@@ -150,8 +146,8 @@ json::object to_json(const pipeline_measures& m) {
   o["state"] = to_string(m.state);
   o["submitted"] = detail::to_ms(m.submitted);
   o["finished"] = detail::to_ms(m.finished);
-  o["time_to_red"] = seconds_or_null(m.time_to_red);
-  o["time_to_green"] = seconds_or_null(m.time_to_green);
+  o["time_to_red"] = number_or_null(m.time_to_red);
+  o["time_to_green"] = number_or_null(m.time_to_green);
   o["queue_wait"] = m.queue_wait;
   o["cpu_seconds"] = m.cpu_seconds;
   o["saved_by_supersede"] = m.saved_by_supersede;
@@ -174,11 +170,11 @@ json::object to_json(const project_measures& m) {
   o["red_only_flaky"] = m.red_only_flaky;
   o["tests"] = m.tests;
   o["flaky_tests"] = m.flaky_tests;
-  o["flaky_test_rate"] = rate_or_null(m.flaky_test_rate);
-  o["red_only_flaky_rate"] = rate_or_null(m.red_only_flaky_rate);
-  o["median_time_to_red"] = seconds_or_null(m.median_time_to_red);
-  o["median_time_to_green"] = seconds_or_null(m.median_time_to_green);
-  o["median_queue_wait"] = seconds_or_null(m.median_queue_wait);
+  o["flaky_test_rate"] = number_or_null(m.flaky_test_rate);
+  o["red_only_flaky_rate"] = number_or_null(m.red_only_flaky_rate);
+  o["median_time_to_red"] = number_or_null(m.median_time_to_red);
+  o["median_time_to_green"] = number_or_null(m.median_time_to_green);
+  o["median_queue_wait"] = number_or_null(m.median_queue_wait);
   o["cpu_seconds"] = m.cpu_seconds;
   o["saved_by_supersede"] = m.saved_by_supersede;
   o["saved_by_stopping_early"] = m.saved_by_stopping_early;

@@ -141,6 +141,21 @@ std::string project_of(const target_parts& t) {
   return project;
 }
 
+// The query's count `name` (1 to `max`), `fallback` when absent; errc::invalid_argument naming
+// the value and the range otherwise.
+result<std::uint64_t> count_param(const target_parts& t, const std::string& name,
+                                  std::uint64_t fallback, std::uint64_t max) {
+  auto it = t.query.find(name);
+  if (it == t.query.end()) return fallback;
+  auto v = parse_id(it->second);
+  if (!v || *v > max) {
+    return error(errc::invalid_argument, name + ": \"" + it->second.substr(0, 40) +
+                                             "\" is not a count from 1 to " + std::to_string(max) +
+                                             "; give ?" + name + "=N");
+  }
+  return *v;
+}
+
 double seconds_between(clock::time_point a, clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -1322,18 +1337,15 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
   co_await respond_json(ex, http::status::ok, *body);
 }
 
-// GET /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]: the project's test history.
+// GET /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]: the project's test history; its
+// /measures and /quarantine routes.
 asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
   auto t = split_target(ex.request().target(), "/api/v1/projects");
   if (t.segments.size() >= 2 && t.segments.back() == "quarantine") {
     co_await quarantine_route(ex, t);
     co_return;
   }
-  if (t.segments.size() >= 2 && t.segments.back() == "measures") {
-    co_await measures_route(ex, t);
-    co_return;
-  }
-  if (t.segments.size() < 2 || t.segments.back() != "tests") {
+  if (t.segments.size() < 2 || (t.segments.back() != "tests" && t.segments.back() != "measures")) {
     co_await fail(ex, http::status::not_found,
                   "no such route; a project's tests are /api/v1/projects/<project>/tests, its "
                   "quarantine /api/v1/projects/<project>/quarantine, its measures "
@@ -1346,6 +1358,10 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     co_return;
   }
   if (!co_await allowed(ex, role::read)) co_return;
+  if (t.segments.back() == "measures") {
+    co_await measures_route(ex, t);
+    co_return;
+  }
   const std::string project = project_of(t);
   bool flaky = false;
   std::optional<std::size_t> slowest_n;
@@ -1405,45 +1421,25 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
 
 // GET /api/v1/projects/<project>/measures[?pipelines=N][&days=N]: the project's CI measures
 // over its newest N ended pipelines (default 100, at most 1000) of the last N days (default 7),
-// the aggregate and each pipeline's.
+// the aggregate and each pipeline's. projects_route has checked the method and the token.
 asio::awaitable<void> coordinator_impl::measures_route(exchange& ex, const target_parts& t) {
-  if (ex.request().method() != http::verb::get) {
-    co_await fail(ex, http::status::method_not_allowed,
-                  std::string(ex.request().method_string()) + " is not allowed here; use GET");
-    co_return;
-  }
-  if (!co_await allowed(ex, role::read)) co_return;
   const std::string project = project_of(t);
-  std::size_t limit = kMeasuresPipelines;
-  int days = kMeasuresDays;
-  if (auto n = t.query.find("pipelines"); n != t.query.end()) {
-    auto v = parse_id(n->second);
-    if (!v || *v > 1000) {
-      co_await fail(ex, http::status::bad_request,
-                    "pipelines: \"" + n->second.substr(0, 40) +
-                        "\" is not a count from 1 to 1000; give ?pipelines=N");
+  auto limit = count_param(t, "pipelines", kMeasuresPipelines, 1000);
+  auto days = count_param(t, "days", kMeasuresDays, 3650);
+  for (const auto* r : {&limit, &days}) {
+    if (!*r) {
+      co_await fail(ex, http::status::bad_request, r->error().message);
       co_return;
     }
-    limit = static_cast<std::size_t>(*v);
   }
-  if (auto d = t.query.find("days"); d != t.query.end()) {
-    auto v = parse_id(d->second);
-    if (!v || *v > 3650) {
-      co_await fail(ex, http::status::bad_request,
-                    "days: \"" + d->second.substr(0, 40) +
-                        "\" is not a count of days from 1 to 3650; give ?days=N");
-      co_return;
-    }
-    days = static_cast<int>(*v);
-  }
-  const clock::time_point since = clock::now() - std::chrono::days(days);
-  auto window = co_await on_strand([&] { return window_of(project, limit, since); });
+  const clock::time_point since = clock::now() - std::chrono::days(*days);
+  auto window = co_await on_strand([&] { return window_of(project, *limit, since); });
   auto answer = co_await blocking([&]() -> result<json::object> {
-    auto m = compute_measures(window, limit == kMeasuresPipelines && days == kMeasuresDays);
+    auto m = compute_measures(window, *limit == kMeasuresPipelines && *days == kMeasuresDays);
     if (!m) return m.error();
     json::object o = to_json(m->first);
-    o["window_pipelines"] = limit;
-    o["window_days"] = days;
+    o["window_pipelines"] = *limit;
+    o["window_days"] = *days;
     json::array each;
     for (const auto& pm : m->second)
       each.emplace_back(to_json(pm));

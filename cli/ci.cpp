@@ -40,7 +40,8 @@ std::string plural(std::size_t n, std::string_view one) {
 result<ci_check_options> parse_ci_args(const std::vector<std::string>& args) {
   if (args.empty() || args[0] != "check") {
     const std::string got = args.empty() ? "nothing" : "\"" + args[0] + "\"";
-    return error(errc::invalid_argument, "ci needs a subcommand: check [FILE] (got " + got + ")");
+    return error(errc::invalid_argument,
+                 "ci needs a subcommand: check [FILE] or measures [--project P] (got " + got + ")");
   }
   ci_check_options opt;
   if (args.size() > 2) {

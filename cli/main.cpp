@@ -87,6 +87,10 @@ commands:
              (hit, miss or config, and its time), then NAME:TAG@sha256:DIGEST.
   ci check [FILE]       Validate a pipeline file (default .pantry.yml) without running it;
                         exit 0 with a summary, 2 with every problem (file:line:col: field: ...).
+  ci measures [--project P]
+             The project's (default: this directory's name) CI measures over its last 100
+             pipelines of 7 days: median time to red and to green, queue wait, flaky rate, red
+             pipelines red only because of flaky tests, runner CPU, seconds saved.
   submit [-f .pantry.yml] [-C DIR] [--project P] [--patch ID] [--commit SHA]
          [--git URL --commit SHA [--auth-secret NAME] [--base SHA]] [--wait] [--no-color]
          [--url URL --token T | --config FILE | --data-dir DIR]
@@ -415,7 +419,7 @@ int main(int argc, char** argv) {
       if (!opt) throw usage_error{opt.error().message};
       return pantry::cli::run_step_command(*opt);
     }
-    if (command == "ci") {
+    if (command == "ci" && (rest.empty() || rest[0] != "measures")) {
       auto opt = pantry::cli::parse_ci_args(rest);
       if (!opt) throw usage_error{opt.error().message};
       return pantry::cli::run_ci_check(*opt);

@@ -459,12 +459,17 @@ void print_quarantined(const json::array& quarantined) {
   }
 }
 
+// The project given, else the current directory's name (as submit's default).
+std::string project_or_cwd(const std::optional<std::string>& given) {
+  if (given) return *given;
+  std::error_code ec;
+  return fs::weakly_canonical(fs::current_path(ec), ec).filename().string();
+}
+
 }  // namespace
 
 int tests_command(const tests_options& o) {
-  std::error_code ec;
-  std::string project =
-      o.project ? *o.project : fs::weakly_canonical(fs::current_path(ec), ec).filename().string();
+  const std::string project = project_or_cwd(o.project);
   auto conn = connect(o.where, false);
   if (!conn) return fail(conn.error().message);
   api_client client(conn->url, conn->token);
@@ -529,6 +534,55 @@ int tests_command(const tests_options& o) {
   return kExitOk;
 }
 
+namespace {
+
+// "2.5%", or "-" for null.
+std::string percent_text(const json::object& o, std::string_view k) {
+  auto v = o.if_contains(k);
+  if (!v || !v->is_number()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", v->to_number<double>() * 100);
+  return buf;
+}
+
+}  // namespace
+
+int measures_command(const measures_options& o) {
+  const std::string project = project_or_cwd(o.project);
+  auto conn = connect(o.where, false);
+  if (!conn) return fail(conn.error().message);
+  api_client client(conn->url, conn->token);
+  auto r = client.call(http::verb::get, "/api/v1/projects/" + project + "/measures");
+  if (!r) return fail(r.error().message);
+  if (r->status != 200) return fail(message_of(*r));
+  boost::system::error_code jec;
+  auto v = json::parse(r->body, jec);
+  if (jec || !v.is_object() || !v.get_object().contains("pipelines")) {
+    return fail("pantry answered something that is not a project's measures");
+  }
+  const auto& m = v.get_object();
+  auto secs = [&m](std::string_view k) {
+    std::string s = seconds_of(m, k);
+    return s == "-" ? s : s + " s";
+  };
+  std::printf("project %s: %s pipelines (%s passed, %s failed, %s cancelled) of the last %s days\n",
+              project.c_str(), count_of(m, "pipelines").c_str(), count_of(m, "passed").c_str(),
+              count_of(m, "failed").c_str(), count_of(m, "cancelled").c_str(),
+              count_of(m, "window_days").c_str());
+  std::printf("  time to red        %s (median)\n", secs("median_time_to_red").c_str());
+  std::printf("  time to green      %s (median)\n", secs("median_time_to_green").c_str());
+  std::printf("  queue wait         %s (median per pipeline)\n", secs("median_queue_wait").c_str());
+  std::printf("  flaky tests        %s of %s tests run (%s)\n", count_of(m, "flaky_tests").c_str(),
+              count_of(m, "tests").c_str(), percent_text(m, "flaky_test_rate").c_str());
+  std::printf("  red only by flakes %s of %s red pipelines (%s)\n",
+              count_of(m, "red_only_flaky").c_str(), count_of(m, "failed").c_str(),
+              percent_text(m, "red_only_flaky_rate").c_str());
+  std::printf("  runner CPU         %s\n", secs("cpu_seconds").c_str());
+  std::printf("  saved              %s by supersede, %s by stopping early\n",
+              secs("saved_by_supersede").c_str(), secs("saved_by_stopping_early").c_str());
+  return kExitOk;
+}
+
 }  // namespace pantry::cli
 
 namespace pantry::cli {
@@ -550,6 +604,9 @@ std::optional<result<int>> pipeline_command(const std::string& command,
   if (command == "cancel") return dispatch(parse_cancel_args(args), &cancel_command);
   if (command == "artifacts") return dispatch(parse_artifacts_args(args), &artifacts_command);
   if (command == "tests") return dispatch(parse_tests_args(args), &tests_command);
+  if (command == "ci" && !args.empty() && args[0] == "measures") {
+    return dispatch(parse_measures_args({args.begin() + 1, args.end()}), &measures_command);
+  }
   return std::nullopt;
 }
 

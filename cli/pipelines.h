@@ -75,6 +75,12 @@ struct tests_options {
   std::optional<std::string> quarantine, unquarantine;
 };
 
+// `pantry ci measures`: a project's CI measures (GET /api/v1/projects/<project>/measures).
+struct measures_options {
+  coordinator_options where;
+  std::optional<std::string> project;  // default: the current directory's name, as submit's
+};
+
 // Parsers of the arguments after the command's name; errors name the argument.
 result<submit_options> parse_submit_args(const std::vector<std::string>& args);
 result<jobs_options> parse_jobs_args(const std::vector<std::string>& args);
@@ -82,9 +88,11 @@ result<logs_options> parse_logs_args(const std::vector<std::string>& args);
 result<cancel_options> parse_cancel_args(const std::vector<std::string>& args);
 result<artifacts_options> parse_artifacts_args(const std::vector<std::string>& args);
 result<tests_options> parse_tests_args(const std::vector<std::string>& args);
+// The arguments after `pantry ci measures`.
+result<measures_options> parse_measures_args(const std::vector<std::string>& args);
 
-// Runs `command` when it is one of these six: its exit status, or the usage error naming the
-// bad argument; nullopt when it is another command.
+// Runs `command` when it is one of these six or `ci measures`: its exit status, or the usage error
+// naming the bad argument; nullopt when it is another command.
 std::optional<result<int>> pipeline_command(const std::string& command,
                                             const std::vector<std::string>& args);
 
@@ -96,5 +104,6 @@ int logs_command(const logs_options& o);
 int cancel_command(const cancel_options& o);
 int artifacts_command(const artifacts_options& o);
 int tests_command(const tests_options& o);
+int measures_command(const measures_options& o);
 
 }  // namespace pantry::cli

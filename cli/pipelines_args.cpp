@@ -216,4 +216,16 @@ result<tests_options> parse_tests_args(const std::vector<std::string>& args) {
   return o;
 }
 
+result<measures_options> parse_measures_args(const std::vector<std::string>& args) {
+  measures_options o;
+  std::vector<option_rule> rules;
+  where_rules(o.where, rules);
+  rules.push_back({{"--project"}, true, [&o](const std::string& v) { o.project = v; }});
+  auto rest = parse("ci measures", args, std::move(rules));
+  if (!rest) return rest.error();
+  if (!rest->empty()) return usage("pantry ci measures: unexpected argument " + rest->front());
+  if (o.project && o.project->empty()) return usage("pantry ci measures: --project needs a name");
+  return o;
+}
+
 }  // namespace pantry::cli

@@ -683,6 +683,58 @@ jobs:
         self.assertIn(f"pantry: fail fast: {FAILING} failed and failed its re-run", log)
         self.assertRegex(log, r"tests: 1 tests in 1 JUnit files: 0 passed, 1 failed")
 
+    def test_k_measures_after_the_pipelines(self):
+        # After h (two red), i (green with a quarantined failure) and j (red, stopped fast).
+        status, text = self.site.api("/api/v1/projects/history/measures", token=READ_TOKEN)
+        self.assertEqual(status, 200, text)
+        m = json.loads(text)
+        self.assertEqual(m["project"], "history", m)
+        self.assertEqual(m["pipelines"], len(m["each"]), m)
+        self.assertGreaterEqual(m["failed"], 3, m)
+        self.assertGreaterEqual(m["passed"], 1, m)
+        self.assertGreater(m["median_time_to_red"], 0, m)
+        self.assertGreater(m["median_time_to_green"], 0, m)
+        self.assertGreaterEqual(m["median_queue_wait"], 0, m)
+        self.assertGreater(m["cpu_seconds"], 0, m)
+        # The always-failing test is no flake (it fails its re-run too): every red pipeline is
+        # red for real, and the flaky rate is 0 of the 30 tests.
+        self.assertEqual(m["tests"], 30, m)
+        self.assertEqual(m["flaky_tests"], 0, m)
+        self.assertEqual(m["flaky_test_rate"], 0, m)
+        self.assertEqual(m["red_only_flaky"], 0, m)
+        self.assertEqual(m["red_only_flaky_rate"], 0, m)
+        for p in m["each"]:
+            if p["state"] == "failed":
+                self.assertIn(FAILING, p["failing_tests"], p)
+                self.assertGreater(p["time_to_red"], 0, p)
+                self.assertIsNone(p["time_to_green"], p)
+        status, text = self.site.api("/api/v1/projects/history/measures?pipelines=1",
+                                     token=READ_TOKEN)
+        self.assertEqual(status, 200, text)
+        self.assertEqual(len(json.loads(text)["each"]), 1, text)
+        status, text = self.site.api("/api/v1/projects/history/measures?days=soon",
+                                     token=READ_TOKEN)
+        self.assertEqual(status, 400, text)
+        self.assertIn("soon", text)
+        status, text = self.site.api("/api/v1/projects/history/measures", token=None)
+        self.assertEqual(status, 401, text)
+
+        # /metrics: the same aggregate as gauges with the project label.
+        metrics = self.site.api("/metrics", token=None)[1]
+        red = re.search(r'pantry_ci_time_to_red_seconds\{project="history"\} (\S+)', metrics)
+        self.assertIsNotNone(red, metrics[-3000:])
+        self.assertAlmostEqual(float(red.group(1)), m["median_time_to_red"], places=3)
+        self.assertRegex(metrics, r'pantry_ci_flaky_tests\{project="history"\} 0\b')
+        self.assertRegex(metrics, r'pantry_ci_window_pipelines\{project="history"\} ' +
+                         str(m["pipelines"]) + r"\b")
+        self.assertRegex(metrics, r'pantry_ci_window_saved_seconds'
+                                  r'\{project="history",by="stopping_early"\} ')
+
+        out = self.site.pantry_cmd("ci", "measures", "--project", "history")
+        self.assertEqual(out.returncode, 0, described(out))
+        self.assertIn(f"project history: {m['pipelines']} pipelines", out.stdout)
+        self.assertIn("time to red", out.stdout)
+
 
 if __name__ == "__main__":
     PANTRY = os.path.abspath(sys.argv.pop(1))

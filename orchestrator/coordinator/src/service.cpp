@@ -5,6 +5,7 @@
 #include "pantry/orchestrator/coordinator/artifact_store.h"
 #include "pantry/orchestrator/coordinator/executor.h"
 #include "pantry/orchestrator/coordinator/log_store.h"
+#include "pantry/orchestrator/coordinator/measures.h"
 #include "pantry/orchestrator/coordinator/pipeline_spec.h"
 #include "pantry/orchestrator/coordinator/pytest_plugin.h"
 #include "pantry/orchestrator/coordinator/quarantine.h"
@@ -65,6 +66,10 @@ constexpr std::string_view kBuiltinRunner = "built-in";
 // Jobs of finished pipelines the scheduler keeps in memory (about 5 KiB each; answers list the
 // newest pipelines; the journal keeps them all).
 constexpr std::size_t kFinishedJobsInMemory = 20'000;
+// The default window of a project's measures (GET .../measures and /metrics): its newest 100
+// ended pipelines of the last 7 days, among those the scheduler still holds.
+constexpr std::size_t kMeasuresPipelines = 100;
+constexpr int kMeasuresDays = 7;
 
 enum class role { read = 1, submit = 2, runner = 3, admin = 4 };
 
@@ -134,6 +139,21 @@ std::string project_of(const target_parts& t) {
   for (std::size_t i = 0; i + 1 < t.segments.size(); ++i)
     project += (i ? "/" : "") + t.segments[i];
   return project;
+}
+
+// The query's count `name` (1 to `max`), `fallback` when absent; errc::invalid_argument naming
+// the value and the range otherwise.
+result<std::uint64_t> count_param(const target_parts& t, const std::string& name,
+                                  std::uint64_t fallback, std::uint64_t max) {
+  auto it = t.query.find(name);
+  if (it == t.query.end()) return fallback;
+  auto v = parse_id(it->second);
+  if (!v || *v > max) {
+    return error(errc::invalid_argument, name + ": \"" + it->second.substr(0, 40) +
+                                             "\" is not a count from 1 to " + std::to_string(max) +
+                                             "; give ?" + name + "=N");
+  }
+  return *v;
 }
 
 double seconds_between(clock::time_point a, clock::time_point b) {
@@ -342,6 +362,26 @@ class coordinator_impl final : public coordinator_service,
   void log_line(job_id job, std::string text);
   void record_end(const job_record& j, const pipeline_record& p);
 
+  // A project's measures window (measures.h), copied off the scheduler on the strand: its
+  // newest `limit` ended pipelines that ended at or after `since` (without their attachments),
+  // and the usual runtime of each job a failure stopped, keyed by job id.
+  struct measures_window {
+    std::string project;
+    std::vector<pipeline_record> pipelines;
+    std::map<job_id, double> usual;
+  };
+  // On the strand.
+  measures_window window_of(const std::string& project, std::size_t limit,
+                            clock::time_point since) const;
+  // Blocking (reads the test history and the quarantine): the window's measures, each
+  // pipeline's and the aggregate; with `publish` (the default window only, so that the gauges
+  // always mean the same window) the aggregate is also set as the project's /metrics gauges.
+  result<std::pair<project_measures, std::vector<pipeline_measures>>> compute_measures(
+      const measures_window& w, bool publish);
+  // On the strand: recomputes the measures of `project` on the blocking pool (a pipeline of it
+  // ended), so that /metrics follows.
+  void refresh_measures(const std::string& project);
+
   // --- HTTP ---
   std::optional<role> role_of(exchange& ex, std::string* name) const;
   asio::awaitable<bool> allowed(exchange& ex, role need, std::string* name = nullptr);
@@ -352,6 +392,7 @@ class coordinator_impl final : public coordinator_service,
   asio::awaitable<void> projects_route(exchange& ex);
   // GET (read), PUT and DELETE ?test=ID (submit) of /api/v1/projects/<project>/quarantine.
   asio::awaitable<void> quarantine_route(exchange& ex, const target_parts& t);
+  asio::awaitable<void> measures_route(exchange& ex, const target_parts& t);
   asio::awaitable<void> submit(exchange& ex);
   asio::awaitable<void> follow_log(exchange& ex, job_id job, const target_parts& t);
   asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
@@ -603,6 +644,103 @@ void coordinator_impl::record_end(const job_record& j, const pipeline_record& p)
                 "Runner CPU-milliseconds of CI jobs");
 }
 
+coordinator_impl::measures_window coordinator_impl::window_of(const std::string& project,
+                                                              std::size_t limit,
+                                                              clock::time_point since) const {
+  measures_window w;
+  w.project = project;
+  for (const auto* p : sched_.pipelines(project, SIZE_MAX)) {  // newest first
+    if (w.pipelines.size() >= limit) break;
+    if (p->state == pipeline_state::running || p->finished_at < since) continue;
+    pipeline_record copy = *p;
+    copy.attachment = {};
+    for (const job_record& j : copy.jobs) {
+      if (j.state != job_state::cancelled && j.state != job_state::skipped) continue;
+      if (auto u = sched_.usual_runtime(project, j.spec_name, j.image_build)) w.usual[j.id] = *u;
+    }
+    w.pipelines.push_back(std::move(copy));
+  }
+  return w;
+}
+
+result<std::pair<project_measures, std::vector<pipeline_measures>>>
+coordinator_impl::compute_measures(const measures_window& w, bool publish) {
+  auto runs = history_->runs(w.project);
+  if (!runs) return runs.error();
+  auto quarantined = quarantined_tests(w.project);
+  if (!quarantined) return quarantined.error();
+  // Flaky per the whole kept history (more evidence than the window alone), counted among the
+  // tests the window's pipelines ran.
+  std::set<std::string, std::less<>> flaky, quarantine_ids, window_tests;
+  for (const auto& f : flaky_tests(*runs))
+    flaky.insert(f.id);
+  for (const auto& q : *quarantined)
+    quarantine_ids.insert(q.id);
+  std::set<pipeline_id> in_window;
+  for (const auto& p : w.pipelines)
+    in_window.insert(p.id);
+  for (const auto& r : *runs) {
+    if (!in_window.contains(r.pipeline)) continue;
+    for (const auto& t : r.results)
+      window_tests.insert(t.id);
+  }
+  std::size_t flaky_in_window = 0;
+  for (const auto& id : window_tests)
+    flaky_in_window += flaky.contains(id) ? 1 : 0;
+  const usual_runtime_fn usual = [&w](const job_record& j) -> std::optional<double> {
+    auto it = w.usual.find(j.id);
+    if (it == w.usual.end()) return std::nullopt;
+    return it->second;
+  };
+  std::vector<pipeline_measures> each;
+  each.reserve(w.pipelines.size());
+  for (const auto& p : w.pipelines)
+    each.push_back(measure_pipeline(p, *runs, flaky, quarantine_ids, usual));
+  project_measures a = aggregate_measures(w.project, each, window_tests.size(), flaky_in_window);
+  if (!publish) return std::make_pair(std::move(a), std::move(each));
+
+  // The gauges: one series per project (and per kind of saving), set whenever they are
+  // computed; a median still unknown is left unset rather than shown as 0.
+  const proxy::labels l{{"project", w.project}};
+  metrics_->set("pantry_ci_window_pipelines", l, static_cast<double>(a.pipelines),
+                "Ended CI pipelines in the project's measures window");
+  metrics_->set("pantry_ci_flaky_tests", l, static_cast<double>(a.flaky_tests),
+                "Flaky tests among those the window's pipelines ran");
+  metrics_->set("pantry_ci_red_only_flaky_pipelines", l, static_cast<double>(a.red_only_flaky),
+                "Failed pipelines in the window red only because of flaky or quarantined tests");
+  const auto set_known = [&](const char* name, const std::optional<double>& v, const char* help) {
+    if (v) metrics_->set(name, l, *v, help);
+  };
+  set_known("pantry_ci_flaky_test_ratio", a.flaky_test_rate,
+            "Flaky tests / tests run in the window");
+  set_known("pantry_ci_red_only_flaky_ratio", a.red_only_flaky_rate,
+            "Red-only-because-flaky pipelines / failed pipelines in the window");
+  set_known("pantry_ci_time_to_red_seconds", a.median_time_to_red,
+            "Median seconds from submit to the first failed job's end, over the window");
+  set_known("pantry_ci_time_to_green_seconds", a.median_time_to_green,
+            "Median seconds from submit to a green result, over the window");
+  set_known("pantry_ci_queue_wait_seconds", a.median_queue_wait,
+            "Median of a pipeline's summed queue wait, over the window");
+  metrics_->set("pantry_ci_window_cpu_seconds", l, a.cpu_seconds,
+                "Runner CPU-seconds of the window's pipelines");
+  metrics_->set("pantry_ci_window_saved_seconds", {{"project", w.project}, {"by", "supersede"}},
+                a.saved_by_supersede,
+                "Runner seconds the window's pipelines saved, by supersede or stopping early");
+  metrics_->set("pantry_ci_window_saved_seconds",
+                {{"project", w.project}, {"by", "stopping_early"}}, a.saved_by_stopping_early);
+  return std::make_pair(std::move(a), std::move(each));
+}
+
+void coordinator_impl::refresh_measures(const std::string& project) {
+  auto w = std::make_shared<measures_window>(
+      window_of(project, kMeasuresPipelines, clock::now() - std::chrono::days(kMeasuresDays)));
+  asio::post(blocking_, [w, self = shared_from_this()] {
+    if (auto r = self->compute_measures(*w, true); !r) {
+      spdlog::warn("ci: measures of {}: {}", w->project, r.error().message);
+    }
+  });
+}
+
 void coordinator_impl::commit(const changes& ch) {
   for (auto id : ch.dirty) {
     dirty_.insert(id);
@@ -641,6 +779,7 @@ void coordinator_impl::commit(const changes& ch) {
     if (!p) continue;
     proxy::labels l{{"project", p->project}, {"outcome", std::string(to_string(p->state))}};
     metrics_->add("pantry_ci_pipelines_total", l, 1, "CI pipelines ended, by project and outcome");
+    refresh_measures(p->project);
     if (p->superseded_by != 0) {
       proxy::labels lp{{"project", p->project}};
       metrics_->add("pantry_ci_superseded_total", lp, 1, "CI pipelines cancelled by a newer one");
@@ -1198,17 +1337,19 @@ asio::awaitable<void> coordinator_impl::pipelines_route(exchange& ex) {
   co_await respond_json(ex, http::status::ok, *body);
 }
 
-// GET /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]: the project's test history.
+// GET /api/v1/projects/<project>/tests[?flaky=1|?slowest=N]: the project's test history; its
+// /measures and /quarantine routes.
 asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
   auto t = split_target(ex.request().target(), "/api/v1/projects");
   if (t.segments.size() >= 2 && t.segments.back() == "quarantine") {
     co_await quarantine_route(ex, t);
     co_return;
   }
-  if (t.segments.size() < 2 || t.segments.back() != "tests") {
+  if (t.segments.size() < 2 || (t.segments.back() != "tests" && t.segments.back() != "measures")) {
     co_await fail(ex, http::status::not_found,
                   "no such route; a project's tests are /api/v1/projects/<project>/tests, its "
-                  "quarantine /api/v1/projects/<project>/quarantine");
+                  "quarantine /api/v1/projects/<project>/quarantine, its measures "
+                  "/api/v1/projects/<project>/measures");
     co_return;
   }
   if (ex.request().method() != http::verb::get) {
@@ -1217,6 +1358,10 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     co_return;
   }
   if (!co_await allowed(ex, role::read)) co_return;
+  if (t.segments.back() == "measures") {
+    co_await measures_route(ex, t);
+    co_return;
+  }
   const std::string project = project_of(t);
   bool flaky = false;
   std::optional<std::size_t> slowest_n;
@@ -1269,6 +1414,36 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
         failures.emplace_back(to_json(f));
       o["recent_failures"] = std::move(failures);
     }
+    return o;
+  });
+  co_await respond_answer(ex, answer);
+}
+
+// GET /api/v1/projects/<project>/measures[?pipelines=N][&days=N]: the project's CI measures
+// over its newest N ended pipelines (default 100, at most 1000) of the last N days (default 7),
+// the aggregate and each pipeline's. projects_route has checked the method and the token.
+asio::awaitable<void> coordinator_impl::measures_route(exchange& ex, const target_parts& t) {
+  const std::string project = project_of(t);
+  auto limit = count_param(t, "pipelines", kMeasuresPipelines, 1000);
+  auto days = count_param(t, "days", kMeasuresDays, 3650);
+  for (const auto* r : {&limit, &days}) {
+    if (!*r) {
+      co_await fail(ex, http::status::bad_request, r->error().message);
+      co_return;
+    }
+  }
+  const clock::time_point since = clock::now() - std::chrono::days(*days);
+  auto window = co_await on_strand([&] { return window_of(project, *limit, since); });
+  auto answer = co_await blocking([&]() -> result<json::object> {
+    auto m = compute_measures(window, *limit == kMeasuresPipelines && *days == kMeasuresDays);
+    if (!m) return m.error();
+    json::object o = to_json(m->first);
+    o["window_pipelines"] = *limit;
+    o["window_days"] = *days;
+    json::array each;
+    for (const auto& pm : m->second)
+      each.emplace_back(to_json(pm));
+    o["each"] = std::move(each);
     return o;
   });
   co_await respond_answer(ex, answer);

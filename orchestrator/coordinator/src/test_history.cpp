@@ -2,6 +2,8 @@
 
 #include "pantry/orchestrator/coordinator/test_history.h"
 
+#include "pantry/orchestrator/coordinator/measures.h"
+
 #include "keys.h"
 #include "meta.h"
 
@@ -258,12 +260,6 @@ std::vector<const test_run*> in_time_order(std::span<const test_run> runs,
     return std::tie(a->time, a->job) < std::tie(b->time, b->job);
   });
   return order;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
 }  // namespace

@@ -20,7 +20,8 @@ TEST(CiArgsTest, CheckTakesAnOptionalFile) {
   auto b = parse_ci_args({"check", "ci/pipeline.yml"});
   ASSERT_TRUE(b.has_value()) << b.error().message;
   EXPECT_EQ(b->file, "ci/pipeline.yml");
-  EXPECT_THAT(parse_ci_args({}).error().message, HasSubstr("ci needs a subcommand: check"));
+  EXPECT_THAT(parse_ci_args({}).error().message,
+              HasSubstr("ci needs a subcommand: check [FILE] or measures"));
   EXPECT_THAT(parse_ci_args({"lint"}).error().message, HasSubstr("(got \"lint\")"));
   EXPECT_THAT(parse_ci_args({"check", "a", "b"}).error().message, HasSubstr("at most one FILE"));
   EXPECT_THAT(parse_ci_args({"check", "--strict"}).error().message,

@@ -168,5 +168,22 @@ TEST(PipelinesArgsTest, TestsRefusesBadCountsAndBothViews) {
   EXPECT_TRUE(usage_error(parse_tests_args(empty), empty, {"--project needs a name"}));
 }
 
+TEST(PipelinesArgsTest, CiMeasuresTakesAProjectAndWhere) {
+  auto plain = parse_measures_args({});
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_FALSE(plain->project);
+  auto given = parse_measures_args({"--project", "acme/shop", "--token=t"});
+  ASSERT_TRUE(given) << given.error().message;
+  EXPECT_EQ(given->project, "acme/shop");
+  EXPECT_EQ(given->where.token, "t");
+  args empty{"--project="};
+  EXPECT_TRUE(
+      usage_error(parse_measures_args(empty), empty, {"ci measures", "--project needs a name"}));
+  args extra{"acme"};
+  EXPECT_TRUE(usage_error(parse_measures_args(extra), extra, {"unexpected argument acme"}));
+  args unknown{"--days", "3"};
+  EXPECT_TRUE(usage_error(parse_measures_args(unknown), unknown, {"--days"}));
+}
+
 }  // namespace
 }  // namespace pantry::cli

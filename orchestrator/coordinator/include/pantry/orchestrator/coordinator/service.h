@@ -30,6 +30,9 @@
 //        [flaky_test…]}; with slowest, the N slowest tests only (test_history.h's and
 //        quarantine.h's to_json forms)
 //   GET  /api/v1/projects/<project>/quarantine  {project, quarantined: [quarantined_test…]}
+//   GET  /api/v1/projects/<project>/measures[?pipelines=N][&days=N]  the CI measures of its newest
+//        N (100) ended pipelines of N (7) days: measures.h's project_measures form with
+//        window_pipelines, window_days and each: [pipeline_measures…]
 //   PUT|DELETE /api/v1/projects/<project>/quarantine?test=ID  (submit) puts a test in quarantine
 //        or takes it out: {project, test, changed, quarantined}
 //   /api/v1/runners/…                      the remote runners' protocol (remote_runner.h)

@@ -596,14 +596,14 @@ int run_pins(const pins_check_options& opt, bool bump) {
     std::map<std::string, moved_image> moved_images;
     for (const auto& file : repo->files) {
       const std::string shown = repo->name + "/" + file;
+      auto text = read_file(root / file);
+      if (!text) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << repo->name << ": " << text.error().message
+                  << '\n';
+        continue;
+      }
       if (is_image_file(file)) {
-        auto text = read_file(root / file);
-        if (!text) {
-          errors = true;
-          std::cerr << "pantry: " << command << ": " << repo->name << ": " << text.error().message
-                    << '\n';
-          continue;
-        }
         result<pins::image_sites> found = pins::image_sites{};
         if (is_pipeline_file(file)) {
           found = pins::find_pipeline_images(*text, shown);
@@ -645,13 +645,6 @@ int run_pins(const pins_check_options& opt, bool bump) {
           moved.plan = std::move(plan);
           moved.sites[file].push_back(site);
         }
-        continue;
-      }
-      auto text = read_file(root / file);
-      if (!text) {
-        errors = true;
-        std::cerr << "pantry: " << command << ": " << repo->name << ": " << text.error().message
-                  << '\n';
         continue;
       }
       auto doc = pins::requirements_file::parse(std::move(*text), shown);

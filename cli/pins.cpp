@@ -9,6 +9,8 @@
 #include "pantry/orchestrator/coordinator/api_client.h"
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/forge.h"
+#include "pantry/orchestrator/pins/image_pins.h"
+#include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
 #include "pantry/orchestrator/runner/process.h"
 #include "pantry/registry/pypi/negotiate.h"
@@ -57,10 +59,15 @@ result<std::string> read_file(const fs::path& path) {
   return text.str();
 }
 
-// Files whose pins are images (Containerfiles, .pantry.yml), which `pins check` does not read yet.
+bool is_pipeline_file(const fs::path& file) {
+  const std::string name = ascii_lower(file.filename().string());
+  return name == ".pantry.yml" || name == ".pantry.yaml";
+}
+
+// Files whose pins are images (Containerfiles, .pantry.yml) rather than requirements.
 bool is_image_file(const fs::path& file) {
   const std::string name = ascii_lower(file.filename().string());
-  return name == ".pantry.yml" || name == ".pantry.yaml" || name.find("containerfile") == 0 ||
+  return is_pipeline_file(file) || name.find("containerfile") == 0 ||
          name.find("dockerfile") == 0 || name.ends_with(".containerfile") ||
          name.ends_with(".dockerfile");
 }
@@ -73,7 +80,8 @@ std::string path_of(const std::string& url) {
   return slash == std::string::npos ? "/" : url.substr(slash);
 }
 
-// pantry's index as the engine asks it: one GET per page and per METADATA, each asked once.
+// pantry's index as the engine asks it: one GET per page and per METADATA, each asked once; and
+// pantry's registry, one HEAD per image tag, each asked once.
 class http_index {
  public:
   explicit http_index(std::string base) : base_(base), client_(std::move(base), "", options()) {}
@@ -83,6 +91,27 @@ class http_index {
             [this](const std::string& name, const pypi::version& v, const pypi::file_entry& f) {
               return metadata(name, v, f);
             }};
+  }
+
+  // The digest `ref`'s tag points at in pantry's registry now (image_pins.h).
+  result<std::string> tag_digest(const runner::image_reference& ref) {
+    const std::string key = ref.name + ":" + ref.tag;
+    if (auto it = tags_.find(key); it != tags_.end()) return it->second;
+    const pins::tag_request request = pins::tag_digest_request(ref);
+    http::fields headers;
+    headers.set(http::field::accept, request.accept);
+    auto r = client_.call(http::verb::head, request.path, {}, headers);
+    if (!r) {
+      return error(r.error().code,
+                   "image " + key + ": pantry's registry at " + base_ + ": " + r.error().message);
+    }
+    std::optional<std::string_view> digest;
+    if (auto it = r->headers.find("Docker-Content-Digest"); it != r->headers.end())
+      digest = it->value();
+    auto read = pins::read_tag_digest(ref, r->status, digest);
+    if (!read) return read.error();
+    tags_.emplace(key, *read);
+    return *read;
   }
 
  private:
@@ -124,6 +153,7 @@ class http_index {
   std::string base_;
   api_client client_;
   std::map<std::string, pypi::project_page> pages_;
+  std::map<std::string, std::string> tags_;
 };
 
 // --pantry, else $PANTRY_URL, else the serve of the config's data dir.
@@ -232,6 +262,43 @@ std::string commit_message(const pins::pin_plan& plan) {
   return m;
 }
 
+// True when origin of the scratch clone `clone` has `branch` already.
+result<bool> remote_has(const std::string& git, const fs::path& clone, const std::string& branch) {
+  auto remote = run_git(
+      git, {"-C", clone.string(), "ls-remote", "--heads", "origin", "refs/heads/" + branch});
+  if (!remote) return remote.error();
+  return !remote->empty();
+}
+
+// Branch `branch` from commit `base` in the scratch clone `clone`, with one commit writing
+// `files` (path in the repository -> new content) and `message`, pushed to its origin.
+result<void> commit_branch(const std::string& git, const fs::path& clone, const std::string& base,
+                           const std::string& branch,
+                           const std::map<std::string, std::string>& files,
+                           const std::string& message) {
+  const std::string dir = clone.string();
+  if (auto r = run_git(git, {"-C", dir, "checkout", "--quiet", "-B", branch, base}); !r)
+    return r.error();
+  std::vector<std::string> add = {"-C", dir, "add", "--"};
+  for (const auto& [file, content] : files) {
+    std::ofstream out(clone / file, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.close();
+    if (!out) return error(errc::io_error, (clone / file).string() + ": write failed");
+    add.push_back(file);
+  }
+  const std::vector<std::vector<std::string>> steps = {
+      add,
+      {"-C", dir, "-c", "user.name=pantry", "-c", "user.email=pantry@localhost", "commit",
+       "--quiet", "--no-verify", "-m", message},
+      {"-C", dir, "push", "--quiet", "origin", "refs/heads/" + branch + ":refs/heads/" + branch},
+  };
+  for (const auto& args : steps) {
+    if (auto r = run_git(git, args); !r) return r.error();
+  }
+  return {};
+}
+
 // One branch with one commit for `plan`, in the scratch clone `clone` from commit `base`, pushed
 // to its origin. Returns the branch's name, or nullopt when origin already has it.
 result<std::optional<std::string>> make_branch(const std::string& git, const fs::path& clone,
@@ -239,31 +306,62 @@ result<std::optional<std::string>> make_branch(const std::string& git, const fs:
                                                const pins::requirements_file& doc,
                                                const pins::pin_plan& plan) {
   const std::string branch = "pantry/pins/" + plan.name + "-" + plan.change->new_version.str();
-  const std::string dir = clone.string();
-  auto remote = run_git(git, {"-C", dir, "ls-remote", "--heads", "origin", "refs/heads/" + branch});
-  if (!remote) return remote.error();
-  if (!remote->empty()) return std::optional<std::string>();
+  auto exists = remote_has(git, clone, branch);
+  if (!exists) return exists.error();
+  if (*exists) return std::optional<std::string>();
   auto edited = doc;
   if (auto applied = pins::apply(edited, plan); !applied) return applied.error();
-  for (std::vector<std::string> args :
-       {std::vector<std::string>{"-C", dir, "checkout", "--quiet", "-B", branch, base}}) {
-    if (auto r = run_git(git, args); !r) return r.error();
+  if (auto r =
+          commit_branch(git, clone, base, branch, {{file, edited.render()}}, commit_message(plan));
+      !r)
+    return r.error();
+  return std::optional<std::string>(branch);
+}
+
+// A moved image tag of one repository: its plan and every place that pins it.
+struct moved_image {
+  pins::image_plan plan;
+  std::map<std::string, std::vector<pins::image_site>> sites;  // file -> references in it
+};
+
+// The commit message of an image bump: old -> new as the subject, then where.
+std::string image_commit_message(const moved_image& moved) {
+  std::string m = pins::summary(moved.plan) + "\n\nThe tag " + moved.plan.name + ":" +
+                  moved.plan.tag + " points at " + moved.plan.new_digest +
+                  " in pantry's registry now.\n";
+  for (const auto& [file, sites] : moved.sites) {
+    for (const auto& site : sites)
+      m += file + ":" + std::to_string(site.line) + ": " + site.context + "\n";
   }
-  {
-    std::ofstream out(clone / file, std::ios::binary | std::ios::trunc);
-    out << edited.render();
-    out.close();
-    if (!out) return error(errc::io_error, (clone / file).string() + ": write failed");
+  return m;
+}
+
+// The branch of `moved` (image_branch()), each of its references' digest replaced in the files of
+// the scratch clone `clone` at `base`. Returns the branch's name, or nullopt when origin already
+// has it.
+result<std::optional<std::string>> make_image_branch(const std::string& git, const fs::path& clone,
+                                                     const std::string& base,
+                                                     const moved_image& moved) {
+  const std::string branch = pins::image_branch(moved.plan);
+  auto exists = remote_has(git, clone, branch);
+  if (!exists) return exists.error();
+  if (*exists) return std::optional<std::string>();
+  std::map<std::string, std::string> files;
+  for (const auto& [file, sites] : moved.sites) {
+    // The file as it is at `base`, not as an earlier branch's checkout left the working tree.
+    auto text = run_git(git, {"-C", clone.string(), "show", base + ":" + file});
+    if (!text) return text.error();
+    std::string edited = std::move(*text);
+    // Back to front, so that each range is read before anything ahead of it changes.
+    for (auto it = sites.rbegin(); it != sites.rend(); ++it) {
+      auto replaced = pins::replace_digest(edited, *it, moved.plan.new_digest);
+      if (!replaced) return error(replaced.error().code, file + ": " + replaced.error().message);
+      edited = std::move(*replaced);
+    }
+    files.emplace(file, std::move(edited));
   }
-  const std::vector<std::vector<std::string>> steps = {
-      {"-C", dir, "add", "--", file},
-      {"-C", dir, "-c", "user.name=pantry", "-c", "user.email=pantry@localhost", "commit",
-       "--quiet", "--no-verify", "-m", commit_message(plan)},
-      {"-C", dir, "push", "--quiet", "origin", "refs/heads/" + branch + ":refs/heads/" + branch},
-  };
-  for (const auto& args : steps) {
-    if (auto r = run_git(git, args); !r) return r.error();
-  }
+  if (auto r = commit_branch(git, clone, base, branch, files, image_commit_message(moved)); !r)
+    return r.error();
   return std::optional<std::string>(branch);
 }
 
@@ -493,17 +591,60 @@ int run_pins(const pins_check_options& opt, bool bump) {
         continue;
       }
     }
+    // The moved image tags of this repository, by NAME:TAG: one branch each, made once every
+    // file was read (a tag may be pinned in more than one place).
+    std::map<std::string, moved_image> moved_images;
     for (const auto& file : repo->files) {
       const std::string shown = repo->name + "/" + file;
-      if (is_image_file(file)) {
-        std::cout << shown << ": image pins are not checked by pins yet\n";
-        continue;
-      }
       auto text = read_file(root / file);
       if (!text) {
         errors = true;
         std::cerr << "pantry: " << command << ": " << repo->name << ": " << text.error().message
                   << '\n';
+        continue;
+      }
+      if (is_image_file(file)) {
+        result<pins::image_sites> found = pins::image_sites{};
+        if (is_pipeline_file(file)) {
+          found = pins::find_pipeline_images(*text, shown);
+        } else {
+          found = pins::find_containerfile_images(*text);
+        }
+        if (!found) {
+          errors = true;
+          std::cerr << "pantry: " << command << ": " << found.error().message
+                    << "\npantry: " << command << ": " << shown << " is left as it is\n";
+          continue;
+        }
+        for (const auto& skipped : found->skipped) {
+          if (opt.only) continue;
+          std::cout << shown << ":" << skipped.line << ": image " << skipped.written
+                    << ": not checked: " << skipped.reason << '\n';
+        }
+        for (const auto& site : found->images) {
+          const auto& ref = site.reference;
+          if (opt.only && ref.name != *opt.only) continue;
+          const std::string where = shown + ":" + std::to_string(site.line);
+          if (auto unchecked = pins::unchecked_image(ref)) {
+            std::cout << where << ": " << pins::summary(*unchecked) << '\n';
+            continue;
+          }
+          auto digest = index.tag_digest(ref);
+          if (!digest) {
+            // A registry that refuses or cannot be reached decides nothing: stop, change nothing.
+            std::cerr << "pantry: " << command << ": " << where << ": " << digest.error().message
+                      << '\n';
+            return kExitError;
+          }
+          ++checked;
+          auto plan = pins::decide_image(ref, *digest);
+          std::cout << where << ": " << pins::summary(plan) << '\n';
+          if (plan.result != pins::image_plan::outcome::moved) continue;
+          outdated = true;
+          auto& moved = moved_images[ref.name + ":" + ref.tag];
+          moved.plan = std::move(plan);
+          moved.sites[file].push_back(site);
+        }
         continue;
       }
       auto doc = pins::requirements_file::parse(std::move(*text), shown);
@@ -559,6 +700,34 @@ int run_pins(const pins_check_options& opt, bool bump) {
             std::cerr << "pantry: " << command << ": " << where << ": " << handled.error().message
                       << '\n';
           }
+        }
+      }
+    }
+    if (!bump) continue;
+    for (const auto& [key, moved] : moved_images) {
+      const std::string where = repo->name + ": image " + key;
+      const std::string name = pins::image_branch(moved.plan);
+      if (declined->has(repo->name, name)) {
+        std::cout << where << ": declined before (its pull request was closed without merging): "
+                  << "skipped; see " << declined->file().string() << '\n';
+        continue;
+      }
+      auto branch = make_image_branch(git, root, base, moved);
+      if (!branch) {
+        errors = true;
+        std::cerr << "pantry: " << command << ": " << where << ": " << branch.error().message
+                  << '\n';
+      } else if (*branch) {
+        std::cout << where << ": made branch " << **branch << '\n';
+      } else {
+        std::cout << where << ": branch " << name << " exists: left as it is\n";
+      }
+      if (branch && opener) {
+        auto handled = opener->handle(name, image_commit_message(moved));
+        if (!handled) {
+          errors = true;
+          std::cerr << "pantry: " << command << ": " << where << ": " << handled.error().message
+                    << '\n';
         }
       }
     }

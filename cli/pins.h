@@ -1,8 +1,9 @@
 #pragma once
 
 // `pantry pins check`: what the pin bot would change in the configured repositories' requirements
-// files, and why, decided with pantry's own PyPI index (orchestrator/pins/decide.h). It reads
-// the files and changes nothing. `pantry pins bump` makes those changes as git branches.
+// files, and why, decided with pantry's own PyPI index (orchestrator/pins/decide.h), and which
+// pinned image tags moved in pantry's registry (orchestrator/pins/image_pins.h). It reads the
+// files and changes nothing. `pantry pins bump` makes those changes as git branches.
 
 #include "pantry/error.h"
 
@@ -27,9 +28,12 @@ struct pins_check_options {
 result<pins_check_options> parse_pins_check_args(const std::vector<std::string>& args);
 
 // Runs the check and returns the exit status: 0 when every pin is current, 1 when an upgrade is
-// proposed (or found and skipped, with the reason), 2 on an error (a config without pins
-// repositories, an unknown --repo, an unreadable or malformed requirements file, which is
-// reported with file and line, an unreachable index). One line per decision on stdout, each
+// proposed (or found and skipped, with the reason) or a pinned image tag moved ("image NAME:TAG:
+// OLD → NEW"; a reference without a tag or a digest is listed as not checked, with the reason), 2
+// on an error (a config without pins repositories, an unknown --repo, an unreadable or malformed
+// requirements file or .pantry.yml, which is reported with file and line, an unreachable index, a
+// registry that refuses or cannot be reached, named with the image). With --only NAME, only the
+// images named exactly NAME are checked. One line per decision on stdout, each
 // reason and new hash indented below it; errors on stderr.
 int run_pins_check(const pins_check_options& opt);
 
@@ -40,7 +44,9 @@ int run_pins_check(const pins_check_options& opt);
 // back to it; the user's working tree and checked-out branch are never touched. A branch that
 // already exists is left as it is (the same upgrade is not made twice). Exit 0 when every branch
 // was made or existed, 2 on an error (as check's, or a git command that failed, named with its
-// output).
+// output). Each moved image tag is one branch `pantry/pins/<name>-<tag>` (image_branch()) whose
+// one commit, "image NAME:TAG: OLD → NEW", replaces that digest at every reference to the tag in
+// the repository's files (replace_digest()) and nothing else.
 //
 // With --open-prs, each branch (made now or before) also gets its pull request on the
 // repository's forge (pins.repositories[].forge, orchestrator/pins/forge.h), titled with the

@@ -2,11 +2,14 @@
 // and their edits, image references in Containerfiles and .pantry.yml, cron schedules, and its
 // decisions with the input as every version's core metadata (a peer's bytes). None may crash,
 // hang or throw; a document renders its input byte for byte, an edit changes only its own byte
-// range, a found image's range holds what was read, a schedule's next time is later, and a
-// decision's edits either apply whole or leave the document as it was.
+// range, a found image's range holds what was read, a registry's Docker-Content-Digest (the input
+// again) is taken only when it is a sha256 digest and the image's branch is one ref component, a
+// schedule's next time is later, and a decision's edits either apply whole or leave the document
+// as it was.
 
 #include "pantry/config/cron.h"
 #include "pantry/orchestrator/pins/decide.h"
+#include "pantry/orchestrator/pins/image_pins.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
 #include "pantry/registry/pypi/metadata.h"
@@ -76,6 +79,22 @@ void check_images(const pins::image_sites& sites, std::string_view text) {
     check(rewritten.has_value(), "replace_digest of a found image", text);
     check(spliced(text, *rewritten, site.begin, site.end), "replace_digest changes only its range",
           text);
+    const auto& ref = site.reference;
+    if (ref.tag.empty() || ref.digest.empty()) {
+      check(pins::unchecked_image(ref).has_value(), "an image without tag or digest is unchecked",
+            text);
+      continue;
+    }
+    // The registry's header is a peer's bytes: the input itself.
+    auto digest = pins::read_tag_digest(ref, 200, text);
+    check(!digest || (*digest == text && digest->size() == kDigest.size()),
+          "only a sha256 digest is read from the registry", text);
+    const auto plan = pins::decide_image(ref, digest ? *digest : std::string(kDigest));
+    const std::string branch = pins::image_branch(plan);
+    check(branch.find(':') == std::string::npos &&
+              branch.find('/', std::string_view("pantry/pins/").size()) == std::string::npos,
+          "an image's branch is one ref component under pantry/pins/", text);
+    check(!pins::summary(plan).empty(), "an image plan has a summary", text);
   }
 }
 

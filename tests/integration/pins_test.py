@@ -10,6 +10,11 @@ and exit 0, 1 or 2 as `pantry pins check` promises; bump must make one branch wi
 upgrade in a git repository the test makes, leave its working tree alone, not make a branch twice,
 and each branch's file must install with `pip install --require-hashes` through pantry.
 
+Image pins (PinsImageTest): a Containerfile pinned to a multi-arch image's index digest, behind
+pantry's OCI proxy in front of docker-registry with a 1 s tag TTL; the tag is pushed again
+upstream, and after the TTL check reports the new index digest and bump makes one branch whose
+only change is that digest.
+
 Run by ctest with the pantry binary as the first argument:
     tests/integration/pins_test.py build/debug/cli/pantry
 """
@@ -25,8 +30,10 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import make_oci_images  # noqa: E402
 import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
+import oci_registry  # noqa: E402
 from make_pypi_upstream import Release  # noqa: E402
 from pantry_serve import Pantry, clean_env, free_port  # noqa: E402
 
@@ -284,6 +291,133 @@ class PinsCheckTest(unittest.TestCase):
         self.assertEqual(r.stdout.count("exists: left as it is"), 3, r.stdout)
         self.assertEqual(self.git(repo, "for-each-ref", "--format=%(objectname)",
                                   "refs/heads/pantry/pins"), tips)
+
+def git_in(test, repo, *args):
+    r = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=60)
+    test.assertEqual(r.returncode, 0, f"git {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
+class PinsImageTest(unittest.TestCase):
+    IMAGE = "org/multi:1.0"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-pins-image-test-")
+        # Two multi-arch images (OCI indexes of linux/amd64 and linux/arm64) that differ only by
+        # their timestamps: the tag's first and second image.
+        cls.first = make_oci_images.build_multi(os.path.join(cls.work, "first"), 1700000000)
+        cls.second = make_oci_images.build_multi(os.path.join(cls.work, "second"), 1700086400)
+        cls.reg = oci_registry.Registry("open", os.path.join(cls.work, "upstream"))
+        cls.old = cls.reg.push(cls.first["layout"], "latest", cls.IMAGE)
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), "http://127.0.0.1:9/simple/",
+                            oci=f"""\
+  default_upstream: docker.io
+  upstreams:
+    - {{name: docker.io, url: "{cls.reg.url}"}}
+  tag_ttl: 1s
+""")
+        cls.repo = os.path.join(cls.work, "app")
+        os.makedirs(cls.repo)
+        cls.containerfile = (
+            "# syntax=docker/dockerfile:1\n"
+            f"FROM --platform=linux/amd64 {cls.IMAGE}@{cls.old} AS build\r\n"
+            "RUN echo built > /out\n"
+            "FROM org/multi:1.0\n"
+            "FROM scratch\n"
+            "COPY --from=build /out /out\n")
+        with open(os.path.join(cls.repo, "Containerfile"), "w", newline="") as f:
+            f.write(cls.containerfile)
+        cls.pipeline = f"image: org/multi@{cls.old}\njobs:\n  test:\n    script: [true]\n"
+        with open(os.path.join(cls.repo, ".pantry.yml"), "w") as f:
+            f.write(cls.pipeline)
+        cls.config = os.path.join(cls.work, "pins.yaml")
+        with open(cls.config, "w") as f:
+            f.write(f"data_dir: {os.path.join(cls.work, 'nodata')}\n"
+                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  repositories:\n"
+                    f"    - {{name: app, path: {cls.repo}, files: [Containerfile, .pantry.yml]}}\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pantry.stop()
+        cls.reg.close()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def pins(self, verb, pantry_url=None):
+        cmd = [PANTRY, "pins", verb, "--config", self.config, "--pantry",
+               pantry_url or self.pantry.url("")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout, r.stderr
+
+    def assert_untouched(self):
+        with open(os.path.join(self.repo, "Containerfile"), newline="") as f:
+            self.assertEqual(f.read(), self.containerfile)
+        with open(os.path.join(self.repo, ".pantry.yml")) as f:
+            self.assertEqual(f.read(), self.pipeline)
+
+    def test_a_moved_tag_is_reported_with_its_new_index_digest_and_bumped_alone(self):
+        self.assertEqual(self.old, self.first["digest"])
+        self.assertEqual(self.first["media_type"], make_oci_images.OCI_INDEX)
+        code, out, err = self.pins("check")
+        self.assertEqual(code, 0, f"stdout:\n{out}\nstderr:\n{err}")
+        lines = out.splitlines()
+        self.assertIn(f"app/Containerfile:2: image {self.IMAGE}: {self.old} is current", lines, out)
+        self.assertIn("app/Containerfile:4: image org/multi:1.0: not checked: no digest: the tag is "
+                      "not pinned (add @DIGEST to pin it)", lines, out)
+        self.assertTrue(any(line.startswith("app/Containerfile:5: image scratch") for line in lines),
+                        out)
+        self.assertIn(f"app/.pantry.yml:1: image org/multi@{self.old}: not checked: no tag: a digest "
+                      "alone names no newer image to move to", lines, out)
+
+        new = self.reg.push(self.second["layout"], "latest", self.IMAGE)
+        self.assertEqual(new, self.second["digest"])
+        self.assertNotEqual(new, self.old)
+        time.sleep(1.5)  # past pantry's tag_ttl: it asks the upstream again
+        code, out, err = self.pins("check")
+        self.assertEqual(code, 1, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(f"app/Containerfile:2: image {self.IMAGE}: {self.old} \u2192 {new}",
+                      out.splitlines(), out)
+        self.assert_untouched()
+
+        # An unreachable registry: an error naming the image, nothing changed.
+        code, out, err = self.pins("check", pantry_url=f"http://127.0.0.1:{free_port()}")
+        self.assertEqual(code, 2, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(f"app/Containerfile:2: image {self.IMAGE}: pantry's registry at", err)
+        self.assert_untouched()
+
+        git_in(self, self.repo, "init", "-q", "-b", "main")
+        git_in(self, self.repo, "add", "Containerfile", ".pantry.yml")
+        git_in(self, self.repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q",
+               "-m", "images")
+        head = git_in(self, self.repo, "rev-parse", "HEAD").strip()
+        code, out, err = self.pins("bump")
+        self.assertEqual(code, 0, f"stdout:\n{out}\nstderr:\n{err}")
+        branch = "pantry/pins/org-multi-1.0"
+        self.assertIn(f"app: image {self.IMAGE}: made branch {branch}", out.splitlines(), out)
+        made = git_in(self, self.repo, "for-each-ref", "--format=%(refname:short)",
+                      "refs/heads/pantry/pins").split()
+        self.assertEqual(made, [branch])
+        self.assertEqual(git_in(self, self.repo, "rev-list", "--count", f"main..{branch}").strip(), "1")
+        self.assertEqual(git_in(self, self.repo, "log", "-1", "--format=%s", branch).strip(),
+                         f"image {self.IMAGE}: {self.old} \u2192 {new}")
+        self.assertEqual(git_in(self, self.repo, "diff", "--name-only", f"main..{branch}").split(),
+                         ["Containerfile"])
+        got = subprocess.run(["git", "-C", self.repo, "show", f"{branch}:Containerfile"],
+                             capture_output=True, check=True).stdout
+        self.assertEqual(got, self.containerfile.replace(self.old, new).encode())
+        # The user's working tree and branch are as they were.
+        self.assertEqual(git_in(self, self.repo, "rev-parse", "HEAD").strip(), head)
+        self.assertEqual(git_in(self, self.repo, "status", "--porcelain"), "")
+        self.assert_untouched()
+
+        # A second bump finds the branch and leaves it.
+        tip = git_in(self, self.repo, "rev-parse", branch)
+        code, out, err = self.pins("bump")
+        self.assertEqual(code, 0, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn(f"app: image {self.IMAGE}: branch {branch} exists: left as it is",
+                      out.splitlines(), out)
+        self.assertEqual(git_in(self, self.repo, "rev-parse", branch), tip)
+
 
 if __name__ == "__main__":
     PANTRY = os.path.abspath(sys.argv.pop(1))

@@ -294,6 +294,22 @@ json::value time_or_null(const std::optional<system_clock::time_point>& t) {
   return json::string(rfc3339(*t));
 }
 
+// An upstream and what the client last saw from it, as the front page and /readyz show it.
+json::object upstream_json(const upstream_state& u) {
+  json::object o;
+  o["protocol"] = u.protocol;
+  o["name"] = u.name;
+  o["url"] = u.url;
+  o["last_success"] = time_or_null(u.last_success);
+  o["last_failure"] = time_or_null(u.last_failure);
+  if (u.last_failure) {
+    o["failure"] = u.failure;
+  } else {
+    o["failure"] = nullptr;
+  }
+  return o;
+}
+
 }  // namespace
 
 std::string base_address::host() const {
@@ -527,18 +543,8 @@ std::string render_json(const front_page& p) {
   o["client_settings"] = std::move(settings);
   json::array ups;
   for (const auto& u : p.upstreams) {
-    json::object uo;
-    uo["protocol"] = u.protocol;
-    uo["name"] = u.name;
-    uo["url"] = u.url;
+    json::object uo = upstream_json(u);
     uo["credentials"] = u.credentials;
-    uo["last_success"] = time_or_null(u.last_success);
-    uo["last_failure"] = time_or_null(u.last_failure);
-    if (u.last_failure) {
-      uo["failure"] = u.failure;
-    } else {
-      uo["failure"] = nullptr;
-    }
     ups.push_back(std::move(uo));
   }
   o["upstreams"] = std::move(ups);
@@ -569,18 +575,8 @@ readiness assess_readiness(const std::vector<upstream_state>& upstreams,
     } else if (u.last_success) {
       state = "up";
     }
-    json::object uo;
-    uo["protocol"] = u.protocol;
-    uo["name"] = u.name;
-    uo["url"] = u.url;
+    json::object uo = upstream_json(u);
     uo["state"] = state;
-    uo["last_success"] = time_or_null(u.last_success);
-    uo["last_failure"] = time_or_null(u.last_failure);
-    if (u.last_failure) {
-      uo["failure"] = u.failure;
-    } else {
-      uo["failure"] = nullptr;
-    }
     ups.push_back(std::move(uo));
   }
   json::object o;

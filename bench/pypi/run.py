@@ -155,13 +155,7 @@ class Nginx:
         return self.process.poll() is None
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        nginx_pypi.stop_process(self.process)
 
 
 def nginx_proxy(workdir, upstream_port):

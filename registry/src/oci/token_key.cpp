@@ -3,6 +3,7 @@
 #include "pantry/registry/oci/service.h"
 
 #include <openssl/rand.h>
+#include <boost/algorithm/hex.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace pantry::registry::oci {
@@ -20,11 +22,7 @@ constexpr std::string_view kFileName = "registry-token.key";
 constexpr std::size_t kHexChars = 64;
 
 bool is_key_text(std::string_view s) {
-  if (s.size() != kHexChars) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+  return s.size() == kHexChars && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
 std::string errno_text(int e) {
@@ -63,12 +61,8 @@ result<std::string> data_dir_token_key(const std::filesystem::path& data_dir) {
   if (RAND_bytes(raw, sizeof raw) != 1) {
     return error(errc::io_error, "no randomness for a new registry token key");
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
   std::string key;
-  for (unsigned char b : raw) {
-    key += kDigits[b >> 4];
-    key += kDigits[b & 15];
-  }
+  boost::algorithm::hex_lower(std::begin(raw), std::end(raw), std::back_inserter(key));
   // Written to a temporary file and linked into place: a crash leaves the whole key or none,
   // and of two processes racing, the second to link finds the first's key and uses it.
   const auto tmp = data_dir / (std::string(kFileName) + ".tmp." + std::to_string(::getpid()));

@@ -1373,15 +1373,13 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     }
     flaky = f->second == "1" || f->second == "true";
   }
-  if (auto n = t.query.find("slowest"); n != t.query.end()) {
-    auto v = parse_id(n->second);
+  if (t.query.contains("slowest")) {
+    auto v = count_param(t, "slowest", 0, 100'000);
     if (!v) {
-      co_await fail(ex, http::status::bad_request,
-                    "slowest: \"" + n->second.substr(0, 40) +
-                        "\" is not a count; give ?slowest=N with N of at least 1");
+      co_await fail(ex, http::status::bad_request, v.error().message);
       co_return;
     }
-    slowest_n = static_cast<std::size_t>(std::min<std::uint64_t>(*v, 100'000));
+    slowest_n = static_cast<std::size_t>(*v);
   }
   auto answer = co_await blocking([&]() -> result<json::object> {
     auto runs = history_->runs(project);

@@ -425,8 +425,10 @@ int main(int argc, char** argv) {
       return pantry::cli::run_ci_check(*opt);
     }
     if (command == "pins") {
-      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump"))
-        throw usage_error{"pins needs a subcommand: check or bump"};
+      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump")) {
+        throw usage_error{"pins needs a subcommand: check or bump (got " +
+                          (rest.empty() ? std::string("nothing") : "\"" + rest[0] + "\"") + ")"};
+      }
       auto opt = pantry::cli::parse_pins_check_args({rest.begin() + 1, rest.end()});
       if (!opt) throw usage_error{opt.error().message};
       return rest[0] == "bump" ? pantry::cli::run_pins_bump(*opt)

@@ -3,6 +3,7 @@
 // one branch per upgrade in a scratch clone and pushes it to the repository.
 
 #include "pins.h"
+#include "warm.h"
 
 #include "pantry/app/control.h"
 #include "pantry/config/config.h"
@@ -49,15 +50,6 @@ constexpr int kExitError = 2;
 // PyPI's largest JSON pages are tens of MiB; a METADATA is at most a few hundred KiB.
 constexpr std::size_t kMaxPage = std::size_t{256} << 20;
 constexpr std::size_t kMaxMetadata = std::size_t{16} << 20;
-
-result<std::string> read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return error(errc::not_found, path.string() + ": cannot open: " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return error(errc::io_error, path.string() + ": read failed");
-  return text.str();
-}
 
 bool is_pipeline_file(const fs::path& file) {
   const std::string name = ascii_lower(file.filename().string());
@@ -375,7 +367,7 @@ class declined_record {
     d.file_ = std::move(file);
     std::error_code ec;
     if (!fs::exists(d.file_, ec)) return d;
-    auto text = read_file(d.file_);
+    auto text = read_text_file(d.file_);
     if (!text) return text.error();
     std::istringstream lines(*text);
     std::string line;
@@ -596,7 +588,7 @@ int run_pins(const pins_check_options& opt, bool bump) {
     std::map<std::string, moved_image> moved_images;
     for (const auto& file : repo->files) {
       const std::string shown = repo->name + "/" + file;
-      auto text = read_file(root / file);
+      auto text = read_text_file(root / file);
       if (!text) {
         errors = true;
         std::cerr << "pantry: " << command << ": " << repo->name << ": " << text.error().message

@@ -62,17 +62,6 @@ std::string first_line(std::string_view body) {
   return std::string(body);
 }
 
-result<std::string> read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return error(errc::not_found, path + ": cannot open: " + std::strerror(errno));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return error(errc::io_error, path + ": read failed");
-  return text.str();
-}
-
 // The base URL pantry serves /simple/ and /files/ under, ending in '/'. A URL ending in /simple/
 // (a PIP_INDEX_URL) is taken to mean its parent.
 result<std::string> base_url(std::string url) {
@@ -566,6 +555,17 @@ int run_warm(const warm_options& opt) {
   report.finish();
   std::cout << w.summary() << '\n';
   return w.failures() == 0 ? 0 : 1;
+}
+
+result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return error(errc::not_found, path + ": cannot open: " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return error(errc::io_error, path + ": read failed");
+  return text.str();
 }
 
 }  // namespace pantry::cli

@@ -54,6 +54,19 @@ inline std::string test_run(std::string_view project, job_id job) {
   return test_runs_of(project) + digits;
 }
 
+// Why `project` cannot be part of a test history or quarantine key, or nullopt. The rule only
+// keeps keys apart and printable (ticket.h's rule, checked at submit, is stricter): 1-200 bytes,
+// no space or control character, no '#' (it ends the project in a test run's key).
+inline std::optional<std::string> project_key_problem(std::string_view project) {
+  if (project.empty() || project.size() > 200) return "is not 1-200 characters long";
+  for (char c : project) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) return "holds a space or a control character";
+    if (c == '#') return "holds a '#'";
+  }
+  return std::nullopt;
+}
+
 // Entry: a project's quarantine changes (quarantine.h), their JSON in the attribute "changes".
 inline std::string quarantine(std::string_view project) {
   return "ci/quarantine/" + std::string(project);

@@ -19,15 +19,11 @@ constexpr std::int64_t kVersion = 1;
 constexpr std::string_view kAttribute = "changes";
 
 std::optional<error> check_project(std::string_view project) {
-  const bool printable = std::all_of(project.begin(), project.end(), [](char c) {
-    return static_cast<unsigned char>(c) > 0x20 && c != 0x7f;
-  });
-  if (project.empty() || project.size() > 200 || !printable) {
-    return error(errc::invalid_argument,
-                 "quarantine: \"" + std::string(project.substr(0, 200)) +
-                     "\" is not a project name; use 1-200 of A-Z a-z 0-9 . _ - /");
-  }
-  return std::nullopt;
+  auto why = keys::project_key_problem(project);
+  if (!why) return std::nullopt;
+  return error(errc::invalid_argument, "quarantine: project \"" +
+                                           std::string(project.substr(0, 200)) + "\" " + *why +
+                                           "; use a project name as `pantry submit` takes it");
 }
 
 std::string encode(const quarantine_changes& c) {

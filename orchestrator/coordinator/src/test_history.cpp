@@ -24,18 +24,12 @@ namespace json = boost::json;
 
 constexpr std::int64_t kRecordVersion = 1;
 
-// A project name is part of a key: the rule here is only what keeps keys apart and printable
-// (ticket.h's rule, checked at submit, is stricter).
 std::optional<error> check_project(std::string_view project) {
-  const bool printable = std::all_of(project.begin(), project.end(), [](char c) {
-    return static_cast<unsigned char>(c) > 0x20 && c != 0x7f && c != '#';
-  });
-  if (project.empty() || project.size() > 200 || !printable) {
-    return error(errc::invalid_argument,
-                 "test history: \"" + std::string(project.substr(0, 200)) +
-                     "\" is not a project name; use 1-200 of A-Z a-z 0-9 . _ - /");
-  }
-  return std::nullopt;
+  auto why = keys::project_key_problem(project);
+  if (!why) return std::nullopt;
+  return error(errc::invalid_argument, "test history: project \"" +
+                                           std::string(project.substr(0, 200)) + "\" " + *why +
+                                           "; use a project name as `pantry submit` takes it");
 }
 
 std::span<const std::byte> as_bytes(const std::string& s) {

@@ -111,7 +111,8 @@ TEST_F(QuarantineTest, BadIdsAndProjectsAreRefusedByName) {
   EXPECT_FALSE(long_id);
   auto project = store->remove("a b", "t", false);
   ASSERT_FALSE(project);
-  EXPECT_THAT(project.error().message, HasSubstr("\"a b\" is not a project name"));
+  EXPECT_THAT(project.error().message,
+              HasSubstr("project \"a b\" holds a space or a control character"));
 }
 
 TEST_F(QuarantineTest, UnreadableStoredChangesAreCorruptNamingTheKey) {

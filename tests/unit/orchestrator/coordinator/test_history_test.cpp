@@ -148,7 +148,7 @@ TEST_F(TestHistoryTest, BadProjectsAndJobsAreRefused) {
   run.project = "a#b";
   auto r = history->record(run);
   ASSERT_FALSE(r);
-  EXPECT_THAT(r.error().message, HasSubstr("\"a#b\" is not a project name"));
+  EXPECT_THAT(r.error().message, HasSubstr("project \"a#b\" holds a '#'"));
   run.project = "ok";
   run.job = 0;
   r = history->record(run);

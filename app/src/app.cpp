@@ -53,28 +53,34 @@ struct parts {
 // reverse).
 std::vector<std::shared_ptr<proxy::service>> make_services(const config::config& cfg,
                                                            const parts& p) {
+  std::shared_ptr<orchestrator::runner::runner_service> runner;
+  if (cfg.runner.enabled) {
+    runner =
+        orchestrator::runner::runner_service::create(cfg, p.self_url, p.control_token, p.store);
+  }
+  // A remote runner (ci.runner_of) takes its jobs from another pantry's coordinator instead of
+  // running one of its own.
+  std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator;
+  if (cfg.ci.runner_of.url.empty() && cfg.ci.enabled) {
+    coordinator = orchestrator::coordinator::coordinator_service::create(
+        cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token);
+  }
   std::vector<std::shared_ptr<proxy::service>> services = {
-      web::web_service::create(cfg, p.store, p.metrics, p.health, PANTRY_VERSION),
+      web::web_service::create(cfg, p.store, p.metrics, p.health, coordinator, PANTRY_VERSION),
       registry::pypi::service::create(cfg.pypi, p.store, p.upstream, p.flights, p.metrics,
                                       p.blocking, cfg.oci.hosted),
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
                                      p.control_token),
   };
-  std::shared_ptr<orchestrator::runner::runner_service> runner;
-  if (cfg.runner.enabled) {
-    runner =
-        orchestrator::runner::runner_service::create(cfg, p.self_url, p.control_token, p.store);
+  if (runner) {
     services.push_back(runner);
     services.push_back(orchestrator::builder::build_service::create(runner, p.store, p.blocking));
   }
   // After the runner: stopped before it, so that its jobs are cancelled while it still runs them.
-  // A remote runner (ci.runner_of) takes its jobs from another pantry's coordinator instead of
-  // running one of its own.
   if (!cfg.ci.runner_of.url.empty()) {
     services.push_back(orchestrator::coordinator::remote_runner_service::create(cfg, runner));
-  } else if (cfg.ci.enabled) {
-    services.push_back(orchestrator::coordinator::coordinator_service::create(
-        cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token));
+  } else if (coordinator) {
+    services.push_back(coordinator);
   }
   return services;
 }

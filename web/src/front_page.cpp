@@ -2,6 +2,7 @@
 
 #include "pantry/text.h"
 #include "pantry/web/layout.h"
+#include "utc.h"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -63,12 +64,7 @@ std::optional<std::string> checked_authority(std::string_view a) {
 
 // RFC 3339 in UTC, to the second.
 std::string rfc3339(system_clock::time_point t) {
-  const std::time_t tt = system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return detail::utc_text(t, "%Y-%m-%dT%H:%M:%SZ");
 }
 
 // "just now", "5 s ago", "3 min ago", "2 h ago", "4 d ago".

@@ -1,5 +1,7 @@
 #include "pantry/web/service.h"
 
+#include "dashboard_routes.h"
+
 #include "pantry/cache/store.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/metrics.h"
@@ -27,11 +29,14 @@ class web_service_impl final : public proxy::service,
  public:
   web_service_impl(const config::config& cfg, std::shared_ptr<cache::store> store,
                    std::shared_ptr<proxy::metrics_registry> metrics,
-                   std::shared_ptr<proxy::upstream_health> health, std::string version)
+                   std::shared_ptr<proxy::upstream_health> health,
+                   std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator,
+                   std::string version)
       : cfg_(cfg),
         store_(std::move(store)),
         metrics_(std::move(metrics)),
         health_(std::move(health)),
+        coordinator_(std::move(coordinator)),
         version_(std::move(version)) {}
 
   void install(proxy::server& srv) override {
@@ -43,6 +48,7 @@ class web_service_impl final : public proxy::service,
     auto self = shared_from_this();
     srv.route("/", [self](proxy::exchange& ex) { return self->front(ex); });
     srv.route("/readyz", [self](proxy::exchange& ex) { return self->ready(ex); });
+    install_dashboard(srv, coordinator_);
   }
 
  private:
@@ -56,6 +62,7 @@ class web_service_impl final : public proxy::service,
   const std::shared_ptr<cache::store> store_;
   const std::shared_ptr<proxy::metrics_registry> metrics_;
   const std::shared_ptr<proxy::upstream_health> health_;
+  const std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator_;
   const std::string version_;
   std::string fallback_;  // set by install(), read-only after
 };
@@ -148,9 +155,12 @@ asio::awaitable<void> web_service_impl::ready(proxy::exchange& ex) {
 std::shared_ptr<proxy::service> web_service::create(
     const config::config& cfg, std::shared_ptr<cache::store> store,
     std::shared_ptr<proxy::metrics_registry> metrics,
-    std::shared_ptr<proxy::upstream_health> health, std::string version) {
+    std::shared_ptr<proxy::upstream_health> health,
+    std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator,
+    std::string version) {
   return std::make_shared<web_service_impl>(cfg, std::move(store), std::move(metrics),
-                                            std::move(health), std::move(version));
+                                            std::move(health), std::move(coordinator),
+                                            std::move(version));
 }
 
 }  // namespace pantry::web

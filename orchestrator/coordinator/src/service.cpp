@@ -15,6 +15,7 @@
 #include "pantry/orchestrator/coordinator/test_order.h"
 #include "pantry/orchestrator/coordinator/ticket.h"
 #include "pantry/orchestrator/runner/step_stream.h"
+#include "pantry/proxy/client.h"
 #include "pantry/proxy/off_thread.h"
 #include "pantry/proxy/server.h"
 #include "pantry/text.h"
@@ -196,6 +197,15 @@ json::object log_entry_json(const log_entry& e) {
                       {"text", e.text}};
 }
 
+// The compiled grep of a log query (null when it has none); errc::invalid_argument naming a bad
+// pattern. The filter keeps a pointer into it.
+result<std::shared_ptr<const std::regex>> filter_of(const log_query& q) {
+  if (q.grep.empty()) return std::shared_ptr<const std::regex>();
+  auto compiled = compile_log_pattern(q.grep);
+  if (!compiled) return error(errc::invalid_argument, "grep: " + compiled.error().message);
+  return std::move(*compiled);
+}
+
 // A blob of the cache into a file.
 result<void> copy_blob(cache::blob_reader& reader, const fs::path& file) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
@@ -265,6 +275,19 @@ class coordinator_impl final : public coordinator_service,
 
   result<void> start() override;
   void stop() noexcept override;
+
+  // --- the dashboard's reads (service.h) ---
+  bool may_read(const exchange& ex) const override;
+  asio::awaitable<std::vector<pipeline_record>> recent_pipelines(std::string project,
+                                                                 std::size_t limit) override;
+  asio::awaitable<std::optional<pipeline_record>> find_pipeline(pipeline_id id) override;
+  asio::awaitable<std::optional<pipeline_record>> pipeline_of_job(job_id id) override;
+  asio::awaitable<result<log_store::page>> read_log(job_id id, log_query query,
+                                                    std::size_t max) override;
+  asio::awaitable<void> stream_log(exchange& ex, job_id id, log_query query) override;
+  asio::awaitable<result<project_tests>> tests_of(std::string project) override;
+  asio::awaitable<result<measured_window>> measures_of(std::string project, std::size_t pipelines,
+                                                       int days) override;
 
   // --- used by the uplinks (any thread) ---
   std::shared_ptr<log_store> logs() const { return logs_; }
@@ -353,6 +376,9 @@ class coordinator_impl final : public coordinator_service,
   // Records the test results of `job` (still running: its finish comes after) in the history,
   // then lets its quarantined tests that passed enough runs in a row out (a line in its log).
   asio::awaitable<std::optional<error>> record_tests(job_id job, std::vector<test_result> results);
+  // Blocking: the project's test history; `flaky`: with its flaky tests, `summary`: with every
+  // test's summary and the 100 recent failures (each costs a pass over the runs).
+  result<project_tests> collect_tests(const std::string& project, bool flaky, bool summary) const;
   // Blocking: the project's quarantined tests, the config's merged with the API's changes.
   result<std::vector<quarantined_test>> quarantined_tests(const std::string& project) const;
   // Blocking: takes the quarantined tests of `run` that passed ci.quarantine_exit_passes runs in
@@ -383,7 +409,9 @@ class coordinator_impl final : public coordinator_service,
   void refresh_measures(const std::string& project);
 
   // --- HTTP ---
-  std::optional<role> role_of(exchange& ex, std::string* name) const;
+  // The role of the request's token: "Bearer TOKEN", and with `basic` also HTTP Basic with
+  // TOKEN as the password (the dashboard's pages only; see may_read).
+  std::optional<role> role_of(const exchange& ex, std::string* name, bool basic = false) const;
   asio::awaitable<bool> allowed(exchange& ex, role need, std::string* name = nullptr);
   asio::awaitable<void> pipelines_route(exchange& ex);
   asio::awaitable<void> jobs_route(exchange& ex);
@@ -394,7 +422,6 @@ class coordinator_impl final : public coordinator_service,
   asio::awaitable<void> quarantine_route(exchange& ex, const target_parts& t);
   asio::awaitable<void> measures_route(exchange& ex, const target_parts& t);
   asio::awaitable<void> submit(exchange& ex);
-  asio::awaitable<void> follow_log(exchange& ex, job_id job, const target_parts& t);
   asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
 
   config::ci_config ci_;
@@ -1208,17 +1235,100 @@ asio::awaitable<std::optional<error>> coordinator_impl::record_tests(
   co_return std::nullopt;
 }
 
+result<project_tests> coordinator_impl::collect_tests(const std::string& project, bool flaky,
+                                                      bool summary) const {
+  auto runs = history_->runs(project);
+  if (!runs) return runs.error();
+  auto quarantined = quarantined_tests(project);
+  if (!quarantined) return quarantined.error();
+  project_tests out;
+  out.project = project;
+  out.runs = runs->size();
+  out.quarantined = std::move(*quarantined);
+  if (flaky) out.flaky = flaky_tests(*runs);
+  if (summary) {
+    out.tests = summarize(*runs, {});
+    out.recent_failures = recent_failures(*runs, 100);
+  }
+  return out;
+}
+
+// --- The dashboard's reads ---
+
+bool coordinator_impl::may_read(const exchange& ex) const {
+  const auto r = role_of(ex, nullptr, true);
+  return r && *r != role::runner;
+}
+
+asio::awaitable<std::vector<pipeline_record>> coordinator_impl::recent_pipelines(
+    std::string project, std::size_t limit) {
+  co_return co_await on_strand([&] {
+    std::vector<pipeline_record> out;
+    for (const auto* p : sched_.pipelines(project, limit)) {
+      out.push_back(*p);
+      out.back().attachment = {};
+    }
+    return out;
+  });
+}
+
+asio::awaitable<std::optional<pipeline_record>> coordinator_impl::find_pipeline(pipeline_id id) {
+  co_return co_await on_strand([&]() -> std::optional<pipeline_record> {
+    const auto* p = sched_.pipeline(id);
+    if (!p) return std::nullopt;
+    pipeline_record copy = *p;
+    copy.attachment = {};
+    return copy;
+  });
+}
+
+asio::awaitable<std::optional<pipeline_record>> coordinator_impl::pipeline_of_job(job_id id) {
+  auto pid = co_await on_strand([&]() -> pipeline_id {
+    const auto* j = sched_.job(id);
+    return j ? j->pipeline : 0;
+  });
+  if (pid == 0) co_return std::nullopt;
+  co_return co_await find_pipeline(pid);
+}
+
+asio::awaitable<result<log_store::page>> coordinator_impl::read_log(job_id id, log_query query,
+                                                                    std::size_t max) {
+  auto compiled = filter_of(query);
+  if (!compiled) co_return compiled.error();
+  const log_filter filter{query.step, compiled->get()};
+  co_return co_await blocking([&] { return logs_->read(id, query.from, max, filter); });
+}
+
+asio::awaitable<result<project_tests>> coordinator_impl::tests_of(std::string project) {
+  co_return co_await blocking([&] { return collect_tests(project, true, true); });
+}
+
+asio::awaitable<result<measured_window>> coordinator_impl::measures_of(std::string project,
+                                                                       std::size_t pipelines,
+                                                                       int days) {
+  const clock::time_point since = clock::now() - std::chrono::days(days);
+  auto window = co_await on_strand([&] { return window_of(project, pipelines, since); });
+  co_return co_await blocking([&] {
+    return compute_measures(window, pipelines == kMeasuresPipelines && days == kMeasuresDays);
+  });
+}
+
 // --- HTTP ---
 
-std::optional<role> coordinator_impl::role_of(exchange& ex, std::string* name) const {
+std::optional<role> coordinator_impl::role_of(const exchange& ex, std::string* name,
+                                              bool basic) const {
   auto values = ex.header_values(http::field::authorization);
   if (values.size() != 1) return std::nullopt;
   std::string_view v = values.front();
   constexpr std::string_view kBearer = "Bearer ";
-  if (v.size() <= kBearer.size() || !ascii_iequals(v.substr(0, kBearer.size()), kBearer)) {
+  std::optional<std::pair<std::string, std::string>> user_password;
+  if (v.size() > kBearer.size() && ascii_iequals(v.substr(0, kBearer.size()), kBearer)) {
+    v.remove_prefix(kBearer.size());
+  } else if (basic && (user_password = proxy::parse_basic_authorization(v))) {
+    v = user_password->second;
+  } else {
     return std::nullopt;
   }
-  v.remove_prefix(kBearer.size());
   auto same = [v](std::string_view t) {
     return t.size() == v.size() && CRYPTO_memcmp(t.data(), v.data(), v.size()) == 0;
   };
@@ -1382,33 +1492,30 @@ asio::awaitable<void> coordinator_impl::projects_route(exchange& ex) {
     slowest_n = static_cast<std::size_t>(*v);
   }
   auto answer = co_await blocking([&]() -> result<json::object> {
-    auto runs = history_->runs(project);
-    if (!runs) return runs.error();
+    auto pt = collect_tests(project, flaky, !flaky);
+    if (!pt) return pt.error();
     json::object o;
     o["project"] = project;
-    o["runs"] = runs->size();
-    auto quarantined = quarantined_tests(project);
-    if (!quarantined) return quarantined.error();
+    o["runs"] = pt->runs;
     json::array q;
-    for (const auto& test : *quarantined)
+    for (const auto& test : pt->quarantined)
       q.emplace_back(to_json(test));
     o["quarantined"] = std::move(q);
     if (flaky) {
       json::array list;
-      for (const auto& f : flaky_tests(*runs))
+      for (const auto& f : pt->flaky)
         list.emplace_back(to_json(f));
       o["flaky"] = std::move(list);
       return o;
     }
-    auto stats = summarize(*runs, {});
-    if (slowest_n) stats = slowest(stats, *slowest_n);
+    if (slowest_n) pt->tests = slowest(pt->tests, *slowest_n);
     json::array tests;
-    for (const auto& st : stats)
+    for (const auto& st : pt->tests)
       tests.emplace_back(to_json(st));
     o["tests"] = std::move(tests);
     if (!slowest_n) {
       json::array failures;
-      for (const auto& f : recent_failures(*runs, 100))
+      for (const auto& f : pt->recent_failures)
         failures.emplace_back(to_json(f));
       o["recent_failures"] = std::move(failures);
     }
@@ -1430,10 +1537,8 @@ asio::awaitable<void> coordinator_impl::measures_route(exchange& ex, const targe
       co_return;
     }
   }
-  const clock::time_point since = clock::now() - std::chrono::days(*days);
-  auto window = co_await on_strand([&] { return window_of(project, *limit, since); });
-  auto answer = co_await blocking([&]() -> result<json::object> {
-    auto m = compute_measures(window, *limit == kMeasuresPipelines && *days == kMeasuresDays);
+  auto m = co_await measures_of(project, *limit, static_cast<int>(*days));
+  auto answer = [&]() -> result<json::object> {
     if (!m) return m.error();
     json::object o = to_json(m->first);
     o["window_pipelines"] = *limit;
@@ -1443,7 +1548,7 @@ asio::awaitable<void> coordinator_impl::measures_route(exchange& ex, const targe
       each.emplace_back(to_json(pm));
     o["each"] = std::move(each);
     return o;
-  });
+  }();
   co_await respond_answer(ex, answer);
 }
 
@@ -1646,7 +1751,22 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
     co_return;
   }
   if (t.segments.size() == 2 && t.segments[1] == "log") {
-    co_await follow_log(ex, *id, t);
+    log_query q;
+    if (auto s = t.query.find("step"); s != t.query.end()) q.step = s->second;
+    if (auto g = t.query.find("grep"); g != t.query.end()) q.grep = g->second;
+    q.follow = t.query.count("follow") && t.query.at("follow") != "0";
+    q.ndjson = t.query.count("format") && t.query.at("format") == "ndjson";
+    if (auto f = t.query.find("from"); f != t.query.end() && f->second != "0") {
+      auto from = parse_id(f->second);
+      if (!from) {
+        co_await fail(ex, http::status::bad_request,
+                      "from: \"" + f->second.substr(0, 40) +
+                          "\" is not a line's seq (a number, 0 for the first line)");
+        co_return;
+      }
+      q.from = *from;
+    }
+    co_await stream_log(ex, *id, std::move(q));
     co_return;
   }
   if (t.segments.size() == 2 && t.segments[1] == "artifacts") {
@@ -1670,29 +1790,26 @@ asio::awaitable<void> coordinator_impl::jobs_route(exchange& ex) {
   co_await fail(ex, http::status::not_found, "no such route");
 }
 
-asio::awaitable<void> coordinator_impl::follow_log(exchange& ex, job_id job,
-                                                   const target_parts& t) {
-  log_filter filter;
-  std::shared_ptr<const std::regex> pattern;
-  if (auto s = t.query.find("step"); s != t.query.end()) filter.step = s->second;
-  if (auto g = t.query.find("grep"); g != t.query.end() && !g->second.empty()) {
-    auto compiled = compile_log_pattern(g->second);
-    if (!compiled) {
-      co_await fail(ex, http::status::bad_request, "grep: " + compiled.error().message);
-      co_return;
-    }
-    pattern = std::move(*compiled);
-    filter.pattern = pattern.get();
+asio::awaitable<void> coordinator_impl::stream_log(exchange& ex, job_id job, log_query query) {
+  auto compiled = filter_of(query);
+  if (!compiled) {
+    co_await fail(ex, http::status::bad_request, compiled.error().message);
+    co_return;
   }
-  bool follow = t.query.count("follow") && t.query.at("follow") != "0";
-  bool ndjson = t.query.count("format") && t.query.at("format") == "ndjson";
+  const log_filter filter{query.step, compiled->get()};
+  const bool follow = query.follow;
+  const bool ndjson = query.ndjson;
   pipeline_id pid = co_await on_strand([&] { return sched_.job(job)->pipeline; });
   http::response_header<> h;
   h.result(http::status::ok);
   h.set(http::field::content_type, ndjson ? "application/x-ndjson" : "text/plain; charset=utf-8");
   h.set(http::field::cache_control, "no-store");
+  h.set("X-Content-Type-Options", "nosniff");
+  if (!query.attachment.empty()) {
+    h.set(http::field::content_disposition, "attachment; filename=\"" + query.attachment + "\"");
+  }
   if (co_await ex.begin(std::move(h), std::nullopt)) co_return;
-  std::uint64_t from = 0;
+  std::uint64_t from = query.from;
   for (;;) {
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
     timer->expires_after(std::chrono::seconds(2));

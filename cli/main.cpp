@@ -90,7 +90,8 @@ commands:
   ci measures [--project P]
              The project's (default: this directory's name) CI measures over its last 100
              pipelines of 7 days: median time to red and to green, queue wait, flaky rate, red
-             pipelines red only because of flaky tests, runner CPU, seconds saved.
+             pipelines red only because of flaky tests, runner CPU, seconds saved, the share of
+             the jobs' pip and image traffic served from pantry's cache.
   submit [-f .pantry.yml] [-C DIR] [--project P] [--patch ID] [--commit SHA]
          [--git URL --commit SHA [--auth-secret NAME] [--base SHA]] [--wait] [--no-color]
          [--url URL --token T | --config FILE | --data-dir DIR]

@@ -580,6 +580,9 @@ int measures_command(const measures_options& o) {
   std::printf("  runner CPU         %s\n", secs("cpu_seconds").c_str());
   std::printf("  saved              %s by supersede, %s by stopping early\n",
               secs("saved_by_supersede").c_str(), secs("saved_by_stopping_early").c_str());
+  std::printf("  from pantry's cache %s of the jobs' pip and image requests, %s of their bytes\n",
+              percent_text(m, "cache_hit_ratio").c_str(),
+              percent_text(m, "cache_byte_hit_ratio").c_str());
   return kExitOk;
 }
 

@@ -38,24 +38,6 @@
 
 namespace pantry::proxy {
 
-std::string_view to_string(cache_outcome o) noexcept {
-  switch (o) {
-    case cache_outcome::hit:
-      return "HIT";
-    case cache_outcome::miss:
-      return "MISS";
-    case cache_outcome::stale:
-      return "STALE";
-    case cache_outcome::revalidated:
-      return "REVALIDATED";
-    case cache_outcome::coalesced:
-      return "COALESCED";
-    case cache_outcome::none:
-      break;
-  }
-  return "-";
-}
-
 namespace {
 
 namespace beast = boost::beast;
@@ -96,21 +78,6 @@ const std::string kOutcomesTotal = "pantry_cache_requests_total";
 const std::string kOutcomesHelp =
     "Requests answered from the cache (hit, stale, revalidated) or from upstream (miss, "
     "coalesced), by route";
-
-// The metrics' outcome label: to_string's name in lowercase, made once ("none" where the access
-// log writes "-").
-std::string_view outcome_label(cache_outcome o) {
-  constexpr auto kCount = static_cast<std::size_t>(cache_outcome::coalesced) + 1;
-  static const std::array<std::string, kCount> labels = [] {
-    std::array<std::string, kCount> out;
-    for (std::size_t i = 0; i < kCount; ++i) {
-      const auto each = static_cast<cache_outcome>(i);
-      out[i] = each == cache_outcome::none ? "none" : ascii_lower(to_string(each));
-    }
-    return out;
-  }();
-  return labels[static_cast<std::size_t>(o)];
-}
 
 // Statuses whose responses never carry a body (RFC 9110, 6.4.1).
 bool allows_body(unsigned status) {
@@ -199,10 +166,15 @@ class server_impl;
 // and every connection accepted through it, so that whichever of them goes last frees it.
 struct adopted_state {
   adopted_state(listener_options opt, int socket, std::uint16_t bound_port)
-      : name(std::move(opt.name)), allow(std::move(opt.allow)), fd(socket), port(bound_port) {}
+      : name(std::move(opt.name)),
+        allow(std::move(opt.allow)),
+        traffic(std::move(opt.traffic)),
+        fd(socket),
+        port(bound_port) {}
 
   const std::string name;
   const std::function<bool(http::verb, std::string_view)> allow;
+  const std::shared_ptr<traffic_tally> traffic;
   const int fd;  // the listening socket, owned by the server's acceptor; usable while fd_open
   const std::uint16_t port;
   // Set (under mutex) by listener::close(): no connection is accepted any more, and those accepted
@@ -288,6 +260,9 @@ class connection final : public exchange, public std::enable_shared_from_this<co
   void reset() noexcept override;
   void set_outcome(cache_outcome o) noexcept override { outcome_ = o; }
   void set_route(std::string_view route) override { route_label_ = route; }
+  traffic_tally* traffic() const noexcept override {
+    return listener_ ? listener_->traffic.get() : nullptr;
+  }
 
  private:
   enum class phase { reading_header, busy };
@@ -711,6 +686,7 @@ void connection::end_exchange(std::string_view method, std::string_view target) 
          outcome_label(outcome_))
         .fetch_add(1, std::memory_order_relaxed);
   }
+  if (traffic_tally* t = traffic()) t->add(route_label_, outcome_, bytes_sent_);
   // Only a connection busy with large bodies for slow clients keeps its copy buffer.
   if (!copy_buf_.empty()) std::vector<std::byte>().swap(copy_buf_);
 }
@@ -826,6 +802,7 @@ void connection::finish_header(http::response_header<>& h) {
   } else if (!http10 && !keep_alive_) {
     h.set(http::field::connection, "close");
   }
+  if (outcome_ != cache_outcome::none) h.set(kCacheHeader, outcome_label(outcome_));
 }
 
 error_code connection::fail(error_code ec) {

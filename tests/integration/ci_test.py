@@ -19,7 +19,10 @@ queued and running: after the restart the queued job runs and the running one is
 CiTestHistoryTest (issue 16's wiring): a project of 30 pytest tests, the one failing last in
 pytest's own order; the first pipeline's JUnit report is recorded (`pantry tests` and the API
 list every test, the failing one as failing), and in the second pipeline the failing test runs
-first (its line comes before every other test's in the job's log).
+first (its line comes before every other test's in the job's log). Then the CI measures, and a
+job that pip-downloads three projects through its own listener twice (two pipelines): the first
+fetches from upstream, the second is served from the cache alone (hit ratio 1.0), and the test's
+own requests to the main port meanwhile count to no job.
 
 Usage: ci_test.py PANTRY_BINARY
 """
@@ -32,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -545,22 +549,27 @@ TEST_LINE = re.compile(r"(tests/test_\w+\.py::\S+) (PASSED|FAILED)")
 class CiTestHistoryTest(CiBase):
     """A job's JUnit results in the project's test history, and its order planned from it."""
 
-    def history_project(self, job_keys=""):
-        d = os.path.join(self.work, "history")
+    def spec_project(self, name, spec, files=None):
+        """A directory `name` with `files` (path -> text) and `spec` as its .pantry.yml."""
+        d = os.path.join(self.work, name)
         shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(os.path.join(d, "tests"))
-        for path, text in HISTORY_TESTS.items():
+        os.makedirs(d)
+        for path, text in (files or {}).items():
+            os.makedirs(os.path.dirname(os.path.join(d, path)), exist_ok=True)
             with open(os.path.join(d, path), "w") as f:
                 f.write(text)
         with open(os.path.join(d, ".pantry.yml"), "w") as f:
-            f.write(f"""image: {self.base}
+            f.write(spec)
+        return d
+
+    def history_project(self, job_keys=""):
+        return self.spec_project("history", f"""image: {self.base}
 jobs:
   test:
     run:
       - test -d "$PANTRY_JUNIT" && test -r "$PANTRY_TEST_ORDER" && echo "plugins=$PYTEST_PLUGINS"
       - python3 -m pytest -v -p no:cacheprovider tests
-{job_keys}""")
-        return d
+{job_keys}""", HISTORY_TESTS)
 
     def job_log(self, pid):
         job = self.jobs_of(pid)["test"]["id"]
@@ -734,6 +743,88 @@ jobs:
         self.assertEqual(out.returncode, 0, described(out))
         self.assertIn(f"project history: {m['pipelines']} pipelines", out.stdout)
         self.assertIn("time to red", out.stdout)
+
+    def test_l_cache_hit_ratio_per_job(self):
+        """A job's pip traffic through its own listener, first from upstream, then from the
+        cache; requests on the main port meanwhile are nobody's job's."""
+        d = self.spec_project("cachehit", f"""image: {self.base}
+jobs:
+  fetch:
+    run:
+      - python3 -m pip download --disable-pip-version-check --no-cache-dir -d /tmp/dl pantry-demo-app
+      - ls /tmp/dl
+""")
+
+        def fetch_job(patch):
+            r = self.site.pantry_cmd("submit", "-C", d, "--project", "cachehit", "--patch", patch,
+                                     "--wait", "--no-color")
+            self.assertEqual(r.returncode, 0, described(r) + "\n" + self.site.pantry.tail())
+            self.assertIn("pantry_demo_app-2.0", r.stdout)
+            job = self.jobs_of(pipeline_id(r.stdout))["fetch"]
+            return pipeline_id(r.stdout), self.site.api_json(f"/api/v1/jobs/{job['id']}")
+
+        first_pid, first = fetch_job("1")
+        # Outside any job: the test's own requests to the main port while the second job runs.
+        outside = {"sent": 0, "stop": False}
+
+        def hammer():
+            while not outside["stop"]:
+                with urllib.request.urlopen(self.site.url("/simple/pantry-demo-app/"),
+                                            timeout=30) as r:
+                    r.read()
+                outside["sent"] += 1
+                time.sleep(0.05)
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        try:
+            second_pid, second = fetch_job("2")
+        finally:
+            outside["stop"] = True
+            t.join()
+        self.assertGreater(outside["sent"], 0)
+
+        one, two = first["cache"], second["cache"]
+        detail = json.dumps({"first": one, "second": two}, indent=1)
+        # Three index pages and three wheels (app, lib, util), the same in both jobs: none of the
+        # main port's requests counted to the second.
+        def total(split):
+            return sum(split[k]["requests"] for k in ("cache", "upstream", "coalesced"))
+
+        self.assertEqual(total(one["pypi"]), 6, detail)
+        self.assertEqual(total(two["pypi"]), 6, detail)
+        self.assertGreater(one["pypi"]["upstream"]["requests"], 0, detail)
+        self.assertEqual(two["pypi"]["cache"]["requests"], 6, detail)
+        self.assertGreater(two["pypi"]["cache"]["bytes"], 0, detail)
+        # The image pull the runner made for each job (the manifest and config at least), from
+        # pantry's hosted registry.
+        self.assertGreaterEqual(one["image"]["cache"]["requests"], 2, detail)
+        self.assertEqual(total(one["oci"]), 0, detail)
+        self.assertLess(one["hit_ratio"], second["cache"]["hit_ratio"], detail)
+        self.assertEqual(two["hit_ratio"], 1.0, detail)
+        self.assertEqual(two["byte_hit_ratio"], 1.0, detail)
+
+        # The measures: per pipeline (for a chart), the project's, /metrics and the CLI.
+        m = self.site.api_json("/api/v1/projects/cachehit/measures")
+        each = {str(p["pipeline"]): p for p in m["each"]}
+        self.assertLess(each[first_pid]["cache_hit_ratio"], each[second_pid]["cache_hit_ratio"],
+                        m)
+        self.assertEqual(each[second_pid]["cache_hit_ratio"], 1.0, m)
+        self.assertAlmostEqual(each[first_pid]["cache_hit_ratio"], one["hit_ratio"], msg=m)
+        self.assertGreater(m["cache_hit_ratio"], each[first_pid]["cache_hit_ratio"], m)
+        self.assertLess(m["cache_hit_ratio"], 1.0, m)
+        metrics = self.site.api("/metrics", token=None)[1]
+        ratio = re.search(r'pantry_ci_cache_hit_ratio\{project="cachehit"\} (\S+)', metrics)
+        self.assertIsNotNone(ratio, metrics[-3000:])
+        self.assertAlmostEqual(float(ratio.group(1)), m["cache_hit_ratio"], places=6)
+        upstream = sum(one[p]["upstream"]["requests"] for p in ("pypi", "oci", "image"))
+        self.assertRegex(metrics, r'pantry_ci_window_cache_requests'
+                                  r'\{project="cachehit",from="upstream"\} ' +
+                         str(upstream) + r"\b")
+        out = self.site.pantry_cmd("ci", "measures", "--project", "cachehit")
+        self.assertEqual(out.returncode, 0, described(out))
+        self.assertIn(f"from pantry's cache {m['cache_hit_ratio'] * 100:.1f}% of the jobs' pip "
+                      "and image requests", out.stdout)
 
 
 if __name__ == "__main__":

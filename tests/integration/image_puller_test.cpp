@@ -1,8 +1,9 @@
 // The runner's image puller against a real pantry: an app assembled in process with a hosted
 // repository (local/), images from tests/fixtures/make_oci_images.py pushed to it with skopeo,
 // then pulled back through its /v2/ with image_puller and unpacked into a layer store of the
-// test's own: by digest, by tag (refused unless unpinned), from a multi-platform index, with a
-// wrong digest, with pull authentication, and layers that lie about their size or diff ID.
+// test's own: by digest (each request counted into a traffic tally with the cache outcome pantry
+// answered), by tag (refused unless unpinned), from a multi-platform index, with a wrong digest,
+// with pull authentication, and layers that lie about their size or diff ID.
 
 #include "pantry/app/app.h"
 #include "pantry/orchestrator/runner/images.h"
@@ -250,15 +251,27 @@ class ImagePullerTest : public ::testing::Test {
   }
 
   result<resolved_image> resolve(const std::string& text, bool allow_unpinned = false,
-                                 image_puller* puller = nullptr) {
+                                 image_puller* puller = nullptr,
+                                 std::shared_ptr<proxy::traffic_tally> tally = nullptr) {
     auto ref = parse_image_reference(text);
     EXPECT_TRUE(ref) << ref.error().message;
     if (!ref) return ref.error();
-    return wait((puller ? puller : puller_.get())->resolve(*ref, allow_unpinned));
+    return wait((puller ? puller : puller_.get())->resolve(*ref, allow_unpinned, tally));
   }
 
-  result<std::vector<layer_lease>> unpack(const resolved_image& img) {
-    return wait(puller_->unpack_layers(img));
+  result<std::vector<layer_lease>> unpack(const resolved_image& img,
+                                          std::shared_ptr<proxy::traffic_tally> tally = nullptr) {
+    return wait(puller_->unpack_layers(img, tally));
+  }
+
+  // A tally's entries as "route outcome requests bytes" lines.
+  static std::vector<std::string> lines_of(const proxy::traffic_tally& tally) {
+    std::vector<std::string> out;
+    for (const auto& e : tally.entries()) {
+      out.push_back(e.route + " " + std::string(proxy::outcome_label(e.outcome)) + " " +
+                    std::to_string(e.count.requests) + " " + std::to_string(e.count.bytes));
+    }
+    return out;
   }
 
   static fixture_images* images_;
@@ -281,7 +294,8 @@ running_pantry* ImagePullerTest::pantry_ = nullptr;
 
 TEST_F(ImagePullerTest, ResolvesByDigestAndUnpacksEachLayerOnce) {
   const std::string digest = images_->digest("busybox");
-  auto img = resolve("local/busybox@" + digest);
+  auto tally = std::make_shared<proxy::traffic_tally>();
+  auto img = resolve("local/busybox@" + digest, false, nullptr, tally);
   ASSERT_TRUE(img) << img.error().message;
   EXPECT_EQ(img->repository, "local/busybox");
   EXPECT_EQ(img->manifest_digest.str(), digest);
@@ -300,16 +314,29 @@ TEST_F(ImagePullerTest, ResolvesByDigestAndUnpacksEachLayerOnce) {
   EXPECT_EQ(img->layers[0].media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
   EXPECT_EQ(img->layers[0].size, layer.at("size").to_number<std::uint64_t>());
 
-  auto leases = unpack(*img);
+  auto leases = unpack(*img, tally);
   ASSERT_TRUE(leases) << leases.error().message;
   ASSERT_EQ(leases->size(), 1u);
   EXPECT_EQ((*leases)[0].diff_id(), img->layers[0].diff_id);
+  // Counted for whoever the pull is for: the manifest, then the config and the layer, each with
+  // the outcome pantry's X-Pantry-Cache header gave (hosted content is served as a hit).
+  const auto config_size = fixture_images::config_of(busybox).at("size").to_number<std::uint64_t>();
+  const auto counts = tally->entries();
+  ASSERT_EQ(counts.size(), 2u) << ::testing::PrintToString(lines_of(*tally));
+  EXPECT_EQ(lines_of(*tally)[0],
+            "oci_blob hit 2 " + std::to_string(config_size + img->layers[0].size));
+  EXPECT_EQ(counts[1].route, "oci_manifest");
+  EXPECT_EQ(counts[1].outcome, proxy::cache_outcome::hit);
+  EXPECT_EQ(counts[1].count.requests, 1u);
+  EXPECT_GT(counts[1].count.bytes, 0u);
   EXPECT_TRUE(fs::is_regular_file((*leases)[0].dir() / "bin/busybox")) << (*leases)[0].dir();
   EXPECT_EQ(read_file((*leases)[0].dir() / "etc/pantry-image"), "busybox\n");
   EXPECT_EQ(store_->stats().unpacked, 1u);
 
   // Present now: no unpack, and no request either (a lease from the store).
-  auto again = unpack(*img);
+  const auto counted = lines_of(*tally);
+  auto again = unpack(*img, tally);
+  EXPECT_EQ(lines_of(*tally), counted) << "a layer the store has costs no request";
   ASSERT_TRUE(again) << again.error().message;
   ASSERT_EQ(again->size(), 1u);
   EXPECT_EQ((*again)[0].dir(), (*leases)[0].dir());

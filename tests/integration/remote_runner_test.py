@@ -10,8 +10,9 @@ coordinator re-queues the job once, when the runner has been silent for 2 s; it 
 built-in runner (attempts 2) once the first pipeline is cancelled. The killed runner's container
 is swept by the runner itself when it starts again. Then a job on the runner writes a JUnit report
 and a malformed one into its PANTRY_JUNIT: the results reach the coordinator's test history
-(POST /api/v1/runners/jobs/<id>/tests) and the malformed file is a line in the job's log. Needs
-root.
+(POST /api/v1/runners/jobs/<id>/tests) and the malformed file is a line in the job's log; its
+image pull through the runner's pantry comes with its finish report, in the job's cache counts.
+Needs root.
 
 Usage: remote_runner_test.py PANTRY_BINARY
 """
@@ -292,6 +293,10 @@ class RemoteRunnerTest(unittest.TestCase):
         log = self.api(f"/api/v1/jobs/{job['id']}/log")[1]
         self.assertEqual((job["state"], job["runner"]), ("passed", "box"), f"{job}\n{log}")
         self.assertIn("broken.xml", log)
+        # The runner's pull of the image through its own pantry (the manifest and the config at
+        # least), counted there and reported with the job's finish.
+        pulled = job["cache"]["image"]
+        self.assertGreaterEqual(sum(pulled[k]["requests"] for k in pulled), 2, job)
         self.assertIn("tests: 2 tests in 1 JUnit files: 1 passed, 1 failed, 0 skipped, 0 re-run; "
                       "recorded", log)
         status, text = self.api("/api/v1/projects/reports/tests")

@@ -6,6 +6,7 @@
 #include "pantry/orchestrator/coordinator/source.h"
 #include "pantry/orchestrator/runner/container.h"
 #include "pantry/proxy/off_thread.h"
+#include "pantry/proxy/traffic.h"
 
 #include <spdlog/spdlog.h>
 
@@ -377,6 +378,17 @@ std::string step_marker(std::string_view nonce, std::size_t index) {
   return "\x1epantry-step " + std::string(nonce) + " " + std::to_string(index);
 }
 
+cache_use cache_use_of(const runner::step_outcome& step) {
+  cache_use u;
+  for (bool image_pull : {false, true}) {
+    for (const auto& e : image_pull ? step.image_pull : step.traffic) {
+      count_request(u, e.route, proxy::outcome_label(e.outcome), image_pull,
+                    cache_count{e.count.requests, e.count.bytes});
+    }
+  }
+  return u;
+}
+
 std::string test_prelude() {
   return "export PYTHONPATH=\"" + std::string(kJobPluginDir) +
          "${PYTHONPATH:+:$PYTHONPATH}\"\n"
@@ -430,6 +442,7 @@ asio::awaitable<job_outcome> execute_job(const ticket& t, const executor_context
       out.image = step->image;
       out.exit_code = r.exit_code;
       out.cpu_seconds = r.cpu_seconds.value_or(0.0);
+      out.cache = cache_use_of(*step);
       out.reason = failure_of(r, t.timeout);
       out.passed = out.reason.empty();
       for (const auto& note : r.notes)

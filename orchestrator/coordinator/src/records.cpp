@@ -158,7 +158,71 @@ class member_reader {
   std::optional<error> error_;
 };
 
+json::object to_json(const cache_count& c) {
+  return json::object{{"requests", c.requests}, {"bytes", c.bytes}};
+}
+
+json::value ratio_json(const std::optional<double>& r) {
+  return r ? json::value(*r) : json::value(nullptr);
+}
+
+// to_json(cache_use)'s form; `where` ("cache", "pipeline 4: jobs[2].cache") begins each message.
+result<cache_use> read_cache_use(const json::value& v, const std::string& where) {
+  if (!v.is_object()) {
+    return error(errc::invalid_argument,
+                 where + ": expected an object of cache counts, got " + json::serialize(v));
+  }
+  cache_use u;
+  const std::pair<std::string_view, cache_split*> splits[] = {
+      {"pypi", &u.pypi}, {"oci", &u.oci}, {"image", &u.image}};
+  member_reader top(v.get_object(), where + ".");
+  for (const auto& [name, split] : splits) {
+    const json::value* s = top.find(name);
+    if (!s) continue;
+    if (!s->is_object()) {
+      top.fail(name, "an object of cache, upstream and coalesced counts", *s);
+      return *top.problem();
+    }
+    const std::pair<std::string_view, cache_count*> counts[] = {
+        {"cache", &split->cache}, {"upstream", &split->upstream}, {"coalesced", &split->coalesced}};
+    member_reader of_split(s->get_object(), where + "." + std::string(name) + ".");
+    for (const auto& [from, count] : counts) {
+      const json::value* c = of_split.find(from);
+      if (!c) continue;
+      if (!c->is_object()) {
+        of_split.fail(from, "an object of requests and bytes", *c);
+        return *of_split.problem();
+      }
+      member_reader r(c->get_object(),
+                      where + "." + std::string(name) + "." + std::string(from) + ".");
+      r.read("requests", count->requests);
+      r.read("bytes", count->bytes);
+      if (r.problem()) return *r.problem();
+    }
+  }
+  return u;
+}
+
 }  // namespace
+
+json::object to_json(const cache_use& u) {
+  json::object o;
+  const std::pair<std::string_view, const cache_split*> splits[] = {
+      {"pypi", &u.pypi}, {"oci", &u.oci}, {"image", &u.image}};
+  for (const auto& [name, split] : splits) {
+    o[name] = json::object{{"cache", to_json(split->cache)},
+                           {"upstream", to_json(split->upstream)},
+                           {"coalesced", to_json(split->coalesced)}};
+  }
+  const cache_ratio r = hit_ratio(u);
+  o["hit_ratio"] = ratio_json(r.requests);
+  o["byte_hit_ratio"] = ratio_json(r.bytes);
+  return o;
+}
+
+result<cache_use> cache_use_from_json(const json::value& v) {
+  return read_cache_use(v, "cache");
+}
 
 std::string_view to_string(job_state s) noexcept {
   for (const auto& [state, name] : kJobStates) {
@@ -213,6 +277,7 @@ json::object to_json(const job_record& j) {
   o["exit_code"] = j.exit_code;
   o["cpu_seconds"] = j.cpu_seconds;
   o["image"] = j.image;
+  o["cache"] = to_json(j.cache);
   return o;
 }
 
@@ -305,6 +370,14 @@ result<pipeline_record> pipeline_from_json(const json::value& v) {
     jr.read("exit_code", j.exit_code);
     jr.read("cpu_seconds", j.cpu_seconds);
     jr.read("image", j.image);
+    if (const json::value* c = jr.find("cache"); c && !jr.problem()) {
+      auto u = read_cache_use(*c, at + ".cache");
+      if (u) {
+        j.cache = *u;
+      } else {
+        jr.problem() = u.error();
+      }
+    }
     if (!jr.problem()) {
       if (j.id == 0) {
         jr.fail("id: missing or 0");

@@ -297,11 +297,9 @@ class remote_runner_impl final : public remote_runner_service,
       if (!kept) return;
     }
     out->image = coordinator_image(out->image);
-    const json::object body{{"passed", out->passed},
-                            {"exit_code", out->exit_code},
-                            {"cpu_seconds", out->cpu_seconds},
-                            {"reason", out->reason},
-                            {"image", out->image}};
+    const json::object body{
+        {"passed", out->passed}, {"exit_code", out->exit_code}, {"cpu_seconds", out->cpu_seconds},
+        {"reason", out->reason}, {"image", out->image},         {"cache", to_json(out->cache)}};
     const std::string text = json::serialize(body);
     http::fields headers;
     headers.set(http::field::content_type, "application/json");

@@ -507,6 +507,7 @@ result<changes> scheduler::finish(job_id job, std::uint64_t lease, job_outcome o
   }
   j.exit_code = outcome.exit_code;
   j.cpu_seconds = outcome.cpu_seconds;
+  j.cache = outcome.cache;
   if (!outcome.image.empty()) j.image = std::move(outcome.image);
   m.end_job(*lp, i, outcome.passed ? job_state::passed : job_state::failed, std::move(reason), now,
             false, out);

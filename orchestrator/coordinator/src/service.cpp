@@ -755,6 +755,21 @@ coordinator_impl::compute_measures(const measures_window& w, bool publish) {
                 "Runner seconds the window's pipelines saved, by supersede or stopping early");
   metrics_->set("pantry_ci_window_saved_seconds",
                 {{"project", w.project}, {"by", "stopping_early"}}, a.saved_by_stopping_early);
+  const cache_ratio hits = hit_ratio(a.cache);
+  set_known("pantry_ci_cache_hit_ratio", hits.requests,
+            "Share of the window's jobs' pip and image requests served from pantry's cache");
+  set_known("pantry_ci_cache_byte_hit_ratio", hits.bytes,
+            "Share of the window's jobs' pip and image response bytes served from pantry's cache");
+  const cache_split all = a.cache.all();
+  const std::pair<const char*, const cache_count*> sources[] = {
+      {"cache", &all.cache}, {"upstream", &all.upstream}, {"coalesced", &all.coalesced}};
+  for (const auto& [from, count] : sources) {
+    const proxy::labels by{{"project", w.project}, {"from", from}};
+    metrics_->set("pantry_ci_window_cache_requests", by, static_cast<double>(count->requests),
+                  "The window's jobs' pip and image requests, by where the answer came from");
+    metrics_->set("pantry_ci_window_cache_bytes", by, static_cast<double>(count->bytes),
+                  "The window's jobs' pip and image response bytes, by where they came from");
+  }
   return std::make_pair(std::move(a), std::move(each));
 }
 
@@ -2216,6 +2231,14 @@ asio::awaitable<void> coordinator_impl::runners_route(exchange& ex) {
     }
     out.reason = str_member(o, "reason");
     out.image = str_member(o, "image");
+    if (const json::value* c = o.if_contains("cache"); c && !c->is_null()) {
+      auto cache = cache_use_from_json(*c);
+      if (!cache) {
+        co_await fail(ex, http::status::bad_request, cache.error().message);
+        co_return;
+      }
+      out.cache = *cache;
+    }
     auto done = co_await on_strand([&] {
       auto ch = sched_.finish(*id, *lease, out, clock::now());
       if (ch) commit(*ch);

@@ -990,6 +990,68 @@ TEST(AdoptedListenerTest, ServesAnAllowedRouteAsTheMainPortDoes) {
       2u);
 }
 
+// A job's listener has a tally of its own: its requests are counted there by route label and
+// outcome with their body bytes, the main port's never; the outcome goes out as X-Pantry-Cache.
+TEST(AdoptedListenerTest, ItsTallyCountsItsOwnRequestsOnly) {
+  running_server s([](server& srv) {
+    srv.route("/files/", [](exchange& ex) -> asio::awaitable<void> {
+      ex.set_route("pypi_files");
+      const bool cached = ex.request().target().ends_with("/cached");
+      ex.set_outcome(cached ? cache_outcome::hit : cache_outcome::miss);
+      co_await reply_text(ex, cached ? "12345" : "xy");
+    });
+    route_job_paths(srv);
+  });
+  auto tally = std::make_shared<traffic_tally>();
+  listener_options opt;
+  opt.name = "job 7";
+  opt.allow = read_only;
+  opt.traffic = tally;
+  int fd = loopback_socket();
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  auto adopted = s.srv->adopt_listener(fd, std::move(opt));
+  ASSERT_TRUE(adopted) << adopted.error().message;
+
+  test_client job((*adopted)->port());
+  test_client main(s.port());
+  auto r = job.get("/files/a/cached");
+  EXPECT_EQ(r[kCacheHeader], "hit");
+  EXPECT_EQ(job.get("/files/b/cached").body(), "12345");
+  r = job.get("/files/c/fetched");
+  EXPECT_EQ(r[kCacheHeader], "miss");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(main.get("/files/d/cached").result_int(), 200u);
+    EXPECT_EQ(main.get("/files/e/fetched").result_int(), 200u);
+  }
+  EXPECT_EQ(main.get("/simple/x/").count(kCacheHeader), 0u) << "no outcome, no header";
+  EXPECT_EQ(job.get("/upload/x").result_int(), 403u);
+  // One more on the job's connection: the exchanges before it are counted by now.
+  EXPECT_EQ(job.get("/simple/x/").result_int(), 200u);
+
+  // Route, outcome, requests, and the bytes of the bodies whose size the test knows.
+  std::vector<std::string> got;
+  for (const auto& e : tally->entries()) {
+    if (e.route == "/simple/") continue;  // the last request, perhaps not counted yet
+    std::string line = e.route + " " + std::string(outcome_label(e.outcome)) + " " +
+                       std::to_string(e.count.requests);
+    if (e.route == "pypi_files") line += " " + std::to_string(e.count.bytes);
+    got.push_back(std::move(line));
+  }
+  EXPECT_THAT(
+      got, ::testing::ElementsAre("pypi_files hit 2 10", "pypi_files miss 1 2", "refused none 1"))
+      << "got " << ::testing::PrintToString(got);
+}
+
+TEST(TrafficTest, OutcomeLabelsReadBack) {
+  for (auto o : {cache_outcome::none, cache_outcome::hit, cache_outcome::miss, cache_outcome::stale,
+                 cache_outcome::revalidated, cache_outcome::coalesced}) {
+    EXPECT_EQ(parse_cache_outcome(outcome_label(o)), o) << outcome_label(o);
+  }
+  EXPECT_EQ(parse_cache_outcome("HIT"), cache_outcome::hit);
+  EXPECT_EQ(parse_cache_outcome("hits"), std::nullopt);
+  EXPECT_EQ(parse_cache_outcome(""), std::nullopt);
+}
+
 TEST(AdoptedListenerTest, RefusedRequestGets403NamingMethodAndPath) {
   running_server s([](server& srv) { route_job_paths(srv); });
   int fd = loopback_socket();

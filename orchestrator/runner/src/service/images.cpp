@@ -66,6 +66,17 @@ struct document {
 
 class puller_impl;
 
+// The route labels pantry's registry gives these requests (counted into a traffic tally).
+constexpr std::string_view kManifestRoute = "oci_manifest";
+constexpr std::string_view kBlobRoute = "oci_blob";
+
+// How pantry served a response, from its X-Pantry-Cache header (none when absent).
+proxy::cache_outcome served_as(const proxy::response& res) {
+  auto v = res.headers().find(proxy::kCacheHeader);
+  if (v == res.headers().end()) return proxy::cache_outcome::none;
+  return proxy::parse_cache_outcome(v->value()).value_or(proxy::cache_outcome::none);
+}
+
 // One layer blob streamed from /v2/ into the layer store. read() is the layer_source: it runs on
 // the blocking thread and hands each network step to the I/O executor, waiting for it there, so
 // that the response is only ever touched by one coroutine on its executor. The state is shared
@@ -73,11 +84,12 @@ class puller_impl;
 class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
  public:
   layer_fetch(std::shared_ptr<const puller_impl> puller, asio::any_io_executor io, std::string url,
-              resolved_layer layer)
+              resolved_layer layer, std::shared_ptr<proxy::traffic_tally> tally)
       : puller_(std::move(puller)),
         io_(std::move(io)),
         url_(std::move(url)),
         layer_(std::move(layer)),
+        tally_(std::move(tally)),
         chunk_(kLayerChunk) {}
 
   // The layer_source. Its errors name the URL, not the layer: the store and the puller add those.
@@ -99,6 +111,8 @@ class layer_fetch : public std::enable_shared_from_this<layer_fetch> {
   asio::any_io_executor io_;
   std::string url_;
   resolved_layer layer_;
+  std::shared_ptr<proxy::traffic_tally> tally_;  // counts the blob once it is whole; may be null
+  proxy::cache_outcome outcome_ = proxy::cache_outcome::none;
   std::optional<proxy::response> response_;
   std::vector<std::byte> chunk_;
   cache::hasher hasher_;
@@ -119,10 +133,11 @@ class puller_impl : public image_puller, public std::enable_shared_from_this<pul
         blocking_(std::move(blocking)),
         host_(host_platform()) {}
 
-  asio::awaitable<result<resolved_image>> resolve(const image_reference& ref,
-                                                  bool allow_unpinned) override;
+  asio::awaitable<result<resolved_image>> resolve(
+      const image_reference& ref, bool allow_unpinned,
+      std::shared_ptr<proxy::traffic_tally> tally) override;
   asio::awaitable<result<std::vector<layer_lease>>> unpack_layers(
-      const resolved_image& img) override;
+      const resolved_image& img, std::shared_ptr<proxy::traffic_tally> tally) override;
 
   std::string url(std::string_view repository, std::string_view kind,
                   std::string_view reference) const {
@@ -135,12 +150,15 @@ class puller_impl : public image_puller, public std::enable_shared_from_this<pul
   asio::awaitable<result<proxy::response>> get(std::string url, std::string_view accept) const;
 
  private:
-  // GETs a manifest or config of at most `limit` bytes, whole.
+  // GETs a manifest or config of at most `limit` bytes, whole; counts it into `tally` (when not
+  // null) as `route`.
   asio::awaitable<result<document>> get_document(std::string url, std::string_view accept,
-                                                 std::size_t limit) const;
+                                                 std::size_t limit, proxy::traffic_tally* tally,
+                                                 std::string_view route) const;
   // The lease on layer `index` of `img`, unpacked first unless the store has it.
-  asio::awaitable<result<layer_lease>> lease_layer(const resolved_image& img, std::size_t index,
-                                                   asio::any_io_executor io);
+  asio::awaitable<result<layer_lease>> lease_layer(
+      const resolved_image& img, std::size_t index, asio::any_io_executor io,
+      const std::shared_ptr<proxy::traffic_tally>& tally);
   // layer_store::unpack(), for co_spawn onto the blocking executor.
   asio::awaitable<result<layer_lease>> unpack_blocking(cache::digest diff_id,
                                                        std::string media_type, layer_source source);
@@ -181,13 +199,16 @@ asio::awaitable<result<proxy::response>> puller_impl::get(std::string url,
 
 asio::awaitable<result<document>> puller_impl::get_document(std::string url,
                                                             std::string_view accept,
-                                                            std::size_t limit) const {
+                                                            std::size_t limit,
+                                                            proxy::traffic_tally* tally,
+                                                            std::string_view route) const {
   auto res = co_await get(url, accept);
   if (!res) co_return res.error();
   auto body = co_await res->read_all(limit);
   if (!body) {
     co_return error(body.error().code, "GET " + url + ": " + body.error().message);
   }
+  if (tally) tally->add(route, served_as(*res), body->size());
   document d;
   d.content_type = std::string(res->headers()[http::field::content_type]);
   d.claimed_digest = std::string(res->headers()["Docker-Content-Digest"]);
@@ -196,8 +217,8 @@ asio::awaitable<result<document>> puller_impl::get_document(std::string url,
   co_return d;
 }
 
-asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_reference& ref,
-                                                             bool allow_unpinned) {
+asio::awaitable<result<resolved_image>> puller_impl::resolve(
+    const image_reference& ref, bool allow_unpinned, std::shared_ptr<proxy::traffic_tally> tally) {
   const std::string label = "image " + ref.str();
   if (!host_) co_return with_prefix(host_.error(), label);
   resolved_image img;
@@ -207,7 +228,8 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
   // The manifest asked for: by digest when there is one (a tag beside it is only a label).
   const std::string asked = ref.pinned() ? ref.digest : ref.tag.empty() ? "latest" : ref.tag;
   const std::string top_url = url(ref.name, "manifests", asked);
-  auto top = co_await get_document(top_url, oci::kAllManifests, kMaxManifest);
+  auto top =
+      co_await get_document(top_url, oci::kAllManifests, kMaxManifest, tally.get(), kManifestRoute);
   if (!top) co_return with_prefix(top.error(), label);
   if (ref.pinned()) {
     if (top->digest.str() != ref.digest) {
@@ -247,7 +269,8 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
     img.platform = pick->platform;
     const std::string m_url = url(ref.name, "manifests", pick->digest.str());
     // Every kind, so that an index naming another index is told as such below.
-    auto m = co_await get_document(m_url, oci::kAllManifests, kMaxManifest);
+    auto m =
+        co_await get_document(m_url, oci::kAllManifests, kMaxManifest, tally.get(), kManifestRoute);
     if (!m) co_return with_prefix(m.error(), label);
     if (m->digest != pick->digest) {
       co_return error(errc::digest_mismatch, label + ": GET " + m_url +
@@ -288,7 +311,8 @@ asio::awaitable<result<resolved_image>> puller_impl::resolve(const image_referen
   }
   const std::string c_url = url(ref.name, "blobs", config.digest.str());
   // One byte over the size the manifest gives, so that a longer blob is told apart.
-  auto c = co_await get_document(c_url, "", static_cast<std::size_t>(config.size) + 1);
+  auto c = co_await get_document(c_url, "", static_cast<std::size_t>(config.size) + 1, tally.get(),
+                                 kBlobRoute);
   if (!c) co_return with_prefix(c.error(), label);
   if (c->digest != config.digest || c->body.size() != config.size) {
     co_return error(errc::digest_mismatch,
@@ -332,9 +356,9 @@ asio::awaitable<result<layer_lease>> puller_impl::unpack_blocking(cache::digest 
   co_return layers_->unpack(diff_id, media_type, source);
 }
 
-asio::awaitable<result<layer_lease>> puller_impl::lease_layer(const resolved_image& img,
-                                                              std::size_t index,
-                                                              asio::any_io_executor io) {
+asio::awaitable<result<layer_lease>> puller_impl::lease_layer(
+    const resolved_image& img, std::size_t index, asio::any_io_executor io,
+    const std::shared_ptr<proxy::traffic_tally>& tally) {
   const resolved_layer& layer = img.layers[index];
   const std::string what = "image " + img.reference.str() + ": layer " + std::to_string(index + 1) +
                            " of " + std::to_string(img.layers.size()) + " (" + layer.digest.str() +
@@ -342,7 +366,7 @@ asio::awaitable<result<layer_lease>> puller_impl::lease_layer(const resolved_ima
   auto have = layers_->acquire(layer.diff_id);
   if (have) co_return std::move(*have);
   auto fetch = std::make_shared<layer_fetch>(
-      shared_from_this(), io, url(img.repository, "blobs", layer.digest.str()), layer);
+      shared_from_this(), io, url(img.repository, "blobs", layer.digest.str()), layer, tally);
   layer_source source = [fetch](std::span<std::byte> out) { return fetch->read(out); };
   auto unpack = unpack_blocking(layer.diff_id, layer.media_type, std::move(source));
   auto lease = co_await asio::co_spawn(blocking_, std::move(unpack), asio::use_awaitable);
@@ -352,7 +376,7 @@ asio::awaitable<result<layer_lease>> puller_impl::lease_layer(const resolved_ima
 }
 
 asio::awaitable<result<std::vector<layer_lease>>> puller_impl::unpack_layers(
-    const resolved_image& img) {
+    const resolved_image& img, std::shared_ptr<proxy::traffic_tally> tally) {
   auto io = co_await asio::this_coro::executor;
   std::vector<layer_lease> leases(img.layers.size());
   std::optional<error> failed;
@@ -364,7 +388,7 @@ asio::awaitable<result<std::vector<layer_lease>>> puller_impl::unpack_layers(
   auto worker = [&]() -> asio::awaitable<void> {
     while (!failed && next < img.layers.size()) {
       const std::size_t i = next++;
-      auto lease = co_await lease_layer(img, i, io);
+      auto lease = co_await lease_layer(img, i, io, tally);
       if (!lease) {
         if (!failed) failed = std::move(lease.error());
         co_return;
@@ -395,6 +419,7 @@ asio::awaitable<result<std::size_t>> layer_fetch::open_step() {
   auto self = shared_from_this();
   auto res = co_await puller_->get(url_, "");
   if (!res) co_return res.error();
+  outcome_ = served_as(*res);
   response_.emplace(std::move(*res));
   co_return std::size_t{0};
 }
@@ -429,6 +454,7 @@ result<std::size_t> layer_fetch::next(std::span<std::byte> out) {
                                               layer_.digest.str() + " (" +
                                               std::to_string(layer_.size) + " bytes)");
     }
+    if (tally_) tally_->add(kBlobRoute, outcome_, bytes_);
     return std::size_t{0};
   }
   std::memcpy(out.data(), chunk_.data(), *n);

@@ -240,12 +240,15 @@ asio::awaitable<result<step_outcome>> runner_impl::run_step(step_request request
   auto tracked = track(cancel);
   auto ref = parse_image_reference(request.image);
   if (!ref) co_return ref.error();
-  auto image = co_await puller_->resolve(*ref, request.allow_unpinned);
+  auto pull = std::make_shared<proxy::traffic_tally>();
+  auto image = co_await puller_->resolve(*ref, request.allow_unpinned, pull);
   if (!image) co_return image.error();
-  auto leases = co_await puller_->unpack_layers(*image);
+  auto leases = co_await puller_->unpack_layers(*image, pull);
   if (!leases) co_return leases.error();
-  co_return co_await on_pool(
+  auto ran = co_await on_pool(
       [&]() { return execute(request, image->config, image->pinned, *leases, {}, sink, *cancel); });
+  if (ran) ran->image_pull = pull->entries();
+  co_return ran;
 }
 
 asio::awaitable<result<step_outcome>> runner_impl::run_on_layers(
@@ -460,6 +463,7 @@ result<step_outcome> runner_impl::execute(const step_request& request, const ima
 
   // pantry's own read-only routes, at 127.0.0.1:job_port inside the job's namespace.
   std::unique_ptr<proxy::listener> listener;
+  std::shared_ptr<proxy::traffic_tally> traffic;
   if (const network_namespace* ns = c.network(); ns && step.network == network_mode::isolated) {
     auto l = ns->listen_tcp("127.0.0.1", cfg_.job_port);
     if (!l)
@@ -474,6 +478,8 @@ result<step_outcome> runner_impl::execute(const step_request& request, const ima
       }
       return false;
     };
+    traffic = std::make_shared<proxy::traffic_tally>();
+    lo.traffic = traffic;
     auto adopted = server_->adopt_listener(l->fd.release(), std::move(lo));
     if (!adopted) return adopted.error();
     listener = std::move(*adopted);
@@ -492,7 +498,11 @@ result<step_outcome> runner_impl::execute(const step_request& request, const ima
   if (r->cleanup_error) {
     spdlog::warn("runner: step {}: cleaning up: {}", n, r->cleanup_error->message);
   }
-  return step_outcome{pinned, std::move(*r)};
+  step_outcome out{pinned, std::move(*r), {}, {}};
+  // The listener is closed: its connections are reset, so no exchange of the step is counted
+  // after this read but one that was being answered as the step ended.
+  if (traffic) out.traffic = traffic->entries();
+  return out;
 }
 
 asio::awaitable<void> runner_impl::handle(proxy::exchange& ex) {

@@ -14,6 +14,7 @@
 #include "pantry/cache/store.h"
 #include "pantry/error.h"
 #include "pantry/proxy/metrics.h"
+#include "pantry/proxy/traffic.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -38,10 +39,6 @@ namespace pantry::proxy {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using error_code = boost::system::error_code;
-
-// How a response was served, for the access log and metrics.
-enum class cache_outcome { none, hit, miss, stale, revalidated, coalesced };
-std::string_view to_string(cache_outcome o) noexcept;
 
 struct server_options {
   std::string host = "127.0.0.1";
@@ -99,10 +96,16 @@ class exchange {
   // never take it for a whole one.
   virtual void reset() noexcept = 0;
 
-  // For the access log and metrics.
+  // For the access log, metrics and the listener's tally. Set before begin() or respond(), it is
+  // also sent as the X-Pantry-Cache header (traffic.h).
   virtual void set_outcome(cache_outcome o) noexcept = 0;
   // A route label for metrics ("pypi_simple", "oci_blob", …); defaults to the matched prefix.
   virtual void set_route(std::string_view route) = 0;
+
+  // The tally of the listener the request came through (listener_options::traffic): whose
+  // request this is, for a job's own listener. Null on the main port. The server counts the
+  // exchange into it when the exchange ends.
+  virtual traffic_tally* traffic() const noexcept { return nullptr; }
 };
 
 using handler = std::function<asio::awaitable<void>(exchange&)>;
@@ -116,6 +119,9 @@ struct listener_options {
   // thread at once: it must be thread-safe and must not throw (a throw refuses, and is logged as
   // a bug). Empty: every route.
   std::function<bool(http::verb method, std::string_view path)> allow;
+  // Every exchange served through this listener, refused ones included, is counted into it when
+  // it ends (its route label, cache outcome and body bytes); null: none is.
+  std::shared_ptr<traffic_tally> traffic;
 };
 
 // An extra listening socket adopted by the server (see server::adopt_listener). The object may

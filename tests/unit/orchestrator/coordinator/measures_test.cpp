@@ -202,12 +202,54 @@ TEST(MeasuresTest, AggregateCountsRatesAndMedians) {
   EXPECT_DOUBLE_EQ(a.saved_by_stopping_early, 20.0);
 }
 
+// A job that pulled its image from the cache and fetched `upstream` of its `requests` PyPI files.
+job_record with_traffic(job_record j, std::uint64_t requests, std::uint64_t upstream) {
+  j.cache.image.cache = {2, 2000};
+  j.cache.pypi.cache = {requests - upstream, 100 * (requests - upstream)};
+  j.cache.pypi.upstream = {upstream, 100 * upstream};
+  return j;
+}
+
+TEST(MeasuresTest, CacheHitRatioOfAPipelineSumsItsJobs) {
+  auto p = pipeline(pipeline_state::passed, 100, 160,
+                    {with_traffic(job(1, "lint", job_state::passed, 100, 103, 120), 4, 4),
+                     with_traffic(job(2, "test", job_state::passed, 120, 130, 160), 6, 0),
+                     job(3, "package", job_state::passed, 120, 130, 160)});
+  auto m = measure_pipeline(p, {}, {}, {}, {});
+  const auto o = to_json(m);
+  // Requests: 4 image + 6 PyPI hits of 14; bytes: 4000 + 600 of 5000.
+  EXPECT_EQ(m.cache.all().total().requests, 14u) << boost::json::serialize(o);
+  EXPECT_DOUBLE_EQ(o.at("cache_hit_ratio").as_double(), 10.0 / 14) << boost::json::serialize(o);
+  EXPECT_DOUBLE_EQ(o.at("cache_byte_hit_ratio").as_double(), 4600.0 / 5000);
+  EXPECT_EQ(o.at("cache").at("pypi").at("upstream").at("requests"), 4);
+}
+
+TEST(MeasuresTest, CacheHitRatioOfAProjectIsOverTheWindowsTraffic) {
+  auto first = measure_pipeline(
+      pipeline(pipeline_state::passed, 0, 10,
+               {with_traffic(job(1, "test", job_state::passed, 0, 1, 10), 10, 10)}),
+      {}, {}, {}, {});
+  auto second = measure_pipeline(
+      pipeline(pipeline_state::passed, 20, 30,
+               {with_traffic(job(2, "test", job_state::passed, 20, 21, 30), 10, 0)}),
+      {}, {}, {}, {});
+  EXPECT_THAT(hit_ratio(first.cache).requests, Optional(2.0 / 12));
+  EXPECT_THAT(hit_ratio(second.cache).requests, Optional(1.0));
+  auto a = aggregate_measures("acme/shop", std::vector{first, second}, 0, 0);
+  // 2 + 12 of 24 requests; 2000 + 3000 of 6000 bytes in each pipeline.
+  EXPECT_THAT(hit_ratio(a.cache).requests, Optional(14.0 / 24));
+  EXPECT_THAT(hit_ratio(a.cache).bytes, Optional(5000.0 / 6000));
+  EXPECT_DOUBLE_EQ(to_json(a).at("cache_hit_ratio").as_double(), 14.0 / 24);
+}
+
 TEST(MeasuresTest, AggregateOfNothingHasNullRates) {
   auto a = aggregate_measures("acme/shop", {}, 0, 0);
   auto o = to_json(a);
   EXPECT_TRUE(o.at("flaky_test_rate").is_null()) << boost::json::serialize(o);
   EXPECT_TRUE(o.at("red_only_flaky_rate").is_null());
   EXPECT_TRUE(o.at("median_time_to_red").is_null());
+  EXPECT_TRUE(o.at("cache_hit_ratio").is_null());
+  EXPECT_TRUE(o.at("cache_byte_hit_ratio").is_null());
   EXPECT_EQ(o.at("pipelines").as_uint64(), 0u);
 }
 

@@ -658,6 +658,10 @@ TEST(SchedulerTest, RecordsRoundTripThroughJson) {
   j.exit_code = 137;
   j.cpu_seconds = 0.75;
   j.image = "localhost/python@sha256:" + std::string(64, 'a');
+  j.cache.pypi.cache = {3, 4096};
+  j.cache.pypi.upstream = {1, 1000};
+  j.cache.oci.coalesced = {2, 20};
+  j.cache.image.cache = {2, 5000};
   job_record image;
   image.id = 29;
   image.pipeline = 9;
@@ -678,6 +682,31 @@ TEST(SchedulerTest, RecordsRoundTripThroughJson) {
   EXPECT_EQ(back->finished_at, at(2.5));
   EXPECT_EQ(back->jobs[1].started_at, at(1.25));
   EXPECT_EQ(back->attachment, p.attachment);
+  const json::object& cache = o.at("jobs").at(1).at("cache").as_object();
+  EXPECT_EQ(cache.at("pypi").at("upstream").at("bytes"), 1000) << json::serialize(cache);
+  // 5 of 8 requests, 9096 of 10116 bytes from the cache.
+  EXPECT_DOUBLE_EQ(cache.at("hit_ratio").as_double(), 5.0 / 8) << json::serialize(cache);
+  EXPECT_DOUBLE_EQ(cache.at("byte_hit_ratio").as_double(), 9096.0 / 10116);
+  EXPECT_EQ(back->jobs[1].cache.image.cache.bytes, 5000u);
+  EXPECT_TRUE(o.at("jobs").at(0).at("cache").at("hit_ratio").is_null())
+      << "a job without traffic has no ratio: " << json::serialize(o.at("jobs").at(0));
+}
+
+TEST(SchedulerTest, AFinishedJobKeepsItsCacheUse) {
+  scheduler s;
+  auto [id, submitted] = s.submit(pipeline_of({plan("test")}), at(0));
+  changes out;
+  auto c = s.claim("builtin", at(1), out);
+  ASSERT_TRUE(c.has_value());
+  job_outcome o = passed();
+  o.cache.pypi.cache = {4, 400};
+  o.cache.pypi.upstream = {1, 100};
+  auto r = s.finish(c->job, c->lease, o, at(2));
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const pipeline_record* p = s.pipeline(id);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->jobs[0].cache.pypi.cache.requests, 4u);
+  EXPECT_EQ(p->jobs[0].cache.pypi.upstream.bytes, 100u);
 }
 
 TEST(SchedulerTest, ARecordThatDoesNotReadBackNamesTheMember) {
@@ -701,6 +730,14 @@ TEST(SchedulerTest, ARecordThatDoesNotReadBackNamesTheMember) {
             "pipeline 4: jobs[1].id: job 1 appears twice");
   EXPECT_EQ(message(R"({"id":4,"jobs":[{"id":1,"needs":[3]}]})"),
             "pipeline 4: jobs[0].needs: job 3 is not in the pipeline");
+  EXPECT_EQ(message(R"({"id":4,"jobs":[{"id":1,"cache":[]}]})"),
+            "pipeline 4: jobs[0].cache: expected an object of cache counts, got []");
+  EXPECT_EQ(message(R"({"id":4,"jobs":[{"id":1,"cache":{"pypi":{"upstream":{"bytes":-1}}}}]})"),
+            "pipeline 4: jobs[0].cache.pypi.upstream.bytes: expected a whole number of at least "
+            "0, got -1");
+  EXPECT_EQ(message(R"({"id":4,"jobs":[{"id":1,"cache":{"oci":7}}]})"),
+            "pipeline 4: jobs[0].cache.oci: expected an object of cache, upstream and coalesced "
+            "counts, got 7");
   EXPECT_EQ(
       message(R"({"id":4,"created_at":"yesterday"})"),
       "pipeline 4: created_at: expected a time in milliseconds since 1970, got \"yesterday\"");

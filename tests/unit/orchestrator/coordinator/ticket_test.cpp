@@ -222,5 +222,48 @@ TEST(JobScriptTest, PreludePutsThePluginFirstAndKeepsWhatWasSet) {
             std::string(kJobPluginDir) + "|pantry_pytest\n");
 }
 
+// The runner's counts of a step, as cache_use_of sorts them: by protocol from the route label,
+// by where the answer came from from the outcome; the image pull apart.
+TEST(CacheUseTest, RequestsGoByRouteAndOutcome) {
+  using proxy::cache_outcome;
+  runner::step_outcome step;
+  step.traffic = {
+      {"oci_blob", cache_outcome::coalesced, {1, 700}},
+      {"oci_manifest", cache_outcome::hit, {2, 20}},
+      {"pypi_files", cache_outcome::hit, {3, 3000}},
+      {"pypi_files", cache_outcome::miss, {1, 1000}},
+      {"pypi_simple", cache_outcome::revalidated, {1, 10}},
+      {"pypi_simple", cache_outcome::stale, {1, 10}},
+      // No cache traffic: a 404 for an unknown project, the /v2/ ping, a refused route.
+      {"pypi_simple", cache_outcome::none, {5, 50}},
+      {"oci_ping", cache_outcome::none, {1, 2}},
+      {"refused", cache_outcome::none, {1, 80}},
+  };
+  step.image_pull = {{"oci_manifest", cache_outcome::hit, {1, 500}},
+                     {"oci_blob", cache_outcome::miss, {2, 9000}}};
+  const cache_use u = cache_use_of(step);
+  auto pair = [](const cache_count& c) { return std::make_pair(c.requests, c.bytes); };
+  using counts = std::pair<std::uint64_t, std::uint64_t>;
+  EXPECT_EQ(pair(u.pypi.cache), counts(5, 3020));
+  EXPECT_EQ(pair(u.pypi.upstream), counts(1, 1000));
+  EXPECT_EQ(pair(u.pypi.coalesced), counts(0, 0));
+  EXPECT_EQ(pair(u.oci.cache), counts(2, 20));
+  EXPECT_EQ(pair(u.oci.coalesced), counts(1, 700));
+  EXPECT_EQ(pair(u.image.cache), counts(1, 500));
+  EXPECT_EQ(pair(u.image.upstream), counts(2, 9000));
+  const cache_ratio r = hit_ratio(u);
+  ASSERT_TRUE(r.requests.has_value());
+  EXPECT_DOUBLE_EQ(*r.requests, 8.0 / 12) << json::serialize(to_json(u));
+  EXPECT_DOUBLE_EQ(*r.bytes, 3540.0 / 14240) << json::serialize(to_json(u));
+  EXPECT_EQ(cache_use_from_json(to_json(u)).value().image.upstream.bytes, 9000u);
+}
+
+TEST(CacheUseTest, AStepWithoutTrafficHasNoRatio) {
+  const cache_use u = cache_use_of(runner::step_outcome{});
+  EXPECT_EQ(hit_ratio(u).requests, std::nullopt);
+  EXPECT_EQ(hit_ratio(u).bytes, std::nullopt);
+  EXPECT_TRUE(to_json(u).at("hit_ratio").is_null());
+}
+
 }  // namespace
 }  // namespace pantry::orchestrator::coordinator

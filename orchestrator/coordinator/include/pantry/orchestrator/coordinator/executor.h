@@ -31,6 +31,7 @@
 // values before the lines reach the uplink.
 
 #include "pantry/error.h"
+#include "pantry/orchestrator/coordinator/cache_use.h"
 #include "pantry/orchestrator/coordinator/ids.h"
 #include "pantry/orchestrator/coordinator/junit.h"
 #include "pantry/orchestrator/coordinator/log_store.h"
@@ -92,6 +93,10 @@ struct executor_context {
 boost::asio::awaitable<job_outcome> execute_job(const ticket& t, const executor_context& ctx,
                                                 std::shared_ptr<job_uplink> uplink,
                                                 std::shared_ptr<runner::step_cancel> cancel);
+
+// The job's traffic through pantry's cache as the runner counted it for `step`: its own
+// listener's requests and the pull of its image (count_request). Pure; unit-tested.
+cache_use cache_use_of(const runner::step_outcome& step);
 
 // The lines the job's shell runs before its steps: the plugin's directory first on PYTHONPATH
 // and the plugin first in PYTEST_PLUGINS, keeping the values the image and the job set. Shell

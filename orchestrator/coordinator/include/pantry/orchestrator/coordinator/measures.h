@@ -2,9 +2,10 @@
 
 // Measuring CI: per pipeline and per project, how accurate (flaky rate, pipelines red only
 // because of flaky or quarantined tests), how prompt (time to red, time to green, queue wait)
-// and how costly (runner CPU-seconds, runner seconds saved by superseding and by stopping early)
-// the project's CI is. Pure functions over the scheduler's records and the test history: no
-// store, no clock. See docs/ARCHITECTURE.md, "Measuring CI".
+// and how costly (runner CPU-seconds, runner seconds saved by superseding and by stopping early,
+// the share of the jobs' pip and image traffic served from pantry's cache) the project's CI is.
+// Pure functions over the scheduler's records and the test history: no store, no clock. See
+// docs/ARCHITECTURE.md, "Measuring CI".
 
 #include "pantry/orchestrator/coordinator/ids.h"
 #include "pantry/orchestrator/coordinator/scheduler.h"
@@ -48,6 +49,8 @@ struct pipeline_measures {
   std::vector<std::string> failing_tests;
   // Failed, every failing job has test results, and every failing test is flaky or quarantined.
   bool red_only_flaky = false;
+  // The jobs' traffic through pantry's cache, summed; hit_ratio() gives its shares.
+  cache_use cache;
 };
 
 // A job's usual runtime in seconds (the scheduler's usual_runtime), nullopt when unknown.
@@ -75,6 +78,7 @@ struct project_measures {
   // Medians over the window's pipelines that have the value.
   std::optional<double> median_time_to_red, median_time_to_green, median_queue_wait;
   double cpu_seconds = 0, saved_by_supersede = 0, saved_by_stopping_early = 0;
+  cache_use cache;  // summed over the window's pipelines
 };
 
 // The aggregate of `measures` (the window's pipelines, one project) with the test counts from
@@ -87,7 +91,8 @@ project_measures aggregate_measures(std::string_view project,
 std::optional<double> median(std::vector<double> values);
 
 // The API's forms: times as integer milliseconds since the Unix epoch, durations as seconds,
-// an unknown value as null.
+// an unknown value as null; the cache's shares as cache_hit_ratio and cache_byte_hit_ratio (null
+// without traffic) and the counts under "cache" (cache_use.h's to_json).
 boost::json::object to_json(const pipeline_measures& m);
 boost::json::object to_json(const project_measures& m);
 

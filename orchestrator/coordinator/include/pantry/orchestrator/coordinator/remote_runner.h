@@ -13,7 +13,7 @@
 //   POST /api/v1/runners/jobs/<id>/tests?lease=L      [test result…] (test_history.h's to_json)
 //   GET  /api/v1/runners/jobs/<id>/secrets/<name>?lease=L
 //   POST /api/v1/runners/jobs/<id>/finish?lease=L     {passed, exit_code, cpu_seconds, reason,
-//   image}
+//   image, cache} (cache: the job's traffic through this runner's pantry, cache_use.h's to_json)
 //
 // Every job route answers 409 once the lease is no longer the job's (cancelled, superseded,
 // re-queued after this runner went silent): the runner then kills the job. The heartbeat finds

@@ -28,6 +28,7 @@
 // few logarithmic steps, not a scan of the queue.
 
 #include "pantry/error.h"
+#include "pantry/orchestrator/coordinator/cache_use.h"
 #include "pantry/orchestrator/coordinator/ids.h"
 
 #include <boost/json/object.hpp>
@@ -77,6 +78,7 @@ struct job_record {
   int exit_code = -1;
   double cpu_seconds = 0;
   std::string image;  // the image as run (NAME@sha256:…); an image build job's result
+  cache_use cache;    // its traffic through pantry's cache, as its runner counted it
 };
 
 struct pipeline_record {
@@ -128,6 +130,7 @@ struct job_outcome {
   double cpu_seconds = 0;
   std::string reason;  // why it failed ("exited with code 1" when empty and it failed)
   std::string image;   // the image as run; an image build job's result
+  cache_use cache;     // the job's traffic through its runner's pantry (cache_use.h)
 };
 
 // What a call changed, for the caller to act on.

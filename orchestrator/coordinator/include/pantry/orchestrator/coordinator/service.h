@@ -19,7 +19,8 @@
 //   GET  /api/v1/pipelines/<id>            with its jobs
 //   POST /api/v1/pipelines/<id>/cancel
 //   GET  /api/v1/jobs[?project=P]          the jobs of the newest pipelines
-//   GET  /api/v1/jobs/<id>
+//   GET  /api/v1/jobs/<id>                 with its cache use: {pypi, oci, image, hit_ratio,
+//        byte_hit_ratio} under "cache" (cache_use.h)
 //   POST /api/v1/jobs/<id>/cancel
 //   GET  /api/v1/jobs/<id>/log[?follow=1][&step=S][&grep=RE][&format=ndjson][&from=SEQ]  text by
 //        default; from: the first line's seq (0)
@@ -33,7 +34,8 @@
 //   GET  /api/v1/projects/<project>/quarantine  {project, quarantined: [quarantined_test…]}
 //   GET  /api/v1/projects/<project>/measures[?pipelines=N][&days=N]  the CI measures of its newest
 //        N (100) ended pipelines of N (7) days: measures.h's project_measures form with
-//        window_pipelines, window_days and each: [pipeline_measures…]
+//        window_pipelines, window_days and each: [pipeline_measures…], each with its
+//        cache_hit_ratio
 //   PUT|DELETE /api/v1/projects/<project>/quarantine?test=ID  (submit) puts a test in quarantine
 //        or takes it out: {project, test, changed, quarantined}
 //   /api/v1/runners/…                      the remote runners' protocol (remote_runner.h)

@@ -20,6 +20,7 @@
 #include "pantry/orchestrator/runner/image_reference.h"
 #include "pantry/orchestrator/runner/layer_store.h"
 #include "pantry/orchestrator/runner/platform.h"
+#include "pantry/proxy/traffic.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -120,16 +121,19 @@ class image_puller {
   // (errc::invalid_argument) unless `allow_unpinned`, with a message that gives the digest the tag
   // resolves to now: "image python:3.11 is not pinned: it resolves to python:3.11@sha256:… now;
   // name it by that digest, or pass --allow-unpinned"; a reference with neither is that of the
-  // tag "latest". Errors name the reference, and for a failed request the URL and what the server
-  // answered (status and the first bytes of its body): errc::not_found for a 404,
-  // errc::digest_mismatch for bytes that are not what their digest promised, errc::invalid_argument
-  // for a malformed manifest or config, an index with no manifest for this host, an image
-  // manifest whose config names another platform than this host's, a layer whose media type
-  // cannot be run (named), or a layer count that differs from the diff ID count; errc::io_error
-  // for any other status; the client's own errors with their codes. `ref` must live until the
-  // returned awaitable completes.
-  virtual asio::awaitable<result<resolved_image>> resolve(const image_reference& ref,
-                                                          bool allow_unpinned) = 0;
+  // tag "latest". With `tally`, each manifest and config fetched is counted into it (route
+  // oci_manifest or oci_blob, the outcome pantry's X-Pantry-Cache header gave, the body's bytes),
+  // so that a job's image pull is counted with the job's traffic. Errors name the reference, and
+  // for a failed request the URL and what the server answered (status and the first bytes of its
+  // body): errc::not_found for a 404, errc::digest_mismatch for bytes that are not what their
+  // digest promised, errc::invalid_argument for a malformed manifest or config, an index with no
+  // manifest for this host, an image manifest whose config names another platform than this
+  // host's, a layer whose media type cannot be run (named), or a layer count that differs from the
+  // diff ID count; errc::io_error for any other status; the client's own errors with their codes.
+  // `ref` must live until the returned awaitable completes.
+  virtual asio::awaitable<result<resolved_image>> resolve(
+      const image_reference& ref, bool allow_unpinned,
+      std::shared_ptr<proxy::traffic_tally> tally = nullptr) = 0;
 
   // Leases on `img`'s layers, base first, each unpacked into the layer store unless it is there:
   // the blob is streamed from /v2/ into layer_store::unpack() on the blocking executor (a few
@@ -137,10 +141,11 @@ class image_puller {
   // (errc::digest_mismatch naming both at its end; errc::size_mismatch as soon as it runs past
   // the manifest's size), its diff ID by the store. The awaiting coroutine's thread is never
   // blocked. A layer present already costs no request. Errors name the image and the layer, then
-  // the URL; on an error the leases taken are released. `img` must live until the returned
-  // awaitable completes.
+  // the URL; on an error the leases taken are released. With `tally`, each layer blob fetched
+  // whole is counted into it as resolve() counts. `img` must live until the returned awaitable
+  // completes.
   virtual asio::awaitable<result<std::vector<layer_lease>>> unpack_layers(
-      const resolved_image& img) = 0;
+      const resolved_image& img, std::shared_ptr<proxy::traffic_tally> tally = nullptr) = 0;
 };
 
 }  // namespace pantry::orchestrator::runner

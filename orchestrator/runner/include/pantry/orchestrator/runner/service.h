@@ -30,6 +30,7 @@
 #include "pantry/orchestrator/runner/process.h"
 #include "pantry/orchestrator/runner/step_request.h"
 #include "pantry/proxy/service.h"
+#include "pantry/proxy/traffic.h"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -63,6 +64,12 @@ using step_event_sink = std::function<void(const step_event&)>;
 struct step_outcome {
   std::string image;  // the image as pinned: NAME@sha256:… of the manifest that ran
   step_result result;
+  // What the step asked of pantry through its own listener (network isolated), by route label and
+  // cache outcome; empty for other networks.
+  std::vector<proxy::traffic_entry> traffic;
+  // The runner's pull of the step's image through /v2/ on the step's behalf: the manifests and
+  // config, and the layers the layer store did not have yet (run_step only).
+  std::vector<proxy::traffic_entry> image_pull;
 };
 boost::json::object to_json(const step_outcome& outcome);
 

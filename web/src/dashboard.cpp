@@ -441,8 +441,10 @@ std::vector<chart_series> measure_charts(std::span<const coordinator::pipeline_m
   chart_series cpu{"CPU-seconds", chart_unit::seconds, {}, "no ended pipeline in the window"};
   chart_series saved{
       "Runner-seconds saved", chart_unit::seconds, {}, "no ended pipeline in the window"};
-  chart_series cache{
-      "Cache hit ratio", chart_unit::ratio, {}, "pantry does not count cache hits per job yet"};
+  chart_series cache{"Cache hit ratio",
+                     chart_unit::ratio,
+                     {},
+                     "no job in the window made a request through pantry's cache"};
   for (std::size_t i = 0; i < sorted.size(); ++i) {
     const auto& m = *sorted[i];
     const double x = unix_seconds(m.submitted);
@@ -474,6 +476,14 @@ std::vector<chart_series> measure_charts(std::span<const coordinator::pipeline_m
           {x, rate,
            note(m, std::to_string(red_only_flaky) + " of " + std::to_string(failed) +
                        " failed pipelines red only because of flaky tests")});
+    }
+    // The pipeline's jobs' requests served from the cache, of all their cache traffic.
+    if (const auto ratio = coordinator::hit_ratio(m.cache); ratio.requests) {
+      cache.points.push_back(
+          {x, *ratio.requests,
+           note(m, format_value(*ratio.requests, chart_unit::ratio) + " of requests, " +
+                       (ratio.bytes ? format_value(*ratio.bytes, chart_unit::ratio) : "—") +
+                       " of bytes")});
     }
   }
   return {red, green, flaky, cpu, saved, cache};

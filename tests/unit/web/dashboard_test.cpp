@@ -243,9 +243,14 @@ TEST(DashboardTest, MeasureChartsHaveOneSeriesPerMeasureOverTime) {
   auto red_flaky = measured(3, 2, co::pipeline_state::failed);
   red_flaky.red_only_flaky = true;
   red_flaky.saved_by_stopping_early = 30;
-  const std::vector<co::pipeline_measures> each = {red_flaky,
-                                                   measured(2, 1, co::pipeline_state::failed),
-                                                   measured(1, 0, co::pipeline_state::passed)};
+  // Its jobs: 3 of 4 requests (900 of 1000 bytes) from the cache; pipeline 2 made none.
+  red_flaky.cache.pypi.cache = {2, 100};
+  red_flaky.cache.pypi.upstream = {1, 100};
+  red_flaky.cache.image.cache = {1, 800};
+  auto first = measured(1, 0, co::pipeline_state::passed);
+  first.cache.pypi.upstream = {4, 400};  // a cold cache: nothing from it
+  const std::vector<co::pipeline_measures> each = {
+      red_flaky, measured(2, 1, co::pipeline_state::failed), first};
   const auto charts = measure_charts(each);
   ASSERT_EQ(charts.size(), 6u);
   EXPECT_EQ(charts[0].title, "Time to red");
@@ -269,8 +274,12 @@ TEST(DashboardTest, MeasureChartsHaveOneSeriesPerMeasureOverTime) {
   EXPECT_EQ(charts[4].points[2].y, 30);
   EXPECT_THAT(charts[4].points[2].note, HasSubstr("stopping early 30 s"));
   EXPECT_EQ(charts[5].title, "Cache hit ratio");
-  EXPECT_TRUE(charts[5].points.empty());
-  EXPECT_THAT(charts[5].empty_note, HasSubstr("not count cache hits"));
+  ASSERT_EQ(charts[5].points.size(), 2u);  // pipeline 2 made no request through the cache
+  EXPECT_EQ(charts[5].points[0].y, 0);
+  EXPECT_EQ(charts[5].points[1].y, 0.75);
+  EXPECT_THAT(charts[5].points[1].note, HasSubstr("pipeline 3"));
+  EXPECT_THAT(charts[5].points[1].note, HasSubstr("of bytes"));
+  EXPECT_THAT(measure_charts({}).back().empty_note, HasSubstr("no job in the window"));
 
   co::project_measures a;
   a.project = "app";
@@ -280,8 +289,7 @@ TEST(DashboardTest, MeasureChartsHaveOneSeriesPerMeasureOverTime) {
   a.median_time_to_red = 20;
   const auto html = render_charts_page("app", {a, each}, {200, 30});
   EXPECT_EQ(count_of(html, "<svg class=\"chart\""), 6) << html;
-  EXPECT_EQ(count_of(html, "<circle class=\"point\""), 2 + 1 + 2 + 3 + 3) << html;
-  EXPECT_THAT(html, HasSubstr("no data yet"));
+  EXPECT_EQ(count_of(html, "<circle class=\"point\""), 2 + 1 + 2 + 3 + 3 + 2) << html;
   EXPECT_THAT(html, HasSubstr("newest 200 ended pipelines of the last 30 days"));
   EXPECT_THAT(html, HasSubstr("1 passed, 2 failed"));
   EXPECT_THAT(html, HasSubstr("<th>Median time to red</th><td>20 s</td>"));

@@ -78,7 +78,8 @@ struct chart_window {
 // The charts of a project's ended pipelines over time (x: when each was submitted): time to red,
 // time to green, flaky rate (among the failed pipelines of the last kFlakyWindow ended ones, the
 // share red only because of flaky or quarantined tests), CPU-seconds, runner-seconds saved, and
-// the cache hit ratio (not measured per job yet: always empty, saying so). `each` in any order.
+// the cache hit ratio of the requests its jobs made through pantry (cache_use.h; a pipeline
+// whose jobs made none has no point). `each` in any order.
 inline constexpr std::size_t kFlakyWindow = 10;
 std::vector<chart_series> measure_charts(std::span<const coordinator::pipeline_measures> each);
 

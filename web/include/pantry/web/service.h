@@ -6,8 +6,12 @@
 // nothing and starts no background work.
 
 #include "pantry/config/config.h"
+#include "pantry/config/reload.h"
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace pantry::cache {
 class store;
@@ -26,11 +30,13 @@ class web_service {
   // server's 404) for GET and HEAD; other methods get 405. `health` is the one the app's
   // upstream client records into (client_options::health); `metrics` the server's registry, whose
   // pantry_cache_requests_total gives the hits and misses. `version` is shown as is.
-  static std::shared_ptr<proxy::service> create(const config::config& cfg,
-                                                std::shared_ptr<cache::store> store,
-                                                std::shared_ptr<proxy::metrics_registry> metrics,
-                                                std::shared_ptr<proxy::upstream_health> health,
-                                                std::string version);
+  // `last_reload` gives what the last reload of the config did, for /readyz (nullopt before the
+  // first; empty function: never reloaded). reconfigure() takes a reloaded config whole.
+  static std::shared_ptr<proxy::service> create(
+      const config::config& cfg, std::shared_ptr<cache::store> store,
+      std::shared_ptr<proxy::metrics_registry> metrics,
+      std::shared_ptr<proxy::upstream_health> health, std::string version,
+      std::function<std::optional<config::reload_report>()> last_reload = {});
 };
 
 }  // namespace pantry::web

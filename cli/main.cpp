@@ -10,6 +10,7 @@
 #include "pantry/registry/oci/service.h"
 #include "pins.h"
 #include "pipelines.h"
+#include "reload.h"
 #include "run.h"
 #include "signals.h"
 #include "warm.h"
@@ -56,6 +57,11 @@ commands:
              ci.tokens gives TOKEN the role runner): N jobs at once (default: one per core),
              images and pip through the coordinator's pantry (added as the OCI upstream
              `coordinator` and the first PyPI upstream unless the config names one so).
+  reload [--config FILE] [--data-dir DIR]
+             Make the `pantry serve` of the data dir (DIR, else FILE's) read its config again
+             (FILE: from now on that file) without dropping a connection or a download, as SIGHUP
+             does; print what changed, the settings that need a restart, or why the file was
+             refused (exit 1).
   config check FILE     Validate FILE; exit 0 if it is valid, 1 with the error if not.
   config show [--secrets] [FILE]
              Print the effective config (FILE over the built-in defaults) as YAML; passwords
@@ -204,16 +210,34 @@ int fail(const pantry::error& e) {
 
 using pantry::app::human_bytes;
 
-// Runs the app of `c` until SIGINT or SIGTERM (`what` names it in the log).
-int serve(const config::config& c, std::string_view what) {
+// `p` with its --config replaced by `file` ("" for none: the built-in defaults).
+parsed_args with_config_file(parsed_args p, const std::string& file) {
+  if (file.empty()) {
+    p.options.erase("config");
+  } else {
+    p.options["config"] = file;
+  }
+  return p;
+}
+
+// Runs the app of `c` until SIGINT or SIGTERM (`what` names it in the log); SIGHUP reloads the
+// config from `source`.
+int serve(const config::config& c, std::string_view what, pantry::app::config_source source) {
   const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
+  const sigset_t hangup = pantry::cli::block_hangup();
   auto served = pantry::app::app::create(c);
   if (!served) return fail(served.error());
   auto& app = **served;
-  // Declared after the app, so it is joined before the app goes.
+  app.set_config_source(std::move(source));
+  // Declared after the app, so they are joined before the app goes.
   signal_waiter waiter(signals, [&app, what](std::string_view name) {
     spdlog::info("{}: {} received, finishing in-flight requests", what, name);
     app.stop();
+  });
+  pantry::cli::signal_loop reloads(hangup, SIGHUP, [&app, what](int) {
+    spdlog::info("{}: SIGHUP received, reloading the config", what);
+    app.reload();
+    return true;
   });
   if (auto r = app.run(); !r) return fail(r.error());
   return kExitOk;
@@ -224,7 +248,32 @@ int cmd_serve(const std::vector<std::string>& args) {
   if (!p.positional.empty()) throw usage_error{"serve takes no argument " + p.positional[0]};
   auto c = effective_config(p);
   if (!c) return fail(c.error());
-  return serve(*c, "pantry serve");
+  pantry::app::config_source source{option(p, "config").value_or(""), [p](const std::string& f) {
+                                      return effective_config(with_config_file(p, f));
+                                    }};
+  return serve(*c, "pantry serve", std::move(source));
+}
+
+// What `pantry runner` lays over its config: the coordinator's pantry first for Python packages
+// (a job's pip reaches it through this pantry), and as the registry `coordinator/…` that
+// tickets' images are pulled from.
+void add_runner_settings(config::config& c, const config::ci_runner_of& of) {
+  c.ci.runner_of = of;
+  const std::string name(pantry::orchestrator::coordinator::kCoordinatorUpstream);
+  auto& pypi = c.pypi.upstreams;
+  if (std::none_of(pypi.begin(), pypi.end(), [&](const auto& u) { return u.name == name; })) {
+    config::pypi_upstream up;
+    up.name = name;
+    up.url = of.url + "/simple/";
+    pypi.insert(pypi.begin(), up);
+  }
+  auto& oci = c.oci.upstreams;
+  if (std::none_of(oci.begin(), oci.end(), [&](const auto& u) { return u.name == name; })) {
+    config::oci_upstream up;
+    up.name = name;
+    up.url = of.url;
+    oci.push_back(up);
+  }
 }
 
 // `pantry runner`: `pantry serve` whose runner takes jobs from the coordinator at --coordinator
@@ -242,7 +291,7 @@ int cmd_runner(const std::vector<std::string>& args) {
     url->pop_back();
   auto c = effective_config(p);
   if (!c) return fail(c.error());
-  config::ci_runner_of& of = c->ci.runner_of;
+  config::ci_runner_of of = c->ci.runner_of;
   of.url = *url;
   of.token = *token;
   if (auto slots = option(p, "slots")) {
@@ -253,24 +302,15 @@ int cmd_runner(const std::vector<std::string>& args) {
     }
     of.slots = n;
   }
-  // The coordinator's pantry first for Python packages (a job's pip reaches it through this
-  // pantry), and as the registry `coordinator/…` that tickets' images are pulled from.
-  const std::string name(pantry::orchestrator::coordinator::kCoordinatorUpstream);
-  auto& pypi = c->pypi.upstreams;
-  if (std::none_of(pypi.begin(), pypi.end(), [&](const auto& u) { return u.name == name; })) {
-    config::pypi_upstream up;
-    up.name = name;
-    up.url = of.url + "/simple/";
-    pypi.insert(pypi.begin(), up);
-  }
-  auto& oci = c->oci.upstreams;
-  if (std::none_of(oci.begin(), oci.end(), [&](const auto& u) { return u.name == name; })) {
-    config::oci_upstream up;
-    up.name = name;
-    up.url = of.url;
-    oci.push_back(up);
-  }
-  return serve(*c, "pantry runner");
+  add_runner_settings(*c, of);
+  pantry::app::config_source source{
+      option(p, "config").value_or(""),
+      [p, of](const std::string& f) -> pantry::result<config::config> {
+        auto reloaded = effective_config(with_config_file(p, f));
+        if (reloaded) add_runner_settings(*reloaded, of);
+        return reloaded;
+      }};
+  return serve(*c, "pantry runner", std::move(source));
 }
 
 int cmd_config(const std::vector<std::string>& args) {
@@ -409,6 +449,11 @@ int main(int argc, char** argv) {
     if (command == "serve") return cmd_serve(rest);
     if (command == "runner") return cmd_runner(rest);
     if (command == "config") return cmd_config(rest);
+    if (command == "reload") {
+      auto p = parse_args(rest, {"config", "data-dir"});
+      if (!p.positional.empty()) throw usage_error{"reload takes no argument " + p.positional[0]};
+      return pantry::cli::run_reload(option(p, "config"), option(p, "data-dir"));
+    }
     if (command == "cache") return cmd_cache(rest);
     if (command == "build") {
       auto opt = pantry::cli::parse_build_args(rest);

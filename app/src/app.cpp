@@ -15,6 +15,7 @@
 #include "pantry/registry/oci/service.h"
 #include "pantry/registry/pypi/service.h"
 #include "pantry/web/service.h"
+#include "reloader.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/host_name.hpp>
@@ -47,6 +48,7 @@ struct parts {
   std::shared_ptr<proxy::upstream_health> health;  // what `upstream` last saw from each origin
   std::shared_ptr<proxy::flight_table> flights;
   asio::any_io_executor blocking;  // cache writes and other blocking work, off the I/O threads
+  std::function<std::optional<config::reload_report>()> last_reload;  // for /readyz
 };
 
 // Every tenant of the server, in the order they are installed and started (and stopped in
@@ -66,7 +68,8 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
         cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token);
   }
   std::vector<std::shared_ptr<proxy::service>> services = {
-      web::web_service::create(cfg, p.store, p.metrics, p.health, coordinator, PANTRY_VERSION),
+      web::web_service::create(cfg, p.store, p.metrics, p.health, coordinator, PANTRY_VERSION,
+                               p.last_reload),
       registry::pypi::service::create(cfg.pypi, p.store, p.upstream, p.flights, p.metrics,
                                       p.blocking, cfg.oci.hosted),
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
@@ -120,7 +123,7 @@ std::string reachable_host(const std::string& host) {
 
 class app_impl final : public app {
  public:
-  explicit app_impl(const config::config& cfg) : cfg_(cfg) {}
+  explicit app_impl(const config::config& cfg) : cfg_(cfg), given_(cfg) {}
   ~app_impl() override {
     if (auto r = tear_down(); !r) spdlog::error("pantry serve: {}", r.error().message);
   }
@@ -131,6 +134,10 @@ class app_impl final : public app {
   const control_endpoint& control() const noexcept override { return control_; }
   result<void> run() override;
   void stop() noexcept override { server_->stop(); }
+  void set_config_source(config_source source) override { reloader_->set_source(source); }
+  config::reload_report reload(const std::optional<std::string>& file) override {
+    return reloader_->reload(file);
+  }
 
  private:
   // Stops the started services (last first), joins the blocking pool and flushes the cache.
@@ -138,6 +145,7 @@ class app_impl final : public app {
   result<void> tear_down();
 
   config::config cfg_;
+  const config::config given_;  // cfg_ before the data dir's token key was filled in
   bool torn_down_ = false;
   control_endpoint control_;
   bool published_ = false;
@@ -153,7 +161,8 @@ class app_impl final : public app {
   std::shared_ptr<proxy::flight_table> flights_;
   std::optional<asio::thread_pool> blocking_;
   std::vector<std::shared_ptr<proxy::service>> services_;
-  std::size_t started_ = 0;  // services_[0, started_) have started
+  std::shared_ptr<reloader> reloader_;  // the last of services_
+  std::size_t started_ = 0;             // services_[0, started_) have started
 };
 
 result<void> app_impl::assemble() {
@@ -190,8 +199,17 @@ result<void> app_impl::assemble() {
   }
   control_ = control_endpoint{loopback_url(cfg_.listen.host, server_->port()), new_control_token(),
                               static_cast<long>(::getpid())};
-  services_ = make_services(cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_,
-                                        std::move(health), flights_, blocking_->get_executor()});
+  // As given, without the data dir's token key: a reload compares files with files.
+  reloader_ = std::make_shared<reloader>(given_, cfg_.oci.hosted.token_key, metrics_,
+                                         blocking_->get_executor(), control_.token);
+  services_ = make_services(
+      cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_, std::move(health),
+                  flights_, blocking_->get_executor(), [weak = std::weak_ptr<reloader>(reloader_)] {
+                    auto r = weak.lock();
+                    return r ? r->last() : std::nullopt;
+                  }});
+  reloader_->set_services(services_);
+  services_.push_back(reloader_);  // stopped first: no reload once the others stop
   for (auto& s : services_)
     s->install(*server_);
 

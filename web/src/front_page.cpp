@@ -306,7 +306,34 @@ json::object upstream_json(const upstream_state& u) {
   return o;
 }
 
+// What a reload did, as /readyz and the reload route show it.
+json::object reload_object(const config::reload_report& r) {
+  json::object o;
+  o["outcome"] = config::to_string(r.outcome);
+  o["source"] = r.source;
+  o["at"] = rfc3339(r.at);
+  if (r.outcome == config::reload_outcome::refused) o["error"] = r.error;
+  json::array changed;
+  for (const auto& c : r.changed)
+    changed.emplace_back(c);
+  o["changed"] = std::move(changed);
+  json::array restart;
+  for (const auto& c : r.needs_restart) {
+    json::object k;
+    k["key"] = c.key;
+    k["running"] = c.running;
+    k["wanted"] = c.wanted;
+    restart.emplace_back(std::move(k));
+  }
+  o["needs_restart"] = std::move(restart);
+  return o;
+}
+
 }  // namespace
+
+std::string reload_json(const config::reload_report& report) {
+  return json::serialize(reload_object(report)) + "\n";
+}
 
 std::string base_address::host() const {
   if (!authority.empty() && authority.front() == '[') {
@@ -557,7 +584,8 @@ std::string render_json(const front_page& p) {
 }
 
 readiness assess_readiness(const std::vector<upstream_state>& upstreams,
-                           const std::string& cache_problem) {
+                           const std::string& cache_problem,
+                           const std::optional<config::reload_report>& last_reload) {
   readiness r;
   r.ready = cache_problem.empty();
   bool degraded = false;
@@ -584,6 +612,16 @@ readiness assess_readiness(const std::vector<upstream_state>& upstreams,
     o["cache"] = cache_problem;
   }
   o["upstreams"] = std::move(ups);
+  // The running config is valid (it was checked before it ran); a refused reload says that the
+  // file on disk is not, and that what runs is older than it.
+  json::object cfg;
+  cfg["valid"] = !last_reload || last_reload->outcome != config::reload_outcome::refused;
+  if (last_reload) {
+    cfg["last_reload"] = reload_object(*last_reload);
+  } else {
+    cfg["last_reload"] = nullptr;
+  }
+  o["config"] = std::move(cfg);
   r.json = json::serialize(o) + "\n";
   return r;
 }

@@ -5,6 +5,7 @@
 #include "pantry/cache/store.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/metrics.h"
+#include "pantry/proxy/reconfigurable.h"
 #include "pantry/proxy/server.h"
 #include "pantry/proxy/service.h"
 #include "pantry/web/front_page.h"
@@ -12,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <string>
 #include <utility>
 
@@ -25,23 +27,30 @@ namespace http = boost::beast::http;
 const std::string kCacheRequests = "pantry_cache_requests_total";
 
 class web_service_impl final : public proxy::service,
+                               public proxy::reconfigurable,
                                public std::enable_shared_from_this<web_service_impl> {
  public:
   web_service_impl(const config::config& cfg, std::shared_ptr<cache::store> store,
                    std::shared_ptr<proxy::metrics_registry> metrics,
                    std::shared_ptr<proxy::upstream_health> health,
                    std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator,
-                   std::string version)
-      : cfg_(cfg),
+                   std::string version,
+                   std::function<std::optional<config::reload_report>()> last_reload)
+      : cfg_(std::make_shared<const config::config>(cfg)),
         store_(std::move(store)),
         metrics_(std::move(metrics)),
         health_(std::move(health)),
         coordinator_(std::move(coordinator)),
-        version_(std::move(version)) {}
+        version_(std::move(version)),
+        last_reload_(std::move(last_reload)) {}
+
+  void reconfigure(const config::config& cfg) override {
+    cfg_.store(std::make_shared<const config::config>(cfg));
+  }
 
   void install(proxy::server& srv) override {
     // For a request without a usable Host header (HTTP/1.0): the address pantry listens on.
-    const std::string& host = cfg_.listen.host;
+    const std::string& host = cfg_.load()->listen.host;
     std::string h = host.empty() || host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host;
     if (h.find(':') != std::string::npos && h.front() != '[') h = "[" + h + "]";
     fallback_ = h + ":" + std::to_string(srv.port());
@@ -58,12 +67,13 @@ class web_service_impl final : public proxy::service,
   // Fills in what the upstream client last saw from each upstream.
   void add_health(std::vector<upstream_state>& upstreams) const;
 
-  const config::config cfg_;
+  std::atomic<std::shared_ptr<const config::config>> cfg_;  // swapped by a reload
   const std::shared_ptr<cache::store> store_;
   const std::shared_ptr<proxy::metrics_registry> metrics_;
   const std::shared_ptr<proxy::upstream_health> health_;
   const std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator_;
   const std::string version_;
+  const std::function<std::optional<config::reload_report>()> last_reload_;
   std::string fallback_;  // set by install(), read-only after
 };
 
@@ -82,7 +92,8 @@ void web_service_impl::add_health(std::vector<upstream_state>& upstreams) const 
 front_page web_service_impl::gather(const proxy::exchange& ex) const {
   const auto& req = ex.request();
   auto page = make_front_page(
-      cfg_, base_address_of(req[http::field::host], req["X-Forwarded-Proto"], fallback_), version_);
+      *cfg_.load(), base_address_of(req[http::field::host], req["X-Forwarded-Proto"], fallback_),
+      version_);
   page.now = system_clock::now();
   add_health(page.upstreams);
   if (auto st = store_->get_stats()) {
@@ -138,9 +149,11 @@ asio::awaitable<void> web_service_impl::ready(proxy::exchange& ex) {
   if (!probe && !probe.error().is(errc::not_found)) {
     cache_problem = "the cache cannot be read: " + probe.error().message;
   }
-  auto upstreams = upstreams_of(cfg_);
+  auto upstreams = upstreams_of(*cfg_.load());
   add_health(upstreams);
-  const readiness r = assess_readiness(upstreams, cache_problem);
+  std::optional<config::reload_report> last_reload;
+  if (last_reload_) last_reload = last_reload_();
+  const readiness r = assess_readiness(upstreams, cache_problem, last_reload);
   if (!r.ready) spdlog::warn("web: /readyz answers 503: {}", cache_problem);
   http::response<http::string_body> res{
       r.ready ? http::status::ok : http::status::service_unavailable, ex.request().version()};
@@ -157,10 +170,10 @@ std::shared_ptr<proxy::service> web_service::create(
     std::shared_ptr<proxy::metrics_registry> metrics,
     std::shared_ptr<proxy::upstream_health> health,
     std::shared_ptr<orchestrator::coordinator::coordinator_service> coordinator,
-    std::string version) {
+    std::string version, std::function<std::optional<config::reload_report>()> last_reload) {
   return std::make_shared<web_service_impl>(cfg, std::move(store), std::move(metrics),
                                             std::move(health), std::move(coordinator),
-                                            std::move(version));
+                                            std::move(version), std::move(last_reload));
 }
 
 }  // namespace pantry::web

@@ -17,6 +17,7 @@
 #include "pantry/orchestrator/runner/step_stream.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/off_thread.h"
+#include "pantry/proxy/reconfigurable.h"
 #include "pantry/proxy/server.h"
 #include "pantry/text.h"
 
@@ -35,6 +36,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -246,6 +248,7 @@ class local_uplink final : public job_uplink {
 };
 
 class coordinator_impl final : public coordinator_service,
+                               public proxy::reconfigurable,
                                public std::enable_shared_from_this<coordinator_impl> {
  public:
   coordinator_impl(const config::config& cfg, std::shared_ptr<cache::store> store,
@@ -253,6 +256,7 @@ class coordinator_impl final : public coordinator_service,
                    std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
                    std::string self_url, std::string token)
       : ci_(cfg.ci),
+        live_(std::make_shared<const config::ci_config>(cfg.ci)),
         hosted_prefix_(cfg.oci.hosted.prefix),
         data_dir_(cfg.data_dir),
         store_(std::move(store)),
@@ -275,6 +279,10 @@ class coordinator_impl final : public coordinator_service,
 
   result<void> start() override;
   void stop() noexcept override;
+  // Takes ci.tokens, ci.secrets, ci.quarantine and ci.quarantine_exit_passes.
+  void reconfigure(const config::config& cfg) override {
+    live_.store(std::make_shared<const config::ci_config>(cfg.ci));
+  }
 
   // --- the dashboard's reads (service.h) ---
   bool may_read(const exchange& ex) const override;
@@ -295,8 +303,9 @@ class coordinator_impl final : public coordinator_service,
   const std::shared_ptr<cache::store>& store() const { return store_; }
   void notify(pipeline_id p) { hub_.notify(p); }
   result<std::string> read_secret(const std::string& name) const {
-    auto it = ci_.secrets.find(name);
-    if (it == ci_.secrets.end()) {
+    const auto ci = live_.load();
+    auto it = ci->secrets.find(name);
+    if (it == ci->secrets.end()) {
       return error(errc::not_found,
                    "secret " + name + " is not in this pantry's ci.secrets; add it there");
     }
@@ -424,7 +433,11 @@ class coordinator_impl final : public coordinator_service,
   asio::awaitable<void> submit(exchange& ex);
   asio::awaitable<void> follow_pipeline(exchange& ex, pipeline_id id, const target_parts& t);
 
+  // The ci section as it started: what a reload cannot change (slots, limits, runner_timeout).
   config::ci_config ci_;
+  // Its live settings now (tokens, secrets, quarantine, quarantine_exit_passes): a reload swaps
+  // it (reconfigure()); a request reads it once and keeps what it got.
+  std::atomic<std::shared_ptr<const config::ci_config>> live_;
   std::string hosted_prefix_;
   fs::path data_dir_;
   std::shared_ptr<cache::store> store_;
@@ -1163,7 +1176,8 @@ std::string coordinator_impl::plan_order_file(const std::string& project,
     // unreadable and the test was added through the API.
     spdlog::warn("ci: {}: the quarantine cannot be read ({}); job {} gets ci.quarantine's list",
                  project, quarantined.error().message, spec_name);
-    if (auto it = ci_.quarantine.find(project); it != ci_.quarantine.end())
+    const auto ci = live_.load();
+    if (auto it = ci->quarantine.find(project); it != ci->quarantine.end())
       plan->quarantined = it->second;
   }
   return to_order_file(*plan);
@@ -1174,8 +1188,9 @@ result<std::vector<quarantined_test>> coordinator_impl::quarantined_tests(
   auto changes = quarantine_->changes(project);
   if (!changes) return changes.error();
   static const std::vector<std::string> kNone;
-  auto it = ci_.quarantine.find(project);
-  return merge_quarantine(it == ci_.quarantine.end() ? kNone : it->second, *changes);
+  const auto ci = live_.load();
+  auto it = ci->quarantine.find(project);
+  return merge_quarantine(it == ci->quarantine.end() ? kNone : it->second, *changes);
 }
 
 std::vector<std::string> coordinator_impl::release_passing(const test_run& run) {
@@ -1201,7 +1216,8 @@ std::vector<std::string> coordinator_impl::release_passing(const test_run& run) 
       runs = std::move(*read);
     }
     const std::size_t passes = passes_in_a_row(*runs, q.id, q.since);
-    if (passes < ci_.quarantine_exit_passes) continue;
+    const unsigned exit_passes = live_.load()->quarantine_exit_passes;
+    if (passes < exit_passes) continue;
     auto removed = quarantine_->remove(run.project, q.id, q.from_config);
     if (!removed) {
       lines.push_back("tests: " + q.id + " passed " + std::to_string(passes) +
@@ -1209,8 +1225,8 @@ std::vector<std::string> coordinator_impl::release_passing(const test_run& run) 
       continue;
     }
     lines.push_back("tests: " + q.id + " leaves quarantine: it passed " + std::to_string(passes) +
-                    " runs in a row (ci.quarantine_exit_passes: " +
-                    std::to_string(ci_.quarantine_exit_passes) + ")");
+                    " runs in a row (ci.quarantine_exit_passes: " + std::to_string(exit_passes) +
+                    ")");
   }
   return lines;
 }
@@ -1351,7 +1367,8 @@ std::optional<role> coordinator_impl::role_of(const exchange& ex, std::string* n
     if (name) *name = "pantry";
     return role::admin;
   }
-  for (const auto& t : ci_.tokens) {
+  const auto ci = live_.load();
+  for (const auto& t : ci->tokens) {
     if (!same(t.token)) continue;
     if (name) *name = t.name;
     switch (t.role) {
@@ -1597,9 +1614,10 @@ asio::awaitable<void> coordinator_impl::quarantine_route(exchange& ex, const tar
   auto answer = co_await blocking([&]() -> result<json::object> {
     std::optional<bool> changed;
     if (method != http::verb::get) {
-      auto in = ci_.quarantine.find(project);
+      const auto ci = live_.load();
+      auto in = ci->quarantine.find(project);
       const bool in_config =
-          in != ci_.quarantine.end() &&
+          in != ci->quarantine.end() &&
           std::find(in->second.begin(), in->second.end(), test) != in->second.end();
       auto done = method == http::verb::put
                       ? quarantine_->add(project, test, in_config, who, clock::now())
@@ -1642,9 +1660,10 @@ asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
   }
   auto* spec_file = &request->spec_file;
   const source_ref& source = request->source;
+  const auto ci = live_.load();
   for (const auto& j : spec->jobs) {
     for (const auto& s : j.secrets) {
-      if (!ci_.secrets.count(s)) {
+      if (!ci->secrets.count(s)) {
         co_await fail(ex, http::status::unprocessable_entity,
                       *spec_file + ": jobs." + j.name + ".secrets: " + s +
                           " is not a secret of this pantry; add it to ci.secrets in the "
@@ -1654,7 +1673,7 @@ asio::awaitable<void> coordinator_impl::submit(exchange& ex) {
     }
   }
   if (source.type == source_ref::kind::git && !source.git_auth_secret.empty() &&
-      !ci_.secrets.count(source.git_auth_secret)) {
+      !ci->secrets.count(source.git_auth_secret)) {
     co_await fail(ex, http::status::unprocessable_entity,
                   "source.auth_secret: " + source.git_auth_secret +
                       " is not a secret of this pantry; add it to ci.secrets");

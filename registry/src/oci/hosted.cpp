@@ -61,13 +61,13 @@ struct hosted_repos::upload {
   }
 };
 
-hosted_repos::hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
-                           asio::any_io_executor blocking, const pantry_auth& auth,
+hosted_repos::hosted_repos(std::string prefix, std::shared_ptr<cache::store> store,
+                           asio::any_io_executor blocking, access_fn access,
                            proxied_key_fn proxied_key, mountable_upstream_fn mountable_upstream)
-    : cfg_(cfg),
+    : prefix_(std::move(prefix)),
       store_(std::move(store)),
       blocking_(std::move(blocking)),
-      auth_(auth),
+      access_(std::move(access)),
       proxied_key_(std::move(proxied_key)),
       mountable_upstream_(std::move(mountable_upstream)),
       dir_(store_->opts().data_dir / "uploads") {
@@ -83,14 +83,16 @@ hosted_repos::~hosted_repos() = default;
 asio::awaitable<void> hosted_repos::handle(exchange& ex, const api_path& api) {
   const auto method = ex.request().method();
   const bool read = method == http::verb::get || method == http::verb::head;
-  auto id = auth_.who(ex);
-  if (id.invalid || (!read && id.user.empty()) || (read && cfg_.pull_auth && id.user.empty())) {
+  const access now = access_();
+  const pantry_auth& auth = *now.auth;
+  auto id = auth.who(ex);
+  if (id.invalid || (!read && id.user.empty()) || (read && now.pull_auth && id.user.empty())) {
     std::string scope = "repository:" + api.name + (read ? ":pull" : ":pull,push");
     std::string why = id.invalid ? "wrong user name or token"
                                  : (read ? "pulling " + api.name + " needs a login"
                                          : "pushing to " + api.name + " needs a login");
-    if (!auth_.enabled()) why += "; no user is configured: add one to oci.hosted.users";
-    co_await auth_.challenge(ex, scope, why);
+    if (!auth.enabled()) why += "; no user is configured: add one to oci.hosted.users";
+    co_await auth.challenge(ex, scope, why);
     co_return;
   }
   switch (api.kind) {
@@ -569,7 +571,7 @@ asio::awaitable<void> hosted_repos::upload_start(exchange& ex, const api_path& a
   std::optional<std::string> source;  // the cache key prefix of `from`
   if (!mount.empty() && is_digest(mount) && !from.empty()) {
     source =
-        from.starts_with(cfg_.prefix) ? std::optional(keys::hosted_repo(from)) : proxied_key_(from);
+        from.starts_with(prefix_) ? std::optional(keys::hosted_repo(from)) : proxied_key_(from);
   } else if (!mount.empty() && is_digest(mount)) {
     // No `from`: the spec lets the registry find a repository itself ("The registry MAY treat
     // the `from` parameter as optional, and it MAY cross-mount the blob if it can be found").

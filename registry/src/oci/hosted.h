@@ -42,9 +42,17 @@ class hosted_repos {
   // from open pulls, as for proxied_key_fn).
   using mountable_upstream_fn = std::function<bool(std::string_view name)>;
 
-  hosted_repos(const config::oci_hosted& cfg, std::shared_ptr<cache::store> store,
-               boost::asio::any_io_executor blocking, const pantry_auth& auth,
-               proxied_key_fn proxied_key, mountable_upstream_fn mountable_upstream);
+  // Who may do what now (a reload replaces it): each request asks once and keeps what it got.
+  struct access {
+    std::shared_ptr<const pantry_auth> auth;
+    bool pull_auth = false;  // oci.hosted.pull_auth
+  };
+  using access_fn = std::function<access()>;
+
+  // `prefix`: oci.hosted.prefix, fixed for the life of the object.
+  hosted_repos(std::string prefix, std::shared_ptr<cache::store> store,
+               boost::asio::any_io_executor blocking, access_fn access, proxied_key_fn proxied_key,
+               mountable_upstream_fn mountable_upstream);
   ~hosted_repos();
 
   // Any request for a hosted name (auth is checked here).
@@ -85,10 +93,10 @@ class hosted_repos {
   std::shared_ptr<upload> find_upload(const std::string& name, const std::string& id);
   void drop_upload(const std::string& id);
 
-  const config::oci_hosted cfg_;
+  const std::string prefix_;
   const std::shared_ptr<cache::store> store_;
   const boost::asio::any_io_executor blocking_;
-  const pantry_auth& auth_;
+  const access_fn access_;
   const proxied_key_fn proxied_key_;
   const mountable_upstream_fn mountable_upstream_;
   const std::filesystem::path dir_;

@@ -1,5 +1,6 @@
 #include "pantry/registry/oci/service.h"
 
+#include "pantry/proxy/reconfigurable.h"
 #include "pantry/registry/oci/protocol.h"
 
 #include "../http_serve.h"
@@ -10,6 +11,9 @@
 #include "respond.h"
 #include "upstream_auth.h"
 
+#include <atomic>
+#include <memory>
+
 namespace pantry::registry::oci {
 namespace {
 
@@ -17,45 +21,77 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using proxy::exchange;
 
-class service_impl final : public service, public std::enable_shared_from_this<service_impl> {
+// The pull-through side, pantry's auth and the manifests route, made from one config. A request
+// holds the state it started with for as long as it runs, so a reload never changes the
+// settings (or the upstream a target points into) under it.
+struct oci_state {
+  oci_state(const config::oci_config& cfg, const std::shared_ptr<cache::store>& store,
+            const std::shared_ptr<proxy::client>& upstream,
+            std::shared_ptr<proxy::flight_table> flights,
+            std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
+            std::string control_token)
+      : ctx(std::make_shared<proxied_context>(cfg, store, upstream, std::move(flights),
+                                              std::move(metrics), std::move(blocking))),
+        auth(std::make_shared<const pantry_auth>(cfg.hosted, std::move(control_token))),
+        manifests(std::make_shared<proxied_manifests>(ctx)) {}
+
+  const config::oci_config& cfg() const { return ctx->cfg; }
+
+  const std::shared_ptr<const proxied_context> ctx;
+  const std::shared_ptr<const pantry_auth> auth;
+  const std::shared_ptr<proxied_manifests> manifests;
+};
+
+class service_impl final : public service,
+                           public proxy::reconfigurable,
+                           public std::enable_shared_from_this<service_impl> {
  public:
   service_impl(const config::oci_config& cfg, std::shared_ptr<cache::store> store,
-               const std::shared_ptr<proxy::client>& upstream,
+               std::shared_ptr<proxy::client> upstream,
                std::shared_ptr<proxy::flight_table> flights,
                std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
                std::string control_token)
-      : ctx_(std::make_shared<proxied_context>(cfg, store, upstream, std::move(flights),
-                                               std::move(metrics), blocking)),
-        cfg_(ctx_->cfg),
-        auth_(cfg_.hosted, std::move(control_token)),
+      : store_(std::move(store)),
+        upstream_(std::move(upstream)),
+        flights_(std::move(flights)),
+        metrics_(std::move(metrics)),
+        blocking_(std::move(blocking)),
+        control_token_(std::move(control_token)),
         hosted_(
-            cfg_.hosted, std::move(store), std::move(blocking), auth_,
+            cfg.hosted.prefix, store_, blocking_,
+            [this] {
+              auto st = state_.load();
+              return hosted_repos::access{st->auth, st->cfg().hosted.pull_auth};
+            },
             [this](std::string_view name) -> std::optional<std::string> {
-              auto t = resolve(name, "");
+              auto st = state_.load();
+              auto t = resolve(*st, name, "");
               if (!t || t->up == nullptr) return std::nullopt;
               // What an upstream's credentials pulled is only for clients that log in; a
               // hosted repository anyone may pull from does not get it by a mount.
-              if (!t->up->upstream().username.empty() && !cfg_.hosted.pull_auth) {
+              if (!t->up->upstream().username.empty() && !st->cfg().hosted.pull_auth) {
                 return std::nullopt;
               }
               return t->key_prefix;
             },
             [this](std::string_view upstream) {
-              auto it = ctx_->upstreams.find(upstream);
-              if (it == ctx_->upstreams.end()) return false;
-              return it->second->upstream().username.empty() || cfg_.hosted.pull_auth;
-            }),
-        manifests_(std::make_shared<proxied_manifests>(ctx_)) {}
+              auto st = state_.load();
+              auto it = st->ctx->upstreams.find(upstream);
+              if (it == st->ctx->upstreams.end()) return false;
+              return it->second->upstream().username.empty() || st->cfg().hosted.pull_auth;
+            }) {
+    state_.store(make_state(cfg));
+  }
 
   void install(proxy::server& srv) override {
     auto self = shared_from_this();
     srv.route("/v2/", [self](exchange& ex) { return self->handle(ex); });
     srv.route("/v2", [self](exchange& ex) { return self->handle(ex); });
-    srv.route("/auth/token", [self](exchange& ex) {
-      ex.set_route("oci_token");
-      return self->auth_.handle_token(ex);
-    });
+    srv.route("/auth/token", [self](exchange& ex) { return self->token(ex); });
   }
+
+  // oci.hosted.prefix stays what it was at start (config/reload.h): hosted_ holds it.
+  void reconfigure(const config::config& cfg) override { state_.store(make_state(cfg.oci)); }
 
  private:
   // A parse error's message starts with the spec's code.
@@ -71,11 +107,12 @@ class service_impl final : public service, public std::enable_shared_from_this<s
   }
 
   // Which upstream (or hosted storage) a name belongs to.
-  result<target> resolve(std::string_view name, std::string_view ns) {
+  static result<target> resolve(const oci_state& st, std::string_view name, std::string_view ns) {
+    const config::oci_config& cfg = st.cfg();
     target t;
     std::string repo(name);
     upstream_auth* up = nullptr;
-    const auto& upstreams = ctx_->upstreams;
+    const auto& upstreams = st.ctx->upstreams;
     if (!ns.empty()) {
       auto it = upstreams.find(ns);
       if (it == upstreams.end()) {
@@ -83,7 +120,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
                                           " names no upstream in oci.upstreams; configure it");
       }
       up = it->second.get();
-    } else if (!cfg_.hosted.prefix.empty() && repo.starts_with(cfg_.hosted.prefix)) {
+    } else if (!cfg.hosted.prefix.empty() && repo.starts_with(cfg.hosted.prefix)) {
       t.repo = repo;
       t.key_prefix = keys::hosted_repo(repo);
       return t;
@@ -95,7 +132,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
           repo = repo.substr(slash + 1);
         }
       }
-      if (up == nullptr) up = upstreams.at(cfg_.default_upstream).get();
+      if (up == nullptr) up = upstreams.at(cfg.default_upstream).get();
     }
     // Docker Hub keeps its official images under library/.
     if (up->upstream().name == "docker.io" && repo.find('/') == std::string::npos) {
@@ -107,7 +144,22 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     return t;
   }
 
+  std::shared_ptr<const oci_state> make_state(const config::oci_config& cfg) const {
+    return std::make_shared<const oci_state>(cfg, store_, upstream_, flights_, metrics_, blocking_,
+                                             control_token_);
+  }
+
+  asio::awaitable<void> token(exchange& ex) {
+    ex.set_route("oci_token");
+    auto st = state_.load();
+    co_await st->auth->handle_token(ex);
+  }
+
   asio::awaitable<void> handle(exchange& ex) {
+    // Held until the request ends: the target below points into it.
+    const auto st = state_.load();
+    const pantry_auth& auth = *st->auth;
+    const config::oci_config& cfg = st->cfg();
     const auto& req = ex.request();
     const std::string path = detail::path_of(req.target());
     auto api =
@@ -119,7 +171,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     }
     if (api->kind == api_kind::ping) {
       ex.set_route("oci_ping");
-      co_await ping(ex);
+      co_await ping(ex, auth);
       co_return;
     }
     if (api->kind == api_kind::catalog) {
@@ -129,7 +181,7 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_return;
     }
     const std::string ns = query_param(req.target(), "ns");
-    auto t = resolve(api->name, ns);
+    auto t = resolve(*st, api->name, ns);
     if (!t) {
       ex.set_route("oci");
       co_await oci_error(ex, http::status::not_found, "NAME_UNKNOWN", t.error().message);
@@ -141,13 +193,13 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_return;
     }
     if (!t->up->upstream().username.empty()) {
-      auto id = auth_.who(ex);
+      auto id = auth.who(ex);
       if (id.user.empty()) {
         ex.set_route("oci");
-        co_await auth_.challenge(ex, "repository:" + api->name + ":pull",
-                                 api->name + " comes from " + t->up->upstream().name +
-                                     " with pantry's credentials; log in to pantry as one of "
-                                     "oci.hosted.users to pull it");
+        co_await auth.challenge(ex, "repository:" + api->name + ":pull",
+                                api->name + " comes from " + t->up->upstream().name +
+                                    " with pantry's credentials; log in to pantry as one of "
+                                    "oci.hosted.users to pull it");
         co_return;
       }
     }
@@ -157,44 +209,44 @@ class service_impl final : public service, public std::enable_shared_from_this<s
       co_await oci_error(ex, http::status::method_not_allowed, "UNSUPPORTED",
                          std::string(req.method_string()) + " " + path +
                              ": proxied repositories are read-only; push to a name under " +
-                             cfg_.hosted.prefix);
+                             cfg.hosted.prefix);
       co_return;
     }
     switch (api->kind) {
       case api_kind::manifest:
         ex.set_route("oci_manifest");
-        co_await manifests_->handle(ex, *t, api->reference);
+        co_await st->manifests->handle(ex, *t, api->reference);
         break;
       case api_kind::blob:
         ex.set_route("oci_blob");
-        co_await serve_proxied_blob(ctx_, ex, *t, api->name, api->reference);
+        co_await serve_proxied_blob(st->ctx, ex, *t, api->name, api->reference);
         break;
       case api_kind::tags:
         ex.set_route("oci_tags");
-        co_await serve_proxied_tags(*ctx_, ex, *t, api->name);
+        co_await serve_proxied_tags(*st->ctx, ex, *t, api->name);
         break;
       case api_kind::referrers:
         ex.set_route("oci_referrers");
-        co_await serve_proxied_referrers(ctx_, ex, *t, api->reference);
+        co_await serve_proxied_referrers(st->ctx, ex, *t, api->reference);
         break;
       default:
         ex.set_route("oci");
         co_await oci_error(ex, http::status::method_not_allowed, "UNSUPPORTED",
-                           "uploads go to names under " + cfg_.hosted.prefix);
+                           "uploads go to names under " + cfg.hosted.prefix);
         break;
     }
   }
 
-  asio::awaitable<void> ping(exchange& ex) {
-    if (auth_.enabled()) {
+  static asio::awaitable<void> ping(exchange& ex, const pantry_auth& auth) {
+    if (auth.enabled()) {
       // As Docker Hub does: a client without a token is sent to the token endpoint, which gives
       // anonymous clients a pull token and checks a user's password, so `docker login` really
       // checks it.
-      auto id = auth_.who(ex);
+      auto id = auth.who(ex);
       if (id.user.empty() && (id.invalid || !has_bearer(ex))) {
-        co_await auth_.challenge(ex, {},
-                                 "log in with one of oci.hosted.users, or get an "
-                                 "anonymous token from /auth/token");
+        co_await auth.challenge(ex, {},
+                                "log in with one of oci.hosted.users, or get an "
+                                "anonymous token from /auth/token");
         co_return;
       }
     }
@@ -213,11 +265,15 @@ class service_impl final : public service, public std::enable_shared_from_this<s
     return false;
   }
 
-  const std::shared_ptr<const proxied_context> ctx_;
-  const config::oci_config& cfg_;  // ctx_'s
-  const pantry_auth auth_;
+  const std::shared_ptr<cache::store> store_;
+  const std::shared_ptr<proxy::client> upstream_;
+  const std::shared_ptr<proxy::flight_table> flights_;
+  const std::shared_ptr<proxy::metrics_registry> metrics_;
+  const asio::any_io_executor blocking_;
+  const std::string control_token_;
+  std::atomic<std::shared_ptr<const oci_state>> state_;
+  // Uploads in progress live here, across reloads; it reads the auth of the state now.
   hosted_repos hosted_;
-  const std::shared_ptr<proxied_manifests> manifests_;
 };
 
 }  // namespace

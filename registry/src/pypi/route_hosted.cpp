@@ -207,15 +207,26 @@ struct hosted_route::upload_form : multipart_parser::handler {
   }
 };
 
-hosted_route::hosted_route(std::shared_ptr<const context> ctx, const config::oci_hosted& accounts)
-    : ctx_(std::move(ctx)), auth_(accounts), dir_(ctx_->store->opts().data_dir / "pypi-uploads") {
+hosted_route::hosted_route(std::shared_ptr<const context> ctx, const config::oci_hosted& accounts,
+                           std::shared_ptr<std::mutex> records)
+    : ctx_(std::move(ctx)),
+      auth_(accounts),
+      dir_(uploads_dir(*ctx_->store)),
+      records_(std::move(records)) {}
+
+std::filesystem::path hosted_route::uploads_dir(const cache::store& store) {
+  return store.opts().data_dir / "pypi-uploads";
+}
+
+void hosted_route::sweep_uploads(const cache::store& store, bool hosted) {
   // Uploads do not survive a restart: what a dead process left is removed.
+  const auto dir = uploads_dir(store);
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  if (!ctx_->cfg.hosted.empty()) {
-    std::filesystem::create_directories(dir_, ec);
+  std::filesystem::remove_all(dir, ec);
+  if (hosted) {
+    std::filesystem::create_directories(dir, ec);
     if (ec) {
-      spdlog::warn("pypi: cannot create {}: {}; uploads will fail", dir_.string(), ec.message());
+      spdlog::warn("pypi: cannot create {}: {}; uploads will fail", dir.string(), ec.message());
     }
   }
 }
@@ -483,7 +494,7 @@ asio::awaitable<void> hosted_route::upload(exchange& ex, const config::pypi_host
   cache::store& store = *ctx_->store;
   auto stored =
       co_await registry::detail::off_thread(ctx_->blocking, [&]() -> result<stored_result> {
-        std::lock_guard lock(records_);
+        std::lock_guard lock(*records_);
         auto existing = read_record(store, project_key);
         if (!existing) return existing.error();
         hosted_project project;
@@ -599,7 +610,7 @@ asio::awaitable<void> hosted_route::yank(exchange& ex, const config::pypi_hosted
   cache::store& store = *ctx_->store;
   auto changed = co_await registry::detail::off_thread(
       ctx_->blocking, [&]() -> result<std::optional<hosted_project>> {
-        std::lock_guard lock(records_);
+        std::lock_guard lock(*records_);
         auto existing = read_record(store, key);
         if (!existing) return existing.error();
         if (!*existing) return std::nullopt;

@@ -48,8 +48,14 @@ namespace pantry::registry::pypi {
 // find() first: a project a hosted index has is served from there alone.
 class hosted_route : public std::enable_shared_from_this<hosted_route> {
  public:
-  // `accounts`: oci.hosted, whose users upload. Removes what a dead process left of uploads.
-  hosted_route(std::shared_ptr<const context> ctx, const config::oci_hosted& accounts);
+  // `accounts`: oci.hosted, whose users upload. `records` serializes the read-modify-write of
+  // project records; the routes made from every reloaded config share one.
+  hosted_route(std::shared_ptr<const context> ctx, const config::oci_hosted& accounts,
+               std::shared_ptr<std::mutex> records);
+
+  // Removes what a dead process left of uploads and, with `hosted` (an index is configured),
+  // makes the directory uploads are received in. Once, when the service is made.
+  static void sweep_uploads(const cache::store& store, bool hosted);
 
   // Everything under /<index> of a configured index.
   boost::asio::awaitable<void> handle(proxy::exchange& ex);
@@ -90,11 +96,13 @@ class hosted_route : public std::enable_shared_from_this<hosted_route> {
   // Answers 401 or 403 and returns false unless the request is an uploader's of `index`.
   boost::asio::awaitable<bool> authorize(proxy::exchange& ex, const config::pypi_hosted& index);
 
+  static std::filesystem::path uploads_dir(const cache::store& store);
+
   const std::shared_ptr<const context> ctx_;
   const oci::pantry_auth auth_;
   const std::filesystem::path dir_;  // uploads being received
   // Serializes the read-modify-write of project records (held on the blocking pool only).
-  std::mutex records_;
+  const std::shared_ptr<std::mutex> records_;
 };
 
 // The project list: the union of every upstream's root page (cached with index_ttl, stale when

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace pantry::app {
 namespace {
@@ -154,6 +155,62 @@ TEST(AppTest, ServesHealthzAndMetricsThenStopsAndReleasesTheDataDir) {
   auto stopped = running.finish();
   EXPECT_TRUE(stopped) << stopped.error().message;
   EXPECT_TRUE(data_dir_is_free(dir.path()));
+}
+
+TEST(AppTest, ReloadAppliesLiveSettingsRefusesABadFileAndKeepsRestartOnlyOnes) {
+  temp_dir dir;
+  const config::config start = test_config(dir.path());
+  auto created = app::create(start);
+  ASSERT_TRUE(created) << created.error().message;
+  app& a = **created;
+  config::config next = start;
+  std::optional<error> broken;
+  a.set_config_source({"pantry.yaml", [&](const std::string& file) -> result<config::config> {
+                         EXPECT_EQ(file, "pantry.yaml");
+                         if (broken) return *broken;
+                         return next;
+                       }});
+  running_app running(std::move(*created));
+  ASSERT_THAT(http_get(running.port(), "/v2/"), StartsWith("HTTP/1.1 200 "));
+
+  // A hosted user: /v2/ now asks for a login.
+  next.oci.hosted.users = {{"ci", "ci-token-0123456789abcdef"}};
+  config::reload_report r = a.reload();
+  EXPECT_EQ(r.outcome, config::reload_outcome::applied) << r.error;
+  EXPECT_EQ(r.changed, std::vector<std::string>{"oci.hosted.users"});
+  EXPECT_THAT(http_get(running.port(), "/v2/"), StartsWith("HTTP/1.1 401 "));
+
+  // A file that does not read: refused, the user stays.
+  broken = error(errc::config_error, "pantry.yaml:3:12: cache.max_size: \"lots\" is not a size");
+  r = a.reload();
+  EXPECT_EQ(r.outcome, config::reload_outcome::refused);
+  EXPECT_EQ(r.error, broken->message);
+  EXPECT_THAT(http_get(running.port(), "/v2/"), StartsWith("HTTP/1.1 401 "));
+  std::string ready = http_get(running.port(), "/readyz");
+  EXPECT_THAT(ready, StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(ready, HasSubstr("\"valid\":false"));
+  EXPECT_THAT(ready, HasSubstr("pantry.yaml:3:12: cache.max_size"));
+  broken.reset();
+
+  // A new port and a new quota wait for a restart; the rest (no user any more) is applied.
+  next.listen.port = 1;
+  next.cache.max_size = start.cache.max_size * 4;
+  next.oci.hosted.users.clear();
+  r = a.reload();
+  EXPECT_EQ(r.outcome, config::reload_outcome::needs_restart);
+  ASSERT_EQ(r.needs_restart.size(), 2u);
+  EXPECT_EQ(r.needs_restart[0].key, "listen");
+  EXPECT_EQ(r.needs_restart[0].wanted, "127.0.0.1:1");
+  EXPECT_EQ(r.needs_restart[1].key, "cache.max_size");
+  EXPECT_EQ(r.changed, std::vector<std::string>{"oci.hosted.users"});
+  EXPECT_THAT(http_get(running.port(), "/v2/"), StartsWith("HTTP/1.1 200 "));
+
+  std::string metrics = http_get(running.port(), "/metrics");
+  EXPECT_THAT(metrics, HasSubstr("\npantry_config_reloads_total{outcome=\"applied\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("\npantry_config_reloads_total{outcome=\"refused\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("\npantry_config_reloads_total{outcome=\"needs_restart\"} 1"));
+
+  EXPECT_TRUE(running.finish());
 }
 
 TEST(AppTest, SecondAppOnTheSameDataDirIsRefusedWhileTheFirstRuns) {

@@ -292,5 +292,37 @@ TEST(FrontPageTest, NotReadyWhenTheCacheCannotBeRead) {
               HasSubstr("\"cache\":\"the cache cannot be read: mdb_txn_begin: I/O error\""));
 }
 
+TEST(FrontPageTest, ReadinessReportsTheLastReloadAndStaysReadyWhenOneIsRefused) {
+  const auto ups = upstreams_of(secretive_config());
+  const readiness never = assess_readiness(ups, "");
+  EXPECT_THAT(never.json, HasSubstr("\"config\":{\"valid\":true,\"last_reload\":null}"))
+      << never.json;
+
+  config::reload_report refused;
+  refused.outcome = config::reload_outcome::refused;
+  refused.source = "/etc/pantry.yaml";
+  refused.error = "/etc/pantry.yaml:4:14: cache.max_size: \"50 GB\" is not a size";
+  refused.at = system_clock::from_time_t(1'800'000'000);
+  const readiness r = assess_readiness(ups, "", refused);
+  EXPECT_TRUE(r.ready) << r.json;  // the config that runs was checked and still serves
+  EXPECT_THAT(r.json, HasSubstr("\"valid\":false")) << r.json;
+  EXPECT_THAT(r.json, HasSubstr("\"outcome\":\"refused\"")) << r.json;
+  EXPECT_THAT(r.json, HasSubstr("/etc/pantry.yaml:4:14: cache.max_size:")) << r.json;
+  EXPECT_THAT(r.json, HasSubstr("\"at\":\"2027-01-15T08:00:00Z\"")) << r.json;
+
+  config::reload_report kept;
+  kept.outcome = config::reload_outcome::needs_restart;
+  kept.source = "/etc/pantry.yaml";
+  kept.changed = {"oci.hosted.users"};
+  kept.needs_restart = {{"listen", "0.0.0.0:8585", "0.0.0.0:9090"}};
+  const std::string json = reload_json(kept);
+  EXPECT_THAT(json, HasSubstr("\"changed\":[\"oci.hosted.users\"]")) << json;
+  EXPECT_THAT(json, HasSubstr("\"needs_restart\":[{\"key\":\"listen\",\"running\":\"0.0.0.0:"
+                              "8585\",\"wanted\":\"0.0.0.0:9090\"}]"))
+      << json;
+  EXPECT_THAT(json, Not(HasSubstr("\"error\""))) << json;
+  EXPECT_THAT(assess_readiness(ups, "", kept).json, HasSubstr("\"valid\":true"));
+}
+
 }  // namespace
 }  // namespace pantry::web

@@ -12,12 +12,23 @@
 
 #include "pantry/app/control.h"
 #include "pantry/config/config.h"
+#include "pantry/config/reload.h"
 #include "pantry/error.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace pantry::app {
+
+// Where a reload reads the config from: `file` ("" for the built-in defaults), through `load`,
+// which lays the same command-line settings over it as at start (--listen, --data-dir).
+struct config_source {
+  std::string file;
+  std::function<result<config::config>(const std::string& file)> load;
+};
 
 class app {
  public:
@@ -48,6 +59,22 @@ class app {
   // cache writes its batched access times. Returns the error of that last write, if any, else
   // logs "pantry serve: stopped". Blocks; call once.
   virtual result<void> run() = 0;
+
+  // Where reload() reads the config from; until this is called, the built-in defaults (and
+  // config::load_file() for a file reload() names), with no command-line settings over them.
+  virtual void set_config_source(config_source source) = 0;
+
+  // Reads the config again (`file` instead of the source's file, from now on, when given) and
+  // applies it without dropping a connection or a download: a file that does not read or check
+  // is refused, logged with its file:line:col errors, and the running config stays; otherwise
+  // every live setting (pantry/config/reload.h) goes to the services, for the requests that
+  // start from now on, and each restart-only setting the file changes is logged as needing a
+  // restart and keeps its value. Counts pantry_config_reloads_total{outcome}; /readyz shows the
+  // report. One
+  // reload at a time; from any thread but an I/O thread of this app (it blocks while it reads
+  // the file). After stop() it refuses. What SIGHUP and POST /api/v1/admin/reload (with the
+  // control token; `pantry reload`) call.
+  virtual config::reload_report reload(const std::optional<std::string>& file = std::nullopt) = 0;
 
   // Asks run() to finish: the server stops accepting and lets in-flight responses finish within
   // server.shutdown_grace. Safe from any thread (a signal-waiting one), before run() (which

@@ -8,6 +8,7 @@
 // user info of an upstream's URL.
 
 #include "pantry/config/config.h"
+#include "pantry/config/reload.h"
 
 #include <chrono>
 #include <cstdint>
@@ -105,14 +106,23 @@ front_page make_front_page(const config::config& cfg, const base_address& base,
 // not make it unready, since it keeps serving what it has cached; such an upstream is listed as
 // "failing" (its last request failed), beside "up" (its last one got an answer) and "unknown"
 // (not asked since start), and the answer then says "degraded": true. The JSON holds no secret
-// (the upstreams as upstreams_of gives them).
+// (the upstreams as upstreams_of gives them). "config" reports the last reload of the config
+// (SIGHUP, `pantry reload`; null before the first): a refused one makes "valid" false, since the
+// file on disk is not what runs, but not unready — the config that runs was checked and serves.
 struct readiness {
   bool ready = false;  // 200 when true, else 503
   std::string json;    // {"ready", "degraded", "cache", "upstreams": [{protocol, name, url, state,
-                       //  last_success, last_failure, failure}]}
+                       //  last_success, last_failure, failure}], "config": {"valid",
+                       //  "last_reload": reload_json()'s object or null}}
 };
 readiness assess_readiness(const std::vector<upstream_state>& upstreams,
-                           const std::string& cache_problem);
+                           const std::string& cache_problem,
+                           const std::optional<config::reload_report>& last_reload = {});
+
+// A reload's report as JSON: {"outcome", "source", "at", "error" (refused only), "changed":
+// [key…], "needs_restart": [{"key", "running", "wanted"}]}, and a newline. Holds no secret: keys
+// only, and values only of the restart-only settings, none of which is a secret.
+std::string reload_json(const config::reload_report& report);
 
 // True iff the Accept header lines prefer JSON: application/json is named with q > 0 and at
 // least text/html's q (0 when not named). Browsers, curl's `*/*` and no header get HTML.

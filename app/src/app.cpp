@@ -6,6 +6,7 @@
 #include "pantry/orchestrator/builder/service.h"
 #include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/orchestrator/coordinator/service.h"
+#include "pantry/orchestrator/pins/bot_service.h"
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/flight.h"
@@ -75,6 +76,10 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
   } else if (cfg.ci.enabled) {
     services.push_back(orchestrator::coordinator::coordinator_service::create(
         cfg, p.store, runner, p.metrics, p.blocking, p.self_url, p.control_token));
+  }
+  // Last: stopped first, so that a run under way ends before the parts it asks go.
+  if (cfg.pins.enabled) {
+    services.push_back(orchestrator::pins::bot_service::create(cfg, p.self_url, p.control_token));
   }
   return services;
 }

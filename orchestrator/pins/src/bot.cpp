@@ -7,6 +7,7 @@
 #include "bot_git.h"
 #include "declined.h"
 #include "http_index.h"
+#include "run_lock.h"
 
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/forge.h"
@@ -225,8 +226,12 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
                             : result<std::string>(error(errc::invalid_argument, "no pantry URL"));
   if (!url) return fail(url.error().message);
   if (opt.open_prs && !bump) return fail("--open-prs is for pins bump (check changes nothing)");
+  std::unique_ptr<run_lock> lock;
   std::optional<declined_record> declined;
   if (bump) {
+    auto locked = run_lock::acquire(cfg.data_dir);
+    if (!locked) return fail(locked.error().message);
+    lock = std::move(*locked);
     auto loaded = declined_record::load(fs::path(cfg.data_dir) / "pins" / "declined.tsv");
     if (!loaded) return fail(loaded.error().message);
     declined.emplace(std::move(*loaded));
@@ -243,7 +248,10 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
   bool errors = false;
   bool outdated = false;
   std::size_t& checked = outcome.checked;
+  const auto stopped = [&] { return opt.stop_requested && opt.stop_requested(); };
+  const std::string kStopped = "stopped before its end: pantry is shutting down";
   for (const auto* repo : repos) {
+    if (stopped()) return fail(kStopped);
     if (repo->path.empty()) {
       errors = true;
       out.problem(repo->name + ": " + repo->url +
@@ -274,7 +282,8 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
     }
     std::unique_ptr<forge_client> forge;
     std::optional<pr_opener> opener;
-    if (opt.open_prs) {
+    if (opt.open_prs &&
+        !(opt.forge_optional && repo->forge.kind == config::pins_forge_kind::none)) {
       if (repo->forge.kind == config::pins_forge_kind::none) {
         errors = true;
         out.problem(repo->name +
@@ -343,6 +352,7 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
                    ": not checked: " + skipped.reason);
         }
         for (const auto& site : found->images) {
+          if (stopped()) return fail(kStopped);
           const auto& ref = site.reference;
           if (opt.only && ref.name != *opt.only) continue;
           const std::string where = shown + ":" + std::to_string(site.line);
@@ -375,6 +385,7 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
       }
       const auto& reqs = doc->requirements();
       for (std::size_t i = 0; i < reqs.size(); ++i) {
+        if (stopped()) return fail(kStopped);
         if (opt.only && reqs[i].name != *opt.only) continue;
         if (!reqs[i].pinned_version())
           continue;  // a range or URL: pip resolves it, nothing to move
@@ -424,6 +435,7 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
     }
     if (!bump) continue;
     for (const auto& [key, moved] : moved_images) {
+      if (stopped()) return fail(kStopped);
       const std::string where = repo->name + ": image " + key;
       const std::string name = image_branch(moved.plan);
       if (declined->has(repo->name, name)) {

@@ -3,8 +3,10 @@
 // The pin bot's engine: one run of `pantry pins check` or `pantry pins bump` over the configured
 // repositories (config's `pins:` section), with pantry's own PyPI index and registry over HTTP.
 // check reads the files and changes nothing; bump makes one branch per upgrade in a scratch clone
-// and pushes it to the repository, and with open_prs opens or updates its pull request. The
-// command line (cli/pins.cpp) prints its report.
+// and pushes it to the repository, and with open_prs opens or updates its pull request. The same
+// run serves the command line (cli/pins.cpp prints its report) and the schedule inside
+// `pantry serve` (bot_service.h logs it). Two bumps of one data dir never overlap: each holds
+// <data_dir>/pins/bump.lock while it runs (a check takes no lock: it writes nothing).
 //
 // Blocking: git through the runner's process library, HTTP through the coordinator's blocking
 // api_client. Never call it on an I/O thread of a server in the same process: it asks that server.
@@ -26,8 +28,11 @@ inline constexpr int kExitOutdated = 1;  // check: an upgrade is proposed, or fo
 inline constexpr int kExitError = 2;
 
 struct bot_options {
-  bool bump = false;                // false: check
-  bool open_prs = false;            // bump only: a pull request per branch
+  bool bump = false;      // false: check
+  bool open_prs = false;  // bump only: a pull request per branch
+  // With open_prs: a repository without a forge gets its branches only (the schedule), instead
+  // of an error (`pantry pins bump --open-prs`).
+  bool forge_optional = false;
   std::optional<std::string> repo;  // only this configured repository
   std::optional<std::string> only;  // only this project (PEP 503-normalized) or image name
   // How messages name the config ("pins.yaml", "the built-in config").
@@ -35,6 +40,8 @@ struct bot_options {
   // pantry's URL (http(s)://host:port, no trailing '/'), asked once the selection is known to be
   // good: its errors end the run as the config's do.
   std::function<result<std::string>()> pantry_url;
+  // Asked before each pin and image; true ends the run there, as an error ("stopped").
+  std::function<bool()> stop_requested;
 };
 
 // Where a run's report goes, line by line (no trailing newline).
@@ -55,7 +62,8 @@ struct bot_outcome {
 // cfg.data_dir). Errors end up in the outcome's status and in out.problem: a config without pins
 // repositories, an unknown opt.repo, a bad policy value, --open-prs for check, an unreadable or
 // malformed file (named with file and line; that file is left as it is, the others go on), an
-// unreachable index or registry (the run stops: it decides nothing), a git command that failed.
+// unreachable index or registry (the run stops: it decides nothing), a git command that failed,
+// a bump while another holds the data dir's lock (errc::locked's message names the holder's pid).
 bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out);
 
 }  // namespace pantry::orchestrator::pins

@@ -118,10 +118,13 @@ commands:
              pins), the reasons and the new hashes below it, decided with pantry's own PyPI
              index (the serve of the data dir, PANTRY_URL or --pantry). Changes nothing; exit 0
              when every pin is current, 1 when something is out of date, 2 on an error.
-  pins bump [--config FILE] [--repo NAME] [--only NAME] [--pantry URL]
+  pins bump [--config FILE] [--repo NAME] [--only NAME] [--pantry URL] [--open-prs]
              As check, and each upgrade becomes a branch pantry/pins/NAME-VERSION with one
              commit, made in a scratch clone and pushed to the repository's path (its working
-             tree is not touched); an existing branch is left as it is. Exit 0 done, 2 on an error.
+             tree is not touched); an existing branch is left as it is. When pantry's coordinator
+             is at hand (the serve of the data dir, or PANTRY_TOKEN), each branch's commit gets a
+             pipeline (its .pantry.yml); --open-prs opens a pull request per branch, with the CI
+             result in its description. Exit 0 done, 2 on an error.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.

@@ -17,21 +17,33 @@ namespace {
 
 namespace pins = orchestrator::pins;
 
-// --pantry, else $PANTRY_URL, else the serve of the config's data dir.
-result<std::string> index_url(const pins_check_options& opt, const config::config& cfg) {
-  if (opt.pantry) return *opt.pantry;
-  if (const char* env = std::getenv("PANTRY_URL"); env && *env) {
-    std::string url = env;
-    while (url.ends_with("/"))
-      url.pop_back();
-    return url;
+// --pantry, else $PANTRY_URL, else the serve of the config's data dir; the token for its
+// coordinator is $PANTRY_TOKEN with the first two, the serve's control token with the last.
+result<pins::pantry_endpoint> locate_pantry(const pins_check_options& opt,
+                                            const config::config& cfg) {
+  pins::pantry_endpoint where;
+  const char* env_url = std::getenv("PANTRY_URL");
+  if (opt.pantry || (env_url && *env_url)) {
+    where.url = opt.pantry ? *opt.pantry : env_url;
+    while (where.url.ends_with("/"))
+      where.url.pop_back();
+    if (const char* token = std::getenv("PANTRY_TOKEN"); token && *token) where.token = token;
+    return where;
   }
   auto found = app::find_control(cfg.data_dir);
   if (!found) return found.error();
   if (!*found)
     return error(errc::not_found, "no `pantry serve` holds the data dir " + cfg.data_dir +
                                       "; start one, or give --pantry URL of a pantry that runs");
-  return (*found)->url;
+  where.url = (*found)->url;
+  where.token = (*found)->token;
+  return where;
+}
+
+// The config of --config, or the built-in one; errors name the file.
+result<config::config> load_config(const pins_check_options& opt) {
+  if (!opt.config_file) return config::defaults();
+  return config::load_file(*opt.config_file);
 }
 
 int run_pins(const pins_check_options& opt, bool bump) {
@@ -40,22 +52,19 @@ int run_pins(const pins_check_options& opt, bool bump) {
                              [&](std::string_view message) {
                                std::cerr << "pantry: " << command << ": " << message << '\n';
                              }};
-  config::config cfg = config::defaults();
-  if (opt.config_file) {
-    auto loaded = config::load_file(*opt.config_file);
-    if (!loaded) {
-      out.problem(loaded.error().message);
-      return pins::kExitError;
-    }
-    cfg = std::move(*loaded);
+  auto loaded = load_config(opt);
+  if (!loaded) {
+    out.problem(loaded.error().message);
+    return pins::kExitError;
   }
+  const config::config& cfg = *loaded;
   pins::bot_options bot;
   bot.bump = bump;
   bot.open_prs = opt.open_prs;
   bot.repo = opt.repo;
   bot.only = opt.only;
   if (opt.config_file) bot.config_name = *opt.config_file;
-  bot.pantry_url = [&] { return index_url(opt, cfg); };
+  bot.locate_pantry = [&] { return locate_pantry(opt, cfg); };
   return pins::run_bot(cfg, bot, out).status;
 }
 

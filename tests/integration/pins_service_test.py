@@ -1,34 +1,56 @@
 #!/usr/bin/python3
-"""The pin bot inside `pantry serve`.
+"""The pin bot beside pantry's coordinator and inside `pantry serve`.
 
-PinsScheduleTest: a `pantry serve` (no coordinator) whose pins.schedule names the next minute
-(UTC, at least 15 s ahead); within about 75 s it runs one bump on its own: the branches appear in
-its repository, and the log has one start and one summary line.
+PinsCiTest: a `pantry serve` with the built-in runner and the coordinator, the PyPI fixture
+(nginx) as its upstream and a busybox image pushed to its hosted registry; a git repository hash-
+pinned to pantry-demo-app 1.1, pantry-demo-lib 1.0 and pantry-demo-util 0.9, whose .pantry.yml
+job passes only where app is pinned to 2.0. `pantry pins bump` (finding the serve through the
+data dir) makes three branches and submits one pipeline per branch with the branch's files:
+app's passes, lib's and util's fail; a second bump submits nothing again (same commits) and
+records the ended states. A bump while another holds <data_dir>/pins/bump.lock is refused
+naming the holder's pid.
+
+PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
+minute (UTC, at least 15 s ahead); within about 75 s it runs one bump on its own: the branches
+appear in its repository, the log has one start and one summary line, and the record says why no
+pipeline ran.
 
 Usage: pins_service_test.py PANTRY_BINARY
 """
 
 import datetime
+import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import daemons  # noqa: E402
+import make_oci_images  # noqa: E402
 import nginx_pypi  # noqa: E402
 from pantry_serve import Pantry, clean_env  # noqa: E402
 from pins_test import pinned  # noqa: E402
 
 PANTRY = None
+SKOPEO = "/usr/bin/skopeo"
 TIMEOUT = 180
+PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
+SUBMIT_TOKEN = "submit-token-0123456789abcdef"
 PINS = ("  enabled: true\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n")
-BRANCHES = ["pantry/pins/pantry-demo-app-2.0", "pantry/pins/pantry-demo-lib-1.1",
-            "pantry/pins/pantry-demo-util-1.0"]
+BRANCHES = {
+    "pantry/pins/pantry-demo-app-2.0": "passed",
+    "pantry/pins/pantry-demo-lib-1.1": "failed",
+    "pantry/pins/pantry-demo-util-1.0": "failed",
+}
 
 
 def run(cmd, timeout=TIMEOUT, **kw):
@@ -66,6 +88,127 @@ def make_repo(path, manifest, spec=None):
 def pins_branches(repo):
     return sorted(git(repo, "for-each-ref", "--format=%(refname:short)",
                       "refs/heads/pantry/pins").split())
+
+
+class PinsCiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-pins-ci-test-")
+        cls.ident = os.path.basename(cls.work).replace("pantry-pins-ci-test-", "")
+        cls.nginx = nginx_pypi.start(os.path.join(cls.work, "upstream"), build=True)
+        with open(os.path.join(cls.work, "upstream", "manifest.json")) as f:
+            cls.manifest = json.load(f)
+        cls.repo = os.path.join(cls.work, "app")
+        cls.cgroup_parent = f"pantry-pins-ci-test-{cls.ident}"
+        extra = f"""runner:
+  runc_root: /run/pantry-pins-ci-test/{cls.ident}/runc
+  state_dir: /run/pantry-pins-ci-test/{cls.ident}/containers
+  cgroup_parent: {cls.cgroup_parent}
+  layers: {{ dir: {cls.work}/layers }}
+  defaults: {{ timeout: 2m }}
+ci:
+  slots: 2
+  tokens:
+    - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
+pins:
+{PINS}  schedule: "0 0 1 1 *"
+  repositories:
+    - {{ name: app, path: {cls.repo}, files: [requirements.txt] }}
+"""
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
+                            oci=("  hosted:\n    prefix: local/\n"
+                                 f"    users: [ {{ name: ci, token: \"{PUSH_TOKEN}\" }} ]\n"),
+                            extra=extra)
+        os.makedirs(os.path.join(cls.work, "images"))
+        image = make_oci_images.build_busybox(os.path.join(cls.work, "images"), 1700000000)
+        digest_file = os.path.join(cls.work, "digest")
+        r = run([SKOPEO, "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
+                 f"ci:{PUSH_TOKEN}", "--digestfile", digest_file, image["source"],
+                 f"docker://127.0.0.1:{cls.pantry.port}/local/busybox:1"])
+        if r.returncode != 0:
+            raise AssertionError("skopeo copy to pantry failed:\n" + described(r))
+        with open(digest_file) as f:
+            ref = "local/busybox@" + f.read().strip()
+        # Passes only on the branch that pins app 2.0: the job sees the branch's own files.
+        spec = (f"image: {ref}\njobs:\n  pins:\n    run:\n"
+                "      - grep -q '^pantry-demo-app==2.0 ' requirements.txt\n")
+        make_repo(cls.repo, cls.manifest, spec)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pantry.stop()
+        cls.nginx.stop()
+        shutil.rmtree(f"/run/pantry-pins-ci-test/{cls.ident}", ignore_errors=True)
+        daemons.remove_cgroups(cls.cgroup_parent)
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def pins(self, *args):
+        env = {k: v for k, v in os.environ.items() if k not in ("PANTRY_URL", "PANTRY_TOKEN")}
+        return run([PANTRY, "pins", *args, "--config", self.pantry.config], env=env)
+
+    def pipeline(self, pid):
+        req = urllib.request.Request(self.pantry.url(f"/api/v1/pipelines/{pid}"))
+        req.add_header("Authorization", "Bearer " + SUBMIT_TOKEN)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
+
+    def test_1_bump_submits_a_pipeline_per_branch_and_records_their_results(self):
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
+        self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), r.stdout)
+        submitted = re.findall(r"^    pipeline (\d+) submitted: (\S+)$", r.stdout, re.M)
+        self.assertEqual(len(submitted), 3, r.stdout)
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        self.assertEqual(record["format"], "pantry-pins-branches", record)
+        by_branch = {b["branch"]: b for b in record["branches"]}
+        self.assertEqual(sorted(by_branch), sorted(BRANCHES), record)
+        for branch, b in by_branch.items():
+            self.assertEqual(b["repository"], "app", b)
+            self.assertEqual(b["commit"], git(self.repo, "rev-parse", branch).strip(), b)
+            self.assertEqual(b["base"], git(self.repo, "rev-parse", "main").strip(), b)
+            self.assertIn(b["status"], ("queued", "running"), b)
+            self.assertIn((str(b["pipeline"]), b["pipeline_url"]), submitted, b)
+            pipeline = self.pipeline(b["pipeline"])
+            # project = the repository, patch = the branch, commit = the branch's commit.
+            self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
+                             ("app", branch, b["commit"]), pipeline)
+
+        deadline = time.monotonic() + TIMEOUT
+        states = {}
+        while time.monotonic() < deadline:
+            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
+            if all(s != "running" for s in states.values()):
+                break
+            time.sleep(0.5)
+        self.assertEqual(states, BRANCHES, self.pantry.tail())
+
+        # A second bump finds the branches at the same commits: nothing is submitted again, and
+        # the ended pipelines are recorded.
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, described(r))
+        self.assertNotIn("submitted", r.stdout)
+        for branch, state in BRANCHES.items():
+            self.assertIn(f"app: {branch}: pipeline {by_branch[branch]['pipeline']} {state}",
+                          r.stdout.splitlines(), r.stdout)
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        self.assertEqual({b["branch"]: b["status"] for b in record["branches"]}, BRANCHES, record)
+
+    def test_2_a_bump_while_another_holds_the_lock_names_its_pid(self):
+        lock = os.path.join(self.pantry.data_dir, "pins", "bump.lock")
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        with open(lock, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            r = self.pins("bump")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn(f"another pins bump holds {lock} (pid {os.getpid()}); wait for it to end",
+                      r.stderr)
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, described(r))
 
 
 class PinsScheduleTest(unittest.TestCase):
@@ -112,6 +255,11 @@ pins:
         self.assertGreaterEqual(datetime.datetime.now(datetime.timezone.utc), self.due)
         self.assertIn("3 pins and images checked, no problems", log, log)
         self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), log)
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        notes = {b["branch"]: (b["status"], b["note"]) for b in record["branches"]}
+        expected = ("none", "no CI run: this pantry runs no coordinator (ci.enabled is false)")
+        self.assertEqual(notes, {b: expected for b in BRANCHES}, record)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@
 
 #include "pantry/orchestrator/pins/bot.h"
 
+#include "bot_ci.h"
 #include "bot_git.h"
 #include "declined.h"
 #include "http_index.h"
 #include "run_lock.h"
 
+#include "pantry/orchestrator/pins/branches.h"
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/forge.h"
 #include "pantry/orchestrator/pins/image_pins.h"
@@ -149,9 +151,14 @@ struct pr_opener {
   unsigned max_open;  // 0: no limit
   std::size_t open_now;
 
-  // Opens or updates the pull request of `branch` and reports what happened. Returns false when
-  // the branch's pull request was closed without merging (the version is declined from now on).
-  result<bool> handle(const std::string& branch, const std::string& message) {
+  // What handle() did.
+  struct handled {
+    bool declined = false;  // closed without merging: the version is declined from now on
+    std::string url;        // the pull request's, "" when none was opened (pins.max_open)
+  };
+
+  // Opens or updates the pull request of `branch` and reports what happened.
+  result<handled> handle(const std::string& branch, const std::string& message) {
     auto closed = forge.closed_unmerged(branch);
     if (!closed) return closed.error();
     if (*closed) {
@@ -167,7 +174,7 @@ struct pr_opener {
       if (auto r = declined.add(repo.name, branch, url); !r) return r.error();
       out.line("    declined: " + url + " was closed without merging; this version is " +
                "skipped from now on (" + declined.file().string() + ")");
-      return false;
+      return handled{true, url};
     }
     const std::size_t nl = message.find('\n');
     const std::string title = message.substr(0, nl);
@@ -182,7 +189,7 @@ struct pr_opener {
         out.line("    no pull request: " + std::to_string(open_now) +
                  " of pantry/pins/* are open " + "(pins.max_open " + std::to_string(max_open) +
                  ")");
-        return true;
+        return handled{};
       }
     }
     auto made = forge.open_or_update(branch, base, title, body);
@@ -193,7 +200,143 @@ struct pr_opener {
     } else {
       out.line("    already open: " + made->pr.url + " (title and description updated)");
     }
-    return true;
+    return handled{false, made->pr.url};
+  }
+};
+
+// The line of a pull request's description that gives its CI result.
+std::string ci_line(const branch_record& r) {
+  if (r.pipeline == 0) return r.note.empty() ? std::string("no CI run") : r.note;
+  return "CI: pipeline " + std::to_string(r.pipeline) + " " + r.status + " (" + r.pipeline_url +
+         ")";
+}
+
+// A commit message with the CI result of its branch at the end of the description.
+std::string with_ci(const std::string& message, const branch_record& r) {
+  std::string m = message;
+  while (!m.empty() && m.back() == '\n')
+    m.pop_back();
+  return m + "\n\n" + ci_line(r) + "\n";
+}
+
+// Where a bump keeps its branches' CI: the coordinator (when it may submit) and the record.
+struct ci_tracker {
+  const bot_output& out;
+  const std::string& git;
+  branch_records& records;
+  bot_ci* ci;  // null: no pipelines (no_ci says why)
+  const std::string& no_ci;
+  std::size_t archives = 0;  // to name each archive of a run apart
+
+  // The record of `repo`'s branch `name` (made now or found), its pipeline submitted for the
+  // branch's commit unless one was before. `clone` is the scratch clone, `scratch` its parent.
+  result<branch_record*> track(const config::pins_repository& repo, const std::string& name,
+                               const std::string& change, const std::string& message,
+                               const fs::path& clone, const fs::path& scratch,
+                               const std::string& base) {
+    auto remote = run_git(
+        git, {"-C", clone.string(), "ls-remote", "--heads", "origin", "refs/heads/" + name});
+    if (!remote) return remote.error();
+    if (remote->size() < 40)
+      return error(errc::not_found, "branch " + name + " is not in " + repo.path + " after all");
+    const std::string commit = remote->substr(0, 40);
+    branch_record* rec = records.find(repo.name, name);
+    if (rec && rec->commit == commit && rec->pipeline != 0) return rec;
+    branch_record fresh;
+    fresh.repository = repo.name;
+    fresh.branch = name;
+    if (rec) fresh = *rec;
+    fresh.change = change;
+    fresh.commit = commit;
+    if (!rec || rec->commit != commit) fresh.base = base;
+    const std::size_t nl = message.find('\n');
+    fresh.title = message.substr(0, nl);
+    fresh.body = nl == std::string::npos
+                     ? std::string()
+                     : std::string(trim_ascii_space(std::string_view(message).substr(nl)));
+    fresh.pipeline = 0;
+    fresh.pipeline_url.clear();
+    fresh.status = "none";
+    rec = &records.put(std::move(fresh));
+    if (!ci) {
+      rec->note = "no CI run: " + no_ci;
+      out.line("    " + rec->note);
+      return rec;
+    }
+    auto spec = run_git(git, {"-C", clone.string(), "show", commit + ":.pantry.yml"});
+    if (!spec) {
+      rec->note = "no CI run: the branch has no .pantry.yml";
+      out.line("    " + rec->note);
+      return rec;
+    }
+    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", commit});
+        !r)
+      return r.error();
+    const fs::path archive = scratch / ("tree-" + std::to_string(++archives) + ".tar.zst");
+    auto submitted = ci->submit(repo.name, name, commit, clone, archive, *spec);
+    // Back to the base: the files read next are read from the work tree.
+    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", base}); !r)
+      return r.error();
+    if (!submitted && submitted.error().is(errc::not_found)) {
+      // A pantry without a coordinator (ci.enabled: false) has no such routes: no CI, no error.
+      rec->note = "no CI run: " + submitted.error().message + " (does it run a coordinator?)";
+      out.line("    " + rec->note);
+      return rec;
+    }
+    if (!submitted) {
+      rec->note = "no CI run: " + submitted.error().message;
+      return error(submitted.error().code, "CI for " + name + ": " + submitted.error().message);
+    }
+    rec->pipeline = submitted->id;
+    rec->pipeline_url = submitted->url;
+    rec->status = "queued";
+    rec->note.clear();
+    out.line("    pipeline " + std::to_string(rec->pipeline) + " submitted: " + rec->pipeline_url);
+    return rec;
+  }
+
+  // Asks the coordinator about `repo`'s pipelines that had not ended, and records what changed;
+  // with `forge`, the open pull request of a branch whose pipeline ended gets the result.
+  void refresh(const config::pins_repository& repo, forge_client* forge, bool& errors) {
+    if (!ci) return;
+    for (const auto& listed : records.all()) {
+      if (listed.repository != repo.name || listed.pipeline == 0 || pipeline_ended(listed.status))
+        continue;
+      branch_record& rec = *records.find(listed.repository, listed.branch);
+      auto now = ci->status(rec.pipeline);
+      if (!now && now.error().is(errc::not_found)) {
+        rec.status = "cancelled";
+        rec.note = "the coordinator no longer holds pipeline " + std::to_string(rec.pipeline);
+        out.line(repo.name + ": " + rec.branch + ": " + rec.note);
+        continue;
+      }
+      if (!now) {
+        errors = true;
+        out.problem(repo.name + ": " + rec.branch + ": " + now.error().message);
+        continue;
+      }
+      if (*now == rec.status) continue;
+      rec.status = *now;
+      out.line(repo.name + ": " + rec.branch + ": pipeline " + std::to_string(rec.pipeline) + " " +
+               rec.status);
+      if (!forge || !pipeline_ended(rec.status) || rec.declined) continue;
+      auto open = forge->find_open(rec.branch);
+      if (!open) {
+        errors = true;
+        out.problem(repo.name + ": " + rec.branch + ": " + open.error().message);
+        continue;
+      }
+      if (!*open) continue;
+      const std::string body = (rec.body.empty() ? "" : rec.body + "\n\n") + ci_line(rec);
+      auto updated = forge->update((*open)->number, rec.title, body);
+      if (!updated) {
+        errors = true;
+        out.problem(repo.name + ": " + rec.branch + ": " + updated.error().message);
+        continue;
+      }
+      rec.pr_url = updated->url;
+      out.line("    pull request " + updated->url + " updated with the CI result");
+    }
   }
 };
 
@@ -201,9 +344,19 @@ struct pr_opener {
 
 bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out) {
   bot_outcome outcome;
+  // The branches' record, once a bump has read it; written back however the run ends.
+  std::optional<branch_records>* kept = nullptr;
+  const auto save = [&] {
+    if (!kept || !*kept) return;
+    if (auto r = (*kept)->save(); !r) {
+      out.problem(r.error().message);
+      outcome.status = kExitError;
+    }
+  };
   const auto fail = [&](const std::string& message) {
     out.problem(message);
     outcome.status = kExitError;
+    save();
     return outcome;
   };
   const bool bump = opt.bump;
@@ -222,16 +375,26 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
   }
   auto policy = upgrade_policy::from_config(cfg.pins, std::chrono::system_clock::now());
   if (!policy) return fail(policy.error().message);
-  auto url = opt.pantry_url ? opt.pantry_url()
-                            : result<std::string>(error(errc::invalid_argument, "no pantry URL"));
-  if (!url) return fail(url.error().message);
+  auto where =
+      opt.locate_pantry
+          ? opt.locate_pantry()
+          : result<pantry_endpoint>(error(errc::invalid_argument, "no pantry to ask (a bug)"));
+  if (!where) return fail(where.error().message);
+  const std::string& url = where->url;
   if (opt.open_prs && !bump) return fail("--open-prs is for pins bump (check changes nothing)");
   std::unique_ptr<run_lock> lock;
   std::optional<declined_record> declined;
+  std::optional<branch_records> records;
+  std::unique_ptr<bot_ci> ci;
   if (bump) {
     auto locked = run_lock::acquire(cfg.data_dir);
     if (!locked) return fail(locked.error().message);
     lock = std::move(*locked);
+    auto read = branch_records::load(cfg.data_dir);
+    if (!read) return fail(read.error().message);
+    records.emplace(std::move(*read));
+    kept = &records;
+    if (where->token) ci = std::make_unique<bot_ci>(url, *where->token);
     auto loaded = declined_record::load(fs::path(cfg.data_dir) / "pins" / "declined.tsv");
     if (!loaded) return fail(loaded.error().message);
     declined.emplace(std::move(*loaded));
@@ -242,8 +405,10 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
     if (!found) return fail(found.error().message);
     git = *found;
   }
-  http_index index(*url);
+  http_index index(url);
   const auto source = index.source();
+  std::optional<ci_tracker> tracker;
+  if (bump) tracker.emplace(ci_tracker{out, git, *records, ci.get(), opt.no_ci_reason});
 
   bool errors = false;
   bool outdated = false;
@@ -322,6 +487,28 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
         continue;
       }
     }
+    if (tracker) tracker->refresh(*repo, forge.get(), errors);
+    // After a branch was made or found: its pipeline, then its pull request with the CI result.
+    const auto follow_up = [&](const std::string& where, const std::string& name,
+                               const std::string& change, const std::string& message) {
+      auto rec = tracker->track(*repo, name, change, message, root, scratch->path(), base);
+      if (!rec) {
+        errors = true;
+        out.problem(where + ": " + rec.error().message);
+      }
+      if (!opener) return;
+      const std::string text = rec ? with_ci(message, **rec) : message;
+      auto handled = opener->handle(name, text);
+      if (!handled) {
+        errors = true;
+        out.problem(where + ": " + handled.error().message);
+        return;
+      }
+      if (rec) {
+        (*rec)->pr_url = handled->url;
+        (*rec)->declined = handled->declined;
+      }
+    };
     // The moved image tags of this repository, by NAME:TAG: one branch each, made once every
     // file was read (a tag may be pinned in more than one place).
     std::map<std::string, moved_image> moved_images;
@@ -424,13 +611,7 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
         } else {
           out.line("    branch " + name + " exists: left as it is");
         }
-        if (branch && opener) {
-          auto handled = opener->handle(name, commit_message(*plan));
-          if (!handled) {
-            errors = true;
-            out.problem(where + ": " + handled.error().message);
-          }
-        }
+        if (branch) follow_up(where, name, summary(*plan), commit_message(*plan));
       }
     }
     if (!bump) continue;
@@ -452,17 +633,12 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
       } else {
         out.line(where + ": branch " + name + " exists: left as it is");
       }
-      if (branch && opener) {
-        auto handled = opener->handle(name, image_commit_message(moved));
-        if (!handled) {
-          errors = true;
-          out.problem(where + ": " + handled.error().message);
-        }
-      }
+      if (branch) follow_up(where, name, summary(moved.plan), image_commit_message(moved));
     }
   }
   if (opt.only && checked == 0 && !errors)
     return fail("--only " + *opt.only + ": no file of the checked repositories pins it");
+  save();
   if (errors) {
     outcome.status = kExitError;
   } else if (!bump && outdated) {

@@ -104,7 +104,12 @@ class bot_service_impl final : public bot_service {
     opt.open_prs = true;
     opt.forge_optional = true;
     opt.config_name = "the config";
-    opt.pantry_url = [this]() -> result<std::string> { return self_url_; };
+    opt.locate_pantry = [this]() -> result<pantry_endpoint> {
+      pantry_endpoint where{self_url_, std::nullopt};
+      if (cfg_.ci.enabled && cfg_.ci.runner_of.url.empty()) where.token = token_;
+      return where;
+    };
+    opt.no_ci_reason = "this pantry runs no coordinator (ci.enabled is false)";
     opt.stop_requested = [this] { return stopping(); };
     std::size_t problems = 0;
     const bot_output out{[](std::string_view line) { spdlog::info("pins: {}", line); },

@@ -13,6 +13,7 @@
 
 #include "pantry/config/config.h"
 #include "pantry/error.h"
+#include "pantry/orchestrator/pins/branches.h"
 
 #include <cstddef>
 #include <functional>
@@ -27,6 +28,16 @@ inline constexpr int kExitCurrent = 0;  // every pin is current (check), or ever
 inline constexpr int kExitOutdated = 1;  // check: an upgrade is proposed, or found and skipped
 inline constexpr int kExitError = 2;
 
+// The pantry whose index, registry and coordinator a run asks.
+struct pantry_endpoint {
+  std::string url;  // http(s)://host:port, no trailing '/'
+  // bump: a token that may submit pipelines to its coordinator. Each branch made or found then
+  // gets a pipeline for its commit (once per commit), whose state later runs follow and record
+  // in <data_dir>/pins/branches.json (branches.h), and with open_prs put in the pull request's
+  // description when it ends. nullopt: no pipelines.
+  std::optional<std::string> token;
+};
+
 struct bot_options {
   bool bump = false;      // false: check
   bool open_prs = false;  // bump only: a pull request per branch
@@ -37,9 +48,13 @@ struct bot_options {
   std::optional<std::string> only;  // only this project (PEP 503-normalized) or image name
   // How messages name the config ("pins.yaml", "the built-in config").
   std::string config_name = "the built-in config";
-  // pantry's URL (http(s)://host:port, no trailing '/'), asked once the selection is known to be
-  // good: its errors end the run as the config's do.
-  std::function<result<std::string>()> pantry_url;
+  // The pantry to ask, asked once the selection is known to be good: its errors end the run as
+  // the config's do.
+  std::function<result<pantry_endpoint>()> locate_pantry;
+  // Recorded for each branch when locate_pantry gave no token.
+  std::string no_ci_reason =
+      "no token for pantry's coordinator (set PANTRY_TOKEN, or run beside the `pantry serve` of "
+      "the config's data dir)";
   // Asked before each pin and image; true ends the run there, as an error ("stopped").
   std::function<bool()> stop_requested;
 };

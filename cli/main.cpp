@@ -125,6 +125,9 @@ commands:
              is at hand (the serve of the data dir, or PANTRY_TOKEN), each branch's commit gets a
              pipeline (its .pantry.yml); --open-prs opens a pull request per branch, with the CI
              result in its description. Exit 0 done, 2 on an error.
+  pins status [--config FILE] [--repo NAME] [--pantry URL]
+             The branches pins bump made: old -> new, commit, pipeline and its state, pull
+             request. Exit 0 when no pipeline failed, 1 when one did, 2 on an error.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -428,9 +431,14 @@ int main(int argc, char** argv) {
       return pantry::cli::run_ci_check(*opt);
     }
     if (command == "pins") {
-      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump")) {
-        throw usage_error{"pins needs a subcommand: check or bump (got " +
+      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump" && rest[0] != "status")) {
+        throw usage_error{"pins needs a subcommand: check, bump or status (got " +
                           (rest.empty() ? std::string("nothing") : "\"" + rest[0] + "\"") + ")"};
+      }
+      if (rest[0] == "status") {
+        auto opt = pantry::cli::parse_pins_status_args({rest.begin() + 1, rest.end()});
+        if (!opt) throw usage_error{opt.error().message};
+        return pantry::cli::run_pins_status(*opt);
       }
       auto opt = pantry::cli::parse_pins_check_args({rest.begin() + 1, rest.end()});
       if (!opt) throw usage_error{opt.error().message};

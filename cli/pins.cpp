@@ -6,9 +6,11 @@
 #include "pantry/app/control.h"
 #include "pantry/config/config.h"
 #include "pantry/orchestrator/pins/bot.h"
+#include "pantry/text.h"
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -69,6 +71,55 @@ int run_pins(const pins_check_options& opt, bool bump) {
 }
 
 }  // namespace
+
+int run_pins_status(const pins_check_options& opt) {
+  const auto problem = [](std::string_view message) {
+    std::cerr << "pantry: pins status: " << message << '\n';
+  };
+  auto cfg = load_config(opt);
+  if (!cfg) {
+    problem(cfg.error().message);
+    return pins::kExitError;
+  }
+  if (opt.repo) {
+    bool known = false;
+    for (const auto& r : cfg->pins.repositories)
+      known = known || r.name == *opt.repo;
+    if (!known) {
+      problem("--repo " + quote_for_message(*opt.repo) + " is not a repository of pins in " +
+              (opt.config_file ? *opt.config_file : std::string("the built-in config")));
+      return pins::kExitError;
+    }
+  }
+  // A pantry to ask about pipelines that had not ended, when one is at hand.
+  std::optional<pins::pantry_endpoint> where;
+  if (auto found = locate_pantry(opt, *cfg)) where = std::move(*found);
+  auto shown = pins::current_branches(*cfg, opt.repo, where, {[](std::string_view) {}, problem});
+  if (!shown) {
+    problem(shown.error().message);
+    return pins::kExitError;
+  }
+  if (shown->empty()) {
+    std::cout << "no branches made by pins bump" << (opt.repo ? " in " + *opt.repo : std::string())
+              << '\n';
+    return pins::kExitCurrent;
+  }
+  bool failed = false;
+  for (const auto& r : *shown) {
+    failed = failed || r.status == "failed" || r.status == "cancelled";
+    std::cout << r.repository << " " << r.branch << ": " << r.change << '\n';
+    std::cout << "    commit " << (r.commit.empty() ? "-" : r.commit.substr(0, 12)) << '\n';
+    if (r.pipeline != 0) {
+      std::cout << "    pipeline " << r.pipeline << " " << r.status << " " << r.pipeline_url
+                << '\n';
+    } else {
+      std::cout << "    pipeline - " << (r.note.empty() ? "none" : r.note) << '\n';
+    }
+    if (!r.pr_url.empty())
+      std::cout << "    pull request " << r.pr_url << (r.declined ? " (declined)" : "") << '\n';
+  }
+  return failed ? pins::kExitOutdated : pins::kExitCurrent;
+}
 
 int run_pins_check(const pins_check_options& opt) {
   return run_pins(opt, false);

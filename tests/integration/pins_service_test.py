@@ -6,9 +6,9 @@ PinsCiTest: a `pantry serve` with the built-in runner and the coordinator, the P
 pinned to pantry-demo-app 1.1, pantry-demo-lib 1.0 and pantry-demo-util 0.9, whose .pantry.yml
 job passes only where app is pinned to 2.0. `pantry pins bump` (finding the serve through the
 data dir) makes three branches and submits one pipeline per branch with the branch's files:
-app's passes, lib's and util's fail; a second bump submits nothing again (same commits) and
-records the ended states. A bump while another holds <data_dir>/pins/bump.lock is refused
-naming the holder's pid.
+app's passes, lib's and util's fail; `pantry pins status` shows each branch with its pipeline's
+result and exits 1; a second bump submits nothing again (same commits) and records the ended
+states. A bump while another holds <data_dir>/pins/bump.lock is refused naming the holder's pid.
 
 PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
 minute (UTC, at least 15 s ahead); within about 75 s it runs one bump on its own: the branches
@@ -152,7 +152,7 @@ pins:
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.load(r)
 
-    def test_1_bump_submits_a_pipeline_per_branch_and_records_their_results(self):
+    def test_1_bump_submits_a_pipeline_per_branch_and_status_shows_their_results(self):
         r = self.pins("bump")
         self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
         self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), r.stdout)
@@ -183,6 +183,16 @@ pins:
             time.sleep(0.5)
         self.assertEqual(states, BRANCHES, self.pantry.tail())
 
+        r = self.pins("status")
+        self.assertEqual(r.returncode, 1, described(r))
+        for branch, state in BRANCHES.items():
+            b = by_branch[branch]
+            self.assertIn(f"    pipeline {b['pipeline']} {state} {b['pipeline_url']}",
+                          r.stdout.splitlines(), r.stdout)
+            self.assertIn(f"    commit {b['commit'][:12]}", r.stdout.splitlines(), r.stdout)
+        self.assertIn("app pantry/pins/pantry-demo-app-2.0: pantry-demo-app 1.1 -> 2.0, "
+                      "pantry-demo-lib 1.0 -> 1.1", r.stdout.splitlines(), r.stdout)
+
         # A second bump finds the branches at the same commits: nothing is submitted again, and
         # the ended pipelines are recorded.
         r = self.pins("bump")
@@ -194,6 +204,9 @@ pins:
         with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
             record = json.load(f)
         self.assertEqual({b["branch"]: b["status"] for b in record["branches"]}, BRANCHES, record)
+        r = self.pins("status", "--repo", "nope")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn('--repo "nope" is not a repository of pins', r.stderr)
 
     def test_2_a_bump_while_another_holds_the_lock_names_its_pid(self):
         lock = os.path.join(self.pantry.data_dir, "pins", "bump.lock")

@@ -647,4 +647,28 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
   return outcome;
 }
 
+result<std::vector<branch_record>> current_branches(const config::config& cfg,
+                                                    const std::optional<std::string>& repo,
+                                                    const std::optional<pantry_endpoint>& where,
+                                                    const bot_output& out) {
+  auto records = branch_records::load(cfg.data_dir);
+  if (!records) return records.error();
+  std::unique_ptr<bot_ci> ci;
+  if (where && where->token) ci = std::make_unique<bot_ci>(where->url, *where->token);
+  std::vector<branch_record> shown;
+  for (auto r : records->all()) {
+    if (repo && r.repository != *repo) continue;
+    if (ci && r.pipeline != 0 && !pipeline_ended(r.status)) {
+      auto now = ci->status(r.pipeline);
+      if (now) {
+        r.status = *now;
+      } else {
+        out.problem(r.repository + ": " + r.branch + ": " + now.error().message);
+      }
+    }
+    shown.push_back(std::move(r));
+  }
+  return shown;
+}
+
 }  // namespace pantry::orchestrator::pins

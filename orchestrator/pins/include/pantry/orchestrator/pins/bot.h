@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pantry::orchestrator::pins {
 
@@ -80,5 +81,14 @@ struct bot_outcome {
 // unreachable index or registry (the run stops: it decides nothing), a git command that failed,
 // a bump while another holds the data dir's lock (errc::locked's message names the holder's pid).
 bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out);
+
+// What `pantry pins status` shows: the branches bump recorded under cfg.data_dir (only `repo`'s
+// when given), each pipeline that had not ended asked about again at `where` when it has a token
+// (a failure to ask is reported through out.problem and leaves the recorded state). Writes
+// nothing. Errors: the record's (unreadable, malformed).
+result<std::vector<branch_record>> current_branches(const config::config& cfg,
+                                                    const std::optional<std::string>& repo,
+                                                    const std::optional<pantry_endpoint>& where,
+                                                    const bot_output& out);
 
 }  // namespace pantry::orchestrator::pins

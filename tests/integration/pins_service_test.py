@@ -41,7 +41,6 @@ from pantry_serve import Pantry, clean_env  # noqa: E402
 from pins_test import pinned  # noqa: E402
 
 PANTRY = None
-SKOPEO = "/usr/bin/skopeo"
 TIMEOUT = 180
 PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
 SUBMIT_TOKEN = "submit-token-0123456789abcdef"
@@ -119,16 +118,7 @@ pins:
                             oci=("  hosted:\n    prefix: local/\n"
                                  f"    users: [ {{ name: ci, token: \"{PUSH_TOKEN}\" }} ]\n"),
                             extra=extra)
-        os.makedirs(os.path.join(cls.work, "images"))
-        image = make_oci_images.build_busybox(os.path.join(cls.work, "images"), 1700000000)
-        digest_file = os.path.join(cls.work, "digest")
-        r = run([SKOPEO, "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-                 f"ci:{PUSH_TOKEN}", "--digestfile", digest_file, image["source"],
-                 f"docker://127.0.0.1:{cls.pantry.port}/local/busybox:1"])
-        if r.returncode != 0:
-            raise AssertionError("skopeo copy to pantry failed:\n" + described(r))
-        with open(digest_file) as f:
-            ref = "local/busybox@" + f.read().strip()
+        ref = make_oci_images.push_busybox(cls.work, cls.pantry.port, f"ci:{PUSH_TOKEN}")
         # Passes only on the branch that pins app 2.0: the job sees the branch's own files.
         spec = (f"image: {ref}\njobs:\n  pins:\n    run:\n"
                 "      - grep -q '^pantry-demo-app==2.0 ' requirements.txt\n")

@@ -11,7 +11,7 @@ result and exits 1; a second bump submits nothing again (same commits) and recor
 states. A bump while another holds <data_dir>/pins/bump.lock is refused naming the holder's pid.
 
 PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
-minute (UTC, at least 15 s ahead); within about 75 s it runs one bump on its own: the branches
+minute (UTC, at least 30 s ahead); within about 90 s it runs one bump on its own: the branches
 appear in its repository, the log has one start and one summary line, and the record says why no
 pipeline ran.
 
@@ -223,8 +223,9 @@ class PinsScheduleTest(unittest.TestCase):
             manifest = json.load(f)
         cls.repo = os.path.join(cls.work, "app")
         make_repo(cls.repo, manifest)
-        # The next minute at least 15 s away, as cron names it in UTC: it fires once today.
-        due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=75)
+        # The next minute at least 30 s away (pantry's start may take a while on a loaded
+        # machine), as cron names it in UTC: it fires once today.
+        due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=90)
         cls.due = due.replace(second=0, microsecond=0)
         extra = f"""runner: {{ enabled: false }}
 ci: {{ enabled: false }}

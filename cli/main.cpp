@@ -125,10 +125,16 @@ commands:
              pins), the reasons and the new hashes below it, decided with pantry's own PyPI
              index (the serve of the data dir, PANTRY_URL or --pantry). Changes nothing; exit 0
              when every pin is current, 1 when something is out of date, 2 on an error.
-  pins bump [--config FILE] [--repo NAME] [--only NAME] [--pantry URL]
+  pins bump [--config FILE] [--repo NAME] [--only NAME] [--pantry URL] [--open-prs]
              As check, and each upgrade becomes a branch pantry/pins/NAME-VERSION with one
              commit, made in a scratch clone and pushed to the repository's path (its working
-             tree is not touched); an existing branch is left as it is. Exit 0 done, 2 on an error.
+             tree is not touched); an existing branch is left as it is. When pantry's coordinator
+             is at hand (the serve of the data dir, or PANTRY_TOKEN), each branch's commit gets a
+             pipeline (its .pantry.yml); --open-prs opens a pull request per branch, with the CI
+             result in its description. Exit 0 done, 2 on an error.
+  pins status [--config FILE] [--repo NAME] [--pantry URL]
+             The branches pins bump made: old -> new, commit, pipeline and its state, pull
+             request. Exit 0 when no pipeline failed, 1 when one did, 2 on an error.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -471,9 +477,14 @@ int main(int argc, char** argv) {
       return pantry::cli::run_ci_check(*opt);
     }
     if (command == "pins") {
-      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump")) {
-        throw usage_error{"pins needs a subcommand: check or bump (got " +
+      if (rest.empty() || (rest[0] != "check" && rest[0] != "bump" && rest[0] != "status")) {
+        throw usage_error{"pins needs a subcommand: check, bump or status (got " +
                           (rest.empty() ? std::string("nothing") : "\"" + rest[0] + "\"") + ")"};
+      }
+      if (rest[0] == "status") {
+        auto opt = pantry::cli::parse_pins_status_args({rest.begin() + 1, rest.end()});
+        if (!opt) throw usage_error{opt.error().message};
+        return pantry::cli::run_pins_status(*opt);
       }
       auto opt = pantry::cli::parse_pins_check_args({rest.begin() + 1, rest.end()});
       if (!opt) throw usage_error{opt.error().message};

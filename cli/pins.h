@@ -57,4 +57,17 @@ int run_pins_check(const pins_check_options& opt);
 // <data_dir>/pins/declined.tsv (repository, branch, URL) and that version is skipped from then on.
 int run_pins_bump(const pins_check_options& opt);
 
+// Parses the arguments after `pantry pins status`: --config, --repo and --pantry as check's;
+// --only and --open-prs are refused, naming them.
+result<pins_check_options> parse_pins_status_args(const std::vector<std::string>& args);
+
+// `pantry pins status`: each branch pins bump made (<data_dir>/pins/branches.json): repository,
+// branch, old -> new, commit, pipeline id and state (queued, running, passed, failed,
+// cancelled; "-" with the reason when none ran), pull request URL, and whether it was declined.
+// A pipeline not ended when recorded is asked about again when a pantry is at hand (--pantry with
+// PANTRY_TOKEN, PANTRY_URL, or the serve of the data dir); nothing is written. Exit 0 when no
+// shown pipeline failed or was cancelled, 1 when one did, 2 on an error (an unknown --repo, an
+// unreadable record).
+int run_pins_status(const pins_check_options& opt);
+
 }  // namespace pantry::cli

@@ -60,4 +60,12 @@ result<pins_check_options> parse_pins_check_args(const std::vector<std::string>&
   return o;
 }
 
+result<pins_check_options> parse_pins_status_args(const std::vector<std::string>& args) {
+  auto o = parse_pins_check_args(args);
+  if (!o) return o;
+  if (o->only) return error(errc::invalid_argument, "pantry pins: --only is for check and bump");
+  if (o->open_prs) return error(errc::invalid_argument, "pantry pins: --open-prs is for bump");
+  return o;
+}
+
 }  // namespace pantry::cli

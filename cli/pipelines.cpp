@@ -5,6 +5,7 @@
 #include "pantry/orchestrator/coordinator/api_client.h"
 #include "pantry/orchestrator/coordinator/pipeline_spec.h"
 #include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/coordinator/submit.h"
 #include "session.h"
 
 #include <boost/json/parse.hpp>
@@ -224,44 +225,28 @@ int submit_command(const submit_options& o) {
     auto packed = orchestrator::coordinator::pack_tree(dir, archive);
     if (!packed) return fail(packed.error().message);
     std::string digest = packed->sha256.str();
-    auto head = client.call(http::verb::head, "/api/v1/sources/" + digest);
-    if (!head) {
-      fs::remove(archive, ec);
-      return fail(head.error().message);
-    }
+    auto sent = orchestrator::coordinator::send_tree(client, archive, digest);
+    fs::remove(archive, ec);
+    if (!sent) return fail(sent.error().message);
     const std::string files = std::to_string(packed->stats.files) + " files";
-    if (head->status == 404) {
-      auto put = client.put_file(http::verb::put, "/api/v1/sources/" + digest, archive,
-                                 "application/zstd");
-      if (!put || (put->status != 200 && put->status != 201)) {
-        fs::remove(archive, ec);
-        return fail("uploading the tree: " + (put ? message_of(*put) : put.error().message));
-      }
+    if (*sent) {
       std::cerr << "pantry: tree " << digest << " (" << files << ") sent, " << packed->size
                 << " bytes compressed\n";
-    } else if (head->status == 200) {
-      std::cerr << "pantry: tree " << digest << " (" << files << ") is in pantry already\n";
     } else {
-      fs::remove(archive, ec);
-      return fail("checking for the tree: " + message_of(*head));
+      std::cerr << "pantry: tree " << digest << " (" << files << ") is in pantry already\n";
     }
-    fs::remove(archive, ec);
     body["source"] = json::object{{"tree", digest}};
   }
-  auto r = client.call(http::verb::post, "/api/v1/pipelines", json::serialize(body));
-  if (!r) return fail(r.error().message);
-  if (r->status == 422) {
-    std::cerr << message_of(*r) << '\n';
-    return kExitBadSpec;
+  auto submitted = orchestrator::coordinator::submit_pipeline(client, json::serialize(body));
+  if (!submitted) {
+    if (submitted.error().is(errc::invalid_argument)) {
+      std::cerr << submitted.error().message << '\n';
+      return kExitBadSpec;
+    }
+    return fail(submitted.error().message);
   }
-  if (r->status != 201) return fail("submitting: " + message_of(*r));
-  boost::system::error_code jec;
-  auto answer = json::parse(r->body, jec);
-  if (jec || !answer.is_object()) return fail("pantry answered something that is not JSON");
-  auto id_v = answer.get_object().if_contains("id");
-  std::string id = id_v && id_v->is_number() ? std::to_string(id_v->to_number<std::uint64_t>())
-                                             : std::string("?");
-  std::cout << str_of(answer.get_object(), "url") << '\n';
+  const std::string id = std::to_string(submitted->id);
+  std::cout << submitted->url << '\n';
   std::cout.flush();
   if (!o.wait) return kExitOk;
   auto state = follow_pipeline(client, id, o.color && ::isatty(1));

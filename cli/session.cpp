@@ -15,6 +15,7 @@ result<std::unique_ptr<session>> session::open(const config::config& cfg) {
   config::config local = cfg;
   local.listen = config::listen_address{"127.0.0.1", 0};
   local.server.access_log = false;
+  local.pins.enabled = false;  // a command's own pantry runs no schedule
   auto made = app::app::create(local);
   if (!made) {
     if (made.error().is(errc::locked)) {

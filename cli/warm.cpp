@@ -10,6 +10,7 @@
 #include "pantry/registry/pypi/requirements.h"
 #include "pantry/registry/pypi/simple.h"
 #include "pantry/text.h"
+#include "pantry/text_file.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -555,17 +556,6 @@ int run_warm(const warm_options& opt) {
   report.finish();
   std::cout << w.summary() << '\n';
   return w.failures() == 0 ? 0 : 1;
-}
-
-result<std::string> read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return error(errc::not_found, path + ": cannot open: " + std::strerror(errno));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return error(errc::io_error, path + ": read failed");
-  return text.str();
 }
 
 }  // namespace pantry::cli

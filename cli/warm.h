@@ -33,8 +33,4 @@ result<warm_options> parse_warm_args(const std::vector<std::string>& args);
 // terminal; the summary line goes to stdout.
 int run_warm(const warm_options& opt);
 
-// The whole of the file at `path` (requirements files, the pin bot's files), or errc::not_found /
-// errc::io_error naming the path and the cause.
-result<std::string> read_text_file(const std::string& path);
-
 }  // namespace pantry::cli

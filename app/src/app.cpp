@@ -6,6 +6,7 @@
 #include "pantry/orchestrator/builder/service.h"
 #include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/orchestrator/coordinator/service.h"
+#include "pantry/orchestrator/pins/bot_service.h"
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/flight.h"
@@ -84,6 +85,10 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
     services.push_back(orchestrator::coordinator::remote_runner_service::create(cfg, runner));
   } else if (coordinator) {
     services.push_back(coordinator);
+  }
+  // Last: stopped first, so that a run under way ends before the parts it asks go.
+  if (cfg.pins.enabled) {
+    services.push_back(orchestrator::pins::bot_service::create(cfg, p.self_url, p.control_token));
   }
   return services;
 }

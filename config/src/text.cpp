@@ -1,6 +1,11 @@
 #include "pantry/text.h"
+#include "pantry/text_file.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace pantry {
 namespace {
@@ -178,6 +183,17 @@ std::string human_bytes(std::uint64_t n) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
   return buf;
+}
+
+result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return error(errc::not_found, path + ": cannot open: " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return error(errc::io_error, path + ": read failed");
+  return text.str();
 }
 
 }  // namespace pantry

@@ -228,7 +228,8 @@ class PinsCheckTest(unittest.TestCase):
         head = self.git(repo, "rev-parse", "HEAD").strip()
         config = os.path.join(self.work, "git", "pins.yaml")
         with open(config, "w") as f:
-            f.write("pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  repositories:\n"
+            f.write(f"data_dir: {os.path.join(self.work, 'git', 'data')}\n"
+                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  repositories:\n"
                     f"    - {{name: app, path: {repo}, files: [requirements.txt]}}\n")
         cmd = [PANTRY, "pins", "bump", "--config", config, "--pantry", self.pantry.url("")]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

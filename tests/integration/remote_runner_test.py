@@ -39,7 +39,6 @@ import nginx_pypi  # noqa: E402
 from pantry_serve import Pantry, free_port, get  # noqa: E402
 
 PANTRY = None
-SKOPEO = "/usr/bin/skopeo"
 RUNC = "/usr/sbin/runc"
 TIMEOUT = 120
 PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
@@ -163,16 +162,7 @@ class RemoteRunnerTest(unittest.TestCase):
                                  extra=extra)
         cls.runner = RemoteRunner(os.path.join(cls.work, "remote"), cls.coordinator.url(""),
                                   cls.ident)
-        os.makedirs(os.path.join(cls.work, "images"))
-        image = make_oci_images.build_busybox(os.path.join(cls.work, "images"), 1700000000)
-        digest_file = os.path.join(cls.work, "digest")
-        r = run([SKOPEO, "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-                 f"ci:{PUSH_TOKEN}", "--digestfile", digest_file, image["source"],
-                 f"docker://127.0.0.1:{cls.coordinator.port}/local/busybox:1"])
-        if r.returncode != 0:
-            raise AssertionError("skopeo copy to pantry failed:\n" + described(r))
-        with open(digest_file) as f:
-            cls.ref = "local/busybox@" + f.read().strip()
+        cls.ref = make_oci_images.push_busybox(cls.work, cls.coordinator.port, f"ci:{PUSH_TOKEN}")
 
     @classmethod
     def tearDownClass(cls):

@@ -24,6 +24,25 @@ TEST(PinsArgsTest, CheckTakesEveryOptionInAnyOrder) {
   EXPECT_EQ(o->config_file, "p.yaml");
 }
 
+TEST(PinsArgsTest, StatusTakesConfigRepoAndPantryAndRefusesTheRest) {
+  auto o = parse_pins_status_args(
+      {"--repo", "app", "--config=p.yaml", "--pantry", "http://127.0.0.1:8585"});
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->repo, "app");
+  EXPECT_EQ(o->config_file, "p.yaml");
+  EXPECT_EQ(o->pantry, "http://127.0.0.1:8585");
+  auto only = parse_pins_status_args({"--only", "requests"});
+  ASSERT_FALSE(only);
+  EXPECT_EQ(only.error().message, "pantry pins: --only is for check and bump");
+  auto prs = parse_pins_status_args({"--open-prs"});
+  ASSERT_FALSE(prs);
+  EXPECT_EQ(prs.error().message, "pantry pins: --open-prs is for bump");
+  auto unknown = parse_pins_status_args({"--nope"});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("unknown option --nope"), std::string::npos)
+      << unknown.error().message;
+}
+
 TEST(PinsArgsTest, CheckDefaultsToEveryRepositoryAndTheServe) {
   auto o = parse_pins_check_args({});
   ASSERT_TRUE(o) << o.error().message;

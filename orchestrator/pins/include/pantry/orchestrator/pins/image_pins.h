@@ -2,7 +2,7 @@
 
 // Image pins: whether the tag a pinned image reference names (`NAME:TAG@DIGEST`) still points at
 // that digest in pantry's registry, and if not, the new digest. Pure code: the request to send,
-// the answer read, the decision made; the caller (cli/pins.cpp) does the HTTP.
+// the answer read, the decision made; the caller (bot.h's run) does the HTTP.
 //
 // The tag is resolved through pantry's registry, pull-through or hosted: the reference's name is
 // the repository path under pantry's /v2/ (runner/image_reference.h), and pantry asks the

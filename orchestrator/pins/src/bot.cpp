@@ -1,0 +1,674 @@
+// The pin bot's run (bot.h): the configured repositories' files, decided one pin at a time with
+// pantry's index over HTTP; check writes nothing, bump makes one branch per upgrade in a scratch
+// clone and pushes it to the repository.
+
+#include "pantry/orchestrator/pins/bot.h"
+
+#include "bot_ci.h"
+#include "bot_git.h"
+#include "declined.h"
+#include "http_index.h"
+#include "run_lock.h"
+
+#include "pantry/orchestrator/pins/branches.h"
+#include "pantry/orchestrator/pins/decide.h"
+#include "pantry/orchestrator/pins/forge.h"
+#include "pantry/orchestrator/pins/image_pins.h"
+#include "pantry/orchestrator/pins/image_refs.h"
+#include "pantry/orchestrator/pins/requirements_file.h"
+#include "pantry/text.h"
+#include "pantry/text_file.h"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pantry::orchestrator::pins {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_pipeline_file(const fs::path& file) {
+  const std::string name = ascii_lower(file.filename().string());
+  return name == ".pantry.yml" || name == ".pantry.yaml";
+}
+
+// Files whose pins are images (Containerfiles, .pantry.yml) rather than requirements.
+bool is_image_file(const fs::path& file) {
+  const std::string name = ascii_lower(file.filename().string());
+  return is_pipeline_file(file) || name.find("containerfile") == 0 ||
+         name.find("dockerfile") == 0 || name.ends_with(".containerfile") ||
+         name.ends_with(".dockerfile");
+}
+
+void print_plan(const bot_output& out, const std::string& where, const pin_plan& plan) {
+  out.line(where + ": " + summary(plan));
+  for (const auto& r : plan.reasons)
+    out.line("    " + r);
+  if (!plan.change || plan.result != pin_plan::outcome::upgrade) return;
+  const auto hashes = [&](const pin_change& c) {
+    for (const auto& h : c.hashes)
+      out.line("    " + c.name + " " + c.new_version.str() + " --hash=" + h);
+  };
+  hashes(*plan.change);
+  for (const auto& c : plan.co_upgrades)
+    hashes(c);
+  for (const auto& c : plan.added)
+    hashes(c);
+}
+
+// The commit message of a plan: old -> new as the subject, then why, when and what else.
+std::string commit_message(const pin_plan& plan) {
+  std::string m = "pins: " + summary(plan) + "\n\n";
+  for (const auto& r : plan.reasons)
+    m += r + "\n";
+  if (plan.change->upload_time) m += "\nUploaded: " + *plan.change->upload_time + "\n";
+  m += "Pinned version yanked: ";
+  m += plan.old_yanked ? "yes" + (plan.old_yank_reason.empty() ? std::string()
+                                                               : " (" + plan.old_yank_reason + ")")
+                       : std::string("no");
+  m += "\n";
+  return m;
+}
+
+// One branch with one commit for `plan`, in the scratch clone `clone` from commit `base`, pushed
+// to its origin. Returns the branch's name, or nullopt when origin already has it.
+result<std::optional<std::string>> make_branch(const std::string& git, const fs::path& clone,
+                                               const std::string& base, const std::string& file,
+                                               const requirements_file& doc, const pin_plan& plan) {
+  const std::string branch = "pantry/pins/" + plan.name + "-" + plan.change->new_version.str();
+  auto exists = remote_has(git, clone, branch);
+  if (!exists) return exists.error();
+  if (*exists) return std::optional<std::string>();
+  auto edited = doc;
+  if (auto applied = apply(edited, plan); !applied) return applied.error();
+  if (auto r =
+          commit_branch(git, clone, base, branch, {{file, edited.render()}}, commit_message(plan));
+      !r)
+    return r.error();
+  return std::optional<std::string>(branch);
+}
+
+// A moved image tag of one repository: its plan and every place that pins it.
+struct moved_image {
+  image_plan plan;
+  std::map<std::string, std::vector<image_site>> sites;  // file -> references in it
+};
+
+// The commit message of an image bump: old -> new as the subject, then where.
+std::string image_commit_message(const moved_image& moved) {
+  std::string m = summary(moved.plan) + "\n\nThe tag " + moved.plan.name + ":" + moved.plan.tag +
+                  " points at " + moved.plan.new_digest + " in pantry's registry now.\n";
+  for (const auto& [file, sites] : moved.sites) {
+    for (const auto& site : sites)
+      m += file + ":" + std::to_string(site.line) + ": " + site.context + "\n";
+  }
+  return m;
+}
+
+// The branch of `moved` (image_branch()), each of its references' digest replaced in the files of
+// the scratch clone `clone` at `base`. Returns the branch's name, or nullopt when origin already
+// has it.
+result<std::optional<std::string>> make_image_branch(const std::string& git, const fs::path& clone,
+                                                     const std::string& base,
+                                                     const moved_image& moved) {
+  const std::string branch = image_branch(moved.plan);
+  auto exists = remote_has(git, clone, branch);
+  if (!exists) return exists.error();
+  if (*exists) return std::optional<std::string>();
+  std::map<std::string, std::string> files;
+  for (const auto& [file, sites] : moved.sites) {
+    // The file as it is at `base`, not as an earlier branch's checkout left the working tree.
+    auto text = run_git(git, {"-C", clone.string(), "show", base + ":" + file});
+    if (!text) return text.error();
+    std::string edited = std::move(*text);
+    // Back to front, so that each range is read before anything ahead of it changes.
+    for (auto it = sites.rbegin(); it != sites.rend(); ++it) {
+      auto replaced = replace_digest(edited, *it, moved.plan.new_digest);
+      if (!replaced) return error(replaced.error().code, file + ": " + replaced.error().message);
+      edited = std::move(*replaced);
+    }
+    files.emplace(file, std::move(edited));
+  }
+  if (auto r = commit_branch(git, clone, base, branch, files, image_commit_message(moved)); !r)
+    return r.error();
+  return std::optional<std::string>(branch);
+}
+
+// One repository's pull requests during a bump: how many of pantry/pins/* are open, and the
+// pull request of each branch.
+struct pr_opener {
+  const config::pins_repository& repo;
+  forge_client& forge;
+  declined_record& declined;
+  const bot_output& out;
+  std::string base;   // the branch the pull requests merge into
+  unsigned max_open;  // 0: no limit
+  std::size_t open_now;
+
+  // What handle() did.
+  struct handled {
+    bool declined = false;  // closed without merging: the version is declined from now on
+    std::string url;        // the pull request's, "" when none was opened (pins.max_open)
+  };
+
+  // Opens or updates the pull request of `branch` and reports what happened.
+  result<handled> handle(const std::string& branch, const std::string& message) {
+    auto closed = forge.closed_unmerged(branch);
+    if (!closed) return closed.error();
+    if (*closed) {
+      auto listed = forge.list(pr_state::closed, branch);
+      if (!listed) return listed.error();
+      std::string url;
+      for (const auto& pr : *listed) {
+        if (!pr.merged) {
+          url = pr.url;
+          break;
+        }
+      }
+      if (auto r = declined.add(repo.name, branch, url); !r) return r.error();
+      out.line("    declined: " + url + " was closed without merging; this version is " +
+               "skipped from now on (" + declined.file().string() + ")");
+      return handled{true, url};
+    }
+    const std::size_t nl = message.find('\n');
+    const std::string title = message.substr(0, nl);
+    const std::string body =
+        nl == std::string::npos ? std::string() : std::string(trim_ascii_space(message.substr(nl)));
+    // At the limit only an open one is updated. Below it the forge is asked to open one, and its
+    // "already exists" (GitHub's 422) turns into an update of that one.
+    if (max_open != 0 && open_now >= max_open) {
+      auto existing = forge.find_open(branch);
+      if (!existing) return existing.error();
+      if (!*existing) {
+        out.line("    no pull request: " + std::to_string(open_now) +
+                 " of pantry/pins/* are open " + "(pins.max_open " + std::to_string(max_open) +
+                 ")");
+        return handled{};
+      }
+    }
+    auto made = forge.open_or_update(branch, base, title, body);
+    if (!made) return made.error();
+    if (made->created) {
+      ++open_now;
+      out.line("    opened " + made->pr.url);
+    } else {
+      out.line("    already open: " + made->pr.url + " (title and description updated)");
+    }
+    return handled{false, made->pr.url};
+  }
+};
+
+// The line of a pull request's description that gives its CI result.
+std::string ci_line(const branch_record& r) {
+  if (r.pipeline == 0) return r.note.empty() ? std::string("no CI run") : r.note;
+  return "CI: pipeline " + std::to_string(r.pipeline) + " " + r.status + " (" + r.pipeline_url +
+         ")";
+}
+
+// A commit message with the CI result of its branch at the end of the description.
+std::string with_ci(const std::string& message, const branch_record& r) {
+  std::string m = message;
+  while (!m.empty() && m.back() == '\n')
+    m.pop_back();
+  return m + "\n\n" + ci_line(r) + "\n";
+}
+
+// Where a bump keeps its branches' CI: the coordinator (when it may submit) and the record.
+struct ci_tracker {
+  const bot_output& out;
+  const std::string& git;
+  branch_records& records;
+  bot_ci* ci;  // null: no pipelines (no_ci says why)
+  const std::string& no_ci;
+  std::size_t archives = 0;  // to name each archive of a run apart
+
+  // The record of `repo`'s branch `name` (made now or found), its pipeline submitted for the
+  // branch's commit unless one was before. `clone` is the scratch clone, `scratch` its parent.
+  result<branch_record*> track(const config::pins_repository& repo, const std::string& name,
+                               const std::string& change, const std::string& message,
+                               const fs::path& clone, const fs::path& scratch,
+                               const std::string& base) {
+    auto remote = run_git(
+        git, {"-C", clone.string(), "ls-remote", "--heads", "origin", "refs/heads/" + name});
+    if (!remote) return remote.error();
+    if (remote->size() < 40)
+      return error(errc::not_found, "branch " + name + " is not in " + repo.path + " after all");
+    const std::string commit = remote->substr(0, 40);
+    branch_record* rec = records.find(repo.name, name);
+    if (rec && rec->commit == commit && rec->pipeline != 0) return rec;
+    branch_record fresh;
+    fresh.repository = repo.name;
+    fresh.branch = name;
+    if (rec) fresh = *rec;
+    fresh.change = change;
+    fresh.commit = commit;
+    if (!rec || rec->commit != commit) fresh.base = base;
+    const std::size_t nl = message.find('\n');
+    fresh.title = message.substr(0, nl);
+    fresh.body = nl == std::string::npos
+                     ? std::string()
+                     : std::string(trim_ascii_space(std::string_view(message).substr(nl)));
+    fresh.pipeline = 0;
+    fresh.pipeline_url.clear();
+    fresh.status = "none";
+    rec = &records.put(std::move(fresh));
+    if (!ci) {
+      rec->note = "no CI run: " + no_ci;
+      out.line("    " + rec->note);
+      return rec;
+    }
+    auto spec = run_git(git, {"-C", clone.string(), "show", commit + ":.pantry.yml"});
+    if (!spec) {
+      rec->note = "no CI run: the branch has no .pantry.yml";
+      out.line("    " + rec->note);
+      return rec;
+    }
+    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", commit});
+        !r)
+      return r.error();
+    const fs::path archive = scratch / ("tree-" + std::to_string(++archives) + ".tar.zst");
+    auto submitted = ci->submit(repo.name, name, commit, clone, archive, *spec);
+    // Back to the base: the files read next are read from the work tree.
+    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", base}); !r)
+      return r.error();
+    if (!submitted && submitted.error().is(errc::not_found)) {
+      // A pantry without a coordinator (ci.enabled: false) has no such routes: no CI, no error.
+      rec->note = "no CI run: " + submitted.error().message + " (does it run a coordinator?)";
+      out.line("    " + rec->note);
+      return rec;
+    }
+    if (!submitted) {
+      rec->note = "no CI run: " + submitted.error().message;
+      return error(submitted.error().code, "CI for " + name + ": " + submitted.error().message);
+    }
+    rec->pipeline = submitted->id;
+    rec->pipeline_url = submitted->url;
+    rec->status = "queued";
+    rec->note.clear();
+    out.line("    pipeline " + std::to_string(rec->pipeline) + " submitted: " + rec->pipeline_url);
+    return rec;
+  }
+
+  // Asks the coordinator about `repo`'s pipelines that had not ended, and records what changed;
+  // with `forge`, the open pull request of a branch whose pipeline ended gets the result.
+  void refresh(const config::pins_repository& repo, forge_client* forge, bool& errors) {
+    if (!ci) return;
+    for (const auto& listed : records.all()) {
+      if (listed.repository != repo.name || listed.pipeline == 0 || pipeline_ended(listed.status))
+        continue;
+      branch_record& rec = *records.find(listed.repository, listed.branch);
+      auto now = ci->status(rec.pipeline);
+      if (!now && now.error().is(errc::not_found)) {
+        rec.status = "cancelled";
+        rec.note = "the coordinator no longer holds pipeline " + std::to_string(rec.pipeline);
+        out.line(repo.name + ": " + rec.branch + ": " + rec.note);
+        continue;
+      }
+      if (!now) {
+        errors = true;
+        out.problem(repo.name + ": " + rec.branch + ": " + now.error().message);
+        continue;
+      }
+      if (*now == rec.status) continue;
+      rec.status = *now;
+      out.line(repo.name + ": " + rec.branch + ": pipeline " + std::to_string(rec.pipeline) + " " +
+               rec.status);
+      if (!forge || !pipeline_ended(rec.status) || rec.declined) continue;
+      auto open = forge->find_open(rec.branch);
+      if (!open) {
+        errors = true;
+        out.problem(repo.name + ": " + rec.branch + ": " + open.error().message);
+        continue;
+      }
+      if (!*open) continue;
+      const std::string body = (rec.body.empty() ? "" : rec.body + "\n\n") + ci_line(rec);
+      auto updated = forge->update((*open)->number, rec.title, body);
+      if (!updated) {
+        errors = true;
+        out.problem(repo.name + ": " + rec.branch + ": " + updated.error().message);
+        continue;
+      }
+      rec.pr_url = updated->url;
+      out.line("    pull request " + updated->url + " updated with the CI result");
+    }
+  }
+};
+
+}  // namespace
+
+bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out) {
+  bot_outcome outcome;
+  // The branches' record, once a bump has read it; written back however the run ends.
+  std::optional<branch_records>* kept = nullptr;
+  const auto save = [&] {
+    if (!kept || !*kept) return;
+    if (auto r = (*kept)->save(); !r) {
+      out.problem(r.error().message);
+      outcome.status = kExitError;
+    }
+  };
+  const auto fail = [&](const std::string& message) {
+    out.problem(message);
+    outcome.status = kExitError;
+    save();
+    return outcome;
+  };
+  const bool bump = opt.bump;
+  if (cfg.pins.repositories.empty())
+    return fail("pins.repositories is empty in " + opt.config_name + ": nothing to check");
+  std::vector<const config::pins_repository*> repos;
+  for (const auto& r : cfg.pins.repositories) {
+    if (!opt.repo || r.name == *opt.repo) repos.push_back(&r);
+  }
+  if (repos.empty()) {
+    std::string names;
+    for (const auto& r : cfg.pins.repositories)
+      names += (names.empty() ? "" : ", ") + r.name;
+    return fail("--repo " + quote_for_message(*opt.repo) + " is not a repository of pins in " +
+                opt.config_name + " (it has " + names + ")");
+  }
+  auto policy = upgrade_policy::from_config(cfg.pins, std::chrono::system_clock::now());
+  if (!policy) return fail(policy.error().message);
+  auto where =
+      opt.locate_pantry
+          ? opt.locate_pantry()
+          : result<pantry_endpoint>(error(errc::invalid_argument, "no pantry to ask (a bug)"));
+  if (!where) return fail(where.error().message);
+  const std::string& url = where->url;
+  if (opt.open_prs && !bump) return fail("--open-prs is for pins bump (check changes nothing)");
+  std::unique_ptr<run_lock> lock;
+  std::optional<declined_record> declined;
+  std::optional<branch_records> records;
+  std::unique_ptr<bot_ci> ci;
+  if (bump) {
+    auto locked = run_lock::acquire(cfg.data_dir);
+    if (!locked) return fail(locked.error().message);
+    lock = std::move(*locked);
+    auto read = branch_records::load(cfg.data_dir);
+    if (!read) return fail(read.error().message);
+    records.emplace(std::move(*read));
+    kept = &records;
+    if (where->token) ci = std::make_unique<bot_ci>(url, *where->token);
+    auto loaded = declined_record::load(fs::path(cfg.data_dir) / "pins" / "declined.tsv");
+    if (!loaded) return fail(loaded.error().message);
+    declined.emplace(std::move(*loaded));
+  }
+  std::string git;
+  if (bump) {
+    auto found = git_program();
+    if (!found) return fail(found.error().message);
+    git = *found;
+  }
+  http_index index(url);
+  const auto source = index.source();
+  std::optional<ci_tracker> tracker;
+  if (bump) tracker.emplace(ci_tracker{out, git, *records, ci.get(), opt.no_ci_reason});
+
+  bool errors = false;
+  bool outdated = false;
+  std::size_t& checked = outcome.checked;
+  const auto stopped = [&] { return opt.stop_requested && opt.stop_requested(); };
+  const std::string kStopped = "stopped before its end: pantry is shutting down";
+  for (const auto* repo : repos) {
+    if (stopped()) return fail(kStopped);
+    if (repo->path.empty()) {
+      errors = true;
+      out.problem(repo->name + ": " + repo->url +
+                  " is a git URL; pins reads local clones only so far (set path:)");
+      continue;
+    }
+    // bump reads and edits the files of a scratch clone, never the user's working tree.
+    std::unique_ptr<scratch_dir> scratch;
+    fs::path root = repo->path;
+    std::string base;
+    if (bump) {
+      auto made = scratch_dir::make();
+      if (!made) return fail(made.error().message);
+      scratch = std::move(*made);
+      root = scratch->path() / "clone";
+      std::vector<std::string> args = {"clone", "--quiet", "--no-hardlinks"};
+      if (!repo->branch.empty()) args.insert(args.end(), {"--branch", repo->branch});
+      args.insert(args.end(), {"--", repo->path, root.string()});
+      auto cloned = run_git(git, args);
+      if (!cloned) {
+        errors = true;
+        out.problem(repo->name + ": " + cloned.error().message);
+        continue;
+      }
+      auto head = run_git(git, {"-C", root.string(), "rev-parse", "HEAD"});
+      if (!head) return fail(head.error().message);
+      base = std::string(trim_ascii_space(*head));
+    }
+    std::unique_ptr<forge_client> forge;
+    std::optional<pr_opener> opener;
+    if (opt.open_prs &&
+        !(opt.forge_optional && repo->forge.kind == config::pins_forge_kind::none)) {
+      if (repo->forge.kind == config::pins_forge_kind::none) {
+        errors = true;
+        out.problem(repo->name +
+                    ": --open-prs needs the repository's forge (pins.repositories[].forge: kind, "
+                    "api, repository, token_file)");
+        continue;
+      }
+      auto made = forge_client::create(repo->forge);
+      std::optional<error> failed;
+      if (made) {
+        forge = std::move(*made);
+      } else {
+        failed = made.error();
+      }
+      std::string into = repo->branch;
+      if (!failed && into.empty()) {
+        auto current = run_git(git, {"-C", root.string(), "rev-parse", "--abbrev-ref", "HEAD"});
+        if (current) {
+          into = std::string(trim_ascii_space(*current));
+        } else {
+          failed = current.error();
+        }
+      }
+      if (!failed) {
+        auto open = forge->list(pr_state::open, "pantry/pins/");
+        if (open) {
+          opener.emplace(
+              pr_opener{*repo, *forge, *declined, out, into, cfg.pins.max_open, open->size()});
+        } else {
+          failed = open.error();
+        }
+      }
+      if (failed) {
+        errors = true;
+        out.problem(repo->name + ": " + failed->message);
+        continue;
+      }
+    }
+    if (tracker) tracker->refresh(*repo, forge.get(), errors);
+    // After a branch was made or found: its pipeline, then its pull request with the CI result.
+    const auto follow_up = [&](const std::string& where, const std::string& name,
+                               const std::string& change, const std::string& message) {
+      auto rec = tracker->track(*repo, name, change, message, root, scratch->path(), base);
+      if (!rec) {
+        errors = true;
+        out.problem(where + ": " + rec.error().message);
+      }
+      if (!opener) return;
+      const std::string text = rec ? with_ci(message, **rec) : message;
+      auto handled = opener->handle(name, text);
+      if (!handled) {
+        errors = true;
+        out.problem(where + ": " + handled.error().message);
+        return;
+      }
+      if (rec) {
+        (*rec)->pr_url = handled->url;
+        (*rec)->declined = handled->declined;
+      }
+    };
+    // The moved image tags of this repository, by NAME:TAG: one branch each, made once every
+    // file was read (a tag may be pinned in more than one place).
+    std::map<std::string, moved_image> moved_images;
+    for (const auto& file : repo->files) {
+      const std::string shown = repo->name + "/" + file;
+      auto text = read_text_file(root / file);
+      if (!text) {
+        errors = true;
+        out.problem(repo->name + ": " + text.error().message);
+        continue;
+      }
+      if (is_image_file(file)) {
+        result<image_sites> found = image_sites{};
+        if (is_pipeline_file(file)) {
+          found = find_pipeline_images(*text, shown);
+        } else {
+          found = find_containerfile_images(*text);
+        }
+        if (!found) {
+          errors = true;
+          out.problem(found.error().message);
+          out.problem(shown + " is left as it is");
+          continue;
+        }
+        for (const auto& skipped : found->skipped) {
+          if (opt.only) continue;
+          out.line(shown + ":" + std::to_string(skipped.line) + ": image " + skipped.written +
+                   ": not checked: " + skipped.reason);
+        }
+        for (const auto& site : found->images) {
+          if (stopped()) return fail(kStopped);
+          const auto& ref = site.reference;
+          if (opt.only && ref.name != *opt.only) continue;
+          const std::string where = shown + ":" + std::to_string(site.line);
+          if (auto unchecked = unchecked_image(ref)) {
+            out.line(where + ": " + summary(*unchecked));
+            continue;
+          }
+          auto digest = index.tag_digest(ref);
+          if (!digest) {
+            // A registry that refuses or cannot be reached decides nothing: stop, change nothing.
+            return fail(where + ": " + digest.error().message);
+          }
+          ++checked;
+          auto plan = decide_image(ref, *digest);
+          out.line(where + ": " + summary(plan));
+          if (plan.result != image_plan::outcome::moved) continue;
+          outdated = true;
+          auto& moved = moved_images[ref.name + ":" + ref.tag];
+          moved.plan = std::move(plan);
+          moved.sites[file].push_back(site);
+        }
+        continue;
+      }
+      auto doc = requirements_file::parse(std::move(*text), shown);
+      if (!doc) {
+        errors = true;
+        out.problem(doc.error().message);
+        out.problem(shown + " is left as it is");
+        continue;
+      }
+      const auto& reqs = doc->requirements();
+      for (std::size_t i = 0; i < reqs.size(); ++i) {
+        if (stopped()) return fail(kStopped);
+        if (opt.only && reqs[i].name != *opt.only) continue;
+        if (!reqs[i].pinned_version())
+          continue;  // a range or URL: pip resolves it, nothing to move
+        auto plan = decide(*doc, i, *policy, source);
+        if (!plan) {
+          // An unreachable index decides nothing at all: stop instead of failing each pin alike.
+          const std::string message = shown + ":" + std::to_string(reqs[i].line) + ": " +
+                                      reqs[i].name + ": " + plan.error().message;
+          if (!plan.error().is(errc::not_found)) return fail(message);
+          out.problem(message);
+          errors = true;
+          continue;
+        }
+        ++checked;
+        const std::string where = shown + ":" + std::to_string(reqs[i].line);
+        print_plan(out, where, *plan);
+        if (plan->result == pin_plan::outcome::upgrade ||
+            plan->result == pin_plan::outcome::skipped)
+          outdated = true;
+        if (!bump || plan->result != pin_plan::outcome::upgrade) continue;
+        const std::string name =
+            "pantry/pins/" + plan->name + "-" + plan->change->new_version.str();
+        if (declined->has(repo->name, name)) {
+          out.line(
+              "    declined before (its pull request was closed without merging): skipped; "
+              "see " +
+              declined->file().string());
+          continue;
+        }
+        auto branch = make_branch(git, root, base, file, *doc, *plan);
+        if (!branch) {
+          errors = true;
+          out.problem(where + ": " + branch.error().message);
+        } else if (*branch) {
+          out.line("    made branch " + **branch);
+        } else {
+          out.line("    branch " + name + " exists: left as it is");
+        }
+        if (branch) follow_up(where, name, summary(*plan), commit_message(*plan));
+      }
+    }
+    if (!bump) continue;
+    for (const auto& [key, moved] : moved_images) {
+      if (stopped()) return fail(kStopped);
+      const std::string where = repo->name + ": image " + key;
+      const std::string name = image_branch(moved.plan);
+      if (declined->has(repo->name, name)) {
+        out.line(where + ": declined before (its pull request was closed without merging): " +
+                 "skipped; see " + declined->file().string());
+        continue;
+      }
+      auto branch = make_image_branch(git, root, base, moved);
+      if (!branch) {
+        errors = true;
+        out.problem(where + ": " + branch.error().message);
+      } else if (*branch) {
+        out.line(where + ": made branch " + **branch);
+      } else {
+        out.line(where + ": branch " + name + " exists: left as it is");
+      }
+      if (branch) follow_up(where, name, summary(moved.plan), image_commit_message(moved));
+    }
+  }
+  if (opt.only && checked == 0 && !errors)
+    return fail("--only " + *opt.only + ": no file of the checked repositories pins it");
+  save();
+  if (errors) {
+    outcome.status = kExitError;
+  } else if (!bump && outdated) {
+    outcome.status = kExitOutdated;
+  }
+  return outcome;
+}
+
+result<std::vector<branch_record>> current_branches(const config::config& cfg,
+                                                    const std::optional<std::string>& repo,
+                                                    const std::optional<pantry_endpoint>& where,
+                                                    const bot_output& out) {
+  auto records = branch_records::load(cfg.data_dir);
+  if (!records) return records.error();
+  std::unique_ptr<bot_ci> ci;
+  if (where && where->token) ci = std::make_unique<bot_ci>(where->url, *where->token);
+  std::vector<branch_record> shown;
+  for (auto r : records->all()) {
+    if (repo && r.repository != *repo) continue;
+    if (ci && r.pipeline != 0 && !pipeline_ended(r.status)) {
+      auto now = ci->status(r.pipeline);
+      if (now) {
+        r.status = *now;
+      } else {
+        out.problem(r.repository + ": " + r.branch + ": " + now.error().message);
+      }
+    }
+    shown.push_back(std::move(r));
+  }
+  return shown;
+}
+
+}  // namespace pantry::orchestrator::pins

@@ -1,0 +1,76 @@
+#include "bot_ci.h"
+
+#include "pantry/orchestrator/coordinator/source.h"
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <system_error>
+#include <utility>
+
+namespace pantry::orchestrator::pins {
+
+namespace json = boost::json;
+namespace http = boost::beast::http;
+using coordinator::api_client;
+
+namespace {
+
+coordinator::api_client_options options() {
+  coordinator::api_client_options o;
+  o.user_agent = "pantry-pins/" PANTRY_VERSION;
+  return o;
+}
+
+}  // namespace
+
+bot_ci::bot_ci(std::string url, std::string token)
+    : client_(std::move(url), std::move(token), options()) {}
+
+result<coordinator::submitted> bot_ci::submit(const std::string& project, const std::string& branch,
+                                              const std::string& commit,
+                                              const std::filesystem::path& tree,
+                                              const std::filesystem::path& archive,
+                                              const std::string& spec) {
+  auto packed = coordinator::pack_tree(tree, archive);
+  if (!packed) return packed.error();
+  const std::string digest = packed->sha256.str();
+  auto sent = coordinator::send_tree(client_, archive, digest);
+  std::error_code ec;
+  std::filesystem::remove(archive, ec);
+  if (!sent) return sent.error();
+  json::object body;
+  body["project"] = project;
+  body["patch"] = branch;
+  body["commit"] = commit;
+  body["spec"] = spec;
+  body["spec_file"] = ".pantry.yml";
+  body["source"] = json::object{{"tree", digest}};
+  return coordinator::submit_pipeline(client_, json::serialize(body));
+}
+
+result<std::string> bot_ci::status(std::uint64_t id) {
+  auto r = client_.call(http::verb::get, "/api/v1/pipelines/" + std::to_string(id));
+  if (!r) return r.error();
+  if (r->status != 200) return api_client::failure("reading pipeline " + std::to_string(id), *r);
+  boost::system::error_code ec;
+  auto v = json::parse(r->body, ec);
+  const json::object* o = !ec && v.is_object() ? &v.get_object() : nullptr;
+  const json::value* state = o ? o->if_contains("state") : nullptr;
+  if (!state || !state->is_string())
+    return error(errc::io_error, "pipeline " + std::to_string(id) + ": " + r->url +
+                                     " answered without the pipeline's state");
+  std::string s(state->get_string());
+  if (s != "running") return s;
+  // A pipeline runs from its submission on; "queued" until one of its jobs has started.
+  if (const json::value* jobs = o->if_contains("jobs"); jobs && jobs->is_array()) {
+    for (const auto& j : jobs->get_array()) {
+      const json::value* js = j.is_object() ? j.get_object().if_contains("state") : nullptr;
+      if (js && js->is_string() && js->get_string() != "queued") return s;
+    }
+  }
+  return std::string("queued");
+}
+
+}  // namespace pantry::orchestrator::pins

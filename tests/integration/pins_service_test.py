@@ -1,0 +1,271 @@
+#!/usr/bin/python3
+"""The pin bot beside pantry's coordinator and inside `pantry serve`.
+
+PinsCiTest: a `pantry serve` with the built-in runner and the coordinator, the PyPI fixture
+(nginx) as its upstream and a busybox image pushed to its hosted registry; a git repository hash-
+pinned to pantry-demo-app 1.1, pantry-demo-lib 1.0 and pantry-demo-util 0.9, whose .pantry.yml
+job passes only where app is pinned to 2.0. `pantry pins bump` (finding the serve through the
+data dir) makes three branches and submits one pipeline per branch with the branch's files:
+app's passes, lib's and util's fail; `pantry pins status` shows each branch with its pipeline's
+result and exits 1; a second bump submits nothing again (same commits) and records the ended
+states. A bump while another holds <data_dir>/pins/bump.lock is refused naming the holder's pid.
+
+PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
+minute (UTC, at least 30 s ahead); within about 90 s it runs one bump on its own: the branches
+appear in its repository, the log has one start and one summary line, and the record says why no
+pipeline ran.
+
+Usage: pins_service_test.py PANTRY_BINARY
+"""
+
+import datetime
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import daemons  # noqa: E402
+import make_oci_images  # noqa: E402
+import nginx_pypi  # noqa: E402
+from pantry_serve import Pantry, clean_env  # noqa: E402
+from pins_test import pinned  # noqa: E402
+
+PANTRY = None
+TIMEOUT = 180
+PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
+SUBMIT_TOKEN = "submit-token-0123456789abcdef"
+PINS = ("  enabled: true\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n")
+BRANCHES = {
+    "pantry/pins/pantry-demo-app-2.0": "passed",
+    "pantry/pins/pantry-demo-lib-1.1": "failed",
+    "pantry/pins/pantry-demo-util-1.0": "failed",
+}
+
+
+def run(cmd, timeout=TIMEOUT, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def described(r):
+    return f"exit {r.returncode}\n--- stdout:\n{r.stdout}\n--- stderr:\n{r.stderr}"
+
+
+def git(repo, *args):
+    env = dict(clean_env(), GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+    r = run(["git", "-C", repo, *args], env=env)
+    if r.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)}: {described(r)}")
+    return r.stdout
+
+
+def make_repo(path, manifest, spec=None):
+    """A git repository on branch main with requirements.txt (and `spec` as .pantry.yml)."""
+    os.makedirs(path)
+    text = (pinned(manifest, "pantry-demo-app", "1.1") + pinned(manifest, "pantry-demo-lib", "1.0")
+            + pinned(manifest, "pantry-demo-util", "0.9"))
+    with open(os.path.join(path, "requirements.txt"), "w") as f:
+        f.write(text)
+    git(path, "init", "-q", "-b", "main")
+    if spec is not None:
+        with open(os.path.join(path, ".pantry.yml"), "w") as f:
+            f.write(spec)
+    git(path, "add", "-A")
+    git(path, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+
+
+def pins_branches(repo):
+    return sorted(git(repo, "for-each-ref", "--format=%(refname:short)",
+                      "refs/heads/pantry/pins").split())
+
+
+class PinsCiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-pins-ci-test-")
+        cls.ident = os.path.basename(cls.work).replace("pantry-pins-ci-test-", "")
+        cls.nginx = nginx_pypi.start(os.path.join(cls.work, "upstream"), build=True)
+        with open(os.path.join(cls.work, "upstream", "manifest.json")) as f:
+            cls.manifest = json.load(f)
+        cls.repo = os.path.join(cls.work, "app")
+        cls.cgroup_parent = f"pantry-pins-ci-test-{cls.ident}"
+        extra = f"""runner:
+  runc_root: /run/pantry-pins-ci-test/{cls.ident}/runc
+  state_dir: /run/pantry-pins-ci-test/{cls.ident}/containers
+  cgroup_parent: {cls.cgroup_parent}
+  layers: {{ dir: {cls.work}/layers }}
+  defaults: {{ timeout: 2m }}
+ci:
+  slots: 2
+  tokens:
+    - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
+pins:
+{PINS}  schedule: "0 0 1 1 *"
+  repositories:
+    - {{ name: app, path: {cls.repo}, files: [requirements.txt] }}
+"""
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
+                            oci=("  hosted:\n    prefix: local/\n"
+                                 f"    users: [ {{ name: ci, token: \"{PUSH_TOKEN}\" }} ]\n"),
+                            extra=extra)
+        ref = make_oci_images.push_busybox(cls.work, cls.pantry.port, f"ci:{PUSH_TOKEN}")
+        # Passes only on the branch that pins app 2.0: the job sees the branch's own files.
+        spec = (f"image: {ref}\njobs:\n  pins:\n    run:\n"
+                "      - grep -q '^pantry-demo-app==2.0 ' requirements.txt\n")
+        make_repo(cls.repo, cls.manifest, spec)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pantry.stop()
+        cls.nginx.stop()
+        shutil.rmtree(f"/run/pantry-pins-ci-test/{cls.ident}", ignore_errors=True)
+        daemons.remove_cgroups(cls.cgroup_parent)
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def pins(self, *args):
+        env = {k: v for k, v in os.environ.items() if k not in ("PANTRY_URL", "PANTRY_TOKEN")}
+        return run([PANTRY, "pins", *args, "--config", self.pantry.config], env=env)
+
+    def pipeline(self, pid):
+        req = urllib.request.Request(self.pantry.url(f"/api/v1/pipelines/{pid}"))
+        req.add_header("Authorization", "Bearer " + SUBMIT_TOKEN)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
+
+    def test_1_bump_submits_a_pipeline_per_branch_and_status_shows_their_results(self):
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
+        self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), r.stdout)
+        submitted = re.findall(r"^    pipeline (\d+) submitted: (\S+)$", r.stdout, re.M)
+        self.assertEqual(len(submitted), 3, r.stdout)
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        self.assertEqual(record["format"], "pantry-pins-branches", record)
+        by_branch = {b["branch"]: b for b in record["branches"]}
+        self.assertEqual(sorted(by_branch), sorted(BRANCHES), record)
+        for branch, b in by_branch.items():
+            self.assertEqual(b["repository"], "app", b)
+            self.assertEqual(b["commit"], git(self.repo, "rev-parse", branch).strip(), b)
+            self.assertEqual(b["base"], git(self.repo, "rev-parse", "main").strip(), b)
+            self.assertIn(b["status"], ("queued", "running"), b)
+            self.assertIn((str(b["pipeline"]), b["pipeline_url"]), submitted, b)
+            pipeline = self.pipeline(b["pipeline"])
+            # project = the repository, patch = the branch, commit = the branch's commit.
+            self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
+                             ("app", branch, b["commit"]), pipeline)
+
+        deadline = time.monotonic() + TIMEOUT
+        states = {}
+        while time.monotonic() < deadline:
+            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
+            if all(s != "running" for s in states.values()):
+                break
+            time.sleep(0.5)
+        self.assertEqual(states, BRANCHES, self.pantry.tail())
+
+        r = self.pins("status")
+        self.assertEqual(r.returncode, 1, described(r))
+        for branch, state in BRANCHES.items():
+            b = by_branch[branch]
+            self.assertIn(f"    pipeline {b['pipeline']} {state} {b['pipeline_url']}",
+                          r.stdout.splitlines(), r.stdout)
+            self.assertIn(f"    commit {b['commit'][:12]}", r.stdout.splitlines(), r.stdout)
+        self.assertIn("app pantry/pins/pantry-demo-app-2.0: pantry-demo-app 1.1 -> 2.0, "
+                      "pantry-demo-lib 1.0 -> 1.1", r.stdout.splitlines(), r.stdout)
+
+        # A second bump finds the branches at the same commits: nothing is submitted again, and
+        # the ended pipelines are recorded.
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, described(r))
+        self.assertNotIn("submitted", r.stdout)
+        for branch, state in BRANCHES.items():
+            self.assertIn(f"app: {branch}: pipeline {by_branch[branch]['pipeline']} {state}",
+                          r.stdout.splitlines(), r.stdout)
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        self.assertEqual({b["branch"]: b["status"] for b in record["branches"]}, BRANCHES, record)
+        r = self.pins("status", "--repo", "nope")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn('--repo "nope" is not a repository of pins', r.stderr)
+
+    def test_2_a_bump_while_another_holds_the_lock_names_its_pid(self):
+        lock = os.path.join(self.pantry.data_dir, "pins", "bump.lock")
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        with open(lock, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            r = self.pins("bump")
+        self.assertEqual(r.returncode, 2, described(r))
+        self.assertIn(f"another pins bump holds {lock} (pid {os.getpid()}); wait for it to end",
+                      r.stderr)
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, described(r))
+
+
+class PinsScheduleTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="pantry-pins-schedule-test-")
+        cls.nginx = nginx_pypi.start(os.path.join(cls.work, "upstream"), build=True)
+        with open(os.path.join(cls.work, "upstream", "manifest.json")) as f:
+            manifest = json.load(f)
+        cls.repo = os.path.join(cls.work, "app")
+        make_repo(cls.repo, manifest)
+        # The next minute at least 30 s away (pantry's start may take a while on a loaded
+        # machine), as cron names it in UTC: it fires once today.
+        due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=90)
+        cls.due = due.replace(second=0, microsecond=0)
+        extra = f"""runner: {{ enabled: false }}
+ci: {{ enabled: false }}
+pins:
+{PINS}  schedule: "{cls.due.minute} {cls.due.hour} * * *"
+  repositories:
+    - {{ name: app, path: {cls.repo}, files: [requirements.txt] }}
+"""
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
+                            extra=extra)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pantry.stop()
+        cls.nginx.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def log(self):
+        with open(self.pantry.log_path, errors="replace") as f:
+            return f.read()
+
+    def test_the_schedule_runs_one_bump_at_its_due_time(self):
+        due = self.due.strftime("%Y-%m-%d %H:%M UTC")
+        self.assertIn(f"the first run is at {due}", self.log())
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and f"the run due at {due} ended" not in self.log():
+            time.sleep(1)
+        log = self.log()
+        self.assertIn(f"the run due at {due} ended", log, self.pantry.tail())
+        self.assertEqual(log.count("the run due at"), 2, log)
+        self.assertGreaterEqual(datetime.datetime.now(datetime.timezone.utc), self.due)
+        self.assertIn("3 pins and images checked, no problems", log, log)
+        self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), log)
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        notes = {b["branch"]: (b["status"], b["note"]) for b in record["branches"]}
+        expected = ("none", "no CI run: this pantry runs no coordinator (ci.enabled is false)")
+        self.assertEqual(notes, {b: expected for b in BRANCHES}, record)
+
+
+if __name__ == "__main__":
+    PANTRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

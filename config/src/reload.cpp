@@ -142,7 +142,8 @@ reload_plan plan_reload(const config& running, const config& wanted) {
   live("ci.quarantine", rc.quarantine == nc.quarantine);
   live("ci.quarantine_exit_passes", rc.quarantine_exit_passes == nc.quarantine_exit_passes);
 
-  live("pins", running.pins == next.pins);
+  // The schedule inside serve (pins.enabled) runs on the section it started with.
+  keep("pins", running.pins, next.pins);
   return plan;
 }
 

@@ -7,14 +7,14 @@
 // the settings it started with): pypi.upstreams, .routes,
 // .index_ttl, .negative_ttl, .offline and the uploaders and merge lists of pypi.hosted; oci
 // .default_upstream, .upstreams, .tag_ttl, and oci.hosted's users, pull_auth and token_key; ci
-// .tokens, .secrets, .quarantine and .quarantine_exit_passes; the whole pins section (the pin bot
-// reads it when it runs).
+// .tokens, .secrets, .quarantine and .quarantine_exit_passes.
 //
 // Restart only (kept at their running value, each reported): listen, data_dir, server (threads,
 // timeouts, access_log), upstream (the client's timeouts and pool), cache.max_size (the cache's
 // map size is fixed at open, from it), the set of
 // pypi.hosted indexes (each is a route of its own), oci.hosted.prefix, the runner section and the
-// rest of ci (enabled, slots, runner_timeout, log and artifact limits, runner_of): they are bound
+// rest of ci (enabled, slots, runner_timeout, log and artifact limits, runner_of), the pins section
+// (the schedule inside serve runs on the section it started with): they are bound
 // to the listening socket, the data dir's lock and map, threads, routes or the runner's places.
 
 #include "pantry/config/config.h"

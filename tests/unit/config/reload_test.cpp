@@ -81,12 +81,13 @@ TEST(ReloadTest, RestartOnlySettingsKeepTheirRunningValueAndSayBoth) {
   wanted.cache.max_size = running.cache.max_size * 2;
   wanted.runner.defaults.memory *= 2;
   wanted.ci.enabled = !running.ci.enabled;
+  wanted.pins.schedule = "0 6 * * 1";            // the schedule inside serve started on the old
   wanted.oci.tag_ttl = std::chrono::seconds(7);  // live, beside them
   const reload_plan plan = plan_reload(running, wanted);
   EXPECT_EQ(
       keys_of(plan.needs_restart),
       (std::vector<std::string>{"listen", "data_dir", "server.threads", "upstream.connect_timeout",
-                                "cache.max_size", "runner", "ci.enabled"}));
+                                "cache.max_size", "runner", "ci.enabled", "pins"}));
   ASSERT_FALSE(plan.needs_restart.empty());
   EXPECT_EQ(plan.needs_restart[0], (restart_change{"listen", "127.0.0.1:8585", "127.0.0.1:9090"}));
   EXPECT_EQ(plan.needs_restart[2], (restart_change{"server.threads", "2", "8"}));

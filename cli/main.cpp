@@ -3,6 +3,7 @@
 #include "build.h"
 #include "ci.h"
 #include "pantry/app/app.h"
+#include "pantry/app/handover.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
@@ -13,6 +14,7 @@
 #include "reload.h"
 #include "run.h"
 #include "signals.h"
+#include "upgrade.h"
 #include "warm.h"
 
 #include <spdlog/spdlog.h>
@@ -51,6 +53,13 @@ constexpr std::string_view kUsage = R"(usage: pantry COMMAND [OPTIONS]
 commands:
   serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
         Run pantry with the config FILE (default: the built-in config), flags overriding it.
+  upgrade [--binary PATH] [--config FILE | --data-dir DIR]
+             Hand the port and data dir of the `pantry serve` that holds the data dir over to
+             PATH (default: the binary it was started from), started with its arguments and
+             config, without a failed request: the new process serves at once, the old one
+             finishes its in-flight responses and exits; running CI jobs are drained (stopped at
+             the end of the drain and re-queued by the new process). If the new process cannot
+             start (a bad binary or config), the old one serves on and this says why.
   runner --coordinator URL --token TOKEN [--slots N] [--config FILE] [--listen HOST:PORT]
          [--data-dir DIR]
              Run pantry as a remote runner of the coordinator at URL (a `pantry serve` whose
@@ -209,8 +218,14 @@ pantry::result<config::config> effective_config(const parsed_args& p) {
   return c;
 }
 
+// What this process inherited from the pantry it takes over from (an upgrade, app/handover.h),
+// until the app takes the readiness pipe; the last error, for the pipe if it never does.
+std::optional<pantry::app::handover> g_inherited;
+std::string g_last_error;
+
 int fail(const pantry::error& e) {
   std::cerr << "pantry: " << e.message << '\n';
+  g_last_error = e.message;
   return kExitFailure;
 }
 
@@ -231,8 +246,9 @@ parsed_args with_config_file(parsed_args p, const std::string& file) {
 int serve(const config::config& c, std::string_view what, pantry::app::config_source source) {
   const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
   const sigset_t hangup = pantry::cli::block_hangup();
-  auto served = pantry::app::app::create(c);
+  auto served = pantry::app::app::create(c, g_inherited);
   if (!served) return fail(served.error());
+  g_inherited.reset();  // the app reports readiness once it serves
   auto& app = **served;
   app.set_config_source(std::move(source));
   // Declared after the app, so they are joined before the app goes.
@@ -317,6 +333,14 @@ int cmd_runner(const std::vector<std::string>& args) {
         return reloaded;
       }};
   return serve(*c, "pantry runner", std::move(source));
+}
+
+int cmd_upgrade(const std::vector<std::string>& args) {
+  auto p = parse_args(args, {"binary", "config", "data-dir"});
+  if (!p.positional.empty()) throw usage_error{"upgrade takes no argument " + p.positional[0]};
+  auto c = effective_config(p);
+  if (!c) return fail(c.error());
+  return pantry::cli::run_upgrade(*c, option(p, "binary"));
 }
 
 int cmd_config(const std::vector<std::string>& args) {
@@ -443,6 +467,17 @@ int cmd_cache(const std::vector<std::string>& args) {
 
 }  // namespace
 
+// serve and runner, whose failures an upgrade's predecessor hears of (g_inherited).
+int serve_command(const std::string& command, const std::vector<std::string>& rest) {
+  try {
+    return command == "serve" ? cmd_serve(rest) : cmd_runner(rest);
+  } catch (const usage_error& e) {
+    std::cerr << "pantry: " << e.message << "\n\n" << kUsage;
+    g_last_error = e.message;
+    return kExitUsage;
+  }
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
@@ -451,9 +486,23 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "serve" || command == "runner") {
+    // Before any thread starts: it edits the environment.
+    auto inherited = pantry::app::take_handover();
+    if (!inherited) return fail(inherited.error());
+    g_inherited = *inherited;
+    int code = serve_command(command, rest);
+    // Not ready, and the predecessor waits for a word: say why.
+    if (g_inherited) {
+      pantry::app::report_readiness(
+          g_inherited->ready_fd,
+          pantry::app::format_not_ready(
+              g_last_error.empty() ? "exited with code " + std::to_string(code) : g_last_error));
+    }
+    return code;
+  }
   try {
-    if (command == "serve") return cmd_serve(rest);
-    if (command == "runner") return cmd_runner(rest);
+    if (command == "upgrade") return cmd_upgrade(rest);
     if (command == "config") return cmd_config(rest);
     if (command == "reload") {
       auto p = parse_args(rest, {"config", "data-dir"});

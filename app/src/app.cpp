@@ -3,6 +3,7 @@
 #include "pantry/app/control.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
+#include "pantry/cache/succession.h"
 #include "pantry/orchestrator/builder/service.h"
 #include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/orchestrator/coordinator/service.h"
@@ -10,6 +11,7 @@
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
 #include "pantry/proxy/flight.h"
+#include "pantry/proxy/handover.h"
 #include "pantry/proxy/metrics.h"
 #include "pantry/proxy/server.h"
 #include "pantry/proxy/service.h"
@@ -17,6 +19,7 @@
 #include "pantry/registry/pypi/service.h"
 #include "pantry/web/service.h"
 #include "reloader.h"
+#include "succession.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/host_name.hpp>
@@ -27,10 +30,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -53,9 +59,15 @@ struct parts {
 };
 
 // Every tenant of the server, in the order they are installed and started (and stopped in
-// reverse).
-std::vector<std::shared_ptr<proxy::service>> make_services(const config::config& cfg,
-                                                           const parts& p) {
+// reverse); those from `first_job_service` on run jobs (containers, the journal, the runner's
+// state dir), which one process at a time may do: after an upgrade the successor starts them only
+// once the predecessor has let go of the data dir.
+struct service_list {
+  std::vector<std::shared_ptr<proxy::service>> all;
+  std::size_t first_job_service = 0;
+};
+
+service_list make_services(const config::config& cfg, const parts& p) {
   std::shared_ptr<orchestrator::runner::runner_service> runner;
   if (cfg.runner.enabled) {
     runner =
@@ -76,6 +88,7 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
                                      p.control_token),
   };
+  const std::size_t first_job_service = services.size();
   if (runner) {
     services.push_back(runner);
     services.push_back(orchestrator::builder::build_service::create(runner, p.store, p.blocking));
@@ -90,7 +103,27 @@ std::vector<std::shared_ptr<proxy::service>> make_services(const config::config&
   if (cfg.pins.enabled) {
     services.push_back(orchestrator::pins::bot_service::create(cfg, p.self_url, p.control_token));
   }
-  return services;
+  return {std::move(services), first_job_service};
+}
+
+// What an upgrade does to running CI jobs, for its report.
+std::string jobs_on_upgrade(const config::config& cfg, long old_pid, long new_pid) {
+  const std::string drain = config::format_duration(
+      std::chrono::duration_cast<std::chrono::seconds>(cfg.server.shutdown_grace));
+  if (!cfg.ci.runner_of.url.empty()) {
+    return "CI jobs drained: the jobs this runner took from " + cfg.ci.runner_of.url +
+           " run on while process " + std::to_string(old_pid) + " drains (up to " + drain +
+           "), then stop; that coordinator re-queues them once this runner is silent, and "
+           "process " +
+           std::to_string(new_pid) + " takes jobs from it";
+  }
+  if (cfg.ci.enabled) {
+    return "CI jobs drained: the jobs running in process " + std::to_string(old_pid) +
+           " run on while it drains (up to " + drain +
+           "), then those still running stop, and process " + std::to_string(new_pid) +
+           " re-queues them when it takes over the data dir (the restart counts as an attempt)";
+  }
+  return "no CI jobs run here (ci is off)";
 }
 
 proxy::server_options server_options_of(const config::config& cfg) {
@@ -128,7 +161,8 @@ std::string reachable_host(const std::string& host) {
 
 class app_impl final : public app {
  public:
-  explicit app_impl(const config::config& cfg) : cfg_(cfg), given_(cfg) {}
+  app_impl(const config::config& cfg, std::optional<handover> from)
+      : cfg_(cfg), given_(cfg), from_(from) {}
   ~app_impl() override {
     if (auto r = tear_down(); !r) spdlog::error("pantry serve: {}", r.error().message);
   }
@@ -143,14 +177,19 @@ class app_impl final : public app {
   config::reload_report reload(const std::optional<std::string>& file) override {
     return reloader_->reload(file);
   }
+  result<upgrade_report> upgrade(const std::string& binary) override;
 
  private:
+  // A successor's: starts the job services once the predecessor let go of the data dir, then
+  // opens their gate.
+  void start_job_services();
   // Stops the started services (last first), joins the blocking pool and flushes the cache.
   // Once only; later calls do nothing.
   result<void> tear_down();
 
   config::config cfg_;
-  const config::config given_;  // cfg_ before the data dir's token key was filled in
+  const config::config given_;    // cfg_ before the data dir's token key was filled in
+  std::optional<handover> from_;  // set when an upgrade started this process
   bool torn_down_ = false;
   control_endpoint control_;
   bool published_ = false;
@@ -167,7 +206,15 @@ class app_impl final : public app {
   std::optional<asio::thread_pool> blocking_;
   std::vector<std::shared_ptr<proxy::service>> services_;
   std::shared_ptr<reloader> reloader_;  // the last of services_
-  std::size_t started_ = 0;             // services_[0, started_) have started
+  std::size_t first_job_service_ = 0;
+  std::size_t started_ = 0;  // services_[0, started_) have started
+  // A successor's job services: their routes wait at the gate until job_starter_ started them.
+  std::shared_ptr<detail::service_gate> gate_;
+  std::unique_ptr<proxy::server> gated_;
+  std::thread job_starter_;
+  std::atomic<bool> quitting_{false};
+  std::mutex upgrade_mutex_;
+  long successor_pid_ = 0;  // guarded by upgrade_mutex_
 };
 
 result<void> app_impl::assemble() {
@@ -182,14 +229,22 @@ result<void> app_impl::assemble() {
     opt.map_size = std::max(2 * cfg_.cache.max_size, kGiB) + 2 * cfg_.ci.log_limits.max_total +
                    2 * cfg_.ci.artifact_limits.max_total + kGiB;
   }
-  auto opened = cache::store::open(opt);
+  auto opened = from_ ? cache::open_as_successor(opt, from_->from_pid) : cache::store::open(opt);
   if (!opened) return opened.error();
   store_ = std::move(*opened);
 
   metrics_ = std::make_shared<proxy::metrics_registry>();
-  auto srv = proxy::server::create(server_options_of(cfg_), metrics_);
+  auto srv = from_ ? proxy::create_on_socket(server_options_of(cfg_), metrics_, from_->listen_fd)
+                   : proxy::server::create(server_options_of(cfg_), metrics_);
   if (!srv) return srv.error();
   server_ = std::move(*srv);
+  if (from_ && cfg_.listen.port != 0 && cfg_.listen.port != server_->port()) {
+    return error(errc::config_error,
+                 "listen: port " + std::to_string(cfg_.listen.port) +
+                     " differs from the port this pantry took over (" +
+                     std::to_string(server_->port()) +
+                     "): an upgrade keeps the listening socket; restart pantry to move it");
+  }
 
   auto health = std::make_shared<proxy::upstream_health>();
   upstream_ = proxy::client::create(server_->executor(), client_options_of(cfg_, health));
@@ -207,16 +262,26 @@ result<void> app_impl::assemble() {
   // As given, without the data dir's token key: a reload compares files with files.
   reloader_ = std::make_shared<reloader>(given_, cfg_.oci.hosted.token_key, metrics_,
                                          blocking_->get_executor(), control_.token);
-  services_ = make_services(
+  auto made = make_services(
       cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_, std::move(health),
                   flights_, blocking_->get_executor(), [weak = std::weak_ptr<reloader>(reloader_)] {
                     auto r = weak.lock();
                     return r ? r->last() : std::nullopt;
                   }});
+  services_ = std::move(made.all);
+  first_job_service_ = made.first_job_service;
   reloader_->set_services(services_);
-  services_.push_back(reloader_);  // stopped first: no reload once the others stop
-  for (auto& s : services_)
-    s->install(*server_);
+  // Stopped first: no reload once the others stop. After the job services, so a successor takes
+  // reloads once it holds the data dir (until then the route waits at the gate).
+  services_.push_back(reloader_);
+  if (from_) {
+    gate_ = std::make_shared<detail::service_gate>();
+    gated_ = detail::gated_server(*server_, gate_);
+  }
+  for (std::size_t i = 0; i < services_.size(); ++i)
+    services_[i]->install(from_ && i >= first_job_service_ ? *gated_ : *server_);
+  detail::install_upgrade_route(*server_, control_.token, blocking_->get_executor(),
+                                [this](const std::string& binary) { return upgrade(binary); });
 
   metrics_->gauge_fn("pantry_cache_bytes", "Bytes of cached blobs", [store = store_] {
     auto st = store->get_stats();
@@ -236,18 +301,83 @@ result<void> app_impl::assemble() {
                std::filesystem::absolute(cfg_.data_dir).lexically_normal().string(), st->objects,
                human_bytes(st->bytes), human_bytes(cfg_.cache.max_size), st->entries);
 
-  for (; started_ < services_.size(); ++started_) {
+  const std::size_t start_now = from_ ? first_job_service_ : services_.size();
+  for (; started_ < start_now; ++started_) {
     if (auto r = services_[started_]->start(); !r) return r.error();
   }
   if (auto r = publish_control(cfg_.data_dir, control_); !r) return r.error();
   published_ = true;
+  if (from_) job_starter_ = std::thread([this] { start_job_services(); });
   return {};
+}
+
+void app_impl::start_job_services() {
+  while (!cache::wait_for_lock(*store_, std::chrono::milliseconds(100))) {
+    if (quitting_.load()) {
+      gate_->fail("pantry is stopping before it took over the data dir");
+      return;
+    }
+  }
+  spdlog::info("pantry serve: process {} handed the data dir over; this process writes to it now",
+               from_->from_pid);
+  for (; started_ < services_.size(); ++started_) {
+    if (auto r = services_[started_]->start(); !r) {
+      spdlog::error("pantry serve: {}", r.error().message);
+      gate_->fail("pantry cannot serve this route: " + r.error().message);
+      return;
+    }
+  }
+  gate_->open();
+}
+
+result<upgrade_report> app_impl::upgrade(const std::string& binary) {
+  std::lock_guard g(upgrade_mutex_);
+  const long self = static_cast<long>(::getpid());
+  if (successor_pid_ != 0) {
+    return error(errc::conflict, "process " + std::to_string(successor_pid_) +
+                                     " already took over from process " + std::to_string(self) +
+                                     ", which is draining");
+  }
+  // A successor takes the data dir over within 50 ms of its predecessor's exit.
+  if (from_ && !cache::wait_for_lock(*store_, std::chrono::seconds(5))) {
+    return error(errc::conflict, "process " + std::to_string(self) +
+                                     " has not taken over the data dir from process " +
+                                     std::to_string(from_->from_pid) +
+                                     " yet (it is draining): upgrade again when it has exited");
+  }
+  const std::string bin = binary.empty() ? own_binary() : binary;
+  spdlog::info("pantry serve: upgrade: starting {} with this process's arguments", bin);
+  auto pid = start_successor(bin, proxy::listening_socket(*server_), std::chrono::minutes(1));
+  if (!pid) {
+    spdlog::error("pantry serve: upgrade failed; process {} serves on: {}", self,
+                  pid.error().message);
+    // A successor that got as far as publishing its own control file left it naming itself.
+    if (published_) (void)publish_control(cfg_.data_dir, control_);
+    return pid.error();
+  }
+  successor_pid_ = *pid;
+  upgrade_report report{self, *pid, bin, cfg_.server.shutdown_grace,
+                        jobs_on_upgrade(cfg_, self, *pid)};
+  spdlog::info(
+      "pantry serve: upgrade: process {} serves on port {} now; process {} drains (up to {} ms) "
+      "and exits; {}",
+      *pid, server_->port(), self, report.drain.count(), report.jobs);
+  proxy::drain(*server_);
+  return report;
 }
 
 result<void> app_impl::run() {
   spdlog::info("pantry serve: listening on {}:{}; PIP_INDEX_URL=http://{}:{}/simple/",
                cfg_.listen.host, server_->port(), reachable_host(cfg_.listen.host),
                server_->port());
+  if (from_) {
+    // Once the server's threads run: the predecessor stops accepting when it reads this.
+    spdlog::info("pantry serve: took over port {} from process {}", server_->port(),
+                 from_->from_pid);
+    asio::post(server_->executor(), [fd = std::exchange(from_->ready_fd, -1)] {
+      report_readiness(fd, format_ready(static_cast<long>(::getpid())));
+    });
+  }
   server_->run();
   if (auto r = tear_down(); !r) return r.error();
   spdlog::info("pantry serve: stopped");
@@ -257,6 +387,8 @@ result<void> app_impl::run() {
 result<void> app_impl::tear_down() {
   if (torn_down_) return {};
   torn_down_ = true;
+  quitting_.store(true);
+  if (job_starter_.joinable()) job_starter_.join();
   if (published_) withdraw_control(cfg_.data_dir, control_.pid);
   while (started_ > 0)
     services_[--started_]->stop();
@@ -268,8 +400,8 @@ result<void> app_impl::tear_down() {
 
 }  // namespace
 
-result<std::unique_ptr<app>> app::create(const config::config& cfg) {
-  auto a = std::make_unique<app_impl>(cfg);
+result<std::unique_ptr<app>> app::create(const config::config& cfg, std::optional<handover> from) {
+  auto a = std::make_unique<app_impl>(cfg, from);
   if (auto r = a->assemble(); !r) return r.error();
   return std::unique_ptr<app>(std::move(a));
 }

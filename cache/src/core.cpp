@@ -2,6 +2,7 @@
 
 #include "codec.h"
 
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,8 +58,8 @@ bool next_digest(const digest& id, digest& next) {
 
 }  // namespace
 
-core::core(const options& opt, std::shared_ptr<env_handle> env, int lock_fd)
-    : opt_(opt), env_(std::move(env)), lock_fd_(lock_fd) {}
+core::core(const options& opt, std::shared_ptr<env_handle> env, int lock_fd, bool locked)
+    : opt_(opt), env_(std::move(env)), lock_fd_(lock_fd), locked_(locked) {}
 
 core::~core() {
   if (writer_.joinable()) {
@@ -104,23 +105,42 @@ result<counters> core::read_counters(MDB_txn* txn) const {
   return c;
 }
 
-result<void> core::start() {
-  if (!owner()) return {};
+result<void> core::load_counters() {
+  auto txn = read_txn::begin(*env_);
+  if (!txn) return txn.error();
+  auto c = read_counters(txn->get());
+  if (!c) return c.error();
+  counters_ = *c;
+  return {};
+}
+
+result<void> core::take_charge() {
   int dead = 0;
   mdb_reader_check(env_->env(), &dead);
-  {
-    auto txn = read_txn::begin(*env_);
-    if (!txn) return txn.error();
-    auto c = read_counters(txn->get());
-    if (!c) return c.error();
-    counters_ = *c;
-  }
+  if (auto r = load_counters(); !r) return r;
   // Chunks of a blob whose writer died before its commit. A failure here (a full map) is not
-  // fatal: reads still work, and gc() or the next start retries.
+  // fatal: reads still work, and gc() or the next start retries. A successor's own writers are
+  // live (their chunks are kept), and none of their chunks is written yet.
   std::vector<write_op> group;
   group.push_back(gc_op(std::make_shared<gc_report>(), false, {}));
   run_group(group);
+  return {};
+}
 
+result<void> core::start() {
+  if (!owner()) return {};
+  bool locked;
+  {
+    std::lock_guard g(lock_mutex_);
+    locked = locked_;
+  }
+  if (locked) {
+    if (auto r = take_charge(); !r) return r;
+  } else {
+    // The predecessor's counters so far (it writes them again before it lets go), and a check
+    // that they can be read at all.
+    if (auto r = load_counters(); !r) return r;
+  }
   {
     std::lock_guard g(queue_mutex_);
     accepting_ = true;
@@ -129,6 +149,41 @@ result<void> core::start() {
   // from a callback on the writer thread itself.
   writer_ = std::thread([self = shared_from_this()] { self->writer_main(); });
   return {};
+}
+
+bool core::wait_for_lock(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(lock_mutex_);
+  lock_cv_.wait_for(lk, timeout, [this] { return locked_ || lock_given_up_; });
+  return locked_;
+}
+
+bool core::acquire_lock() {
+  {
+    std::lock_guard g(lock_mutex_);
+    if (locked_) return true;
+  }
+  for (;;) {
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) == 0) break;
+    std::unique_lock lk(queue_mutex_);
+    if (!accepting_) {
+      lk.unlock();
+      std::lock_guard g(lock_mutex_);
+      lock_given_up_ = true;
+      lock_cv_.notify_all();
+      return false;
+    }
+    queue_cv_.wait_for(lk, std::chrono::milliseconds(50));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
+    // The pid only makes the errc::locked message of a second process more helpful.
+  }
+  // Counters that cannot be read now (they could at open) stay as start() read them.
+  (void)take_charge();
+  std::lock_guard g(lock_mutex_);
+  locked_ = true;
+  lock_cv_.notify_all();
+  return true;
 }
 
 void core::close() {
@@ -188,6 +243,18 @@ bool core::access_dirty() {
 
 void core::writer_main() {
   writer_id_.store(std::this_thread::get_id());
+  if (!acquire_lock()) {
+    // Never the writer: what queued fails as after close().
+    std::deque<write_op> left;
+    {
+      std::lock_guard g(queue_mutex_);
+      left.swap(queue_);
+    }
+    for (auto& op : left) {
+      if (op.done) op.done(closed_error(op.what));
+    }
+    return;
+  }
   using steady = std::chrono::steady_clock;
   auto interval = std::max(opt_.access_flush_interval, std::chrono::milliseconds(1));
   auto next_flush = steady::now() + interval;
@@ -700,6 +767,16 @@ void core::note_access(const digest& id) {
   accesses_[id] = now;
 }
 
+result<std::optional<object_info>> core::stored_by_another(txn_ctx& ctx, const digest& id,
+                                                           std::string_view what) {
+  auto rec = get(ctx, dbs().objects, digest_key(id), what);
+  if (!rec) return rec.error();
+  if (!*rec) return std::optional<object_info>();
+  auto info = decode_object(id, **rec);
+  if (!info) return info.error();
+  return std::optional<object_info>(std::move(*info));
+}
+
 write_op core::chunk_op(std::shared_ptr<blob_writer::impl> w, std::uint32_t index,
                         std::shared_ptr<std::vector<std::byte>> bytes) {
   write_op op;
@@ -711,6 +788,9 @@ write_op core::chunk_op(std::shared_ptr<blob_writer::impl> w, std::uint32_t inde
       return error(errc::cancelled, what + " skipped: the writer was aborted");
     }
     if (const error* e = failed_in(ctx, *w)) return *e;
+    auto stored = stored_by_another(ctx, w->id_, what);
+    if (!stored) return stored.error();
+    if (*stored) return {};  // its chunks hold these very bytes already: leave them be
     std::uint64_t need = std::max<std::uint64_t>(w->expected_size_.value_or(0),
                                                  std::uint64_t{index + 1} * kChunkSize);
     if (auto r = reserve(ctx, *w, need); !r) {
@@ -733,6 +813,14 @@ write_op core::commit_op(std::shared_ptr<blob_writer::impl> w, std::uint32_t ind
   op.apply = [this, w, index, last, size, info, what = op.what](txn_ctx& ctx) -> result<void> {
     if (w->aborted_.load()) return error(errc::cancelled, what + " failed: the writer was aborted");
     if (const error* e = failed_in(ctx, *w)) return *e;
+    auto stored = stored_by_another(ctx, w->id_, what);
+    if (!stored) return stored.error();
+    if (*stored) {
+      // Committed by the process this one took over from: that record stands, counted once.
+      *info = std::move(**stored);
+      set_reserved(ctx, w.get(), 0);
+      return {};
+    }
     if (auto r = reserve(ctx, *w, size); !r) {
       if (ctx.lmdb_rc == 0) ctx.failed_writers.emplace_back(w.get(), r.error());
       return r;
@@ -793,6 +881,9 @@ write_op core::discard_op(std::shared_ptr<blob_writer::impl> w, std::function<vo
       if (leased) st.doomed = true;
     }
     if (leased) return {};
+    auto stored = stored_by_another(ctx, w->id_, what);
+    if (!stored) return stored.error();
+    if (*stored) return {};  // the chunks are that complete blob's
     auto n = delete_chunks(ctx, w->id_, what);
     if (!n) return n.error();
     return {};

@@ -78,11 +78,16 @@ struct live_state {
 
 class core : public std::enable_shared_from_this<core> {
  public:
-  core(const options& opt, std::shared_ptr<env_handle> env, int lock_fd);
+  // `locked`: lock_fd holds the data dir's lock. Else (open_as_successor,
+  // pantry/cache/succession.h) the writer thread takes it before its first write.
+  core(const options& opt, std::shared_ptr<env_handle> env, int lock_fd, bool locked = true);
   ~core();
 
-  // Owner: reclaims dead readers, loads counters, removes orphan chunks, starts the writer.
+  // Owner: reclaims dead readers, loads counters, removes orphan chunks, starts the writer. A
+  // successor leaves all but the last to the writer thread, once it holds the lock.
   result<void> start();
+  // Waits up to `timeout` until the writer holds the data dir's lock; false if it does not.
+  bool wait_for_lock(std::chrono::milliseconds timeout);
   // Drains the queue, writes access times and counters, deletes unfinished writers' chunks and
   // stops the writer; releases the data dir lock. Readers keep working on the environment.
   void close();
@@ -189,14 +194,35 @@ class core : public std::enable_shared_from_this<core> {
   void unmark_evicting(txn_ctx& ctx, const std::vector<victim>& victims);
   // Makes room for `delta` more bytes under the quota, evicting down to the low-water mark.
   result<void> make_room(txn_ctx& ctx, std::uint64_t delta, std::string_view what);
+  // The record of `id` when it is already complete. Within this process a writer's claim rules
+  // that out; a process handing the data dir over (open_as_successor, pantry/cache/succession.h)
+  // may have committed the same blob after this one's writer began, and then its chunks hold the
+  // same bytes.
+  result<std::optional<object_info>> stored_by_another(txn_ctx& ctx, const digest& id,
+                                                       std::string_view what);
   // Deletes every chunk of `id`. Returns how many.
   result<std::uint64_t> delete_chunks(txn_ctx& ctx, const digest& id, std::string_view what);
   // Removes chunks whose digest has neither a record nor a live state.
   result<void> sweep_orphans(txn_ctx& ctx, gc_report& report);
 
+  // The owner's work at open: reclaims dead readers' slots, loads the counters, removes orphan
+  // chunks. In start() for a store that holds the lock, on the writer thread for a successor.
+  result<void> take_charge();
+  // Reads the persisted counters into counters_.
+  result<void> load_counters();
+  // Successor, on the writer thread: waits (polling the lock every 50 ms while ops queue) until
+  // the predecessor releases the lock, then takes it and take_charge(). False if the store closed
+  // first: the queued ops then fail with closed_error.
+  bool acquire_lock();
+
   const options opt_;
   const std::shared_ptr<env_handle> env_;
   int lock_fd_;
+
+  std::mutex lock_mutex_;
+  std::condition_variable lock_cv_;
+  bool locked_;                 // guarded by lock_mutex_
+  bool lock_given_up_ = false;  // guarded by lock_mutex_: closed before the lock was taken
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;

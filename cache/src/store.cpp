@@ -4,6 +4,7 @@
 #include "core.h"
 #include "lmdb_env.h"
 #include "pantry/cache/compress.h"
+#include "pantry/cache/succession.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -30,9 +31,16 @@ error not_in_cache(const digest& id) {
   return error(errc::not_found, "cache: " + id.short_str() + " is not in the cache");
 }
 
+// The data dir's lock file, open; `locked` unless it is held by the process this one succeeds.
+struct data_dir_lock {
+  int fd = -1;
+  bool locked = false;
+};
+
 // Takes the data dir's lock file and writes this process's pid into it. The lock is an flock on
-// an open file description, so it also keeps a second store of this process out.
-result<int> lock_data_dir(const std::filesystem::path& data_dir) {
+// an open file description, so it also keeps a second store of this process out. When the
+// holder's pid is `successor_of` (not 0), the file is returned open but not locked.
+result<data_dir_lock> lock_data_dir(const std::filesystem::path& data_dir, long successor_of) {
   std::filesystem::path path = data_dir / "pantry.lock";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -48,8 +56,9 @@ result<int> lock_data_dir(const std::filesystem::path& data_dir) {
     }
     char buf[32] = {};
     ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-    ::close(fd);
     long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+    if (successor_of != 0 && pid == successor_of) return data_dir_lock{fd, false};
+    ::close(fd);
     std::string who = pid > 0 ? "process " + std::to_string(pid) : "another process";
     return error(errc::locked, "cache: data dir " + data_dir.string() + " is in use by " + who +
                                    " (it holds " + path.string() +
@@ -59,7 +68,7 @@ result<int> lock_data_dir(const std::filesystem::path& data_dir) {
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
     // The pid only makes the errc::locked message of a second process more helpful.
   }
-  return fd;
+  return data_dir_lock{fd, true};
 }
 
 template <class What>
@@ -140,6 +149,10 @@ class store_impl final : public store {
   store_impl(const store_impl&) = delete;
   store_impl& operator=(const store_impl&) = delete;
   ~store_impl() override { core_->close(); }
+
+  bool wait_for_lock(std::chrono::milliseconds timeout) {
+    return core_->owner() && core_->wait_for_lock(timeout);
+  }
 
   result<blob_reader> open_blob(const digest& id) override {
     bool leased = false;
@@ -516,9 +529,8 @@ class store_impl final : public store {
   const std::shared_ptr<core> core_;
 };
 
-}  // namespace
-
-result<std::shared_ptr<store>> store::open(const options& opt) {
+// store::open, and open_as_successor with `successor_of`.
+result<std::shared_ptr<store>> open_store(const options& opt, long successor_of) {
   if (opt.data_dir.empty()) {
     return error(errc::invalid_argument, "cache: open failed: no data dir given");
   }
@@ -528,6 +540,7 @@ result<std::shared_ptr<store>> store::open(const options& opt) {
                                              "number of concurrent readers");
   }
   int fd = -1;
+  bool locked = true;
   if (opt.mode == open_mode::owner) {
     std::error_code ec;
     std::filesystem::create_directories(opt.data_dir, ec);
@@ -535,21 +548,41 @@ result<std::shared_ptr<store>> store::open(const options& opt) {
       return error(errc::io_error, "cache: cannot create the data dir " + opt.data_dir.string() +
                                        ": " + ec.message());
     }
-    auto lock = lock_data_dir(opt.data_dir);
+    auto lock = lock_data_dir(opt.data_dir, successor_of);
     if (!lock) return lock.error();
-    fd = *lock;
+    fd = lock->fd;
+    locked = lock->locked;
   }
   auto env = detail::env_handle::open(opt);
   if (!env) {
     if (fd >= 0) ::close(fd);
     return env.error();
   }
-  auto c = std::make_shared<core>(opt, std::move(*env), fd);
+  auto c = std::make_shared<core>(opt, std::move(*env), fd, locked);
   if (auto r = c->start(); !r) {
     c->close();
     return r.error();
   }
   return std::shared_ptr<store>(std::make_shared<store_impl>(std::move(c)));
+}
+
+}  // namespace
+
+result<std::shared_ptr<store>> store::open(const options& opt) {
+  return open_store(opt, 0);
+}
+
+result<std::shared_ptr<store>> open_as_successor(const options& opt, long predecessor) {
+  if (opt.mode != open_mode::owner) {
+    return error(errc::invalid_argument,
+                 "cache: open " + opt.data_dir.string() + " as a successor: not in owner mode");
+  }
+  return open_store(opt, predecessor);
+}
+
+bool wait_for_lock(store& s, std::chrono::milliseconds timeout) {
+  auto* impl = dynamic_cast<store_impl*>(&s);
+  return impl != nullptr && impl->wait_for_lock(timeout);
 }
 
 // blob_reader

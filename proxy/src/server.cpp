@@ -1,5 +1,7 @@
 #include "pantry/proxy/server.h"
 
+#include "pantry/proxy/handover.h"
+
 #include "pantry/text.h"
 
 #include <spdlog/spdlog.h>
@@ -352,12 +354,20 @@ class server_impl final : public server {
   ~server_impl() override;
 
   result<void> listen();
+  // Serves on `fd`, a listening socket made by another process (create_on_socket).
+  result<void> adopt_main(int fd);
+  // The accept loop of the main port, once acceptor_ listens.
+  result<void> start_accepting();
 
   void route(std::string prefix, handler h) override;
   std::uint16_t port() const noexcept override { return port_; }
   asio::any_io_executor executor() noexcept override { return ioc_.get_executor(); }
   void run() override;
   void stop() noexcept override;
+  // proxy/handover.h
+  int listen_fd() const noexcept { return listen_fd_; }
+  void drain() noexcept;
+  void set_inherited(int fd) noexcept { inherited_fd_ = fd; }
   result<std::unique_ptr<listener>> adopt_listener(int fd, listener_options opt) override;
 
   // From listener::close(), with the listener's mutex held: resets its connections soon (on the
@@ -369,6 +379,11 @@ class server_impl final : public server {
   spdlog::logger* access_log() const noexcept { return access_log_.get(); }
   std::atomic<std::int64_t>& in_flight() noexcept { return *in_flight_; }
   bool stopping() const noexcept { return stopping_.load(std::memory_order_relaxed); }
+  // Stopping by drain(): connections waiting for a request wait until drain_deadline().
+  bool draining() const noexcept { return draining_.load(); }
+  steady::time_point drain_deadline() const noexcept {
+    return steady::time_point(steady::duration(drain_deadline_.load()));
+  }
 
   // The route with the longest prefix of `path`, or null. "/" is the front page's alone (see
   // server::route).
@@ -412,6 +427,10 @@ class server_impl final : public server {
   int accept_loops_ = 0;                        // guarded by conns_mutex_; still running
   bool destroying_ = false;                     // guarded by conns_mutex_
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};  // set before stopping_
+  std::atomic<steady::rep> drain_deadline_{0};
+  int listen_fd_ = -1;     // acceptor_'s descriptor
+  int inherited_fd_ = -1;  // create_on_socket's: listen() serves on it
 
   // One io_context per I/O thread, each run by its thread alone: a connection lives on one of
   // them, so its handlers never hop between threads (a shared context with N threads hands a
@@ -500,19 +519,38 @@ void connection::finish() {
 }
 
 void connection::on_stop() {
-  if (phase_ == phase::reading_header) close_socket();
+  if (phase_ != phase::reading_header) return;
+  if (!srv_.draining()) {
+    close_socket();
+    return;
+  }
+  // The request may be on its way: wait for it until the drain deadline (serve() answers it with
+  // Connection: close).
+  if (waiting_ && srv_.drain_deadline() < deadline_) {
+    deadline_ = srv_.drain_deadline();
+    timer_.cancel();
+  }
 }
 
 asio::awaitable<void> connection::serve() {
   bool first = true;
-  while (!srv_.stopping() && socket_.is_open()) {
+  while (socket_.is_open()) {
+    // A server that drains for a hand-over answers one more request on each connection (that
+    // answer says Connection: close), one that stops answers none.
+    if (srv_.stopping() && !srv_.draining()) break;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(opt_.header_limit, std::numeric_limits<std::uint32_t>::max())));
     parser_->body_limit(boost::none);
     phase_ = phase::reading_header;
     bool idle = !first && buffer_.size() == 0;
-    start_wait(idle ? opt_.idle_timeout : opt_.header_timeout, idle);
+    auto wait = idle ? opt_.idle_timeout : opt_.header_timeout;
+    if (srv_.stopping()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(srv_.drain_deadline() -
+                                                                        steady::now());
+      wait = std::max(std::chrono::milliseconds(1), std::min(left, wait));
+    }
+    start_wait(wait, idle);
     auto [ec, n] = co_await http::async_read_header(socket_, buffer_, *parser_);
     end_wait();
     phase_ = phase::busy;
@@ -1051,6 +1089,42 @@ void connection::reset() noexcept {
   socket_.close(ec);
 }
 
+// The family and port of `fd` if it is a listening TCP socket; errc::invalid_argument saying
+// what it is not otherwise.
+result<std::pair<tcp, std::uint16_t>> listening_family(int fd) {
+  auto invalid = [](std::string why) { return error(errc::invalid_argument, std::move(why)); };
+  auto sys_invalid = [&](std::string_view call) {
+    return invalid(std::string(call) + ": " + std::strerror(errno));
+  };
+  if (fd < 0) return invalid("not a descriptor");
+  auto int_option = [fd](int name, int& value) {
+    socklen_t len = sizeof value;
+    return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0;
+  };
+  int type = 0;
+  int accepting = 0;
+  int protocol = 0;
+  if (!int_option(SO_TYPE, type)) return sys_invalid("getsockopt SO_TYPE");
+  if (type != SOCK_STREAM)
+    return invalid("not a stream socket (SO_TYPE " + std::to_string(type) + ")");
+  if (!int_option(SO_PROTOCOL, protocol)) return sys_invalid("getsockopt SO_PROTOCOL");
+  if (protocol != IPPROTO_TCP) return invalid("not a TCP socket");
+  if (!int_option(SO_ACCEPTCONN, accepting)) return sys_invalid("getsockopt SO_ACCEPTCONN");
+  if (!accepting) return invalid("the socket is not listening");
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return sys_invalid("getsockname");
+  }
+  if (addr.ss_family == AF_INET) {
+    return std::pair{tcp::v4(), ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port)};
+  }
+  if (addr.ss_family == AF_INET6) {
+    return std::pair{tcp::v6(), ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port)};
+  }
+  return invalid("neither an IPv4 nor an IPv6 socket");
+}
+
 // server_impl
 
 server_impl::server_impl(const server_options& opt, std::shared_ptr<metrics_registry> metrics)
@@ -1113,6 +1187,7 @@ server_impl::~server_impl() {
 
 result<void> server_impl::listen() {
   error_code ec;
+  if (inherited_fd_ >= 0) return adopt_main(std::exchange(inherited_fd_, -1));
   tcp::endpoint ep;
   auto addr = asio::ip::make_address(opt_.host, ec);
   if (!ec) {
@@ -1138,6 +1213,29 @@ result<void> server_impl::listen() {
   if (ec) return failed("bind");
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return failed("listen");
+  return start_accepting();
+}
+
+result<void> server_impl::adopt_main(int fd) {
+  const std::string what =
+      "proxy: the inherited listening socket (descriptor " + std::to_string(fd) + ")";
+  auto family = listening_family(fd);
+  if (!family) {
+    ::close(fd);
+    return error(errc::invalid_argument, what + ": " + family.error().message);
+  }
+  error_code ec;
+  acceptor_.assign(family->first, fd, ec);
+  if (ec) {
+    ::close(fd);
+    return error(ec, what + ": " + ec.message());
+  }
+  return start_accepting();
+}
+
+result<void> server_impl::start_accepting() {
+  error_code ec;
+  listen_fd_ = acceptor_.native_handle();
   port_ = acceptor_.local_endpoint(ec).port();
   {
     std::lock_guard lock(conns_mutex_);
@@ -1171,7 +1269,11 @@ asio::awaitable<void> server_impl::accept_loop(std::shared_ptr<adopted_acceptor>
   for (;;) {
     socket_t socket(asio::make_strand(next_context()));
     auto [ec] = co_await acceptor.async_accept(socket);
-    if (stopping() || !acceptor.is_open() || (listener && listener->closed)) break;
+    if (stopping() || !acceptor.is_open() || (listener && listener->closed)) {
+      // Accepted just as a hand-over began: its client gets its answer rather than a reset.
+      if (!ec && !adopted && draining()) start_connection(std::move(socket), nullptr);
+      break;
+    }
     if (ec) {
       if (ec == asio::error::operation_aborted) break;
       if (ec == asio::error::connection_aborted) continue;
@@ -1272,6 +1374,12 @@ void server_impl::stop() noexcept {
   }
 }
 
+void server_impl::drain() noexcept {
+  drain_deadline_.store((steady::now() + kDrainIdle).time_since_epoch().count());
+  draining_.store(true);
+  stop();
+}
+
 void server_impl::begin_shutdown() {
   error_code ec;
   acceptor_.close(ec);
@@ -1316,44 +1424,13 @@ result<std::unique_ptr<listener>> server_impl::adopt_listener(int fd, listener_o
   auto invalid = [&](std::string_view why) {
     return error(errc::invalid_argument, what + ": " + std::string(why));
   };
-  auto sys_invalid = [&](std::string_view call) {
-    return invalid(std::string(call) + ": " + std::strerror(errno));
-  };
-  if (fd < 0) return invalid("not a descriptor");
-  auto int_option = [fd](int name, int& value) {
-    socklen_t len = sizeof value;
-    return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0;
-  };
-  int type = 0;
-  int accepting = 0;
-  int protocol = 0;
-  if (!int_option(SO_TYPE, type)) return sys_invalid("getsockopt SO_TYPE");
-  if (type != SOCK_STREAM)
-    return invalid("not a stream socket (SO_TYPE " + std::to_string(type) + ")");
-  if (!int_option(SO_PROTOCOL, protocol)) return sys_invalid("getsockopt SO_PROTOCOL");
-  if (protocol != IPPROTO_TCP) return invalid("not a TCP socket");
-  if (!int_option(SO_ACCEPTCONN, accepting)) return sys_invalid("getsockopt SO_ACCEPTCONN");
-  if (!accepting) return invalid("the socket is not listening");
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return sys_invalid("getsockname");
-  }
-  std::optional<tcp> family;
-  std::uint16_t port = 0;
-  if (addr.ss_family == AF_INET) {
-    family = tcp::v4();
-    port = ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    family = tcp::v6();
-    port = ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
-  } else {
-    return invalid("neither an IPv4 nor an IPv6 socket");
-  }
+  auto found = listening_family(fd);
+  if (!found) return invalid(found.error().message);
+  const auto [family, port] = *found;
   auto state = std::make_shared<adopted_state>(std::move(opt), fd, port);
   auto adopted = std::make_shared<adopted_acceptor>(accept_strand_, state);
   error_code ec;
-  adopted->acceptor.assign(*family, fd, ec);
+  adopted->acceptor.assign(family, fd, ec);
   if (ec) return invalid("assign: " + ec.message());
   guard.fd = -1;  // the acceptor owns it now, and closes it on the paths below
   {
@@ -1431,6 +1508,28 @@ result<std::unique_ptr<server>> server::create(const server_options& opt,
   auto s = std::make_unique<server_impl>(opt, std::move(metrics));
   if (auto r = s->listen(); !r) return r.error();
   return std::unique_ptr<server>(std::move(s));
+}
+
+result<std::unique_ptr<server>> create_on_socket(const server_options& opt,
+                                                 std::shared_ptr<metrics_registry> metrics,
+                                                 int listen_fd) {
+  auto s = std::make_unique<server_impl>(opt, std::move(metrics));
+  s->set_inherited(listen_fd);
+  if (auto r = s->listen(); !r) return r.error();
+  return std::unique_ptr<server>(std::move(s));
+}
+
+int listening_socket(const server& srv) noexcept {
+  auto* impl = dynamic_cast<const server_impl*>(&srv);
+  return impl != nullptr ? impl->listen_fd() : -1;
+}
+
+void drain(server& srv) noexcept {
+  if (auto* impl = dynamic_cast<server_impl*>(&srv)) {
+    impl->drain();
+  } else {
+    srv.stop();
+  }
 }
 
 }  // namespace pantry::proxy

@@ -1,5 +1,6 @@
 // /<index>/…: the indexes pantry hosts (pypi.hosted): uploads, yanks, files and pages.
 
+#include "pantry/proxy/small_body.h"
 #include "pantry/registry/pypi/multipart.h"
 #include "pantry/registry/pypi/wheel.h"
 #include "pantry/text.h"
@@ -575,22 +576,17 @@ asio::awaitable<void> hosted_route::yank(exchange& ex, const config::pypi_hosted
   const std::string normal = normalize_project_name(project);
   std::optional<std::string> reason;
   if (ex.request().method() == http::verb::put) {
-    std::string body;
-    std::vector<std::byte> buf(16 * 1024);
-    for (;;) {
-      auto n = co_await ex.read_body(buf);
-      if (!n) {
-        ex.reset();
-        co_return;
-      }
-      if (*n == 0) break;
-      body.append(reinterpret_cast<const char*>(buf.data()), *n);
-      if (body.size() > kMaxYankBody) {
-        co_await refuse(ex, http::status::payload_too_large,
-                        "a yank's body is at most 64 KiB: {\"reason\": \"...\"}");
-        co_return;
-      }
+    auto read = co_await proxy::read_small_body(ex, kMaxYankBody);
+    if (!read) {
+      ex.reset();  // the client went away or stalled: no one to answer
+      co_return;
     }
+    if (!*read) {
+      co_await refuse(ex, http::status::payload_too_large,
+                      "a yank's body is at most 64 KiB: {\"reason\": \"...\"}");
+      co_return;
+    }
+    const std::string body = std::move(**read);
     reason = std::string();
     if (!trim_ascii_space(body).empty()) {
       boost::system::error_code ec;

@@ -1,4 +1,5 @@
 #include "pantry/cache/store.h"
+#include "pantry/cache/succession.h"
 
 #include "test_util.h"
 
@@ -1397,6 +1398,74 @@ TEST_F(CacheTest, ReadersAndWritersOutliveTheStore) {
   again.reset();
   raw_lmdb raw(dir_);
   EXPECT_EQ(raw.count("blobs"), 2u) << "only the committed blob's chunks";
+}
+
+// An upgrade's hand-over (open_as_successor): the successor reads at once while the
+// predecessor holds the lock, its writes wait and go once the predecessor closes, and a blob both
+// began is counted once.
+TEST_F(CacheTest, SuccessorReadsAtOnceAndWritesAfterThePredecessorLetsGo) {
+  auto x = make_bytes(kChunkSize + 10, 31);
+  auto y = make_bytes(2 * kChunkSize + 10, 32);
+  const digest y_id = digest::of(y);
+  int up[2], go[2];
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(go), 0);
+  pid_t pid = run_child([&]() -> int {
+    auto s = store::open(opts());
+    if (!s) return 1;
+    if (!write_blob(**s, x)) return 2;
+    if (!(*s)->put_entry("before", entry{})) return 3;
+    if (write(up[1], "r", 1) != 1) return 4;
+    char c;
+    if (read(go[0], &c, 1) != 1) return 5;
+    if (!(*s)->put_blob(y, std::string(kMedia))) return 6;
+    if (!(*s)->put_entry("late", entry{})) return 7;
+    return 0;  // the store closes: the lock goes
+  });
+  char c;
+  ASSERT_EQ(read(up[0], &c, 1), 1);
+
+  auto refused = open_as_successor(opts(), pid + 1);
+  ASSERT_TRUE(fails_with(refused, errc::locked)) << "the lock holder is not the predecessor named";
+
+  auto opened = open_as_successor(opts(), pid);
+  ASSERT_TRUE(ok(opened));
+  auto s = *opened;
+  EXPECT_FALSE(wait_for_lock(*s, std::chrono::milliseconds(0)));
+  auto got_x = read_blob(*s, digest::of(x));
+  ASSERT_TRUE(got_x) << "reads work while the predecessor holds the lock";
+  EXPECT_TRUE(*got_x == x);
+  EXPECT_TRUE(ok(s->get_entry("before")));
+
+  // Y begun here before the predecessor commits it too; an entry queued.
+  auto w = s->begin_blob(y_id, std::string(kMedia), y.size(), false);
+  ASSERT_TRUE(ok(w));
+  ASSERT_TRUE(ok(w->write(y)));
+  auto put = std::async(std::launch::async, [&] { return s->put_entry("new", entry{}); });
+  auto commit = std::async(std::launch::async, [&] { return w->commit(); });
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  EXPECT_EQ(wait_child(pid), 0);
+
+  EXPECT_TRUE(ok(put.get()));
+  auto committed = commit.get();
+  ASSERT_TRUE(ok(committed));
+  EXPECT_EQ(committed->size, y.size());
+  EXPECT_TRUE(wait_for_lock(*s, std::chrono::seconds(10)));
+  EXPECT_TRUE(ok(s->get_entry("late"))) << "the predecessor's last writes are there";
+  EXPECT_TRUE(ok(s->get_entry("new")));
+  auto got_y = read_blob(*s, y_id);
+  ASSERT_TRUE(got_y);
+  EXPECT_TRUE(*got_y == y);
+  auto st = s->get_stats();
+  ASSERT_TRUE(ok(st));
+  EXPECT_EQ(st->objects, 2u);
+  EXPECT_EQ(st->bytes, x.size() + y.size()) << "Y, committed by both processes, counts once";
+  auto second = store::open(opts());
+  ASSERT_TRUE(fails_with(second, errc::locked));
+  EXPECT_NE(second.error().message.find(std::to_string(getpid())), std::string::npos)
+      << "the successor holds the lock now: " << second.error().message;
+  for (int fd : {up[0], up[1], go[0], go[1]})
+    close(fd);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "pantry/proxy/server.h"
 #include "pantry/cache/store.h"
+#include "pantry/proxy/handover.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -839,6 +840,61 @@ TEST(ServerTest, StopLetsAnInFlightResponseFinish) {
   s.stop();  // run() returns
   test_client late(s.port());
   EXPECT_EQ(late.connect_errno(), ECONNREFUSED);
+}
+
+TEST(ServerTest, DrainAnswersAKeepAliveConnectionsNextRequestWithClose) {
+  running_server s([](server& srv) {
+    srv.route("/echo/", [](exchange& ex) -> asio::awaitable<void> {
+      co_await reply_text(ex, std::string(ex.request().target()));
+    });
+  });
+  test_client c(s.port());
+  auto r1 = c.get("/echo/one");
+  EXPECT_TRUE(r1.keep_alive());
+  drain(*s.srv);
+  // The connection waits for its next request (the client may have sent it already) instead of
+  // closing under it, answers it and then closes.
+  auto r2 = c.get("/echo/two");
+  EXPECT_EQ(r2.result_int(), 200u);
+  EXPECT_EQ(r2.body(), "/echo/two");
+  EXPECT_FALSE(r2.keep_alive()) << "the answer says Connection: close";
+  EXPECT_EQ(c.read_to_end(), asio::error::eof);
+  s.stop();  // run() returns
+  test_client late(s.port());
+  EXPECT_EQ(late.connect_errno(), ECONNREFUSED);
+}
+
+TEST(ServerTest, ASecondServerOnTheListeningSocketServesOnAfterTheFirstDrains) {
+  auto named = [](std::string name) {
+    return [name](server& srv) {
+      srv.route("/who",
+                [name](exchange& ex) -> asio::awaitable<void> { co_await reply_text(ex, name); });
+    };
+  };
+  running_server first(named("first"));
+  const int fd = ::fcntl(listening_socket(*first.srv), F_DUPFD_CLOEXEC, 3);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  server_options opt;
+  opt.threads = 1;
+  auto metrics = std::make_shared<metrics_registry>();
+  auto second = create_on_socket(opt, metrics, fd);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ((*second)->port(), first.port());
+  named("second")(**second);
+  std::thread serving([&] { (*second)->run(); });
+  drain(*first.srv);
+  first.stop();
+  for (int i = 0; i < 5; ++i) {
+    test_client c(first.port());
+    ASSERT_EQ(c.connect_errno(), 0) << "the port stays open: " << std::strerror(c.connect_errno());
+    EXPECT_EQ(c.get("/who").body(), "second");
+  }
+  (*second)->stop();
+  serving.join();
+
+  auto bad = create_on_socket(opt, metrics, ::socket(AF_INET, SOCK_DGRAM, 0));
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message, ::testing::HasSubstr("not a stream socket"));
 }
 
 TEST(ServerTest, StopResetsWhatOutlastsTheGrace) {

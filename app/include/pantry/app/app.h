@@ -11,10 +11,12 @@
 // stop() and then tears down in order; destroying the app releases the data dir.
 
 #include "pantry/app/control.h"
+#include "pantry/app/handover.h"
 #include "pantry/config/config.h"
 #include "pantry/config/reload.h"
 #include "pantry/error.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +32,15 @@ struct config_source {
   std::function<result<config::config>(const std::string& file)> load;
 };
 
+// What app::upgrade() did.
+struct upgrade_report {
+  long old_pid = 0;  // this process, which drains now
+  long new_pid = 0;  // the successor, which serves on the same port
+  std::string binary;
+  std::chrono::milliseconds drain{0};  // in-flight responses finish within this (shutdown_grace)
+  std::string jobs;                    // what becomes of running CI jobs, in a sentence
+};
+
 class app {
  public:
   // Assembles pantry from `cfg`: opens the cache in cfg.data_dir as its owner (which removes
@@ -40,7 +51,14 @@ class app {
   // Errors: errc::locked naming the pid while another process holds the data dir, the cache's
   // other errors, the server's (the address is in use…), or the first service whose start()
   // failed (the ones started before it are stopped).
-  static result<std::unique_ptr<app>> create(const config::config& cfg);
+  //
+  // With `from` (a process started by an upgrade, handover.h): serves on the inherited listening
+  // socket instead of binding (a config whose port differs is refused), opens the cache as the
+  // predecessor's successor (cache::open_as_successor) and starts the services that run jobs
+  // (the runner, the builder, the coordinator or a remote runner) only once the predecessor has
+  // let go of the data dir; until then their routes wait. run() reports readiness on the pipe.
+  static result<std::unique_ptr<app>> create(const config::config& cfg,
+                                             std::optional<handover> from = std::nullopt);
 
   // Tears down what run() did not (a created app that never ran), then releases everything; the
   // data dir's lock goes last.
@@ -80,6 +98,16 @@ class app {
   // server.shutdown_grace. Safe from any thread (a signal-waiting one), before run() (which
   // then returns at once) and more than once. Does not block.
   virtual void stop() noexcept = 0;
+
+  // Hands this app's port and data dir over to `binary` (empty: own_binary()), started with this
+  // process's arguments (handover.h's start_successor). Once it is ready, this app drains: it
+  // stops accepting, answers each connection's request in flight or next within
+  // server.shutdown_grace, and run() returns as after stop(). If the successor cannot start, this
+  // app goes on serving and the error says why. Blocks up to a minute; call it from a thread that
+  // may block, not an I/O thread. Also served as POST /api/v1/upgrade with the control token
+  // (`pantry upgrade`). Errors: errc::conflict after one succeeded, or while this app has
+  // not yet taken the data dir over from its own predecessor.
+  virtual result<upgrade_report> upgrade(const std::string& binary) = 0;
 };
 
 }  // namespace pantry::app

@@ -28,6 +28,24 @@ bool made_red(const test_result& r) {
   return is_failure(r.outcome) && !(r.rerun && !is_failure(*r.rerun));
 }
 
+// When failed job `j` of pipeline `pipeline` was known to be red: its earliest failing test's
+// report (measures.h's time_to_red), else its end.
+clock::time_point red_at(const job_record& j, pipeline_id pipeline,
+                         std::span<const test_run> runs) {
+  std::optional<clock::time_point> first;
+  for (const test_run& r : runs) {
+    if (r.pipeline != pipeline || r.job != j.id) continue;
+    for (const test_result& t : r.results) {
+      if (!is_failure(t.outcome) || !t.failed_at) continue;
+      if (!first || *t.failed_at < *first) first = t.failed_at;
+    }
+  }
+  if (!first) return j.finished_at;
+  // Another machine's clock may be off: never before the job started nor after it ended.
+  const clock::time_point from = started(j) ? j.started_at : j.queued_at;
+  return std::clamp(*first, std::min(from, j.finished_at), j.finished_at);
+}
+
 json::value number_or_null(const std::optional<double>& s) {
   return s ? json::value(*s) : json::value(nullptr);
 }
@@ -60,7 +78,8 @@ pipeline_measures measure_pipeline(const pipeline_record& p, std::span<const tes
     if (started(j)) m.queue_wait += seconds_between(j.queued_at, j.started_at);
     if (j.state == job_state::failed) {
       failed_jobs.push_back(&j);
-      if (!first_red || j.finished_at < *first_red) first_red = j.finished_at;
+      const clock::time_point red = red_at(j, p.id, runs);
+      if (!first_red || red < *first_red) first_red = red;
     }
   }
   if (first_red) m.time_to_red = seconds_between(p.created_at, *first_red);

@@ -100,8 +100,10 @@ pipeline_measures measure_pipeline(const pipeline_record& p, std::span<const tes
     }
   }
 
-  // Red only because of flaky or quarantined tests: every failed job reported test results,
-  // at least one test made it red, and all of those are flaky or quarantined.
+  // Red only because of flaky or quarantined tests: every failed job reported a failing test,
+  // and every test that made it red is flaky or quarantined. A test that failed and passed its
+  // re-run is flaky by that alone and still failed its job (the plugin keeps the first run's
+  // status), so a job whose only failures passed their re-runs is red only because of flakes.
   bool every_failed_job_explained = !failed_jobs.empty();
   std::set<std::string, std::less<>> failing;
   for (const job_record* j : failed_jobs) {
@@ -109,9 +111,8 @@ pipeline_measures measure_pipeline(const pipeline_record& p, std::span<const tes
     for (const test_run& r : runs) {
       if (r.pipeline != p.id || r.job != j->id) continue;
       for (const test_result& t : r.results) {
-        if (!made_red(t)) continue;
-        failing.insert(t.id);
-        job_has_failing_test = true;
+        if (is_failure(t.outcome)) job_has_failing_test = true;
+        if (made_red(t)) failing.insert(t.id);
       }
     }
     // A job that failed without a failing test (a lint step, a crash, a timeout) is red for

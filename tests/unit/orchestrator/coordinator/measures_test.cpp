@@ -193,6 +193,18 @@ TEST(MeasuresTest, ATestThatPassedItsRerunDidNotMakeItRed) {
   EXPECT_FALSE(m.red_only_flaky);
 }
 
+TEST(MeasuresTest, AJobRedOnlyByFailuresThatPassedTheirRerunsIsRedOnlyFlaky) {
+  // The plugin keeps the first run's status: the job failed, and only flakes failed it.
+  auto p = pipeline(pipeline_state::failed, 100, 150,
+                    {job(1, "test", job_state::failed, 100, 101, 150)});
+  auto r = run_of(1, 7, {{"t::coin", test_outcome::failed}, {"t::ok", test_outcome::passed}});
+  r.results[0].rerun = test_outcome::passed;
+  std::vector<test_run> runs{r};
+  auto m = measure_pipeline(p, runs, {}, {}, {});
+  EXPECT_THAT(m.failing_tests, ElementsAre());
+  EXPECT_TRUE(m.red_only_flaky) << boost::json::serialize(to_json(m));
+}
+
 TEST(MeasuresTest, MedianOfOddEvenAndEmpty) {
   EXPECT_THAT(median({3, 1, 2}), Optional(2.0));
   EXPECT_THAT(median({4, 1, 3, 2}), Optional(2.5));

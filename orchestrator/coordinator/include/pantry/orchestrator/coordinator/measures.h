@@ -47,7 +47,9 @@ struct pipeline_measures {
   double saved_by_stopping_early = 0;
   // The tests that made it red (failed or erred and not passed on a re-run), sorted.
   std::vector<std::string> failing_tests;
-  // Failed, every failing job has test results, and every failing test is flaky or quarantined.
+  // Failed, every failed job reported a failing test, and every test in failing_tests is flaky
+  // or quarantined (a failure that passed its re-run is a flake: a job failed only by such
+  // failures is red only because of flaky tests).
   bool red_only_flaky = false;
 };
 

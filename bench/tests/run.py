@@ -2,7 +2,7 @@
 """Test intelligence: time to the first failure report of a 200-test suite whose one failing
 test runs last in pytest's own order, pantry's ordered run against plain pytest on the same
 runner; and the balance of `parallel: 3` shards against pytest-xdist's `--dist load` and an
-alphabetical split (issue 16's benchmark).
+alphabetical split.
 
     bench/tests/run.py PANTRY_BINARY [--runs 3] [--quick] [--workdir DIR] [--keep]
 

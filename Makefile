@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 SERVE_ARGS ?= $(if $(CONFIG),--config $(CONFIG))
 
-.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner bench-ci bench-scale format format-check clean
+.PHONY: all deps run build release test asan unit integration clang fuzz bench bench-pypi bench-oci bench-runner bench-ci bench-scale bench-tests format format-check clean
 
 all: release
 
@@ -97,6 +97,13 @@ bench-ci: release
 BENCH_SCALE_ARGS ?=
 bench-scale: release
 	/usr/bin/python3 bench/scale/run.py build/release/cli/pantry $(BENCH_SCALE_ARGS)
+
+# Test intelligence: time to the first failure report of a 200-test suite, pantry's order
+# against plain pytest on the same runner, first and second run; shard balance against
+# pytest-xdist's --dist load and an alphabetical split (bench/README.md). Needs root.
+BENCH_TESTS_ARGS ?=
+bench-tests: release
+	/usr/bin/python3 bench/tests/run.py build/release/cli/pantry $(BENCH_TESTS_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.h')
 

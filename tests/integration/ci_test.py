@@ -590,7 +590,7 @@ jobs:
         # re-run at the session's end comes after).
         self.assertEqual(order[29], FAILING, order)
         self.assertRegex(log, r"tests: 30 tests in 1 JUnit files: 29 passed, 1 failed, "
-                              r"0 skipped, 1 re-run; recorded")
+                              r"0 skipped, 1 re-run, \d+\.\d{3} s; recorded")
 
         listed = self.site.pantry_cmd("tests", "--project", "history")
         self.assertEqual(listed.returncode, 0, described(listed))

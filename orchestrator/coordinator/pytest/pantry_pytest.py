@@ -30,6 +30,11 @@ byte for byte); a re-run's testcase also carries pantry.rerun = 1. A re-run neve
 session's exit status: a test that failed once failed the job, and its re-run is evidence that
 it is flaky.
 
+A test's first failing report (setup, call or teardown; not a re-run's, not a quarantined test's)
+adds the property pantry.failed_at to its testcase: the wall time of that report in whole
+milliseconds since the Unix epoch, from which pantry measures time to red at the first failure
+rather than at the job's end.
+
 Quarantined tests (the order file's "quarantined") run and are reported as usual, with the
 property pantry.quarantined = 1 on their testcases; when they are the only failures, the
 session's exit status is success, and the terminal (the job's log) names them. Fail fast never
@@ -40,6 +45,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -51,6 +57,7 @@ GROUPS = ("failed", "changed", "new", "rest")
 ID_PROPERTY = "pantry.id"
 RERUN_PROPERTY = "pantry.rerun"
 QUARANTINED_PROPERTY = "pantry.quarantined"
+FAILED_AT_PROPERTY = "pantry.failed_at"
 
 # The oldest pytest this plugin was run against (Debian 12's); its hooks and runtestprotocol's
 # signature are those of 7.2.
@@ -245,6 +252,21 @@ class PantryPlugin:
                 "they do not fail the job" if only_quarantined
                 else "they do not count, but other tests failed too"))
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if not report.failed or self.rerunning or item.nodeid in self.quarantined:
+            return
+        if any(name == FAILED_AT_PROPERTY for name, _ in item.user_properties):
+            return
+        stamp = (FAILED_AT_PROPERTY, str(int(time.time() * 1000)))
+        # The report pytest's JUnit writer reads is the teardown's, which copies the item's
+        # properties when it is made: a teardown's own failure is added to its report as well.
+        item.user_properties.append(stamp)
+        if report.when == "teardown":
+            report.user_properties.append(stamp)
+
     def pytest_runtest_logreport(self, report):
         if report.failed and report.nodeid in self.quarantined and not hasattr(report, "wasxfail"):
             self.quarantined_failures += 1
@@ -295,6 +317,8 @@ class PantryPlugin:
 
     def _run_again(self, item, nextitem, at_end=False):
         """Runs item once more, marked as a re-run; True iff the re-run failed."""
+        # The first run's report is written; its failure time is not the re-run's.
+        item.user_properties[:] = [p for p in item.user_properties if p[0] != FAILED_AT_PROPERTY]
         item.user_properties.append((RERUN_PROPERTY, "1"))
         self.rerunning = True
         try:

@@ -4,12 +4,14 @@
 #include "pantry/orchestrator/builder/http_backend.h"
 #include "pantry/orchestrator/coordinator/pytest_plugin.h"
 #include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/coordinator/test_order.h"
 #include "pantry/orchestrator/runner/container.h"
 #include "pantry/proxy/off_thread.h"
 #include "pantry/proxy/traffic.h"
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -212,9 +214,25 @@ class job_run {
                             std::string(kTestOrderVariable));
       } else {
         have_order_ = true;
+        say_plan();
       }
     }
     have_tests_ = true;
+  }
+
+  // Blocking: what the order file plans for this job's shard, so that the log can be set
+  // against what the shard's tests took (collect_tests).
+  void say_plan() {
+    auto order = parse_order_file(t_.test_order);
+    if (!order) {
+      say(kStepSetup, "tests: " + order.error().message);
+      return;
+    }
+    int shard = 1;
+    for (const auto& [k, v] : t_.env) {
+      if (k == "PANTRY_SHARD") std::from_chars(v.data(), v.data() + v.size(), shard);
+    }
+    say(kStepSetup, "tests: " + describe_plan(*order, shard));
   }
 
   // Blocking: the JUnit reports into the uplink. Problems are lines in the log.
@@ -225,7 +243,9 @@ class job_run {
       say(kStepFinish, "tests: " + p);
     if (report.results.empty()) return;
     std::size_t passed = 0, failed = 0, skipped = 0, reran = 0;
+    double seconds = 0;
     for (const auto& r : report.results) {
+      seconds += r.seconds;
       if (is_failure(r.outcome)) {
         ++failed;
       } else if (r.outcome == test_outcome::skipped) {
@@ -235,10 +255,12 @@ class job_run {
       }
       if (r.rerun) ++reran;
     }
-    std::string counts = std::to_string(report.results.size()) + " tests in " +
-                         std::to_string(report.files) + " JUnit files: " + std::to_string(passed) +
-                         " passed, " + std::to_string(failed) + " failed, " +
-                         std::to_string(skipped) + " skipped, " + std::to_string(reran) + " re-run";
+    std::string counts =
+        std::to_string(report.results.size()) + " tests in " + std::to_string(report.files) +
+        " JUnit files: " + std::to_string(passed) + " passed, " + std::to_string(failed) +
+        " failed, " + std::to_string(skipped) + " skipped, " + std::to_string(reran) + " re-run, " +
+        seconds_text(std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double>(seconds)));
     if (auto r = up_->put_test_results(std::move(report.results)); !r) {
       say(kStepFinish, "tests: " + counts + "; not recorded: " + r.error().message);
       return;

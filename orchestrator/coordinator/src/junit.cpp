@@ -12,6 +12,7 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <system_error>
@@ -68,6 +69,25 @@ double seconds_of(std::string_view text) {
   return v;
 }
 
+// The time a kFailedAtProperty value names; nullopt unless it is 1 to 15 digits (up to the
+// year 33658), so that a bad value is ignored rather than overflowing.
+std::optional<clock::time_point> failed_at_of(std::string_view text) {
+  if (text.empty() || text.size() > 15) return std::nullopt;
+  std::int64_t ms = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (ec != std::errc() || end != text.data() + text.size() || ms < 0) return std::nullopt;
+  return clock::time_point(
+      std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms)));
+}
+
+// The earlier of two optional times.
+std::optional<clock::time_point> earliest(std::optional<clock::time_point> a,
+                                          std::optional<clock::time_point> b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::min(*a, *b);
+}
+
 // Merges testcases into results by id, in order of first appearance (junit.h's rules).
 class merger {
  public:
@@ -93,6 +113,7 @@ class merger {
     }
     have.outcome = worst(have.outcome, r.outcome);
     have.seconds += r.seconds;
+    have.failed_at = earliest(have.failed_at, r.failed_at);
     if (r.rerun) have.rerun = have.rerun ? worst(*have.rerun, *r.rerun) : r.rerun;
   }
 
@@ -171,6 +192,8 @@ class document_reader {
         r.id = p.attribute("value").value();
       } else if (key == kRerunProperty) {
         is_rerun = std::string_view(p.attribute("value").value()) == "1";
+      } else if (key == kFailedAtProperty) {
+        r.failed_at = failed_at_of(p.attribute("value").value());
       }
     }
     if (r.id.empty()) {

@@ -28,6 +28,24 @@ bool made_red(const test_result& r) {
   return is_failure(r.outcome) && !(r.rerun && !is_failure(*r.rerun));
 }
 
+// When failed job `j` of pipeline `pipeline` was known to be red: its earliest failing test's
+// report (measures.h's time_to_red), else its end.
+clock::time_point red_at(const job_record& j, pipeline_id pipeline,
+                         std::span<const test_run> runs) {
+  std::optional<clock::time_point> first;
+  for (const test_run& r : runs) {
+    if (r.pipeline != pipeline || r.job != j.id) continue;
+    for (const test_result& t : r.results) {
+      if (!is_failure(t.outcome) || !t.failed_at) continue;
+      if (!first || *t.failed_at < *first) first = t.failed_at;
+    }
+  }
+  if (!first) return j.finished_at;
+  // Another machine's clock may be off: never before the job started nor after it ended.
+  const clock::time_point from = started(j) ? j.started_at : j.queued_at;
+  return std::clamp(*first, std::min(from, j.finished_at), j.finished_at);
+}
+
 json::value number_or_null(const std::optional<double>& s) {
   return s ? json::value(*s) : json::value(nullptr);
 }
@@ -61,7 +79,8 @@ pipeline_measures measure_pipeline(const pipeline_record& p, std::span<const tes
     if (started(j)) m.queue_wait += seconds_between(j.queued_at, j.started_at);
     if (j.state == job_state::failed) {
       failed_jobs.push_back(&j);
-      if (!first_red || j.finished_at < *first_red) first_red = j.finished_at;
+      const clock::time_point red = red_at(j, p.id, runs);
+      if (!first_red || red < *first_red) first_red = red;
     }
   }
   if (first_red) m.time_to_red = seconds_between(p.created_at, *first_red);
@@ -82,8 +101,10 @@ pipeline_measures measure_pipeline(const pipeline_record& p, std::span<const tes
     }
   }
 
-  // Red only because of flaky or quarantined tests: every failed job reported test results,
-  // at least one test made it red, and all of those are flaky or quarantined.
+  // Red only because of flaky or quarantined tests: every failed job reported a failing test,
+  // and every test that made it red is flaky or quarantined. A test that failed and passed its
+  // re-run is flaky by that alone and still failed its job (the plugin keeps the first run's
+  // status), so a job whose only failures passed their re-runs is red only because of flakes.
   bool every_failed_job_explained = !failed_jobs.empty();
   std::set<std::string, std::less<>> failing;
   for (const job_record* j : failed_jobs) {
@@ -91,9 +112,8 @@ pipeline_measures measure_pipeline(const pipeline_record& p, std::span<const tes
     for (const test_run& r : runs) {
       if (r.pipeline != p.id || r.job != j->id) continue;
       for (const test_result& t : r.results) {
-        if (!made_red(t)) continue;
-        failing.insert(t.id);
-        job_has_failing_test = true;
+        if (is_failure(t.outcome)) job_has_failing_test = true;
+        if (made_red(t)) failing.insert(t.id);
       }
     }
     // A job that failed without a failing test (a lint step, a crash, a timeout) is red for

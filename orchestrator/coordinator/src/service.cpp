@@ -756,7 +756,8 @@ coordinator_impl::compute_measures(const measures_window& w, bool publish) {
   set_known("pantry_ci_red_only_flaky_ratio", a.red_only_flaky_rate,
             "Red-only-because-flaky pipelines / failed pipelines in the window");
   set_known("pantry_ci_time_to_red_seconds", a.median_time_to_red,
-            "Median seconds from submit to the first failed job's end, over the window");
+            "Median seconds from submit to the first failure (a failing test's report, else a "
+            "failed job's end), over the window");
   set_known("pantry_ci_time_to_green_seconds", a.median_time_to_green,
             "Median seconds from submit to a green result, over the window");
   set_known("pantry_ci_queue_wait_seconds", a.median_queue_wait,

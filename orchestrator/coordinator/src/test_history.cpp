@@ -23,6 +23,9 @@ namespace {
 namespace json = boost::json;
 
 constexpr std::int64_t kRecordVersion = 1;
+// The largest failure time a runner may send, in ms since the epoch (the year 33658): far past
+// any clock, and far from overflowing a time_point.
+constexpr std::int64_t kMaxFailedAtMs = 1'000'000'000'000'000;
 
 std::optional<error> check_project(std::string_view project) {
   auto why = keys::project_key_problem(project);
@@ -60,6 +63,7 @@ std::string encode_run(const test_run& run) {
     t["s"] = r.seconds;
     if (r.rerun) t["r"] = to_string(*r.rerun);
     if (!r.message.empty()) t["m"] = r.message;
+    if (r.failed_at) t["t"] = detail::to_ms(*r.failed_at);
     results.emplace_back(std::move(t));
   }
   o["results"] = std::move(results);
@@ -142,6 +146,10 @@ result<test_run> decode_run(std::string_view key, std::string_view text) {
     if (const json::string* rr = string_of(*t, "r")) {
       r.rerun = parse_test_outcome(*rr);
       if (!r.rerun) return bad("a result's re-run outcome \"" + std::string(*rr) + "\" is unknown");
+    }
+    if (const json::value* at = t->if_contains("t")) {
+      if (!at->is_int64()) return bad("a result's failure time is not a whole number");
+      r.failed_at = detail::from_ms(at->get_int64());
     }
     run.results.push_back(std::move(r));
   }
@@ -500,6 +508,7 @@ json::object to_json(const test_result& r) {
   o["seconds"] = r.seconds;
   o["rerun"] = outcome_or_null(r.rerun);
   o["message"] = r.message;
+  o["failed_at"] = ms_or_null(r.failed_at);
   return o;
 }
 
@@ -565,6 +574,19 @@ result<std::vector<test_result>> test_results_from_json(const json::value& v,
     r.seconds = seconds->to_number<double>();
     if (!std::isfinite(r.seconds) || r.seconds < 0) {
       return bad(at + ".seconds", "expected a non-negative number");
+    }
+    if (const json::value* f = o->if_contains("failed_at"); f != nullptr && !f->is_null()) {
+      std::int64_t ms = -1;
+      if (f->is_number()) {
+        boost::system::error_code number_ec;
+        ms = f->to_number<std::int64_t>(number_ec);
+        if (number_ec) ms = -1;
+      }
+      if (ms < 0 || ms > kMaxFailedAtMs) {
+        return bad(at + ".failed_at",
+                   "expected milliseconds since the Unix epoch (a whole number up to 10^15)");
+      }
+      r.failed_at = detail::from_ms(ms);
     }
     out.push_back(std::move(r));
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -287,6 +288,32 @@ std::vector<std::string> shard_tests(const test_order& order, int shard) {
     if (e.shard == shard) out.push_back(e.id);
   }
   return out;
+}
+
+std::string describe_plan(const test_order& order, int shard) {
+  if (order.shards <= 1) shard = 1;
+  std::size_t listed = 0, failed = 0, changed = 0;
+  for (const order_entry& e : order.tests) {
+    if (e.shard != shard) continue;
+    ++listed;
+    if (e.group == order_group::failed) ++failed;
+    if (e.group == order_group::changed) ++changed;
+  }
+  std::string s = order.shards > 1 ? "shard " + std::to_string(shard) + " of " +
+                                         std::to_string(order.shards) + ": "
+                                   : std::string();
+  if (listed == 0) {
+    return s + "no test in pantry's order (no history yet); they run in the runner's own order";
+  }
+  double seconds = 0;
+  if (shard >= 1 && static_cast<std::size_t>(shard) <= order.shard_seconds.size()) {
+    seconds = order.shard_seconds[static_cast<std::size_t>(shard - 1)];
+  }
+  char planned[32];
+  std::snprintf(planned, sizeof planned, "%.3f", seconds);
+  return s + std::to_string(listed) + " tests in pantry's order (" + std::to_string(failed) +
+         " failed recently, " + std::to_string(changed) + " in changed files), " + planned +
+         " s by their past durations; tests it does not list run after them";
 }
 
 }  // namespace pantry::orchestrator::coordinator

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -113,6 +115,38 @@ TEST(JunitTest, PluginPropertiesGiveTheNodeIdAndTheRerunOutcome) {
   ASSERT_NE(colons, nullptr);
   EXPECT_EQ(colons->file, "tests/test_a.py");
   EXPECT_EQ(colons->name, "test_id[a::b]");
+}
+
+TEST(JunitTest, FailureTimeIsTheEarliestFirstRunsAndBadValuesAreIgnored) {
+  auto r = read_junit_xml(R"(<testsuites>
+<testsuite>
+<testcase classname="t" name="a"><properties><property name="pantry.id" value="t.py::a"/>
+  <property name="pantry.failed_at" value="1796611766489"/></properties><failure/></testcase>
+<testcase classname="t" name="b"><properties><property name="pantry.id" value="t.py::b"/>
+  <property name="pantry.failed_at" value="17966x"/></properties><failure/></testcase>
+<testcase classname="t" name="c"><properties><property name="pantry.id" value="t.py::c"/>
+  <property name="pantry.failed_at" value="-5"/></properties><failure/></testcase>
+<testcase classname="t" name="d"><properties><property name="pantry.id" value="t.py::d"/>
+  <property name="pantry.failed_at" value="99999999999999999999"/></properties><failure/></testcase>
+<testcase classname="t" name="a"><properties><property name="pantry.id" value="t.py::a"/>
+  <property name="pantry.failed_at" value="1796611766400"/></properties><error/></testcase>
+<testcase classname="t" name="a"><properties><property name="pantry.id" value="t.py::a"/>
+  <property name="pantry.rerun" value="1"/>
+  <property name="pantry.failed_at" value="1000"/></properties><failure/></testcase>
+<testcase classname="t" name="e"/>
+</testsuite></testsuites>)",
+                          "report.xml");
+  ASSERT_TRUE(r) << r.error().message;
+  const auto ms = [](std::int64_t n) {
+    return clock::time_point(
+        std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(n)));
+  };
+  // Two first-run testcases of one id: the earlier; the re-run's time is not the failure's.
+  EXPECT_EQ(find(*r, "t.py::a")->failed_at, ms(1796611766400));
+  EXPECT_EQ(find(*r, "t.py::b")->failed_at, std::nullopt);
+  EXPECT_EQ(find(*r, "t.py::c")->failed_at, std::nullopt);
+  EXPECT_EQ(find(*r, "t.py::d")->failed_at, std::nullopt);
+  EXPECT_EQ(find(*r, "t::e")->failed_at, std::nullopt);
 }
 
 TEST(JunitTest, Xunit2WithoutThePluginUsesClassnameAndName) {
@@ -299,6 +333,12 @@ TEST(JunitTest, ReadsTheReportThePytestPluginWrites) {
   EXPECT_EQ(broken->outcome, test_outcome::failed);
   EXPECT_EQ(broken->rerun, test_outcome::failed);
   EXPECT_EQ(find(*r, "test_a.py::test_ok")->rerun, std::nullopt);
+  // The first runs' failure times as the plugin wrote them, in the order the tests ran.
+  ASSERT_TRUE(flaky->failed_at.has_value());
+  ASSERT_TRUE(broken->failed_at.has_value());
+  EXPECT_LE(*flaky->failed_at, *broken->failed_at);
+  EXPECT_GT(flaky->failed_at->time_since_epoch(), std::chrono::hours(24 * 365 * 50));
+  EXPECT_EQ(find(*r, "test_a.py::test_ok")->failed_at, std::nullopt);
   EXPECT_EQ(find(*r, "test_a.py::test_skipped")->outcome, test_outcome::skipped);
 }
 

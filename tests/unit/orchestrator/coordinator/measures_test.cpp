@@ -94,6 +94,42 @@ TEST(MeasuresTest, TimeToRedIsTheFirstFailedJobsEnd) {
   EXPECT_EQ(m.time_to_green, std::nullopt);
 }
 
+TEST(MeasuresTest, TimeToRedIsTheFirstFailingTestsReportWhenTheJobHasOne) {
+  // The test job fails at its end (190) but its first test failed at 112; lint (no test
+  // results) failed at 130. A quarantined test's failure carries no time and a passing job's
+  // failure times do not count.
+  auto p = pipeline(pipeline_state::failed, 100, 200,
+                    {job(1, "test", job_state::failed, 100, 110, 190),
+                     job(2, "lint", job_state::failed, 100, 101, 130),
+                     job(3, "other", job_state::passed, 100, 101, 105)});
+  auto r = run_of(1, 7,
+                  {{"t::late", test_outcome::failed},
+                   {"t::early", test_outcome::error},
+                   {"t::quarantined", test_outcome::failed}});
+  r.results[0].failed_at = at(150);
+  r.results[1].failed_at = at(112);
+  auto passed = run_of(3, 7, {{"t::q", test_outcome::failed}});
+  passed.results[0].failed_at = at(102);
+  std::vector<test_run> runs{r, passed};
+  auto m = measure_pipeline(p, runs, {}, {}, {});
+  EXPECT_THAT(m.time_to_red, Optional(12.0)) << boost::json::serialize(to_json(m));
+
+  // Without failure times (a runner without the plugin): the first failed job's end.
+  auto plain = measure_pipeline(p, {}, {}, {}, {});
+  EXPECT_THAT(plain.time_to_red, Optional(30.0));
+}
+
+TEST(MeasuresTest, AFailureTimeFromAnotherClockIsHeldWithinItsJob) {
+  auto p = pipeline(pipeline_state::failed, 100, 200,
+                    {job(1, "test", job_state::failed, 100, 120, 190)});
+  auto r = run_of(1, 7, {{"t::x", test_outcome::failed}});
+  r.results[0].failed_at = at(50);  // a runner's clock 70 s behind
+  std::vector<test_run> runs{r};
+  EXPECT_THAT(measure_pipeline(p, runs, {}, {}, {}).time_to_red, Optional(20.0));
+  runs[0].results[0].failed_at = at(900);  // ahead
+  EXPECT_THAT(measure_pipeline(p, runs, {}, {}, {}).time_to_red, Optional(90.0));
+}
+
 TEST(MeasuresTest, StoppingEarlySavesTheUsualRuntimeOfStoppedJobs) {
   // lint fails at 120; test (running since 110) is cancelled at 120 having run 10 of its usual
   // 60 s; deploy (queued) is skipped; docs has no history; build passed before the failure.
@@ -155,6 +191,18 @@ TEST(MeasuresTest, ATestThatPassedItsRerunDidNotMakeItRed) {
   auto m = measure_pipeline(p, runs, flaky_set{"t::flaky"}, {}, {});
   EXPECT_THAT(m.failing_tests, ElementsAre("t::real"));
   EXPECT_FALSE(m.red_only_flaky);
+}
+
+TEST(MeasuresTest, AJobRedOnlyByFailuresThatPassedTheirRerunsIsRedOnlyFlaky) {
+  // The plugin keeps the first run's status: the job failed, and only flakes failed it.
+  auto p = pipeline(pipeline_state::failed, 100, 150,
+                    {job(1, "test", job_state::failed, 100, 101, 150)});
+  auto r = run_of(1, 7, {{"t::coin", test_outcome::failed}, {"t::ok", test_outcome::passed}});
+  r.results[0].rerun = test_outcome::passed;
+  std::vector<test_run> runs{r};
+  auto m = measure_pipeline(p, runs, {}, {}, {});
+  EXPECT_THAT(m.failing_tests, ElementsAre());
+  EXPECT_TRUE(m.red_only_flaky) << boost::json::serialize(to_json(m));
 }
 
 TEST(MeasuresTest, MedianOfOddEvenAndEmpty) {

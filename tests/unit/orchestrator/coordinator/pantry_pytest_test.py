@@ -8,6 +8,7 @@ errors for a bad environment. Run by ctest (label unit) with Debian's pytest:
 import json
 import os
 import re
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -78,11 +79,22 @@ def ran(result):
     return seen
 
 
-def junit_testcases(path):
-    """(name, properties, outcome tags) of each testcase of a JUnit report, in order."""
+def junit_testcases(path, failed_at=None):
+    """(name, properties, outcome tags) of each testcase of a JUnit report, in order. The value
+    of a pantry.failed_at property (a time) is given as "MS" after checking it is a whole number
+    of milliseconds; `failed_at`, a dict, gets the values themselves by test name."""
     out = []
     for tc in ET.parse(path).getroot().iter("testcase"):
-        props = tuple((p.get("name"), p.get("value")) for p in tc.iter("property"))
+        props = []
+        for p in tc.iter("property"):
+            name, value = p.get("name"), p.get("value")
+            if name == pantry_pytest.FAILED_AT_PROPERTY:
+                assert re.fullmatch(r"[1-9][0-9]{12}", value), (tc.get("name"), value)
+                if failed_at is not None:
+                    failed_at[tc.get("name")] = int(value)
+                value = "MS"
+            props.append((name, value))
+        props = tuple(props)
         tags = tuple(sorted(c.tag for c in tc if c.tag in ("failure", "error", "skipped")))
         out.append((tc.get("name"), props, tags))
     return out
@@ -192,10 +204,11 @@ def test_failing_tests_are_rerun_once_and_the_report_marks_the_reruns(pytester, 
     cases = junit_testcases(report)
     rid = lambda name: ("pantry.id", "test_a.py::" + name)
     rerun = ("pantry.rerun", "1")
+    failed_at = ("pantry.failed_at", "MS")
     assert cases == [
         ("test_ok", (rid("test_ok"),), ()),
-        ("test_flaky", (rid("test_flaky"),), ("failure",)),
-        ("test_broken", (rid("test_broken"),), ("failure",)),
+        ("test_flaky", (rid("test_flaky"), failed_at), ("failure",)),
+        ("test_broken", (rid("test_broken"), failed_at), ("failure",)),
         ("test_param[a::b]", (rid("test_param[a::b]"),), ()),
         ("test_param[1-\\xe9]", (rid("test_param[1-\\xe9]"),), ()),
         ("test_skipped", (rid("test_skipped"),), ("skipped",)),
@@ -206,6 +219,55 @@ def test_failing_tests_are_rerun_once_and_the_report_marks_the_reruns(pytester, 
     # writes today (times, timestamps and host names aside).
     assert junit_testcases(AGREED_REPORT) == cases, (
         "the plugin's report changed; copy %s to %s and check junit_test.cpp" % (report, AGREED_REPORT))
+
+
+def test_failing_reports_carry_their_wall_time_once(pytester, monkeypatch):
+    pytester.makepyfile(test_t="""
+import time, pytest
+
+def test_early():
+    assert False
+
+def test_slow():
+    time.sleep(0.2)
+
+def test_late():
+    assert False
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown")
+
+def test_teardown_fails(broken_teardown):
+    pass
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup")
+
+def test_setup_fails(broken_setup):
+    pass
+
+def test_quarantined():
+    assert False
+""")
+    order = write_order(pytester, [], quarantined=["test_t.py::test_quarantined"])
+    monkeypatch.setenv("PANTRY_TEST_ORDER", order)
+    before = int(time.time() * 1000)
+    result = pytester.runpytest("-p", "pantry_pytest", "-p", "no:cacheprovider",
+                                "--junitxml", "out.xml")
+    after = int(time.time() * 1000)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.outlines
+    failed_at = {}
+    cases = junit_testcases(pytester.path / "out.xml", failed_at)
+    # Each failing test once, on its first run (not on its re-run, which comes later); not the
+    # passing one nor the quarantined one.
+    stamped = [name for name, props, _ in cases if ("pantry.failed_at", "MS") in props]
+    assert stamped == ["test_early", "test_late", "test_teardown_fails", "test_setup_fails"], cases
+    assert before <= failed_at["test_early"] <= failed_at["test_late"] <= after, (before, failed_at, after)
+    # In run order: the slow test between them is 0.2 s.
+    assert failed_at["test_late"] - failed_at["test_early"] >= 200, failed_at
 
 
 def test_rerun_can_be_turned_off(pytester, monkeypatch):
@@ -381,7 +443,7 @@ def test_pytest_plugins_variable_enables_it_in_a_fresh_process(pytester, monkeyp
     names = [(name, props) for name, props, _ in junit_testcases(junit / "pytest.xml")]
     assert names == [
         ("test_a", (("pantry.id", "test_one.py::test_a"),)),
-        ("test_b", (("pantry.id", "test_one.py::test_b"),)),
+        ("test_b", (("pantry.id", "test_one.py::test_b"), ("pantry.failed_at", "MS"))),
         ("test_b", (("pantry.id", "test_one.py::test_b"), ("pantry.rerun", "1"))),
     ], names
 

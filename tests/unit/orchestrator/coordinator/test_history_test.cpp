@@ -72,6 +72,7 @@ TEST_F(TestHistoryTest, RecordedRunsReadBackWholeAfterARestart) {
                                  0.25, test_outcome::passed);
   failed.classname = "tests.test_a";
   failed.message = "assert 1 == 2";
+  failed.failed_at = at(1) - std::chrono::milliseconds(1234);
   run.results = {failed, result_of("t.py::ok", test_outcome::skipped, 0)};
   ASSERT_TRUE(history->record(run));
 
@@ -99,8 +100,10 @@ TEST_F(TestHistoryTest, RecordedRunsReadBackWholeAfterARestart) {
   EXPECT_EQ(back.results[0].rerun, test_outcome::passed);
   EXPECT_DOUBLE_EQ(back.results[0].seconds, 0.25);
   EXPECT_EQ(back.results[0].message, "assert 1 == 2");
+  EXPECT_EQ(back.results[0].failed_at, failed.failed_at);
   EXPECT_EQ(back.results[1].outcome, test_outcome::skipped);
   EXPECT_FALSE(back.results[1].rerun.has_value());
+  EXPECT_FALSE(back.results[1].failed_at.has_value());
 }
 
 TEST_F(TestHistoryTest, KeepsTheNewestRunsPerProjectAndProjectsApart) {
@@ -374,6 +377,7 @@ TEST(TestHistoryQueriesTest, ResultsRoundTripThroughTheirApiForm) {
   };
   sent[0].classname = "tests.test_a";
   sent[0].message = "assert 1 == 2";
+  sent[0].failed_at = at(3) + std::chrono::milliseconds(17);
   boost::json::array a;
   for (const auto& r : sent)
     a.emplace_back(to_json(r));
@@ -384,6 +388,9 @@ TEST(TestHistoryQueriesTest, ResultsRoundTripThroughTheirApiForm) {
     EXPECT_EQ(boost::json::serialize(to_json((*back)[i])), boost::json::serialize(to_json(sent[i])))
         << "result " << i;
   }
+  EXPECT_EQ((*back)[0].failed_at, sent[0].failed_at);
+  EXPECT_EQ((*back)[1].failed_at, std::nullopt);
+  EXPECT_THAT(boost::json::serialize(a[1]), HasSubstr(R"("failed_at":null)"));
 }
 
 TEST(TestHistoryQueriesTest, BadResultsNameTheElementAndMember) {
@@ -406,6 +413,11 @@ TEST(TestHistoryQueriesTest, BadResultsNameTheElementAndMember) {
   expect_error(R"([{"id":"a","name":"b","outcome":"passed","seconds":-1}])",
                "[0].seconds: expected a non-negative number");
   expect_error(R"([{"id":"a","name":"b","outcome":"passed"}])", "[0].seconds: expected a number");
+  for (std::string_view bad : {R"("soon")", "-1", "1.5", "1000000000000001"}) {
+    expect_error(R"([{"id":"a","name":"b","outcome":"failed","seconds":1,"failed_at":)" +
+                     std::string(bad) + "}]",
+                 "[0].failed_at: expected milliseconds since the Unix epoch");
+  }
   expect_error("[" + ok + "," + ok + "]", "2 results; at most 1", 1);
   auto fine = test_results_from_json(boost::json::parse("[" + ok + "]"));
   ASSERT_TRUE(fine) << fine.error().message;

@@ -229,6 +229,33 @@ TEST(TestOrderTest, OrderFileRoundTripsAndIsDocumentedJson) {
   EXPECT_EQ(to_order_file(*back), text);
 }
 
+TEST(TestOrderTest, ThePlanOfAShardInOneLine) {
+  std::vector<test_stat> stats = {failed_at("f::a", 5, 3), stat_of("r::b", 1), stat_of("r::c", 2),
+                                  stat_of("r::d", 2.5), failed_at("f::e", 6, 0.5)};
+  order_request request;
+  request.shards = 2;
+  auto planned = plan_test_order(stats, request);
+  ASSERT_TRUE(planned);
+  // As the job reads it: the file's seconds are the listed tests' durations.
+  auto order = parse_order_file(to_order_file(*planned));
+  ASSERT_TRUE(order) << order.error().message;
+  // LPT: f::a 3 -> 1, r::d 2.5 -> 2, r::c 2 -> 2 (4.5), r::b 1 -> 1 (4), f::e 0.5 -> 1 (4.5).
+  EXPECT_EQ(describe_plan(*order, 1),
+            "shard 1 of 2: 3 tests in pantry's order (2 failed recently, 0 in changed files), "
+            "4.500 s by their past durations; tests it does not list run after them");
+  EXPECT_EQ(describe_plan(*order, 2),
+            "shard 2 of 2: 2 tests in pantry's order (0 failed recently, 0 in changed files), "
+            "4.500 s by their past durations; tests it does not list run after them");
+  // Not sharded: no shard in the line, whatever shard the job has (none, so 0).
+  request.shards = 1;
+  auto one = plan_test_order(stats, request);
+  ASSERT_TRUE(one);
+  EXPECT_THAT(describe_plan(*one, 0), ::testing::StartsWith("5 tests in pantry's order (2 failed"));
+  test_order empty;
+  EXPECT_EQ(describe_plan(empty, 1),
+            "no test in pantry's order (no history yet); they run in the runner's own order");
+}
+
 TEST(TestOrderTest, BadOrderFilesNameTheProblem) {
   auto error_of = [](std::string_view text) {
     auto r = parse_order_file(text);

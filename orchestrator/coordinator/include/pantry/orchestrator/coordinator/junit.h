@@ -11,6 +11,7 @@
 // problem is an error value whose message names the file and says what to do.
 
 #include "pantry/error.h"
+#include "pantry/orchestrator/coordinator/ids.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +43,9 @@ bool is_failure(test_outcome o) noexcept;
 inline constexpr std::string_view kIdProperty = "pantry.id";
 // "1" on the testcase of a failed test's re-run at the end of the session.
 inline constexpr std::string_view kRerunProperty = "pantry.rerun";
+// On the testcase of a test whose first run failed (not a quarantined test's): the wall time of
+// its first failing report, whole milliseconds since the Unix epoch ("1796611766489").
+inline constexpr std::string_view kFailedAtProperty = "pantry.failed_at";
 
 // One test's result in one job.
 struct test_result {
@@ -55,6 +59,9 @@ struct test_result {
   double seconds = 0;                 // summed over the testcases of one id (call + teardown)
   std::optional<test_outcome> rerun;  // the outcome of the re-run, when the test was re-run
   std::string message;                // the first failure's message, at most kMaxMessage bytes
+  // When its failure was reported (kFailedAtProperty, the earliest of the id's testcases that
+  // are not re-runs), by the clock of the machine that ran it; nullopt when not reported.
+  std::optional<clock::time_point> failed_at;
 };
 
 // The longest failure message kept per result (a whole traceback belongs in the job's log).
@@ -76,7 +83,8 @@ std::string junit_test_id(std::string_view file, std::string_view classname, std
 
 // Reads one JUnit XML document. `source` names it in messages (a file name). Testcases of the
 // same id are merged: the worst outcome (error, failed, skipped, passed) and the summed time;
-// testcases marked kRerunProperty (or Surefire's flaky/rerun elements) set `rerun`. Results are
+// testcases marked kRerunProperty (or Surefire's flaky/rerun elements) set `rerun`; a
+// kFailedAtProperty that is not a whole number of milliseconds is ignored. Results are
 // in the document's order of first appearance. errc::invalid_argument when the bytes are not
 // XML, the root is not `testsuites`/`testsuite`, a testcase has no name, or a limit is passed.
 result<std::vector<test_result>> read_junit_xml(std::string_view bytes, std::string_view source,

@@ -30,10 +30,11 @@ struct pipeline_measures {
   std::string project;
   pipeline_state state = pipeline_state::running;
   clock::time_point submitted, finished;
-  // Submit -> the end of the first job that failed (by its finish time); nullopt unless a job
-  // failed. The job's end, not its first failing test's report: the end is known for every job
-  // (lint, builds, tests without JUnit), and a test job that fails early ends early under
-  // fail_fast.
+  // Submit -> the first moment a failed job was known to fail; nullopt unless a job failed. For
+  // a failed job with test results that carry a failure time (the pytest plugin's
+  // pantry.failed_at, junit.h), its earliest failing test's report, held within the job's start
+  // and end (the time comes from the runner's clock); for any other failed job (lint, builds,
+  // tests without the plugin), its end.
   std::optional<double> time_to_red;
   // Submit -> the pipeline's end; nullopt unless it passed.
   std::optional<double> time_to_green;
@@ -47,7 +48,9 @@ struct pipeline_measures {
   double saved_by_stopping_early = 0;
   // The tests that made it red (failed or erred and not passed on a re-run), sorted.
   std::vector<std::string> failing_tests;
-  // Failed, every failing job has test results, and every failing test is flaky or quarantined.
+  // Failed, every failed job reported a failing test, and every test in failing_tests is flaky
+  // or quarantined (a failure that passed its re-run is a flake: a job failed only by such
+  // failures is red only because of flaky tests).
   bool red_only_flaky = false;
   // The jobs' traffic through pantry's cache, summed; hit_ratio() gives its shares.
   cache_use cache;

@@ -180,7 +180,8 @@ std::size_t passes_in_a_row(std::span<const test_run> runs, std::string_view id,
 
 boost::json::object to_json(const test_result& r);
 // A job's results as a remote runner sends them: a JSON array of to_json(test_result) objects
-// (file, classname, message and rerun may be absent). At most `max_results`. Untrusted input (any
+// (file, classname, message, rerun and failed_at may be absent or null; failed_at is whole
+// milliseconds since the Unix epoch, at most 10^15). At most `max_results`. Untrusted input (any
 // holder of a runner token): errc::invalid_argument naming the element and member, e.g.
 // "test results: [3].outcome: \"broken\" is not passed, failed, error or skipped".
 result<std::vector<test_result>> test_results_from_json(const boost::json::value& v,

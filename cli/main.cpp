@@ -3,10 +3,12 @@
 #include "build.h"
 #include "ci.h"
 #include "pantry/app/app.h"
+#include "pantry/app/control.h"
 #include "pantry/app/handover.h"
 #include "pantry/app/human.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
+#include "pantry/orchestrator/coordinator/api_client.h"
 #include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/registry/oci/service.h"
 #include "pins.h"
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -144,6 +147,10 @@ commands:
   pins status [--config FILE] [--repo NAME] [--pantry URL]
              The branches pins bump made: old -> new, commit, pipeline and its state, pull
              request. Exit 0 when no pipeline failed, 1 when one did, 2 on an error.
+  health [--config FILE] [--listen HOST:PORT] [URL]
+             GET URL (default: /healthz at the config's listen address, on loopback); exit 0
+             when it answers 200, 1 otherwise with the status and the answer. A container's
+             HEALTHCHECK runs it, so the image needs no HTTP client of its own.
   version               Print the version.
 
 stats and verify are read-only and safe beside a running `pantry serve`.
@@ -465,6 +472,40 @@ int cmd_cache(const std::vector<std::string>& args) {
   throw usage_error{"unknown cache subcommand \"" + sub + "\"; use stats, verify, gc or warm"};
 }
 
+// `pantry health`: one GET with short timeouts, for a container runtime's health check.
+int cmd_health(const std::vector<std::string>& args) {
+  auto p = parse_args(args, {"config", "listen"});
+  if (p.positional.size() > 1) throw usage_error{"health takes at most one URL"};
+  std::string url;
+  if (p.positional.empty()) {
+    auto c = effective_config(p);
+    if (!c) return fail(c.error());
+    url = pantry::app::loopback_url(c->listen.host, c->listen.port) + "/healthz";
+  } else {
+    url = p.positional[0];
+  }
+  const auto scheme = url.find("://");
+  if (scheme == std::string::npos ||
+      (!url.starts_with("http://") && !url.starts_with("https://"))) {
+    throw usage_error{"health: \"" + url + "\" is not an http:// or https:// URL"};
+  }
+  const auto path_at = url.find('/', scheme + 3);
+  const std::string base = url.substr(0, path_at);
+  const std::string path = path_at == std::string::npos ? "/" : url.substr(path_at);
+  pantry::orchestrator::coordinator::api_client_options o;
+  o.user_agent = "pantry-health/" PANTRY_VERSION;
+  // Container runtimes give a check 30 s by default; answer well within it.
+  o.connect_timeout = o.header_timeout = o.idle_timeout = std::chrono::seconds(5);
+  pantry::orchestrator::coordinator::api_client client(base, "", o);
+  auto r = client.call(boost::beast::http::verb::get, path);
+  if (!r) return fail(r.error());
+  if (r->status != 200) {
+    return fail(pantry::orchestrator::coordinator::api_client::failure("health check", *r));
+  }
+  std::cout << "GET " << url << ": 200 " << r->body << (r->body.ends_with('\n') ? "" : "\n");
+  return kExitOk;
+}
+
 }  // namespace
 
 // serve and runner, whose failures an upgrade's predecessor hears of (g_inherited).
@@ -510,6 +551,7 @@ int main(int argc, char** argv) {
       return pantry::cli::run_reload(option(p, "config"), option(p, "data-dir"));
     }
     if (command == "cache") return cmd_cache(rest);
+    if (command == "health") return cmd_health(rest);
     if (command == "build") {
       auto opt = pantry::cli::parse_build_args(rest);
       if (!opt) throw usage_error{opt.error().message};

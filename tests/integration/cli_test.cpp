@@ -109,7 +109,10 @@ class CliTest : public ::testing::Test {
     for (int i = 0; i < 600; ++i) {
       std::ifstream in(log);
       text.assign(std::istreambuf_iterator<char>(in), {});
-      if (text.find("listening on") != std::string::npos) return;
+      if (auto at = text.find("listening on "); at != std::string::npos) {
+        serve_address_ = text.substr(at + 13, text.find(';', at) - at - 13);
+        return;
+      }
       int status = 0;
       if (waitpid(serve_pid_, &status, WNOHANG) == serve_pid_) {
         serve_pid_ = -1;
@@ -131,6 +134,7 @@ class CliTest : public ::testing::Test {
   fs::path dir_;
   fs::path data_;
   pid_t serve_pid_ = -1;
+  std::string serve_address_;  // HOST:PORT, as serve logged it
 };
 
 TEST(CliUsageTest, UnknownCommandIsAUsageError) {
@@ -258,6 +262,28 @@ TEST_F(CliTest, ReadOnlyCommandsWorkBesideServeAndGcRefuses) {
   stop_serve();
   auto gc_after = run("cache gc --data-dir " + quote(data_.string()));
   EXPECT_EQ(gc_after.status, 0) << gc_after;
+}
+
+TEST_F(CliTest, HealthProbesTheConfigsListenAddressOrAURL) {
+  start_serve();
+  ASSERT_FALSE(serve_address_.empty());
+  const std::string config = write("pantry.yaml", "listen: " + serve_address_ + "\n");
+  auto by_config = run("health --config " + quote(config));
+  EXPECT_EQ(by_config.status, 0) << by_config;
+  EXPECT_THAT(by_config.output, HasSubstr("GET http://" + serve_address_ + "/healthz: 200 ok"))
+      << by_config;
+  auto ready = run("health http://" + serve_address_ + "/readyz");
+  EXPECT_EQ(ready.status, 0) << ready;
+  auto missing = run("health http://" + serve_address_ + "/no-such-page");
+  EXPECT_EQ(missing.status, 1) << missing;
+  EXPECT_THAT(missing.output, HasSubstr("answered 404")) << missing;
+  stop_serve();
+  auto down = run("health --config " + quote(config));
+  EXPECT_EQ(down.status, 1) << down;
+  EXPECT_THAT(down.output, HasSubstr(serve_address_)) << down;
+  auto bad = run("health ftp://example");
+  EXPECT_EQ(bad.status, 2) << bad;
+  EXPECT_THAT(bad.output, HasSubstr("\"ftp://example\" is not an http:// or https:// URL")) << bad;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ picks seeds that give each run's outcomes, so it is random in form and determini
 Usage: test_intelligence_test.py PANTRY_BINARY
 """
 
+import html
 import json
 import os
 import random
@@ -274,6 +275,20 @@ jobs:
         self.assertEqual(out.returncode, 0, described(out))
         self.assertIn(f"project {PROJECT}: 4 pipelines", out.stdout)
         self.assertIn("time to red", out.stdout)
+
+        # And the dashboard's pages: the coin flaky and quarantined, four pipelines charted.
+        status, page = self.site.api(f"/projects/{PROJECT}/tests", token=READ_TOKEN)
+        self.assertEqual(status, 200, page[:2000])
+        for section in ("flaky", "quarantined"):
+            m = re.search(rf'<section id="{section}">(.*?)</section>', page, re.S)
+            self.assertIsNotNone(m, page[:3000])
+            self.assertIn(html.escape(COIN), m.group(1), m.group(0))
+        status, page = self.site.api(f"/projects/{PROJECT}/charts", token=READ_TOKEN)
+        self.assertEqual(status, 200, page[:2000])
+        points = {title: int(n) for n, title in
+                  re.findall(r'data-points="(\d+)"><title>([^<]*)</title>', page)}
+        self.assertEqual((points.get("Time to red"), points.get("Time to green"),
+                          points.get("CPU-seconds")), (3, 1, 4), points)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,21 @@ std::string_view to_string(action a) noexcept {
   return "fail";
 }
 
+namespace {
+
+// Fresh until its stored expiry or the TTL the rules give now, from when it was fetched,
+// whichever comes first: a reload that shortens a TTL holds for what is cached already, and one
+// that lengthens it holds from the next fetch or revalidation on.
+bool fresh(const cache::entry& e, const rules& r, time_point now) {
+  const auto ttl = e.status == 200 ? r.ttl : r.negative_ttl;
+  return !e.expired(now) && now < e.fetched_at + ttl;
+}
+
+}  // namespace
+
 decision on_request(const cache::entry* cached, const rules& r, time_point now) {
   decision d;
-  if (cached && !cached->expired(now)) {
+  if (cached && fresh(*cached, r, now)) {
     d.act = action::serve_cached;
     d.outcome = cache_outcome::hit;
     return d;

@@ -287,8 +287,8 @@ class RemoteRunnerTest(unittest.TestCase):
         # least), counted there and reported with the job's finish.
         pulled = job["cache"]["image"]
         self.assertGreaterEqual(sum(pulled[k]["requests"] for k in pulled), 2, job)
-        self.assertIn("tests: 2 tests in 1 JUnit files: 1 passed, 1 failed, 0 skipped, 0 re-run; "
-                      "recorded", log)
+        self.assertRegex(log, r"tests: 2 tests in 1 JUnit files: 1 passed, 1 failed, 0 skipped, "
+                              r"0 re-run, \d+\.\d{3} s; recorded")
         status, text = self.api("/api/v1/projects/reports/tests")
         self.assertEqual(status, 200, text)
         tests = {t["id"]: t for t in json.loads(text)["tests"]}

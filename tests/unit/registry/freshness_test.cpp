@@ -74,6 +74,30 @@ TEST(FreshnessTest, AnEntryExpiresAtItsExpiryTime) {
   EXPECT_EQ(on_request(&e, online(), kT0 + seconds(600)).act, action::revalidate);
 }
 
+TEST(FreshnessTest, AShorterTtlThanTheEntryWasStoredWithHoldsAtOnce) {
+  // Stored with 600 s; the config reloaded to 60 s (or 0 s): the entry is as old as it is.
+  const cache::entry e = page();
+  rules shorter = online();
+  shorter.ttl = seconds(60);
+  EXPECT_EQ(on_request(&e, shorter, kT0 + seconds(59)).act, action::serve_cached);
+  EXPECT_EQ(on_request(&e, shorter, kT0 + seconds(60)).act, action::revalidate);
+  shorter.ttl = seconds(0);
+  EXPECT_EQ(on_request(&e, shorter, kT0).act, action::revalidate);
+  // A longer one holds from the next fetch on: the stored expiry still ends this one.
+  rules longer = online();
+  longer.ttl = seconds(3600);
+  EXPECT_EQ(on_request(&e, longer, kT0 + seconds(600)).act, action::revalidate);
+  // A remembered 404 goes by the negative TTL.
+  cache::entry gone;
+  gone.status = 404;
+  gone.fetched_at = kT0;
+  gone.expires_at = kT0 + seconds(60);
+  rules fewer = online();
+  fewer.negative_ttl = seconds(10);
+  EXPECT_EQ(on_request(&gone, fewer, kT0 + seconds(9)).act, action::serve_cached);
+  EXPECT_EQ(on_request(&gone, fewer, kT0 + seconds(10)).act, action::revalidate);
+}
+
 TEST(FreshnessTest, ExpiredAnd304ServesTheEntryRenewedForAnotherTtl) {
   const cache::entry e = page();
   const auto now = kT0 + seconds(900);

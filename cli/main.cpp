@@ -6,6 +6,7 @@
 #include "pantry/app/control.h"
 #include "pantry/app/handover.h"
 #include "pantry/app/human.h"
+#include "pantry/app/notify.h"
 #include "pantry/cache/store.h"
 #include "pantry/config/config.h"
 #include "pantry/orchestrator/coordinator/api_client.h"
@@ -265,7 +266,9 @@ int serve(const config::config& c, std::string_view what, pantry::app::config_so
   });
   pantry::cli::signal_loop reloads(hangup, SIGHUP, [&app, what](int) {
     spdlog::info("{}: SIGHUP received, reloading the config", what);
+    pantry::app::notify_service_manager(pantry::app::format_reloading());
     app.reload();
+    pantry::app::notify_service_manager("READY=1");
     return true;
   });
   if (auto r = app.run(); !r) return fail(r.error());
@@ -528,7 +531,8 @@ int main(int argc, char** argv) {
   std::string command = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "serve" || command == "runner") {
-    // Before any thread starts: it edits the environment.
+    // Before any thread starts: they edit the environment.
+    pantry::app::take_notify_socket();
     auto inherited = pantry::app::take_handover();
     if (!inherited) return fail(inherited.error());
     g_inherited = *inherited;

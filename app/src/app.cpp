@@ -2,6 +2,7 @@
 
 #include "pantry/app/control.h"
 #include "pantry/app/human.h"
+#include "pantry/app/notify.h"
 #include "pantry/cache/store.h"
 #include "pantry/cache/succession.h"
 #include "pantry/orchestrator/builder/service.h"
@@ -371,14 +372,25 @@ result<void> app_impl::run() {
                cfg_.listen.host, server_->port(), reachable_host(cfg_.listen.host),
                server_->port());
   if (from_) {
-    // Once the server's threads run: the predecessor stops accepting when it reads this.
+    // Once the server's threads run: the predecessor stops accepting when it reads this. The
+    // service manager hears first, so that it follows the service here before the predecessor
+    // exits.
     spdlog::info("pantry serve: took over port {} from process {}", server_->port(),
                  from_->from_pid);
     asio::post(server_->executor(), [fd = std::exchange(from_->ready_fd, -1)] {
-      report_readiness(fd, format_ready(static_cast<long>(::getpid())));
+      const long self = static_cast<long>(::getpid());
+      notify_service_manager("MAINPID=" + std::to_string(self) + "\nREADY=1");
+      report_readiness(fd, format_ready(self));
     });
+  } else {
+    asio::post(server_->executor(), [] { notify_service_manager("READY=1"); });
   }
   server_->run();
+  {
+    // A predecessor says nothing: the service goes on in its successor.
+    std::lock_guard g(upgrade_mutex_);
+    if (successor_pid_ == 0) notify_service_manager("STOPPING=1");
+  }
   if (auto r = tear_down(); !r) return r.error();
   spdlog::info("pantry serve: stopped");
   return {};

@@ -1,5 +1,7 @@
 #include "pantry/app/handover.h"
 
+#include "pantry/app/notify.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -246,6 +248,10 @@ result<long> start_successor(const std::string& binary, int listen_fd,
     if (!std::string_view(*e).starts_with(prefix)) envp.push_back(*e);
   }
   envp.push_back(const_cast<char*>(env_entry.c_str()));
+  // Taken out of this process's environment at start (app/notify.h): the successor tells the
+  // service manager its pid.
+  const std::string notify_entry = std::string(kNotifySocketEnv) + "=" + notify_socket();
+  if (!notify_socket().empty()) envp.push_back(const_cast<char*>(notify_entry.c_str()));
   envp.push_back(nullptr);
   std::vector<char*> argv;
   for (auto& a : args)

@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
-from pantry_serve import Pantry  # noqa: E402
+from pantry_serve import Pantry, gone, stop_pids, wait_gone  # noqa: E402
 
 PANTRY = None
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -50,25 +50,6 @@ SMALL = [(f"small-1.{i}-py3-none-any.whl", 20_000 + 37_000 * i) for i in range(5
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def gone(pid):
-    """Whether process `pid` has exited (no such process, or a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
-
-
-def wait_gone(pid, timeout=60):
-    deadline = time.monotonic() + timeout  # a bound on the test, not a performance assertion
-    while time.monotonic() < deadline:
-        if gone(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Loop:
@@ -142,14 +123,7 @@ class UpgradeTest(unittest.TestCase):
     def tearDown(self):
         if self.loop is not None:
             self.loop.stop()
-        for pid in self.pids:
-            if not gone(pid):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                if not wait_gone(pid, 30):
-                    os.kill(pid, signal.SIGKILL)
+        stop_pids(self.pids)
         if self.pantry is not None:
             self.pantry.stop()
         if self.nginx is not None:

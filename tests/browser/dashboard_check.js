@@ -91,6 +91,7 @@ async function main() {
     }
     out.at_end = await countLines(page, f.pattern);
     out.status_text = await page.$eval('#follow-status', (e) => e.textContent).catch(() => '');
+    out.heading = await page.$eval('h1', (e) => e.textContent).catch(() => '');
     await page.screenshot({ path: path.join(plan.screenshots, 'log-followed.png'), fullPage: true });
     try {
       await live.waitForFunction(

@@ -234,6 +234,9 @@ jobs:
         self.assertTrue(follow["ended"], follow)
         self.assertEqual(follow["at_end"], TICKS, follow)
         self.assertIn("ended", follow["status_text"], follow)
+        # The heading takes the job's final state once the follow ends, without a reload.
+        self.assertIn("passed", follow["heading"], follow)
+        self.assertNotIn("running", follow["heading"], follow)
         self.assertTrue(follow["live_updated"], follow)
         for shot in ("charts.png", "log-following-start.png", "log-followed.png",
                      "pipeline-live.png"):

@@ -66,8 +66,25 @@
       if (atBottom) log.scrollTop = log.scrollHeight;
     }
     delete log.dataset.follow;
+    await refreshHeading();
     log.dataset.ended = '1';
     setStatus('The job ended: this is its whole log.');
+  }
+
+  // The heading carries the job's state: once its log has ended, take it from the page again
+  // (the job's final state, which the stream does not say).
+  async function refreshHeading() {
+    const heading = document.querySelector('h1');
+    if (!heading) return;
+    try {
+      const response = await fetch(location.href, { credentials: 'same-origin', cache: 'no-store' });
+      if (!response.ok) return;
+      const page = new DOMParser().parseFromString(await response.text(), 'text/html');
+      const fresh = page.querySelector('h1');
+      if (fresh) heading.replaceChildren(...Array.from(fresh.childNodes, (n) => document.importNode(n, true)));
+    } catch (e) {
+      // The log is whole either way; the heading keeps the state the page was loaded with.
+    }
   }
 
   function refreshLive(live) {

@@ -165,6 +165,17 @@ pins:
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.load(r)
 
+    def ended(self, by_branch):
+        """The state of each branch's pipeline once none is running (or at the timeout)."""
+        deadline = time.monotonic() + TIMEOUT
+        states = {}
+        while time.monotonic() < deadline:
+            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
+            if all(s != "running" for s in states.values()):
+                break
+            time.sleep(0.5)
+        return states
+
     def test_1_bump_submits_a_pipeline_per_branch_and_status_shows_their_results(self):
         r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
@@ -187,14 +198,7 @@ pins:
             self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
                              ("app", branch, b["commit"]), pipeline)
 
-        deadline = time.monotonic() + TIMEOUT
-        states = {}
-        while time.monotonic() < deadline:
-            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
-            if all(s != "running" for s in states.values()):
-                break
-            time.sleep(0.5)
-        self.assertEqual(states, BRANCHES, self.pantry.tail())
+        self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
 
         r = self.pins("status")
         self.assertEqual(r.returncode, 1, described(r))
@@ -258,16 +262,9 @@ pins:
             self.assertEqual(pipeline["attachment"]["source"],
                              {"git": self.remote_url, "commit": b["commit"], "base": main,
                               "auth_secret": "pins-remote"}, pipeline)
-        deadline = time.monotonic() + TIMEOUT
-        states = {}
-        while time.monotonic() < deadline:
-            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
-            if all(s != "running" for s in states.values()):
-                break
-            time.sleep(0.5)
         # app 2.0's job passes only with the branch's files: the runner fetched its commit
         # through the server, with the header of ci.secrets.
-        self.assertEqual(states, BRANCHES, self.pantry.tail())
+        self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
         self.assertGreater(self.server.served_by[RUNNER_AUTH], 0, self.server.served_by)
 
 

@@ -227,6 +227,15 @@ class PinsCheckTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, f"git {' '.join(args)}: {r.stderr}")
         return r.stdout
 
+    def commit_requirements(self, repo, text):
+        """A new git repository at `repo` whose branch main holds `text` as requirements.txt."""
+        os.makedirs(repo)
+        with open(os.path.join(repo, "requirements.txt"), "w") as f:
+            f.write(text)
+        self.git(repo, "init", "-q", "-b", "main")
+        self.git(repo, "add", "requirements.txt")
+        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+
     def test_bump_makes_one_branch_per_upgrade_and_pip_installs_each(self):
         m = self.manifest
         parts = {p: pinned(m, p, v) for p, v in
@@ -235,12 +244,7 @@ class PinsCheckTest(unittest.TestCase):
                 parts["pantry-demo-lib"] + "    # via pantry-demo-app\n" +
                 parts["pantry-demo-util"] + "    # via pantry-demo-lib\n")
         repo = os.path.join(self.work, "git", "app")
-        os.makedirs(repo)
-        with open(os.path.join(repo, "requirements.txt"), "w") as f:
-            f.write(text)
-        self.git(repo, "init", "-q", "-b", "main")
-        self.git(repo, "add", "requirements.txt")
-        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+        self.commit_requirements(repo, text)
         head = self.git(repo, "rev-parse", "HEAD").strip()
         config = os.path.join(self.work, "git", "pins.yaml")
         with open(config, "w") as f:
@@ -326,12 +330,7 @@ class PinsCheckTest(unittest.TestCase):
         os.makedirs(bare)
         self.git(bare, "init", "-q", "--bare", "-b", "main")
         work = os.path.join(base, "work")
-        os.makedirs(work)
-        with open(os.path.join(work, "requirements.txt"), "w") as f:
-            f.write(text)
-        self.git(work, "init", "-q", "-b", "main")
-        self.git(work, "add", "requirements.txt")
-        self.git(work, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+        self.commit_requirements(work, text)
         self.git(work, "push", "-q", bare, "main")
         server = git_http.GitHttp(os.path.join(base, "srv"), "Bearer " + TOKEN)
         self.addCleanup(server.close)

@@ -5,11 +5,12 @@
 
 #include "bot_git.h"
 
+#include "unit/temp_dir.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,18 +26,8 @@ using ::testing::Not;
 
 constexpr const char* kToken = "tok-3c9e1f0a7b";
 
-class BotGitTest : public ::testing::Test {
+class BotGitTest : public test_util::temp_dir_test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pantry-bot-git-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   std::string write(const std::string& name, const std::string& text) {
     const fs::path p = dir_ / name;
     std::ofstream(p, std::ios::binary) << text;
@@ -49,7 +40,6 @@ class BotGitTest : public ::testing::Test {
     r.token_file = token_file;
     return r;
   }
-  fs::path dir_;
 };
 
 TEST_F(BotGitTest, TheHeaderIsBasicForGithubAndGitlabAndBearerOtherwise) {

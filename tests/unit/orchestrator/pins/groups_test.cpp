@@ -4,6 +4,8 @@
 
 #include "pantry/orchestrator/pins/groups.h"
 
+#include "unit/orchestrator/pins/requirements_text.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -14,22 +16,11 @@
 namespace pantry::orchestrator::pins {
 namespace {
 
+using test::doc_of;
+using test::hashed;
+using test::hex_of;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
-
-std::string hex_of(char c) {
-  return std::string(64, c);
-}
-
-std::string hashed(const std::string& name, const std::string& v, char digit) {
-  return name + "==" + v + " \\\n    --hash=sha256:" + hex_of(digit) + "\n";
-}
-
-requirements_file doc_of(const std::string& text) {
-  auto doc = requirements_file::parse(text, "requirements.txt");
-  EXPECT_TRUE(doc.has_value()) << (doc ? "" : doc.error().message);
-  return *doc;
-}
 
 registry::pypi::version v(const std::string& text) {
   auto parsed = registry::pypi::version::parse(text);

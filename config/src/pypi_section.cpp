@@ -303,8 +303,20 @@ void check_routes(reader& r, const config& c) {
     names.push_back(u.name);
   for (std::size_t i = 0; i < c.pypi.routes.size(); ++i) {
     const pypi_route& route = c.pypi.routes[i];
-    if (std::find(names.begin(), names.end(), route.upstream) != names.end()) continue;
     const std::string path = "pypi.routes[" + std::to_string(i) + "].upstream";
+    const auto named =
+        std::find_if(c.pypi.upstreams.begin(), c.pypi.upstreams.end(),
+                     [&](const pypi_upstream& u) { return u.name == route.upstream; });
+    if (named != c.pypi.upstreams.end() && named->hosted) {
+      r.fail(r.noted(path).value_or(
+                 r.noted("pypi.routes").value_or(upstreams_mark.value_or(YAML::Mark()))),
+             path,
+             quote(route.upstream) +
+                 " is the hosted upstream, which is asked first for every project already; "
+                 "route the pattern to another upstream or remove the route");
+      continue;
+    }
+    if (named != c.pypi.upstreams.end()) continue;
     if (routes_set) {
       r.fail(r.noted(path).value_or(*r.noted("pypi.routes")), path,
              quote(route.upstream) +

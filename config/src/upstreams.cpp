@@ -16,7 +16,7 @@ namespace {
 
 constexpr std::string_view kNameHint = "use lowercase letters, digits, '.', '_' and '-', e.g. pypi";
 
-constexpr std::array<std::string_view, 3> kPypiUpstreamKeys = {"name", "url", "ca_file"};
+constexpr std::array<std::string_view, 4> kPypiUpstreamKeys = {"name", "url", "ca_file", "hosted"};
 constexpr std::array<std::string_view, 5> kOciUpstreamKeys = {"name", "url", "ca_file", "username",
                                                               "password"};
 
@@ -66,6 +66,18 @@ bool read_common_key(reader& r, const entry& f, url_kind kind, Upstream& up) {
   return true;
 }
 
+// True iff the path of `url` (checked by url_problem) is "/<index>/simple/", after any prefix:
+// "http://host/simple/" is a pantry's /simple/, which serves every upstream's projects.
+bool is_hosted_index_url(std::string_view url) {
+  constexpr std::string_view tail = "/simple/";
+  const std::size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return false;
+  const std::size_t path = url.find('/', scheme + 3);
+  if (path == std::string_view::npos) return false;
+  const std::string_view p = url.substr(path);
+  return p.ends_with(tail) && p.size() > tail.size();
+}
+
 template <class Upstream>
 std::optional<std::vector<Upstream>> read_upstreams(reader& r, const entry& e) {
   constexpr bool kOci = std::is_same_v<Upstream, oci_upstream>;
@@ -95,7 +107,12 @@ std::optional<std::vector<Upstream>> read_upstreams(reader& r, const entry& e) {
       e, rules,
       [&](Upstream& up, const entry& f) {
         if (read_common_key(r, f, kind, up)) return;
-        if constexpr (kOci) {
+        if constexpr (!kOci) {
+          if (auto b = r.read_bool(f)) {
+            up.hosted = *b;
+            r.note(f.path, f.mark());
+          }
+        } else {
           auto s = r.as_scalar(f, f.key == "username" ? "a user name" : "a password or token");
           if (!s) return;
           if (f.key == "password") {
@@ -108,7 +125,18 @@ std::optional<std::vector<Upstream>> read_upstreams(reader& r, const entry& e) {
         }
       },
       [&](Upstream& up, const list_item& item) {
-        if constexpr (kOci) {
+        if constexpr (!kOci) {
+          // The owner's hosted index answers 404 for a project it lacks; any other page (its
+          // /simple/ root, which serves every upstream's projects) would pass public projects
+          // off as hosted ones.
+          if (up.hosted && !up.url.empty() && !is_hosted_index_url(up.url)) {
+            r.fail(r.noted(item.path + ".hosted").value_or(item.node.Mark()), item.path + ".url",
+                   quote(up.url) +
+                       " is not a hosted index's page; a hosted upstream is another pantry's "
+                       "hosted index, http://<pantry>/<index>/simple/, e.g. "
+                       "\"http://pantry1:8585/team/simple/\"");
+          }
+        } else {
           if (up.username.empty() == up.password.empty()) return;
           // Never render the item: it holds a secret.
           r.fail(item.node.Mark(), item.path + (up.username.empty() ? ".username" : ".password"),
@@ -126,7 +154,9 @@ void emit(YAML::Emitter& out, const std::vector<Upstream>& ups, secrets s) {
     emit_key(o, "name", u.name);
     emit_key(o, "url", u.url);
     if (u.ca_file) emit_key(o, "ca_file", *u.ca_file);
-    if constexpr (std::is_same_v<Upstream, oci_upstream>) {
+    if constexpr (std::is_same_v<Upstream, pypi_upstream>) {
+      if (u.hosted) emit_key(o, "hosted", true);
+    } else {
       if (!u.username.empty()) {
         emit_key(o, "username", u.username);
         emit_key(o, "password", secret(u.password, s));
@@ -138,7 +168,27 @@ void emit(YAML::Emitter& out, const std::vector<Upstream>& ups, secrets s) {
 }  // namespace
 
 std::optional<std::vector<pypi_upstream>> read_pypi_upstreams(reader& r, const entry& e) {
-  return read_upstreams<pypi_upstream>(r, e);
+  auto ups = read_upstreams<pypi_upstream>(r, e);
+  if (!ups) return ups;
+  // Two owners could disagree about a name, and which would win is no rule anyone could guess.
+  const pypi_upstream* first = nullptr;
+  std::size_t first_index = 0;
+  for (std::size_t i = 0; i < ups->size(); ++i) {
+    const pypi_upstream& u = (*ups)[i];
+    if (!u.hosted) continue;
+    if (first == nullptr) {
+      first = &u;
+      first_index = i;
+      continue;
+    }
+    const std::string path = e.path + "[" + std::to_string(i) + "].hosted";
+    r.fail(r.noted(path).value_or(e.mark()), path,
+           "the upstream " + quote(u.name) + " is a second hosted upstream (" + e.path + "[" +
+               std::to_string(first_index) + "], " + quote(first->name) +
+               ", is one); pantry asks one owner first, so mark one upstream hosted: true");
+    return std::nullopt;
+  }
+  return ups;
 }
 
 std::optional<std::vector<oci_upstream>> read_oci_upstreams(reader& r, const entry& e) {

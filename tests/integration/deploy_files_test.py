@@ -54,7 +54,7 @@ def haproxy_variables():
     """The environment variables deploy/haproxy/haproxy.cfg reads (outside its comments)."""
     with open(HAPROXY_CFG) as f:
         text = "".join(line.split("#", 1)[0] + "\n" for line in f)
-    return sorted(set(re.findall(r"\$\{(\w+)\}", text)))
+    return sorted(set(re.findall(r"\$\{(\w+)(?:\[\*\])?\}", text)))
 
 
 class ComposeTest(unittest.TestCase):

@@ -24,13 +24,13 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+import clients  # noqa: E402
 import make_pypi_upstream as mk  # noqa: E402
 import nginx_pypi  # noqa: E402
 from pantry_serve import Pantry, clean_env  # noqa: E402
 
 PANTRY = None
 PYTHON = "/usr/bin/python3"
-TWINE = "/usr/bin/twine"
 CI_TOKEN = "ci-token-0123456789abcdef"
 READER_TOKEN = "reader-token-0123456789abcdef"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -129,12 +129,8 @@ class HostedIndexTest(unittest.TestCase):
 
     def twine(self, key, user="ci", token=CI_TOKEN, expect_ok=True):
         files = sorted(os.path.join(self.dirs[key], f) for f in os.listdir(self.dirs[key]))
-        env = clean_env()
-        env.update(TWINE_NON_INTERACTIVE="1",
-                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
-        cmd = [TWINE, "upload", "--disable-progress-bar", "--repository-url",
-               self.pantry.url("/team/"), "-u", user, "-p", token, *files]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        r = clients.twine_upload(self.pantry.url("/team/"), user, token, files)
+        cmd = r.args
         out = r.stdout + r.stderr
         if expect_ok:
             self.assertEqual(r.returncode, 0, f"{' '.join(cmd)} failed:\n{out}\n"

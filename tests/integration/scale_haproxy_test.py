@@ -101,10 +101,7 @@ class ScaleOutBehindHAProxyTest(unittest.TestCase):
 """)
 
     def logs(self):
-        text = f"\n--- haproxy log tail:\n{self.lb.tail()}"
-        for i, p in enumerate(self.pantries, 1):
-            text += f"\n--- pantry{i} log tail:\n{p.tail(15)}"
-        return text
+        return self.lb.tails(self.pantries)
 
     # ---- the clients ----
 

@@ -82,9 +82,21 @@ asio::awaitable<result<cache::entry>> files_route::listed_by_page(const config::
   if (!project) {
     co_return error(errc::not_found, "its file name names no project");
   }
-  const auto asked = ctx_->upstreams_for(*project);
-  if (std::find(asked.begin(), asked.end(), &u) == asked.end()) {
-    co_return error(errc::not_found, "project \"" + *project + "\" is not asked of " + u.name);
+  if (!u.hosted) {
+    // A hosted project's files come from the hosted upstream alone.
+    auto owner = co_await pages_->ask_owner(*project);
+    if (owner.verdict.says == owner_verdict::kind::unknown) {
+      co_return error(errc::io_error, std::move(owner.verdict.why));
+    }
+    if (owner.verdict.says == owner_verdict::kind::hosted) {
+      co_return error(errc::not_found, "project \"" + *project + "\" is hosted in " +
+                                           ctx_->hosted_upstream()->name + ", not asked of " +
+                                           u.name);
+    }
+    const auto asked = ctx_->upstreams_for(*project);
+    if (std::find(asked.begin(), asked.end(), &u) == asked.end()) {
+      co_return error(errc::not_found, "project \"" + *project + "\" is not asked of " + u.name);
+    }
   }
   auto page = co_await pages_->resolve_page(u, *project);
   if (!page.entry) co_return page.entry.error();

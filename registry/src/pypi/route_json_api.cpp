@@ -61,8 +61,12 @@ std::string origin_of(const exchange& ex) {
 
 json_api_route::json_api_route(std::shared_ptr<const context> ctx,
                                std::shared_ptr<index_cache> index,
-                               std::shared_ptr<const hosted_route> hosted)
-    : ctx_(std::move(ctx)), index_(std::move(index)), hosted_(std::move(hosted)) {}
+                               std::shared_ptr<const hosted_route> hosted,
+                               std::shared_ptr<simple_route> pages)
+    : ctx_(std::move(ctx)),
+      index_(std::move(index)),
+      hosted_(std::move(hosted)),
+      pages_(std::move(pages)) {}
 
 asio::awaitable<void> json_api_route::handle(exchange& ex) {
   ex.set_route("pypi_json");
@@ -109,6 +113,18 @@ asio::awaitable<void> json_api_route::handle(exchange& ex) {
                      ", which the JSON API does not serve; its files are on /simple/" + normal + "/"
                : "cannot read hosted project \"" + normal + "\": " + hosted.error().message;
     co_await plain(ex, hosted ? http::status::not_found : http::status::service_unavailable, why);
+    co_return;
+  }
+  auto owner = co_await pages_->ask_owner(normal);
+  if (owner.verdict.says == owner_verdict::kind::unknown) {
+    co_await plain(ex, http::status::bad_gateway, std::move(owner.verdict.why));
+    co_return;
+  }
+  if (owner.verdict.says == owner_verdict::kind::hosted) {
+    const std::string why =
+        "project \"" + normal + "\" is hosted in " + ctx_->hosted_upstream()->name +
+        ", which the JSON API does not serve; its files are on /simple/" + normal + "/";
+    co_await plain(ex, http::status::not_found, why);
     co_return;
   }
   std::vector<std::string> asked;

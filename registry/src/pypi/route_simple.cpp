@@ -82,6 +82,18 @@ asio::awaitable<void> simple_route::handle(exchange& ex) {
   }
 
   std::vector<std::string> asked;
+  if (const auto* owner = ctx_->hosted_upstream()) {
+    auto said = co_await ask_owner(normal);
+    asked.push_back(owner->name);
+    if (said.verdict.says == owner_verdict::kind::unknown) {
+      co_await plain(ex, http::status::bad_gateway, std::move(said.verdict.why));
+      co_return;
+    }
+    if (said.verdict.says == owner_verdict::kind::hosted) {
+      co_await serve_page(ex, *said.page.entry, *chosen, said.page.outcome, said.page.warning);
+      co_return;
+    }
+  }
   for (const auto* u : ctx_->upstreams_for(normal)) {
     auto page = co_await resolve_page(*u, normal);
     asked.push_back(u->name);
@@ -149,6 +161,17 @@ asio::awaitable<index_cache::answer> simple_route::resolve_page(const config::py
   std::string key = keys::page(u.name, project);
   std::string what = "project \"" + project + "\"";
   co_return co_await index_->resolve(u, std::move(key), std::move(what), std::move(fetch));
+}
+
+asio::awaitable<simple_route::owner_answer> simple_route::ask_owner(std::string project) {
+  const auto* owner = ctx_->hosted_upstream();
+  if (owner == nullptr) {
+    owner_answer none{{owner_verdict::kind::not_hosted, {}}, {error(errc::not_found, ""), {}, {}}};
+    co_return none;
+  }
+  auto page = co_await resolve_page(*owner, project);
+  owner_answer a{judge_owner(*owner, project, page.entry, page.warning), std::move(page)};
+  co_return a;
 }
 
 namespace {

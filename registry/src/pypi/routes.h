@@ -21,6 +21,7 @@
 
 #include "../oci/pantry_auth.h"
 #include "index_cache.h"
+#include "owner.h"
 #include "serving.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -128,7 +129,8 @@ class project_list : public std::enable_shared_from_this<project_list> {
 
 // Project pages (PEP 503 HTML and PEP 691 JSON, chosen by Accept), asked of the project's
 // upstreams in order; a definitive 404/410 falls through to the next, an error never does. A
-// project a hosted index has is served from there alone, whatever the upstreams and routes say.
+// project a hosted index has is served from there alone, whatever the upstreams and routes say;
+// so is one the hosted upstream has (owner.h), which is asked before the routes and upstreams.
 class simple_route : public std::enable_shared_from_this<simple_route> {
  public:
   simple_route(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index,
@@ -141,6 +143,14 @@ class simple_route : public std::enable_shared_from_this<simple_route> {
   // fetched (one request for concurrent callers), storing the files it lists as fetchable.
   boost::asio::awaitable<index_cache::answer> resolve_page(const config::pypi_upstream& u,
                                                            std::string project);
+
+  // What the hosted upstream says about `project` (normalized), and its page when it has it
+  // (resolved as resolve_page does); not_hosted when no upstream is hosted.
+  struct owner_answer {
+    owner_verdict verdict;
+    index_cache::answer page;
+  };
+  boost::asio::awaitable<owner_answer> ask_owner(std::string project);
 
  private:
   // Reads upstream's page, makes every file it lists fetchable and stores both renderings.
@@ -166,11 +176,13 @@ class simple_route : public std::enable_shared_from_this<simple_route> {
 
 // Warehouse's JSON API, proxied from upstreams whose URL ends in /simple/, with its file URLs
 // made pantry's /files/ URLs (absolute, for the Host the client used). A hosted project's name
-// gets 404: no upstream's answer is given for it.
+// gets 404: no upstream's answer is given for it; nor for a name the hosted upstream has, and
+// while it cannot say whether it has one, a 502.
 class json_api_route : public std::enable_shared_from_this<json_api_route> {
  public:
+  // `pages` asks the hosted upstream.
   json_api_route(std::shared_ptr<const context> ctx, std::shared_ptr<index_cache> index,
-                 std::shared_ptr<const hosted_route> hosted);
+                 std::shared_ptr<const hosted_route> hosted, std::shared_ptr<simple_route> pages);
 
   // Everything under /pypi/.
   boost::asio::awaitable<void> handle(proxy::exchange& ex);
@@ -186,13 +198,15 @@ class json_api_route : public std::enable_shared_from_this<json_api_route> {
   const std::shared_ptr<const context> ctx_;
   const std::shared_ptr<index_cache> index_;
   const std::shared_ptr<const hosted_route> hosted_;
+  const std::shared_ptr<simple_route> pages_;
 };
 
 // Files an index page listed: served from the cache, else fetched once (single flight) and
 // checked against the hash the index gave; .metadata files upstream lacks are made from the
 // wheel. A file no cached page lists (a lock file's URL after the cache was lost) sends for the
 // page of the project its file name names, from the upstream its path names, through `pages`;
-// a URL that page does not list is never fetched.
+// a URL that page does not list is never fetched, nor one of another upstream than the hosted
+// upstream for a project that one has (or while it cannot say).
 class files_route {
  public:
   files_route(std::shared_ptr<const context> ctx, std::shared_ptr<simple_route> pages);

@@ -29,7 +29,7 @@ struct route_set {
         index(std::make_shared<index_cache>(ctx, std::move(upstream))),
         hosted(std::make_shared<hosted_route>(ctx, accounts, std::move(records))),
         simple(std::make_shared<simple_route>(ctx, index, hosted)),
-        json_api(std::make_shared<json_api_route>(ctx, index, hosted)),
+        json_api(std::make_shared<json_api_route>(ctx, index, hosted, simple)),
         files(std::make_shared<files_route>(ctx, simple)) {}
 
   const std::shared_ptr<const context> ctx;

@@ -40,13 +40,22 @@ const config::pypi_upstream* context::find_upstream(std::string_view name) const
 std::vector<const config::pypi_upstream*> context::upstreams_for(std::string_view project) const {
   for (const auto& r : cfg.routes) {
     if (config::glob_match(r.pattern, project)) {
-      if (auto* u = find_upstream(r.upstream)) return {u};
+      // The config refuses a route to the hosted upstream, which is asked first anyway.
+      if (auto* u = find_upstream(r.upstream); u != nullptr && !u->hosted) return {u};
     }
   }
   std::vector<const config::pypi_upstream*> out;
-  for (const auto& u : cfg.upstreams)
-    out.push_back(&u);
+  for (const auto& u : cfg.upstreams) {
+    if (!u.hosted) out.push_back(&u);
+  }
   return out;
+}
+
+const config::pypi_upstream* context::hosted_upstream() const {
+  for (const auto& u : cfg.upstreams) {
+    if (u.hosted) return &u;
+  }
+  return nullptr;
 }
 
 asio::awaitable<void> not_acceptable(exchange& ex) {

@@ -52,8 +52,11 @@ struct context {
   freshness::rules index_rules() const;
   // The upstream named `name`, or null.
   const config::pypi_upstream* find_upstream(std::string_view name) const;
-  // The upstreams to ask for `project`, in order: the routed one alone, or all by priority.
+  // The upstreams to ask for `project` after the hosted upstream, in order: the routed one
+  // alone, or all but the hosted upstream by priority.
   std::vector<const config::pypi_upstream*> upstreams_for(std::string_view project) const;
+  // The hosted upstream (owner.h), asked before upstreams_for() for every project; null if none.
+  const config::pypi_upstream* hosted_upstream() const;
 
   const config::pypi_config cfg;
   const std::shared_ptr<cache::store> store;

@@ -33,7 +33,8 @@ config unusual_config() {
   c.data_dir = "/var/lib/pantry data/#1: 'quoted' \"too\" ~ é";
   c.cache.max_size = 1536ULL << 10;
   c.pypi.upstreams = {{"internal", "http://pypi.internal:8080/root/pypi/+simple/", "/etc/ca.pem"},
-                      {"pypi", "https://pypi.org/simple/", std::nullopt}};
+                      {"pypi", "https://pypi.org/simple/", std::nullopt},
+                      {"owner", "http://pantry1:8585/team/simple/", std::nullopt, true}};
   c.pypi.index_ttl = seconds(5400);
   c.pypi.negative_ttl = seconds(0);
   c.pypi.offline = true;
@@ -1012,6 +1013,69 @@ TEST(ConfigTest, HostedUploadersMustBeOciHostedUsers) {
       HasSubstr("\"ci\" is listed twice; list each once"));
   EXPECT_THAT(error_of(std::string(kUsers) + "pypi:\n  hosted: [{name: team}]\n"),
               HasSubstr("uploaders"));
+}
+
+// --- pypi.upstreams[].hosted ---
+
+TEST(ConfigTest, ReadsAHostedUpstream) {
+  const config c = parse_ok(
+      "pypi:\n"
+      "  upstreams:\n"
+      "    - {name: owner, url: \"http://pantry1:8585/team/simple/\", hosted: true}\n"
+      "    - {name: pypi, url: \"https://pypi.org/simple/\", hosted: false}\n");
+  ASSERT_EQ(c.pypi.upstreams.size(), 2u);
+  EXPECT_TRUE(c.pypi.upstreams[0].hosted);
+  EXPECT_FALSE(c.pypi.upstreams[1].hosted);
+  EXPECT_FALSE(defaults().pypi.upstreams.at(0).hosted);
+  // Written only where it is true, and read back.
+  const std::string yaml = to_yaml(c);
+  EXPECT_THAT(yaml, HasSubstr("hosted: true"));
+  EXPECT_EQ(parse_ok(yaml).pypi.upstreams, c.pypi.upstreams) << yaml;
+}
+
+TEST(ConfigTest, AtMostOneHostedUpstream) {
+  EXPECT_EQ(error_of("pypi:\n"
+                     "  upstreams:\n"
+                     "    - {name: a, url: \"http://p1:8585/team/simple/\", hosted: true}\n"
+                     "    - {name: b, url: \"http://p1:8585/ml/simple/\", hosted: true}\n"),
+            "test.yaml:4:59: pypi.upstreams[1].hosted: the upstream \"b\" is a second hosted "
+            "upstream (pypi.upstreams[0], \"a\", is one); pantry asks one owner first, so mark "
+            "one upstream hosted: true");
+}
+
+TEST(ConfigTest, HostedUpstreamIsAHostedIndexPage) {
+  // A pantry's /simple/ serves every upstream's projects: its 200 would not mean "hosted".
+  EXPECT_THAT(
+      error_of("pypi:\n  upstreams:\n"
+               "    - {name: owner, url: \"http://p1:8585/simple/\", hosted: true}\n"),
+      HasSubstr("test.yaml:3:60: pypi.upstreams[0].url: \"http://p1:8585/simple/\" is not a "
+                "hosted index's page; a hosted upstream is another pantry's hosted index, "
+                "http://<pantry>/<index>/simple/"));
+  EXPECT_THAT(error_of("pypi:\n  upstreams:\n"
+                       "    - {name: owner, url: \"http://p1:8585/team/\", hosted: true}\n"),
+              HasSubstr("pypi.upstreams[0].url: \"http://p1:8585/team/\" is not a hosted"));
+  // Behind a path prefix, and not hosted: any index URL.
+  EXPECT_TRUE(
+      parse("pypi:\n  upstreams:\n"
+            "    - {name: owner, url: \"https://ci.example/pantry/team/simple/\", hosted: true}\n",
+            "test.yaml"));
+  EXPECT_TRUE(parse("pypi:\n  upstreams:\n    - {name: p, url: \"http://p1:8585/simple/\"}\n",
+                    "test.yaml"));
+  EXPECT_THAT(
+      error_of("pypi:\n  upstreams:\n"
+               "    - {name: owner, url: \"http://p1:8585/team/simple/\", hosted: yes-ish}\n"),
+      HasSubstr("pypi.upstreams[0].hosted: \"yes-ish\""));
+}
+
+TEST(ConfigTest, RouteMayNotNameTheHostedUpstream) {
+  EXPECT_THAT(error_of("pypi:\n"
+                       "  upstreams:\n"
+                       "    - {name: owner, url: \"http://p1:8585/team/simple/\", hosted: true}\n"
+                       "    - {name: pypi, url: \"https://pypi.org/simple/\"}\n"
+                       "  routes: [{pattern: \"mycorp-*\", upstream: owner}]\n"),
+              HasSubstr("test.yaml:5:44: pypi.routes[0].upstream: \"owner\" is the hosted "
+                        "upstream, which is asked first for every project already; route the "
+                        "pattern to another upstream or remove the route"));
 }
 
 TEST(ConfigTest, ReadsRoutes) {

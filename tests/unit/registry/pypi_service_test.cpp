@@ -778,5 +778,121 @@ TEST_F(PypiServiceTest, HeadOfACachedFileSendsNoBody) {
   EXPECT_TRUE(r.complete) << r;
 }
 
+// ---- the hosted upstream: another pantry's hosted index, asked first ----
+
+class PypiHostedUpstreamTest : public PypiServiceTest {
+ protected:
+  // "a" (public) first and "owner" (hosted) second: the owner is asked first all the same.
+  config::pypi_config with_owner(std::chrono::seconds negative_ttl = 3600s,
+                                 std::chrono::seconds index_ttl = 3600s) {
+    auto c = config(index_ttl);
+    auto owner = upstream("owner");
+    owner.hosted = true;
+    c.upstreams.push_back(owner);
+    c.negative_ttl = negative_ttl;
+    return c;
+  }
+};
+
+TEST_F(PypiHostedUpstreamTest, AProjectTheOwnerHasIsServedFromItAloneWithItsFiles) {
+  install(with_owner());
+  script_page("owner", "demo", {wheel_});
+  script_page("a", "demo", {sdist_});  // the public project of the same name
+  script_file(wheel_, wheel_.body);
+  script_file(sdist_, sdist_.body);
+
+  auto r = get_page();
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_THAT(r.body, HasSubstr(pantry_file_path("owner", wheel_))) << r;
+  EXPECT_THAT(r.body, ::testing::Not(HasSubstr(sdist_.name))) << r;
+  EXPECT_EQ(upstream_gets("/a/simple/demo/"), 0u) << h_.upstream().describe_requests();
+
+  auto file = h_.get(pantry_file_path("owner", wheel_));
+  EXPECT_EQ(file.status, 200u) << file;
+  EXPECT_EQ(file.body, wheel_.body);
+  // The public file of a hosted name is never fetched, even by a URL that names it.
+  auto public_file = h_.get(pantry_file_path("a", sdist_));
+  EXPECT_EQ(public_file.status, 404u) << public_file;
+  EXPECT_THAT(public_file.body, HasSubstr("hosted in owner")) << public_file;
+  EXPECT_EQ(upstream_gets(file_target(sdist_)), 0u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_gets("/a/simple/demo/"), 0u) << h_.upstream().describe_requests();
+
+  // The JSON API gives no upstream's answer for it.
+  auto json = h_.get("/pypi/demo/json");
+  EXPECT_EQ(json.status, 404u) << json;
+  EXPECT_THAT(json.body, HasSubstr("hosted in owner")) << json;
+  EXPECT_EQ(upstream_gets("/a/pypi/demo/json"), 0u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiHostedUpstreamTest, TheOwnersNotFoundLetsThePublicIndexAnswerAndIsRemembered) {
+  install(with_owner());
+  h_.upstream().script_status("/owner/simple/demo/", 404);
+  script_page("a", "demo", {sdist_});
+
+  auto r = get_page();
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_THAT(r.body, HasSubstr(pantry_file_path("a", sdist_))) << r;
+  auto again = get_page();
+  EXPECT_EQ(again.status, 200u) << again;
+  EXPECT_EQ(upstream_gets("/owner/simple/demo/"), 1u) << h_.upstream().describe_requests();
+
+  // Not on any index: 404 naming the owner among the indexes asked.
+  h_.upstream().script_status("/owner/simple/nowhere/", 404);
+  auto none = get_page("nowhere");
+  EXPECT_EQ(none.status, 404u) << none;
+  EXPECT_THAT(none.body, HasSubstr("(owner, a)")) << none;
+}
+
+TEST_F(PypiHostedUpstreamTest, AnOwnerThatCannotAnswerFailsClosed) {
+  install(with_owner());
+  script_page("a", "demo", {sdist_});
+  script_file(sdist_, sdist_.body);
+  for (const auto& f : upstream_failures(/*broken_body=*/false)) {
+    SCOPED_TRACE("owner: " + f.what);
+    h_.upstream().script_failure("/owner/simple/demo/", f,
+                                 page_answer(h_.upstream().base(), {wheel_}));
+    auto r = get_page();
+    EXPECT_EQ(r.status, 502u) << r;
+    EXPECT_THAT(r.body, HasSubstr("pantry cannot tell whether \"demo\" is a hosted project: the "
+                                  "hosted upstream owner (" +
+                                  index_url("owner") + ") did not answer"))
+        << r;
+    EXPECT_EQ(h_.get("/pypi/demo/json").status, 502u);
+    EXPECT_EQ(h_.get(pantry_file_path("a", sdist_)).status, 502u);
+  }
+  EXPECT_EQ(upstream_gets("/a/simple/demo/"), 0u) << h_.upstream().describe_requests();
+  EXPECT_EQ(upstream_gets(file_target(sdist_)), 0u) << h_.upstream().describe_requests();
+}
+
+TEST_F(PypiHostedUpstreamTest, OnlyAFreshNotFoundFromTheOwnerCounts) {
+  install(with_owner(3600s));
+  h_.upstream().script_status("/owner/simple/demo/", 404);
+  script_page("a", "demo", {sdist_});
+  ASSERT_EQ(get_page().status, 200u);
+
+  // The owner's 404 expires (a reload to negative_ttl 0) and the owner is down: an upload since
+  // cannot be ruled out, so the public page is not served, cached as it is.
+  install(with_owner(0s));
+  h_.upstream().script_status("/owner/simple/demo/", 503);
+  auto r = get_page();
+  EXPECT_EQ(r.status, 502u) << r;
+  EXPECT_THAT(r.body, HasSubstr("its last answer, a 404, is older than pypi.negative_ttl")) << r;
+}
+
+TEST_F(PypiHostedUpstreamTest, TheOwnersCachedPageIsServedStaleWhileItIsDown) {
+  install(with_owner(3600s, 0s));
+  script_page("owner", "demo", {wheel_});
+  script_page("a", "demo", {sdist_});
+  auto fresh = get_page();
+  ASSERT_EQ(fresh.status, 200u) << fresh;
+
+  h_.upstream().script_status("/owner/simple/demo/", 503);
+  auto r = get_page();
+  EXPECT_EQ(r.status, 200u) << r;
+  EXPECT_EQ(r.body, fresh.body) << r;
+  EXPECT_EQ(r.header("Warning"), kWarningRevalidationFailed) << r;
+  EXPECT_EQ(upstream_gets("/a/simple/demo/"), 0u) << h_.upstream().describe_requests();
+}
+
 }  // namespace
 }  // namespace pantry::registry::testing

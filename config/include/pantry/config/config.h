@@ -35,6 +35,11 @@ struct pypi_upstream {
   std::string name;  // appears in file URLs (/files/<name>/…): [a-z0-9._-]+, not only dots
   std::string url;   // simple index root, http:// or https://, ends with '/'
   std::optional<std::string> ca_file;  // PEM bundle to verify the upstream's TLS certificate
+  // True: another pantry's hosted index (url http://<owner>/<index>/simple/), asked first for
+  // every project, before the routes and the other upstreams. A project it has is served from it
+  // alone; a 404 lets the others answer; a failure with no fresh 404 cached answers 502 (never
+  // another index's project of that name). At most one per config; no route may name it.
+  bool hosted = false;
   friend bool operator==(const pypi_upstream&, const pypi_upstream&) = default;
 };
 
@@ -67,7 +72,7 @@ struct pypi_hosted {
 };
 
 struct pypi_config {
-  std::vector<pypi_upstream> upstreams;  // priority order; names unique
+  std::vector<pypi_upstream> upstreams;  // priority order; names unique; at most one hosted
   std::chrono::seconds index_ttl{0};     // 0: revalidate an index page on every request
   // How long a 404 or 410 from an index is remembered before asking it again; 0: not remembered.
   std::chrono::seconds negative_ttl{0};

@@ -254,6 +254,7 @@ parsed_args with_config_file(parsed_args p, const std::string& file) {
 int serve(const config::config& c, std::string_view what, pantry::app::config_source source) {
   const sigset_t signals = block_stop_signals();  // before create() starts the app's threads
   const sigset_t hangup = pantry::cli::block_hangup();
+  pantry::app::set_log_level(c.server.log_level);
   auto served = pantry::app::app::create(c, g_inherited);
   if (!served) return fail(served.error());
   g_inherited.reset();  // the app reports readiness once it serves

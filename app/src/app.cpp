@@ -229,6 +229,8 @@ result<void> app_impl::assemble() {
     constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
     opt.map_size = std::max(2 * cfg_.cache.max_size, kGiB) + 2 * cfg_.ci.log_limits.max_total +
                    2 * cfg_.ci.artifact_limits.max_total + kGiB;
+    // A reload may raise the quota only within the cache's own room.
+    opt.max_size_limit = std::max(2 * cfg_.cache.max_size, kGiB) / 2;
   }
   auto opened = from_ ? cache::open_as_successor(opt, from_->from_pid) : cache::store::open(opt);
   if (!opened) return opened.error();
@@ -261,8 +263,9 @@ result<void> app_impl::assemble() {
   control_ = control_endpoint{loopback_url(cfg_.listen.host, server_->port()), new_control_token(),
                               static_cast<long>(::getpid())};
   // As given, without the data dir's token key: a reload compares files with files.
-  reloader_ = std::make_shared<reloader>(given_, cfg_.oci.hosted.token_key, metrics_,
-                                         blocking_->get_executor(), control_.token);
+  reloader_ =
+      std::make_shared<reloader>(given_, cfg_.oci.hosted.token_key, metrics_,
+                                 blocking_->get_executor(), control_.token, *server_, store_);
   auto made = make_services(
       cfg_, parts{control_.url, control_.token, store_, metrics_, upstream_, std::move(health),
                   flights_, blocking_->get_executor(), [weak = std::weak_ptr<reloader>(reloader_)] {

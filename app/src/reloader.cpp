@@ -36,11 +36,14 @@ std::string joined(const std::vector<std::string>& keys) {
 
 reloader::reloader(config::config loaded, std::string token_key,
                    std::shared_ptr<proxy::metrics_registry> metrics, asio::any_io_executor blocking,
-                   std::string control_token)
+                   std::string control_token, proxy::server& server,
+                   std::shared_ptr<cache::store> store)
     : token_key_(std::move(token_key)),
       metrics_(std::move(metrics)),
       blocking_(std::move(blocking)),
       control_token_(std::move(control_token)),
+      server_(server),
+      store_(std::move(store)),
       loaded_(std::move(loaded)) {
   for (auto o : {config::reload_outcome::applied, config::reload_outcome::needs_restart,
                  config::reload_outcome::refused}) {
@@ -85,7 +88,10 @@ config::reload_report reloader::reload(const std::optional<std::string>& file) {
     r.error = read.error().message;
     return finish(std::move(r));
   }
-  config::reload_plan plan = config::plan_reload(loaded_, *read);
+  // The largest quota the cache's map, sized at start, holds.
+  auto st = store_->get_stats();
+  const std::uint64_t cache_limit = st ? st->quota_limit : loaded_.cache.max_size;
+  config::reload_plan plan = config::plan_reload(loaded_, *read, cache_limit);
   if (auto checked = config::check_reloaded(plan.next, r.source); !checked) {
     r.error = checked.error().message;
     return finish(std::move(r));
@@ -101,6 +107,21 @@ config::reload_report reloader::apply(config::reload_plan plan, std::string sour
   if (running.oci.hosted.token_key.empty()) running.oci.hosted.token_key = token_key_;
   for (const auto& s : services_) {
     if (auto role = std::dynamic_pointer_cast<proxy::reconfigurable>(s)) role->reconfigure(running);
+  }
+  // Only when the file changes them: a command's own pantry (`pantry run`) runs at the level its
+  // command line chose, not the file's.
+  if (running.server.access_log != loaded_.server.access_log) {
+    server_.set_access_log(running.server.access_log);
+  }
+  if (running.server.log_level != loaded_.server.log_level) {
+    set_log_level(running.server.log_level);
+  }
+  if (running.cache.max_size != loaded_.cache.max_size) {
+    // Within the limit plan_reload() capped it at, so the store takes it as it is; a lower quota
+    // evicts on the cache's writer thread, after this returns.
+    if (auto set = store_->set_max_size(running.cache.max_size); !set) {
+      spdlog::error("pantry serve: reload: cache.max_size: {}", set.error().message);
+    }
   }
   loaded_ = std::move(plan.next);
 

@@ -8,6 +8,7 @@
 // can print it.
 
 #include "pantry/app/app.h"
+#include "pantry/cache/store.h"
 #include "pantry/config/config.h"
 #include "pantry/config/reload.h"
 #include "pantry/proxy/metrics.h"
@@ -29,10 +30,12 @@ class reloader final : public proxy::service, public std::enable_shared_from_thi
   // `loaded`: the config the app was made from, as the file and flags gave it. `token_key`: the
   // data dir's registry token key, which a file without oci.hosted.token_key runs with. `blocking`
   // reads and parses a file off the I/O threads. Counts pantry_config_reloads_total{outcome} in
-  // `metrics` (each outcome at 0 from the start).
+  // `metrics` (each outcome at 0 from the start). `server` takes server.access_log, spdlog
+  // server.log_level (set_log_level()) and `store` cache.max_size, when a reload changes them;
+  // the server must outlive every reload (the reloader is stopped before the server goes).
   reloader(config::config loaded, std::string token_key,
            std::shared_ptr<proxy::metrics_registry> metrics, boost::asio::any_io_executor blocking,
-           std::string control_token);
+           std::string control_token, proxy::server& server, std::shared_ptr<cache::store> store);
 
   // The services, in list order: those with the role proxy::reconfigurable take a reloaded
   // config. Once, before the server runs.
@@ -60,6 +63,8 @@ class reloader final : public proxy::service, public std::enable_shared_from_thi
   const std::shared_ptr<proxy::metrics_registry> metrics_;
   const boost::asio::any_io_executor blocking_;
   const std::string control_token_;
+  proxy::server& server_;
+  const std::shared_ptr<cache::store> store_;
 
   mutable std::mutex mutex_;  // one reload at a time; guards what follows
   config::config loaded_;     // the running config, as its file gave it

@@ -53,6 +53,7 @@ class gated final : public proxy::server {
                                                           proxy::listener_options opt) override {
     return inner_.adopt_listener(fd, std::move(opt));
   }
+  void set_access_log(bool on) noexcept override { inner_.set_access_log(on); }
   void run() override { inner_.run(); }
   void stop() noexcept override { inner_.stop(); }
 

@@ -59,7 +59,23 @@ bool next_digest(const digest& id, digest& next) {
 }  // namespace
 
 core::core(const options& opt, std::shared_ptr<env_handle> env, int lock_fd, bool locked)
-    : opt_(opt), env_(std::move(env)), lock_fd_(lock_fd), locked_(locked) {}
+    : opt_(opt),
+      env_(std::move(env)),
+      lock_fd_(lock_fd),
+      max_size_(opt.max_size),
+      locked_(locked) {}
+
+std::uint64_t core::max_size_limit() const noexcept {
+  // As at open: the map holds at least twice the quota, so that the free pages eviction leaves
+  // behind never run it out.
+  return std::max(opt_.max_size, opt_.max_size_limit ? opt_.max_size_limit : env_->map_size() / 2);
+}
+
+std::uint64_t core::set_max_size(std::uint64_t bytes) noexcept {
+  const std::uint64_t quota = std::min(bytes, max_size_limit());
+  max_size_.store(quota);
+  return quota;
+}
 
 core::~core() {
   if (writer_.joinable()) {
@@ -508,15 +524,16 @@ void core::set_reserved(txn_ctx& ctx, blob_writer::impl* w, std::uint64_t v) {
 }
 
 result<void> core::reserve(txn_ctx& ctx, blob_writer::impl& w, std::uint64_t need) {
-  if (opt_.max_size == 0 || w.pinned_) return {};
+  const std::uint64_t quota = max_size();
+  if (quota == 0 || w.pinned_) return {};
   std::uint64_t have = reserved_of(ctx, &w);
   if (need <= have) return {};
-  if (need > opt_.max_size) {
+  if (need > quota) {
     return error(errc::quota_exceeded, "cache: cannot store " + w.id_.short_str() + " (" +
                                            (w.expected_size_ ? "" : "at least ") +
                                            human_size(need) +
                                            "): it is larger than the whole cache quota of " +
-                                           human_size(opt_.max_size) + "; raise cache.max_size");
+                                           human_size(quota) + "; raise cache.max_size");
   }
   auto r = make_room(ctx, need - have,
                      "cache: store " + w.id_.short_str() + " (" +
@@ -527,7 +544,7 @@ result<void> core::reserve(txn_ctx& ctx, blob_writer::impl& w, std::uint64_t nee
 }
 
 result<void> core::make_room(txn_ctx& ctx, std::uint64_t delta, std::string_view what) {
-  std::uint64_t quota = opt_.max_size;
+  std::uint64_t quota = max_size();
   std::uint64_t used = ctx.c.bytes + ctx.reserved_total;
   if (quota == 0 || used + delta <= quota) return {};
   std::uint64_t must = used + delta - quota;
@@ -997,16 +1014,31 @@ write_op core::gc_op(std::shared_ptr<gc_report> report, bool evict_to_quota,
   op.apply = [this, report, evict_to_quota, what = op.what](txn_ctx& ctx) -> result<void> {
     *report = {};
     if (auto r = sweep_orphans(ctx, *report); !r) return r;
-    std::uint64_t quota = opt_.max_size;
-    std::uint64_t used = ctx.c.bytes + ctx.reserved_total;
-    if (!evict_to_quota || quota == 0 || used <= quota) return {};
-    std::uint64_t freed = 0;
-    auto victims = collect_victims(ctx, used - low_water(quota), freed);
-    if (!victims) return victims.error();
-    return evict(ctx, *victims, what, report.get());
+    if (!evict_to_quota) return {};
+    return this->evict_to_quota(ctx, what, report.get());
   };
   op.done = std::move(done);
   return op;
+}
+
+write_op core::evict_op(std::function<void(const result<void>&)> done) {
+  write_op op;
+  op.what = "cache: evict down to the quota";
+  // Runs in a transaction of its own.
+  op.bytes = opt_.max_txn_bytes;
+  op.apply = [this, what = op.what](txn_ctx& ctx) { return evict_to_quota(ctx, what, nullptr); };
+  op.done = std::move(done);
+  return op;
+}
+
+result<void> core::evict_to_quota(txn_ctx& ctx, std::string_view what, gc_report* report) {
+  const std::uint64_t quota = max_size();
+  const std::uint64_t used = ctx.c.bytes + ctx.reserved_total;
+  if (quota == 0 || used <= quota) return {};
+  std::uint64_t freed = 0;
+  auto victims = collect_victims(ctx, used - low_water(quota), freed);
+  if (!victims) return victims.error();
+  return evict(ctx, *victims, what, report);
 }
 
 write_op core::remove_blob_op(const digest& id, std::function<void(const result<void>&)> done) {

@@ -92,7 +92,15 @@ class core : public std::enable_shared_from_this<core> {
   // stops the writer; releases the data dir lock. Readers keep working on the environment.
   void close();
 
+  // The options the store was opened with; the quota is max_size() instead.
   const options& opts() const noexcept { return opt_; }
+  // The quota now (0: none).
+  std::uint64_t max_size() const noexcept { return max_size_.load(); }
+  // The largest quota set_max_size() takes: options::max_size_limit, or half the map.
+  std::uint64_t max_size_limit() const noexcept;
+  // Sets the quota to `bytes` capped at max_size_limit(); returns the quota set. Eviction down to
+  // a lower one is evict_op()'s.
+  std::uint64_t set_max_size(std::uint64_t bytes) noexcept;
   env_handle& env() const noexcept { return *env_; }
   const databases& dbs() const noexcept { return env_->dbs(); }
   bool owner() const noexcept { return opt_.mode == open_mode::owner; }
@@ -134,6 +142,8 @@ class core : public std::enable_shared_from_this<core> {
   // Removes orphan chunks and, if `evict`, evicts until the cached bytes fit the quota.
   write_op gc_op(std::shared_ptr<gc_report> report, bool evict,
                  std::function<void(const result<void>&)> done);
+  // Evicts until the cached bytes fit the quota (after set_max_size() lowered it).
+  write_op evict_op(std::function<void(const result<void>&)> done);
   // Deletes the chunks of a blob removed while leased, once the last lease has ended.
   write_op doomed_op(const digest& id);
   write_op remove_blob_op(const digest& id, std::function<void(const result<void>&)> done);
@@ -194,6 +204,8 @@ class core : public std::enable_shared_from_this<core> {
   void unmark_evicting(txn_ctx& ctx, const std::vector<victim>& victims);
   // Makes room for `delta` more bytes under the quota, evicting down to the low-water mark.
   result<void> make_room(txn_ctx& ctx, std::uint64_t delta, std::string_view what);
+  // When the cached and reserved bytes exceed the quota, evicts down to the low-water mark.
+  result<void> evict_to_quota(txn_ctx& ctx, std::string_view what, gc_report* report);
   // The record of `id` when it is already complete. Within this process a writer's claim rules
   // that out; a process handing the data dir over (open_as_successor, pantry/cache/succession.h)
   // may have committed the same blob after this one's writer began, and then its chunks hold the
@@ -218,6 +230,7 @@ class core : public std::enable_shared_from_this<core> {
   const options opt_;
   const std::shared_ptr<env_handle> env_;
   int lock_fd_;
+  std::atomic<std::uint64_t> max_size_;  // the quota: read by any thread, set by set_max_size()
 
   std::mutex lock_mutex_;
   std::condition_variable lock_cv_;

@@ -182,7 +182,7 @@ class store_impl final : public store {
                                  std::optional<std::uint64_t> expected_size, bool pinned) override {
     std::string what = "cache: begin " + id.short_str();
     if (!core_->owner()) return core_->read_only_error(what);
-    std::uint64_t quota = core_->opts().max_size;
+    std::uint64_t quota = core_->max_size();
     if (!pinned && quota != 0 && expected_size && *expected_size > quota) {
       return error(errc::quota_exceeded, "cache: cannot store " + id.short_str() + " (" +
                                              human_size(*expected_size) +
@@ -367,7 +367,8 @@ class store_impl final : public store {
     }
     s.hits += core_->pending_hits();
     s.misses += core_->pending_misses();
-    s.quota = core_->opts().max_size;
+    s.quota = core_->max_size();
+    s.quota_limit = core_->max_size_limit();
     MDB_envinfo info{};
     mdb_env_info(env.env(), &info);
     MDB_stat est{};
@@ -446,6 +447,21 @@ class store_impl final : public store {
     auto r = core_->submit_and_wait(core_->gc_op(report, true, {}));
     if (!r) return r.error();
     return *report;
+  }
+
+  result<std::uint64_t> set_max_size(std::uint64_t bytes) override {
+    if (!core_->owner()) return core_->read_only_error("cache: set the quota");
+    if (bytes == 0) {
+      return error(errc::invalid_argument,
+                   "cache: a quota of 0 bytes would cache nothing; set a positive size");
+    }
+    const std::uint64_t before = core_->max_size();
+    const std::uint64_t quota = core_->set_max_size(bytes);
+    if (before == 0 || quota < before) {
+      // A failure is not fatal: the next write evicts as it makes room, and reports it.
+      core_->submit(core_->evict_op([](const result<void>&) {}));
+    }
+    return quota;
   }
 
   result<int> reclaim_readers() override {

@@ -8,19 +8,90 @@
 #include <yaml-cpp/yaml.h>
 
 #include <array>
+#include <cctype>
+#include <optional>
+#include <string>
+#include <utility>
 
-namespace pantry::config::detail {
+namespace pantry::config {
+
+std::string_view to_string(log_level l) noexcept {
+  switch (l) {
+    case log_level::trace:
+      return "trace";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warn:
+      return "warn";
+    case log_level::error:
+      return "error";
+    case log_level::off:
+      return "off";
+  }
+  return "info";
+}
+
+namespace detail {
 namespace {
 
 // Ranges of the whole-number settings.
 constexpr unsigned kMaxServerThreads = 256;
 constexpr unsigned kMaxIdleConnections = 1024;
 
-constexpr std::array<std::string_view, 5> kServerKeys = {
-    "threads", "header_timeout", "idle_timeout", "shutdown_grace", "access_log"};
+constexpr std::array<std::string_view, 6> kServerKeys = {
+    "threads", "header_timeout", "idle_timeout", "shutdown_grace", "access_log", "log_level"};
 constexpr std::array<std::string_view, 4> kClientKeys = {"connect_timeout", "header_timeout",
                                                          "idle_timeout", "max_idle_connections"};
 constexpr std::array<std::string_view, 1> kCacheKeys = {"max_size"};
+
+constexpr std::array<log_level, 6> kLogLevels = {log_level::trace, log_level::debug,
+                                                 log_level::info,  log_level::warn,
+                                                 log_level::error, log_level::off};
+constexpr std::string_view kLogLevelNames = "trace, debug, info, warn, error or off";
+// Names other loggers use for the same levels (Python's logging, syslog, spdlog's long forms),
+// which are suggested, not taken: the file has one spelling of each.
+constexpr std::array<std::pair<std::string_view, log_level>, 6> kLogLevelAliases = {{
+    {"warning", log_level::warn},
+    {"err", log_level::error},
+    {"critical", log_level::error},
+    {"fatal", log_level::error},
+    {"notice", log_level::info},
+    {"none", log_level::off},
+}};
+
+// The level `word` (any case) most likely means, for "did you mean ...?".
+std::optional<log_level> likely_log_level(std::string_view word) {
+  std::string lower(word);
+  for (char& ch : lower)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (const auto& [alias, level] : kLogLevelAliases) {
+    if (alias == lower) return level;
+  }
+  std::array<std::string_view, kLogLevels.size()> names;
+  for (std::size_t i = 0; i < kLogLevels.size(); ++i)
+    names[i] = to_string(kLogLevels[i]);
+  const auto near = nearest(lower, names);
+  for (log_level l : kLogLevels) {
+    if (near && to_string(l) == *near) return l;
+  }
+  return std::nullopt;
+}
+
+std::optional<log_level> read_log_level(reader& r, const entry& e) {
+  auto s = r.as_scalar(e, kLogLevelNames);
+  if (!s) return std::nullopt;
+  for (log_level l : kLogLevels) {
+    if (to_string(l) == *s) return l;
+  }
+  std::string message = quote(*s) + " is not a log level; use " + std::string(kLogLevelNames);
+  if (auto likely = likely_log_level(*s)) {
+    message += " (did you mean " + std::string(to_string(*likely)) + "?)";
+  }
+  r.fail(e, std::move(message));
+  return std::nullopt;
+}
 
 void read_listen(reader& r, const entry& e, config& c) {
   auto s = r.as_scalar(e, "HOST:PORT, e.g. 0.0.0.0:8585");
@@ -65,6 +136,8 @@ void read_server(reader& r, const entry& e, config& c) {
       }
     } else if (f.key == "access_log") {
       if (auto b = r.read_bool(f)) sc.access_log = *b;
+    } else if (f.key == "log_level") {
+      if (auto l = read_log_level(r, f)) sc.log_level = *l;
     }
   });
 }
@@ -120,6 +193,7 @@ void emit_server(YAML::Emitter& out, const config& c, secrets) {
   emit_key(out, "idle_timeout", format_duration(c.server.idle_timeout));
   emit_key(out, "shutdown_grace", format_duration(c.server.shutdown_grace));
   emit_key(out, "access_log", c.server.access_log);
+  emit_key(out, "log_level", std::string(to_string(c.server.log_level)));
   out << YAML::EndMap;
 }
 
@@ -156,4 +230,5 @@ constexpr std::array<key_set, 3> kMaps = {{
 
 constinit const section core_section = {.keys = kKeys, .maps = kMaps};
 
-}  // namespace pantry::config::detail
+}  // namespace detail
+}  // namespace pantry::config

@@ -2,6 +2,7 @@
 
 #include "pantry/config/reload.h"
 
+#include <algorithm>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -62,7 +63,8 @@ std::string_view to_string(reload_outcome o) noexcept {
   return "refused";
 }
 
-reload_plan plan_reload(const config& running, const config& wanted) {
+reload_plan plan_reload(const config& running, const config& wanted,
+                        std::uint64_t cache_size_limit) {
   reload_plan plan{wanted, {}, {}};
   config& next = plan.next;
   const auto live = [&](std::string_view key, bool same) {
@@ -86,18 +88,23 @@ reload_plan plan_reload(const config& running, const config& wanted) {
   keep("server.header_timeout", running.server.header_timeout, next.server.header_timeout);
   keep("server.idle_timeout", running.server.idle_timeout, next.server.idle_timeout);
   keep("server.shutdown_grace", running.server.shutdown_grace, next.server.shutdown_grace);
-  keep("server.access_log", running.server.access_log, next.server.access_log);
+  // The server reads both per request (an atomic flag and spdlog's atomic level).
+  live("server.access_log", running.server.access_log == next.server.access_log);
+  live("server.log_level", running.server.log_level == next.server.log_level);
   keep("upstream.connect_timeout", running.upstream.connect_timeout, next.upstream.connect_timeout);
   keep("upstream.header_timeout", running.upstream.header_timeout, next.upstream.header_timeout);
   keep("upstream.idle_timeout", running.upstream.idle_timeout, next.upstream.idle_timeout);
   keep("upstream.max_idle_connections", running.upstream.max_idle_connections,
        next.upstream.max_idle_connections);
-  // The cache's map size is fixed at open, from the quota.
-  if (running.cache.max_size != next.cache.max_size) {
+  // The cache's map size is fixed at open, from the quota: a larger quota than it holds is
+  // capped, and the rest waits for a restart.
+  if (next.cache.max_size > cache_size_limit && next.cache.max_size != running.cache.max_size) {
+    const std::uint64_t capped = std::max(cache_size_limit, running.cache.max_size);
     plan.needs_restart.push_back(
-        {"cache.max_size", format_size(running.cache.max_size), format_size(next.cache.max_size)});
-    next.cache.max_size = running.cache.max_size;
+        {"cache.max_size", format_size(capped), format_size(next.cache.max_size)});
+    next.cache.max_size = capped;
   }
+  live("cache.max_size", running.cache.max_size == next.cache.max_size);
 
   const pypi_config& rp = running.pypi;
   pypi_config& np = next.pypi;

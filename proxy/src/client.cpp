@@ -818,7 +818,19 @@ asio::awaitable<result<response>> client_impl::send(request req) {
   const std::shared_ptr<upstream_health> health = opt_.health;
   std::optional<std::string> origin;
   if (health) origin = upstream_health::origin_of(req.url);
+  const auto started = steady_clock::now();
   auto r = co_await send_following(req);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    const double ms =
+        std::chrono::duration<double, std::milli>(steady_clock::now() - started).count();
+    const std::string method(http::to_string(req.method));
+    if (r) {
+      spdlog::debug("upstream client: {} {}: HTTP {}, header after {:.1f} ms", method, r->url(),
+                    r->status(), ms);
+    } else {
+      spdlog::debug("upstream client: {} after {:.1f} ms", r.error().message, ms);
+    }
+  }
   if (origin) {
     const auto now = upstream_health::clock::now();
     if (r && r->status() < 500) {

@@ -376,7 +376,11 @@ class server_impl final : public server {
 
   const server_options& options() const noexcept { return opt_; }
   metrics_registry& metrics() noexcept { return *metrics_; }
-  spdlog::logger* access_log() const noexcept { return access_log_.get(); }
+  // Null while the access log is off.
+  spdlog::logger* access_log() const noexcept {
+    return access_log_on_.load() ? access_log_.get() : nullptr;
+  }
+  void set_access_log(bool on) noexcept override { access_log_on_.store(on); }
   std::atomic<std::int64_t>& in_flight() noexcept { return *in_flight_; }
   bool stopping() const noexcept { return stopping_.load(std::memory_order_relaxed); }
   // Stopping by drain(): connections waiting for a request wait until drain_deadline().
@@ -416,7 +420,8 @@ class server_impl final : public server {
 
   server_options opt_;
   std::shared_ptr<metrics_registry> metrics_;
-  std::shared_ptr<spdlog::logger> access_log_;
+  std::shared_ptr<spdlog::logger> access_log_;  // set once, in the constructor
+  std::atomic<bool> access_log_on_{false};
   std::vector<route_entry> routes_;  // longest prefix first
   std::shared_ptr<std::atomic<std::int64_t>> in_flight_;
 
@@ -1141,10 +1146,15 @@ server_impl::server_impl(const server_options& opt, std::shared_ptr<metrics_regi
     more_.push_back(std::make_unique<asio::io_context>(1));
     keep_running_.push_back(asio::make_work_guard(*more_.back()));
   }
-  if (opt_.access_log) {
-    access_log_ = spdlog::get("access");
-    if (!access_log_) access_log_ = spdlog::default_logger();
+  // Made whether or not it is on, so that set_access_log() only flips a flag. Unregistered, so
+  // spdlog::set_level() (server.log_level) does not reach it; unnamed, so its lines read as the
+  // default logger's.
+  access_log_ = spdlog::get("access");
+  if (!access_log_) {
+    access_log_ = spdlog::default_logger()->clone("");
+    access_log_->set_level(spdlog::level::info);
   }
+  access_log_on_.store(opt_.access_log);
   metrics_->gauge_fn("pantry_http_requests_in_flight", "HTTP requests being served",
                      [n = in_flight_] { return static_cast<double>(n->load()); });
   route("/healthz", [](exchange& ex) -> asio::awaitable<void> {

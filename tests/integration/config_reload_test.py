@@ -7,7 +7,11 @@ several times: no request fails and the download completes with the right bytes.
 adds an upstream, changes the index TTL and adds a registry user takes effect for the requests
 after it; a file that does not parse is refused with file:line:col (in the log, in `pantry
 reload`'s output and in /readyz) and the running config keeps serving; a new listen address is
-reported as needing a restart and pantry stays where it was.
+reported as needing a restart and pantry stays where it was. server.log_level and
+server.access_log change live: debug lines come and go, info lines stop at warn, and the access
+log turns off and on, while a client loop keeps its one connection. cache.max_size is live too:
+lower at once, higher up to what the cache's map (sized at start) holds, the rest needing a
+restart.
 
 Run by ctest with the pantry binary as the first argument:
     tests/integration/config_reload_test.py build/asan/cli/pantry
@@ -79,16 +83,21 @@ class ConfigReloadTest(unittest.TestCase):
         return "".join(lines)
 
     def write_config(self, *, second=False, index_ttl="10m", users=("ci",), port=None,
-                     broken=False):
+                     broken=False, access_log=None, log_level=None, max_size="2GiB"):
         """The config file serve reads, as the fixture writes it, with the given changes."""
         p = self.pantry
+        server = "threads: 2"
+        if access_log is not None:
+            server += f", access_log: {'true' if access_log else 'false'}"
+        if log_level is not None:
+            server += f", log_level: {log_level}"
         upstreams = f'    - name: up\n      url: "{self.nginx.index_url}"\n'
         if second:
             upstreams += f'    - name: second\n      url: "{self.second.index_url}"\n'
         text = (f"listen: 127.0.0.1:{port or p.port}\n"
                 f"data_dir: {p.data_dir}\n"
-                f"cache: {{ max_size: {'2 gigabytes' if broken else '2GiB'} }}\n"
-                "server: { threads: 2 }\n"
+                f"cache: {{ max_size: {'2 gigabytes' if broken else max_size} }}\n"
+                f"server: {{ {server} }}\n"
                 "upstream: { connect_timeout: 2s, header_timeout: 2s, idle_timeout: 2s }\n"
                 f"pypi:\n  upstreams:\n{upstreams}  index_ttl: {index_ttl}\n"
                 "  negative_ttl: 1s\n  offline: false\n"
@@ -309,6 +318,135 @@ class ConfigReloadTest(unittest.TestCase):
                          [{"key": "listen", "running": f"127.0.0.1:{p.port}",
                            "wanted": f"127.0.0.1:{other}"}], ready)
         self.assertGreaterEqual(self.reloads()["needs_restart"], 1)
+
+    def log_mark(self):
+        """Where pantry's log ends now, for log_since()."""
+        return os.path.getsize(self.pantry.log_path)
+
+    def log_since(self, mark):
+        with open(self.pantry.log_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace")
+
+    def test_4_log_level_and_access_log_change_live(self):
+        p = self.pantry
+        stop = threading.Event()
+        failures, counts = [], {"requests": 0, "connections": 1}
+
+        def loop():
+            conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=60)
+            while not stop.is_set():
+                try:
+                    conn.request("GET", "/simple/pantry-demo-lib/", headers=JSON)
+                    r = conn.getresponse()
+                    data = r.read()
+                    if r.status != 200:
+                        failures.append(f"{r.status} {data[:200]!r}")
+                    counts["requests"] += 1
+                except (OSError, http.client.HTTPException) as e:
+                    failures.append(repr(e))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=60)
+                    counts["connections"] += 1
+            conn.close()
+
+        # The probes' own connection: pantry logs an exchange's access line before it reads the
+        # next request on that connection, so once the answer to a second request is in, the
+        # first one's line is in the log or never will be.
+        probes = http.client.HTTPConnection("127.0.0.1", p.port, timeout=60)
+
+        def get(path, headers=None):
+            probes.request("GET", path, headers=headers or {})
+            r = probes.getresponse()
+            body = r.read()
+            self.assertEqual(r.status, 200, f"GET {path}: {body[:300]!r}\n{p.tail()}")
+
+        def probe(tag):
+            get(f"/healthz?probe={tag}")
+            get("/healthz?sync")
+
+        def reload(expect_changed, **settings):
+            self.write_config(second=True, index_ttl="0s", **settings)
+            code, out = self.pantry_reload()
+            self.assertEqual(code, 0, out)
+            for key in expect_changed:
+                self.assertIn(f"changed: {key}", out)
+
+        # index_ttl 0s: each request for the page asks the upstream again.
+        page = "/simple/pantry-demo-util/"
+        fetch_line = re.compile(r"\[debug\] upstream client: GET http://\S+/pantry-demo-util/: "
+                                r"HTTP (200|304), header after [0-9.]+ ms$", re.M)
+        thread = threading.Thread(target=loop)
+        thread.start()
+        try:
+            reload([])  # test_3 left another port in the file
+            mark = self.log_mark()
+            get(page, JSON)
+            log = self.log_since(mark)
+            self.assertNotIn("[debug]", log)
+
+            # info -> debug: a line per upstream request appears.
+            reload(["server.log_level"], log_level="debug")
+            mark = self.log_mark()
+            get(page, JSON)
+            self.assertRegex(self.log_since(mark), fetch_line)
+
+            # debug -> warn: no debug line, and the reload's own report (info) is not logged;
+            # a second SIGHUP logs nothing of its own at all. The access log goes on.
+            self.write_config(second=True, index_ttl="0s", log_level="warn")
+            mark = self.log_mark()
+            self.hangup()
+            get(page, JSON)
+            probe("at-warn")
+            log = self.log_since(mark)
+            self.assertIn("SIGHUP received", log)  # logged at debug, before the reload
+            self.assertNotIn("pantry serve: reloaded", log)
+            self.assertNotRegex(log, fetch_line)
+            self.assertIn("GET /healthz?probe=at-warn 200 ", log)
+            mark = self.log_mark()
+            self.hangup()
+            get(page, JSON)
+            probe("still-warn")
+            log = self.log_since(mark)
+            self.assertNotIn("SIGHUP received", log)
+            self.assertNotIn("pantry serve: reloaded", log)
+            self.assertNotRegex(log, fetch_line)
+            self.assertIn("GET /healthz?probe=still-warn 200 ", log)
+
+            # The access log off, then on again.
+            reload(["server.access_log"], log_level="warn", access_log=False)
+            mark = self.log_mark()
+            probe("off")
+            self.assertNotIn("/healthz?probe=off", self.log_since(mark))
+            # Both back: the reload's report is logged at info again.
+            mark = self.log_mark()
+            reload(["server.access_log", "server.log_level"], access_log=True)
+            probe("on")
+            log = self.log_since(mark)
+            self.assertIn("GET /healthz?probe=on 200 ", log)
+            self.assertIn("[info] pantry serve: reloaded", log)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+            probes.close()
+        self.assertEqual(failures, [], f"{len(failures)} of {counts['requests']} requests failed"
+                                       f"\n--- pantry log:\n{p.tail()}")
+        self.assertEqual(counts["connections"], 1, "the client loop had to reconnect")
+        self.assertGreater(counts["requests"], 0)
+
+    def test_5_the_cache_quota_is_live_up_to_what_the_map_holds(self):
+        # Started with 2GiB: a map of 4GiB, which holds a quota of up to 2GiB.
+        self.write_config(second=True, index_ttl="0s", max_size="1GiB")
+        code, out = self.pantry_reload()
+        self.assertEqual(code, 0, out)
+        self.assertIn("changed: cache.max_size", out)
+        self.assertNotIn("needs a restart", out)
+        self.write_config(second=True, index_ttl="0s", max_size="8GiB")
+        code, out = self.pantry_reload()
+        self.assertEqual(code, 0, out)
+        self.assertIn("changed: cache.max_size", out)
+        self.assertIn("needs a restart: cache.max_size (running 2GiB, the file says 8GiB)", out)
+        self.assertEqual(self.pantry.fetch("/simple/pantry-demo-lib/", JSON)[0], 200)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 #include "pantry/app/app.h"
 #include "pantry/cache/store.h"
+#include "unit/log_capture.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -210,7 +211,56 @@ TEST(AppTest, ReloadAppliesLiveSettingsRefusesABadFileAndKeepsRestartOnlyOnes) {
   EXPECT_THAT(metrics, HasSubstr("\npantry_config_reloads_total{outcome=\"refused\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("\npantry_config_reloads_total{outcome=\"needs_restart\"} 1"));
 
+  // A lower quota is live (the store's tests show its eviction).
+  next.listen.port = start.listen.port;
+  next.cache.max_size = start.cache.max_size / 2;
+  r = a.reload();
+  EXPECT_EQ(r.outcome, config::reload_outcome::applied) << r.error;
+  EXPECT_EQ(r.changed, std::vector<std::string>{"cache.max_size"});
+
   EXPECT_TRUE(running.finish());
+}
+
+TEST(AppTest, ReloadChangesTheLogLevelAndTheAccessLogLive) {
+  test_util::log_capture log;
+  temp_dir dir;
+  const config::config start = test_config(dir.path());  // access_log off, log_level info
+  set_log_level(start.server.log_level);                 // as `pantry serve` does
+  auto created = app::create(start);
+  ASSERT_TRUE(created) << created.error().message;
+  app& a = **created;
+  config::config next = start;
+  a.set_config_source({"pantry.yaml", [&](const std::string&) { return next; }});
+  running_app running(std::move(*created));
+  ASSERT_THAT(http_get(running.port(), "/healthz?before"), StartsWith("HTTP/1.1 200 "));
+
+  next.server.access_log = true;
+  next.server.log_level = config::log_level::debug;
+  config::reload_report r = a.reload();
+  EXPECT_EQ(r.outcome, config::reload_outcome::applied) << r.error;
+  EXPECT_EQ(r.changed, (std::vector<std::string>{"server.access_log", "server.log_level"}));
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::debug);
+  ASSERT_THAT(http_get(running.port(), "/healthz?after"), StartsWith("HTTP/1.1 200 "));
+  EXPECT_TRUE(log.wait_for("GET /healthz?after 200 ")) << log.dump();
+
+  // At warn the reload's own report (info) is not logged; the access log goes on.
+  next.server.log_level = config::log_level::warn;
+  r = a.reload();
+  EXPECT_EQ(r.changed, std::vector<std::string>{"server.log_level"});
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::warn);
+  EXPECT_EQ(log.count("pantry serve: reloaded pantry.yaml: changed server.log_level"), 0u)
+      << log.dump();
+  ASSERT_THAT(http_get(running.port(), "/healthz?at-warn"), StartsWith("HTTP/1.1 200 "));
+  EXPECT_TRUE(log.wait_for("GET /healthz?at-warn 200 ")) << log.dump();
+
+  // Back to info: the report is logged again.
+  next.server.log_level = config::log_level::info;
+  r = a.reload();
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
+  EXPECT_EQ(log.count("pantry serve: reloaded pantry.yaml: changed server.log_level"), 1u)
+      << log.dump();
+  EXPECT_TRUE(running.finish());
+  EXPECT_EQ(log.count("GET /healthz?before "), 0u) << log.dump();
 }
 
 TEST(AppTest, SecondAppOnTheSameDataDirIsRefusedWhileTheFirstRuns) {

@@ -1058,6 +1058,7 @@ TEST_F(CacheTest, ReadOnlyInProcessBesideOwner) {
   EXPECT_TRUE(fails_with(ro->put_blob(bytes, "x"), errc::invalid_argument));
   EXPECT_TRUE(fails_with(ro->put_entry("k", entry{}), errc::invalid_argument));
   EXPECT_TRUE(fails_with(ro->gc(), errc::invalid_argument));
+  EXPECT_TRUE(fails_with(ro->set_max_size(1 << 20), errc::invalid_argument));
   auto stats = ro->get_stats();
   ASSERT_TRUE(ok(stats));
   EXPECT_EQ(stats->objects, 1u);
@@ -1239,6 +1240,71 @@ TEST_F(CacheTest, GcEvictsToANewQuota) {
   EXPECT_EQ(stats->bytes, 3 * kBlob);
   EXPECT_TRUE(fails_with(s->stat_blob(digest::of(make_bytes(kBlob, 700))), errc::not_found));
   EXPECT_TRUE(ok(s->stat_blob(digest::of(make_bytes(kBlob, 704)))));
+}
+
+TEST_F(CacheTest, ALowerQuotaEvictsDownToItWhileServing) {
+  constexpr std::size_t kBlob = 300000;
+  auto s = open(opts(2000000));
+  ASSERT_TRUE(s);
+  std::vector<digest> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto info = write_blob(*s, make_bytes(kBlob, 800 + i), 100000, kBlob);
+    ASSERT_TRUE(ok(info)) << "blob " << i;
+    ids.push_back(info->id);
+    std::this_thread::sleep_for(3ms);  // distinct access times (ms)
+  }
+  auto held = s->open_blob(ids[0]);  // the oldest, being read: never evicted
+  ASSERT_TRUE(ok(held));
+
+  auto set = s->set_max_size(1000000);
+  ASSERT_TRUE(ok(set));
+  EXPECT_EQ(*set, 1000000u);
+  // The eviction was queued before this flush, and the writer runs its queue in order.
+  ASSERT_TRUE(ok(s->flush()));
+  auto stats = s->get_stats();
+  ASSERT_TRUE(ok(stats));
+  EXPECT_EQ(stats->quota, 1000000u);
+  EXPECT_EQ(stats->bytes, 3 * kBlob);
+  EXPECT_EQ(stats->evictions, 2u);
+  EXPECT_TRUE(ok(s->stat_blob(ids[0])));
+  EXPECT_TRUE(fails_with(s->stat_blob(ids[1]), errc::not_found));
+  EXPECT_TRUE(fails_with(s->stat_blob(ids[2]), errc::not_found));
+  EXPECT_TRUE(ok(s->stat_blob(ids[3])));
+  EXPECT_TRUE(ok(s->stat_blob(ids[4])));
+  // Writes after it reserve under the new quota.
+  EXPECT_TRUE(
+      fails_with(write_blob(*s, make_bytes(1100000, 805), 100000, 1100000), errc::quota_exceeded));
+}
+
+TEST_F(CacheTest, AHigherQuotaIsCappedAtWhatTheMapHolds) {
+  {
+    // The default map: max(2 × quota, 1 GiB), so half of 1 GiB.
+    auto s = open(opts(1 << 20));
+    ASSERT_TRUE(s);
+    auto stats = s->get_stats();
+    ASSERT_TRUE(ok(stats));
+    EXPECT_EQ(stats->quota_limit, std::uint64_t{512} << 20);
+    auto set = s->set_max_size(std::uint64_t{4} << 30);
+    ASSERT_TRUE(ok(set));
+    EXPECT_EQ(*set, std::uint64_t{512} << 20);
+    set = s->set_max_size(std::uint64_t{100} << 20);
+    ASSERT_TRUE(ok(set));
+    EXPECT_EQ(*set, std::uint64_t{100} << 20);
+    stats = s->get_stats();
+    ASSERT_TRUE(ok(stats));
+    EXPECT_EQ(stats->quota, std::uint64_t{100} << 20);
+    auto zero = s->set_max_size(0);
+    ASSERT_TRUE(fails_with(zero, errc::invalid_argument));
+    EXPECT_NE(zero.error().message.find("0 bytes"), std::string::npos) << zero.error().message;
+  }
+  // A map that holds more than the cache (the CI's logs): the limit the opener gave.
+  options o = opts(1 << 20);
+  o.max_size_limit = 3 << 20;
+  auto s = open(o);
+  ASSERT_TRUE(s);
+  auto set = s->set_max_size(10 << 20);
+  ASSERT_TRUE(ok(set));
+  EXPECT_EQ(*set, 3u << 20);
 }
 
 TEST_F(CacheTest, StatsDescribeTheEnvironment) {

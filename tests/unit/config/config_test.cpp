@@ -39,7 +39,7 @@ config unusual_config() {
   c.pypi.negative_ttl = seconds(0);
   c.pypi.offline = true;
   c.pypi.routes = {{"mycorp-*", "internal"}, {"[a-z]?x", "internal"}, {"*", "pypi"}};
-  c.server = {8, seconds(5), seconds(5400), seconds(1), false};
+  c.server = {8, seconds(5), seconds(5400), seconds(1), false, log_level::off};
   c.upstream = {seconds(3), seconds(120), seconds(86400 + 1), 1024};
   c.oci.default_upstream = "ghcr.io";
   c.oci.upstreams = {{"ghcr.io", "https://ghcr.io", std::nullopt, "", ""},
@@ -124,6 +124,7 @@ TEST(ConfigTest, DefaultsAreWhatTheExampleFileSays) {
   EXPECT_EQ(c.server.idle_timeout, seconds(60));
   EXPECT_EQ(c.server.shutdown_grace, seconds(10));
   EXPECT_TRUE(c.server.access_log);
+  EXPECT_EQ(c.server.log_level, log_level::info);
   EXPECT_EQ(c.upstream.connect_timeout, seconds(10));
   EXPECT_EQ(c.upstream.header_timeout, seconds(30));
   EXPECT_EQ(c.upstream.idle_timeout, seconds(30));
@@ -860,6 +861,35 @@ TEST(ConfigTest, AccessLogIsABoolean) {
   EXPECT_THAT(error_of("server:\n  access_log: off\n"),
               HasSubstr("test.yaml:2:15: server.access_log: \"off\" is not a boolean; use true or "
                         "false"));
+}
+
+TEST(ConfigTest, LogLevelIsOneOfSpdlogsNames) {
+  for (log_level l : {log_level::trace, log_level::debug, log_level::info, log_level::warn,
+                      log_level::error, log_level::off}) {
+    const std::string name(to_string(l));
+    EXPECT_EQ(parse_ok("server: {log_level: " + name + "}").server.log_level, l) << name;
+    config c = defaults();
+    c.server.log_level = l;
+    EXPECT_THAT(to_yaml(c), HasSubstr("\n  log_level: " + name + "\n"));
+  }
+  // One spelling each: the ones other loggers use are suggested, not guessed.
+  EXPECT_THAT(error_of("server:\n  log_level: warning\n"),
+              HasSubstr("test.yaml:2:14: server.log_level: \"warning\" is not a log level; use "
+                        "trace, debug, info, warn, error or off (did you mean warn?)"));
+  EXPECT_THAT(error_of("server:\n  log_level: DEBUG\n"),
+              HasSubstr("server.log_level: \"DEBUG\" is not a log level; use trace, debug, info, "
+                        "warn, error or off (did you mean debug?)"));
+  EXPECT_THAT(error_of("server:\n  log_level: critical\n"), HasSubstr("(did you mean error?)"));
+  EXPECT_THAT(error_of("server:\n  log_level: inf\n"), HasSubstr("(did you mean info?)"));
+  const std::string far = error_of("server:\n  log_level: loud\n");
+  EXPECT_THAT(far, HasSubstr("\"loud\" is not a log level; use trace, debug, info, warn, error "
+                             "or off"));
+  EXPECT_THAT(far, Not(HasSubstr("did you mean")));
+  EXPECT_THAT(error_of("server:\n  log_level: [info]\n"),
+              HasSubstr("server.log_level: \"[info]\" is a list, expected trace, debug, info, "
+                        "warn, error or off"));
+  EXPECT_THAT(error_of("log_level: debug\n"),
+              HasSubstr("did you mean server.log_level? (it belongs under server:)"));
 }
 
 TEST(ConfigTest, ServerAndUpstreamMustBeMaps) {

@@ -78,12 +78,12 @@ TEST(ReloadTest, RestartOnlySettingsKeepTheirRunningValueAndSayBoth) {
   wanted.data_dir = "/srv/other";
   wanted.server.threads = 8;
   wanted.upstream.connect_timeout = std::chrono::seconds(3);
-  wanted.cache.max_size = running.cache.max_size * 2;
+  wanted.cache.max_size = running.cache.max_size * 2;  // above what the map holds
   wanted.runner.defaults.memory *= 2;
   wanted.ci.enabled = !running.ci.enabled;
   wanted.pins.schedule = "0 6 * * 1";            // the schedule inside serve started on the old
   wanted.oci.tag_ttl = std::chrono::seconds(7);  // live, beside them
-  const reload_plan plan = plan_reload(running, wanted);
+  const reload_plan plan = plan_reload(running, wanted, running.cache.max_size);
   EXPECT_EQ(
       keys_of(plan.needs_restart),
       (std::vector<std::string>{"listen", "data_dir", "server.threads", "upstream.connect_timeout",
@@ -97,6 +97,62 @@ TEST(ReloadTest, RestartOnlySettingsKeepTheirRunningValueAndSayBoth) {
   config expected = running;
   expected.oci.tag_ttl = std::chrono::seconds(7);
   EXPECT_EQ(plan.next, expected);
+}
+
+TEST(ReloadTest, LogLevelAndAccessLogChangeLiveBesideRestartOnlyServerSettings) {
+  const config running = parse_ok(kRunning);
+  ASSERT_TRUE(running.server.access_log);
+  ASSERT_EQ(running.server.log_level, log_level::info);
+  std::string text(kRunning);
+  const std::string threads = "  threads: 2\n";
+  text.insert(text.find(threads) + threads.size(), "  access_log: false\n  log_level: debug\n");
+  config wanted = parse_ok(text);
+  wanted.server.idle_timeout = running.server.idle_timeout * 2;
+  const reload_plan plan = plan_reload(running, wanted);
+  EXPECT_EQ(plan.changed, (std::vector<std::string>{"server.access_log", "server.log_level"}));
+  EXPECT_EQ(keys_of(plan.needs_restart), std::vector<std::string>{"server.idle_timeout"});
+  EXPECT_FALSE(plan.next.server.access_log);
+  EXPECT_EQ(plan.next.server.log_level, log_level::debug);
+  EXPECT_EQ(plan.next.server.idle_timeout, running.server.idle_timeout);
+  EXPECT_TRUE(check_reloaded(plan.next, "new.yaml").has_value());
+
+  // And back: each is named again.
+  const reload_plan back = plan_reload(plan.next, running);
+  EXPECT_EQ(back.changed, (std::vector<std::string>{"server.access_log", "server.log_level"}));
+  EXPECT_TRUE(back.needs_restart.empty()) << ::testing::PrintToString(keys_of(back.needs_restart));
+  EXPECT_EQ(back.next, running);
+}
+
+TEST(ReloadTest, TheCacheQuotaIsLiveUpToWhatTheMapHolds) {
+  const config running = parse_ok(kRunning);  // 50GiB
+  constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+  const std::uint64_t limit = 80 * kGiB;
+  config wanted = running;
+
+  // Lower, and higher within the limit: live.
+  for (std::uint64_t size : {10 * kGiB, 80 * kGiB}) {
+    wanted.cache.max_size = size;
+    const reload_plan plan = plan_reload(running, wanted, limit);
+    EXPECT_EQ(plan.changed, std::vector<std::string>{"cache.max_size"}) << size;
+    EXPECT_TRUE(plan.needs_restart.empty())
+        << ::testing::PrintToString(keys_of(plan.needs_restart));
+    EXPECT_EQ(plan.next.cache.max_size, size);
+  }
+
+  // Above it: raised to the limit, and the rest needs a restart.
+  wanted.cache.max_size = 200 * kGiB;
+  reload_plan plan = plan_reload(running, wanted, limit);
+  EXPECT_EQ(plan.changed, std::vector<std::string>{"cache.max_size"});
+  EXPECT_EQ(plan.needs_restart,
+            (std::vector<restart_change>{{"cache.max_size", "80GiB", "200GiB"}}));
+  EXPECT_EQ(plan.next.cache.max_size, limit);
+  EXPECT_TRUE(check_reloaded(plan.next, "new.yaml").has_value());
+
+  // Reloading the same file again: nothing changes, and it still needs a restart.
+  plan = plan_reload(plan.next, wanted, limit);
+  EXPECT_TRUE(plan.changed.empty()) << ::testing::PrintToString(plan.changed);
+  EXPECT_EQ(plan.needs_restart,
+            (std::vector<restart_change>{{"cache.max_size", "80GiB", "200GiB"}}));
 }
 
 TEST(ReloadTest, HostedIndexNamesNeedARestartTheirUploadersDoNot) {

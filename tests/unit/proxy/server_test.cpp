@@ -3,6 +3,7 @@
 #include "pantry/proxy/server.h"
 #include "pantry/cache/store.h"
 #include "pantry/proxy/handover.h"
+#include "unit/log_capture.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -240,6 +241,35 @@ TEST(ServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
   auto r2 = c.get("/echo/two?x=1");
   EXPECT_EQ(r2.result_int(), 200u);
   EXPECT_EQ(r2.body(), "/echo/two?x=1");
+}
+
+TEST(ServerTest, AccessLogTurnsOnAndOffOnALiveConnectionWhateverTheLogLevel) {
+  test_util::log_capture log;
+  spdlog::set_level(spdlog::level::warn);  // hides pantry's own info lines, not the access log
+  server_options opt;
+  opt.access_log = false;
+  running_server s([](server&) {}, opt);
+  // One connection throughout: an exchange is logged before the next request on it is read, so
+  // each request after a switch, and the one before the next, end on the side of it they were
+  // sent on.
+  test_client c(s.port());
+  EXPECT_EQ(c.get("/healthz?n=1").result_int(), 200u);
+  s.srv->set_access_log(true);
+  EXPECT_EQ(c.get("/healthz?n=2").result_int(), 200u);
+  EXPECT_EQ(c.get("/healthz?n=3").result_int(), 200u);
+  s.srv->set_access_log(false);
+  EXPECT_EQ(c.get("/healthz?n=4").result_int(), 200u);
+  EXPECT_EQ(c.get("/healthz?n=5").result_int(), 200u);
+  s.stop();  // every exchange has ended
+  EXPECT_EQ(log.count("GET /healthz?n=1 "), 0u) << log.dump();
+  EXPECT_EQ(log.count("GET /healthz?n=2 200 "), 1u) << log.dump();
+  EXPECT_EQ(log.count("GET /healthz?n=4 "), 0u) << log.dump();
+  EXPECT_EQ(log.count("GET /healthz?n=5 "), 0u) << log.dump();
+  for (const auto& line : log.lines()) {
+    if (line.text.find("GET /healthz") != std::string::npos) {
+      EXPECT_EQ(line.level, spdlog::level::info) << line.text;
+    }
+  }
 }
 
 TEST(ServerTest, PipelinedRequestsAreAnsweredInOrder) {

@@ -573,6 +573,9 @@ class recalling_store final : public cache::store {
     return real_->verify(progress);
   }
   result<cache::gc_report> gc() override { return real_->gc(); }
+  result<std::uint64_t> set_max_size(std::uint64_t bytes) override {
+    return real_->set_max_size(bytes);
+  }
   result<int> reclaim_readers() override { return real_->reclaim_readers(); }
   result<void> flush() override { return real_->flush(); }
   const cache::options& opts() const noexcept override { return real_->opts(); }

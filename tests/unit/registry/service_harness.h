@@ -157,6 +157,7 @@ class fake_server final : public proxy::server {
   asio::any_io_executor executor() noexcept override { return ex_; }
   void run() override {}
   void stop() noexcept override {}
+  void set_access_log(bool) noexcept override {}  // it logs nothing
   // Services do not adopt listeners: closes `fd` and refuses (errc::invalid_argument).
   result<std::unique_ptr<proxy::listener>> adopt_listener(int fd,
                                                           proxy::listener_options opt) override;

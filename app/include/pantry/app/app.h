@@ -32,6 +32,12 @@ struct config_source {
   std::function<result<config::config>(const std::string& file)> load;
 };
 
+// Sets how much pantry logs from now on (server.log_level): the level of spdlog's default logger
+// and every registered one. The access log is the server's own logger and is not affected
+// (server.access_log switches it). `pantry serve` and `pantry runner` call it at start, before
+// create(); a reload that changes server.log_level calls it again. Any thread.
+void set_log_level(config::log_level level);
+
 // What app::upgrade() did.
 struct upgrade_report {
   long old_pid = 0;  // this process, which drains now

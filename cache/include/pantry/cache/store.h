@@ -45,12 +45,16 @@ struct options {
   std::filesystem::path data_dir;
   open_mode mode = open_mode::owner;
   // Size quota for cached (unpinned) blob bytes. Least-recently-used complete blobs are evicted
-  // to stay under it. 0 means no quota.
+  // to stay under it. 0 means no quota. store::set_max_size() changes it later.
   std::uint64_t max_size = 0;
   // LMDB map size, fixed at open. 0 picks max(2 × max_size, 1 GiB): at least twice the quota, so
   // that the free pages eviction leaves behind never run the map out (docs/ARCHITECTURE.md,
   // "The cache").
   std::uint64_t map_size = 0;
+  // The largest quota store::set_max_size() may set later, for the same reason: 0 takes half the
+  // map size. Set it when map_size also makes room for something else (the CI's logs and
+  // artifacts). Never below max_size.
+  std::uint64_t max_size_limit = 0;
   // Reader slots; must exceed the number of concurrent readers (connections) plus a margin.
   unsigned max_readers = 4096;
   // Upper bound of dirty bytes in one write transaction (group commit): LMDB keeps dirty pages in
@@ -108,7 +112,8 @@ struct stats {
   std::uint64_t pinned_bytes = 0;
   std::uint64_t entries = 0;
   std::uint64_t records = 0;
-  std::uint64_t quota = 0;  // max_size of the opening process (0: none)
+  std::uint64_t quota = 0;        // the opening process's quota now (0: none)
+  std::uint64_t quota_limit = 0;  // the largest quota store::set_max_size() takes
   std::uint64_t map_size = 0;
   std::uint64_t used_bytes = 0;  // LMDB's last used page × page size: the real footprint
   std::uint64_t page_size = 0;
@@ -213,6 +218,12 @@ class store {
   // Owner only: removes orphan chunks and evicts least-recently-used blobs until the cached bytes
   // fit the quota. Blobs being read or written are skipped.
   virtual result<gc_report> gc() = 0;
+
+  // Owner only: the quota (options::max_size) for the room writes reserve from now on, capped at
+  // options::max_size_limit; returns the quota set. Blobs being written keep what they reserved.
+  // A lower quota also queues an eviction down to it, which this does not wait for (blobs being
+  // read or written are skipped, as always). errc::invalid_argument for 0.
+  virtual result<std::uint64_t> set_max_size(std::uint64_t bytes) = 0;
 
   // Owner only: frees the reader slots of dead processes (mdb_reader_check). Returns how many.
   // The owner also does this at open and every minute on its own.

@@ -124,13 +124,20 @@ struct oci_config {
   friend bool operator==(const oci_config&, const oci_config&) = default;
 };
 
+// How much pantry logs (`server.log_level`): spdlog's levels, each also logging those after it;
+// `off` logs nothing. The access log (server.access_log) is not bound by it.
+enum class log_level { trace, debug, info, warn, error, off };
+// "trace", "debug", "info", "warn", "error", "off".
+std::string_view to_string(log_level l) noexcept;
+
 // The HTTP server on `listen`.
 struct server_config {
   unsigned threads = 0;                    // 0: one per CPU core; else 1..256
   std::chrono::seconds header_timeout{0};  // > 0: time a client has to send a request's header
   std::chrono::seconds idle_timeout{0};    // > 0: a keep-alive connection idle this long closes
   std::chrono::seconds shutdown_grace{0};  // > 0: on SIGTERM, time in-flight responses have left
-  bool access_log = false;                 // one log line per request
+  bool access_log = false;                 // one log line per request, whatever log_level says
+  config::log_level log_level = config::log_level::info;  // pantry's own log lines
   friend bool operator==(const server_config&, const server_config&) = default;
 };
 

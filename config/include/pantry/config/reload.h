@@ -4,22 +4,26 @@
 // change live and which keep their running value until a restart. Pure: no files, no clock.
 //
 // Live (applied to the requests that start after the reload; a request already running keeps
-// the settings it started with): pypi.upstreams, .routes,
+// the settings it started with): server.access_log and server.log_level (for the log lines
+// written from then on, a running request's included), cache.max_size (for the room writes
+// reserve from then on; a lower one evicts down to it; a higher one only up to what the cache's
+// map, sized at start, holds, the rest reported as needing a restart), pypi.upstreams, .routes,
 // .index_ttl, .negative_ttl, .offline and the uploaders and merge lists of pypi.hosted; oci
 // .default_upstream, .upstreams, .tag_ttl, and oci.hosted's users, pull_auth and token_key; ci
 // .tokens, .secrets, .quarantine and .quarantine_exit_passes.
 //
 // Restart only (kept at their running value, each reported): listen, data_dir, server (threads,
-// timeouts, access_log), upstream (the client's timeouts and pool), cache.max_size (the cache's
-// map size is fixed at open, from it), the set of
-// pypi.hosted indexes (each is a route of its own), oci.hosted.prefix, the runner section and the
-// rest of ci (enabled, slots, runner_timeout, log and artifact limits, runner_of), the pins section
-// (the schedule inside serve runs on the section it started with): they are bound
-// to the listening socket, the data dir's lock and map, threads, routes or the runner's places.
+// timeouts), upstream (the client's timeouts and pool), the set of pypi.hosted indexes (each is
+// a route of its own), oci.hosted.prefix, the runner section and the rest of ci (enabled, slots,
+// runner_timeout, log and artifact limits, runner_of), the pins section (the schedule inside
+// serve runs on the section it started with): they are bound to the listening socket, the data
+// dir's lock, threads, routes or the runner's places.
 
 #include "pantry/config/config.h"
 
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,9 +50,12 @@ struct reload_plan {
 };
 
 // Compares the running config with the one a reload read (both as parse() returns them) and
-// splits the difference into what changes now and what needs a restart. The caller checks
+// splits the difference into what changes now and what needs a restart. `cache_size_limit` is
+// the largest cache.max_size the running cache takes (cache::stats::quota_limit): a larger one
+// runs at the limit and needs a restart for the rest (running: the limit). The caller checks
 // `next` with check_reloaded() before applying it.
-reload_plan plan_reload(const config& running, const config& wanted);
+reload_plan plan_reload(const config& running, const config& wanted,
+                        std::uint64_t cache_size_limit = std::numeric_limits<std::uint64_t>::max());
 
 // Checks `next` as parse() checks a file: a setting kept at its running value may no longer fit
 // the new ones (a kept pypi.hosted index names an uploader the new oci.hosted.users lacks).

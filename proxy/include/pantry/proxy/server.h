@@ -49,6 +49,9 @@ struct server_options {
   std::chrono::milliseconds idle_timeout{60'000};    // no request, or no request body byte
   std::chrono::milliseconds write_timeout{60'000};   // a client that takes no bytes for this long
   std::chrono::milliseconds shutdown_grace{10'000};  // in-flight responses finish within this
+  // One line per request (peer, method, target, status, bytes, ms, cache outcome), at info,
+  // through a logger of its own on the default logger's sinks: spdlog's level does not hide it.
+  // set_access_log() turns it on and off later.
   bool access_log = true;
 };
 
@@ -166,6 +169,10 @@ class server {
   // after stop(). Stopping the server closes every adopted listener too (its connections then
   // get the shutdown grace like any other); the returned object closes it earlier.
   virtual result<std::unique_ptr<listener>> adopt_listener(int fd, listener_options opt) = 0;
+
+  // Turns the access log (server_options::access_log) on or off for the requests that end from
+  // now on, a running one included. Any thread; never blocks.
+  virtual void set_access_log(bool on) noexcept = 0;
 
   // Serves on the server's threads until stop(); returns when every thread has finished.
   virtual void run() = 0;

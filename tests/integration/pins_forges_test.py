@@ -6,7 +6,9 @@ under /github, /gitlab and /gitea, and checks each request as their REST documen
 it: the method and path, the auth header (GitHub "Authorization: Bearer", GitLab "PRIVATE-TOKEN",
 Gitea "Authorization: token"), a JSON body with exactly the documented fields. It answers as they
 do: 201 with the new pull request, 422 (GitHub, Gitea) or 409 (GitLab) for a branch that has an
-open one already, 401 for a wrong token. The repositories and the index are pins_test.py's
+open one already, 401 for a wrong token; a comment on a pull request (GitHub and Gitea: POST
+/repos/O/R/issues/N/comments, GitLab: POST /projects/ID/merge_requests/N/notes, {body}) gets 201
+with the comment, 404 for a pull request that does not exist. pins_life_test.py uses it too. The repositories and the index are pins_test.py's
 fixtures: the pantry-demo tree behind nginx and pantry, a git repository the test makes.
 
 Run by ctest with the pantry binary as the first argument:
@@ -110,6 +112,13 @@ def make_handler(forge):
                 return self.answer(401, {"message": "401 Unauthorized"})
             if kind == "github" and self.headers.get("Accept") != "application/vnd.github+json":
                 return self.bad("Accept is not application/vnd.github+json")
+            notes = (("projects/team%2Fapp/merge_requests/", "/notes") if kind == "gitlab"
+                     else ("repos/team/app/issues/", "/comments"))
+            if rest.startswith(notes[0]) and rest.endswith(notes[1]):
+                if self.command != "POST":
+                    return self.bad("comments are created with POST")
+                with forge.lock:
+                    return self.comment(kind, rest[len(notes[0]):-len(notes[1])], body)
             prefix = "projects/team%2Fapp/merge_requests" if kind == "gitlab" else "repos/team/app/pulls"
             if not (rest == prefix or rest.startswith(prefix + "/")):
                 return self.bad(f"the path is not under /{prefix}")
@@ -178,6 +187,22 @@ def make_handler(forge):
             if body.get("state") == "closed" or body.get("state_event") == "close":
                 pr["open"] = False
             return self.answer(200, forge.view(kind, pr))
+
+        def comment(self, kind, number, body):
+            if not isinstance(body, dict) or set(body) != {"body"} or not isinstance(body["body"], str):
+                return self.bad(f"a comment's fields are {sorted(body or {})}, not ['body']")
+            match = [p for p in forge.prs[kind] if str(p["number"]) == number]
+            if not match:
+                return self.answer(404, {"message": "Not Found"})
+            pr = match[0]
+            note = {"id": 100 + sum(len(p.get("comments", [])) for p in forge.prs[kind]),
+                    "body": body["body"]}
+            pr.setdefault("comments", []).append(dict(note, open=pr["open"]))
+            if kind == "gitlab":
+                return self.answer(201, dict(note, noteable_type="MergeRequest",
+                                             noteable_iid=pr["number"], system=False))
+            return self.answer(201, dict(note, html_url=f"https://{kind}.example/team/app/pull/"
+                                         f"{pr['number']}#issuecomment-{note['id']}"))
 
         do_GET = do_POST = do_PATCH = do_PUT = handle_any
 

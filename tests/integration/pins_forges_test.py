@@ -8,8 +8,9 @@ Gitea "Authorization: token"), a JSON body with exactly the documented fields. I
 do: 201 with the new pull request, 422 (GitHub, Gitea) or 409 (GitLab) for a branch that has an
 open one already, 401 for a wrong token; a comment on a pull request (GitHub and Gitea: POST
 /repos/O/R/issues/N/comments, GitLab: POST /projects/ID/merge_requests/N/notes, {body}) gets 201
-with the comment, 404 for a pull request that does not exist. pins_life_test.py uses it too. The repositories and the index are pins_test.py's
-fixtures: the pantry-demo tree behind nginx and pantry, a git repository the test makes.
+with the comment, 404 for a pull request that does not exist (pins_life_test.py uses the forge
+too). The repositories and the index are pins_test.py's fixtures: the pantry-demo tree behind
+nginx and pantry, a git repository the test makes.
 
 Run by ctest with the pantry binary as the first argument:
     tests/integration/pins_forges_test.py build/debug/cli/pantry
@@ -209,19 +210,24 @@ def make_handler(forge):
     return Handler
 
 
+def start_forge(cls):
+    """Sets cls.forge (a new Forge), cls.server (serving it on 127.0.0.1 until
+    cls.server.shutdown()), cls.api (its URL) and cls.token_file (TOKEN, in cls.work)."""
+    cls.forge = Forge()
+    cls.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(cls.forge))
+    threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+    cls.api = f"http://127.0.0.1:{cls.server.server_address[1]}"
+    cls.token_file = os.path.join(cls.work, "token")
+    with open(cls.token_file, "w") as f:
+        f.write(TOKEN + "\n")
+
+
 class PinsForgesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         start_index(cls, "pantry-pins-forges-test-")
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url)
-        cls.forge = Forge()
-        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(cls.forge))
-        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
-        cls.thread.start()
-        cls.api = f"http://127.0.0.1:{cls.server.server_address[1]}"
-        cls.token_file = os.path.join(cls.work, "token")
-        with open(cls.token_file, "w") as f:
-            f.write(TOKEN + "\n")
+        start_forge(cls)
         cls.bad_token_file = os.path.join(cls.work, "bad-token")
         with open(cls.bad_token_file, "w") as f:
             f.write("not-the-token\n")

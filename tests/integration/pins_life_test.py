@@ -32,19 +32,17 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import unittest
-from http.server import ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 sys.path.insert(0, HERE)
 import make_pypi_upstream  # noqa: E402
-import pins_forges_test  # noqa: E402
 from make_pypi_upstream import Release  # noqa: E402
 from pantry_serve import Pantry, clean_env  # noqa: E402
-from pins_forges_test import TOKEN, Forge, make_handler  # noqa: E402
+import pins_forges_test  # noqa: E402
+from pins_forges_test import start_forge  # noqa: E402
 from pins_test import pinned, start_index  # noqa: E402
 
 PANTRY = None
@@ -74,14 +72,7 @@ ci:
 """
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
                             index_ttl="1s", extra=extra)
-        cls.forge = Forge()
-        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(cls.forge))
-        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
-        cls.thread.start()
-        cls.api = f"http://127.0.0.1:{cls.server.server_address[1]}"
-        cls.token_file = os.path.join(cls.work, "token")
-        with open(cls.token_file, "w") as f:
-            f.write(TOKEN + "\n")
+        start_forge(cls)
 
     @classmethod
     def tearDownClass(cls):
@@ -89,6 +80,8 @@ ci:
         cls.pantry.stop()
         cls.nginx.stop()
         shutil.rmtree(cls.work, ignore_errors=True)
+
+    config = pins_forges_test.PinsForgesTest.config
 
     def git(self, repo, *args, who=("t", "t@localhost")):
         env = dict(clean_env(), GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1",
@@ -118,14 +111,7 @@ ci:
         self.git(repo, "init", "-q", "-b", "trunk")
         self.git(repo, "add", "-A")
         self.git(repo, "commit", "-q", "-m", "pins")
-        config = os.path.join(self.work, kind + ".yaml")
-        with open(config, "w") as f:
-            f.write(f"data_dir: {os.path.join(self.work, 'data-' + kind)}\n"
-                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n  max_open: 2\n"
-                    "  repositories:\n"
-                    f"    - name: {kind}\n      path: {repo}\n      files: [requirements.txt]\n"
-                    f"      forge: {{kind: {kind}, api: \"{self.api}/{kind}\", "
-                    f"repository: team/app, token_file: {self.token_file}}}\n")
+        config = self.config(kind, kind, repo, max_open=2)
         return repo, config
 
     def pins(self, kind, verb, *args):
@@ -328,5 +314,4 @@ ci:
 
 if __name__ == "__main__":
     PANTRY = os.path.abspath(sys.argv.pop(1))
-    pins_forges_test.PANTRY = PANTRY
     unittest.main(verbosity=2)

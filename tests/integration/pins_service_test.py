@@ -9,6 +9,9 @@ data dir) makes three branches and submits one pipeline per branch with the bran
 app's passes, lib's and util's fail; `pantry pins status` shows each branch with its pipeline's
 result and exits 1; a second bump submits nothing again (same commits) and records the ended
 states. A bump while another holds <data_dir>/pins/bump.lock is refused naming the holder's pid.
+The same repository served by URL (git http-backend behind a server that wants a token), with the
+header line for runners in ci.secrets' pins-remote: its pipelines carry a git source with the
+branch's commit and base commit, which the built-in runner fetches with that header.
 
 PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
 minute (UTC, at least 30 s ahead); within about 90 s it runs one bump on its own: the branches
@@ -35,6 +38,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import daemons  # noqa: E402
+import git_http  # noqa: E402
 import make_oci_images  # noqa: E402
 import nginx_pypi  # noqa: E402
 from pantry_serve import Pantry, clean_env  # noqa: E402
@@ -44,6 +48,9 @@ PANTRY = None
 TIMEOUT = 180
 PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
 SUBMIT_TOKEN = "submit-token-0123456789abcdef"
+GIT_TOKEN = "git-token-4d2b6f8a0c1e"
+# What pantry's runners send (ci.secrets' pins-remote): told apart from the bot's Bearer header.
+RUNNER_AUTH = "Basic cnVubmVyOmdpdC10b2tlbi00ZDJiNmY4YTBjMWU="
 PINS = ("  enabled: true\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n")
 BRANCHES = {
     "pantry/pins/pantry-demo-app-2.0": "passed",
@@ -99,6 +106,16 @@ class PinsCiTest(unittest.TestCase):
             cls.manifest = json.load(f)
         cls.repo = os.path.join(cls.work, "app")
         cls.cgroup_parent = f"pantry-pins-ci-test-{cls.ident}"
+        # The same repository by URL (remote.git, made below), behind a server that wants a token:
+        # the bot sends it from token_file, the runners the header line of ci.secrets' pins-remote.
+        srv = os.path.join(cls.work, "srv")
+        os.makedirs(srv)
+        cls.server = git_http.GitHttp(srv, "Bearer " + GIT_TOKEN, RUNNER_AUTH)
+        cls.remote_url = cls.server.url("remote.git")
+        with open(os.path.join(cls.work, "git_token"), "w") as f:
+            f.write(GIT_TOKEN + "\n")
+        with open(os.path.join(cls.work, "git_header"), "w") as f:
+            f.write("Authorization: " + RUNNER_AUTH)
         extra = f"""runner:
   runc_root: /run/pantry-pins-ci-test/{cls.ident}/runc
   state_dir: /run/pantry-pins-ci-test/{cls.ident}/containers
@@ -109,10 +126,13 @@ ci:
   slots: 2
   tokens:
     - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
+  secrets: {{ pins-remote: {cls.work}/git_header }}
 pins:
 {PINS}  schedule: "0 0 1 1 *"
   repositories:
     - {{ name: app, path: {cls.repo}, files: [requirements.txt] }}
+    - {{ name: remote, url: "{cls.remote_url}", token_file: {cls.work}/git_token,
+         files: [requirements.txt] }}
 """
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
                             oci=("  hosted:\n    prefix: local/\n"
@@ -123,11 +143,14 @@ pins:
         spec = (f"image: {ref}\njobs:\n  pins:\n    run:\n"
                 "      - grep -q '^pantry-demo-app==2.0 ' requirements.txt\n")
         make_repo(cls.repo, cls.manifest, spec)
+        git(srv, "clone", "-q", "--bare", cls.repo, "remote.git")
+        cls.bare = os.path.join(srv, "remote.git")
 
     @classmethod
     def tearDownClass(cls):
         cls.pantry.stop()
         cls.nginx.stop()
+        cls.server.close()
         shutil.rmtree(f"/run/pantry-pins-ci-test/{cls.ident}", ignore_errors=True)
         daemons.remove_cgroups(cls.cgroup_parent)
         shutil.rmtree(cls.work, ignore_errors=True)
@@ -142,8 +165,19 @@ pins:
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.load(r)
 
+    def ended(self, by_branch):
+        """The state of each branch's pipeline once none is running (or at the timeout)."""
+        deadline = time.monotonic() + TIMEOUT
+        states = {}
+        while time.monotonic() < deadline:
+            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
+            if all(s != "running" for s in states.values()):
+                break
+            time.sleep(0.5)
+        return states
+
     def test_1_bump_submits_a_pipeline_per_branch_and_status_shows_their_results(self):
-        r = self.pins("bump")
+        r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
         self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), r.stdout)
         submitted = re.findall(r"^    pipeline (\d+) submitted: (\S+)$", r.stdout, re.M)
@@ -164,14 +198,7 @@ pins:
             self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
                              ("app", branch, b["commit"]), pipeline)
 
-        deadline = time.monotonic() + TIMEOUT
-        states = {}
-        while time.monotonic() < deadline:
-            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
-            if all(s != "running" for s in states.values()):
-                break
-            time.sleep(0.5)
-        self.assertEqual(states, BRANCHES, self.pantry.tail())
+        self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
 
         r = self.pins("status")
         self.assertEqual(r.returncode, 1, described(r))
@@ -185,7 +212,7 @@ pins:
 
         # A second bump finds the branches at the same commits: nothing is submitted again, and
         # the ended pipelines are recorded.
-        r = self.pins("bump")
+        r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r))
         self.assertNotIn("submitted", r.stdout)
         for branch, state in BRANCHES.items():
@@ -193,7 +220,8 @@ pins:
                           r.stdout.splitlines(), r.stdout)
         with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
             record = json.load(f)
-        self.assertEqual({b["branch"]: b["status"] for b in record["branches"]}, BRANCHES, record)
+        self.assertEqual({b["branch"]: b["status"] for b in record["branches"]
+                          if b["repository"] == "app"}, BRANCHES, record)
         r = self.pins("status", "--repo", "nope")
         self.assertEqual(r.returncode, 2, described(r))
         self.assertIn('--repo "nope" is not a repository of pins', r.stderr)
@@ -206,12 +234,38 @@ pins:
             f.truncate(0)
             f.write(f"{os.getpid()}\n")
             f.flush()
-            r = self.pins("bump")
+            r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 2, described(r))
         self.assertIn(f"another pins bump holds {lock} (pid {os.getpid()}); wait for it to end",
                       r.stderr)
-        r = self.pins("bump")
+        r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r))
+
+    def test_3_a_url_repository_pipeline_fetches_its_commit_with_the_base(self):
+        r = self.pins("bump", "--repo", "remote")
+        self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
+        self.assertEqual(pins_branches(self.bare), sorted(BRANCHES), r.stdout)
+        submitted = re.findall(r"^    pipeline (\d+) submitted: (\S+)$", r.stdout, re.M)
+        self.assertEqual(len(submitted), 3, r.stdout)
+        self.assertNotIn(GIT_TOKEN, r.stdout + r.stderr)
+        main = git(self.bare, "rev-parse", "main").strip()
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        by_branch = {b["branch"]: b for b in record["branches"] if b["repository"] == "remote"}
+        self.assertEqual(sorted(by_branch), sorted(BRANCHES), record)
+        for branch, b in by_branch.items():
+            pipeline = self.pipeline(b["pipeline"])
+            self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
+                             ("remote", branch, git(self.bare, "rev-parse", branch).strip()),
+                             pipeline)
+            # A git source the runner fetches itself, with the base commit of the branch.
+            self.assertEqual(pipeline["attachment"]["source"],
+                             {"git": self.remote_url, "commit": b["commit"], "base": main,
+                              "auth_secret": "pins-remote"}, pipeline)
+        # app 2.0's job passes only with the branch's files: the runner fetched its commit
+        # through the server, with the header of ci.secrets.
+        self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
+        self.assertGreater(self.server.served_by[RUNNER_AUTH], 0, self.server.served_by)
 
 
 class PinsScheduleTest(unittest.TestCase):

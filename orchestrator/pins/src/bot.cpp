@@ -14,6 +14,7 @@
 #include "pantry/orchestrator/pins/branches.h"
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/forge.h"
+#include "pantry/orchestrator/pins/groups.h"
 #include "pantry/orchestrator/pins/image_pins.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
@@ -67,23 +68,14 @@ void print_plan(const bot_output& out, const std::string& where, const pin_plan&
 
 // The commit message of a plan: old -> new as the subject, then why, when and what else.
 std::string commit_message(const pin_plan& plan) {
-  std::string m = "pins: " + summary(plan) + "\n\n";
-  for (const auto& r : plan.reasons)
-    m += r + "\n";
-  if (plan.change->upload_time) m += "\nUploaded: " + *plan.change->upload_time + "\n";
-  m += "Pinned version yanked: ";
-  m += plan.old_yanked ? "yes" + (plan.old_yank_reason.empty() ? std::string()
-                                                               : " (" + plan.old_yank_reason + ")")
-                       : std::string("no");
-  m += "\n";
-  return m;
+  return "pins: " + summary(plan) + "\n\n" + describe(plan);
 }
 
 // The branch of `plan` (upgrade_branch()) with one commit, in the scratch clone `clone` from
 // commit `base`: made, kept, rebuilt or left as put_branch() says.
-result<branch_put> make_branch(const std::string& git, const fs::path& clone,
-                               const std::string& base, const std::string& file,
-                               const requirements_file& doc, const pin_plan& plan) {
+result<branch_put> make_branch(const git_cli& git, const fs::path& clone, const std::string& base,
+                               const std::string& file, const requirements_file& doc,
+                               const pin_plan& plan) {
   auto edited = doc;
   if (auto applied = apply(edited, plan); !applied) return applied.error();
   return put_branch(git, clone, base, upgrade_branch(plan.name, plan.change->new_version),
@@ -118,6 +110,78 @@ void note_put(branch_record& rec, const branch_put& put) {
   rec.left_alone = put.what == branch_put::done::left ? put.why + "; not rebased" : std::string();
 }
 
+// The ci.secrets entry that holds the header line ("Authorization: …") with which pantry's runners
+// fetch repository NAME by URL: "pins-NAME".
+std::string fetch_secret_name(const config::pins_repository& repo) {
+  return "pins-" + repo.name;
+}
+
+// How pantry's runners get `repo`'s commits: nullopt when they cannot fetch it (a local path, or a
+// URL with a token but no fetch_secret_name() in cfg.ci.secrets; its trees are uploaded), else the
+// secret to fetch it with ("" for a URL without a token).
+std::optional<std::string> runner_fetch(const config::config& cfg,
+                                        const config::pins_repository& repo) {
+  if (repo.url.empty()) return std::nullopt;
+  if (repo.token_file.empty()) return std::string();
+  const std::string name = fetch_secret_name(repo);
+  if (cfg.ci.secrets.contains(name)) return name;
+  return std::nullopt;
+}
+
+// What make_group_branch() did.
+struct group_outcome {
+  std::string name;       // the branch, made now or before; "" when there is none to follow up
+  std::string change;     // group_summary()
+  std::string message;    // the commit message
+  bool left_out = false;  // an upgrade could not join the group (reported)
+  branch_put put;         // what put_branch() did with it
+};
+
+// The branch of group `group`'s `upgrades` of repository `repo` (group_branch()), its files
+// edited by every upgrade that fits (apply_group(); the others are reported) in the scratch clone
+// `clone` from `base`: made, kept, rebuilt or left as put_branch() says, unless it was declined.
+result<group_outcome> make_group_branch(const git_cli& git, const fs::path& clone,
+                                        const std::string& base, const std::string& group,
+                                        const std::vector<grouped_upgrade>& upgrades,
+                                        const declined_record& declined, const std::string& repo,
+                                        const bot_output& out) {
+  const std::string where = repo + ": group " + group;
+  group_outcome made;
+  auto edit = apply_group(upgrades);
+  for (const auto& [i, why] : edit.left_out) {
+    made.left_out = true;
+    out.problem(where + ": " + summary(upgrades[i].plan) + " is left out of the group: " + why);
+  }
+  if (edit.applied.empty()) return made;
+  std::vector<const pin_plan*> plans;
+  std::vector<std::pair<std::string, const pin_plan*>> listed;
+  for (const std::size_t i : edit.applied) {
+    plans.push_back(&upgrades[i].plan);
+    listed.emplace_back(upgrades[i].file, &upgrades[i].plan);
+  }
+  const std::string name = group_branch(group, plans);
+  if (declined.has(repo, name)) {
+    out.line(where + ": declined before (its pull request was closed without merging): " +
+             "skipped; see " + declined.file().string());
+    return made;
+  }
+  made.change = group_summary(group, plans);
+  made.message = group_commit_message(group, listed);
+  std::map<std::string, std::string> files;
+  for (const auto& [file, doc] : edit.files)
+    files.emplace(file, doc.render());
+  auto put = put_branch(git, clone, base, name, files, made.message);
+  if (!put) return put.error();
+  made.put = std::move(*put);
+  if (made.put.what == branch_put::done::made) {
+    out.line(where + ": made branch " + name + " (" + std::to_string(plans.size()) + " upgrades)");
+  } else {
+    report_put(out, where + ": ", name, base, made.put);
+  }
+  made.name = name;
+  return made;
+}
+
 // A moved image tag of one repository: its plan and every place that pins it.
 struct moved_image {
   image_plan plan;
@@ -138,7 +202,7 @@ std::string image_commit_message(const moved_image& moved) {
 // The branch of `moved` (image_branch()), each of its references' digest replaced in the files of
 // the scratch clone `clone` at `base`: made, kept, rebuilt or left as put_branch() says (a tag
 // that moved again rebuilds its branch with the new digest).
-result<branch_put> make_image_branch(const std::string& git, const fs::path& clone,
+result<branch_put> make_image_branch(const git_cli& git, const fs::path& clone,
                                      const std::string& base, const moved_image& moved) {
   const std::string branch = image_branch(moved.plan);
   std::map<std::string, std::string> files;
@@ -240,7 +304,7 @@ struct pr_opener {
 // it (the comment names the new one). One repository's, during a bump.
 struct superseder {
   const config::pins_repository& repo;
-  const std::string& git;
+  const git_cli& git;
   const fs::path& clone;
   const std::string& base;
   branch_records& records;
@@ -371,7 +435,10 @@ std::string with_ci(const std::string& message, const branch_record& r) {
 // Where a bump keeps its branches' CI: the coordinator (when it may submit) and the record.
 struct ci_tracker {
   const bot_output& out;
-  const std::string& git;
+  git_cli git;  // the repository's at hand
+  // The repository's at hand when pantry's runners fetch it themselves (runner_fetch()): the
+  // ci.secrets entry they send, "" for none. nullopt: its trees are uploaded.
+  std::optional<std::string> fetch_secret;
   branch_records& records;
   bot_ci* ci;  // null: no pipelines (no_ci says why)
   const std::string& no_ci;
@@ -387,7 +454,8 @@ struct ci_tracker {
         git, {"-C", clone.string(), "ls-remote", "--heads", "origin", "refs/heads/" + name});
     if (!remote) return remote.error();
     if (remote->size() < 40)
-      return error(errc::not_found, "branch " + name + " is not in " + repo.path + " after all");
+      return error(errc::not_found, "branch " + name + " is not in " +
+                                        (repo.url.empty() ? repo.path : repo.url) + " after all");
     const std::string commit = remote->substr(0, 40);
     branch_record* rec = records.find(repo.name, name);
     if (rec && rec->commit == commit && rec->pipeline != 0) return rec;
@@ -418,14 +486,7 @@ struct ci_tracker {
       out.line("    " + rec->note);
       return rec;
     }
-    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", commit});
-        !r)
-      return r.error();
-    const fs::path archive = scratch / ("tree-" + std::to_string(++archives) + ".tar.zst");
-    auto submitted = ci->submit(repo.name, name, commit, clone, archive, *spec);
-    // Back to the base: the files read next are read from the work tree.
-    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", base}); !r)
-      return r.error();
+    auto submitted = submit(repo, *rec, clone, scratch, base, *spec);
     if (!submitted && submitted.error().is(errc::not_found)) {
       // A pantry without a coordinator (ci.enabled: false) has no such routes: no CI, no error.
       rec->note = "no CI run: " + submitted.error().message + " (does it run a coordinator?)";
@@ -442,6 +503,29 @@ struct ci_tracker {
     rec->note.clear();
     out.line("    pipeline " + std::to_string(rec->pipeline) + " submitted: " + rec->pipeline_url);
     return rec;
+  }
+
+  // The pipeline of the branch `rec` records. A repository by URL that pantry's runners can fetch
+  // (fetch_secret) gets a git source with the branch's base commit, so that the files it changed
+  // run their tests first; otherwise the commit's tree is
+  // packed from the scratch clone `clone` (checked out at `base` again after) and uploaded, as
+  // `pantry submit` does.
+  result<coordinator::submitted> submit(const config::pins_repository& repo,
+                                        const branch_record& rec, const fs::path& clone,
+                                        const fs::path& scratch, const std::string& base,
+                                        const std::string& spec) {
+    if (fetch_secret)
+      return ci->submit_git(repo.name, rec.branch, rec.commit, repo.url, rec.base, *fetch_secret,
+                            spec);
+    const std::string dir = clone.string();
+    if (auto r = run_git(git, {"-C", dir, "checkout", "--quiet", "--detach", rec.commit}); !r)
+      return r.error();
+    const fs::path archive = scratch / ("tree-" + std::to_string(++archives) + ".tar.zst");
+    auto submitted = ci->submit(repo.name, rec.branch, rec.commit, clone, archive, spec);
+    // Back to the base: the files read next are read from the work tree.
+    if (auto r = run_git(git, {"-C", dir, "checkout", "--quiet", "--detach", base}); !r)
+      return r.error();
+    return submitted;
   }
 
   // Asks the coordinator about `repo`'s pipelines that had not ended, and records what changed;
@@ -549,16 +633,20 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
     if (!loaded) return fail(loaded.error().message);
     declined.emplace(std::move(*loaded));
   }
-  std::string git;
-  if (bump) {
+  // git makes bump's branches, and the clone that a repository given by URL is read from.
+  std::string git_path;
+  const bool any_url =
+      std::any_of(repos.begin(), repos.end(), [](const auto* r) { return !r->url.empty(); });
+  if (bump || any_url) {
     auto found = git_program();
     if (!found) return fail(found.error().message);
-    git = *found;
+    git_path = *found;
   }
   http_index index(url);
   const auto source = index.source();
   std::optional<ci_tracker> tracker;
-  if (bump) tracker.emplace(ci_tracker{out, git, *records, ci.get(), opt.no_ci_reason});
+  if (bump)
+    tracker.emplace(ci_tracker{out, git_cli{}, std::nullopt, *records, ci.get(), opt.no_ci_reason});
 
   bool errors = false;
   bool outdated = false;
@@ -567,24 +655,34 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
   const std::string kStopped = "stopped before its end: pantry is shutting down";
   for (const auto* repo : repos) {
     if (stopped()) return fail(kStopped);
-    if (repo->path.empty()) {
-      errors = true;
-      out.problem(repo->name + ": " + repo->url +
-                  " is a git URL; pins reads local clones only so far (set path:)");
-      continue;
+    // bump reads and edits the files of a scratch clone, never the user's working tree; a
+    // repository by URL is read from one by check too.
+    const bool cloned_first = bump || !repo->url.empty();
+    git_cli git;
+    if (cloned_first) {
+      auto access = git_for(git_path, *repo);
+      if (!access) {
+        errors = true;
+        out.problem(repo->name + ": " + access.error().message);
+        continue;
+      }
+      git = std::move(*access);
     }
-    // bump reads and edits the files of a scratch clone, never the user's working tree.
+    if (tracker) {
+      tracker->git = git;
+      tracker->fetch_secret = runner_fetch(cfg, *repo);
+    }
     std::unique_ptr<scratch_dir> scratch;
     fs::path root = repo->path;
     std::string base;
-    if (bump) {
+    if (cloned_first) {
       auto made = scratch_dir::make();
       if (!made) return fail(made.error().message);
       scratch = std::move(*made);
       root = scratch->path() / "clone";
       std::vector<std::string> args = {"clone", "--quiet", "--no-hardlinks"};
       if (!repo->branch.empty()) args.insert(args.end(), {"--branch", repo->branch});
-      args.insert(args.end(), {"--", repo->path, root.string()});
+      args.insert(args.end(), {"--", repo->url.empty() ? repo->path : repo->url, root.string()});
       auto cloned = run_git(git, args);
       if (!cloned) {
         errors = true;
@@ -674,6 +772,8 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
     // The moved image tags of this repository, by NAME:TAG: one branch each, made once every
     // file was read (a tag may be pinned in more than one place).
     std::map<std::string, moved_image> moved_images;
+    // The upgrades of each group (pins.groups), by group name: one branch each, made last.
+    std::map<std::string, std::vector<grouped_upgrade>> grouped;
     for (const auto& file : repo->files) {
       const std::string shown = repo->name + "/" + file;
       auto text = read_text_file(root / file);
@@ -755,6 +855,11 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
             plan->result == pin_plan::outcome::skipped)
           outdated = true;
         if (!bump || plan->result != pin_plan::outcome::upgrade) continue;
+        if (const auto* group = group_of(cfg.pins.groups, plan->name)) {
+          out.line("    in group " + group->name + ": its branch comes after the files are read");
+          grouped[group->name].push_back(grouped_upgrade{file, *doc, std::move(*plan)});
+          continue;
+        }
         const std::string name = upgrade_branch(plan->name, plan->change->new_version);
         if (declined->has(repo->name, name)) {
           out.line(
@@ -799,6 +904,19 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
       }
       report_put(out, where + ": ", name, base, *branch);
       follow_up(where, name, summary(moved.plan), image_commit_message(moved), *branch, {});
+    }
+    for (const auto& [group, upgrades] : grouped) {
+      if (stopped()) return fail(kStopped);
+      const std::string where = repo->name + ": group " + group;
+      auto branch = make_group_branch(git, root, base, group, upgrades, *declined, repo->name, out);
+      if (!branch) {
+        errors = true;
+        out.problem(where + ": " + branch.error().message);
+        continue;
+      }
+      errors = errors || branch->left_out;
+      if (!branch->name.empty())
+        follow_up(where, branch->name, branch->change, branch->message, branch->put, {});
     }
   }
   if (opt.only && checked == 0 && !errors)

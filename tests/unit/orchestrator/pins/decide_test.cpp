@@ -4,6 +4,8 @@
 
 #include "pantry/orchestrator/pins/decide.h"
 
+#include "unit/orchestrator/pins/requirements_text.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -15,11 +17,10 @@ namespace pantry::orchestrator::pins {
 namespace {
 
 namespace pypi = registry::pypi;
+using test::doc_of;
+using test::hashed;
+using test::hex_of;
 using namespace std::chrono_literals;
-
-std::string hex_of(char c) {
-  return std::string(64, c);
-}
 
 // A fake index: pages and metadata as data, and the requests it received.
 struct fake_index {
@@ -76,16 +77,6 @@ upgrade_policy policy_for(std::vector<std::string> pythons = {"3.11"}) {
                                        std::chrono::sys_days(std::chrono::year(2026) / 6 / 1) + 0s);
   EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message);
   return *p;
-}
-
-std::string hashed(const std::string& name, const std::string& v, char digit) {
-  return name + "==" + v + " \\\n    --hash=sha256:" + hex_of(digit) + "\n";
-}
-
-requirements_file doc_of(const std::string& text) {
-  auto doc = requirements_file::parse(text, "requirements.txt");
-  EXPECT_TRUE(doc.has_value()) << (doc ? "" : doc.error().message);
-  return *doc;
 }
 
 std::string reasons_of(const pin_plan& p) {

@@ -868,6 +868,13 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
               declined->file().string());
           continue;
         }
+        if (retiring->proposed.contains(name)) {
+          // Made again for this file it would lose the earlier file's edit, and the next run
+          // would make it back: one file's pin per branch until they share one commit.
+          out.line("    branch " + name + " is this run's for an earlier file already: this " +
+                   "file's pin is not in it");
+          continue;
+        }
         auto branch = make_branch(git, root, base, file, *doc, *plan);
         if (!branch) {
           errors = true;

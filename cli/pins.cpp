@@ -106,7 +106,9 @@ int run_pins_status(const pins_check_options& opt) {
   }
   bool failed = false;
   for (const auto& r : *shown) {
-    failed = failed || r.status == "failed" || r.status == "cancelled";
+    // A superseded branch's pipeline is history: its failure is no longer the repository's.
+    failed =
+        failed || (r.superseded_by.empty() && (r.status == "failed" || r.status == "cancelled"));
     std::cout << r.repository << " " << r.branch << ": " << r.change << '\n';
     std::cout << "    commit " << (r.commit.empty() ? "-" : r.commit.substr(0, 12)) << '\n';
     if (r.pipeline != 0) {
@@ -117,6 +119,13 @@ int run_pins_status(const pins_check_options& opt) {
     }
     if (!r.pr_url.empty())
       std::cout << "    pull request " << r.pr_url << (r.declined ? " (declined)" : "") << '\n';
+    if (!r.superseded_by.empty())
+      std::cout << "    superseded by " << r.superseded_by
+                << " (pull request closed, branch deleted)\n";
+    if (r.rebuilds != 0)
+      std::cout << "    rebased " << r.rebuilds << (r.rebuilds == 1 ? " time" : " times")
+                << ", now on base " << (r.base.empty() ? "-" : r.base.substr(0, 12)) << '\n';
+    if (!r.left_alone.empty()) std::cout << "    left alone: " << r.left_alone << '\n';
   }
   return failed ? pins::kExitOutdated : pins::kExitCurrent;
 }

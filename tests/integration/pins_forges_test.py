@@ -6,8 +6,11 @@ under /github, /gitlab and /gitea, and checks each request as their REST documen
 it: the method and path, the auth header (GitHub "Authorization: Bearer", GitLab "PRIVATE-TOKEN",
 Gitea "Authorization: token"), a JSON body with exactly the documented fields. It answers as they
 do: 201 with the new pull request, 422 (GitHub, Gitea) or 409 (GitLab) for a branch that has an
-open one already, 401 for a wrong token. The repositories and the index are pins_test.py's
-fixtures: the pantry-demo tree behind nginx and pantry, a git repository the test makes.
+open one already, 401 for a wrong token; a comment on a pull request (GitHub and Gitea: POST
+/repos/O/R/issues/N/comments, GitLab: POST /projects/ID/merge_requests/N/notes, {body}) gets 201
+with the comment, 404 for a pull request that does not exist (pins_life_test.py uses the forge
+too). The repositories and the index are pins_test.py's fixtures: the pantry-demo tree behind
+nginx and pantry, a git repository the test makes.
 
 Run by ctest with the pantry binary as the first argument:
     tests/integration/pins_forges_test.py build/debug/cli/pantry
@@ -110,6 +113,13 @@ def make_handler(forge):
                 return self.answer(401, {"message": "401 Unauthorized"})
             if kind == "github" and self.headers.get("Accept") != "application/vnd.github+json":
                 return self.bad("Accept is not application/vnd.github+json")
+            notes = (("projects/team%2Fapp/merge_requests/", "/notes") if kind == "gitlab"
+                     else ("repos/team/app/issues/", "/comments"))
+            if rest.startswith(notes[0]) and rest.endswith(notes[1]):
+                if self.command != "POST":
+                    return self.bad("comments are created with POST")
+                with forge.lock:
+                    return self.comment(kind, rest[len(notes[0]):-len(notes[1])], body)
             prefix = "projects/team%2Fapp/merge_requests" if kind == "gitlab" else "repos/team/app/pulls"
             if not (rest == prefix or rest.startswith(prefix + "/")):
                 return self.bad(f"the path is not under /{prefix}")
@@ -179,9 +189,37 @@ def make_handler(forge):
                 pr["open"] = False
             return self.answer(200, forge.view(kind, pr))
 
+        def comment(self, kind, number, body):
+            if not isinstance(body, dict) or set(body) != {"body"} or not isinstance(body["body"], str):
+                return self.bad(f"a comment's fields are {sorted(body or {})}, not ['body']")
+            match = [p for p in forge.prs[kind] if str(p["number"]) == number]
+            if not match:
+                return self.answer(404, {"message": "Not Found"})
+            pr = match[0]
+            note = {"id": 100 + sum(len(p.get("comments", [])) for p in forge.prs[kind]),
+                    "body": body["body"]}
+            pr.setdefault("comments", []).append(dict(note, open=pr["open"]))
+            if kind == "gitlab":
+                return self.answer(201, dict(note, noteable_type="MergeRequest",
+                                             noteable_iid=pr["number"], system=False))
+            return self.answer(201, dict(note, html_url=f"https://{kind}.example/team/app/pull/"
+                                         f"{pr['number']}#issuecomment-{note['id']}"))
+
         do_GET = do_POST = do_PATCH = do_PUT = handle_any
 
     return Handler
+
+
+def start_forge(cls):
+    """Sets cls.forge (a new Forge), cls.server (serving it on 127.0.0.1 until
+    cls.server.shutdown()), cls.api (its URL) and cls.token_file (TOKEN, in cls.work)."""
+    cls.forge = Forge()
+    cls.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(cls.forge))
+    threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+    cls.api = f"http://127.0.0.1:{cls.server.server_address[1]}"
+    cls.token_file = os.path.join(cls.work, "token")
+    with open(cls.token_file, "w") as f:
+        f.write(TOKEN + "\n")
 
 
 class PinsForgesTest(unittest.TestCase):
@@ -189,14 +227,7 @@ class PinsForgesTest(unittest.TestCase):
     def setUpClass(cls):
         start_index(cls, "pantry-pins-forges-test-")
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url)
-        cls.forge = Forge()
-        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(cls.forge))
-        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
-        cls.thread.start()
-        cls.api = f"http://127.0.0.1:{cls.server.server_address[1]}"
-        cls.token_file = os.path.join(cls.work, "token")
-        with open(cls.token_file, "w") as f:
-            f.write(TOKEN + "\n")
+        start_forge(cls)
         cls.bad_token_file = os.path.join(cls.work, "bad-token")
         with open(cls.bad_token_file, "w") as f:
             f.write("not-the-token\n")

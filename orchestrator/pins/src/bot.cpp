@@ -10,6 +10,7 @@
 #include "http_index.h"
 #include "run_lock.h"
 
+#include "pantry/orchestrator/pins/branch_life.h"
 #include "pantry/orchestrator/pins/branches.h"
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/forge.h"
@@ -26,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,22 +71,43 @@ std::string commit_message(const pin_plan& plan) {
   return "pins: " + summary(plan) + "\n\n" + describe(plan);
 }
 
-// One branch with one commit for `plan`, in the scratch clone `clone` from commit `base`, pushed
-// to its origin. Returns the branch's name, or nullopt when origin already has it.
-result<std::optional<std::string>> make_branch(const git_cli& git, const fs::path& clone,
-                                               const std::string& base, const std::string& file,
-                                               const requirements_file& doc, const pin_plan& plan) {
-  const std::string branch = "pantry/pins/" + plan.name + "-" + plan.change->new_version.str();
-  auto exists = remote_has(git, clone, branch);
-  if (!exists) return exists.error();
-  if (*exists) return std::optional<std::string>();
+// The branch of `plan` (upgrade_branch()) with one commit, in the scratch clone `clone` from
+// commit `base`: made, kept, rebuilt or left as put_branch() says.
+result<branch_put> make_branch(const git_cli& git, const fs::path& clone, const std::string& base,
+                               const std::string& file, const requirements_file& doc,
+                               const pin_plan& plan) {
   auto edited = doc;
   if (auto applied = apply(edited, plan); !applied) return applied.error();
-  if (auto r =
-          commit_branch(git, clone, base, branch, {{file, edited.render()}}, commit_message(plan));
-      !r)
-    return r.error();
-  return std::optional<std::string>(branch);
+  return put_branch(git, clone, base, upgrade_branch(plan.name, plan.change->new_version),
+                    {{file, edited.render()}}, commit_message(plan));
+}
+
+// The report's line of what put_branch() did with `branch`, after `prefix`.
+void report_put(const bot_output& out, const std::string& prefix, const std::string& branch,
+                const std::string& base, const branch_put& put) {
+  switch (put.what) {
+    case branch_put::done::made:
+      out.line(prefix + "made branch " + branch);
+      break;
+    case branch_put::done::kept:
+      out.line(prefix + "branch " + branch + " exists: left as it is");
+      break;
+    case branch_put::done::rebuilt:
+      out.line(prefix + "rebased branch " + branch + " onto " + base.substr(0, 12) + ": " +
+               put.why + " (force-pushed over " + put.previous.substr(0, 12) + ")");
+      break;
+    case branch_put::done::left:
+      out.line(prefix + "branch " + branch + " " + put.why + "; not rebased");
+      break;
+  }
+}
+
+// What put_branch() did, in the branch's record: a branch proposed again is no longer
+// superseded.
+void note_put(branch_record& rec, const branch_put& put) {
+  rec.superseded_by.clear();
+  if (put.what == branch_put::done::rebuilt) ++rec.rebuilds;
+  rec.left_alone = put.what == branch_put::done::left ? put.why + "; not rebased" : std::string();
 }
 
 // The ci.secrets entry that holds the header line ("Authorization: …") with which pantry's runners
@@ -111,11 +134,12 @@ struct group_outcome {
   std::string change;     // group_summary()
   std::string message;    // the commit message
   bool left_out = false;  // an upgrade could not join the group (reported)
+  branch_put put;         // what put_branch() did with it
 };
 
 // The branch of group `group`'s `upgrades` of repository `repo` (group_branch()), its files
 // edited by every upgrade that fits (apply_group(); the others are reported) in the scratch clone
-// `clone` from `base`, pushed unless origin has it or it was declined.
+// `clone` from `base`: made, kept, rebuilt or left as put_branch() says, unless it was declined.
 result<group_outcome> make_group_branch(const git_cli& git, const fs::path& clone,
                                         const std::string& base, const std::string& group,
                                         const std::vector<grouped_upgrade>& upgrades,
@@ -143,16 +167,16 @@ result<group_outcome> make_group_branch(const git_cli& git, const fs::path& clon
   }
   made.change = group_summary(group, plans);
   made.message = group_commit_message(group, listed);
-  auto exists = remote_has(git, clone, name);
-  if (!exists) return exists.error();
-  if (*exists) {
-    out.line(where + ": branch " + name + " exists: left as it is");
-  } else {
-    std::map<std::string, std::string> files;
-    for (const auto& [file, doc] : edit.files)
-      files.emplace(file, doc.render());
-    if (auto r = commit_branch(git, clone, base, name, files, made.message); !r) return r.error();
+  std::map<std::string, std::string> files;
+  for (const auto& [file, doc] : edit.files)
+    files.emplace(file, doc.render());
+  auto put = put_branch(git, clone, base, name, files, made.message);
+  if (!put) return put.error();
+  made.put = std::move(*put);
+  if (made.put.what == branch_put::done::made) {
     out.line(where + ": made branch " + name + " (" + std::to_string(plans.size()) + " upgrades)");
+  } else {
+    report_put(out, where + ": ", name, base, made.put);
   }
   made.name = name;
   return made;
@@ -176,15 +200,11 @@ std::string image_commit_message(const moved_image& moved) {
 }
 
 // The branch of `moved` (image_branch()), each of its references' digest replaced in the files of
-// the scratch clone `clone` at `base`. Returns the branch's name, or nullopt when origin already
-// has it.
-result<std::optional<std::string>> make_image_branch(const git_cli& git, const fs::path& clone,
-                                                     const std::string& base,
-                                                     const moved_image& moved) {
+// the scratch clone `clone` at `base`: made, kept, rebuilt or left as put_branch() says (a tag
+// that moved again rebuilds its branch with the new digest).
+result<branch_put> make_image_branch(const git_cli& git, const fs::path& clone,
+                                     const std::string& base, const moved_image& moved) {
   const std::string branch = image_branch(moved.plan);
-  auto exists = remote_has(git, clone, branch);
-  if (!exists) return exists.error();
-  if (*exists) return std::optional<std::string>();
   std::map<std::string, std::string> files;
   for (const auto& [file, sites] : moved.sites) {
     // The file as it is at `base`, not as an earlier branch's checkout left the working tree.
@@ -199,9 +219,7 @@ result<std::optional<std::string>> make_image_branch(const git_cli& git, const f
     }
     files.emplace(file, std::move(edited));
   }
-  if (auto r = commit_branch(git, clone, base, branch, files, image_commit_message(moved)); !r)
-    return r.error();
-  return std::optional<std::string>(branch);
+  return put_branch(git, clone, base, branch, files, image_commit_message(moved));
 }
 
 // One repository's pull requests during a bump: how many of pantry/pins/* are open, and the
@@ -214,6 +232,7 @@ struct pr_opener {
   std::string base;   // the branch the pull requests merge into
   unsigned max_open;  // 0: no limit
   std::size_t open_now;
+  std::set<std::string> open_heads;  // the branches of the open ones
 
   // What handle() did.
   struct handled {
@@ -221,11 +240,14 @@ struct pr_opener {
     std::string url;        // the pull request's, "" when none was opened (pins.max_open)
   };
 
-  // Opens or updates the pull request of `branch` and reports what happened.
-  result<handled> handle(const std::string& branch, const std::string& message) {
+  // Opens or updates the pull request of `branch` and reports what happened. The open pull
+  // requests of `closing` (branches it supersedes) do not count against max_open. A branch
+  // `superseded` before (its pull request closed by bump) is not declined by that close.
+  result<handled> handle(const std::string& branch, const std::string& message,
+                         const std::vector<std::string>& closing, bool superseded) {
     auto closed = forge.closed_unmerged(branch);
     if (!closed) return closed.error();
-    if (*closed) {
+    if (*closed && !superseded) {
       auto listed = forge.list(pr_state::closed, branch);
       if (!listed) return listed.error();
       std::string url;
@@ -246,7 +268,10 @@ struct pr_opener {
         nl == std::string::npos ? std::string() : std::string(trim_ascii_space(message.substr(nl)));
     // At the limit only an open one is updated. Below it the forge is asked to open one, and its
     // "already exists" (GitHub's 422) turns into an update of that one.
-    if (max_open != 0 && open_now >= max_open) {
+    std::size_t freed = 0;
+    for (const auto& b : closing)
+      freed += open_heads.count(b);
+    if (max_open != 0 && open_now - std::min(freed, open_now) >= max_open) {
       auto existing = forge.find_open(branch);
       if (!existing) return existing.error();
       if (!*existing) {
@@ -260,13 +285,137 @@ struct pr_opener {
     if (!made) return made.error();
     if (made->created) {
       ++open_now;
+      open_heads.insert(branch);
       out.line("    opened " + made->pr.url);
     } else {
       out.line("    already open: " + made->pr.url + " (title and description updated)");
     }
     return handled{false, made->pr.url};
   }
+
+  // The pull request of `branch` was closed.
+  void closed(const std::string& branch) {
+    if (open_heads.erase(branch) != 0 && open_now > 0) --open_now;
+  }
 };
+
+// The older branches a new upgrade supersedes (branch_life.h's older_upgrades()): found before
+// the new branch's pull request is opened (theirs make room under pins.max_open), retired after
+// it (the comment names the new one). One repository's, during a bump.
+struct superseder {
+  const config::pins_repository& repo;
+  const git_cli& git;
+  const fs::path& clone;
+  const std::string& base;
+  branch_records& records;
+  const bot_output& out;
+  // origin's pantry/pins/* branches and commits, read once.
+  std::optional<std::vector<std::pair<std::string, std::string>>> heads;
+  std::set<std::string> proposed;  // the branches this run proposed: never superseded by it
+
+  // A branch to supersede and the commit it was read at.
+  struct doomed {
+    std::string branch, tip;
+  };
+
+  // The bot's branches of project `name` older than `version`, `branch` being the new one's; a
+  // branch with someone else's commits is reported and left.
+  result<std::vector<doomed>> find(const std::string& name, const registry::pypi::version& version,
+                                   const std::string& branch) {
+    proposed.insert(branch);
+    if (!heads) {
+      auto listed = remote_heads(git, clone, "pantry/pins/");
+      if (!listed) return listed.error();
+      heads = std::move(*listed);
+    }
+    std::vector<std::string> names;
+    for (const auto& h : *heads)
+      names.push_back(h.first);
+    std::vector<doomed> out_list;
+    for (const auto& old : older_upgrades(names, name, version)) {
+      if (proposed.contains(old)) continue;
+      auto tip = fetch_branch(git, clone, old);
+      if (!tip) return tip.error();
+      if (tip->empty()) continue;  // deleted meanwhile
+      auto read = read_branch(git, clone, base, *tip);
+      if (!read) return read.error();
+      const auto verdict = judge_existing(*read, base, "");
+      if (verdict.what == branch_verdict::fate::leave) {
+        out.line("    branch " + old + " " + verdict.why + "; not superseded (left as it is)");
+        continue;
+      }
+      out_list.push_back({old, *tip});
+    }
+    return out_list;
+  }
+
+  // Supersedes each of `list` by `branch` (whose pull request is `url`, "" none): its open pull
+  // request gets a comment naming the new one and is closed, the branch is deleted from origin,
+  // and its record says superseded. Not a decline: declined.tsv does not hear of it.
+  void retire(const std::vector<doomed>& list, const std::string& branch, const std::string& url,
+              forge_client* forge, pr_opener* opener, bool& errors) {
+    for (const auto& d : list) {
+      const auto failed = [&](const error& e) {
+        errors = true;
+        out.problem(repo.name + ": superseding " + d.branch + ": " + e.message);
+      };
+      std::string pr;
+      if (forge) {
+        auto open = forge->find_open(d.branch);
+        if (!open) {
+          failed(open.error());
+          continue;
+        }
+        if (*open) {
+          const std::string comment =
+              "Superseded by " + branch + (url.empty() ? "" : " (" + url + ")") +
+              ": pantry pins bump proposes a newer version there, so it closes this pull "
+              "request and deletes its branch.";
+          if (auto c = forge->comment((*open)->number, comment); !c) {
+            failed(c.error());
+            continue;
+          }
+          auto closed = forge->close((*open)->number);
+          if (!closed) {
+            failed(closed.error());
+            continue;
+          }
+          pr = closed->url;
+          if (opener) opener->closed(d.branch);
+        }
+      }
+      if (auto r = delete_branch(git, clone, d.branch, d.tip); !r) {
+        failed(r.error());
+        continue;
+      }
+      std::erase_if(*heads, [&](const auto& h) { return h.first == d.branch; });
+      branch_record* rec = records.find(repo.name, d.branch);
+      if (!rec) {
+        branch_record fresh;
+        fresh.repository = repo.name;
+        fresh.branch = d.branch;
+        fresh.commit = d.tip;
+        // A branch made before bump kept records: its commit's subject says what it was.
+        if (auto subject = run_git(git, {"-C", clone.string(), "log", "-1", "--format=%s", d.tip}))
+          fresh.change = trim_ascii_space(*subject);
+        rec = &records.put(std::move(fresh));
+      }
+      rec->superseded_by = branch;
+      if (!pr.empty()) rec->pr_url = pr;
+      out.line("    superseded " + d.branch + ": " +
+               (pr.empty() ? std::string() : "closed " + pr + " with a comment, ") +
+               "deleted its branch");
+    }
+  }
+};
+
+// The branches of `list`.
+std::vector<std::string> branches_of(const std::vector<superseder::doomed>& list) {
+  std::vector<std::string> out;
+  for (const auto& d : list)
+    out.push_back(d.branch);
+  return out;
+}
 
 // The line of a pull request's description that gives its CI result.
 std::string ci_line(const branch_record& r) {
@@ -403,7 +552,8 @@ struct ci_tracker {
       rec.status = *now;
       out.line(repo.name + ": " + rec.branch + ": pipeline " + std::to_string(rec.pipeline) + " " +
                rec.status);
-      if (!forge || !pipeline_ended(rec.status) || rec.declined) continue;
+      if (!forge || !pipeline_ended(rec.status) || rec.declined || !rec.superseded_by.empty())
+        continue;
       auto open = forge->find_open(rec.branch);
       if (!open) {
         errors = true;
@@ -574,7 +724,9 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
         auto open = forge->list(pr_state::open, "pantry/pins/");
         if (open) {
           opener.emplace(
-              pr_opener{*repo, *forge, *declined, out, into, cfg.pins.max_open, open->size()});
+              pr_opener{*repo, *forge, *declined, out, into, cfg.pins.max_open, open->size(), {}});
+          for (const auto& pr : *open)
+            opener->open_heads.insert(pr.head);
         } else {
           failed = open.error();
         }
@@ -586,27 +738,37 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
       }
     }
     if (tracker) tracker->refresh(*repo, forge.get(), errors);
-    // After a branch was made or found: its pipeline, then its pull request with the CI result.
+    // After a branch was made or found (`put`): its pipeline, then its pull request with the CI
+    // result (the open ones of `closing`, which it supersedes, make room under max_open). Returns
+    // the pull request's URL ("" none).
     const auto follow_up = [&](const std::string& where, const std::string& name,
-                               const std::string& change, const std::string& message) {
+                               const std::string& change, const std::string& message,
+                               const branch_put& put, const std::vector<std::string>& closing) {
+      const branch_record* before = records->find(repo->name, name);
+      const bool superseded = before && !before->superseded_by.empty();
       auto rec = tracker->track(*repo, name, change, message, root, scratch->path(), base);
       if (!rec) {
         errors = true;
         out.problem(where + ": " + rec.error().message);
+      } else {
+        note_put(**rec, put);
       }
-      if (!opener) return;
+      if (!opener) return std::string();
       const std::string text = rec ? with_ci(message, **rec) : message;
-      auto handled = opener->handle(name, text);
+      auto handled = opener->handle(name, text, closing, superseded);
       if (!handled) {
         errors = true;
         out.problem(where + ": " + handled.error().message);
-        return;
+        return std::string();
       }
       if (rec) {
         (*rec)->pr_url = handled->url;
         (*rec)->declined = handled->declined;
       }
+      return handled->url;
     };
+    std::optional<superseder> retiring;
+    if (bump) retiring.emplace(superseder{*repo, git, root, base, *records, out, {}, {}});
     // The moved image tags of this repository, by NAME:TAG: one branch each, made once every
     // file was read (a tag may be pinned in more than one place).
     std::map<std::string, moved_image> moved_images;
@@ -698,8 +860,7 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
           grouped[group->name].push_back(grouped_upgrade{file, *doc, std::move(*plan)});
           continue;
         }
-        const std::string name =
-            "pantry/pins/" + plan->name + "-" + plan->change->new_version.str();
+        const std::string name = upgrade_branch(plan->name, plan->change->new_version);
         if (declined->has(repo->name, name)) {
           out.line(
               "    declined before (its pull request was closed without merging): skipped; "
@@ -707,16 +868,29 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
               declined->file().string());
           continue;
         }
+        if (retiring->proposed.contains(name)) {
+          // Made again for this file it would lose the earlier file's edit, and the next run
+          // would make it back: one file's pin per branch until they share one commit.
+          out.line("    branch " + name + " is this run's for an earlier file already: this " +
+                   "file's pin is not in it");
+          continue;
+        }
         auto branch = make_branch(git, root, base, file, *doc, *plan);
         if (!branch) {
           errors = true;
           out.problem(where + ": " + branch.error().message);
-        } else if (*branch) {
-          out.line("    made branch " + **branch);
-        } else {
-          out.line("    branch " + name + " exists: left as it is");
+          continue;
         }
-        if (branch) follow_up(where, name, summary(*plan), commit_message(*plan));
+        report_put(out, "    ", name, base, *branch);
+        auto doomed = retiring->find(plan->name, plan->change->new_version, name);
+        if (!doomed) {
+          errors = true;
+          out.problem(where + ": " + doomed.error().message);
+          doomed = std::vector<superseder::doomed>();
+        }
+        const std::string url = follow_up(where, name, summary(*plan), commit_message(*plan),
+                                          *branch, branches_of(*doomed));
+        retiring->retire(*doomed, name, url, forge.get(), opener ? &*opener : nullptr, errors);
       }
     }
     if (!bump) continue;
@@ -733,12 +907,10 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
       if (!branch) {
         errors = true;
         out.problem(where + ": " + branch.error().message);
-      } else if (*branch) {
-        out.line(where + ": made branch " + **branch);
-      } else {
-        out.line(where + ": branch " + name + " exists: left as it is");
+        continue;
       }
-      if (branch) follow_up(where, name, summary(moved.plan), image_commit_message(moved));
+      report_put(out, where + ": ", name, base, *branch);
+      follow_up(where, name, summary(moved.plan), image_commit_message(moved), *branch, {});
     }
     for (const auto& [group, upgrades] : grouped) {
       if (stopped()) return fail(kStopped);
@@ -750,7 +922,8 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
         continue;
       }
       errors = errors || branch->left_out;
-      if (!branch->name.empty()) follow_up(where, branch->name, branch->change, branch->message);
+      if (!branch->name.empty())
+        follow_up(where, branch->name, branch->change, branch->message, branch->put, {});
     }
   }
   if (opt.only && checked == 0 && !errors)

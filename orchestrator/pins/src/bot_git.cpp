@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -158,17 +159,57 @@ scratch_dir::~scratch_dir() {
   fs::remove_all(path_, ec);
 }
 
-result<bool> remote_has(const git_cli& git, const fs::path& clone, const std::string& branch) {
-  auto remote = run_git(
-      git, {"-C", clone.string(), "ls-remote", "--heads", "origin", "refs/heads/" + branch});
-  if (!remote) return remote.error();
-  return !remote->empty();
+result<std::vector<std::pair<std::string, std::string>>> remote_heads(const git_cli& git,
+                                                                      const fs::path& clone,
+                                                                      std::string_view prefix) {
+  auto listed = run_git(git, {"-C", clone.string(), "ls-remote", "--heads", "origin"});
+  if (!listed) return listed.error();
+  return parse_heads(*listed, prefix);
 }
 
-result<void> commit_branch(const git_cli& git, const fs::path& clone, const std::string& base,
-                           const std::string& branch,
-                           const std::map<std::string, std::string>& files,
-                           const std::string& message) {
+result<std::string> fetch_branch(const git_cli& git, const fs::path& clone,
+                                 const std::string& branch) {
+  const std::string dir = clone.string();
+  auto listed = run_git(git, {"-C", dir, "ls-remote", "--heads", "origin", "refs/heads/" + branch});
+  if (!listed) return listed.error();
+  if (parse_heads(*listed, branch).empty()) return std::string();
+  // FETCH_HEAD, not the ls-remote answer: the commit read is the one fetched.
+  if (auto r = run_git(git, {"-C", dir, "fetch", "--quiet", "origin", "refs/heads/" + branch}); !r)
+    return r.error();
+  auto tip = run_git(git, {"-C", dir, "rev-parse", "--verify", "FETCH_HEAD^{commit}"});
+  if (!tip) return tip.error();
+  return std::string(trim_ascii_space(*tip));
+}
+
+result<existing_branch> read_branch(const git_cli& git, const fs::path& clone,
+                                    const std::string& base, const std::string& tip) {
+  const std::string dir = clone.string();
+  existing_branch b;
+  auto log = run_git(
+      git, {"-C", dir, "log", "--format=" + std::string(kCommitLogFormat), base + ".." + tip});
+  if (!log) return log.error();
+  auto commits = parse_commit_log(*log);
+  if (!commits) return commits.error();
+  b.commits = std::move(*commits);
+  // A root commit has no parent: rev-parse fails, and the tip's parent is "".
+  auto parent = run_git(git, {"-C", dir, "rev-list", "--max-count=1", "--parents", tip});
+  if (!parent) return parent.error();
+  const std::string_view line = trim_ascii_space(*parent);
+  if (line.size() > 41) b.tip_parent = std::string(line.substr(41, 40));
+  auto tree = run_git(git, {"-C", dir, "rev-parse", "--verify", tip + "^{tree}"});
+  if (!tree) return tree.error();
+  b.tip_tree = std::string(trim_ascii_space(*tree));
+  return b;
+}
+
+namespace {
+
+// One commit of `files` and `message` (with the bot's trailer) on `base` as local branch
+// `branch` of `clone`: its commit id.
+result<std::string> commit_files(const git_cli& git, const fs::path& clone, const std::string& base,
+                                 const std::string& branch,
+                                 const std::map<std::string, std::string>& files,
+                                 const std::string& message) {
   const std::string dir = clone.string();
   if (auto r = run_git(git, {"-C", dir, "checkout", "--quiet", "-B", branch, base}); !r)
     return r.error();
@@ -180,15 +221,81 @@ result<void> commit_branch(const git_cli& git, const fs::path& clone, const std:
     if (!out) return error(errc::io_error, (clone / file).string() + ": write failed");
     add.push_back(file);
   }
-  const std::vector<std::vector<std::string>> steps = {
-      add,
-      {"-C", dir, "-c", "user.name=pantry", "-c", "user.email=pantry@localhost", "commit",
-       "--quiet", "--no-verify", "-m", message},
-      {"-C", dir, "push", "--quiet", "origin", "refs/heads/" + branch + ":refs/heads/" + branch},
-  };
-  for (const auto& args : steps) {
-    if (auto r = run_git(git, args); !r) return r.error();
+  if (auto r = run_git(git, add); !r) return r.error();
+  const std::string name = "user.name=" + std::string(kBotName);
+  const std::string email = "user.email=" + std::string(kBotEmail);
+  if (auto r = run_git(git, {"-C", dir, "-c", name, "-c", email, "commit", "--quiet", "--no-verify",
+                             "-m", with_bot_trailer(message, branch)});
+      !r)
+    return r.error();
+  auto head = run_git(git, {"-C", dir, "rev-parse", "HEAD"});
+  if (!head) return head.error();
+  return std::string(trim_ascii_space(*head));
+}
+
+// Pushes `commit` to origin's `branch`; with a `lease`, only while origin's is at that commit.
+result<void> push_commit(const git_cli& git, const fs::path& clone, const std::string& commit,
+                         const std::string& branch, const std::string& lease) {
+  std::vector<std::string> args = {"-C", clone.string(), "push", "--quiet"};
+  if (!lease.empty()) args.push_back("--force-with-lease=refs/heads/" + branch + ":" + lease);
+  args.insert(args.end(), {"origin", commit + ":refs/heads/" + branch});
+  if (auto r = run_git(git, args); !r) return r.error();
+  return {};
+}
+
+}  // namespace
+
+result<branch_put> put_branch(const git_cli& git, const fs::path& clone, const std::string& base,
+                              const std::string& branch,
+                              const std::map<std::string, std::string>& files,
+                              const std::string& message) {
+  auto tip = fetch_branch(git, clone, branch);
+  if (!tip) return tip.error();
+  branch_put put;
+  std::optional<existing_branch> existing;
+  if (!tip->empty()) {
+    auto read = read_branch(git, clone, base, *tip);
+    if (!read) return read.error();
+    existing = std::move(*read);
+    // Someone else's commits: nothing is built, so nothing can be pushed by mistake.
+    const auto others = other_committers(existing->commits);
+    if (!others.empty()) {
+      const auto verdict = judge_existing(*existing, base, "");
+      return branch_put{branch_put::done::left, verdict.why, ""};
+    }
   }
+  auto commit = commit_files(git, clone, base, branch, files, message);
+  if (!commit) return commit.error();
+  const auto detach = [&]() -> result<void> {
+    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", base}); !r)
+      return r.error();
+    return {};
+  };
+  if (!existing) {
+    if (auto r = push_commit(git, clone, *commit, branch, ""); !r) return r.error();
+    if (auto r = detach(); !r) return r.error();
+    return put;
+  }
+  auto tree = run_git(git, {"-C", clone.string(), "rev-parse", "--verify", *commit + "^{tree}"});
+  if (!tree) return tree.error();
+  const auto verdict = judge_existing(*existing, base, trim_ascii_space(*tree));
+  if (verdict.what == branch_verdict::fate::rebuild) {
+    if (auto r = push_commit(git, clone, *commit, branch, *tip); !r) return r.error();
+    put = branch_put{branch_put::done::rebuilt, verdict.why, *tip};
+  } else {
+    put = branch_put{branch_put::done::kept, "", ""};
+  }
+  if (auto r = detach(); !r) return r.error();
+  return put;
+}
+
+result<void> delete_branch(const git_cli& git, const fs::path& clone, const std::string& branch,
+                           const std::string& tip) {
+  if (auto r = run_git(git, {"-C", clone.string(), "push", "--quiet",
+                             "--force-with-lease=refs/heads/" + branch + ":" + tip, "origin",
+                             ":refs/heads/" + branch});
+      !r)
+    return r.error();
   return {};
 }
 

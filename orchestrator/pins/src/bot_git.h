@@ -1,12 +1,14 @@
 #pragma once
 
 // The git work of `pins bump` (bot.cpp): the git CLI run through the runner's process library, a
-// scratch directory for the clone, and one branch with one commit pushed to the clone's origin.
+// scratch directory for the clone, and one branch with one commit pushed to the clone's origin:
+// made, kept, rebuilt on a newer base, or deleted when a newer upgrade supersedes it.
 // A repository given by URL gets its token as an http.extraHeader through git's environment
 // (GIT_CONFIG_COUNT/KEY/VALUE): never in an argument (which `ps` shows), a URL or a message.
 
 #include "pantry/config/config.h"
 #include "pantry/error.h"
+#include "pantry/orchestrator/pins/branch_life.h"
 
 #include <filesystem>
 #include <map>
@@ -14,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pantry::orchestrator::pins {
@@ -65,15 +68,47 @@ class scratch_dir {
   std::filesystem::path path_;
 };
 
-// True when origin of the scratch clone `clone` has `branch` already.
-result<bool> remote_has(const git_cli& git, const std::filesystem::path& clone,
-                        const std::string& branch);
+// The heads of origin of the scratch clone `clone` whose name starts with `prefix`: (branch,
+// commit id).
+result<std::vector<std::pair<std::string, std::string>>> remote_heads(
+    const git_cli& git, const std::filesystem::path& clone, std::string_view prefix);
 
-// Branch `branch` from commit `base` in the scratch clone `clone`, with one commit writing
-// `files` (path in the repository -> new content) and `message`, pushed to its origin.
-result<void> commit_branch(const git_cli& git, const std::filesystem::path& clone,
-                           const std::string& base, const std::string& branch,
-                           const std::map<std::string, std::string>& files,
-                           const std::string& message);
+// Origin's branch `branch` fetched into the scratch clone `clone`: its tip's commit id, or ""
+// when origin has no such branch.
+result<std::string> fetch_branch(const git_cli& git, const std::filesystem::path& clone,
+                                 const std::string& branch);
+
+// What the clone says about commit `tip` (fetched) against the base commit `base`: the commits
+// beyond their merge base, its tip's first parent and tree.
+result<existing_branch> read_branch(const git_cli& git, const std::filesystem::path& clone,
+                                    const std::string& base, const std::string& tip);
+
+// What put_branch() did with a branch.
+struct branch_put {
+  enum class done {
+    made,     // origin had no such branch: made and pushed
+    kept,     // origin's is what bump would write now: no push
+    rebuilt,  // origin's was the bot's alone: made again on the base and force-pushed
+    left,     // origin's has someone else's commits: left as it is
+  };
+  done what = done::made;
+  std::string why;       // rebuilt and left: branch_verdict::why
+  std::string previous;  // rebuilt: the commit it replaced
+};
+
+// Branch `branch` as bump writes it: one commit on commit `base` writing `files` (path in the
+// repository -> new content) with `message` and the bot's identity and trailer (branch_life.h),
+// in the scratch clone `clone`. Pushed when origin has no such branch; when it has, judged by
+// judge_existing() and force-pushed only to rebuild it, with a lease on the commit read, so that
+// a push someone made meanwhile makes this fail instead of being overwritten. Leaves the clone's
+// HEAD detached at `base`.
+result<branch_put> put_branch(const git_cli& git, const std::filesystem::path& clone,
+                              const std::string& base, const std::string& branch,
+                              const std::map<std::string, std::string>& files,
+                              const std::string& message);
+
+// Deletes origin's `branch`, leased on its commit `tip` (a push meanwhile makes this fail).
+result<void> delete_branch(const git_cli& git, const std::filesystem::path& clone,
+                           const std::string& branch, const std::string& tip);
 
 }  // namespace pantry::orchestrator::pins

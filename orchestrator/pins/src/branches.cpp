@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <system_error>
+#include <tuple>
 
 namespace pantry::orchestrator::pins {
 namespace {
@@ -35,20 +36,27 @@ result<branch_record> record_from_json(const json::value& v, std::size_t index) 
                            {"note", &r.note},
                            {"pr_url", &r.pr_url},
                            {"title", &r.title},
-                           {"body", &r.body}}) {
+                           {"body", &r.body},
+                           {"superseded_by", &r.superseded_by},
+                           {"left_alone", &r.left_alone}}) {
     const json::value* m = o.if_contains(key);
     if (!m) continue;
     if (!m->is_string())
       return error(errc::invalid_argument, where + "." + std::string(key) + ": not a string");
     *slot = std::string(m->get_string());
   }
-  if (const json::value* m = o.if_contains("pipeline")) {
+  for (auto [key, slot, what] : {std::tuple<std::string_view, std::uint64_t*, std::string_view>{
+                                     "pipeline", &r.pipeline, "a pipeline id"},
+                                 {"rebuilds", &r.rebuilds, "a count"}}) {
+    const json::value* m = o.if_contains(key);
+    if (!m) continue;
     if (m->is_uint64()) {
-      r.pipeline = m->get_uint64();
+      *slot = m->get_uint64();
     } else if (m->is_int64() && m->get_int64() >= 0) {
-      r.pipeline = static_cast<std::uint64_t>(m->get_int64());
+      *slot = static_cast<std::uint64_t>(m->get_int64());
     } else {
-      return error(errc::invalid_argument, where + ".pipeline: not a pipeline id");
+      return error(errc::invalid_argument,
+                   where + "." + std::string(key) + ": not " + std::string(what));
     }
   }
   if (const json::value* m = o.if_contains("declined")) {
@@ -81,6 +89,9 @@ json::object to_json(const branch_record& r) {
   o["declined"] = r.declined;
   o["title"] = r.title;
   o["body"] = r.body;
+  o["superseded_by"] = r.superseded_by;
+  o["rebuilds"] = r.rebuilds;
+  o["left_alone"] = r.left_alone;
   return o;
 }
 

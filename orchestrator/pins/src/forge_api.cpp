@@ -235,6 +235,15 @@ forge_request forge_api::close_request(std::uint64_t number) const {
   return {"PATCH", prefix_ + "/pulls/" + std::to_string(number), serialized(o)};
 }
 
+forge_request forge_api::comment_request(std::uint64_t number, std::string_view body) const {
+  json::object o;
+  o["body"] = body;
+  if (forge_.kind == pins_forge_kind::gitlab)
+    return {"POST", prefix_ + "/merge_requests/" + std::to_string(number) + "/notes",
+            serialized(o)};
+  return {"POST", prefix_ + "/issues/" + std::to_string(number) + "/comments", serialized(o)};
+}
+
 result<pull_request> forge_api::parse_one(std::string_view text) const {
   const std::string forge = name();
   auto v = parse_json(text, forge);
@@ -256,6 +265,18 @@ result<std::vector<pull_request>> forge_api::parse_list(std::string_view text) c
     out.push_back(std::move(*pr));
   }
   return out;
+}
+
+result<std::uint64_t> forge_api::parse_comment(std::string_view text) const {
+  const std::string forge = name();
+  auto v = parse_json(text, forge);
+  if (!v) return v.error();
+  const json::value* id = v->is_object() ? v->get_object().if_contains("id") : nullptr;
+  if (id && id->is_uint64()) return id->get_uint64();
+  if (id && id->is_int64() && id->get_int64() > 0)
+    return static_cast<std::uint64_t>(id->get_int64());
+  return error(errc::invalid_argument,
+               forge + ": a comment's answer is not a JSON object with a positive \"id\"");
 }
 
 bool forge_api::already_exists(unsigned status, std::string_view answer) const {

@@ -184,6 +184,13 @@ result<pull_request> forge_client::close(std::uint64_t number) {
   return api_.parse_one(*text);
 }
 
+result<std::uint64_t> forge_client::comment(std::uint64_t number, std::string_view body) {
+  auto text = send(api_.comment_request(number, body),
+                   "commenting on pull request " + std::to_string(number));
+  if (!text) return text.error();
+  return api_.parse_comment(*text);
+}
+
 result<std::vector<pull_request>> forge_client::list(pr_state state, std::string_view head_prefix) {
   // An exact branch is filtered by the forge where it can; a prefix only here.
   const bool exact = !head_prefix.empty() && !head_prefix.ends_with('/');

@@ -54,12 +54,15 @@ TEST_F(BranchRecordsTest, SavedRecordsReadBackEqualAndPutReplacesByRepositoryAnd
   a.status = "queued";
   a.title = "pins: requests 2.31.0 -> 2.32.3";
   a.body = "2.32.3 is the newest release that qualifies\n\"quoted\"";
+  a.rebuilds = 2;
+  a.left_alone = "has commits by Ada <ada@example.org>; not rebased";
   branch_record b;
   b.repository = "app";
   b.branch = "pantry/pins/idna-3.7";
   b.note = "no CI run: the branch has no .pantry.yml";
   b.declined = true;
   b.pr_url = "https://git.example/app/pull/3";
+  b.superseded_by = "pantry/pins/idna-3.8";
   r->put(a);
   r->put(b);
   a.status = "passed";
@@ -100,6 +103,12 @@ TEST_F(BranchRecordsTest, AMalformedFileIsRefusedNamingItAndTheProblem) {
   refused(R"({"format": "pantry-pins-branches", "version": 1, "branches": [{"repository": "a",
               "branch": "b", "pipeline": -3}]})",
           "branches[0].pipeline: not a pipeline id");
+  refused(R"({"format": "pantry-pins-branches", "version": 1, "branches": [{"repository": "a",
+              "branch": "b", "rebuilds": "2"}]})",
+          "branches[0].rebuilds: not a count");
+  refused(R"({"format": "pantry-pins-branches", "version": 1, "branches": [{"repository": "a",
+              "branch": "b", "superseded_by": true}]})",
+          "branches[0].superseded_by: not a string");
   refused(R"({"format": "pantry-pins-branches", "version": 1, "branches": [{"branch": "b"}]})",
           "branches[0]: repository or branch missing");
 }

@@ -192,6 +192,28 @@ TEST(PinsForgeTest, AnExistingPullRequestIsRecognizedPerForge) {
       gt.already_exists(422, R"({"message":"pull request already exists for these targets"})"));
 }
 
+TEST(PinsForgeTest, ACommentOnASupersededPullRequestFollowsEachForgesDocs) {
+  // GitHub and Gitea comment on a pull request through the issues API; GitLab through notes.
+  expect_request(api_of(pins_forge_kind::github, "octo/app").comment_request(7, "by \"b\"\n"),
+                 {"POST", "/repos/octo/app/issues/7/comments", R"({"body":"by \"b\"\n"})"});
+  expect_request(api_of(pins_forge_kind::gitea, "team/app").comment_request(9, "x"),
+                 {"POST", "/repos/team/app/issues/9/comments", R"({"body":"x"})"});
+  expect_request(api_of(pins_forge_kind::gitlab, "group/sub/app").comment_request(4, "x"),
+                 {"POST", "/projects/group%2Fsub%2Fapp/merge_requests/4/notes", R"({"body":"x"})"});
+}
+
+TEST(PinsForgeTest, ACommentsAnswerGivesItsIdOrNamesWhatIsMissing) {
+  const forge_api gl = api_of(pins_forge_kind::gitlab, "g/a");
+  auto id = gl.parse_comment(R"({"id":302,"body":"x","noteable_iid":4,"system":false})");
+  ASSERT_TRUE(id.has_value()) << id.error().message;
+  EXPECT_EQ(*id, 302u);
+  for (const std::string text : {"[]", R"({"body":"x"})", R"({"id":0})", "nope"}) {
+    auto bad = gl.parse_comment(text);
+    ASSERT_FALSE(bad.has_value()) << "accepted " << text;
+    EXPECT_NE(bad.error().message.find("gitlab g/a"), std::string::npos) << bad.error().message;
+  }
+}
+
 TEST(PinsForgeTest, AMissingOrEmptyTokenFileIsNamedBeforeAnyRequest) {
   const std::filesystem::path dir =
       std::filesystem::path(::testing::TempDir()) / "pins-forge-token";

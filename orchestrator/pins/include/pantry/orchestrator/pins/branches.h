@@ -31,6 +31,13 @@ struct branch_record {
   std::string pr_url;       // its pull request, "" none
   bool declined = false;    // its pull request was closed without merging
   std::string title, body;  // the commit message, for the pull request's description
+  // The branch of the newer upgrade that superseded this one (its pull request closed, the branch
+  // deleted), "" while it is current. Not a decline.
+  std::string superseded_by;
+  std::uint64_t rebuilds = 0;  // times bump made its commit again (its base moved, new files)
+  // Why bump leaves the branch as it is ("has commits by A <a@x>; not rebased"), "" when it
+  // does not.
+  std::string left_alone;
   friend bool operator==(const branch_record&, const branch_record&) = default;
 };
 

@@ -2,8 +2,9 @@
 
 // The pin bot's forges: the pull requests (GitLab: merge requests) of its branches on GitHub,
 // GitLab and Gitea, through each one's REST API. Opening one, finding the one of a branch,
-// updating its title and body, closing it, and listing a repository's pull requests (to count the
-// bot's open ones and to learn which of its branches were closed without merging).
+// updating its title and body, commenting on it and closing it (a superseded one), and listing a
+// repository's pull requests (to count the bot's open ones and to learn which of its branches were
+// closed without merging).
 //
 // Two layers: the pure one (forge_api) builds each request (method, path, JSON body, auth header)
 // and reads each answer, so that unit tests check them byte for byte without a network; the
@@ -85,12 +86,19 @@ class forge_api {
                                std::string_view body) const;
   // The same with {state: "closed"} (GitLab {state_event: "close"}).
   forge_request close_request(std::uint64_t number) const;
+  // A comment `body` on pull request `number`: GitHub and Gitea POST /repos/O/R/issues/N/comments
+  // {body} (a pull request is an issue there), GitLab POST /projects/ID/merge_requests/N/notes
+  // {body}.
+  forge_request comment_request(std::uint64_t number, std::string_view body) const;
 
   // One pull request of an answer (to open, update and close). Errors (invalid_argument) name
   // the forge and the field that is missing or of the wrong type.
   result<pull_request> parse_one(std::string_view json) const;
   // The pull requests of a listing's answer (a JSON array).
   result<std::vector<pull_request>> parse_list(std::string_view json) const;
+  // The id of the comment (GitLab: note) of a comment_request's answer. Errors
+  // (invalid_argument) name the forge and what the answer lacks.
+  result<std::uint64_t> parse_comment(std::string_view json) const;
 
   // Whether a refused open_request means that an open pull request of that branch already
   // exists: GitHub 422 with "A pull request already exists", GitLab 409, Gitea 409 or 422 with
@@ -131,6 +139,8 @@ class forge_client {
   result<std::optional<pull_request>> find_open(std::string_view head);
   result<pull_request> update(std::uint64_t number, std::string_view title, std::string_view body);
   result<pull_request> close(std::uint64_t number);
+  // Adds the comment `body` to pull request `number`; the comment's id.
+  result<std::uint64_t> comment(std::uint64_t number, std::string_view body);
   // Every pull request in `state` (all pages) whose branch starts with `head_prefix`.
   result<std::vector<pull_request>> list(pr_state state, std::string_view head_prefix);
   // Whether a pull request of branch `head` was closed without merging (and none is open).

@@ -62,6 +62,14 @@ void print_plan(const bot_output& out, const std::string& where, const pin_plan&
     hashes(c);
 }
 
+// The hashes of an upgrade's files that the index lists without a sha256, as pip-compile makes
+// them: each such file downloaded (through the URL pantry's page gives) and hashed.
+result<std::size_t> hash_unlisted_digests(http_index& index, pin_plan& plan) {
+  if (plan.result != pin_plan::outcome::upgrade) return std::size_t{0};
+  return hash_missing_files(
+      plan, [&index](const registry::pypi::file_entry& f) { return index.file_sha256(f); });
+}
+
 // The commit message of a plan: old -> new as the subject, then why, when and what else.
 std::string commit_message(const pin_plan& plan) {
   std::string m = "pins: " + summary(plan) + "\n\n";
@@ -588,10 +596,16 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
         }
         ++checked;
         const std::string where = shown + ":" + std::to_string(reqs[i].line);
+        auto hashed = hash_unlisted_digests(index, *plan);
         print_plan(out, where, *plan);
         if (plan->result == pin_plan::outcome::upgrade ||
             plan->result == pin_plan::outcome::skipped)
           outdated = true;
+        if (!hashed) {
+          errors = true;
+          out.problem(where + ": " + hashed.error().message + "; not applied");
+          continue;
+        }
         if (!bump || plan->result != pin_plan::outcome::upgrade) continue;
         const std::string name =
             "pantry/pins/" + plan->name + "-" + plan->change->new_version.str();

@@ -9,6 +9,8 @@ data dir) makes three branches and submits one pipeline per branch with the bran
 app's passes, lib's and util's fail; `pantry pins status` shows each branch with its pipeline's
 result and exits 1; a second bump submits nothing again (same commits) and records the ended
 states. A bump while another holds <data_dir>/pins/bump.lock is refused naming the holder's pid.
+GET /api/v1/pins, with a read or submit token, answers what `pantry pins status` prints (the
+branches, their pipelines, the last bump's outcome); 401 without a token, 404 for an unknown repo.
 
 PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
 minute (UTC, at least 30 s ahead); within about 90 s it runs one bump on its own: the branches
@@ -44,6 +46,7 @@ PANTRY = None
 TIMEOUT = 180
 PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
 SUBMIT_TOKEN = "submit-token-0123456789abcdef"
+READ_TOKEN = "read-token-0123456789abcdef01"
 PINS = ("  enabled: true\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n")
 BRANCHES = {
     "pantry/pins/pantry-demo-app-2.0": "passed",
@@ -109,6 +112,7 @@ ci:
   slots: 2
   tokens:
     - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
+    - {{ name: dash, token: "{READ_TOKEN}", role: read }}
 pins:
 {PINS}  schedule: "0 0 1 1 *"
   repositories:
@@ -212,6 +216,73 @@ pins:
                       r.stderr)
         r = self.pins("bump")
         self.assertEqual(r.returncode, 0, described(r))
+
+
+    def api(self, path, token):
+        req = urllib.request.Request(self.pantry.url(path))
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def test_3_the_api_answers_what_pins_status_prints(self):
+        r = self.pins("status")
+        self.assertEqual(r.returncode, 1, described(r))
+        code, answer = self.api("/api/v1/pins", READ_TOKEN)
+        self.assertEqual(code, 200, answer)
+        self.assertEqual([repo["name"] for repo in answer["repositories"]], ["app"], answer)
+        self.assertEqual(answer["repositories"][0]["path"], self.repo, answer)
+        self.assertEqual(answer["repositories"][0]["files"], ["requirements.txt"], answer)
+        self.assertEqual({b["branch"]: b["status"] for b in answer["repositories"][0]["branches"]},
+                         BRANCHES, answer)
+        # The last bump (test_2's second) made or found every branch.
+        self.assertEqual((answer["last_run"]["outcome"], answer["last_run"]["checked"]),
+                         ("ok", 3), answer)
+        self.assertEqual(status_lines(answer), r.stdout.splitlines(), r.stdout)
+        self.assertEqual(self.api("/api/v1/pins", SUBMIT_TOKEN), (code, answer))
+
+        code, one = self.api("/api/v1/pins?repo=app", READ_TOKEN)
+        self.assertEqual((code, one), (200, answer))
+        code, body = self.api("/api/v1/pins?repo=nope", READ_TOKEN)
+        self.assertEqual(code, 404, body)
+        self.assertIn('"nope" is not a repository of pins (the config has app)', body["error"])
+        code, body = self.api("/api/v1/pins", None)
+        self.assertEqual(code, 401, body)
+        code, body = self.api("/api/v1/pins", "not-a-token")
+        self.assertEqual(code, 401, body)
+
+
+def status_lines(answer):
+    """What `pantry pins status` prints for GET /api/v1/pins's answer."""
+    lines = []
+    branches = [b for repo in answer["repositories"] for b in repo["branches"]]
+    if not branches:
+        lines.append("no branches made by pins bump")
+    for b in branches:
+        lines.append(f"{b['repository']} {b['branch']}: {b['change']}")
+        lines.append(f"    commit {b['commit'][:12] or '-'}")
+        if b["pipeline"]:
+            lines.append(f"    pipeline {b['pipeline']} {b['status']} {b['pipeline_url']}")
+        else:
+            lines.append(f"    pipeline - {b['note'] or 'none'}")
+        if b["pr_url"]:
+            lines.append(f"    pull request {b['pr_url']}" + (" (declined)" if b["declined"] else ""))
+    for repo in answer["repositories"]:
+        for d in repo["declined"]:
+            lines.append(f"{repo['name']} {d['branch']}: declined" +
+                         (f" ({d['url']})" if d["url"] else ""))
+    last = answer["last_run"]
+    if last is None:
+        lines.append("last bump: none recorded")
+    else:
+        problems = "problem" if last["problems"] == 1 else "problems"
+        lines.append(f"last bump: {last['started']} to {last['ended']}, {last['outcome']}: "
+                     f"{last['checked']} checked, {last['problems']} {problems}")
+        lines += ["    " + p for p in last["first_problems"]]
+    return lines
 
 
 class PinsScheduleTest(unittest.TestCase):

@@ -16,6 +16,7 @@
 #include "pantry/orchestrator/pins/image_pins.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
+#include "pantry/orchestrator/pins/status.h"
 #include "pantry/text.h"
 #include "pantry/text_file.h"
 
@@ -350,7 +351,9 @@ struct ci_tracker {
 
 }  // namespace
 
-bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out) {
+namespace {
+
+bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bot_output& out) {
   bot_outcome outcome;
   // The branches' record, once a bump has read it; written back however the run ends.
   std::optional<branch_records>* kept = nullptr;
@@ -661,28 +664,47 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
   return outcome;
 }
 
-result<std::vector<branch_record>> current_branches(const config::config& cfg,
-                                                    const std::optional<std::string>& repo,
-                                                    const std::optional<pantry_endpoint>& where,
-                                                    const bot_output& out) {
-  auto records = branch_records::load(cfg.data_dir);
-  if (!records) return records.error();
+}  // namespace
+
+bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out) {
+  if (!opt.bump) return run_once(cfg, opt, out);
+  last_run run;
+  run.started = rfc3339_utc(std::chrono::system_clock::now());
+  const bot_output counted{out.line, [&](std::string_view message) {
+                             if (run.first_problems.size() < kLastRunProblems)
+                               run.first_problems.emplace_back(message);
+                             ++run.problems;
+                             out.problem(message);
+                           }};
+  bot_outcome outcome = run_once(cfg, opt, counted);
+  run.ended = rfc3339_utc(std::chrono::system_clock::now());
+  run.status = outcome.status;
+  run.checked = outcome.checked;
+  if (auto saved = save_last_run(cfg.data_dir, run); !saved) {
+    out.problem(saved.error().message);
+    outcome.status = kExitError;
+  }
+  return outcome;
+}
+
+result<pins_report> current_status(const config::config& cfg,
+                                   const std::optional<std::string>& repo,
+                                   const std::optional<pantry_endpoint>& where,
+                                   const bot_output& out) {
+  auto report = read_pins_report(cfg, repo);
+  if (!report) return report.error();
   std::unique_ptr<bot_ci> ci;
   if (where && where->token) ci = std::make_unique<bot_ci>(where->url, *where->token);
-  std::vector<branch_record> shown;
-  for (auto r : records->all()) {
-    if (repo && r.repository != *repo) continue;
-    if (ci && r.pipeline != 0 && !pipeline_ended(r.status)) {
-      auto now = ci->status(r.pipeline);
-      if (now) {
-        r.status = *now;
-      } else {
-        out.problem(r.repository + ": " + r.branch + ": " + now.error().message);
-      }
+  for (auto& r : report->branches) {
+    if (!ci || r.pipeline == 0 || pipeline_ended(r.status)) continue;
+    auto now = ci->status(r.pipeline);
+    if (now) {
+      r.status = *now;
+    } else {
+      out.problem(r.repository + ": " + r.branch + ": " + now.error().message);
     }
-    shown.push_back(std::move(r));
   }
-  return shown;
+  return report;
 }
 
 }  // namespace pantry::orchestrator::pins

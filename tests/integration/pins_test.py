@@ -76,6 +76,13 @@ def start_index(cls, prefix, html_only=()):
         cls.manifest = json.load(f)
 
 
+def stop_index(cls):
+    """Stops what start_index started and cls.pantry, and removes cls.work."""
+    cls.pantry.stop()
+    cls.nginx.stop()
+    shutil.rmtree(cls.work, ignore_errors=True)
+
+
 class PinsCheckTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -111,9 +118,7 @@ class PinsCheckTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.pantry.stop()
-        cls.nginx.stop()
-        shutil.rmtree(cls.work, ignore_errors=True)
+        stop_index(cls)
 
     def check(self, *args, pantry_url=None):
         cmd = [PANTRY, "pins", "check", "--config", self.config,
@@ -347,9 +352,7 @@ class PinsHtmlIndexTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.pantry.stop()
-        cls.nginx.stop()
-        shutil.rmtree(cls.work, ignore_errors=True)
+        stop_index(cls)
 
     def pins(self, verb):
         cmd = [PANTRY, "pins", verb, "--config", self.config, "--pantry", self.pantry.url("")]

@@ -25,6 +25,13 @@ fs::path last_run_file(const fs::path& data_dir) {
   return data_dir / "pins" / "last_run.json";
 }
 
+json::array strings(const std::vector<std::string>& list) {
+  json::array out;
+  for (const auto& s : list)
+    out.emplace_back(s);
+  return out;
+}
+
 json::object to_json(const last_run& r) {
   json::object o;
   o["started"] = r.started;
@@ -33,10 +40,7 @@ json::object to_json(const last_run& r) {
   o["status"] = r.status;
   o["checked"] = r.checked;
   o["problems"] = r.problems;
-  json::array first;
-  for (const auto& p : r.first_problems)
-    first.emplace_back(p);
-  o["first_problems"] = std::move(first);
+  o["first_problems"] = strings(r.first_problems);
   return o;
 }
 
@@ -166,10 +170,7 @@ json::object to_json(const pins_report& report, const config::pins_config& pins,
     o["path"] = r.path;
     o["url"] = r.url;
     o["branch"] = r.branch;
-    json::array files;
-    for (const auto& f : r.files)
-      files.emplace_back(f);
-    o["files"] = std::move(files);
+    o["files"] = strings(r.files);
   }
   for (const auto& b : report.branches)
     slot(b.repository)["branches"].as_array().push_back(pins::to_json(b));

@@ -4,6 +4,8 @@
 
 #include "pantry/orchestrator/pins/decide.h"
 
+#include "decide_helpers.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,10 +19,9 @@ namespace {
 
 namespace pypi = registry::pypi;
 using namespace std::chrono_literals;
-
-std::string hex_of(char c) {
-  return std::string(64, c);
-}
+using test_helpers::doc_of;
+using test_helpers::hex_of;
+using test_helpers::reasons_of;
 
 // A fake index: pages and metadata as data, and the requests it received.
 struct fake_index {
@@ -81,19 +82,6 @@ upgrade_policy policy_for(std::vector<std::string> pythons = {"3.11"}) {
 
 std::string hashed(const std::string& name, const std::string& v, char digit) {
   return name + "==" + v + " \\\n    --hash=sha256:" + hex_of(digit) + "\n";
-}
-
-requirements_file doc_of(const std::string& text) {
-  auto doc = requirements_file::parse(text, "requirements.txt");
-  EXPECT_TRUE(doc.has_value()) << (doc ? "" : doc.error().message);
-  return *doc;
-}
-
-std::string reasons_of(const pin_plan& p) {
-  std::string out;
-  for (const auto& r : p.reasons)
-    out += r + "\n";
-  return out;
 }
 
 pin_plan decide_ok(const requirements_file& doc, std::size_t index, const upgrade_policy& policy,

@@ -3,6 +3,8 @@
 // what the page says kept; and the decisions that follow, with and without that answer.
 
 #include "pantry/orchestrator/pins/index_fallback.h"
+
+#include "decide_helpers.h"
 #include "pantry/orchestrator/pins/decide.h"
 
 #include <gtest/gtest.h>
@@ -15,10 +17,9 @@ namespace {
 
 namespace pypi = registry::pypi;
 using namespace std::chrono_literals;
-
-std::string hex_of(char c) {
-  return std::string(64, c);
-}
+using test_helpers::doc_of;
+using test_helpers::hex_of;
+using test_helpers::reasons_of;
 
 // An HTML page as an HTML-only upstream (and pantry after it) lists the project: file names,
 // hashes (not for the sdist of 2.0), no upload times; 1.5's wheel is yanked on the page itself.
@@ -143,17 +144,7 @@ upgrade_policy policy_with_age() {
 }
 
 requirements_file pinned_at_1() {
-  auto doc = requirements_file::parse("demo-html==1.0 \\\n    --hash=sha256:" + hex_of('a') + "\n",
-                                      "requirements.txt");
-  EXPECT_TRUE(doc.has_value()) << (doc ? "" : doc.error().message);
-  return *doc;
-}
-
-std::string reasons_of(const pin_plan& p) {
-  std::string out;
-  for (const auto& r : p.reasons)
-    out += r + "\n";
-  return out;
+  return doc_of("demo-html==1.0 \\\n    --hash=sha256:" + hex_of('a') + "\n");
 }
 
 TEST(IndexFallbackTest, WithTheJsonApiTheHtmlOnlyProjectIsDecidedAsAnyOther) {

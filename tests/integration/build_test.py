@@ -82,10 +82,11 @@ class Site:
     def __init__(self, work, index_url, ident):
         self.work = work
         self.ident = ident
-        self.cgroup_parent = f"pantry-build-test-{ident}"
+        self.places = daemons.RunnerPlaces("build-test", ident)
+        self.cgroup_parent = self.places.cgroup_parent
         self.runner_yaml = f"""runner:
-  runc_root: /run/pantry-build-test/{ident}/runc
-  state_dir: /var/tmp/pantry-build-test/{ident}/containers
+  runc_root: {self.places.run_dir}/runc
+  state_dir: {self.places.var_dir}/containers
   cgroup_parent: {self.cgroup_parent}
   layers: {{ dir: {work}/layers }}
 """
@@ -96,9 +97,7 @@ class Site:
 
     def stop(self):
         self.pantry.stop()
-        shutil.rmtree(f"/run/pantry-build-test/{self.ident}", ignore_errors=True)
-        shutil.rmtree(f"/var/tmp/pantry-build-test/{self.ident}", ignore_errors=True)
-        daemons.remove_cgroups(self.cgroup_parent)
+        self.places.remove()
 
 
 class BuildTest(unittest.TestCase):

@@ -88,7 +88,8 @@ class Site:
         self.ident = ident
         self.index_url = index_url
         self.slots = slots
-        self.cgroup_parent = f"pantry-ci-test-{ident}"
+        self.places = daemons.RunnerPlaces("ci-test", ident)
+        self.cgroup_parent = self.places.cgroup_parent
         os.makedirs(work, exist_ok=True)
         self.secret_file = os.path.join(work, "api_key")
         with open(self.secret_file, "w") as f:
@@ -97,8 +98,8 @@ class Site:
 
     def start(self, port=None):
         extra = f"""runner:
-  runc_root: /run/pantry-ci-test/{self.ident}/runc
-  state_dir: /var/tmp/pantry-ci-test/{self.ident}/containers
+  runc_root: {self.places.run_dir}/runc
+  state_dir: {self.places.var_dir}/containers
   cgroup_parent: {self.cgroup_parent}
   layers: {{ dir: {self.work}/layers }}
 ci:
@@ -144,9 +145,7 @@ ci:
         self.pantry.stop()
 
     def clean(self):
-        shutil.rmtree(f"/run/pantry-ci-test/{self.ident}", ignore_errors=True)
-        shutil.rmtree(f"/var/tmp/pantry-ci-test/{self.ident}", ignore_errors=True)
-        daemons.remove_cgroups(self.cgroup_parent)
+        self.places.remove()
 
 
 def pipeline_id(stdout):
@@ -401,7 +400,7 @@ jobs:
         # Its container is killed: the job's process is gone from the runner's runc root soon.
         deadline = time.monotonic() + 10
         while True:
-            ls = run(["runc", "--root", f"/run/pantry-ci-test/{self.site.ident}/runc", "list",
+            ls = run(["runc", "--root", f"{self.site.places.run_dir}/runc", "list",
                       "--format", "json"])
             running = [c for c in json.loads(ls.stdout or "null") or []
                        if c.get("status") == "running"]

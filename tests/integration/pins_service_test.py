@@ -9,6 +9,9 @@ data dir) makes three branches and submits one pipeline per branch with the bran
 app's passes, lib's and util's fail; `pantry pins status` shows each branch with its pipeline's
 result and exits 1; a second bump submits nothing again (same commits) and records the ended
 states. A bump while another holds <data_dir>/pins/bump.lock is refused naming the holder's pid.
+The same repository served by URL (git http-backend behind a server that wants a token), with the
+header line for runners in ci.secrets' pins-remote: its pipelines carry a git source with the
+branch's commit and base commit, which the built-in runner fetches with that header.
 GET /api/v1/pins, with a read or submit token, answers what `pantry pins status` prints (the
 branches, their pipelines, the last bump's outcome); 401 without a token, 404 for an unknown repo.
 
@@ -37,6 +40,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import daemons  # noqa: E402
+import git_http  # noqa: E402
 import make_oci_images  # noqa: E402
 import nginx_pypi  # noqa: E402
 from pantry_serve import Pantry, clean_env  # noqa: E402
@@ -47,6 +51,9 @@ TIMEOUT = 180
 PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
 SUBMIT_TOKEN = "submit-token-0123456789abcdef"
 READ_TOKEN = "read-token-0123456789abcdef01"
+GIT_TOKEN = "git-token-4d2b6f8a0c1e"
+# What pantry's runners send (ci.secrets' pins-remote): told apart from the bot's Bearer header.
+RUNNER_AUTH = "Basic cnVubmVyOmdpdC10b2tlbi00ZDJiNmY4YTBjMWU="
 PINS = ("  enabled: true\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n")
 BRANCHES = {
     "pantry/pins/pantry-demo-app-2.0": "passed",
@@ -102,6 +109,16 @@ class PinsCiTest(unittest.TestCase):
             cls.manifest = json.load(f)
         cls.repo = os.path.join(cls.work, "app")
         cls.cgroup_parent = f"pantry-pins-ci-test-{cls.ident}"
+        # The same repository by URL (remote.git, made below), behind a server that wants a token:
+        # the bot sends it from token_file, the runners the header line of ci.secrets' pins-remote.
+        srv = os.path.join(cls.work, "srv")
+        os.makedirs(srv)
+        cls.server = git_http.GitHttp(srv, "Bearer " + GIT_TOKEN, RUNNER_AUTH)
+        cls.remote_url = cls.server.url("remote.git")
+        with open(os.path.join(cls.work, "git_token"), "w") as f:
+            f.write(GIT_TOKEN + "\n")
+        with open(os.path.join(cls.work, "git_header"), "w") as f:
+            f.write("Authorization: " + RUNNER_AUTH)
         extra = f"""runner:
   runc_root: /run/pantry-pins-ci-test/{cls.ident}/runc
   state_dir: /run/pantry-pins-ci-test/{cls.ident}/containers
@@ -113,10 +130,13 @@ ci:
   tokens:
     - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
     - {{ name: dash, token: "{READ_TOKEN}", role: read }}
+  secrets: {{ pins-remote: {cls.work}/git_header }}
 pins:
 {PINS}  schedule: "0 0 1 1 *"
   repositories:
     - {{ name: app, path: {cls.repo}, files: [requirements.txt] }}
+    - {{ name: remote, url: "{cls.remote_url}", token_file: {cls.work}/git_token,
+         files: [requirements.txt] }}
 """
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
                             oci=("  hosted:\n    prefix: local/\n"
@@ -127,11 +147,14 @@ pins:
         spec = (f"image: {ref}\njobs:\n  pins:\n    run:\n"
                 "      - grep -q '^pantry-demo-app==2.0 ' requirements.txt\n")
         make_repo(cls.repo, cls.manifest, spec)
+        git(srv, "clone", "-q", "--bare", cls.repo, "remote.git")
+        cls.bare = os.path.join(srv, "remote.git")
 
     @classmethod
     def tearDownClass(cls):
         cls.pantry.stop()
         cls.nginx.stop()
+        cls.server.close()
         shutil.rmtree(f"/run/pantry-pins-ci-test/{cls.ident}", ignore_errors=True)
         daemons.remove_cgroups(cls.cgroup_parent)
         shutil.rmtree(cls.work, ignore_errors=True)
@@ -146,8 +169,19 @@ pins:
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.load(r)
 
+    def ended(self, by_branch):
+        """The state of each branch's pipeline once none is running (or at the timeout)."""
+        deadline = time.monotonic() + TIMEOUT
+        states = {}
+        while time.monotonic() < deadline:
+            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
+            if all(s != "running" for s in states.values()):
+                break
+            time.sleep(0.5)
+        return states
+
     def test_1_bump_submits_a_pipeline_per_branch_and_status_shows_their_results(self):
-        r = self.pins("bump")
+        r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
         self.assertEqual(pins_branches(self.repo), sorted(BRANCHES), r.stdout)
         submitted = re.findall(r"^    pipeline (\d+) submitted: (\S+)$", r.stdout, re.M)
@@ -168,14 +202,7 @@ pins:
             self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
                              ("app", branch, b["commit"]), pipeline)
 
-        deadline = time.monotonic() + TIMEOUT
-        states = {}
-        while time.monotonic() < deadline:
-            states = {br: self.pipeline(b["pipeline"])["state"] for br, b in by_branch.items()}
-            if all(s != "running" for s in states.values()):
-                break
-            time.sleep(0.5)
-        self.assertEqual(states, BRANCHES, self.pantry.tail())
+        self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
 
         r = self.pins("status")
         self.assertEqual(r.returncode, 1, described(r))
@@ -189,7 +216,7 @@ pins:
 
         # A second bump finds the branches at the same commits: nothing is submitted again, and
         # the ended pipelines are recorded.
-        r = self.pins("bump")
+        r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r))
         self.assertNotIn("submitted", r.stdout)
         for branch, state in BRANCHES.items():
@@ -197,7 +224,8 @@ pins:
                           r.stdout.splitlines(), r.stdout)
         with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
             record = json.load(f)
-        self.assertEqual({b["branch"]: b["status"] for b in record["branches"]}, BRANCHES, record)
+        self.assertEqual({b["branch"]: b["status"] for b in record["branches"]
+                          if b["repository"] == "app"}, BRANCHES, record)
         r = self.pins("status", "--repo", "nope")
         self.assertEqual(r.returncode, 2, described(r))
         self.assertIn('--repo "nope" is not a repository of pins', r.stderr)
@@ -210,13 +238,38 @@ pins:
             f.truncate(0)
             f.write(f"{os.getpid()}\n")
             f.flush()
-            r = self.pins("bump")
+            r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 2, described(r))
         self.assertIn(f"another pins bump holds {lock} (pid {os.getpid()}); wait for it to end",
                       r.stderr)
-        r = self.pins("bump")
+        r = self.pins("bump", "--repo", "app")
         self.assertEqual(r.returncode, 0, described(r))
 
+    def test_3_a_url_repository_pipeline_fetches_its_commit_with_the_base(self):
+        r = self.pins("bump", "--repo", "remote")
+        self.assertEqual(r.returncode, 0, described(r) + "\n" + self.pantry.tail())
+        self.assertEqual(pins_branches(self.bare), sorted(BRANCHES), r.stdout)
+        submitted = re.findall(r"^    pipeline (\d+) submitted: (\S+)$", r.stdout, re.M)
+        self.assertEqual(len(submitted), 3, r.stdout)
+        self.assertNotIn(GIT_TOKEN, r.stdout + r.stderr)
+        main = git(self.bare, "rev-parse", "main").strip()
+        with open(os.path.join(self.pantry.data_dir, "pins", "branches.json")) as f:
+            record = json.load(f)
+        by_branch = {b["branch"]: b for b in record["branches"] if b["repository"] == "remote"}
+        self.assertEqual(sorted(by_branch), sorted(BRANCHES), record)
+        for branch, b in by_branch.items():
+            pipeline = self.pipeline(b["pipeline"])
+            self.assertEqual((pipeline["project"], pipeline["patch"], pipeline["commit"]),
+                             ("remote", branch, git(self.bare, "rev-parse", branch).strip()),
+                             pipeline)
+            # A git source the runner fetches itself, with the base commit of the branch.
+            self.assertEqual(pipeline["attachment"]["source"],
+                             {"git": self.remote_url, "commit": b["commit"], "base": main,
+                              "auth_secret": "pins-remote"}, pipeline)
+        # app 2.0's job passes only with the branch's files: the runner fetched its commit
+        # through the server, with the header of ci.secrets.
+        self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
+        self.assertGreater(self.server.served_by[RUNNER_AUTH], 0, self.server.served_by)
 
     def api(self, path, token):
         req = urllib.request.Request(self.pantry.url(path))
@@ -228,27 +281,30 @@ pins:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
-    def test_3_the_api_answers_what_pins_status_prints(self):
+    def test_4_the_api_answers_what_pins_status_prints(self):
         r = self.pins("status")
         self.assertEqual(r.returncode, 1, described(r))
         code, answer = self.api("/api/v1/pins", READ_TOKEN)
         self.assertEqual(code, 200, answer)
-        self.assertEqual([repo["name"] for repo in answer["repositories"]], ["app"], answer)
-        self.assertEqual(answer["repositories"][0]["path"], self.repo, answer)
-        self.assertEqual(answer["repositories"][0]["files"], ["requirements.txt"], answer)
-        self.assertEqual({b["branch"]: b["status"] for b in answer["repositories"][0]["branches"]},
-                         BRANCHES, answer)
-        # The last bump (test_2's second) made or found every branch.
+        repos = answer["repositories"]
+        self.assertEqual([repo["name"] for repo in repos], ["app", "remote"], answer)
+        self.assertEqual((repos[0]["path"], repos[0]["files"]), (self.repo, ["requirements.txt"]),
+                         answer)
+        self.assertEqual(repos[1]["url"], self.remote_url, answer)
+        for repo in repos:
+            self.assertEqual({b["branch"]: b["status"] for b in repo["branches"]}, BRANCHES, answer)
+        # The last bump (test_3's) made every branch of the URL repository.
         self.assertEqual((answer["last_run"]["outcome"], answer["last_run"]["checked"]),
                          ("ok", 3), answer)
         self.assertEqual(status_lines(answer), r.stdout.splitlines(), r.stdout)
         self.assertEqual(self.api("/api/v1/pins", SUBMIT_TOKEN), (code, answer))
 
         code, one = self.api("/api/v1/pins?repo=app", READ_TOKEN)
-        self.assertEqual((code, one), (200, answer))
+        self.assertEqual((code, one["repositories"]), (200, repos[:1]), one)
         code, body = self.api("/api/v1/pins?repo=nope", READ_TOKEN)
         self.assertEqual(code, 404, body)
-        self.assertIn('"nope" is not a repository of pins (the config has app)', body["error"])
+        self.assertIn('"nope" is not a repository of pins (the config has app, remote)',
+                      body["error"])
         code, body = self.api("/api/v1/pins", None)
         self.assertEqual(code, 401, body)
         code, body = self.api("/api/v1/pins", "not-a-token")

@@ -10,6 +10,13 @@ and exit 0, 1 or 2 as `pantry pins check` promises; bump must make one branch wi
 upgrade in a git repository the test makes, leave its working tree alone, not make a branch twice,
 and each branch's file must install with `pip install --require-hashes` through pantry.
 
+A repository by URL (test_url_*): a bare repository behind `git http-backend` on a server the test
+makes, which answers 401 without the token's header; bump clones it, pushes one branch per upgrade
+and one branch for the group pantry-pytest-* (two pins, one commit), with the token only in git's
+environment: not in any output, record, commit or process argument list (a git wrapper on PATH
+logs each argv, and /proc is watched while bump runs). A wrong token and an unreachable server are
+errors naming the URL that change no branch.
+
 Image pins (PinsImageTest): a Containerfile pinned to a multi-arch image's index digest, behind
 pantry's OCI proxy in front of docker-registry with a 1 s tag TTL; the tag is pushed again
 upstream, and after the TTL check reports the new index digest and bump makes one branch whose
@@ -32,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -39,6 +47,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 import make_oci_images  # noqa: E402
+import git_http  # noqa: E402
 import make_pypi_upstream  # noqa: E402
 import nginx_pypi  # noqa: E402
 import oci_registry  # noqa: E402
@@ -48,6 +57,9 @@ from pantry_serve import Pantry, clean_env, free_port  # noqa: E402
 PANTRY = None
 PYTHON = "/usr/bin/python3"
 PRE = "pantry-pins-pre"
+TOKEN = "pins-url-token-5e0c7a9d21f4"
+# Two projects that the grouping rule "pantry-pytest-*" puts into one branch.
+GROUPED = {"pantry-pytest-a": ("1.0", "1.1"), "pantry-pytest-b": ("2.0", "2.1")}
 
 
 def pinned(manifest, project, version):
@@ -90,6 +102,9 @@ class PinsCheckTest(unittest.TestCase):
         cls.pre_releases = [Release(PRE, "1.0"), Release(PRE, "1.1rc1")]
         cls.pre_hashes = make_pypi_upstream.add_releases(cls.tree, cls.pre_releases,
                                                          cls.nginx.files_base)
+        cls.grouped_hashes = make_pypi_upstream.add_releases(
+            cls.tree, [Release(p, v) for p, vs in GROUPED.items() for v in vs],
+            cls.nginx.files_base)
         cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url,
                             index_ttl="1s")
         m = cls.manifest
@@ -225,6 +240,15 @@ class PinsCheckTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, f"git {' '.join(args)}: {r.stderr}")
         return r.stdout
 
+    def commit_requirements(self, repo, text):
+        """A new git repository at `repo` whose branch main holds `text` as requirements.txt."""
+        os.makedirs(repo)
+        with open(os.path.join(repo, "requirements.txt"), "w") as f:
+            f.write(text)
+        self.git(repo, "init", "-q", "-b", "main")
+        self.git(repo, "add", "requirements.txt")
+        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+
     def test_bump_makes_one_branch_per_upgrade_and_pip_installs_each(self):
         m = self.manifest
         parts = {p: pinned(m, p, v) for p, v in
@@ -233,12 +257,7 @@ class PinsCheckTest(unittest.TestCase):
                 parts["pantry-demo-lib"] + "    # via pantry-demo-app\n" +
                 parts["pantry-demo-util"] + "    # via pantry-demo-lib\n")
         repo = os.path.join(self.work, "git", "app")
-        os.makedirs(repo)
-        with open(os.path.join(repo, "requirements.txt"), "w") as f:
-            f.write(text)
-        self.git(repo, "init", "-q", "-b", "main")
-        self.git(repo, "add", "requirements.txt")
-        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "pins")
+        self.commit_requirements(repo, text)
         head = self.git(repo, "rev-parse", "HEAD").strip()
         config = os.path.join(self.work, "git", "pins.yaml")
         with open(config, "w") as f:
@@ -306,6 +325,177 @@ class PinsCheckTest(unittest.TestCase):
         self.assertEqual(r.stdout.count("exists: left as it is"), 3, r.stdout)
         self.assertEqual(self.git(repo, "for-each-ref", "--format=%(objectname)",
                                   "refs/heads/pantry/pins"), tips)
+
+    def grouped_pin(self, project, version):
+        wheel = f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+        return f"{project}=={version} \\\n    --hash=sha256:{self.grouped_hashes[wheel]}\n"
+
+    def url_repository(self):
+        """A bare repository served over HTTP with the token (Bearer), its main branch holding the
+        requirements of test_bump_makes_one_branch_per_upgrade plus the two grouped pins; a token
+        file; a git on PATH that logs each argv; the config. Returns the pieces as a dict."""
+        m = self.manifest
+        base = tempfile.mkdtemp(prefix="url-", dir=self.work)
+        text = ("# compiled\n" + pinned(m, "pantry-demo-app", "1.1") + pinned(m, "pantry-demo-lib", "1.0")
+                + pinned(m, "pantry-demo-util", "0.9") +
+                "".join(self.grouped_pin(p, vs[0]) for p, vs in GROUPED.items()))
+        bare = os.path.join(base, "srv", "app.git")
+        os.makedirs(bare)
+        self.git(bare, "init", "-q", "--bare", "-b", "main")
+        work = os.path.join(base, "work")
+        self.commit_requirements(work, text)
+        self.git(work, "push", "-q", bare, "main")
+        server = git_http.GitHttp(os.path.join(base, "srv"), "Bearer " + TOKEN)
+        self.addCleanup(server.close)
+        token_file = os.path.join(base, "token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN + "\n")
+        # Every git the bump runs goes through this wrapper: its argv is what ps shows.
+        bindir = os.path.join(base, "bin")
+        os.makedirs(bindir)
+        argv_log = os.path.join(base, "argv.log")
+        with open(os.path.join(bindir, "git"), "w") as f:
+            f.write(f"#!/bin/sh\necho \"$0 $*\" >> {argv_log}\n"
+                    f"echo \"header key: $GIT_CONFIG_KEY_0\" >> {argv_log}\n"
+                    "exec /usr/bin/git \"$@\"\n")
+        os.chmod(os.path.join(bindir, "git"), 0o755)
+        config = os.path.join(base, "pins.yaml")
+        with open(config, "w") as f:
+            f.write(f"data_dir: {os.path.join(base, 'data')}\n"
+                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n"
+                    "  groups: [{name: pytest, match: \"pantry-pytest-*\"}]\n  repositories:\n"
+                    f"    - {{name: app, url: \"{server.url('app.git')}\", token_file: {token_file},"
+                    " files: [requirements.txt]}\n")
+        return dict(text=text, bare=bare, server=server, token_file=token_file, bindir=bindir,
+                    argv_log=argv_log, config=config, data=os.path.join(base, "data"))
+
+    def pins_with(self, url, verb, config):
+        """`pantry pins VERB` on `config` with url's git wrapper first on PATH, /proc watched
+        for the token in any process's arguments while it runs."""
+        env = dict(os.environ, PATH=url["bindir"] + ":" + os.environ["PATH"])
+        seen = []
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                for pid in os.listdir("/proc"):
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            cmdline = f.read()
+                    except OSError:
+                        continue
+                    if TOKEN.encode() in cmdline:
+                        seen.append(cmdline)
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            r = subprocess.run([PANTRY, "pins", verb, "--config", config, "--pantry",
+                                self.pantry.url("")], capture_output=True, text=True, timeout=120,
+                               env=env)
+        finally:
+            stop.set()
+            watcher.join()
+        self.assertEqual(seen, [], "the token in a process's arguments")
+        return r
+
+    def test_url_repository_bump_pushes_branches_and_a_group_with_the_token_kept_secret(self):
+        url = self.url_repository()
+        m = self.manifest
+        r = self.pins_with(url, "check", url["config"])
+        self.assertEqual(r.returncode, 1, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertIn("app/requirements.txt:2: pantry-demo-app 1.1 -> 2.0, pantry-demo-lib 1.0 -> 1.1",
+                      r.stdout.splitlines(), r.stdout)
+        self.assertEqual(self.git(url["bare"], "for-each-ref", "refs/heads/pantry"), "")
+
+        r = self.pins_with(url, "bump", url["config"])
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        group_set = "".join(sorted(f"{p}=={vs[1]}\n" for p, vs in GROUPED.items()))
+        group = "pantry/pins/group-pytest-" + hashlib.sha256(group_set.encode()).hexdigest()[:12]
+        branches = {
+            "pantry/pins/pantry-demo-app-2.0": {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1"},
+            "pantry/pins/pantry-demo-lib-1.1": {"pantry-demo-lib": "1.1"},
+            "pantry/pins/pantry-demo-util-1.0": {"pantry-demo-util": "1.0"},
+            group: {p: vs[1] for p, vs in GROUPED.items()},
+        }
+        made = self.git(url["bare"], "for-each-ref", "--format=%(refname:short)", "refs/heads/pantry")
+        self.assertEqual(sorted(made.split()), sorted(branches), r.stdout)
+        self.assertIn(f"app: group pytest: made branch {group} (2 upgrades)", r.stdout.splitlines(),
+                      r.stdout)
+        old = {"pantry-demo-app": "1.1", "pantry-demo-lib": "1.0", "pantry-demo-util": "0.9"}
+        for branch, moved in branches.items():
+            self.assertEqual(self.git(url["bare"], "rev-list", "--count", f"main..{branch}").strip(),
+                             "1", branch)
+            expected = url["text"]
+            for project, version in moved.items():
+                if project in GROUPED:
+                    expected = expected.replace(self.grouped_pin(project, GROUPED[project][0]),
+                                                self.grouped_pin(project, version))
+                else:
+                    expected = expected.replace(pinned(m, project, old[project]),
+                                                pinned(m, project, version))
+            self.assertEqual(self.git(url["bare"], "show", f"{branch}:requirements.txt"), expected,
+                             branch)
+        subject = self.git(url["bare"], "log", "-1", "--format=%s", group).strip()
+        self.assertEqual(subject, "pins: group pytest: pantry-pytest-a 1.0 -> 1.1; "
+                                  "pantry-pytest-b 2.0 -> 2.1")
+        body = self.git(url["bare"], "log", "-1", "--format=%b", group)
+        for p, (v_old, v_new) in GROUPED.items():
+            self.assertIn(f"{p} {v_old} -> {v_new} (requirements.txt):\n"
+                          f"{v_new} is the newest release that qualifies", body)
+        self.assertEqual(url["server"].refused, 0)
+        self.assertGreater(url["server"].served, 0)
+
+        # The token went to git through its environment only.
+        with open(url["argv_log"]) as f:
+            argv = f.read()
+        self.assertIn(f"clone --quiet --no-hardlinks -- {url['server'].url('app.git')}", argv)
+        self.assertIn("header key: http.extraHeader", argv)
+        leaks = [("stdout", r.stdout), ("stderr", r.stderr), ("argv log", argv),
+                 ("commits", self.git(url["bare"], "log", "-p", "--all"))]
+        for top in (os.path.dirname(url["bare"]), url["data"]):
+            for root, _, files in os.walk(top):
+                for n in files:
+                    with open(os.path.join(root, n), "rb") as f:
+                        leaks.append((os.path.join(root, n), f.read().decode("latin-1")))
+        for where, text in leaks:
+            self.assertNotIn(TOKEN, text, where)
+
+        # A second run leaves the branches as they are.
+        tips = self.git(url["bare"], "for-each-ref", "--format=%(objectname)", "refs/heads/pantry")
+        r = self.pins_with(url, "bump", url["config"])
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertEqual(r.stdout.count("exists: left as it is"), 4, r.stdout)
+        self.assertEqual(self.git(url["bare"], "for-each-ref", "--format=%(objectname)",
+                                  "refs/heads/pantry"), tips)
+
+    def test_url_repository_with_a_wrong_token_or_no_server_changes_nothing(self):
+        url = self.url_repository()
+        wrong = "wrong-token-0b1d2e"
+        with open(url["token_file"], "w") as f:
+            f.write(wrong + "\n")
+        r = self.pins_with(url, "bump", url["config"])
+        self.assertEqual(r.returncode, 2, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertIn(f"app: {url['server'].url('app.git')} refused the token in "
+                      f"{url['token_file']}: check that it is current", r.stderr)
+        self.assertGreater(url["server"].refused, 0)
+        self.assertNotIn(wrong, r.stdout + r.stderr)
+        self.assertEqual(self.git(url["bare"], "for-each-ref", "refs/heads/pantry"), "")
+
+        with open(url["token_file"], "w") as f:
+            f.write(TOKEN + "\n")
+        gone = f"http://127.0.0.1:{free_port()}/app.git"
+        config = url["config"] + ".gone"
+        with open(url["config"]) as f, open(config, "w") as out:
+            out.write(f.read().replace(url["server"].url("app.git"), gone))
+        r = self.pins_with(url, "bump", config)
+        self.assertEqual(r.returncode, 2, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertIn(f"app: {gone} cannot be reached: check the URL and that the server is up; "
+                      "nothing was changed", r.stderr)
+        self.assertNotIn(TOKEN, r.stdout + r.stderr)
+        self.assertEqual(self.git(url["bare"], "for-each-ref", "refs/heads/pantry"), "")
+
 
 HTML = "pantry-pins-html"
 NO_JSON = "pantry-pins-nojson"

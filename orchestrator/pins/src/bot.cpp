@@ -13,6 +13,7 @@
 #include "pantry/orchestrator/pins/branches.h"
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/forge.h"
+#include "pantry/orchestrator/pins/groups.h"
 #include "pantry/orchestrator/pins/image_pins.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
@@ -20,6 +21,7 @@
 #include "pantry/text.h"
 #include "pantry/text_file.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -73,21 +75,12 @@ result<std::size_t> hash_unlisted_digests(http_index& index, pin_plan& plan) {
 
 // The commit message of a plan: old -> new as the subject, then why, when and what else.
 std::string commit_message(const pin_plan& plan) {
-  std::string m = "pins: " + summary(plan) + "\n\n";
-  for (const auto& r : plan.reasons)
-    m += r + "\n";
-  if (plan.change->upload_time) m += "\nUploaded: " + *plan.change->upload_time + "\n";
-  m += "Pinned version yanked: ";
-  m += plan.old_yanked ? "yes" + (plan.old_yank_reason.empty() ? std::string()
-                                                               : " (" + plan.old_yank_reason + ")")
-                       : std::string("no");
-  m += "\n";
-  return m;
+  return "pins: " + summary(plan) + "\n\n" + describe(plan);
 }
 
 // One branch with one commit for `plan`, in the scratch clone `clone` from commit `base`, pushed
 // to its origin. Returns the branch's name, or nullopt when origin already has it.
-result<std::optional<std::string>> make_branch(const std::string& git, const fs::path& clone,
+result<std::optional<std::string>> make_branch(const git_cli& git, const fs::path& clone,
                                                const std::string& base, const std::string& file,
                                                const requirements_file& doc, const pin_plan& plan) {
   const std::string branch = "pantry/pins/" + plan.name + "-" + plan.change->new_version.str();
@@ -101,6 +94,77 @@ result<std::optional<std::string>> make_branch(const std::string& git, const fs:
       !r)
     return r.error();
   return std::optional<std::string>(branch);
+}
+
+// The ci.secrets entry that holds the header line ("Authorization: …") with which pantry's runners
+// fetch repository NAME by URL: "pins-NAME".
+std::string fetch_secret_name(const config::pins_repository& repo) {
+  return "pins-" + repo.name;
+}
+
+// How pantry's runners get `repo`'s commits: nullopt when they cannot fetch it (a local path, or a
+// URL with a token but no fetch_secret_name() in cfg.ci.secrets; its trees are uploaded), else the
+// secret to fetch it with ("" for a URL without a token).
+std::optional<std::string> runner_fetch(const config::config& cfg,
+                                        const config::pins_repository& repo) {
+  if (repo.url.empty()) return std::nullopt;
+  if (repo.token_file.empty()) return std::string();
+  const std::string name = fetch_secret_name(repo);
+  if (cfg.ci.secrets.contains(name)) return name;
+  return std::nullopt;
+}
+
+// What make_group_branch() did.
+struct group_outcome {
+  std::string name;       // the branch, made now or before; "" when there is none to follow up
+  std::string change;     // group_summary()
+  std::string message;    // the commit message
+  bool left_out = false;  // an upgrade could not join the group (reported)
+};
+
+// The branch of group `group`'s `upgrades` of repository `repo` (group_branch()), its files
+// edited by every upgrade that fits (apply_group(); the others are reported) in the scratch clone
+// `clone` from `base`, pushed unless origin has it or it was declined.
+result<group_outcome> make_group_branch(const git_cli& git, const fs::path& clone,
+                                        const std::string& base, const std::string& group,
+                                        const std::vector<grouped_upgrade>& upgrades,
+                                        const declined_record& declined, const std::string& repo,
+                                        const bot_output& out) {
+  const std::string where = repo + ": group " + group;
+  group_outcome made;
+  auto edit = apply_group(upgrades);
+  for (const auto& [i, why] : edit.left_out) {
+    made.left_out = true;
+    out.problem(where + ": " + summary(upgrades[i].plan) + " is left out of the group: " + why);
+  }
+  if (edit.applied.empty()) return made;
+  std::vector<const pin_plan*> plans;
+  std::vector<std::pair<std::string, const pin_plan*>> listed;
+  for (const std::size_t i : edit.applied) {
+    plans.push_back(&upgrades[i].plan);
+    listed.emplace_back(upgrades[i].file, &upgrades[i].plan);
+  }
+  const std::string name = group_branch(group, plans);
+  if (declined.has(repo, name)) {
+    out.line(where + ": declined before (its pull request was closed without merging): " +
+             "skipped; see " + declined.file().string());
+    return made;
+  }
+  made.change = group_summary(group, plans);
+  made.message = group_commit_message(group, listed);
+  auto exists = remote_has(git, clone, name);
+  if (!exists) return exists.error();
+  if (*exists) {
+    out.line(where + ": branch " + name + " exists: left as it is");
+  } else {
+    std::map<std::string, std::string> files;
+    for (const auto& [file, doc] : edit.files)
+      files.emplace(file, doc.render());
+    if (auto r = commit_branch(git, clone, base, name, files, made.message); !r) return r.error();
+    out.line(where + ": made branch " + name + " (" + std::to_string(plans.size()) + " upgrades)");
+  }
+  made.name = name;
+  return made;
 }
 
 // A moved image tag of one repository: its plan and every place that pins it.
@@ -123,7 +187,7 @@ std::string image_commit_message(const moved_image& moved) {
 // The branch of `moved` (image_branch()), each of its references' digest replaced in the files of
 // the scratch clone `clone` at `base`. Returns the branch's name, or nullopt when origin already
 // has it.
-result<std::optional<std::string>> make_image_branch(const std::string& git, const fs::path& clone,
+result<std::optional<std::string>> make_image_branch(const git_cli& git, const fs::path& clone,
                                                      const std::string& base,
                                                      const moved_image& moved) {
   const std::string branch = image_branch(moved.plan);
@@ -231,7 +295,10 @@ std::string with_ci(const std::string& message, const branch_record& r) {
 // Where a bump keeps its branches' CI: the coordinator (when it may submit) and the record.
 struct ci_tracker {
   const bot_output& out;
-  const std::string& git;
+  git_cli git;  // the repository's at hand
+  // The repository's at hand when pantry's runners fetch it themselves (runner_fetch()): the
+  // ci.secrets entry they send, "" for none. nullopt: its trees are uploaded.
+  std::optional<std::string> fetch_secret;
   branch_records& records;
   bot_ci* ci;  // null: no pipelines (no_ci says why)
   const std::string& no_ci;
@@ -247,7 +314,8 @@ struct ci_tracker {
         git, {"-C", clone.string(), "ls-remote", "--heads", "origin", "refs/heads/" + name});
     if (!remote) return remote.error();
     if (remote->size() < 40)
-      return error(errc::not_found, "branch " + name + " is not in " + repo.path + " after all");
+      return error(errc::not_found, "branch " + name + " is not in " +
+                                        (repo.url.empty() ? repo.path : repo.url) + " after all");
     const std::string commit = remote->substr(0, 40);
     branch_record* rec = records.find(repo.name, name);
     if (rec && rec->commit == commit && rec->pipeline != 0) return rec;
@@ -278,14 +346,7 @@ struct ci_tracker {
       out.line("    " + rec->note);
       return rec;
     }
-    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", commit});
-        !r)
-      return r.error();
-    const fs::path archive = scratch / ("tree-" + std::to_string(++archives) + ".tar.zst");
-    auto submitted = ci->submit(repo.name, name, commit, clone, archive, *spec);
-    // Back to the base: the files read next are read from the work tree.
-    if (auto r = run_git(git, {"-C", clone.string(), "checkout", "--quiet", "--detach", base}); !r)
-      return r.error();
+    auto submitted = submit(repo, *rec, clone, scratch, base, *spec);
     if (!submitted && submitted.error().is(errc::not_found)) {
       // A pantry without a coordinator (ci.enabled: false) has no such routes: no CI, no error.
       rec->note = "no CI run: " + submitted.error().message + " (does it run a coordinator?)";
@@ -302,6 +363,29 @@ struct ci_tracker {
     rec->note.clear();
     out.line("    pipeline " + std::to_string(rec->pipeline) + " submitted: " + rec->pipeline_url);
     return rec;
+  }
+
+  // The pipeline of the branch `rec` records. A repository by URL that pantry's runners can fetch
+  // (fetch_secret) gets a git source with the branch's base commit, so that the files it changed
+  // run their tests first; otherwise the commit's tree is
+  // packed from the scratch clone `clone` (checked out at `base` again after) and uploaded, as
+  // `pantry submit` does.
+  result<coordinator::submitted> submit(const config::pins_repository& repo,
+                                        const branch_record& rec, const fs::path& clone,
+                                        const fs::path& scratch, const std::string& base,
+                                        const std::string& spec) {
+    if (fetch_secret)
+      return ci->submit_git(repo.name, rec.branch, rec.commit, repo.url, rec.base, *fetch_secret,
+                            spec);
+    const std::string dir = clone.string();
+    if (auto r = run_git(git, {"-C", dir, "checkout", "--quiet", "--detach", rec.commit}); !r)
+      return r.error();
+    const fs::path archive = scratch / ("tree-" + std::to_string(++archives) + ".tar.zst");
+    auto submitted = ci->submit(repo.name, rec.branch, rec.commit, clone, archive, spec);
+    // Back to the base: the files read next are read from the work tree.
+    if (auto r = run_git(git, {"-C", dir, "checkout", "--quiet", "--detach", base}); !r)
+      return r.error();
+    return submitted;
   }
 
   // Asks the coordinator about `repo`'s pipelines that had not ended, and records what changed;
@@ -410,16 +494,20 @@ bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bo
     if (!loaded) return fail(loaded.error().message);
     declined.emplace(std::move(*loaded));
   }
-  std::string git;
-  if (bump) {
+  // git makes bump's branches, and the clone that a repository given by URL is read from.
+  std::string git_path;
+  const bool any_url =
+      std::any_of(repos.begin(), repos.end(), [](const auto* r) { return !r->url.empty(); });
+  if (bump || any_url) {
     auto found = git_program();
     if (!found) return fail(found.error().message);
-    git = *found;
+    git_path = *found;
   }
   http_index index(url);
   const auto source = index.source();
   std::optional<ci_tracker> tracker;
-  if (bump) tracker.emplace(ci_tracker{out, git, *records, ci.get(), opt.no_ci_reason});
+  if (bump)
+    tracker.emplace(ci_tracker{out, git_cli{}, std::nullopt, *records, ci.get(), opt.no_ci_reason});
 
   bool errors = false;
   bool outdated = false;
@@ -428,24 +516,34 @@ bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bo
   const std::string kStopped = "stopped before its end: pantry is shutting down";
   for (const auto* repo : repos) {
     if (stopped()) return fail(kStopped);
-    if (repo->path.empty()) {
-      errors = true;
-      out.problem(repo->name + ": " + repo->url +
-                  " is a git URL; pins reads local clones only so far (set path:)");
-      continue;
+    // bump reads and edits the files of a scratch clone, never the user's working tree; a
+    // repository by URL is read from one by check too.
+    const bool cloned_first = bump || !repo->url.empty();
+    git_cli git;
+    if (cloned_first) {
+      auto access = git_for(git_path, *repo);
+      if (!access) {
+        errors = true;
+        out.problem(repo->name + ": " + access.error().message);
+        continue;
+      }
+      git = std::move(*access);
     }
-    // bump reads and edits the files of a scratch clone, never the user's working tree.
+    if (tracker) {
+      tracker->git = git;
+      tracker->fetch_secret = runner_fetch(cfg, *repo);
+    }
     std::unique_ptr<scratch_dir> scratch;
     fs::path root = repo->path;
     std::string base;
-    if (bump) {
+    if (cloned_first) {
       auto made = scratch_dir::make();
       if (!made) return fail(made.error().message);
       scratch = std::move(*made);
       root = scratch->path() / "clone";
       std::vector<std::string> args = {"clone", "--quiet", "--no-hardlinks"};
       if (!repo->branch.empty()) args.insert(args.end(), {"--branch", repo->branch});
-      args.insert(args.end(), {"--", repo->path, root.string()});
+      args.insert(args.end(), {"--", repo->url.empty() ? repo->path : repo->url, root.string()});
       auto cloned = run_git(git, args);
       if (!cloned) {
         errors = true;
@@ -523,6 +621,8 @@ bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bo
     // The moved image tags of this repository, by NAME:TAG: one branch each, made once every
     // file was read (a tag may be pinned in more than one place).
     std::map<std::string, moved_image> moved_images;
+    // The upgrades of each group (pins.groups), by group name: one branch each, made last.
+    std::map<std::string, std::vector<grouped_upgrade>> grouped;
     for (const auto& file : repo->files) {
       const std::string shown = repo->name + "/" + file;
       auto text = read_text_file(root / file);
@@ -610,6 +710,11 @@ bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bo
           continue;
         }
         if (!bump || plan->result != pin_plan::outcome::upgrade) continue;
+        if (const auto* group = group_of(cfg.pins.groups, plan->name)) {
+          out.line("    in group " + group->name + ": its branch comes after the files are read");
+          grouped[group->name].push_back(grouped_upgrade{file, *doc, std::move(*plan)});
+          continue;
+        }
         const std::string name =
             "pantry/pins/" + plan->name + "-" + plan->change->new_version.str();
         if (declined->has(repo->name, name)) {
@@ -651,6 +756,18 @@ bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bo
         out.line(where + ": branch " + name + " exists: left as it is");
       }
       if (branch) follow_up(where, name, summary(moved.plan), image_commit_message(moved));
+    }
+    for (const auto& [group, upgrades] : grouped) {
+      if (stopped()) return fail(kStopped);
+      const std::string where = repo->name + ": group " + group;
+      auto branch = make_group_branch(git, root, base, group, upgrades, *declined, repo->name, out);
+      if (!branch) {
+        errors = true;
+        out.problem(where + ": " + branch.error().message);
+        continue;
+      }
+      errors = errors || branch->left_out;
+      if (!branch->name.empty()) follow_up(where, branch->name, branch->change, branch->message);
     }
   }
   if (opt.only && checked == 0 && !errors)

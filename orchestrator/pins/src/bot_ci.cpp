@@ -24,6 +24,19 @@ coordinator::api_client_options options() {
   return o;
 }
 
+// The submit_request JSON of a branch's pipeline, its files from `source`.
+std::string pipeline_body(const std::string& project, const std::string& branch,
+                          const std::string& commit, const std::string& spec, json::object source) {
+  json::object body;
+  body["project"] = project;
+  body["patch"] = branch;
+  body["commit"] = commit;
+  body["spec"] = spec;
+  body["spec_file"] = ".pantry.yml";
+  body["source"] = std::move(source);
+  return json::serialize(body);
+}
+
 }  // namespace
 
 bot_ci::bot_ci(std::string url, std::string token)
@@ -41,14 +54,25 @@ result<coordinator::submitted> bot_ci::submit(const std::string& project, const 
   std::error_code ec;
   std::filesystem::remove(archive, ec);
   if (!sent) return sent.error();
-  json::object body;
-  body["project"] = project;
-  body["patch"] = branch;
-  body["commit"] = commit;
-  body["spec"] = spec;
-  body["spec_file"] = ".pantry.yml";
-  body["source"] = json::object{{"tree", digest}};
-  return coordinator::submit_pipeline(client_, json::serialize(body));
+  json::object source;
+  source["tree"] = digest;
+  return coordinator::submit_pipeline(
+      client_, pipeline_body(project, branch, commit, spec, std::move(source)));
+}
+
+result<coordinator::submitted> bot_ci::submit_git(const std::string& project,
+                                                  const std::string& branch,
+                                                  const std::string& commit, const std::string& url,
+                                                  const std::string& base,
+                                                  const std::string& auth_secret,
+                                                  const std::string& spec) {
+  json::object source;
+  source["git"] = url;
+  source["commit"] = commit;
+  if (!base.empty()) source["base"] = base;
+  if (!auth_secret.empty()) source["auth_secret"] = auth_secret;
+  return coordinator::submit_pipeline(
+      client_, pipeline_body(project, branch, commit, spec, std::move(source)));
 }
 
 result<std::string> bot_ci::status(std::uint64_t id) {

@@ -28,6 +28,15 @@ class bot_ci {
                                         const std::filesystem::path& archive,
                                         const std::string& spec);
 
+  // Submits the pipeline of `project`'s `branch` (the patch) at `commit` of the repository at
+  // `url`, which pantry's runners fetch themselves (with the header line in ci.secrets'
+  // `auth_secret`, "" for none), and whose files changed since `base` (a commit id) run their
+  // tests first; `spec` is the commit's .pantry.yml. Errors as submit's.
+  result<coordinator::submitted> submit_git(const std::string& project, const std::string& branch,
+                                            const std::string& commit, const std::string& url,
+                                            const std::string& base, const std::string& auth_secret,
+                                            const std::string& spec);
+
   // The pipeline's state now: "queued" (running, no job started yet), "running", "passed",
   // "failed" or "cancelled". Errors: not_found for a pipeline the coordinator no longer holds.
   result<std::string> status(std::uint64_t id);

@@ -277,9 +277,10 @@ struct pins_repository {
   friend bool operator==(const pins_repository&, const pins_repository&) = default;
 };
 
-// Upgrades whose names match `match` (glob_match on PEP 503-normalized names) go into one patch.
+// Upgrades whose names match `match` (glob_match on PEP 503-normalized names) go into one patch,
+// on the branch pantry/pins/group-<name>-<hash of its upgrades>.
 struct pins_group {
-  std::string name;   // is_ci_name(); unique; the group's branch is pantry/pins/<name>
+  std::string name;   // is_ci_name(); unique
   std::string match;  // a glob, e.g. "pytest*"
   friend bool operator==(const pins_group&, const pins_group&) = default;
 };

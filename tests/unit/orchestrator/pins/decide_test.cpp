@@ -4,7 +4,8 @@
 
 #include "pantry/orchestrator/pins/decide.h"
 
-#include "decide_helpers.h"
+#include "unit/orchestrator/pins/decide_helpers.h"
+#include "unit/orchestrator/pins/requirements_text.h"
 
 #include <gtest/gtest.h>
 
@@ -18,10 +19,11 @@ namespace pantry::orchestrator::pins {
 namespace {
 
 namespace pypi = registry::pypi;
+using test::doc_of;
+using test::hashed;
+using test::hex_of;
+using test::reasons_of;
 using namespace std::chrono_literals;
-using test_helpers::doc_of;
-using test_helpers::hex_of;
-using test_helpers::reasons_of;
 
 // A fake index: pages and metadata as data, and the requests it received.
 struct fake_index {
@@ -78,10 +80,6 @@ upgrade_policy policy_for(std::vector<std::string> pythons = {"3.11"}) {
                                        std::chrono::sys_days(std::chrono::year(2026) / 6 / 1) + 0s);
   EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message);
   return *p;
-}
-
-std::string hashed(const std::string& name, const std::string& v, char digit) {
-  return name + "==" + v + " \\\n    --hash=sha256:" + hex_of(digit) + "\n";
 }
 
 pin_plan decide_ok(const requirements_file& doc, std::size_t index, const upgrade_policy& policy,

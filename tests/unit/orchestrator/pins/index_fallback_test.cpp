@@ -4,8 +4,9 @@
 
 #include "pantry/orchestrator/pins/index_fallback.h"
 
-#include "decide_helpers.h"
 #include "pantry/orchestrator/pins/decide.h"
+#include "unit/orchestrator/pins/decide_helpers.h"
+#include "unit/orchestrator/pins/requirements_text.h"
 
 #include <gtest/gtest.h>
 
@@ -17,9 +18,9 @@ namespace {
 
 namespace pypi = registry::pypi;
 using namespace std::chrono_literals;
-using test_helpers::doc_of;
-using test_helpers::hex_of;
-using test_helpers::reasons_of;
+using test::doc_of;
+using test::hex_of;
+using test::reasons_of;
 
 // An HTML page as an HTML-only upstream (and pantry after it) lists the project: file names,
 // hashes (not for the sdist of 2.0), no upload times; 1.5's wheel is yanked on the page itself.

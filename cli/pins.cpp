@@ -94,18 +94,17 @@ int run_pins_status(const pins_check_options& opt) {
   // A pantry to ask about pipelines that had not ended, when one is at hand.
   std::optional<pins::pantry_endpoint> where;
   if (auto found = locate_pantry(opt, *cfg)) where = std::move(*found);
-  auto shown = pins::current_branches(*cfg, opt.repo, where, {[](std::string_view) {}, problem});
+  auto shown = pins::current_status(*cfg, opt.repo, where, {[](std::string_view) {}, problem});
   if (!shown) {
     problem(shown.error().message);
     return pins::kExitError;
   }
-  if (shown->empty()) {
+  if (shown->branches.empty()) {
     std::cout << "no branches made by pins bump" << (opt.repo ? " in " + *opt.repo : std::string())
               << '\n';
-    return pins::kExitCurrent;
   }
   bool failed = false;
-  for (const auto& r : *shown) {
+  for (const auto& r : shown->branches) {
     // A superseded branch's pipeline is history: its failure is no longer the repository's.
     failed =
         failed || (r.superseded_by.empty() && (r.status == "failed" || r.status == "cancelled"));
@@ -126,6 +125,20 @@ int run_pins_status(const pins_check_options& opt) {
       std::cout << "    rebased " << r.rebuilds << (r.rebuilds == 1 ? " time" : " times")
                 << ", now on base " << (r.base.empty() ? "-" : r.base.substr(0, 12)) << '\n';
     if (!r.left_alone.empty()) std::cout << "    left alone: " << r.left_alone << '\n';
+  }
+  for (const auto& d : shown->declined) {
+    std::cout << d.repository << " " << d.branch << ": declined"
+              << (d.url.empty() ? std::string() : " (" + d.url + ")") << '\n';
+  }
+  if (shown->last) {
+    const auto& last = *shown->last;
+    std::cout << "last bump: " << last.started << " to " << last.ended << ", "
+              << pins::outcome_name(last.status) << ": " << last.checked << " checked, "
+              << last.problems << (last.problems == 1 ? " problem" : " problems") << '\n';
+    for (const auto& p : last.first_problems)
+      std::cout << "    " << p << '\n';
+  } else {
+    std::cout << "last bump: none recorded\n";
   }
   return failed ? pins::kExitOutdated : pins::kExitCurrent;
 }

@@ -8,6 +8,7 @@
 #include "pantry/orchestrator/builder/service.h"
 #include "pantry/orchestrator/coordinator/remote_runner.h"
 #include "pantry/orchestrator/coordinator/service.h"
+#include "pantry/orchestrator/pins/api_service.h"
 #include "pantry/orchestrator/pins/bot_service.h"
 #include "pantry/orchestrator/runner/service.h"
 #include "pantry/proxy/client.h"
@@ -89,6 +90,9 @@ service_list make_services(const config::config& cfg, const parts& p) {
       registry::oci::service::create(cfg.oci, p.store, p.upstream, p.flights, p.metrics, p.blocking,
                                      p.control_token),
   };
+  // GET /api/v1/pins: the records pins bump keeps, with or without the schedule.
+  services.push_back(
+      orchestrator::pins::api_service::create(cfg, coordinator, p.control_token, p.blocking));
   const std::size_t first_job_service = services.size();
   if (runner) {
     services.push_back(runner);

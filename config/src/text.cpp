@@ -4,8 +4,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
+
+#include <unistd.h>
 
 namespace pantry {
 namespace {
@@ -194,6 +198,35 @@ result<std::string> read_text_file(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) return error(errc::io_error, path + ": read failed");
   return text.str();
+}
+
+result<void> write_text_file_atomically(const std::string& path, std::string_view text) {
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  std::error_code ec;
+  if (file.has_parent_path()) {
+    fs::create_directories(file.parent_path(), ec);
+    if (ec) {
+      return error(errc::io_error,
+                   file.parent_path().string() + ": cannot create: " + ec.message());
+    }
+  }
+  const fs::path tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.close();
+    if (!out) {
+      fs::remove(tmp, ec);
+      return error(errc::io_error, tmp.string() + ": write failed");
+    }
+  }
+  fs::rename(tmp, file, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return error(errc::io_error, path + ": cannot replace: " + ec.message());
+  }
+  return {};
 }
 
 }  // namespace pantry

@@ -11,6 +11,7 @@
 #include "pantry/orchestrator/pins/decide.h"
 #include "pantry/orchestrator/pins/image_pins.h"
 #include "pantry/orchestrator/pins/image_refs.h"
+#include "pantry/orchestrator/pins/index_fallback.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
 #include "pantry/registry/pypi/metadata.h"
 #include "pantry/text.h"
@@ -160,6 +161,25 @@ void check_decide(std::string_view metadata) {
           "a metadata field is trimmed and not empty", metadata);
 }
 
+// The input as a /pypi/<name>/json answer merged into a page: it only fills what the page lacks.
+void check_json_api(std::string_view body) {
+  pypi::project_page page;
+  page.name = "a";
+  for (const char* name : {"a-1.0-py3-none-any.whl", "a-1.0.tar.gz"}) {
+    pypi::file_entry f;
+    f.filename = name;
+    f.url = std::string("http://fuzz/") + name;
+    page.files.push_back(f);
+  }
+  page.files[1].yanked = "kept";
+  const auto before = page;
+  const auto merged = pins::merge_json_api(page, body);
+  check(merged || page == before, "a refused answer changes nothing", body);
+  check(page.files.size() == before.files.size() && page.files[1].yanked == "kept" &&
+            page.files[0].hashes.empty(),
+        "the page's files, yanks and digests stay", body);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -169,5 +189,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto sites = pins::find_pipeline_images(input, "fuzz.yml")) check_images(*sites, input);
   if (size <= 256) check_cron(input);
   if (size <= 4096) check_decide(input);
+  check_json_api(input);
   return 0;
 }

@@ -12,6 +12,8 @@ states. A bump while another holds <data_dir>/pins/bump.lock is refused naming t
 The same repository served by URL (git http-backend behind a server that wants a token), with the
 header line for runners in ci.secrets' pins-remote: its pipelines carry a git source with the
 branch's commit and base commit, which the built-in runner fetches with that header.
+GET /api/v1/pins, with a read or submit token, answers what `pantry pins status` prints (the
+branches, their pipelines, the last bump's outcome); 401 without a token, 404 for an unknown repo.
 
 PinsScheduleTest: a second `pantry serve` (no coordinator) whose pins.schedule names the next
 minute (UTC, at least 30 s ahead); within about 90 s it runs one bump on its own: the branches
@@ -48,6 +50,7 @@ PANTRY = None
 TIMEOUT = 180
 PUSH_TOKEN = "7d1c5a0e9b2f4c6e8a1d3f5b"
 SUBMIT_TOKEN = "submit-token-0123456789abcdef"
+READ_TOKEN = "read-token-0123456789abcdef01"
 GIT_TOKEN = "git-token-4d2b6f8a0c1e"
 # What pantry's runners send (ci.secrets' pins-remote): told apart from the bot's Bearer header.
 RUNNER_AUTH = "Basic cnVubmVyOmdpdC10b2tlbi00ZDJiNmY4YTBjMWU="
@@ -126,6 +129,7 @@ ci:
   slots: 2
   tokens:
     - {{ name: dev, token: "{SUBMIT_TOKEN}", role: submit }}
+    - {{ name: dash, token: "{READ_TOKEN}", role: read }}
   secrets: {{ pins-remote: {cls.work}/git_header }}
 pins:
 {PINS}  schedule: "0 0 1 1 *"
@@ -266,6 +270,75 @@ pins:
         # through the server, with the header of ci.secrets.
         self.assertEqual(self.ended(by_branch), BRANCHES, self.pantry.tail())
         self.assertGreater(self.server.served_by[RUNNER_AUTH], 0, self.server.served_by)
+
+    def api(self, path, token):
+        req = urllib.request.Request(self.pantry.url(path))
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def test_4_the_api_answers_what_pins_status_prints(self):
+        r = self.pins("status")
+        self.assertEqual(r.returncode, 1, described(r))
+        code, answer = self.api("/api/v1/pins", READ_TOKEN)
+        self.assertEqual(code, 200, answer)
+        repos = answer["repositories"]
+        self.assertEqual([repo["name"] for repo in repos], ["app", "remote"], answer)
+        self.assertEqual((repos[0]["path"], repos[0]["files"]), (self.repo, ["requirements.txt"]),
+                         answer)
+        self.assertEqual(repos[1]["url"], self.remote_url, answer)
+        for repo in repos:
+            self.assertEqual({b["branch"]: b["status"] for b in repo["branches"]}, BRANCHES, answer)
+        # The last bump (test_3's) made every branch of the URL repository.
+        self.assertEqual((answer["last_run"]["outcome"], answer["last_run"]["checked"]),
+                         ("ok", 3), answer)
+        self.assertEqual(status_lines(answer), r.stdout.splitlines(), r.stdout)
+        self.assertEqual(self.api("/api/v1/pins", SUBMIT_TOKEN), (code, answer))
+
+        code, one = self.api("/api/v1/pins?repo=app", READ_TOKEN)
+        self.assertEqual((code, one["repositories"]), (200, repos[:1]), one)
+        code, body = self.api("/api/v1/pins?repo=nope", READ_TOKEN)
+        self.assertEqual(code, 404, body)
+        self.assertIn('"nope" is not a repository of pins (the config has app, remote)',
+                      body["error"])
+        code, body = self.api("/api/v1/pins", None)
+        self.assertEqual(code, 401, body)
+        code, body = self.api("/api/v1/pins", "not-a-token")
+        self.assertEqual(code, 401, body)
+
+
+def status_lines(answer):
+    """What `pantry pins status` prints for GET /api/v1/pins's answer."""
+    lines = []
+    branches = [b for repo in answer["repositories"] for b in repo["branches"]]
+    if not branches:
+        lines.append("no branches made by pins bump")
+    for b in branches:
+        lines.append(f"{b['repository']} {b['branch']}: {b['change']}")
+        lines.append(f"    commit {b['commit'][:12] or '-'}")
+        if b["pipeline"]:
+            lines.append(f"    pipeline {b['pipeline']} {b['status']} {b['pipeline_url']}")
+        else:
+            lines.append(f"    pipeline - {b['note'] or 'none'}")
+        if b["pr_url"]:
+            lines.append(f"    pull request {b['pr_url']}" + (" (declined)" if b["declined"] else ""))
+    for repo in answer["repositories"]:
+        for d in repo["declined"]:
+            lines.append(f"{repo['name']} {d['branch']}: declined" +
+                         (f" ({d['url']})" if d["url"] else ""))
+    last = answer["last_run"]
+    if last is None:
+        lines.append("last bump: none recorded")
+    else:
+        problems = "problem" if last["problems"] == 1 else "problems"
+        lines.append(f"last bump: {last['started']} to {last['ended']}, {last['outcome']}: "
+                     f"{last['checked']} checked, {last['problems']} {problems}")
+        lines += ["    " + p for p in last["first_problems"]]
+    return lines
 
 
 class PinsScheduleTest(unittest.TestCase):

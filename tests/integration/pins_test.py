@@ -22,6 +22,12 @@ pantry's OCI proxy in front of docker-registry with a 1 s tag TTL; the tag is pu
 upstream, and after the TTL check reports the new index digest and bump makes one branch whose
 only change is that digest.
 
+HTML-only upstreams (PinsHtmlIndexTest): two projects nginx serves as PEP 503 HTML whatever the
+client accepts, so pantry's JSON page for them is API 1.0 without upload times; with
+min_release_age set, one is decided with the upload times of its /pypi/<name>/json (through
+pantry) and its 2.0 sdist, listed without a sha256, is downloaded and hashed; the other, with no
+JSON API, is skipped with the reason.
+
 Run by ctest with the pantry binary as the first argument:
     tests/integration/pins_test.py build/debug/cli/pantry
 """
@@ -36,6 +42,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
@@ -70,14 +77,22 @@ def line_of(text, start):
     return next(i + 1 for i, line in enumerate(text.splitlines()) if line.startswith(start))
 
 
-def start_index(cls, prefix):
+def start_index(cls, prefix, html_only=()):
     """Sets cls.work (a new temporary directory), cls.tree (the fixture tree in it, served by
-    nginx as cls.nginx) and cls.manifest (the tree's manifest.json)."""
+    nginx as cls.nginx, the projects in `html_only` as HTML only) and cls.manifest (the tree's
+    manifest.json)."""
     cls.work = tempfile.mkdtemp(prefix=prefix)
     cls.tree = os.path.join(cls.work, "upstream")
-    cls.nginx = nginx_pypi.start(cls.tree, build=True)
+    cls.nginx = nginx_pypi.start(cls.tree, build=True, html_only=html_only)
     with open(os.path.join(cls.tree, "manifest.json")) as f:
         cls.manifest = json.load(f)
+
+
+def stop_index(cls):
+    """Stops what start_index started and cls.pantry, and removes cls.work."""
+    cls.pantry.stop()
+    cls.nginx.stop()
+    shutil.rmtree(cls.work, ignore_errors=True)
 
 
 class PinsCheckTest(unittest.TestCase):
@@ -118,9 +133,7 @@ class PinsCheckTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.pantry.stop()
-        cls.nginx.stop()
-        shutil.rmtree(cls.work, ignore_errors=True)
+        stop_index(cls)
 
     def check(self, *args, pantry_url=None):
         cmd = [PANTRY, "pins", "check", "--config", self.config,
@@ -482,6 +495,126 @@ class PinsCheckTest(unittest.TestCase):
                       "nothing was changed", r.stderr)
         self.assertNotIn(TOKEN, r.stdout + r.stderr)
         self.assertEqual(self.git(url["bare"], "for-each-ref", "refs/heads/pantry"), "")
+
+
+HTML = "pantry-pins-html"
+NO_JSON = "pantry-pins-nojson"
+
+
+class PinsHtmlIndexTest(unittest.TestCase):
+    """An upstream that serves two projects as PEP 503 HTML only: pantry answers their pages as
+    API 1.0, without upload times. pantry-pins-html has warehouse's JSON API, and its 2.0 sdist is
+    listed without a sha256; pantry-pins-nojson has no JSON API. With min_release_age set, the
+    bot takes the upload times from /pypi/<name>/json through pantry and proposes html 2.0 with
+    every hash, the sdist's made by downloading it; nojson's age cannot be checked, so its
+    upgrade is skipped with the reason."""
+
+    @classmethod
+    def setUpClass(cls):
+        start_index(cls, "pantry-pins-html-test-", html_only=(HTML, NO_JSON))
+        cls.releases = [Release(HTML, "1.0"), Release(HTML, "2.0", sdist=True),
+                        Release(NO_JSON, "1.0"), Release(NO_JSON, "2.0")]
+        cls.sdist = "pantry_pins_html-2.0.tar.gz"
+        cls.hashes = make_pypi_upstream.add_releases(cls.tree, cls.releases, cls.nginx.files_base,
+                                                     no_digest=(cls.sdist,))
+        shutil.rmtree(os.path.join(cls.tree, "pypi", NO_JSON))
+        epoch = make_pypi_upstream.DEFAULT_EPOCH
+        cls.uploaded = make_pypi_upstream.iso_time(epoch + 2 * 86400)  # release 1: html 2.0
+        cls.pantry = Pantry(PANTRY, os.path.join(cls.work, "pantry"), cls.nginx.index_url)
+        cls.text = (f"{HTML}==1.0 \\\n    --hash=sha256:{cls.hashes['pantry_pins_html-1.0-py3-none-any.whl']}\n"
+                    f"{NO_JSON}==1.0 \\\n    --hash=sha256:"
+                    f"{cls.hashes['pantry_pins_nojson-1.0-py3-none-any.whl']}\n")
+        cls.repo = os.path.join(cls.work, "html")
+        os.makedirs(cls.repo)
+        with open(os.path.join(cls.repo, "requirements.txt"), "w") as f:
+            f.write(cls.text)
+        for args in (("init", "-q", "-b", "main"), ("add", "requirements.txt"),
+                     ("-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m",
+                      "pins")):
+            subprocess.run(["git", "-C", cls.repo, *args], check=True, capture_output=True,
+                           timeout=60)
+        cls.config = os.path.join(cls.work, "pins.yaml")
+        with open(cls.config, "w") as f:
+            f.write(f"data_dir: {os.path.join(cls.work, 'data')}\n"
+                    "pins:\n  python: [\"3.11\"]\n  platforms: [linux-x86_64]\n"
+                    "  min_release_age: 2d\n  repositories:\n"
+                    f"    - {{name: html, path: {cls.repo}, files: [requirements.txt]}}\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_index(cls)
+
+    def pins(self, verb):
+        cmd = [PANTRY, "pins", verb, "--config", self.config, "--pantry", self.pantry.url("")]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    def sdist_gets(self):
+        return [e for e in self.nginx.log_entries()
+                if e["method"] == "GET" and e["uri"].endswith("/" + self.sdist)]
+
+    def test_html_only_projects_are_decided_with_the_json_api_and_hashed_by_download(self):
+        # What pantry answers for such a project: API 1.0, no upload times, the sdist unhashed.
+        req = urllib.request.Request(self.pantry.url(f"/simple/{HTML}/"),
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            page = json.load(r)
+        self.assertEqual(page["meta"]["api-version"], "1.0", page)
+        self.assertFalse(any("upload-time" in f for f in page["files"]), page)
+        self.assertEqual([f["hashes"] for f in page["files"] if f["filename"] == self.sdist],
+                         [{}], page)
+
+        r = self.pins("check")
+        self.assertEqual(r.returncode, 1, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        lines = r.stdout.splitlines()
+        sdist_hash = hashlib.sha256(self.sdist_bytes()).hexdigest()
+        self.assertEqual(sdist_hash, self.hashes[self.sdist])
+        self.assertIn(f"html/requirements.txt:1: {HTML} 1.0 -> 2.0", lines, r.stdout)
+        self.assertIn(f"    2.0 is the newest release that qualifies (uploaded {self.uploaded})",
+                      lines, r.stdout)
+        self.assertIn(f"    the index gives no sha256 for {self.sdist}: downloaded and hashed "
+                      f"(sha256:{sdist_hash})", lines, r.stdout)
+        wheel_hash = self.hashes["pantry_pins_html-2.0-py3-none-any.whl"]
+        self.assertEqual([line for line in lines if line.startswith(f"    {HTML} 2.0 --hash=")],
+                         [f"    {HTML} 2.0 --hash=sha256:{h}"
+                          for h in sorted((sdist_hash, wheel_hash))], r.stdout)
+        self.assertEqual(len(self.sdist_gets()), 1, self.sdist_gets())
+        # No JSON API: the age cannot be checked, and the upgrade is skipped, saying why.
+        self.assertIn(f"html/requirements.txt:3: {NO_JSON} 1.0 -> 2.0 (skipped)", lines, r.stdout)
+        self.assertIn("    not applied: min_release_age (2 days) cannot be checked for 2.0: the "
+                      "index gives no upload time (nor does its JSON API), so its age is unknown",
+                      lines, r.stdout)
+
+        r = self.pins("bump")
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        branch = f"pantry/pins/{HTML}-2.0"
+        self.assertIn(f"    made branch {branch}", r.stdout.splitlines(), r.stdout)
+        got = subprocess.run(["git", "-C", self.repo, "show", f"{branch}:requirements.txt"],
+                             capture_output=True, text=True, check=True).stdout
+        hashes = "".join(f" \\\n    --hash=sha256:{h}" for h in sorted((sdist_hash, wheel_hash)))
+        self.assertEqual(got, self.text.replace(
+            f"{HTML}==1.0 \\\n    --hash=sha256:{self.hashes['pantry_pins_html-1.0-py3-none-any.whl']}\n",
+            f"{HTML}==2.0{hashes}\n"))
+        self.assertNotIn(f"pantry/pins/{NO_JSON}", subprocess.run(
+            ["git", "-C", self.repo, "branch", "--list"], capture_output=True, text=True).stdout)
+        # The branch installs with --require-hashes through pantry.
+        req = os.path.join(self.work, "branch.txt")
+        with open(req, "w") as f:
+            f.write(got)
+        venv = os.path.join(self.work, "venv")
+        subprocess.run([PYTHON, "-m", "venv", venv], check=True, env=clean_env(), timeout=120)
+        pip = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet",
+               "--disable-pip-version-check", "--index-url", self.pantry.index_url,
+               "--require-hashes", "--target", os.path.join(self.work, "target"), "-r", req]
+        p = subprocess.run(pip, capture_output=True, text=True, env=clean_env(), timeout=300)
+        self.assertEqual(p.returncode, 0, f"{p.stdout}\n{p.stderr}")
+
+    def sdist_bytes(self):
+        """The sdist's bytes as the upstream serves them."""
+        for root, _, names in os.walk(os.path.join(self.tree, "packages")):
+            if self.sdist in names:
+                with open(os.path.join(root, self.sdist), "rb") as f:
+                    return f.read()
+        self.fail(f"{self.sdist} is not in the tree")
 
 
 def git_in(test, repo, *args):

@@ -18,6 +18,7 @@
 #include "pantry/orchestrator/pins/image_pins.h"
 #include "pantry/orchestrator/pins/image_refs.h"
 #include "pantry/orchestrator/pins/requirements_file.h"
+#include "pantry/orchestrator/pins/status.h"
 #include "pantry/text.h"
 #include "pantry/text_file.h"
 
@@ -64,6 +65,14 @@ void print_plan(const bot_output& out, const std::string& where, const pin_plan&
     hashes(c);
   for (const auto& c : plan.added)
     hashes(c);
+}
+
+// The hashes of an upgrade's files that the index lists without a sha256, as pip-compile makes
+// them: each such file downloaded (through the URL pantry's page gives) and hashed.
+result<std::size_t> hash_unlisted_digests(http_index& index, pin_plan& plan) {
+  if (plan.result != pin_plan::outcome::upgrade) return std::size_t{0};
+  return hash_missing_files(
+      plan, [&index](const registry::pypi::file_entry& f) { return index.file_sha256(f); });
 }
 
 // The commit message of a plan: old -> new as the subject, then why, when and what else.
@@ -576,7 +585,9 @@ struct ci_tracker {
 
 }  // namespace
 
-bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out) {
+namespace {
+
+bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bot_output& out) {
   bot_outcome outcome;
   // The branches' record, once a bump has read it; written back however the run ends.
   std::optional<branch_records>* kept = nullptr;
@@ -850,10 +861,16 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
         }
         ++checked;
         const std::string where = shown + ":" + std::to_string(reqs[i].line);
+        auto hashed = hash_unlisted_digests(index, *plan);
         print_plan(out, where, *plan);
         if (plan->result == pin_plan::outcome::upgrade ||
             plan->result == pin_plan::outcome::skipped)
           outdated = true;
+        if (!hashed) {
+          errors = true;
+          out.problem(where + ": " + hashed.error().message + "; not applied");
+          continue;
+        }
         if (!bump || plan->result != pin_plan::outcome::upgrade) continue;
         if (const auto* group = group_of(cfg.pins.groups, plan->name)) {
           out.line("    in group " + group->name + ": its branch comes after the files are read");
@@ -937,28 +954,47 @@ bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot
   return outcome;
 }
 
-result<std::vector<branch_record>> current_branches(const config::config& cfg,
-                                                    const std::optional<std::string>& repo,
-                                                    const std::optional<pantry_endpoint>& where,
-                                                    const bot_output& out) {
-  auto records = branch_records::load(cfg.data_dir);
-  if (!records) return records.error();
+}  // namespace
+
+bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out) {
+  if (!opt.bump) return run_once(cfg, opt, out);
+  last_run run;
+  run.started = rfc3339_utc(std::chrono::system_clock::now());
+  const bot_output counted{out.line, [&](std::string_view message) {
+                             if (run.first_problems.size() < kLastRunProblems)
+                               run.first_problems.emplace_back(message);
+                             ++run.problems;
+                             out.problem(message);
+                           }};
+  bot_outcome outcome = run_once(cfg, opt, counted);
+  run.ended = rfc3339_utc(std::chrono::system_clock::now());
+  run.status = outcome.status;
+  run.checked = outcome.checked;
+  if (auto saved = save_last_run(cfg.data_dir, run); !saved) {
+    out.problem(saved.error().message);
+    outcome.status = kExitError;
+  }
+  return outcome;
+}
+
+result<pins_report> current_status(const config::config& cfg,
+                                   const std::optional<std::string>& repo,
+                                   const std::optional<pantry_endpoint>& where,
+                                   const bot_output& out) {
+  auto report = read_pins_report(cfg, repo);
+  if (!report) return report.error();
   std::unique_ptr<bot_ci> ci;
   if (where && where->token) ci = std::make_unique<bot_ci>(where->url, *where->token);
-  std::vector<branch_record> shown;
-  for (auto r : records->all()) {
-    if (repo && r.repository != *repo) continue;
-    if (ci && r.pipeline != 0 && !pipeline_ended(r.status)) {
-      auto now = ci->status(r.pipeline);
-      if (now) {
-        r.status = *now;
-      } else {
-        out.problem(r.repository + ": " + r.branch + ": " + now.error().message);
-      }
+  for (auto& r : report->branches) {
+    if (!ci || r.pipeline == 0 || pipeline_ended(r.status)) continue;
+    auto now = ci->status(r.pipeline);
+    if (now) {
+      r.status = *now;
+    } else {
+      out.problem(r.repository + ": " + r.branch + ": " + now.error().message);
     }
-    shown.push_back(std::move(r));
   }
-  return shown;
+  return report;
 }
 
 }  // namespace pantry::orchestrator::pins

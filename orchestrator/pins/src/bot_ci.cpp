@@ -1,6 +1,7 @@
 #include "bot_ci.h"
 
 #include "pantry/orchestrator/coordinator/source.h"
+#include "pantry/orchestrator/pins/status.h"
 
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -80,21 +81,11 @@ result<std::string> bot_ci::status(std::uint64_t id) {
   if (r->status != 200) return api_client::failure("reading pipeline " + std::to_string(id), *r);
   boost::system::error_code ec;
   auto v = json::parse(r->body, ec);
-  const json::object* o = !ec && v.is_object() ? &v.get_object() : nullptr;
-  const json::value* state = o ? o->if_contains("state") : nullptr;
-  if (!state || !state->is_string())
+  std::string state = !ec && v.is_object() ? pipeline_state_of(v.get_object()) : std::string();
+  if (state.empty())
     return error(errc::io_error, "pipeline " + std::to_string(id) + ": " + r->url +
                                      " answered without the pipeline's state");
-  std::string s(state->get_string());
-  if (s != "running") return s;
-  // A pipeline runs from its submission on; "queued" until one of its jobs has started.
-  if (const json::value* jobs = o->if_contains("jobs"); jobs && jobs->is_array()) {
-    for (const auto& j : jobs->get_array()) {
-      const json::value* js = j.is_object() ? j.get_object().if_contains("state") : nullptr;
-      if (js && js->is_string() && js->get_string() != "queued") return s;
-    }
-  }
-  return std::string("queued");
+  return state;
 }
 
 }  // namespace pantry::orchestrator::pins

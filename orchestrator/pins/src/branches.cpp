@@ -156,26 +156,7 @@ json::object branch_records::to_json() const {
 }
 
 result<void> branch_records::save() const {
-  std::error_code ec;
-  fs::create_directories(file_.parent_path(), ec);
-  if (ec)
-    return error(errc::io_error, file_.parent_path().string() + ": cannot create: " + ec.message());
-  const fs::path tmp = file_.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << json::serialize(to_json()) << '\n';
-    out.close();
-    if (!out) {
-      fs::remove(tmp, ec);
-      return error(errc::io_error, tmp.string() + ": write failed");
-    }
-  }
-  fs::rename(tmp, file_, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return error(errc::io_error, file_.string() + ": cannot replace: " + ec.message());
-  }
-  return {};
+  return write_text_file_atomically(file_.string(), json::serialize(to_json()) + "\n");
 }
 
 }  // namespace pantry::orchestrator::pins

@@ -51,6 +51,10 @@ std::optional<std::chrono::system_clock::time_point> parse_upload_time(std::stri
          std::chrono::seconds(*se);
 }
 
+// rejection()'s reason for a release whose age min_release_age cannot be checked.
+constexpr std::string_view kAgeUnknown =
+    "the index gives no upload time (nor does its JSON API), so its age is unknown";
+
 std::string human_age(std::chrono::seconds s) {
   const auto n = s.count();
   if (n >= 2 * 86400) return std::to_string(n / 86400) + " days";
@@ -111,7 +115,7 @@ std::string rejection(const release& r, const upgrade_policy& policy,
   if (r.v.is_prerelease() && !prereleases_ok) return "a pre-release";
   if (r.yanked) return r.yank_reason.empty() ? "yanked" : "yanked (" + r.yank_reason + ")";
   if (policy.min_release_age.count() > 0) {
-    if (!r.upload_time) return "the index gives no upload time, so its age is unknown";
+    if (!r.upload_time) return std::string(kAgeUnknown);
     const auto at = parse_upload_time(*r.upload_time);
     if (!at) return "its upload time " + quote_for_message(*r.upload_time) + " is not PEP 700's";
     const auto age = std::chrono::duration_cast<std::chrono::seconds>(policy.now - *at);
@@ -144,10 +148,37 @@ std::string rejection(const release& r, const upgrade_policy& policy,
   return "";
 }
 
-// The file to ask metadata for: one that advertises PEP 658 metadata, else the first.
+// Whether `req` (a Requires-Dist) holds for one of `targets`, without an extra or with one of
+// `extras` (those the requirement of the file names).
+bool requirement_applies(const pypi::requirement& req,
+                         const std::vector<pypi::marker_environment>& targets,
+                         const std::vector<std::string>& extras) {
+  for (auto env : targets) {
+    env.extra.clear();
+    if (req.applies_to(env)) return true;
+    for (const auto& extra : extras) {
+      env.extra = extra;
+      if (req.applies_to(env)) return true;
+    }
+  }
+  return false;
+}
+
+// The reason line of a file listed without a sha256, before it is hashed (hash_missing_files).
+std::string no_digest_reason(const pypi::file_entry& f) {
+  return "the index gives no sha256 for " + f.filename + ": it must be downloaded to be hashed";
+}
+
+// The file to ask metadata for: one that advertises PEP 658 metadata, else the first; a file with
+// a sha256 first (pantry serves only those, and their metadata).
 const pypi::file_entry* metadata_file(const release& r) {
+  for (const bool need_digest : {true, false}) {
+    for (const auto* f : r.files) {
+      if (f->core_metadata && !f->yanked && (!need_digest || f->sha256())) return f;
+    }
+  }
   for (const auto* f : r.files) {
-    if (f->core_metadata && !f->yanked) return f;
+    if (f->sha256()) return f;
   }
   return r.files.front();
 }
@@ -232,6 +263,11 @@ class planner {
   // Returns "" or the reason the plan cannot be applied.
   result<std::string> check_requirements(pin_plan& plan, std::vector<pending> work);
 
+  // Checks the pins of the file the plan keeps: each one's own Requires-Dist (its pinned
+  // version's metadata) must admit the version the plan gives every project it moves. Returns ""
+  // or the reason the plan cannot be applied.
+  result<std::string> check_kept_pins(const pin_plan& plan);
+
   const requirements_file& doc_;
   const upgrade_policy& policy_;
   const index_source& source_;
@@ -282,6 +318,7 @@ result<pin_plan> planner::run(std::size_t index) {
     plan.old_yank_reason = current->yank_reason;
   }
   const release* chosen = nullptr;
+  const release* age_unknown = nullptr;  // the newest newer release only its age keeps out
   std::vector<std::string> passed_over;
   for (const auto& r : **rel) {
     if (!(r.v > *plan.old_version)) break;
@@ -290,6 +327,7 @@ result<pin_plan> planner::run(std::size_t index) {
       chosen = &r;
       break;
     }
+    if (why == kAgeUnknown && !age_unknown) age_unknown = &r;
     passed_over.push_back(r.v.str() + ": " + why);
   }
   if (!chosen && plan.old_yanked) {
@@ -311,6 +349,19 @@ result<pin_plan> planner::run(std::size_t index) {
   } else if (!current) {
     plan.reasons.push_back("the index lists no file of the pinned " + plan.old_version->str());
   }
+  if (!chosen && age_unknown) {
+    // Unknown is not "too young" and not "old enough": say so instead of calling the pin current.
+    plan.change = change_for(entry.name, *age_unknown);
+    plan.change->index = index;
+    plan.change->old_version = plan.old_version;
+    plan.reasons.insert(plan.reasons.begin(),
+                        "not applied: min_release_age (" + human_age(policy_.min_release_age) +
+                            ") cannot be checked for " + age_unknown->v.str() + ": " +
+                            std::string(kAgeUnknown));
+    plan.reasons.insert(plan.reasons.end(), passed_over.begin(), passed_over.end());
+    plan.result = pin_plan::outcome::skipped;
+    return plan;
+  }
   if (!chosen) {
     plan.reasons.insert(plan.reasons.end(), passed_over.begin(), passed_over.end());
     plan.result = pin_plan::outcome::up_to_date;
@@ -325,8 +376,7 @@ result<pin_plan> planner::run(std::size_t index) {
                            (chosen->upload_time ? " (uploaded " + *chosen->upload_time + ")" : ""));
   plan.reasons.insert(plan.reasons.end(), passed_over.begin(), passed_over.end());
   for (const auto& f : plan.change->missing_digests)
-    plan.reasons.push_back("the index gives no sha256 for " + f.filename +
-                           ": it must be downloaded to be hashed");
+    plan.reasons.push_back(no_digest_reason(f));
 
   // Every project the file names, as the plan leaves it.
   for (std::size_t i = 0; i < all.size(); ++i) {
@@ -347,6 +397,10 @@ result<pin_plan> planner::run(std::size_t index) {
   auto problem = check_requirements(
       plan, {pending{entry.name, chosen->v, metadata_file(*chosen), entry.parsed.extras}});
   if (!problem) return problem.error();
+  if (problem->empty()) {
+    problem = check_kept_pins(plan);
+    if (!problem) return problem.error();
+  }
   if (!problem->empty()) {
     plan.result = pin_plan::outcome::skipped;
     plan.reasons.insert(plan.reasons.begin(), "not applied: " + *problem);
@@ -354,6 +408,39 @@ result<pin_plan> planner::run(std::size_t index) {
   }
   plan.result = pin_plan::outcome::upgrade;
   return plan;
+}
+
+result<std::string> planner::check_kept_pins(const pin_plan& plan) {
+  std::map<std::string, version> moved;  // normalized name -> its version after the plan
+  moved.emplace(plan.name, plan.change->new_version);
+  for (const auto& c : plan.co_upgrades)
+    moved.emplace(c.name, c.new_version);
+  std::set<std::string> checked;
+  for (const auto& entry : doc_.requirements()) {
+    if (moved.contains(entry.name) || !checked.insert(entry.name).second) continue;
+    const auto s = state_.find(entry.name);
+    if (s == state_.end() || !s->second.movable || !s->second.v) continue;  // unpinned
+    auto rel = releases(entry.name);
+    if (!rel && rel.error().is(errc::not_found)) continue;  // nothing to read its needs from
+    if (!rel) return rel.error();
+    const auto kept = std::find_if((*rel)->begin(), (*rel)->end(),
+                                   [&](const release& r) { return r.v == *s->second.v; });
+    if (kept == (*rel)->end() || kept->files.empty()) continue;
+    auto meta = source_.metadata(entry.name, kept->v, *metadata_file(*kept));
+    if (!meta && meta.error().is(errc::not_found)) continue;
+    if (!meta) return meta.error();
+    const auto targets = targets_of(entry, policy_);
+    for (const auto& line : pypi::metadata_fields(*meta, "Requires-Dist")) {
+      const auto req = pypi::requirement::parse(line);
+      if (!req || !req->url.empty()) continue;  // the pin's own problem, not this plan's
+      const auto it = moved.find(normalize_project_name(req->name));
+      if (it == moved.end() || !requirement_applies(*req, targets, entry.parsed.extras)) continue;
+      if (req->specifiers.contains(it->second, pypi::prereleases::allow)) continue;
+      return entry.name + "==" + kept->v.str() + ", a pin this patch keeps, requires " +
+             req->str() + ", which " + it->first + " " + it->second.str() + " does not satisfy";
+    }
+  }
+  return std::string();
 }
 
 result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pending> work) {
@@ -372,16 +459,7 @@ result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pend
         return item.name + " " + item.v.str() +
                "'s metadata has a Requires-Dist pip cannot read (" + req.error().message + ")";
       }
-      bool applies = false;
-      for (auto env : targets_) {
-        env.extra.clear();
-        if (req->applies_to(env)) applies = true;
-        for (const auto& extra : item.extras) {
-          env.extra = extra;
-          if (req->applies_to(env)) applies = true;
-        }
-      }
-      if (!applies) continue;
+      if (!requirement_applies(*req, targets_, item.extras)) continue;
       const std::string dep = normalize_project_name(req->name);
       const std::string needed = item.name + " " + item.v.str() + " requires " + req->str();
       auto found = state_.find(dep);
@@ -421,8 +499,7 @@ result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pend
                (why_not.empty() ? "" : " (" + join(why_not, "; ") + ")");
       pin_change c = change_for(dep, *pick);
       for (const auto& f : c.missing_digests)
-        plan.reasons.push_back("the index gives no sha256 for " + f.filename +
-                               ": it must be downloaded to be hashed");
+        plan.reasons.push_back(no_digest_reason(f));
       if (found != state_.end()) {
         c.old_version = from;
         c.reason = needed;
@@ -445,7 +522,14 @@ result<std::string> planner::check_requirements(pin_plan& plan, std::vector<pend
         s.v = pick->v;
         s.movable = false;
       }
-      work.push_back(pending{dep, pick->v, metadata_file(*pick), req->extras});
+      std::vector<std::string> extras = req->extras;
+      if (found != state_.end()) {
+        for (const auto i : found->second.indexes) {
+          const auto& own = doc_.requirements()[i].parsed.extras;
+          extras.insert(extras.end(), own.begin(), own.end());
+        }
+      }
+      work.push_back(pending{dep, pick->v, metadata_file(*pick), std::move(extras)});
     }
   }
   return std::string();
@@ -536,6 +620,45 @@ result<void> apply(requirements_file& doc, const pin_plan& plan) {
   }
   doc = std::move(edited);
   return {};
+}
+
+result<std::size_t> hash_missing_files(pin_plan& plan, const file_hasher& hash) {
+  std::vector<pin_change*> changes;
+  if (plan.change) changes.push_back(&*plan.change);
+  for (auto& c : plan.co_upgrades)
+    changes.push_back(&c);
+  for (auto& c : plan.added)
+    changes.push_back(&c);
+  // Hashed into copies first: an error leaves the plan as it was.
+  std::vector<std::vector<std::string>> hashes;
+  std::map<std::string, std::string> done;  // filename -> the reason line after hashing
+  for (const auto* c : changes) {
+    hashes.push_back(c->hashes);
+    for (const auto& f : c->missing_digests) {
+      auto got = hash(f);
+      if (!got) {
+        return error(got.error().code, c->name + " " + c->new_version.str() + ": hashing " +
+                                           f.filename + ", which the index lists without a " +
+                                           "sha256: " + got.error().message);
+      }
+      hashes.back().push_back(*got);
+      done[no_digest_reason(f)] =
+          "the index gives no sha256 for " + f.filename + ": downloaded and hashed (" + *got + ")";
+    }
+  }
+  std::size_t hashed = 0;
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    auto& h = hashes[i];
+    std::sort(h.begin(), h.end());
+    h.erase(std::unique(h.begin(), h.end()), h.end());
+    changes[i]->hashes = std::move(h);
+    hashed += changes[i]->missing_digests.size();
+    changes[i]->missing_digests.clear();
+  }
+  for (auto& r : plan.reasons) {
+    if (auto it = done.find(r); it != done.end()) r = it->second;
+  }
+  return hashed;
 }
 
 std::string summary(const pin_plan& plan) {

@@ -23,7 +23,8 @@ result<declined_record> declined_record::load(fs::path file) {
     const std::size_t tab = line.find('\t');
     if (tab == std::string::npos) continue;
     const std::size_t end = line.find('\t', tab + 1);
-    d.entries_.emplace(line.substr(0, tab), line.substr(tab + 1, end - tab - 1));
+    d.entries_[{line.substr(0, tab), line.substr(tab + 1, end - tab - 1)}] =
+        end == std::string::npos ? std::string() : line.substr(end + 1);
   }
   return d;
 }
@@ -39,7 +40,7 @@ result<void> declined_record::add(const std::string& repo, const std::string& br
   out << repo << '\t' << branch << '\t' << url << '\n';
   out.close();
   if (!out) return error(errc::io_error, file_.string() + ": write failed");
-  entries_.emplace(repo, branch);
+  entries_[{repo, branch}] = url;
   return {};
 }
 

@@ -7,7 +7,7 @@
 #include "pantry/error.h"
 
 #include <filesystem>
-#include <set>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -22,6 +22,11 @@ class declined_record {
     return entries_.contains({repo, branch});
   }
 
+  // (repository, branch) -> the declined pull request's URL ("" when the line gives none).
+  const std::map<std::pair<std::string, std::string>, std::string>& entries() const noexcept {
+    return entries_;
+  }
+
   // Appends one line (making the directory). Errors name the file.
   result<void> add(const std::string& repo, const std::string& branch, const std::string& url);
 
@@ -29,7 +34,7 @@ class declined_record {
 
  private:
   std::filesystem::path file_;
-  std::set<std::pair<std::string, std::string>> entries_;
+  std::map<std::pair<std::string, std::string>, std::string> entries_;
 };
 
 }  // namespace pantry::orchestrator::pins

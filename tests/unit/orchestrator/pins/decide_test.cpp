@@ -4,10 +4,12 @@
 
 #include "pantry/orchestrator/pins/decide.h"
 
+#include "unit/orchestrator/pins/decide_helpers.h"
 #include "unit/orchestrator/pins/requirements_text.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <string>
@@ -20,6 +22,7 @@ namespace pypi = registry::pypi;
 using test::doc_of;
 using test::hashed;
 using test::hex_of;
+using test::reasons_of;
 using namespace std::chrono_literals;
 
 // A fake index: pages and metadata as data, and the requests it received.
@@ -77,13 +80,6 @@ upgrade_policy policy_for(std::vector<std::string> pythons = {"3.11"}) {
                                        std::chrono::sys_days(std::chrono::year(2026) / 6 / 1) + 0s);
   EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message);
   return *p;
-}
-
-std::string reasons_of(const pin_plan& p) {
-  std::string out;
-  for (const auto& r : p.reasons)
-    out += r + "\n";
-  return out;
 }
 
 pin_plan decide_ok(const requirements_file& doc, std::size_t index, const upgrade_policy& policy,
@@ -160,7 +156,7 @@ TEST(DecideTest, RequiresPythonMustAdmitEveryConfiguredPython) {
   EXPECT_EQ(reasons_of(plan), "2.0.0: requires Python >=3.10, not 3.9\n");
 }
 
-TEST(DecideTest, ReleaseWithoutUploadTimeIsTooYoungOnlyWhenAnAgeIsSet) {
+TEST(DecideTest, ReleaseWithoutUploadTimeIsSkippedOnlyWhenAnAgeIsSet) {
   fake_index idx;
   idx.add("six", "1.0.0", 'a');
   idx.add("six", "2.0.0", 'b').upload_time.reset();
@@ -168,9 +164,19 @@ TEST(DecideTest, ReleaseWithoutUploadTimeIsTooYoungOnlyWhenAnAgeIsSet) {
   EXPECT_EQ(decide_ok(doc, 0, policy_for(), idx).result, pin_plan::outcome::upgrade);
   auto policy = policy_for();
   policy.min_release_age = 1h;
-  const auto plan = decide_ok(doc, 0, policy, idx);
-  EXPECT_EQ(plan.result, pin_plan::outcome::up_to_date) << reasons_of(plan);
-  EXPECT_NE(reasons_of(plan).find("no upload time"), std::string::npos) << reasons_of(plan);
+  auto plan = decide_ok(doc, 0, policy, idx);
+  // Unknown is neither too young nor old enough: skipped with the reason, not "up to date".
+  EXPECT_EQ(plan.result, pin_plan::outcome::skipped) << reasons_of(plan);
+  EXPECT_EQ(reasons_of(plan),
+            "not applied: min_release_age (60 minutes) cannot be checked for 2.0.0: the index "
+            "gives no upload time (nor does its JSON API), so its age is unknown\n"
+            "2.0.0: the index gives no upload time (nor does its JSON API), so its age is "
+            "unknown\n");
+  // An older release whose age is known and enough is still proposed.
+  idx.add("six", "1.5.0", 'c', "2026-01-01T00:00:00Z");
+  plan = decide_ok(doc, 0, policy, idx);
+  ASSERT_EQ(plan.result, pin_plan::outcome::upgrade) << reasons_of(plan);
+  EXPECT_EQ(plan.change->new_version.str(), "1.5.0");
 }
 
 TEST(DecideTest, PrereleasesFollowThePolicy) {
@@ -412,6 +418,128 @@ TEST(DecideTest, PageParsedFromJsonDrivesTheDecision) {
   const auto plan = decide_ok(doc, 0, policy_for(), idx);
   EXPECT_EQ(plan.result, pin_plan::outcome::up_to_date);
   EXPECT_EQ(reasons_of(plan), "1.1.0: yanked (bad sdist)\n");
+}
+
+TEST(DecideTest, FilesWithoutDigestAreHashedByTheCallersDownloadOnly) {
+  fake_index idx;
+  idx.add("requests", "2.31.0", 'a');
+  idx.add("requests", "2.32.0", 'e');
+  idx.add("requests", "2.32.0", 0, "2026-01-01T00:00:00Z", "py2-none-any");
+  idx.add("urllib3", "1.26.0", 'c');
+  idx.add("urllib3", "2.2.0", 'd');
+  idx.add("urllib3", "2.2.0", 0, "2026-01-01T00:00:00Z", "py2-none-any");
+  idx.add("urllib3", "2.2.0", 0, "2026-01-01T00:00:00Z", "py2-none-any").yanked = "";
+  idx.metadata["requests 2.32.0"] = "Name: requests\nRequires-Dist: urllib3>=2\n";
+  auto doc = doc_of(hashed("requests", "2.31.0", 'a') + hashed("urllib3", "1.26.0", 'c'));
+  auto plan = decide_ok(doc, 0, policy_for(), idx);
+  ASSERT_EQ(plan.result, pin_plan::outcome::upgrade) << reasons_of(plan);
+  ASSERT_EQ(plan.co_upgrades.size(), 1u);
+
+  std::vector<std::string> downloaded;
+  const file_hasher fake = [&](const pypi::file_entry& f) -> result<std::string> {
+    downloaded.push_back(f.filename);
+    return "sha256:" + hex_of(f.filename.starts_with("requests") ? '0' : '9');
+  };
+  auto failing = plan;
+  const auto refused = hash_missing_files(failing, [&](const pypi::file_entry& f) {
+    return result<std::string>(error(errc::io_error, "connection refused (" + f.filename + ")"));
+  });
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().message,
+            "requests 2.32.0: hashing requests-2.32.0-py2-none-any.whl, which the index lists "
+            "without a sha256: connection refused (requests-2.32.0-py2-none-any.whl)");
+  EXPECT_EQ(failing.change->hashes, plan.change->hashes);
+  EXPECT_EQ(failing.change->missing_digests, plan.change->missing_digests);
+
+  const auto hashed_count = hash_missing_files(plan, fake);
+  ASSERT_TRUE(hashed_count.has_value()) << hashed_count.error().message;
+  EXPECT_EQ(*hashed_count, 2u);
+  // Only the two files without a digest, not the yanked one, not those with a digest.
+  EXPECT_EQ(downloaded, (std::vector<std::string>{"requests-2.32.0-py2-none-any.whl",
+                                                  "urllib3-2.2.0-py2-none-any.whl"}));
+  EXPECT_EQ(plan.change->hashes,
+            (std::vector<std::string>{"sha256:" + hex_of('0'), "sha256:" + hex_of('e')}));
+  EXPECT_EQ(plan.co_upgrades[0].hashes,
+            (std::vector<std::string>{"sha256:" + hex_of('9'), "sha256:" + hex_of('d')}));
+  EXPECT_TRUE(plan.change->missing_digests.empty());
+  EXPECT_TRUE(plan.co_upgrades[0].missing_digests.empty());
+  EXPECT_NE(reasons_of(plan).find("the index gives no sha256 for urllib3-2.2.0-py2-none-any.whl: "
+                                  "downloaded and hashed (sha256:" +
+                                  hex_of('9') + ")"),
+            std::string::npos)
+      << reasons_of(plan);
+  EXPECT_EQ(reasons_of(plan).find("must be downloaded"), std::string::npos) << reasons_of(plan);
+  ASSERT_TRUE(apply(doc, plan).has_value());
+  EXPECT_EQ(doc.render(), "requests==2.32.0 \\\n    --hash=sha256:" + hex_of('0') +
+                              " \\\n    --hash=sha256:" + hex_of('e') +
+                              "\nurllib3==2.2.0 \\\n    --hash=sha256:" + hex_of('9') +
+                              " \\\n    --hash=sha256:" + hex_of('d') + "\n");
+  // A plan with nothing missing downloads nothing.
+  downloaded.clear();
+  ASSERT_TRUE(hash_missing_files(plan, fake).has_value());
+  EXPECT_TRUE(downloaded.empty());
+}
+
+TEST(DecideTest, ACoUpgradesOwnRequirementsAreCheckedTransitively) {
+  fake_index idx;
+  idx.add("requests", "2.31.0", 'a');
+  idx.add("requests", "2.32.0", 'b');
+  idx.add("urllib3", "1.26.0", 'c');
+  idx.add("urllib3", "2.2.0", 'd');
+  idx.add("idna", "2.0", 'e');
+  idx.add("idna", "3.7", 'f');
+  idx.metadata["requests 2.32.0"] = "Name: requests\nRequires-Dist: urllib3>=2\n";
+  idx.metadata["urllib3 2.2.0"] = "Name: urllib3\nRequires-Dist: idna>=3\n";
+  const std::string text = hashed("requests", "2.31.0", 'a') + hashed("urllib3", "1.26.0", 'c') +
+                           hashed("idna", "2.0", 'e');
+  auto plan = decide_ok(doc_of(text), 0, policy_for(), idx);
+  ASSERT_EQ(plan.result, pin_plan::outcome::upgrade) << reasons_of(plan);
+  EXPECT_EQ(summary(plan), "requests 2.31.0 -> 2.32.0, urllib3 1.26.0 -> 2.2.0, idna 2.0 -> 3.7");
+  EXPECT_NE(reasons_of(plan).find("co-upgrade idna 2.0 -> 3.7: urllib3 2.2.0 requires idna>=3"),
+            std::string::npos)
+      << reasons_of(plan);
+
+  // The co-upgrade needs what the patch has moved elsewhere already: skipped, with the reason.
+  idx.metadata["urllib3 2.2.0"] = "Name: urllib3\nRequires-Dist: requests<2.32\n";
+  plan = decide_ok(doc_of(text), 0, policy_for(), idx);
+  ASSERT_EQ(plan.result, pin_plan::outcome::skipped) << reasons_of(plan);
+  EXPECT_EQ(plan.reasons.front(),
+            "not applied: urllib3 2.2.0 requires requests<2.32, which the pin requests==2.32.0 "
+            "this patch keeps does not satisfy");
+}
+
+TEST(DecideTest, APinTheFileKeepsMustAdmitEveryMovedVersion) {
+  fake_index idx;
+  idx.add("requests", "2.31.0", 'a');
+  idx.add("requests", "2.32.0", 'b');
+  idx.add("urllib3", "1.26.0", 'c');
+  idx.add("urllib3", "2.2.0", 'd');
+  idx.add("botocore", "1.0", 'e');
+  idx.metadata["requests 2.32.0"] = "Name: requests\nRequires-Dist: urllib3>=2\n";
+  idx.metadata["botocore 1.0"] =
+      "Name: botocore\nRequires-Dist: urllib3<1.27; python_version < \"3.10\"\n"
+      "Requires-Dist: urllib3!=2.2.0; python_version >= \"3.10\"\n";
+  const std::string text = hashed("requests", "2.31.0", 'a') + hashed("urllib3", "1.26.0", 'c') +
+                           hashed("botocore", "1.0", 'e');
+  // The co-upgrade of urllib3 breaks the botocore pin, which the patch keeps.
+  auto plan = decide_ok(doc_of(text), 0, policy_for(), idx);
+  ASSERT_EQ(plan.result, pin_plan::outcome::skipped) << reasons_of(plan);
+  EXPECT_EQ(plan.reasons.front(),
+            "not applied: botocore==1.0, a pin this patch keeps, requires urllib3!=2.2.0; "
+            "python_version >= \"3.10\", which urllib3 2.2.0 does not satisfy");
+  EXPECT_NE(std::find(idx.asked.begin(), idx.asked.end(), "metadata botocore 1.0"),
+            idx.asked.end());
+  // The upgrade of urllib3 alone is checked the same way.
+  plan = decide_ok(doc_of(text), 1, policy_for(), idx);
+  ASSERT_EQ(plan.result, pin_plan::outcome::skipped) << reasons_of(plan);
+  EXPECT_EQ(plan.reasons.front(),
+            "not applied: botocore==1.0, a pin this patch keeps, requires urllib3!=2.2.0; "
+            "python_version >= \"3.10\", which urllib3 2.2.0 does not satisfy");
+  // A requirement whose marker holds for no configured Python does not count.
+  idx.metadata["botocore 1.0"] =
+      "Name: botocore\nRequires-Dist: urllib3<1.27; python_version < \"3.10\"\n";
+  plan = decide_ok(doc_of(text), 1, policy_for(), idx);
+  EXPECT_EQ(plan.result, pin_plan::outcome::upgrade) << reasons_of(plan);
 }
 
 }  // namespace

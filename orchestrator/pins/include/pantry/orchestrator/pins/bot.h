@@ -14,6 +14,7 @@
 #include "pantry/config/config.h"
 #include "pantry/error.h"
 #include "pantry/orchestrator/pins/branches.h"
+#include "pantry/orchestrator/pins/status.h"
 
 #include <cstddef>
 #include <functional>
@@ -75,20 +76,21 @@ struct bot_outcome {
 };
 
 // Runs check or bump as `opt` says over `cfg.pins.repositories` (the declined record lives under
-// cfg.data_dir). Errors end up in the outcome's status and in out.problem: a config without pins
-// repositories, an unknown opt.repo, a bad policy value, --open-prs for check, an unreadable or
-// malformed file (named with file and line; that file is left as it is, the others go on), an
-// unreachable index or registry (the run stops: it decides nothing), a git command that failed,
-// a bump while another holds the data dir's lock (errc::locked's message names the holder's pid).
+// cfg.data_dir). A bump, however it ends, replaces <data_dir>/pins/last_run.json (status.h). Errors
+// end up in the outcome's status and in out.problem: a config without pins repositories, an unknown
+// opt.repo, a bad policy value, --open-prs for check, an unreadable or malformed file (named with
+// file and line; that file is left as it is, the others go on), an unreachable index or registry
+// (the run stops: it decides nothing), a git command that failed, a bump while another holds the
+// data dir's lock (errc::locked's message names the holder's pid).
 bot_outcome run_bot(const config::config& cfg, const bot_options& opt, const bot_output& out);
 
-// What `pantry pins status` shows: the branches bump recorded under cfg.data_dir (only `repo`'s
-// when given), each pipeline that had not ended asked about again at `where` when it has a token
-// (a failure to ask is reported through out.problem and leaves the recorded state). Writes
-// nothing. Errors: the record's (unreadable, malformed).
-result<std::vector<branch_record>> current_branches(const config::config& cfg,
-                                                    const std::optional<std::string>& repo,
-                                                    const std::optional<pantry_endpoint>& where,
-                                                    const bot_output& out);
+// What `pantry pins status` shows (status.h): the records under cfg.data_dir (only `repo`'s when
+// given), each pipeline that had not ended asked about again at `where` when it has a token (a
+// failure to ask is reported through out.problem and leaves the recorded state). Writes nothing.
+// Errors: a record's (unreadable, malformed).
+result<pins_report> current_status(const config::config& cfg,
+                                   const std::optional<std::string>& repo,
+                                   const std::optional<pantry_endpoint>& where,
+                                   const bot_output& out);
 
 }  // namespace pantry::orchestrator::pins

@@ -63,7 +63,7 @@ struct pin_change {
   // "sha256:HEX" of every file of new_version the index lists that is not yanked, sorted (as
   // pip-compile --generate-hashes writes them).
   std::vector<std::string> hashes;
-  // The files of new_version listed without a sha256: the caller downloads them to hash them.
+  // The files of new_version listed without a sha256, until hash_missing_files() hashes them.
   std::vector<registry::pypi::file_entry> missing_digests;
   std::optional<std::string> upload_time;  // the earliest upload time of its files (PEP 700)
   std::string via;                         // an added pin: the project that requires it
@@ -98,7 +98,8 @@ std::string_view to_string(pin_plan::outcome o) noexcept;
 
 // Decides the upgrade of the requirement at `index` of `doc`, as the pin bot does: the newest
 // version newer than the pin that is not yanked, has files, is not younger than
-// min_release_age (a version without an upload time counts as too young when that is set),
+// min_release_age (a version without an upload time cannot be checked when that is set: it is
+// passed over, and when nothing else newer qualifies the plan is `skipped` with the reason),
 // whose files admit every target Python (Requires-Python of at least one of its files), and is
 // not a pre-release unless the policy allows it (if_pinned: when the pin is one). When the
 // pinned version is yanked and nothing newer qualifies, the newest qualifying older version. The
@@ -106,7 +107,9 @@ std::string_view to_string(pin_plan::outcome o) noexcept;
 // requirement names), is checked against the file's other pins: a pin it does not admit is
 // co-upgraded to the newest qualifying version that it admits, a project no requirement of the
 // file names is added at the newest qualifying version it admits (with its own requirements
-// checked the same way), otherwise the plan is `skipped` with the reason. Targets where the
+// checked the same way), otherwise the plan is `skipped` with the reason. Then every pin of the
+// file the plan keeps is checked the other way: its pinned version's own Requires-Dist must admit
+// the new version of each project the plan moves, else the plan is `skipped`. Targets where the
 // requirement's own marker is false are left out. Errors: `index` out of range, or an error of
 // `source` (nothing is decided then).
 result<pin_plan> decide(const requirements_file& doc, std::size_t index,
@@ -117,6 +120,17 @@ result<pin_plan> decide(const requirements_file& doc, std::size_t index,
 // changes still have missing_digests — the caller hashes those files into `hashes` first — or
 // set_pin/add_pin's): `doc` is left as it was.
 result<void> apply(requirements_file& doc, const pin_plan& plan);
+
+// Downloads one file the index lists without a sha256 and returns "sha256:<hex>" of its bytes.
+using file_hasher = std::function<result<std::string>(const registry::pypi::file_entry& file)>;
+
+// Hashes every file of `plan`'s changes (the change, its co-upgrades and added pins) that the
+// index lists without a sha256, as pip-compile does: `hash` downloads it. Each digest joins its
+// change's `hashes` (kept sorted and unique), `missing_digests` is cleared, and the reason line
+// that named the file says it was downloaded and hashed. Files with a digest are never
+// downloaded. Returns how many files were hashed. Errors: the first of `hash`'s, naming the
+// project, version and file; `plan` is then left as it was.
+result<std::size_t> hash_missing_files(pin_plan& plan, const file_hasher& hash);
 
 // One line for people: "requests 2.31.0 -> 2.32.3", "idna 3.6 up to date", "six skipped".
 std::string summary(const pin_plan& plan);

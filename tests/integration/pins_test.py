@@ -470,6 +470,25 @@ class PinsCheckTest(unittest.TestCase):
         self.assertEqual(self.git(url["bare"], "for-each-ref", "--format=%(objectname)",
                                   "refs/heads/pantry"), tips)
 
+        # A newer release of one grouped pin: the group's new set gets a branch of its own, and
+        # the branch of the old set is superseded (deleted: no forge here).
+        make_pypi_upstream.add_releases(
+            self.tree, [Release("pantry-pytest-a", v) for v in ("1.0", "1.1", "1.2")],
+            self.nginx.files_base)
+        time.sleep(1.5)  # past the index_ttl of 1s
+        r = self.pins_with(url, "bump", url["config"])
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        newer_set = "pantry-pytest-a==1.2\npantry-pytest-b==2.1\n"
+        newer = "pantry/pins/group-pytest-" + hashlib.sha256(newer_set.encode()).hexdigest()[:12]
+        self.assertIn(f"app: group pytest: made branch {newer} (2 upgrades)", r.stdout.splitlines(),
+                      r.stdout)
+        self.assertIn(f"    superseded {group}: deleted its branch", r.stdout.splitlines(), r.stdout)
+        made = self.git(url["bare"], "for-each-ref", "--format=%(refname:short)", "refs/heads/pantry")
+        self.assertEqual(sorted(made.split()), sorted(set(branches) - {group} | {newer}), r.stdout)
+        self.assertEqual(self.git(url["bare"], "log", "-1", "--format=%s", newer).strip(),
+                         "pins: group pytest: pantry-pytest-a 1.0 -> 1.2; "
+                         "pantry-pytest-b 2.0 -> 2.1")
+
     def test_url_repository_with_a_wrong_token_or_no_server_changes_nothing(self):
         url = self.url_repository()
         wrong = "wrong-token-0b1d2e"

@@ -331,6 +331,21 @@ struct superseder {
   // branch with someone else's commits is reported and left.
   result<std::vector<doomed>> find(const std::string& name, const registry::pypi::version& version,
                                    const std::string& branch) {
+    auto names = head_names(branch);
+    if (!names) return names.error();
+    return bots_own(older_upgrades(*names, name, version));
+  }
+
+  // The bot's other branches of group `group` (branch_life.h's other_group_branches()), `branch`
+  // being the one proposed now; as find() does.
+  result<std::vector<doomed>> find_group(const std::string& group, const std::string& branch) {
+    auto names = head_names(branch);
+    if (!names) return names.error();
+    return bots_own(other_group_branches(*names, group, branch));
+  }
+
+  // origin's pantry/pins/* branch names (read once), `branch` noted as proposed by this run.
+  result<std::vector<std::string>> head_names(const std::string& branch) {
     proposed.insert(branch);
     if (!heads) {
       auto listed = remote_heads(git, clone, "pantry/pins/");
@@ -340,8 +355,13 @@ struct superseder {
     std::vector<std::string> names;
     for (const auto& h : *heads)
       names.push_back(h.first);
+    return names;
+  }
+
+  // Those of `candidates` that are the bot's alone and not proposed by this run, at their tips.
+  result<std::vector<doomed>> bots_own(const std::vector<std::string>& candidates) {
     std::vector<doomed> out_list;
-    for (const auto& old : older_upgrades(names, name, version)) {
+    for (const auto& old : candidates) {
       if (proposed.contains(old)) continue;
       auto tip = fetch_branch(git, clone, old);
       if (!tip) return tip.error();
@@ -378,7 +398,7 @@ struct superseder {
         if (*open) {
           const std::string comment =
               "Superseded by " + branch + (url.empty() ? "" : " (" + url + ")") +
-              ": pantry pins bump proposes a newer version there, so it closes this pull "
+              ": pantry pins bump proposes newer versions there, so it closes this pull "
               "request and deletes its branch.";
           if (auto c = forge->comment((*open)->number, comment); !c) {
             failed(c.error());
@@ -939,8 +959,18 @@ bot_outcome run_once(const config::config& cfg, const bot_options& opt, const bo
         continue;
       }
       errors = errors || branch->left_out;
-      if (!branch->name.empty())
-        follow_up(where, branch->name, branch->change, branch->message, branch->put, {});
+      if (branch->name.empty()) continue;
+      // The group's branch of an older set of versions is superseded by this one.
+      auto doomed = retiring->find_group(group, branch->name);
+      if (!doomed) {
+        errors = true;
+        out.problem(where + ": " + doomed.error().message);
+        doomed = std::vector<superseder::doomed>();
+      }
+      const std::string url = follow_up(where, branch->name, branch->change, branch->message,
+                                        branch->put, branches_of(*doomed));
+      retiring->retire(*doomed, branch->name, url, forge.get(), opener ? &*opener : nullptr,
+                       errors);
     }
   }
   if (opt.only && checked == 0 && !errors)

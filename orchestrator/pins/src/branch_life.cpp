@@ -134,4 +134,21 @@ std::vector<std::string> older_upgrades(const std::vector<std::string>& heads,
   return out;
 }
 
+std::vector<std::string> other_group_branches(const std::vector<std::string>& heads,
+                                              std::string_view group, std::string_view branch) {
+  const std::string start = std::string(kPrefix) + "group-" + std::string(group) + "-";
+  constexpr std::size_t kHashDigits = 12;
+  std::vector<std::string> out;
+  for (const auto& head : heads) {
+    if (head == branch || !head.starts_with(start)) continue;
+    const std::string_view hash = std::string_view(head).substr(start.size());
+    const bool hex =
+        hash.size() == kHashDigits && std::all_of(hash.begin(), hash.end(), [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        });
+    if (hex) out.push_back(head);
+  }
+  return out;
+}
+
 }  // namespace pantry::orchestrator::pins

@@ -412,7 +412,7 @@ class PinsCheckTest(unittest.TestCase):
         r = self.pins_with(url, "bump", url["config"])
         self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
         group_set = "".join(sorted(f"{p}=={vs[1]}\n" for p, vs in GROUPED.items()))
-        group = "pantry/pins/group-pytest-" + hashlib.sha256(group_set.encode()).hexdigest()[:12]
+        group = "pantry/pins/group/pytest-" + hashlib.sha256(group_set.encode()).hexdigest()[:12]
         branches = {
             "pantry/pins/pantry-demo-app-2.0": {"pantry-demo-app": "2.0", "pantry-demo-lib": "1.1"},
             "pantry/pins/pantry-demo-lib-1.1": {"pantry-demo-lib": "1.1"},
@@ -479,7 +479,7 @@ class PinsCheckTest(unittest.TestCase):
         r = self.pins_with(url, "bump", url["config"])
         self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
         newer_set = "pantry-pytest-a==1.2\npantry-pytest-b==2.1\n"
-        newer = "pantry/pins/group-pytest-" + hashlib.sha256(newer_set.encode()).hexdigest()[:12]
+        newer = "pantry/pins/group/pytest-" + hashlib.sha256(newer_set.encode()).hexdigest()[:12]
         self.assertIn(f"app: group pytest: made branch {newer} (2 upgrades)", r.stdout.splitlines(),
                       r.stdout)
         self.assertIn(f"    superseded {group}: deleted its branch", r.stdout.splitlines(), r.stdout)

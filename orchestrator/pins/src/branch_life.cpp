@@ -136,7 +136,7 @@ std::vector<std::string> older_upgrades(const std::vector<std::string>& heads,
 
 std::vector<std::string> other_group_branches(const std::vector<std::string>& heads,
                                               std::string_view group, std::string_view branch) {
-  const std::string start = std::string(kPrefix) + "group-" + std::string(group) + "-";
+  const std::string start = std::string(kPrefix) + "group/" + std::string(group) + "-";
   constexpr std::size_t kHashDigits = 12;
   std::vector<std::string> out;
   for (const auto& head : heads) {

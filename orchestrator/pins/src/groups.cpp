@@ -59,7 +59,7 @@ std::string group_branch(std::string_view group, const std::vector<const pin_pla
   std::string joined;
   for (const auto& l : lines)
     joined += l;
-  return "pantry/pins/group-" + std::string(group) + "-" +
+  return "pantry/pins/group/" + std::string(group) + "-" +
          cache::digest::of(joined).hex().substr(0, 12);
 }
 

@@ -290,7 +290,7 @@ struct pins_repository {
 };
 
 // Upgrades whose names match `match` (glob_match on PEP 503-normalized names) go into one patch,
-// on the branch pantry/pins/group-<name>-<hash of its upgrades>.
+// on the branch pantry/pins/group/<name>-<hash of its upgrades>.
 struct pins_group {
   std::string name;   // is_ci_name(); unique
   std::string match;  // a glob, e.g. "pytest*"

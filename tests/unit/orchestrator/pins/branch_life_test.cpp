@@ -138,19 +138,22 @@ TEST(BranchLifeTest, OnlyOlderUpgradesOfTheSameProjectAreSuperseded) {
 
 TEST(BranchLifeTest, OtherGroupBranchesAreTheGroupsOwnButTheProposedOne) {
   const std::vector<std::string> heads = {
-      "pantry/pins/group-pytest-0123456789ab",      // the group's older set
-      "pantry/pins/group-pytest-ba9876543210",      // the one proposed now
-      "pantry/pins/group-pytest-extra-0123456789",  // group pytest-extra's
-      "pantry/pins/group-pytest-0123456789abc",     // not a hash of 12
-      "pantry/pins/group-pytest-0123456789AB",      // not lower-case hex
+      "pantry/pins/group/pytest-0123456789ab",      // the group's older set
+      "pantry/pins/group/pytest-ba9876543210",      // the one proposed now
+      "pantry/pins/group/pytest-extra-0123456789",  // group pytest-extra's
+      "pantry/pins/group/pytest-0123456789abc",     // not a hash of 12
+      "pantry/pins/group/pytest-0123456789AB",      // not lower-case hex
       "pantry/pins/pytest-8.0",
+      // Project group-pytest's CalVer 202312011234: twelve hex digits, a project's branch all the
+      // same (a group's is under pantry/pins/group/, which no project's can be).
+      "pantry/pins/group-pytest-202312011234",
       "main",
   };
-  EXPECT_EQ(other_group_branches(heads, "pytest", "pantry/pins/group-pytest-ba9876543210"),
-            (std::vector<std::string>{"pantry/pins/group-pytest-0123456789ab"}));
-  EXPECT_EQ(other_group_branches(heads, "pytest-extra", "pantry/pins/group-pytest-extra-x"),
+  EXPECT_EQ(other_group_branches(heads, "pytest", "pantry/pins/group/pytest-ba9876543210"),
+            (std::vector<std::string>{"pantry/pins/group/pytest-0123456789ab"}));
+  EXPECT_EQ(other_group_branches(heads, "pytest-extra", "pantry/pins/group/pytest-extra-x"),
             (std::vector<std::string>{}));
-  EXPECT_TRUE(other_group_branches(heads, "lint", "pantry/pins/group-lint-0123456789ab").empty());
+  EXPECT_TRUE(other_group_branches(heads, "lint", "pantry/pins/group/lint-0123456789ab").empty());
 }
 
 }  // namespace

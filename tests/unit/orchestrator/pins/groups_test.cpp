@@ -67,7 +67,7 @@ TEST(GroupsTest, TheBranchNamesTheGroupAndTheSetOfVersions) {
   const pin_plan a = upgrade(doc, 0, "8.0", 'c');
   const pin_plan b = upgrade(doc, 1, "5.0", 'd');
   const std::string name = group_branch("pytest", {&a, &b});
-  EXPECT_THAT(name, MatchesRegex("pantry/pins/group-pytest-[0-9a-f]{12}"));
+  EXPECT_THAT(name, MatchesRegex("pantry/pins/group/pytest-[0-9a-f]{12}"));
   // The same versions in another order are the same branch; another version is another one.
   EXPECT_EQ(group_branch("pytest", {&b, &a}), name);
   const pin_plan newer = upgrade(doc, 1, "5.1", 'd');
@@ -75,7 +75,7 @@ TEST(GroupsTest, TheBranchNamesTheGroupAndTheSetOfVersions) {
   EXPECT_NE(group_branch("pytest", {&a}), name);
   // The hash is of the versions only: another group of them differs in its name alone.
   EXPECT_EQ(group_branch("tests", {&a, &b}),
-            "pantry/pins/group-tests-" + name.substr(name.size() - 12));
+            "pantry/pins/group/tests-" + name.substr(name.size() - 12));
 }
 
 TEST(GroupsTest, EveryUpgradeOfAFileEditsTheSameDocumentInTurn) {

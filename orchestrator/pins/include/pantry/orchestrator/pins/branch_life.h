@@ -103,9 +103,9 @@ std::vector<std::string> older_upgrades(const std::vector<std::string>& heads,
                                         const registry::pypi::version& version);
 
 // The other branches of group `group` among `heads` (origin's branch names): every
-// "pantry/pins/group-<group>-<12 hex digits>" (groups.h's group_branch()) but `branch`, the one a
+// "pantry/pins/group/<group>-<12 hex digits>" (groups.h's group_branch()) but `branch`, the one a
 // bump proposes now. A group has one branch per run, so the others are of versions that are not
-// the newest any more. "group-a-b-<hash>", a branch of group a-b, is not taken for one of a. In
+// the newest any more. "group/a-b-<hash>", a branch of group a-b, is not taken for one of a. In
 // the order of `heads`.
 std::vector<std::string> other_group_branches(const std::vector<std::string>& heads,
                                               std::string_view group, std::string_view branch);

@@ -31,7 +31,7 @@ struct grouped_upgrade {
   pin_plan plan;
 };
 
-// The branch of `group`'s upgrades `plans`: "pantry/pins/group-<group>-<12 hex digits>", the
+// The branch of `group`'s upgrades `plans`: "pantry/pins/group/<group>-<12 hex digits>", the
 // digits the start of the sha256 of the sorted, distinct "name==version\n" lines of every pin the
 // plans set (their changes, co-upgrades and added pins): the same set of versions is the same
 // branch on every run, a new version is a new branch.
